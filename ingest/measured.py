@@ -1,0 +1,88 @@
+"""What was measured on one ECG: the grounding features, as plain typed values.
+
+These are the numbers GEM and ECG-R1 ground their reasoning on, the numbers the protocol
+reader applies its thresholds to, the numbers the HL7 draft reports as coded OBX and the
+numbers the review page shows beside what the interpreter claimed. `ingest.features`
+computes them; this module only says what they are, so readers of the numbers do not
+depend on how they were measured.
+
+Units: milliseconds, millivolts, beats per minute, degrees. `None` means "not measured
+reliably" and must be shown as such, never as zero.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from ingest.ecg import Measurements
+
+
+class BeatFeatures(BaseModel):
+    """One beat in one lead (or the lead's median beat)."""
+
+    rr_ms: float | None = None  # interval to the previous beat
+    p_amp_mv: float | None = None  # signed, relative to the PR baseline
+    p_dur_ms: float | None = None
+    pr_ms: float | None = None  # P onset to QRS onset
+    q_amp_mv: float | None = None  # depth of the Q wave, positive number; 0 when absent
+    q_dur_ms: float | None = None
+    r_amp_mv: float | None = None  # height of the tallest positive QRS deflection
+    s_amp_mv: float | None = None  # depth of the deepest negative deflection after R, positive
+    qrs_amp_mv: float | None = None  # peak-to-peak QRS amplitude
+    qrs_net_mv: float | None = None  # R minus S (signed), for the axis
+    qrs_dur_ms: float | None = None
+    t_amp_mv: float | None = None  # signed
+    t_dur_ms: float | None = None
+    st_dur_ms: float | None = None  # J point to T onset
+    st_level_mv: float | None = None  # at J + 60 ms, relative to the PR baseline
+    st_slope_mv_per_s: float | None = None
+    st_form: str | None = None  # "upsloping" | "horizontal" | "downsloping"
+    qt_ms: float | None = None
+    qtc_ms: float | None = None
+
+
+class LeadFeatures(BaseModel):
+    lead: str
+    beats: list[BeatFeatures] = Field(default_factory=list)
+    median: BeatFeatures = Field(default_factory=BeatFeatures)  # over the lead's beats
+    qrs_morphology: str | None = None  # e.g. "QS", "rS", "Rs", "rSR'", "qR"
+    p_notched: bool | None = None
+    p_terminal_negative_mv: float | None = None  # depth of a biphasic P's negative part (V1)
+
+
+class Voltages(BaseModel):
+    """The voltages the protocol's hypertrophy and low-voltage criteria use, in mV."""
+
+    s_v1_mv: float | None = None
+    r_v5_mv: float | None = None
+    r_v6_mv: float | None = None
+    r_i_mv: float | None = None
+    r_avl_mv: float | None = None
+    sokolow_lyon_mv: float | None = None  # S(V1) + max(R(V5), R(V6))
+    limb_qrs_max_mv: float | None = None  # largest peak-to-peak QRS over limb leads
+    precordial_qrs_max_mv: float | None = None  # largest peak-to-peak QRS over V1-V6
+
+
+class Rhythm(BaseModel):
+    beat_count: int = 0
+    rr_mean_ms: float | None = None
+    rr_sd_ms: float | None = None
+    rr_cv: float | None = None  # coefficient of variation of RR
+    regular: bool | None = None
+    p_wave_fraction: float | None = None  # share of beats with a P wave before the QRS
+    p_positive_in: list[str] = Field(default_factory=list)  # leads whose median P is positive
+    p_negative_in: list[str] = Field(default_factory=list)
+
+
+class GroundingFeatures(BaseModel):
+    """Everything measured on one ECG."""
+
+    global_: Measurements = Field(default_factory=Measurements, alias="global")
+    rhythm: Rhythm = Field(default_factory=Rhythm)
+    voltages: Voltages = Field(default_factory=Voltages)
+    leads: dict[str, LeadFeatures] = Field(default_factory=dict)
+    st_deviation_mv: dict[str, float] = Field(default_factory=dict)  # lead -> ST level at J+60
+    leads_measured: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)  # e.g. "no T end found in V2"
+
+    model_config = {"populate_by_name": True}

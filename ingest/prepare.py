@@ -1,0 +1,59 @@
+"""From a canonical `Ecg` to a `PreparedEcg`: what the interpreters need, computed once on CPU.
+
+    Ecg --(resample to 500 Hz, fix a 10 s window)--> model_signal (12 x 5000, mV)
+        --(render the 12-lead paper layout)------> image (PIL, in memory)
+        --(delineate and measure)----------------> features (GroundingFeatures)
+
+A scanned PDF has no signal: its page image is the image, and there are no features.
+Rendering stays in memory (the model takes the PIL image directly); PNG files are
+written only for people (the review page, `ecg-worklist render`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ingest.ecg import Ecg
+from ingest.measured import GroundingFeatures
+
+
+@dataclass
+class PreparedEcg:
+    ecg: Ecg
+    model_signal: np.ndarray | None  # (12, 5000) float32 mV in STANDARD_LEADS order, or None
+    image: Any  # PIL.Image.Image: the rendered 12-lead, or the PDF's first page
+    features: GroundingFeatures | None  # None when there is no signal to measure
+    window_note: str = ""  # how the 10 s window was taken (padding/cropping policy applied)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def modalities(self) -> list[str]:
+        """What an interpreter can be given: the signal, the image, or both."""
+        present = []
+        if self.model_signal is not None:
+            present.append("ecg")
+        if self.image is not None:
+            present.append("image")
+        return present
+
+
+def prepare(ecg: Ecg) -> PreparedEcg:
+    """Prepare one ECG for interpretation. Raises `IngestError` for unusable signals."""
+    # Imported here so that reading `PreparedEcg` does not pull in the renderer.
+    from ingest.features import measure
+    from ingest.render import render_12lead
+    from ingest.signal import to_model_window
+
+    if ecg.signal is None:
+        page = ecg.pages[0] if ecg.pages else None
+        return PreparedEcg(ecg=ecg, model_signal=None, image=page, features=None,
+                           notes=["no signal in source: image-only interpretation"])
+
+    window = to_model_window(ecg)
+    features = measure(window.signal, window.sampling_rate_hz)
+    image = render_12lead(window.signal, window.sampling_rate_hz)
+    return PreparedEcg(ecg=ecg, model_signal=window.signal, image=image, features=features,
+                       window_note=window.note)

@@ -1,0 +1,1 @@
+"""reports: see README.md for this stage of the ECG's journey."""

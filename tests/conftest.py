@@ -1,0 +1,83 @@
+"""Shared test fixtures: the real PostgreSQL and Redis servers, and sample ECG files.
+
+Tests that need a service talk to the real server. When it cannot be reached, the test
+is skipped on a developer's machine but FAILS under CI=true: CI must never go green
+because a service was missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+POSTGRES_ADMIN_URL = os.environ.get("ECGWL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_TEST_URL = os.environ.get("ECGWL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip locally, fail under CI, when a service the test needs is not there."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (CI=true: services are required, see scripts/test.sh)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    import sqlalchemy as sa
+
+    name = f"ecgwl_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database number of its own for one test, flushed before and after."""
+    require_service("Redis", "127.0.0.1", 6379)
+    import redis
+
+    # Databases 1-15 are shared by concurrent test runs; pick one at random and own it.
+    db = 1 + uuid.uuid4().int % 15
+    url = f"{REDIS_TEST_URL}/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def mortara_dicom_path() -> Path:
+    """The real Mortara ELI 250 12-lead ECG that ships with pydicom (1000 Hz, 10 s)."""
+    from pydicom.data import get_testdata_file
+
+    return Path(get_testdata_file("waveform_ecg.dcm"))

@@ -1,0 +1,1 @@
+"""training: see README.md for this stage of the ECG's journey."""

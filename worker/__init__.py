@@ -1,0 +1,1 @@
+"""worker: see README.md for this stage of the ECG's journey."""

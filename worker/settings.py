@@ -1,0 +1,73 @@
+"""The one configuration object of ecg-worklist, read from the environment at the edges.
+
+Every setting is an environment variable with the prefix `ECGWL_` (for example
+`ECGWL_DATABASE_URL`). Processes read `Settings()` once in their entry point and pass
+what each function needs down as arguments: no module reads the environment itself.
+Secrets (database password, session key) come from the environment only, never from a
+file in the repository.
+
+With nothing set, everything is embedded: SQLite under `var/`, tasks run in-process
+(no broker), the protocol reader or the bundled demo model interprets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ECGWL_", env_file=None, extra="ignore")
+
+    # Where everything the system writes lives, unless a path below says otherwise.
+    data_dir: Path = Path("var")
+
+    # Database: SQLite file under data_dir when unset; Postgres in production,
+    # e.g. postgresql+psycopg://ecg@db/ecgworklist
+    database_url: str | None = None
+    # Broker: None means "run tasks in-process" (the embedded default).
+    redis_url: str | None = None
+
+    # Ingest
+    inbox_dirs: list[Path] = Field(default_factory=lambda: [Path("var/inbox")])
+    stable_seconds: float = 2.0  # a file is complete when size+mtime did not change this long
+    poll_seconds: float = 1.0
+    reconcile_after_seconds: float = 600.0  # re-enqueue a study stuck in a queued state this long
+
+    # Interpretation
+    interpreter: Literal["protocol", "model"] = "protocol"
+    model_path: str | None = None  # hub id or folder; None = the bundled demo model
+    ecg_tower_path: str | None = None  # separate ECG tower weights, where a checkpoint lacks them
+    engine: Literal["hf", "vllm"] = "hf"
+    interpret_batch_size: int = 64
+    max_new_tokens: int = 2048
+
+    # Reports
+    sending_facility: str = "ECGWL"
+    receiving_facility: str = "HIS"
+    draft_result_status: Literal["P", "R"] = "P"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def outbound_dir(self) -> Path:
+        return self.data_dir / "outbound"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ecg-worklist.sqlite3').resolve()}"
