@@ -1,0 +1,27 @@
+"""The `ecg-worklist` command line: one entry point for every process and tool.
+
+Each stage registers its own commands in a small module beside this one, so this file
+stays a table of contents:
+
+    cli_ingest   inspect FILE, render FILE, read FILE          (look at one ECG)
+    cli_db       db upgrade/downgrade, audit verify            (schema and audit trail)
+    cli_pipeline watch, batch, worker, reconcile, demo         (the worklist itself)
+    cli_review   review serve, users add, deliver              (sign-off and HL7 delivery)
+    cli_train    train ...                                     (the bundled training pipeline)
+"""
+
+from __future__ import annotations
+
+import click
+
+from worker import cli_db, cli_ingest, cli_pipeline, cli_review, cli_train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """ecg-worklist: offline batch worklist for 12-lead ECGs (drafts need a cardiologist's signature)."""
+
+
+for module in (cli_ingest, cli_db, cli_pipeline, cli_review, cli_train):
+    for command in module.commands:
+        main.add_command(command)
