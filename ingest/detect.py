@@ -1,0 +1,221 @@
+"""What kind of ECG file is this, and is all of it there yet? Decided by content.
+
+    detect_format(path)          DICOM | WFDB | PDF, or None for anything else
+    wfdb_companion_files(hea)    the signal files (.dat/.mat) a WFDB header names
+    missing_companion_files(hea) what is still missing or too short, in words
+    is_record_complete(hea)      True when every companion is there at its full size
+    wfdb_header_for(path)        the header a .dat/.mat file belongs to, if any
+    sidecar_path(path)           the optional `<file>.json` demographics sidecar
+
+The folder watcher uses the WFDB helpers to wait until a record's header and signal
+files have all arrived (a header without its .dat is not yet an ECG) and to archive
+them together.
+
+Content rules:
+- DICOM: the 128-byte preamble followed by "DICM", or (for files written without the
+  preamble) a dataset that starts with a group 0002/0008 element and parses to a
+  SOP Class UID.
+- PDF: "%PDF-" within the first 1024 bytes (readers accept leading junk up to there).
+- WFDB: a `.hea` file of text whose first non-comment line is a record line
+  `name[/segments] nsig [fs [nsamp ...]]`, followed by at least nsig signal lines.
+  (The extension matters here too: `wfdb` finds a record by its `.hea` name.)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.ecg import SourceFormat
+
+_HEAD_BYTES = 1024
+_MAX_HEADER_BYTES = 256 * 1024  # a WFDB header is text; anything bigger is not one
+
+_RECORD_LINE = re.compile(
+    r"^(?P<name>[\w.\-]+)(?:/(?P<segments>\d+))?\s+(?P<nsig>\d+)"
+    r"(?:\s+(?P<fs>[0-9.eE+\-]+)(?:/[0-9.eE+\-]+)?(?:\([0-9.eE+\-]+\))?"
+    r"(?:\s+(?P<nsamp>\d+))?)?(?:\s+.*)?$"
+)
+_SIGNAL_FORMAT = re.compile(r"^(?P<fmt>\d+)(?:x\d+)?(?::\d+)?(?:\+(?P<offset>\d+))?$")
+# Bytes per sample of the fixed-width WFDB formats (212/310/311 pack several samples).
+_BYTES_PER_SAMPLE = {"8": 1.0, "16": 2.0, "61": 2.0, "80": 1.0, "160": 2.0, "212": 1.5,
+                     "24": 3.0, "32": 4.0, "310": 4 / 3, "311": 4 / 3}
+
+
+def detect_format(path: Path) -> SourceFormat | None:
+    """The format of the file at `path` judged by its content, or None if it is none of ours."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_HEAD_BYTES)
+    except OSError:
+        return None
+    if not head:
+        return None
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return SourceFormat.DICOM
+    if b"%PDF-" in head:
+        return SourceFormat.PDF
+    if path.suffix.lower() == ".hea" and parse_wfdb_header(path) is not None:
+        return SourceFormat.WFDB
+    if _looks_like_raw_dicom(path, head):
+        return SourceFormat.DICOM
+    return None
+
+
+def _looks_like_raw_dicom(path: Path, head: bytes) -> bool:
+    """A DICOM dataset without preamble: starts with a (0002,xxxx) or (0008,xxxx) element."""
+    if len(head) < 8 or head[0:2] not in (b"\x02\x00", b"\x08\x00"):
+        return False
+    import pydicom  # here, so that detecting a PDF or WFDB file does not load pydicom
+
+    try:
+        dataset = pydicom.dcmread(path, force=True, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except Exception:  # any parse failure just means "not DICOM"
+        return False
+    uid = str(dataset.get("SOPClassUID", "") or dataset.file_meta.get("MediaStorageSOPClassUID", ""))
+    return bool(re.fullmatch(r"[0-9]+(\.[0-9]+)+", uid))
+
+
+@dataclass(frozen=True)
+class WfdbSignalFile:
+    """One signal file named by a WFDB header, and the byte count its header implies."""
+
+    path: Path
+    expected_bytes: int | None  # None when the format or sample count does not tell
+
+
+@dataclass(frozen=True)
+class WfdbHeader:
+    """The parts of a WFDB header the watcher and the reader need before touching signals."""
+
+    record_name: str
+    segments: int | None  # set for multi-segment records
+    nsig: int
+    fs: float | None
+    nsamp: int | None
+    signal_files: list[WfdbSignalFile]
+    segment_names: list[str]
+
+
+def _content_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def parse_wfdb_header(header: Path) -> WfdbHeader | None:
+    """The record line and signal files of a WFDB header; None if the file is not one."""
+    try:
+        raw = header.read_bytes()[: _MAX_HEADER_BYTES + 1]
+    except OSError:
+        return None
+    if len(raw) > _MAX_HEADER_BYTES or b"\x00" in raw:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    lines = _content_lines(text)
+    if not lines or (match := _RECORD_LINE.match(lines[0])) is None:
+        return None
+    nsig = int(match["nsig"])
+    segments = int(match["segments"]) if match["segments"] else None
+    body = lines[1:]
+    if segments is not None:
+        if len(body) < segments:
+            return None
+        return WfdbHeader(match["name"], segments, nsig, _float(match["fs"]), _int(match["nsamp"]),
+                          signal_files=[], segment_names=[line.split()[0] for line in body[:segments]])
+    if len(body) < nsig:
+        return None
+    nsamp = _int(match["nsamp"])
+    files = _signal_files(header.parent, body[:nsig], nsamp)
+    if files is None:
+        return None
+    return WfdbHeader(match["name"], None, nsig, _float(match["fs"]), nsamp, files, [])
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value else None
+
+
+def _signal_files(folder: Path, signal_lines: list[str], nsamp: int | None) -> list[WfdbSignalFile] | None:
+    """Group the signal lines by file; None if a line is not a signal line."""
+    by_file: dict[str, list[tuple[str, int]]] = {}
+    for line in signal_lines:
+        tokens = line.split()
+        if len(tokens) < 2 or (fmt := _SIGNAL_FORMAT.match(tokens[1])) is None:
+            return None
+        by_file.setdefault(tokens[0], []).append((fmt["fmt"], int(fmt["offset"] or 0)))
+    files = []
+    for name, signals in by_file.items():
+        if name == "~":  # "no file": a signal with no samples stored
+            continue
+        formats = {fmt for fmt, _ in signals}
+        offset = max(offset for _, offset in signals)
+        expected = None
+        if nsamp and len(formats) == 1 and (width := _BYTES_PER_SAMPLE.get(formats.pop())):
+            expected = offset + math.ceil(nsamp * len(signals) * width)
+        files.append(WfdbSignalFile(folder / name, expected))
+    return files
+
+
+def wfdb_companion_files(header: Path) -> list[Path]:
+    """The files a WFDB header needs beside it: signal files (.dat/.mat), or segment headers."""
+    parsed = parse_wfdb_header(header)
+    if parsed is None:
+        return []
+    if parsed.segments is not None:
+        return [header.parent / f"{name}.hea" for name in parsed.segment_names if name != "~"]
+    return [signal_file.path for signal_file in parsed.signal_files]
+
+
+def missing_companion_files(header: Path) -> list[str]:
+    """Why a WFDB record is not complete yet: one line per missing or short file."""
+    parsed = parse_wfdb_header(header)
+    if parsed is None:
+        return [f"{header.name} is not a WFDB header"]
+    if parsed.segments is not None:
+        return [f"segment header {path.name} is missing" for path in wfdb_companion_files(header)
+                if not path.is_file()]
+    problems = []
+    for signal_file in parsed.signal_files:
+        if not signal_file.path.is_file():
+            problems.append(f"signal file {signal_file.path.name} named in the header is missing")
+            continue
+        size = signal_file.path.stat().st_size
+        if signal_file.expected_bytes is not None and size < signal_file.expected_bytes:
+            problems.append(f"signal file {signal_file.path.name} is truncated "
+                            f"({size} bytes, the header implies {signal_file.expected_bytes})")
+    return problems
+
+
+def is_record_complete(header: Path) -> bool:
+    """True when every companion file of the WFDB record is present at its full size."""
+    return not missing_companion_files(header)
+
+
+def wfdb_header_for(path: Path) -> Path | None:
+    """The `.hea` in the same folder that names `path` as its signal file, if any."""
+    same_stem = path.with_suffix(".hea")
+    candidates = [same_stem] if same_stem.is_file() else []
+    candidates += sorted(p for p in path.parent.glob("*.hea") if p != same_stem)
+    for candidate in candidates:
+        if any(companion.name == path.name for companion in wfdb_companion_files(candidate)):
+            return candidate
+    return None
+
+
+def sidecar_path(path: Path) -> Path | None:
+    """The JSON demographics sidecar of a source file, if any: `<file>.json`, else `<stem>.json`."""
+    for candidate in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
+        if candidate != path and candidate.is_file():
+            return candidate
+    return None

@@ -1,0 +1,204 @@
+"""Demographics from text: `Label: value` fields of a PDF's text layer, WFDB header comments,
+and the optional JSON sidecar file that any source may carry.
+
+Dates are parsed only when they are unambiguous: `03/04/1970` could be March or April,
+so it is left empty (with a note) rather than guessed. A person can fill it in; a wrong
+birth date on a report cannot be taken back.
+
+The sidecar is `<file>.json` (for example `scan.pdf.json`, or `scan.json`): a JSON
+object with any of the `Demographics` fields. It fills fields the source itself lacks;
+when it names a different patient id than the source, the file is rejected, because
+one of the two is wrong and a report must never go to the wrong patient.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ingest.detect import sidecar_path
+from ingest.ecg import Demographics, Sex
+from ingest.errors import IngestError
+
+_MONTHS = {m: i for i, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
+
+
+def parse_sex(text: str | None) -> Sex:
+    """M/F/O from the usual spellings (`Male`, `f`, `Female`, `W` for weiblich...)."""
+    if not text:
+        return Sex.UNKNOWN
+    word = text.strip().lower()
+    if word in {"m", "male", "man", "masculino", "maschio", "männlich"}:
+        return Sex.MALE
+    if word in {"f", "female", "woman", "w", "femenino", "femmina", "weiblich"}:
+        return Sex.FEMALE
+    if word in {"o", "other"}:
+        return Sex.OTHER
+    return Sex.UNKNOWN
+
+
+def _safe_date(year: int, month: int, day: int) -> dt.date | None:
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
+
+
+def parse_date(text: str) -> dt.date | None:
+    """A date from ISO, compact, dotted (D.M.Y), month-name or unambiguous slashed forms."""
+    text = text.strip()
+    if m := re.match(r"(\d{4})-(\d{1,2})-(\d{1,2})\b", text):
+        return _safe_date(int(m[1]), int(m[2]), int(m[3]))
+    if m := re.fullmatch(r"(\d{4})(\d{2})(\d{2})", text):
+        return _safe_date(int(m[1]), int(m[2]), int(m[3]))
+    if m := re.match(r"(\d{1,2})\.(\d{1,2})\.(\d{4})\b", text):  # European D.M.Y
+        return _safe_date(int(m[3]), int(m[2]), int(m[1]))
+    if m := re.match(r"(\d{1,2})[-\s]([A-Za-z]{3})[a-z]*[-\s,]+(\d{4})\b", text):  # 02-Jan-1970
+        month = _MONTHS.get(m[2].lower())
+        return _safe_date(int(m[3]), month, int(m[1])) if month else None
+    if m := re.match(r"([A-Za-z]{3})[a-z]*\.?\s+(\d{1,2}),?\s+(\d{4})\b", text):  # Jan 2, 1970
+        month = _MONTHS.get(m[1].lower())
+        return _safe_date(int(m[3]), month, int(m[2])) if month else None
+    if m := re.match(r"(\d{1,2})/(\d{1,2})/(\d{4})\b", text):
+        first, second, year = int(m[1]), int(m[2]), int(m[3])
+        if first > 12 >= second:
+            return _safe_date(year, second, first)  # day first
+        if second > 12 >= first:
+            return _safe_date(year, first, second)  # month first
+        if first == second:
+            return _safe_date(year, first, second)
+        return None  # ambiguous: both could be the month
+    return None
+
+
+def parse_datetime(text: str) -> dt.datetime | None:
+    """A date (as `parse_date`) optionally followed by a time `HH:MM[:SS]`."""
+    date = parse_date(text)
+    if date is None:
+        return None
+    time = re.search(r"(?:T|\s)(\d{1,2}):(\d{2})(?::(\d{2}))?", text)
+    if time is None:
+        return dt.datetime(date.year, date.month, date.day)
+    hour, minute, second = int(time[1]), int(time[2]), int(time[3] or 0)
+    if hour > 23 or minute > 59 or second > 59:
+        return dt.datetime(date.year, date.month, date.day)
+    return dt.datetime(date.year, date.month, date.day, hour, minute, second)
+
+
+_IGNORED = "_ignored"
+# Field labels as ECG management systems print them; longer labels first so that
+# "Patient ID" wins over "ID" and "Birth date" over "Date".
+_LABELS: dict[str, tuple[str, ...]] = {
+    "patient_name": ("patient name", "name"),
+    "patient_id": ("patient id", "mrn", "pid", "id"),
+    "birth_date": ("date of birth", "birth date", "birthdate", "dob"),
+    "sex": ("sex", "gender"),
+    "age": ("age",),
+    "accession": ("accession number", "accession no", "accession #", "accession"),
+    "acquired": ("acquisition date", "acquired", "acquisition", "recorded", "date"),
+    # Labels that look like the ones above but name someone or something else: matched so
+    # that "Device ID: 7" is not read as a patient id, and so that they end the value before.
+    _IGNORED: ("physician name", "referring physician", "ordering physician", "physician",
+               "technician", "operator", "confirmed by", "confirmed", "device id", "device",
+               "study id", "order id", "visit id", "encounter id", "location", "room", "ward",
+               "print date", "printed", "report date"),
+}
+_LABEL_TO_FIELD = {label: name for name, labels in _LABELS.items() for label in labels}
+_LABEL_PATTERN = re.compile(
+    r"(?<![A-Za-z])(" + "|".join(re.escape(label) for label in sorted(_LABEL_TO_FIELD, key=len, reverse=True))
+    + r")\s*[:#]\s*",
+    re.IGNORECASE,
+)
+
+
+def labelled_fields(text: str) -> dict[str, str]:
+    """`{field: value}` for every known `Label: value` in the text (first occurrence wins).
+
+    A value runs to the end of its line or to the next known label, since text layers
+    often put several fields on one line ("Name: DOE^JANE ID: 123 DOB: 1970-01-02").
+    """
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        matches = list(_LABEL_PATTERN.finditer(line))
+        for this, following in zip(matches, [*matches[1:], None], strict=True):
+            end = following.start() if following else len(line)
+            value = line[this.end():end].strip(" \t,;|")
+            name = _LABEL_TO_FIELD[this[1].lower()]
+            if value and name != _IGNORED and name not in fields:
+                fields[name] = value
+    return fields
+
+
+def demographics_from_text(text: str) -> tuple[Demographics, list[str]]:
+    """Demographics found in free text (a PDF's text layer), and notes on what was unclear."""
+    fields = labelled_fields(text)
+    notes: list[str] = []
+    demographics = Demographics(
+        patient_id=fields.get("patient_id"),
+        patient_name=fields.get("patient_name"),
+        sex=parse_sex(fields.get("sex")),
+        accession=fields.get("accession"),
+    )
+    if "birth_date" in fields:
+        demographics.birth_date = parse_date(fields["birth_date"])
+        if demographics.birth_date is None:
+            notes.append("birth date in the text is ambiguous or unreadable; left empty")
+    if "acquired" in fields:
+        demographics.acquired_at = parse_datetime(fields["acquired"])
+        if demographics.acquired_at is None:
+            notes.append("acquisition date in the text is ambiguous or unreadable; left empty")
+    if "age" in fields and (m := re.match(r"(\d{1,3})\b", fields["age"])):
+        demographics.age_years = int(m[1])
+    return demographics, notes
+
+
+def demographics_from_comments(comments: list[str]) -> Demographics:
+    """Age and sex from WFDB header comments: `Age: 63`, `Sex: Male`, `<age>: 63 <sex>: M`."""
+    text = " ".join(comments)
+    demographics = Demographics()
+    if m := re.search(r"<?\bage>?\s*[:=]\s*(\d{1,3})\b", text, re.IGNORECASE):
+        demographics.age_years = int(m[1])
+    if m := re.search(r"<?\b(?:sex|gender)>?\s*[:=]\s*([A-Za-z]+)", text, re.IGNORECASE):
+        demographics.sex = parse_sex(m[1])
+    return demographics
+
+
+def read_sidecar(path: Path) -> Demographics | None:
+    """The sidecar's demographics, None without a sidecar; `IngestError` if it is unreadable."""
+    sidecar = sidecar_path(path)
+    if sidecar is None:
+        return None
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IngestError(path, f"sidecar {sidecar.name} is not readable JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise IngestError(path, f"sidecar {sidecar.name} is not a JSON object")
+    known = {key: value for key, value in data.items() if key in Demographics.model_fields}
+    if "sex" in known:
+        known["sex"] = parse_sex(str(known["sex"]))
+    try:
+        return Demographics.model_validate(known)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise IngestError(path, f"sidecar {sidecar.name} has invalid fields ({problems})") from exc
+
+
+def merge_demographics(primary: Demographics, fallback: Demographics, path: str | Path) -> Demographics:
+    """`primary`, with its empty fields filled from `fallback`.
+
+    Raises `IngestError` when both name a patient id and they differ.
+    """
+    if primary.patient_id and fallback.patient_id and primary.patient_id.strip() != fallback.patient_id.strip():
+        raise IngestError(path, "the sidecar names a different patient id than the file itself")
+    merged = primary.model_copy()
+    for name in Demographics.model_fields:
+        value = getattr(merged, name)
+        if value is None or value == Sex.UNKNOWN:
+            setattr(merged, name, getattr(fallback, name))
+    return merged

@@ -1,0 +1,90 @@
+"""PDF ECGs (exported reports and scans) to a canonical `Ecg` with page images and no signal.
+
+Each page is rendered with pypdfium2 (Apache-2.0/BSD; never PyMuPDF, AGPL, nor poppler,
+GPL) at a scale that makes it at most `MAX_PAGE_WIDTH_PX` wide, about 200 dpi for a
+letter or A4 page in landscape: enough for a person and for the image interpreter,
+whose input is capped far below that anyway. Demographics come from the text layer
+(`Label: value` fields) when the PDF has one; `ingest.read` fills the gaps from a
+JSON sidecar. Recovering the traces as a signal (vector paths or raster digitisation)
+is a later step: for now `signal` is None and interpretation is image-only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ingest.ecg import Ecg, SourceFormat
+from ingest.errors import IngestError
+from ingest.readers.demographics import demographics_from_text
+
+MAX_PAGE_WIDTH_PX = 2200
+MAX_SCALE = 300 / 72  # never beyond 300 dpi, even for a small page
+MAX_PAGES = 20  # an ECG report has a few pages; hundreds mean a wrong file in the inbox
+
+_PDFIUM_PASSWORD_ERROR = 4  # FPDF_ERR_PASSWORD
+
+
+def read_pdf(path: Path) -> Ecg:
+    """Render every page of an ECG PDF and read the demographics of its text layer."""
+    import pypdfium2 as pdfium  # here, so that reading other formats does not load pdfium
+
+    try:
+        document = pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as exc:
+        if getattr(exc, "err_code", None) == _PDFIUM_PASSWORD_ERROR:
+            raise IngestError(path, "password-protected PDF: cannot be opened without its password") from exc
+        raise IngestError(path, f"broken PDF ({exc})") from exc
+    try:
+        n_pages = len(document)
+        if n_pages == 0:
+            raise IngestError(path, "PDF has no pages")
+        if n_pages > MAX_PAGES:
+            raise IngestError(path, f"PDF has {n_pages} pages; an ECG report has at most {MAX_PAGES}")
+        pages, texts = [], []
+        for index in range(n_pages):
+            image, text = _render_page(document[index], index, path)
+            pages.append(image)
+            texts.append(text)
+    finally:
+        document.close()
+
+    text = "\n".join(texts)
+    demographics, notes = demographics_from_text(text)
+    provenance = {
+        "reader": "pdf",
+        "pages": str(len(pages)),
+        "text_layer": "yes" if text.strip() else "no",
+    }
+    if notes:
+        provenance["demographics_notes"] = "; ".join(notes)
+    return Ecg(
+        source_format=SourceFormat.PDF,
+        source_path=str(path),
+        signal=None,
+        pages=pages,
+        demographics=demographics,
+        provenance=provenance,
+    )
+
+
+def _render_page(page: Any, index: int, path: Path) -> tuple[Any, str]:
+    """One page as an RGB PIL image, and its text layer ("" for a scan)."""
+    try:
+        width, _height = page.get_size()
+        if width <= 0:
+            raise IngestError(path, f"page {index + 1} has no size")
+        scale = min(MAX_PAGE_WIDTH_PX / width, MAX_SCALE)
+        image = page.render(scale=scale).to_pil().convert("RGB")
+        textpage = page.get_textpage()
+        try:
+            text = textpage.get_text_range()
+        finally:
+            textpage.close()
+    except IngestError:
+        raise
+    except Exception as exc:  # pdfium reports damaged page content in several ways
+        raise IngestError(path, f"page {index + 1} could not be rendered ({exc})") from exc
+    finally:
+        page.close()
+    return image, text.replace("\r\n", "\n").replace("\r", "\n")

@@ -1,0 +1,93 @@
+"""WFDB records (PhysioNet: PTB-XL, MIMIC-IV-ECG, CinC .mat records...) to a canonical `Ecg`.
+
+The record is read from local files only (`wfdb.rdrecord` on the header's path; never
+`pn_dir`, which downloads). Formats 16 and 212 in `.dat` files, and format 16 with a
+byte offset in `.mat` files, are the common ones; `wfdb` applies each channel's gain and
+baseline (`p_signal`), and this reader converts the channel's units to millivolts.
+
+Leads follow the lead rule of `ingest.readers.leads` (I, II, V1-V6 required; III, aVR,
+aVL, aVF derived when missing; anything less is rejected). Age and sex come from the
+header comments; the acquisition time from the record line's base date and time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+
+from ingest.detect import missing_companion_files, parse_wfdb_header
+from ingest.ecg import Ecg, SourceFormat
+from ingest.errors import IngestError
+from ingest.readers.demographics import demographics_from_comments
+from ingest.readers.leads import assemble_12_lead, normalize_lead_name
+
+# Physical units a lead may be stored in, and the factor that turns them into mV.
+_TO_MILLIVOLT = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "nv": 1e-6, "v": 1e3}
+
+
+def units_to_mv(units: str) -> float | None:
+    """The factor from a WFDB units string to millivolts; None for non-voltage units."""
+    return _TO_MILLIVOLT.get(units.strip().lower())
+
+
+def read_wfdb(path: Path) -> Ecg:
+    """Read the WFDB record whose header is `path` (a `.hea` file)."""
+    import wfdb  # here, so that reading other formats does not import wfdb (and pandas)
+
+    header = parse_wfdb_header(path)
+    if header is None:
+        raise IngestError(path, "not a WFDB header")
+    if header.segments is not None:
+        raise IngestError(path, f"multi-segment WFDB records are not supported ({header.segments} segments)")
+    problems = missing_companion_files(path)
+    if problems:
+        raise IngestError(path, "; ".join(problems))
+
+    try:
+        record = wfdb.rdrecord(str(path.with_suffix("")), physical=True)
+    except Exception as exc:  # wfdb raises many types for malformed records
+        raise IngestError(path, f"WFDB record could not be read ({type(exc).__name__}: {exc})") from exc
+    if record.p_signal is None or record.p_signal.size == 0:
+        raise IngestError(path, "WFDB record has no samples")
+    if not record.fs or record.fs <= 0:
+        raise IngestError(path, "WFDB record has no sampling frequency")
+
+    names = [str(name) for name in (record.sig_name or [])]
+    units = [str(unit) for unit in (record.units or ["mV"] * len(names))]
+    signal = np.asarray(record.p_signal, dtype=np.float64).T.copy()
+    for channel, (name, unit) in enumerate(zip(names, units, strict=True)):
+        factor = units_to_mv(unit)
+        if factor is None:
+            if normalize_lead_name(name) is not None:
+                raise IngestError(path, f"lead {name} has units '{unit}', not a voltage")
+            continue  # not an ECG lead (e.g. blood pressure): dropped by the lead rule
+        signal[channel] *= factor
+    leads = assemble_12_lead(signal, names, path)
+
+    demographics = demographics_from_comments(list(record.comments or []))
+    demographics.acquired_at = _base_datetime(record.base_date, record.base_time)
+    provenance = {
+        "reader": "wfdb",
+        "record": record.record_name,
+        "formats": ",".join(sorted({str(fmt) for fmt in (record.fmt or [])})),
+        "units": ",".join(sorted(set(units))),
+        **leads.provenance(),
+    }
+    return Ecg(
+        source_format=SourceFormat.WFDB,
+        source_path=str(path),
+        signal=leads.signal,
+        sampling_rate_hz=float(record.fs),
+        lead_names=leads.lead_names,
+        demographics=demographics,
+        provenance=provenance,
+    )
+
+
+def _base_datetime(base_date: dt.date | None, base_time: dt.time | None) -> dt.datetime | None:
+    """The record's start, when the header gives both a date and a time."""
+    if base_date is None or base_time is None:
+        return None
+    return dt.datetime.combine(base_date, base_time)
