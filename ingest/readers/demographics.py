@@ -125,8 +125,8 @@ def labelled_fields(text: str) -> dict[str, str]:
     fields: dict[str, str] = {}
     for line in text.splitlines():
         matches = list(_LABEL_PATTERN.finditer(line))
-        for this, following in zip(matches, [*matches[1:], None], strict=True):
-            end = following.start() if following else len(line)
+        ends = [following.start() for following in matches[1:]] + [len(line)]
+        for this, end in zip(matches, ends[: len(matches)], strict=True):
             value = line[this.end():end].strip(" \t,;|")
             name = _LABEL_TO_FIELD[this[1].lower()]
             if value and name != _IGNORED and name not in fields:

@@ -34,7 +34,9 @@ def read_pdf(path: Path) -> Ecg:
     except pdfium.PdfiumError as exc:
         if getattr(exc, "err_code", None) == _PDFIUM_PASSWORD_ERROR:
             raise IngestError(path, "password-protected PDF: cannot be opened without its password") from exc
-        raise IngestError(path, f"broken PDF ({exc})") from exc
+        # pdfium refuses damaged files and files without pages alike (and its error code
+        # for the latter is whatever the previous failure left), so the reason names both.
+        raise IngestError(path, f"unreadable PDF, damaged or without pages ({exc})") from exc
     try:
         n_pages = len(document)
         if n_pages == 0:
