@@ -1,7 +1,110 @@
-"""Commands of `ecg-worklist` for this stage (see worker/cli.py for the table of contents)."""
+"""Commands of `ecg-worklist` for looking at one ECG file (see worker/cli.py for the table of contents).
+
+    ecg-worklist inspect FILE [--json]   what was read and measured, and what the device said
+    ecg-worklist render FILE -o out.png  the 12-lead image the interpreters see (a PDF: page 1)
+    ecg-worklist read FILE               the protocol reader's draft (awaits a cardiologist)
+
+A file that cannot be used exits with status 1 and prints `FILE: reason` on stderr, the
+same text the watcher writes beside a quarantined file.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import NoReturn
+
 import click
 
-commands: list[click.Command] = []
+from ingest.ecg import Ecg
+from ingest.errors import IngestError
+from ingest.inspect import format_summary, summarize
+from ingest.prepare import PreparedEcg
+from ingest.read import read_ecg
+
+# Preparation is written by other stages (ingest.signal, ingest.render, ingest.features);
+# until every one of them exists `inspect` still reads the file and shows measurements as null.
+_PREPARATION_MODULES = {"ingest.signal", "ingest.render", "ingest.features"}
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(message, err=True)
+    raise SystemExit(1)
+
+
+def _read(path: Path) -> Ecg:
+    try:
+        return read_ecg(path)
+    except IngestError as exc:
+        _fail(str(exc))
+
+
+def _prepare(ecg: Ecg) -> PreparedEcg | None:
+    """The prepared ECG; None while the preparation modules are not installed yet."""
+    from ingest.prepare import prepare
+
+    try:
+        return prepare(ecg)
+    except ModuleNotFoundError as exc:
+        if exc.name in _PREPARATION_MODULES:
+            return None
+        raise
+    except IngestError as exc:
+        _fail(str(exc))
+
+
+@click.command("inspect")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def inspect_command(file: Path, as_json: bool) -> None:
+    """Read FILE (DICOM, WFDB .hea or PDF), prepare it, and summarise what was found."""
+    ecg = _read(file)
+    prepared = _prepare(ecg)
+    summary = summarize(ecg, prepared)
+    if prepared is None:
+        summary.notes.append("preparation is not available in this installation: measurements are null")
+    if as_json:
+        click.echo(json.dumps(summary.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_summary(summary))
+
+
+@click.command("render")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the PNG.")
+def render_command(file: Path, output: Path) -> None:
+    """Write the 12-lead image of FILE (the page image for a PDF) as a PNG."""
+    ecg = _read(file)
+    prepared = _prepare(ecg)
+    image = prepared.image if prepared is not None else (ecg.pages[0] if ecg.pages else None)
+    if image is None:
+        _fail(f"{file}: rendering is not available in this installation")
+    image.save(output, format="PNG")
+    click.echo(f"{output} ({image.width}x{image.height})")
+
+
+@click.command("read")
+@click.argument("file", type=click.Path(path_type=Path))
+def read_command(file: Path) -> None:
+    """Print the protocol reader's draft interpretation of FILE (a draft: never a signed report)."""
+    ecg = _read(file)
+    prepared = _prepare(ecg)
+    if prepared is None:
+        _fail(f"{file}: preparation is not available in this installation")
+    try:
+        from ingest.protocol import ProtocolReader
+    except ModuleNotFoundError as exc:
+        if exc.name != "ingest.protocol":
+            raise
+        _fail(f"{file}: the protocol reader is not available in this installation")
+    reader = ProtocolReader()
+    interpretation = reader.interpret([prepared])[0]
+    click.echo(f"DRAFT by {interpretation.interpreter} {interpretation.interpreter_version}: "
+               "preliminary, awaiting a cardiologist's signature")
+    click.echo(interpretation.raw_text)
+    for problem in interpretation.parsed.problems:
+        click.echo(f"format problem: {problem}", err=True)
+
+
+commands: list[click.Command] = [inspect_command, render_command, read_command]

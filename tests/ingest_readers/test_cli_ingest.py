@@ -1,0 +1,52 @@
+"""`ecg-worklist inspect/render/read` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from PIL import Image
+
+from tests.ingest_readers.builders import write_scan_pdf
+from worker.cli import main
+
+
+def test_inspect_json_on_the_mortara_file(mortara_dicom_path: Path) -> None:
+    result = CliRunner().invoke(main, ["inspect", str(mortara_dicom_path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["source_format"] == "dicom"
+    assert summary["sampling_rate_hz"] == 1000.0 and summary["duration_s"] == 10.0
+    assert summary["demographics"]["patient_id"] == "642341"
+    assert summary["demographics"]["acquired_at"] == "2013-01-25T10:59:19"
+    assert summary["device_measurements"]["qt_ms"] == 368
+    assert summary["device_statements"] == ["RITMO SINUSALE", "ECG NORMALE"]
+
+
+def test_inspect_text_on_the_mortara_file(mortara_dicom_path: Path) -> None:
+    result = CliRunner().invoke(main, ["inspect", str(mortara_dicom_path)])
+    assert result.exit_code == 0, result.output
+    assert "dicom (Mortara Instrument, Inc. el250)" in result.stdout
+    assert "12 leads x 10000 samples, 1000 Hz, 10 s" in result.stdout
+
+
+def test_bad_file_exits_non_zero_with_file_and_reason(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.dcm"
+    empty.write_bytes(b"")
+    for command in ("inspect", "render", "read"):
+        args = [command, str(empty)] + (["-o", str(tmp_path / "x.png")] if command == "render" else [])
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1
+        assert result.stderr == f"{empty}: empty file (0 bytes)\n"
+        assert result.stdout == ""
+
+
+def test_render_writes_a_png_of_a_scan(tmp_path: Path) -> None:
+    pdf = write_scan_pdf(tmp_path / "scan.pdf", size=(1100, 850))
+    out = tmp_path / "scan.png"
+    result = CliRunner().invoke(main, ["render", str(pdf), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as image:
+        assert image.format == "PNG"
+        assert image.width == 2200  # the PDF page, rendered at most 2200 px wide
