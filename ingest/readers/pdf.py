@@ -77,7 +77,9 @@ def _render_page(page: Any, index: int, path: Path) -> tuple[Any, str]:
         if width <= 0:
             raise IngestError(path, f"page {index + 1} has no size")
         scale = min(MAX_PAGE_WIDTH_PX / width, MAX_SCALE)
-        image = page.render(scale=scale).to_pil().convert("RGB")
+        image = page.render(scale=scale).to_pil()  # an independent copy of pdfium's bitmap
+        if image.mode != "RGB":  # grey or RGBA renderings; RGB is already what we want
+            image = image.convert("RGB")
         textpage = page.get_textpage()
         try:
             text = textpage.get_text_range()
