@@ -95,6 +95,8 @@ _IGNORED = "_ignored"
 # "Patient ID" wins over "ID" and "Birth date" over "Date".
 _LABELS: dict[str, tuple[str, ...]] = {
     "patient_name": ("patient name", "name"),
+    "family_name": ("last name", "family name", "surname"),
+    "given_name": ("first name", "given name"),
     "patient_id": ("patient id", "mrn", "pid", "id"),
     "birth_date": ("date of birth", "birth date", "birthdate", "dob"),
     "sex": ("sex", "gender"),
@@ -138,9 +140,12 @@ def demographics_from_text(text: str) -> tuple[Demographics, list[str]]:
     """Demographics found in free text (a PDF's text layer), and notes on what was unclear."""
     fields = labelled_fields(text)
     notes: list[str] = []
+    name = fields.get("patient_name")
+    if name is None and "family_name" in fields:  # stored HL7/DICOM style: FAMILY^GIVEN
+        name = "^".join(part for part in (fields["family_name"], fields.get("given_name")) if part)
     demographics = Demographics(
         patient_id=fields.get("patient_id"),
-        patient_name=fields.get("patient_name"),
+        patient_name=name,
         sex=parse_sex(fields.get("sex")),
         accession=fields.get("accession"),
     )

@@ -311,12 +311,21 @@ def _measurement_value(annotation: Any, key: str) -> float | None:
     return value if 0.0 < value < 5000.0 else None
 
 
+def _is_global(annotation: Any) -> bool:
+    """True unless the annotation points at particular channels (a per-lead measurement).
+
+    ReferencedWaveformChannels holds (group, channel) pairs; channel 0 means the whole group.
+    """
+    references = list(annotation.get("ReferencedWaveformChannels") or [])
+    return all(channel == 0 for channel in references[1::2])
+
+
 def _device_measurements(dataset: Any) -> Measurements | None:
     """RR/PR/QRS/QT/QTc and P/QRS/T axes the device wrote as coded numeric annotations."""
     found: dict[str, float] = {}
     for annotation in dataset.get("WaveformAnnotationSequence", []) or []:
         names = annotation.get("ConceptNameCodeSequence") or []
-        if not names or "NumericValue" not in annotation:
+        if not names or "NumericValue" not in annotation or not _is_global(annotation):
             continue
         code = str(names[0].get("CodeValue", "")).strip()
         meaning = str(names[0].get("CodeMeaning", "")).strip().lower()

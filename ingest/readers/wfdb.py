@@ -54,7 +54,8 @@ def read_wfdb(path: Path) -> Ecg:
     if not record.fs or record.fs <= 0:
         raise IngestError(path, "WFDB record has no sampling frequency")
 
-    names = [str(name) for name in (record.sig_name or [])]
+    names = [str(name) if name else f"channel {index + 1} (unnamed)"
+             for index, name in enumerate(record.sig_name or [None] * record.n_sig)]
     units = [str(unit) for unit in (record.units or ["mV"] * len(names))]
     signal = np.asarray(record.p_signal, dtype=np.float64).T.copy()
     for channel, (name, unit) in enumerate(zip(names, units, strict=True)):

@@ -138,6 +138,44 @@ def test_no_device_annotations_means_no_device_measurements(tmp_path: Path, ecg1
     assert ecg.demographics.acquired_at == dt.datetime(2024, 3, 1, 14, 22, 33, 500000)  # offset dropped
 
 
+def _numeric(code: str, meaning: str, value: str, unit: str, channels: list[int]):
+    from pydicom.dataset import Dataset
+
+    def coded(value_: str, scheme: str, meaning_: str) -> Dataset:
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value_, scheme, meaning_
+        return item
+
+    annotation = Dataset()
+    annotation.ConceptNameCodeSequence = [coded(code, "SCPECG", meaning)]
+    annotation.NumericValue = value
+    annotation.MeasurementUnitsCodeSequence = [coded(unit, "UCUM", unit)]
+    annotation.ReferencedWaveformChannels = channels
+    return annotation
+
+
+def test_only_global_annotations_are_device_measurements(tmp_path: Path, ecg12: np.ndarray) -> None:
+    from pydicom.dataset import Dataset
+
+    statement = Dataset()
+    statement.UnformattedTextValue = "SINUS RHYTHM"
+    statement.ReferencedWaveformChannels = [1, 0]
+    annotations = [
+        _numeric("5.13.5-9", "QRS Duration", "120", "ms", [1, 3]),  # QRS in lead V1 only: per-lead
+        _numeric("5.13.5-9", "QRS Duration", "96", "ms", [1, 0]),  # the global QRS duration
+        _numeric("5.13.5-7", "PR Interval", "0", "ms", [1, 0]),  # 0 = not measured
+        _numeric("X-1", "Ventricular rate", "72", "/min", [1, 0]),  # matched by its meaning
+        _numeric("5.10.3-13", "QRS Axis", "0", "deg", [1, 0]),  # an axis of 0 degrees is a value
+        statement,
+    ]
+    group = waveform_group(ecg12 * 1000, mdc_sources(STANDARD_LEADS), fs=500, label="RHYTHM")
+    ecg = read_ecg(write_dicom_ecg(tmp_path / "annotated.dcm", [group], annotations=annotations))
+    measured = ecg.device_measurements
+    assert measured is not None
+    assert (measured.qrs_ms, measured.pr_ms, measured.hr_bpm, measured.qrs_axis_deg) == (96, None, 72, 0)
+    assert ecg.device_statements == ["SINUS RHYTHM"]
+
+
 # --- bad input ---------------------------------------------------------------------------
 
 def test_truncated_dicom_is_rejected(tmp_path: Path, mortara_dicom_path: Path) -> None:

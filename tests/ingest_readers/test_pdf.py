@@ -166,3 +166,10 @@ def test_ambiguous_birth_date_is_left_empty_with_a_note(tmp_path: Path) -> None:
     ecg = read_ecg(write_report_pdf(tmp_path / "amb.pdf", ["Name: X^Y  DOB: 03/04/1970"]))
     assert ecg.demographics.birth_date is None
     assert "birth date in the text is ambiguous" in ecg.provenance["demographics_notes"]
+
+
+def test_family_and_given_name_fields_make_one_name() -> None:
+    from ingest.readers.demographics import demographics_from_text
+
+    demographics, _ = demographics_from_text("Last Name: DOE  First Name: JANE  ID: 5\nGender: F")
+    assert (demographics.patient_name, demographics.patient_id, demographics.sex) == ("DOE^JANE", "5", Sex.FEMALE)

@@ -140,3 +140,12 @@ def test_multi_segment_record_is_rejected(tmp_path: Path) -> None:
     header.write_text("multi/2 2 360 7200\nmulti_1 3600\nmulti_2 3600\n")
     with pytest.raises(IngestError, match="multi-segment WFDB records are not supported"):
         read_ecg(header)
+
+
+def test_record_without_signal_names_is_rejected_not_guessed_by_position(tmp_path: Path, ecg12: np.ndarray) -> None:
+    header = write_wfdb(tmp_path, "anon", np.array(ecg12), STANDARD_LEADS)
+    lines = header.read_text().splitlines()
+    # Drop the description (the lead name) from every signal line.
+    header.write_text("\n".join([lines[0], *[" ".join(line.split()[:-1]) for line in lines[1:13]]]) + "\n")
+    with pytest.raises(IngestError, match=r"found leads \[channel 1 \(unnamed\), channel 2 \(unnamed\)"):
+        read_ecg(header)
