@@ -246,7 +246,8 @@ def parse_dt(value: str | None) -> dt.datetime | None:
     match = re.match(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6}))?", value.strip())
     if match is None:
         return None
-    parts = [int(part) if part else default for part, default in zip(match.groups()[:6], (0, 1, 1, 0, 0, 0))]
+    defaults = (0, 1, 1, 0, 0, 0)  # year, month, day, hour, minute, second when not given
+    parts = [int(part) if part else default for part, default in zip(match.groups()[:6], defaults, strict=True)]
     micro = int((match[7] or "0").ljust(6, "0"))
     try:
         return dt.datetime(*parts, micro)

@@ -192,8 +192,9 @@ def test_ct_image_is_an_unsupported_sop_class(tmp_path: Path) -> None:
 
     ct = tmp_path / "ct.dcm"
     shutil.copy(get_testdata_file("CT_small.dcm"), ct)
-    with pytest.raises(IngestError, match=r"unsupported SOP class 1\.2\.840\.10008\.5\.1\.4\.1\.1\.2 \(CT Image Storage\)"):
+    with pytest.raises(IngestError) as caught:
         read_ecg(ct)
+    assert caught.value.reason.startswith("unsupported SOP class 1.2.840.10008.5.1.4.1.1.2 (CT Image Storage)")
 
 
 def test_hemodynamic_waveform_is_an_unsupported_sop_class(tmp_path: Path, mortara_dicom_path: Path) -> None:
