@@ -67,7 +67,7 @@ class InspectSummary(BaseModel):
 
 def _provenance_notes(ecg: Ecg) -> list[str]:
     """Provenance entries a person should see (how the leads were obtained, what was dropped)."""
-    keys = ("dropped_channels", "lead_notes", "median_beat", "demographics_notes")
+    keys = ("filters", "dropped_channels", "lead_notes", "median_beat", "demographics_notes")
     return [f"{key.replace('_', ' ')}: {ecg.provenance[key]}" for key in keys if key in ecg.provenance]
 
 

@@ -81,6 +81,8 @@ def read_dicom(path: Path) -> Ecg:
         "multiplex_group": _label(rhythm) or f"#{rhythm_index}",
         **leads.provenance(),
     }
+    if filters := _filter_settings(rhythm):
+        provenance["filters"] = filters
 
     median, median_rate = _median_beat(dataset, groups, rhythm_index, path, provenance)
     return Ecg(
@@ -189,6 +191,28 @@ def _group_signal(dataset: Any, index: int, path: Path) -> tuple[np.ndarray, lis
             continue
         values[position] *= factor
     return values, names
+
+
+def _filter_settings(group: Any) -> str | None:
+    """The acquisition filters as text (e.g. "0.05-300 Hz"), from the first channel that states them.
+
+    A reviewer needs them: a 40 Hz low-pass or a 0.5 Hz high-pass changes ST segments. Each
+    attribute is optional (type 3), so any may be missing.
+    """
+    for channel in group.get("ChannelDefinitionSequence", []) or []:
+        low, high = channel.get("FilterLowFrequency"), channel.get("FilterHighFrequency")
+        notch = channel.get("NotchFilterFrequency")
+        if low is None and high is None and notch is None:
+            continue
+        text = f"{_hz(low)}-{_hz(high)} Hz"
+        if notch is not None and float(notch) > 0:
+            text += f", notch {_hz(notch)} Hz"
+        return text
+    return None
+
+
+def _hz(value: Any) -> str:
+    return "?" if value is None else f"{float(value):g}"
 
 
 def _check_data_length(group: Any, label: str, path: Path) -> None:

@@ -38,6 +38,7 @@ def test_mortara_rhythm_is_twelve_leads_of_plausible_millivolts(mortara) -> None
     # 1.25 uV per unit: every sample is a multiple of 0.00125 mV.
     np.testing.assert_allclose(mortara.signal[0, :50] / 0.00125, np.round(mortara.signal[0, :50] / 0.00125), atol=1e-3)
     assert mortara.provenance["multiplex_group"] == "RHYTHM"
+    assert mortara.provenance["filters"] == "0.05-300 Hz"  # notch 0 = none
     assert "derived_leads" not in mortara.provenance
 
 

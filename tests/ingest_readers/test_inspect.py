@@ -27,6 +27,7 @@ def test_summary_of_the_mortara_file_before_preparation(mortara_dicom_path: Path
     device = summary.device_measurements
     assert device is not None and (device.pr_ms, device.qrs_ms, device.qtc_ms) == (161, 75, 370)
     assert summary.missing_leads == []
+    assert summary.notes == ["filters: 0.05-300 Hz"]
     text = format_summary(summary)
     assert "HR 61.1 bpm  PR 161  QRS 75  QT 368  QTc 370 ms  axes P 74  QRS 52  T 57" in text
     assert "measured      -" in text
@@ -44,7 +45,8 @@ def test_measurements_come_from_the_prepared_features(mortara_dicom_path: Path) 
     assert summary.prepared and summary.has_image
     assert summary.measurements.hr_bpm == 60.5 and summary.measurements.qrs_axis_deg == 48
     assert summary.measurements.t_axis_deg is None
-    assert summary.notes == ["first 10 s", "resampled 1000 -> 500 Hz", "no T end found in V2"]
+    assert summary.notes == ["filters: 0.05-300 Hz", "first 10 s", "resampled 1000 -> 500 Hz",
+                             "no T end found in V2"]
 
 
 def test_summary_of_a_scan_and_of_derived_leads(tmp_path: Path, ecg12: np.ndarray) -> None:
