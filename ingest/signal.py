@@ -126,8 +126,8 @@ def to_model_window(ecg: Ecg) -> ModelWindow:
     keep = min(signal.shape[1], math.ceil((WINDOW_S + _FILTER_MARGIN_S) * fs_in))
     signal = signal[:, :keep]
     fs_out = MODEL_SAMPLING_RATE_HZ
-    if fs_in != fs_out:
-        up, down = resampling_ratio(fs_in, fs_out)
+    up, down = resampling_ratio(fs_in, fs_out)
+    if up != down:  # a rate within float noise of 500 Hz is 500 Hz
         signal = resample(signal, fs_in, fs_out)
         notes.insert(0, f"resampled {fs_in:g} Hz -> {fs_out} Hz (polyphase, x{up}/{down})")
 

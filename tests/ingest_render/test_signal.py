@@ -183,3 +183,10 @@ def test_the_mortara_dicom_at_1000_hz_becomes_a_500_hz_window(mortara_dicom_path
     lead_ii = ecg.signal[ecg.lead_names.index("II")]
     assert np.median(np.abs(window.signal[1] - lead_ii[::2])) < 0.01
     assert window.signal[1].max() == pytest.approx(lead_ii.max(), rel=0.1)
+
+
+def test_a_rate_within_float_noise_of_500_hz_is_not_resampled():
+    source = sines(FS, 10)
+    window = to_model_window(make_ecg(source, 500.0000001))
+    np.testing.assert_array_equal(window.signal, source)
+    assert "resampled" not in window.note
