@@ -1,0 +1,163 @@
+"""The append-only, hash-chained audit trail: append one event, verify the whole chain.
+
+Each event's `row_hash` is the SHA-256 of a canonical JSON of its content (id, time,
+actor, action, entity, details) together with the previous event's hash, so changing,
+removing or re-ordering any row breaks every link after it. The database refuses UPDATE,
+DELETE and TRUNCATE on `audit_events` (triggers made by the migrations); the chain is what
+catches someone who bypassed the triggers (a superuser, a restored backup, a file edit).
+
+Appends are serialised by locking the one-row `audit_head` table (SELECT ... FOR UPDATE
+on Postgres; on SQLite the database-wide write lock does it, see `reports.store.make_engine`),
+so concurrent writers never fork the chain. The lock is held until the caller's
+transaction ends: keep transactions that audit short.
+
+Callers do not use `append` directly for state changes: `reports.store` writes the audit
+row in the same transaction as the change it records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from reports.db import AuditEvent, AuditHead, utcnow
+
+GENESIS_HASH = "0" * 64  # the prev_hash of the first event
+
+
+class VerifyResult(BaseModel):
+    """The outcome of walking the chain; `ok` is False at the first broken row."""
+
+    ok: bool
+    events_checked: int
+    last_id: int = 0
+    broken_id: int | None = None  # the first row that fails (None when ok or the head is wrong)
+    reason: str | None = None
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"audit chain intact: {self.events_checked} events, last id {self.last_id}"
+        where = f"event {self.broken_id}" if self.broken_id is not None else "audit head"
+        return f"audit chain BROKEN at {where}: {self.reason}"
+
+
+def _timestamp(at: dt.datetime) -> str:
+    """A fixed text form of a time, equal before and after a database round trip.
+
+    SQLite returns naive datetimes (stored as UTC by this module), Postgres returns aware
+    ones in the session's time zone; both become the same UTC text with microseconds.
+    """
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def compute_hash(
+    *, id: int, at: dt.datetime, actor: str, action: str, entity_type: str, entity_id: str,
+    details: dict[str, Any], prev_hash: str,
+) -> str:
+    """SHA-256 (hex) of the event's canonical content and the previous event's hash."""
+    content = {
+        "id": id,
+        "at": _timestamp(at),
+        "actor": actor,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "details": details,
+        "prev_hash": prev_hash,
+    }
+    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+
+
+def _event_hash(event: Any) -> str:
+    """The hash of an AuditEvent or of a row of audit_events."""
+    return compute_hash(
+        id=event.id, at=event.at, actor=event.actor, action=event.action,
+        entity_type=event.entity_type, entity_id=event.entity_id,
+        details=event.details, prev_hash=event.prev_hash,
+    )
+
+
+def append(
+    session: Session, *, actor: str, action: str, entity_type: str, entity_id: str | int,
+    details: dict[str, Any] | None = None, at: dt.datetime | None = None,
+) -> AuditEvent:
+    """Add one event at the end of the chain, inside the caller's transaction.
+
+    `details` must be JSON (it is stored and hashed as JSON) and must not carry patient
+    identifiers. Raises ValueError for details that are not plain JSON.
+    """
+    # Normalise through JSON so what is hashed is exactly what the database gives back.
+    try:
+        details = json.loads(canonical_json(details or {}))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"audit details must be plain JSON: {exc}") from exc
+    # Postgres and SQLite keep microseconds; anything finer would not survive the round trip.
+    at = (at or utcnow()).astimezone(dt.UTC)
+    head = session.execute(sa.select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
+    if head is None:
+        raise RuntimeError("audit_head row is missing: was the database made by `ecg-worklist db upgrade`?")
+    event = AuditEvent(
+        id=head.last_id + 1, at=at, actor=actor, action=action, entity_type=entity_type,
+        entity_id=str(entity_id), details=details, prev_hash=head.last_hash,
+    )
+    event.row_hash = _event_hash(event)
+    session.add(event)
+    head.last_id = event.id
+    head.last_hash = event.row_hash
+    session.flush()
+    return event
+
+
+def verify_chain(session: Session, *, batch_size: int = 1000) -> VerifyResult:
+    """Walk every event in id order and report the first one whose hash or link is wrong.
+
+    Checks, per event: ids have no gaps, `prev_hash` equals the previous event's
+    `row_hash`, and `row_hash` matches the event's content. Finally the head must name the
+    last event (a removed tail would otherwise go unnoticed).
+    """
+    expected_prev = GENESIS_HASH
+    expected_id = 1
+    checked = 0
+    last_id = 0
+    while True:
+        # Plain rows, not ORM objects: a long chain must not fill the session's identity map.
+        table = AuditEvent.__table__
+        events = session.execute(
+            sa.select(table).where(table.c.id >= expected_id).order_by(table.c.id).limit(batch_size)
+        ).all()
+        if not events:
+            break
+        for event in events:
+            if event.id != expected_id:
+                return VerifyResult(ok=False, events_checked=checked, last_id=last_id, broken_id=event.id,
+                                    reason=f"id gap: expected event {expected_id}, found {event.id} (rows removed)")
+            if event.prev_hash != expected_prev:
+                return VerifyResult(ok=False, events_checked=checked, last_id=last_id, broken_id=event.id,
+                                    reason="broken link: prev_hash does not match the previous event's row_hash")
+            if _event_hash(event) != event.row_hash:
+                return VerifyResult(ok=False, events_checked=checked, last_id=last_id, broken_id=event.id,
+                                    reason="content hash mismatch: the row was changed after it was written")
+            expected_prev = event.row_hash
+            expected_id += 1
+            last_id = event.id
+            checked += 1
+    head = session.get(AuditHead, 1)
+    if head is None:
+        return VerifyResult(ok=False, events_checked=checked, last_id=last_id, reason="audit_head row is missing")
+    if head.last_id != last_id or head.last_hash != expected_prev:
+        return VerifyResult(ok=False, events_checked=checked, last_id=last_id,
+                            reason=f"head names event {head.last_id} but the chain ends at {last_id} "
+                                   "(events removed from the end, or the head was changed)")
+    return VerifyResult(ok=True, events_checked=checked, last_id=last_id)

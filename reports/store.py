@@ -1,0 +1,639 @@
+"""Every write the worker and the review app make to the database, each with its audit row.
+
+The rule this module exists for: a state change of a study, a report or a delivery and
+the audit event that records it are written in the SAME transaction, so neither can exist
+without the other. Callers open a transaction with `session_scope(engine)` and call the
+functions below; none of them commits.
+
+    engine & schema   make_engine(url), session_scope(engine), upgrade(url), downgrade(url)
+    studies           register_study, get_study, study_by_sha256, set_state, quarantine, fail,
+                      save_prepared, save_interpretation, studies_in_state_older_than
+    reports           draft_report (build + validate + store v1 + outbox, the worker's call),
+                      create_draft_report (store a given v1 message), add_report_version
+                      (sign / amend / reject), latest_report, order_numbers
+    outbox            add_outbox, due_outbox, record_delivery
+
+Idempotency (tasks are delivered at least once): `register_study` is keyed by the file's
+sha256, `create_draft_report` by (study, version 1), `add_outbox` by (report, destination),
+and `set_state` to the state a study is already in changes nothing (except a queued
+state, where it counts a re-enqueue).
+
+No function here logs or audits patient identifiers: audit details carry ids, hashes,
+states and codes only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ingest.ecg import Demographics, Measurements
+from ingest.interpretation import Interpretation
+from ingest.measured import GroundingFeatures
+from reports import audit
+from reports.db import OutboxItem, OutboxState, Report, ReportStatus, Study, StudyState, utcnow
+from reports.hl7_oru import HL7Endpoints, OruReport, OruStudy, build_oru, new_control_id, read_header
+from reports.hl7_validate import validate_oru
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+S = StudyState
+QUEUED_STATES: frozenset[StudyState] = frozenset({S.QUEUED_PREPARE, S.QUEUED_INTERPRET})
+
+# The state machine. A move not listed here raises InvalidTransition.
+TRANSITIONS: dict[StudyState, frozenset[StudyState]] = {
+    S.RECEIVED: frozenset({S.QUEUED_PREPARE, S.QUARANTINED, S.FAILED}),
+    S.QUEUED_PREPARE: frozenset({S.QUEUED_PREPARE, S.PREPARED, S.QUARANTINED, S.FAILED}),
+    S.PREPARED: frozenset({S.QUEUED_INTERPRET, S.FAILED}),
+    S.QUEUED_INTERPRET: frozenset({S.QUEUED_INTERPRET, S.INTERPRETED, S.FAILED}),
+    S.INTERPRETED: frozenset({S.AWAITING_SIGNOFF, S.FAILED}),
+    S.AWAITING_SIGNOFF: frozenset({S.SIGNED, S.REJECTED}),
+    S.SIGNED: frozenset(),  # corrections are new report versions; the study stays signed
+    S.REJECTED: frozenset(),
+    # An operator may retry after fixing the cause (a stopped worker, a repaired file).
+    S.QUARANTINED: frozenset({S.QUEUED_PREPARE}),
+    S.FAILED: frozenset({S.QUEUED_PREPARE, S.QUEUED_INTERPRET}),
+}
+
+# Which study state each kind of report version moves the study to.
+_STUDY_STATE_FOR_REPORT = {
+    ReportStatus.DRAFT: S.AWAITING_SIGNOFF,
+    ReportStatus.SIGNED: S.SIGNED,
+    ReportStatus.AMENDED: S.SIGNED,
+    ReportStatus.REJECTED: S.REJECTED,
+}
+_RESULT_STATUSES_FOR_REPORT = {
+    ReportStatus.DRAFT: {"P", "R"},
+    ReportStatus.SIGNED: {"F"},
+    ReportStatus.AMENDED: {"C"},
+    ReportStatus.REJECTED: {"X"},
+}
+
+
+class StoreError(Exception):
+    """Base class of the errors this module raises on purpose."""
+
+
+class StudyNotFound(StoreError, LookupError):
+    pass
+
+
+class InvalidTransition(StoreError, ValueError):
+    def __init__(self, study_id: int, current: str, wanted: str) -> None:
+        super().__init__(f"study {study_id}: cannot move from {current} to {wanted}")
+        self.study_id, self.current, self.wanted = study_id, current, wanted
+
+
+class InvalidMessage(StoreError, ValueError):
+    """An HL7 message failed validation; it was NOT stored."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("HL7 message refused: " + "; ".join(problems))
+        self.problems = problems
+
+
+# ---------------------------------------------------------------- engine and schema
+
+
+def make_engine(url: str, *, echo: bool = False) -> sa.Engine:
+    """An engine for `url`. SQLite gets foreign keys, WAL, a busy timeout, and BEGIN IMMEDIATE.
+
+    BEGIN IMMEDIATE takes SQLite's write lock when a transaction starts, so concurrent
+    writers queue up instead of failing mid-transaction, and audit appends are serialised.
+    """
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, echo=echo, pool_pre_ping=True)
+    engine = sa.create_engine(url, echo=echo, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let the "begin" hook below start transactions
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if ":memory:" not in url and url not in ("sqlite://", "sqlite+pysqlite://"):
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+@contextmanager
+def session_scope(engine: sa.Engine) -> Iterator[Session]:
+    """One transaction: commits when the block ends, rolls back if it raises."""
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    with factory() as session, session.begin():
+        yield session
+
+
+def alembic_config(url: str) -> Any:
+    """The Alembic configuration for this project's migrations, pointed at `url`."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser treats % as interpolation: a password may contain one.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def _run_alembic(url: str, action: str, revision: str) -> None:
+    from alembic import command
+
+    config = alembic_config(url)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            getattr(command, action)(config, revision)
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the schema at `url` up to `revision` (the only way the schema is made)."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    _run_alembic(url, "upgrade", revision)
+
+
+def downgrade(url: str, revision: str = "base") -> None:
+    """Take the schema at `url` down to `revision` ("base" drops everything, audit included)."""
+    _run_alembic(url, "downgrade", revision)
+
+
+def current_revision(url: str) -> str | None:
+    """The Alembic revision the database at `url` is at (None for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------- studies
+
+
+def _audit_study(session: Session, study: Study, action: str, actor: str, details: dict[str, Any]) -> None:
+    audit.append(session, actor=actor, action=action, entity_type="study", entity_id=study.id, details=details)
+
+
+def register_study(
+    session: Session, *, sha256: str, source_format: str, source_path: str,
+    archive_path: str | None = None, origin: str | None = None, actor: str = "ingest",
+) -> tuple[Study, bool]:
+    """The study for this file content: `(study, True)` when new, `(existing, False)` when seen.
+
+    Safe under concurrency: two watchers registering the same content at once get one
+    study (the unique sha256 decides; the loser reads the winner's row).
+    """
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ValueError("sha256 must be 64 lowercase hex digits")
+    existing = study_by_sha256(session, sha256)
+    if existing is not None:
+        return existing, False
+    now = utcnow()
+    study = Study(
+        sha256=sha256, source_format=str(source_format), source_path=str(source_path),
+        archive_path=archive_path, origin=origin, state=S.RECEIVED.value,
+        state_changed_at=now, created_at=now, attempts=0, critical=False,
+    )
+    try:
+        with session.begin_nested():
+            session.add(study)
+            session.flush()
+    except IntegrityError:
+        # Another transaction registered the same content first.
+        existing = study_by_sha256(session, sha256)
+        if existing is None:
+            raise
+        return existing, False
+    _audit_study(session, study, "study.registered", actor,
+                 {"sha256": sha256, "source_format": str(source_format), "origin": origin, "state": study.state})
+    return study, True
+
+
+def get_study(session: Session, study_id: int, *, for_update: bool = False) -> Study:
+    """The study `study_id` (locked until the transaction ends with `for_update`)."""
+    query = sa.select(Study).where(Study.id == study_id)
+    if for_update:
+        query = query.with_for_update()
+    study = session.execute(query).scalar_one_or_none()
+    if study is None:
+        raise StudyNotFound(f"study {study_id} does not exist")
+    return study
+
+
+def study_by_sha256(session: Session, sha256: str) -> Study | None:
+    return session.execute(sa.select(Study).where(Study.sha256 == sha256)).scalar_one_or_none()
+
+
+def set_state(
+    session: Session, study_id: int, new_state: StudyState | str, *, actor: str,
+    details: dict[str, Any] | None = None, error: str | None = None,
+) -> Study:
+    """Move a study to `new_state` along `TRANSITIONS`, with its audit row.
+
+    - to the state it is already in: nothing changes (a redelivered task is harmless),
+      except for a queued state, where it is a re-enqueue: `attempts` + 1, the clock restarts;
+    - entering a queued state from elsewhere sets `attempts` to 1; reaching `prepared`
+      or `interpreted` resets it to 0 and clears `last_error`;
+    - `error` is stored in `last_error` (text about the file or the failure, never
+      patient identifiers) and copied into the audit details.
+    Raises InvalidTransition for any other move.
+    """
+    new_state = StudyState(new_state)
+    study = get_study(session, study_id, for_update=True)
+    current = StudyState(study.state)
+    if new_state == current and new_state not in QUEUED_STATES:
+        return study
+    if new_state not in TRANSITIONS[current]:
+        raise InvalidTransition(study_id, current.value, new_state.value)
+    if new_state in QUEUED_STATES:
+        study.attempts = study.attempts + 1 if new_state == current else 1
+    elif new_state in (S.PREPARED, S.INTERPRETED):
+        study.attempts = 0
+        study.last_error = None
+    if error is not None:
+        study.last_error = error
+    study.state = new_state.value
+    study.state_changed_at = utcnow()
+    record = {"from": current.value, "to": new_state.value, "attempts": study.attempts, **(details or {})}
+    if error is not None:
+        record["error"] = error
+    action = "study.requeued" if new_state == current else "study.state"
+    _audit_study(session, study, action, actor, record)
+    session.flush()
+    return study
+
+
+def quarantine(session: Session, study_id: int, reason: str, *, actor: str) -> Study:
+    """Mark the study's input unusable (the `IngestError` reason, without the path)."""
+    return set_state(session, study_id, S.QUARANTINED, actor=actor, error=reason, details={"quarantined": True})
+
+
+def fail(session: Session, study_id: int, error: str, *, actor: str) -> Study:
+    """Give up on a study after repeated failures; an operator may re-queue it."""
+    return set_state(session, study_id, S.FAILED, actor=actor, error=error)
+
+
+def studies_in_state_older_than(
+    session: Session, states: Iterable[StudyState | str], older_than: dt.timedelta, *,
+    now: dt.datetime | None = None, limit: int | None = None,
+) -> list[Study]:
+    """Studies sitting in one of `states` since before `now - older_than`, oldest first.
+
+    The reconciler's question: a study queued this long lost its task (a Redis restart,
+    a killed worker) and must be enqueued again.
+    """
+    cutoff = (now or utcnow()) - older_than
+    query = (
+        sa.select(Study)
+        .where(Study.state.in_([StudyState(s).value for s in states]), Study.state_changed_at < cutoff)
+        .order_by(Study.state_changed_at, Study.id)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.execute(query).scalars())
+
+
+def _dump(value: Any) -> Any:
+    """Pydantic models become JSON-ready dicts; dicts and None pass through."""
+    if value is None or isinstance(value, dict):
+        return value
+    return value.model_dump(mode="json", by_alias=True)
+
+
+def save_prepared(
+    session: Session, study_id: int, *, actor: str,
+    demographics: Demographics | dict[str, Any] | None = None,
+    measurements: Measurements | dict[str, Any] | None = None,
+    features: GroundingFeatures | dict[str, Any] | None = None,
+    image_path: str | None = None,
+) -> Study:
+    """Store what preparation read and measured, and move the study to `prepared`.
+
+    `measurements` are the global measurements to report (the device's own when it
+    printed them, else the measured ones: the caller decides). Idempotent: a study that
+    is already prepared (or further) is returned unchanged.
+    """
+    study = get_study(session, study_id, for_update=True)
+    if StudyState(study.state) != S.QUEUED_PREPARE:
+        if study.state in (S.PREPARED, S.QUEUED_INTERPRET, S.INTERPRETED, S.AWAITING_SIGNOFF, S.SIGNED, S.REJECTED):
+            return study
+        raise InvalidTransition(study_id, study.state, S.PREPARED.value)
+    demographics_json = _dump(demographics)
+    study.demographics = demographics_json
+    study.acquired_at = _acquired_at(demographics_json)
+    study.measurements = _dump(measurements)
+    study.features = _dump(features)
+    study.image_path = image_path
+    return set_state(session, study_id, S.PREPARED, actor=actor,
+                     details={"has_features": features is not None, "has_image": image_path is not None})
+
+
+def _acquired_at(demographics: dict[str, Any] | None) -> dt.datetime | None:
+    """Acquisition time for sorting. Devices record naive local time; stored as if UTC."""
+    raw = (demographics or {}).get("acquired_at")
+    if not raw:
+        return None
+    value = dt.datetime.fromisoformat(raw)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def save_interpretation(
+    session: Session, study_id: int, interpretation: Interpretation, *, actor: str,
+    critical: bool = False, labels: list[str] | None = None, flags: list[str] | None = None,
+) -> Study:
+    """Store the interpreter's output (verbatim and parsed) and move the study to `interpreted`.
+
+    `labels` default to the parsed answer labels; `flags` are the claim checks' findings
+    (e.g. "QTc claimed 420 ms, measured 510 ms"), kept beside the interpretation and shown
+    to the cardiologist. Idempotent like `save_prepared`.
+    """
+    study = get_study(session, study_id, for_update=True)
+    if StudyState(study.state) != S.QUEUED_INTERPRET:
+        if study.state in (S.INTERPRETED, S.AWAITING_SIGNOFF, S.SIGNED, S.REJECTED):
+            return study
+        raise InvalidTransition(study_id, study.state, S.INTERPRETED.value)
+    record = interpretation.model_dump(mode="json")
+    record["flags"] = list(flags or [])
+    study.interpretation = record
+    study.labels = list(labels if labels is not None else interpretation.parsed.labels)
+    study.critical = bool(critical)
+    return set_state(session, study_id, S.INTERPRETED, actor=actor, details={
+        "interpreter": interpretation.interpreter, "interpreter_version": interpretation.interpreter_version,
+        "demonstration": interpretation.is_demonstration, "critical": study.critical,
+        "well_formed": interpretation.parsed.well_formed, "flags": len(record["flags"]),
+    })
+
+
+# ---------------------------------------------------------------- reports
+
+
+def order_numbers(session: Session, study: Study) -> tuple[str, str]:
+    """(placer, filler) order numbers of the study, fixed on first use and never changed.
+
+    The placer number is the accession number when the source had one (the order the
+    hospital placed), else one made here; the filler number is this system's own.
+    """
+    if study.placer_order_number is None or study.filler_order_number is None:
+        accession = (study.demographics or {}).get("accession")
+        study.placer_order_number = study.placer_order_number or (accession or f"ECG{study.id}")[:64]
+        study.filler_order_number = study.filler_order_number or f"ECGWL{study.id}"
+        session.flush()
+    return study.placer_order_number, study.filler_order_number
+
+
+def latest_report(session: Session, study_id: int) -> Report | None:
+    return session.execute(
+        sa.select(Report).where(Report.study_id == study_id).order_by(Report.version.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def _report_by_version(session: Session, study_id: int, version: int) -> Report | None:
+    return session.execute(
+        sa.select(Report).where(Report.study_id == study_id, Report.version == version)
+    ).scalar_one_or_none()
+
+
+def _checked_message(message: str, study: Study, status: ReportStatus) -> tuple[str, str]:
+    """Validate `message` for this study and kind of report; (control id, result status)."""
+    problems = validate_oru(message)
+    header = read_header(message)
+    placer, filler = study.placer_order_number, study.filler_order_number
+    if header.result_status not in _RESULT_STATUSES_FOR_REPORT[status]:
+        allowed = "/".join(sorted(_RESULT_STATUSES_FOR_REPORT[status]))
+        problems.append(f"a {status.value} report needs OBR-25 {allowed}, the message has {header.result_status!r}")
+    if placer is not None and header.placer_order_number != placer:
+        problems.append(f"OBR-2 {header.placer_order_number!r} is not the study's placer order number")
+    if filler is not None and header.filler_order_number != filler:
+        problems.append(f"OBR-3 {header.filler_order_number!r} is not the study's filler order number")
+    if problems:
+        raise InvalidMessage(problems)
+    return header.control_id, header.result_status
+
+
+def create_draft_report(
+    session: Session, study_id: int, message: str, *, created_by: str, actor: str,
+    impression: str | None = None, labels: list[str] | None = None,
+) -> Report:
+    """Store the machine draft (report version 1) and move the study to `awaiting_signoff`.
+
+    The message must validate (`validate_oru`), carry OBR-25 P or R and the study's order
+    numbers (see `order_numbers`); otherwise InvalidMessage is raised and nothing is
+    stored. Idempotent: when version 1 exists it is returned unchanged.
+    """
+    study = get_study(session, study_id, for_update=True)
+    existing = _report_by_version(session, study_id, 1)
+    if existing is not None:
+        return existing
+    if StudyState(study.state) != S.INTERPRETED:
+        raise InvalidTransition(study_id, study.state, S.AWAITING_SIGNOFF.value)
+    return _insert_report(session, study, 1, message, status=ReportStatus.DRAFT, created_by=created_by,
+                          actor=actor, impression=impression, labels=labels)
+
+
+def add_report_version(
+    session: Session, study_id: int, message: str, *, status: ReportStatus | str, actor: str,
+    created_by: str, impression: str | None = None, labels: list[str] | None = None,
+    signed_by: str | None = None, signed_at: dt.datetime | None = None,
+) -> Report:
+    """Store the next report version after a cardiologist's act, and move the study.
+
+    - `signed`   (OBR-25 F) from a study awaiting sign-off; the study becomes `signed`;
+    - `amended`  (C) a correction of a signed study; it stays `signed`;
+    - `rejected` (X) the draft is withdrawn; the study becomes `rejected`.
+    The message is validated as in `create_draft_report`. Signing and amending need
+    `signed_by`. Returns the new report (its version is the previous one + 1).
+    """
+    status = ReportStatus(status)
+    if status is ReportStatus.DRAFT:
+        raise ValueError("a draft is version 1: use create_draft_report")
+    if status in (ReportStatus.SIGNED, ReportStatus.AMENDED) and not signed_by:
+        raise ValueError(f"a {status.value} report needs signed_by")
+    study = get_study(session, study_id, for_update=True)
+    current = StudyState(study.state)
+    needed = S.SIGNED if status is ReportStatus.AMENDED else S.AWAITING_SIGNOFF
+    if current != needed:
+        raise InvalidTransition(study_id, current.value, _STUDY_STATE_FOR_REPORT[status].value)
+    previous = latest_report(session, study_id)
+    version = (previous.version if previous else 0) + 1
+    return _insert_report(session, study, version, message, status=status, created_by=created_by, actor=actor,
+                          impression=impression, labels=labels, signed_by=signed_by,
+                          signed_at=signed_at or (utcnow() if signed_by else None))
+
+
+def _insert_report(
+    session: Session, study: Study, version: int, message: str, *, status: ReportStatus, created_by: str,
+    actor: str, impression: str | None, labels: list[str] | None,
+    signed_by: str | None = None, signed_at: dt.datetime | None = None,
+) -> Report:
+    order_numbers(session, study)
+    control_id, result_status = _checked_message(message, study, status)
+    report = Report(
+        study_id=study.id, version=version, status=status.value, result_status=result_status,
+        hl7_message=message, message_control_id=control_id, impression=impression,
+        labels=list(labels) if labels is not None else None, created_by=created_by,
+        signed_by=signed_by, signed_at=signed_at, created_at=utcnow(),
+    )
+    session.add(report)
+    session.flush()
+    audit.append(session, actor=actor, action=f"report.{status.value}", entity_type="report", entity_id=report.id,
+                 details={"study_id": study.id, "version": version, "result_status": result_status,
+                          "message_control_id": control_id, "created_by": created_by,
+                          "signed_by": signed_by})
+    target = _STUDY_STATE_FOR_REPORT[status]
+    if StudyState(study.state) != target:
+        set_state(session, study.id, target, actor=actor, details={"report_version": version})
+    return report
+
+
+def oru_inputs(
+    session: Session, study: Study, *, version: int, labels: list[str] | None = None,
+    impression: str | None = None, signed_by: str | None = None, signed_by_name: str | None = None,
+    signed_at: dt.datetime | None = None, comments: list[str] | None = None,
+) -> tuple[OruStudy, OruReport, Measurements | None, Interpretation | None]:
+    """What `build_oru` needs, read from the study row (labels/impression default to the interpreter's)."""
+    placer, filler = order_numbers(session, study)
+    interpretation = Interpretation.model_validate(study.interpretation) if study.interpretation else None
+    narrative = interpretation.parsed.narrative if interpretation else ""
+    oru_study = OruStudy(
+        study_id=study.id, demographics=Demographics.model_validate(study.demographics or {}),
+        placer_order_number=placer, filler_order_number=filler,
+    )
+    oru_report = OruReport(
+        version=version,
+        labels=list(labels if labels is not None else (study.labels or [])),
+        impression=impression if impression is not None else narrative,
+        flags=list((study.interpretation or {}).get("flags", [])),
+        signed_by=signed_by, signed_by_name=signed_by_name, signed_at=signed_at,
+        comments=list(comments or []),
+    )
+    measurements = Measurements.model_validate(study.measurements) if study.measurements else None
+    return oru_study, oru_report, measurements, interpretation
+
+
+def draft_report(
+    session: Session, study_id: int, *, endpoints: HL7Endpoints, actor: str,
+    result_status: str = "P", destinations: Iterable[str] = (),
+) -> Report:
+    """The worker's one call after interpretation: build, validate and store the v1 draft.
+
+    Builds the ORU^R01 (OBR-25 = `result_status`, P or R) from the study row, stores it as
+    report version 1, moves the study to `awaiting_signoff`, and queues one outbox row per
+    destination, all in the caller's transaction. Idempotent: a second call returns the
+    existing draft (and adds only outbox rows that are missing).
+    """
+    study = get_study(session, study_id, for_update=True)
+    report = _report_by_version(session, study_id, 1)
+    if report is None:
+        if StudyState(study.state) != S.INTERPRETED:
+            raise InvalidTransition(study_id, study.state, S.AWAITING_SIGNOFF.value)
+        oru_study, oru_report, measurements, interpretation = oru_inputs(session, study, version=1)
+        message = build_oru(oru_study, oru_report, measurements, interpretation, result_status=result_status,
+                            endpoints=endpoints, control_id=new_control_id())
+        created_by = interpretation.interpreter if interpretation else "unknown-interpreter"
+        report = create_draft_report(session, study_id, message, created_by=created_by, actor=actor,
+                                     impression=oru_report.impression, labels=oru_report.labels)
+    for destination in destinations:
+        add_outbox(session, report.id, destination, actor=actor)
+    return report
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def add_outbox(session: Session, report_id: int, destination: str, *, actor: str, held: bool = False) -> OutboxItem:
+    """Queue the report's message for `destination` (idempotent per report and destination).
+
+    `held` keeps it from being sent (e.g. a receiver that takes only final results).
+    """
+    existing = session.execute(
+        sa.select(OutboxItem).where(OutboxItem.report_id == report_id, OutboxItem.destination == destination)
+    ).scalar_one_or_none()
+    if existing is not None:
+        return existing
+    report = session.get(Report, report_id)
+    if report is None:
+        raise LookupError(f"report {report_id} does not exist")
+    now = utcnow()
+    item = OutboxItem(
+        report_id=report_id, destination=destination, message_control_id=report.message_control_id,
+        payload=report.hl7_message, state=(OutboxState.HELD if held else OutboxState.PENDING).value,
+        attempts=0, next_attempt_at=None if held else now, created_at=now,
+    )
+    session.add(item)
+    session.flush()
+    audit.append(session, actor=actor, action="outbox.queued", entity_type="outbox", entity_id=item.id,
+                 details={"report_id": report_id, "destination": destination, "state": item.state,
+                          "message_control_id": item.message_control_id})
+    return item
+
+
+def due_outbox(
+    session: Session, *, destination: str | None = None, now: dt.datetime | None = None, limit: int = 50,
+) -> list[OutboxItem]:
+    """Pending deliveries whose next attempt is due, oldest first, locked for this transaction.
+
+    On Postgres rows another sender already locked are skipped (FOR UPDATE SKIP LOCKED),
+    so several delivery processes share the work without sending a message twice.
+    """
+    query = (
+        sa.select(OutboxItem)
+        .where(OutboxItem.state == OutboxState.PENDING.value, OutboxItem.next_attempt_at <= (now or utcnow()))
+        .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if destination is not None:
+        query = query.where(OutboxItem.destination == destination)
+    return list(session.execute(query).scalars())
+
+
+def record_delivery(
+    session: Session, outbox_id: int, *, actor: str, ack_code: str | None = None,
+    error: str | None = None, retry_at: dt.datetime | None = None,
+) -> OutboxItem:
+    """Record one delivery attempt and its outcome.
+
+    - `ack_code` AA/CA: delivered (`acked`);
+    - `ack_code` AE/AR/CE/CR: the receiver refused: `error`, kept and shown, not retried;
+    - no ACK (`error` set, connection or timeout): `pending` again at `retry_at`, or
+      `error` when `retry_at` is None (the caller gave up).
+    """
+    item = session.execute(sa.select(OutboxItem).where(OutboxItem.id == outbox_id).with_for_update()).scalar_one()
+    previous = item.state
+    item.attempts += 1
+    item.ack_code = ack_code
+    item.last_error = error
+    now = utcnow()
+    if ack_code in ("AA", "CA"):
+        item.state, item.delivered_at, item.next_attempt_at = OutboxState.ACKED.value, now, None
+    elif ack_code is not None:
+        item.state, item.next_attempt_at = OutboxState.ERROR.value, None
+    elif retry_at is not None:
+        item.state, item.next_attempt_at = OutboxState.PENDING.value, retry_at
+    else:
+        item.state, item.next_attempt_at = OutboxState.ERROR.value, None
+    session.flush()
+    audit.append(session, actor=actor, action=f"outbox.{item.state}", entity_type="outbox", entity_id=item.id,
+                 details={"from": previous, "to": item.state, "attempts": item.attempts, "ack_code": ack_code,
+                          "error": error, "destination": item.destination,
+                          "message_control_id": item.message_control_id})
+    return item
