@@ -1,0 +1,140 @@
+"""The audit trail: append-only in the database, hash-chained, verifiable, fork-free under concurrency."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from reports import audit, store
+from reports.audit import GENESIS_HASH, verify_chain
+from reports.db import AuditEvent
+from worker.cli import main as cli
+
+
+def _append(engine: sa.Engine, count: int, actor: str = "test") -> None:
+    for n in range(count):
+        with store.session_scope(engine) as session:
+            audit.append(session, actor=actor, action="test.event", entity_type="study", entity_id=n,
+                         details={"n": n, "note": "ünïcode & json"})
+
+
+def _verify(engine: sa.Engine) -> audit.VerifyResult:
+    with store.session_scope(engine) as session:
+        return verify_chain(session)
+
+
+def _as_superuser_without_triggers(engine: sa.Engine, *statements: str) -> None:
+    """What an attacker with superuser rights (or a restored dump) can do: bypass the triggers."""
+    with engine.begin() as connection:
+        connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        for statement in statements:
+            connection.execute(sa.text(statement))
+
+
+def test_chain_links_each_event_to_the_previous(engine: sa.Engine) -> None:
+    _append(engine, 3)
+    with store.session_scope(engine) as session:
+        events = session.execute(sa.select(AuditEvent).order_by(AuditEvent.id)).scalars().all()
+        assert [e.id for e in events] == [1, 2, 3]
+        assert events[0].prev_hash == GENESIS_HASH
+        assert events[1].prev_hash == events[0].row_hash and events[2].prev_hash == events[1].row_hash
+        assert events[0].details == {"n": 0, "note": "ünïcode & json"}
+    result = _verify(engine)
+    assert result.ok and result.events_checked == 3 and result.last_id == 3
+
+
+def test_details_must_be_plain_json(engine: sa.Engine) -> None:
+    with store.session_scope(engine) as session, pytest.raises(ValueError, match="plain JSON"):
+        audit.append(session, actor="t", action="a", entity_type="study", entity_id=1, details={"x": object()})
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE audit_events SET actor = 'mallory' WHERE id = 1",
+    "DELETE FROM audit_events WHERE id = 1",
+])
+def test_database_refuses_update_and_delete(engine: sa.Engine, statement: str) -> None:
+    _append(engine, 1)
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(sa.text(statement))
+    assert _verify(engine).ok
+
+
+def test_postgres_refuses_truncate(pg_engine: sa.Engine) -> None:
+    _append(pg_engine, 1)
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), pg_engine.begin() as connection:
+        connection.execute(sa.text("TRUNCATE audit_events"))
+
+
+def test_verify_names_a_row_changed_behind_the_triggers_back(pg_engine: sa.Engine) -> None:
+    _append(pg_engine, 5)
+    _as_superuser_without_triggers(
+        pg_engine, """UPDATE audit_events SET details = '{"n": 99}' WHERE id = 3""")
+    result = _verify(pg_engine)
+    assert not result.ok
+    assert result.broken_id == 3
+    assert "content hash mismatch" in result.reason
+    assert result.events_checked == 2
+
+
+def test_verify_names_the_next_row_when_a_change_is_rehashed(pg_engine: sa.Engine) -> None:
+    """A forger who also recomputes the changed row's hash still breaks the next link."""
+    _append(pg_engine, 4)
+    with store.session_scope(pg_engine) as session:
+        row = session.get(AuditEvent, 2)
+        forged_hash = audit.compute_hash(id=row.id, at=row.at, actor="mallory", action=row.action,
+                                         entity_type=row.entity_type, entity_id=row.entity_id,
+                                         details=row.details, prev_hash=row.prev_hash)
+    _as_superuser_without_triggers(
+        pg_engine, f"UPDATE audit_events SET actor = 'mallory', row_hash = '{forged_hash}' WHERE id = 2")
+    result = _verify(pg_engine)
+    assert not result.ok and result.broken_id == 3 and "broken link" in result.reason
+
+
+def test_verify_finds_removed_rows_in_the_middle_and_at_the_end(pg_engine: sa.Engine) -> None:
+    _append(pg_engine, 5)
+    _as_superuser_without_triggers(pg_engine, "DELETE FROM audit_events WHERE id = 5")
+    tail = _verify(pg_engine)
+    assert not tail.ok and tail.broken_id is None and "head names event 5" in tail.reason
+    _as_superuser_without_triggers(pg_engine, "DELETE FROM audit_events WHERE id = 2")
+    middle = _verify(pg_engine)
+    assert not middle.ok and middle.broken_id == 3 and "id gap" in middle.reason
+
+
+def test_concurrent_appends_keep_one_unbroken_chain(pg_engine: sa.Engine) -> None:
+    threads, per_thread = 8, 10
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            start.wait()
+            _append(pg_engine, per_thread, actor=f"worker-{worker}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert errors == []
+    result = _verify(pg_engine)
+    assert result.ok, result.describe()
+    assert result.events_checked == threads * per_thread
+    with pg_engine.connect() as connection:
+        actors = connection.execute(sa.text("SELECT count(DISTINCT actor) FROM audit_events")).scalar_one()
+    assert actors == threads
+
+
+def test_audit_verify_command_exit_status(pg_url: str, pg_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECGWL_DATABASE_URL", pg_url)
+    _append(pg_engine, 3)
+    runner = CliRunner()
+    intact = runner.invoke(cli, ["audit", "verify"])
+    assert intact.exit_code == 0 and "intact: 3 events" in intact.output
+    _as_superuser_without_triggers(pg_engine, "UPDATE audit_events SET action = 'x' WHERE id = 2")
+    broken = runner.invoke(cli, ["audit", "verify"])
+    assert broken.exit_code == 1 and "BROKEN at event 2" in broken.output

@@ -1,0 +1,84 @@
+"""Alembic is the only way the schema is made: it goes up, down and up again, and matches the models."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from reports import store
+from reports.db import Base
+
+TABLES = {"studies", "reports", "outbox", "audit_events", "audit_head"}
+
+
+def _tables(url: str) -> set[str]:
+    engine = sa.create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def _schema_differences(url: str) -> list:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+
+
+def _pg_guard_objects(url: str) -> tuple[int, int]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            triggers = connection.execute(sa.text(
+                "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'audit_events'::regclass AND NOT tgisinternal"
+            )).scalar_one() if "audit_events" in _tables(url) else 0
+            functions = connection.execute(sa.text(
+                "SELECT count(*) FROM pg_proc WHERE proname = 'audit_events_refuse_change'"
+            )).scalar_one()
+        return triggers, functions
+    finally:
+        engine.dispose()
+
+
+def test_postgres_upgrade_downgrade_upgrade(postgres_url: str) -> None:
+    store.upgrade(postgres_url)
+    assert _tables(postgres_url) == TABLES
+    assert store.current_revision(postgres_url) == "0001_initial"
+    assert _pg_guard_objects(postgres_url) == (2, 1)
+
+    store.downgrade(postgres_url, "base")
+    assert _tables(postgres_url) == set()
+    assert store.current_revision(postgres_url) is None
+    assert _pg_guard_objects(postgres_url) == (0, 0)
+
+    store.upgrade(postgres_url)
+    assert _tables(postgres_url) == TABLES
+    assert _pg_guard_objects(postgres_url) == (2, 1)
+
+
+def test_postgres_schema_matches_the_models(pg_url: str) -> None:
+    assert _schema_differences(pg_url) == []
+
+
+def test_sqlite_upgrade_downgrade_and_models_match(sqlite_url: str) -> None:
+    assert _tables(sqlite_url) == TABLES
+    assert _schema_differences(sqlite_url) == []
+    store.downgrade(sqlite_url, "base")
+    assert _tables(sqlite_url) == set()
+    store.upgrade(sqlite_url)
+    assert store.current_revision(sqlite_url) == "0001_initial"
+
+
+def test_the_migration_seeds_an_empty_audit_head(pg_url: str) -> None:
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT id, last_id, last_hash FROM audit_head")).all()
+    finally:
+        engine.dispose()
+    assert rows == [(1, 0, "0" * 64)]

@@ -1,0 +1,289 @@
+"""The store: idempotent registration and drafts, the state machine, reports, outbox, audit in one transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from reports import store
+from reports.audit import verify_chain
+from reports.db import AuditEvent, OutboxItem, Report, Study, utcnow
+from reports.hl7_oru import HL7Endpoints, build_oru, new_control_id
+from tests.reports_db.helpers import PATIENT, interpreted_study, new_sha
+
+ENDPOINTS = HL7Endpoints(sending_facility="HOSP", receiving_facility="HIS")
+
+
+def _count(engine: sa.Engine, model: type) -> int:
+    with engine.connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).select_from(model)).scalar_one()
+
+
+def _actions(engine: sa.Engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(connection.execute(sa.select(AuditEvent.action).order_by(AuditEvent.id)).scalars())
+
+
+def _message(session, study: Study, *, result_status: str = "P", **report_fields) -> str:
+    oru_study, oru_report, measurements, interpretation = store.oru_inputs(session, study, version=1, **report_fields)
+    return build_oru(oru_study, oru_report, measurements, interpretation, result_status=result_status,
+                     endpoints=ENDPOINTS, control_id=new_control_id())
+
+
+# ---------------------------------------------------------------- studies
+
+
+def test_same_content_twice_is_one_study(engine: sa.Engine) -> None:
+    sha = new_sha()
+    with store.session_scope(engine) as session:
+        first, created_first = store.register_study(session, sha256=sha, source_format="dicom",
+                                                    source_path="/inbox/a.dcm", origin="inbox", actor="ingest")
+    with store.session_scope(engine) as session:
+        again, created_again = store.register_study(session, sha256=sha, source_format="dicom",
+                                                    source_path="/inbox/copy-of-a.dcm", actor="ingest")
+    assert created_first and not created_again
+    assert again.id == first.id and again.source_path == "/inbox/a.dcm"
+    assert _count(engine, Study) == 1
+    assert _actions(engine) == ["study.registered"]
+
+
+def test_register_refuses_a_malformed_hash(engine: sa.Engine) -> None:
+    with store.session_scope(engine) as session, pytest.raises(ValueError, match="sha256"):
+        store.register_study(session, sha256="ABC", source_format="pdf", source_path="/x.pdf")
+
+
+def test_concurrent_registration_of_the_same_content_makes_one_study(pg_engine: sa.Engine) -> None:
+    sha, threads = new_sha(), 6
+    start = threading.Barrier(threads)
+    results: list[tuple[int, bool]] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            start.wait()
+            with store.session_scope(pg_engine) as session:
+                study, created = store.register_study(session, sha256=sha, source_format="wfdb",
+                                                      source_path="/inbox/r.hea", actor="ingest")
+                results.append((study.id, created))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert errors == []
+    assert len({study_id for study_id, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert _count(pg_engine, Study) == 1 and _actions(pg_engine) == ["study.registered"]
+
+
+def test_state_machine_moves_counts_and_refuses(engine: sa.Engine) -> None:
+    with store.session_scope(engine) as session:
+        study, _ = store.register_study(session, sha256=new_sha(), source_format="dicom", source_path="/a")
+        with pytest.raises(store.InvalidTransition, match="received to signed"):
+            store.set_state(session, study.id, "signed", actor="t")
+        store.set_state(session, study.id, "queued_prepare", actor="worker")
+        assert study.attempts == 1
+        store.set_state(session, study.id, "queued_prepare", actor="reconciler")  # re-enqueued
+        assert study.attempts == 2
+        store.save_prepared(session, study.id, actor="worker")
+        assert (study.state, study.attempts) == ("prepared", 0)
+        store.set_state(session, study.id, "prepared", actor="worker")  # a redelivered task: no-op
+        store.fail(session, study.id, "interpreter crashed twice", actor="worker")
+        assert (study.state, study.last_error) == ("failed", "interpreter crashed twice")
+    assert _actions(engine) == ["study.registered", "study.state", "study.requeued", "study.state", "study.state"]
+    with store.session_scope(engine) as session:
+        assert verify_chain(session).ok
+
+
+def test_a_rolled_back_change_leaves_neither_state_nor_audit(engine: sa.Engine) -> None:
+    with store.session_scope(engine) as session:
+        study, _ = store.register_study(session, sha256=new_sha(), source_format="pdf", source_path="/a.pdf")
+    with pytest.raises(RuntimeError), store.session_scope(engine) as session:
+        store.set_state(session, study.id, "queued_prepare", actor="worker")
+        raise RuntimeError("broker unreachable")
+    with store.session_scope(engine) as session:
+        assert store.get_study(session, study.id).state == "received"
+        assert verify_chain(session).events_checked == 1
+
+
+def test_quarantine_keeps_the_reason(engine: sa.Engine) -> None:
+    with store.session_scope(engine) as session:
+        study, _ = store.register_study(session, sha256=new_sha(), source_format="wfdb", source_path="/r.hea")
+        store.set_state(session, study.id, "queued_prepare", actor="worker")
+        store.quarantine(session, study.id, "2 leads at 360 Hz: not a 12-lead ECG", actor="worker")
+    with store.session_scope(engine) as session:
+        study = store.get_study(session, study.id)
+        assert (study.state, study.last_error) == ("quarantined", "2 leads at 360 Hz: not a 12-lead ECG")
+        event = session.execute(sa.select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1)).scalar_one()
+        assert event.details["to"] == "quarantined" and "360 Hz" in event.details["error"]
+
+
+def test_studies_in_state_older_than_finds_the_stuck_ones(engine: sa.Engine) -> None:
+    with store.session_scope(engine) as session:
+        stuck, _ = store.register_study(session, sha256=new_sha(), source_format="dicom", source_path="/a")
+        fresh, _ = store.register_study(session, sha256=new_sha(), source_format="dicom", source_path="/b")
+        idle, _ = store.register_study(session, sha256=new_sha(), source_format="dicom", source_path="/c")
+        for study in (stuck, fresh):
+            store.set_state(session, study.id, "queued_prepare", actor="worker")
+    later = utcnow() + dt.timedelta(minutes=10)
+    with store.session_scope(engine) as session:
+        session.execute(sa.update(Study).where(Study.id == fresh.id).values(state_changed_at=later))
+        found = store.studies_in_state_older_than(session, ["queued_prepare", "queued_interpret"],
+                                                  dt.timedelta(minutes=5), now=later)
+    assert [s.id for s in found] == [stuck.id]
+
+
+# ---------------------------------------------------------------- reports
+
+
+def test_draft_report_twice_is_one_report(engine: sa.Engine) -> None:
+    with store.session_scope(engine) as session:
+        study = interpreted_study(session)
+        first = store.draft_report(session, study.id, endpoints=ENDPOINTS, actor="worker", destinations=["his"])
+    with store.session_scope(engine) as session:
+        again = store.draft_report(session, study.id, endpoints=ENDPOINTS, actor="worker", destinations=["his"])
+        assert store.get_study(session, study.id).state == "awaiting_signoff"
+    assert again.id == first.id and again.message_control_id == first.message_control_id
+    assert (first.version, first.status, first.result_status) == (1, "draft", "P")
+    assert _count(engine, Report) == 1 and _count(engine, OutboxItem) == 1
+    assert _actions(engine)[-3:] == ["report.draft", "study.state", "outbox.queued"]
+
+
+def test_create_draft_report_with_a_given_message_is_idempotent(engine: sa.Engine) -> None:
+    with store.session_scope(engine) as session:
+        study = interpreted_study(session)
+        message = _message(session, study)
+        first = store.create_draft_report(session, study.id, message, created_by="protocol-reader", actor="worker")
+        second = store.create_draft_report(session, study.id, _message(session, study),
+                                           created_by="protocol-reader", actor="worker")
+        assert second.id == first.id and second.hl7_message == message
+        # The placer order number is the accession number the device recorded.
+        assert (study.placer_order_number, study.filler_order_number) == ("ACC-99", f"ECGWL{study.id}")
+    assert _count(engine, Report) == 1
+
+
+def test_concurrent_drafts_of_one_study_make_one_report(pg_engine: sa.Engine) -> None:
+    with store.session_scope(pg_engine) as session:
+        study_id = interpreted_study(session).id
+    start = threading.Barrier(4)
+    ids: list[int] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            start.wait()
+            with store.session_scope(pg_engine) as session:
+                ids.append(store.draft_report(session, study_id, endpoints=ENDPOINTS, actor="worker").id)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work) for _ in range(4)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert errors == [] and len(set(ids)) == 1 and _count(pg_engine, Report) == 1
+
+
+def test_an_invalid_message_is_never_stored(engine: sa.Engine) -> None:
+    with store.session_scope(engine) as session:
+        study = interpreted_study(session)
+        study_id = study.id
+        good = _message(session, study)
+    events_before = len(_actions(engine))
+    bad = good.replace("|||||P|||", "|||||Q|||", 1)  # OBX-11 = Q: not in table 0085
+    assert bad != good
+    with pytest.raises(store.InvalidMessage, match="OBX-11 'Q'"), store.session_scope(engine) as session:
+        store.create_draft_report(session, study_id, bad, created_by="protocol-reader", actor="worker")
+    final = good.replace("|EC|P", "|EC|F")  # a final result cannot be a machine draft
+    with pytest.raises(store.InvalidMessage, match="OBR-25"), store.session_scope(engine) as session:
+        store.create_draft_report(session, study_id, final, created_by="protocol-reader", actor="worker")
+    assert _count(engine, Report) == 0
+    assert len(_actions(engine)) == events_before
+    with store.session_scope(engine) as session:
+        assert store.get_study(session, study_id).state == "interpreted"
+
+
+def test_sign_amend_and_the_versions_they_make(engine: sa.Engine) -> None:
+    signed_at = dt.datetime(2026, 11, 21, 9, 0, tzinfo=dt.UTC)
+    with store.session_scope(engine) as session:
+        study = interpreted_study(session)
+        draft = store.draft_report(session, study.id, endpoints=ENDPOINTS, actor="worker")
+        with pytest.raises(store.InvalidMessage, match="OBR-32"):  # a final needs its signer
+            store.add_report_version(session, study.id, _message(session, study, result_status="F"),
+                                     status="signed", created_by="jdoe", signed_by="jdoe", actor="user:jdoe")
+        signer = {"signed_by": "jdoe", "signed_by_name": "Doe^Jane", "signed_at": signed_at}
+        final = _message(session, study, result_status="F", **signer)
+        signed = store.add_report_version(session, study.id, final, status="signed", created_by="jdoe",
+                                          signed_by="jdoe", signed_at=signed_at, actor="user:jdoe")
+        assert study.state == "signed"
+        correction = _message(session, study, result_status="C", impression="Corrected: sinus bradycardia",
+                              **signer)
+        amended = store.add_report_version(session, study.id, correction, status="amended", created_by="jdoe",
+                                           signed_by="jdoe", actor="user:jdoe")
+        assert study.state == "signed"
+        with pytest.raises(store.InvalidTransition):  # a signed study cannot be rejected
+            store.add_report_version(session, study.id, _message(session, study, result_status="X"),
+                                     status="rejected", created_by="jdoe", actor="user:jdoe")
+    assert [(r.version, r.status, r.result_status) for r in (draft, signed, amended)] == [
+        (1, "draft", "P"), (2, "signed", "F"), (3, "amended", "C")]
+    assert len({draft.message_control_id, signed.message_control_id, amended.message_control_id}) == 3
+    with store.session_scope(engine) as session:
+        assert store.latest_report(session, study.id).version == 3
+        assert verify_chain(session).ok
+
+
+def test_reject_withdraws_the_draft(engine: sa.Engine) -> None:
+    with store.session_scope(engine) as session:
+        study = interpreted_study(session)
+        store.draft_report(session, study.id, endpoints=ENDPOINTS, actor="worker")
+        rejected = store.add_report_version(session, study.id, _message(session, study, result_status="X"),
+                                            status="rejected", created_by="jdoe", actor="user:jdoe")
+        assert (rejected.version, rejected.result_status, study.state) == (2, "X", "rejected")
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def test_outbox_delivery_outcomes(engine: sa.Engine) -> None:
+    with store.session_scope(engine) as session:
+        study = interpreted_study(session)
+        report = store.draft_report(session, study.id, endpoints=ENDPOINTS, actor="worker",
+                                    destinations=["his", "archive", "ris"])
+        held = store.add_outbox(session, report.id, "final-only", actor="worker", held=True)
+        assert store.add_outbox(session, report.id, "his", actor="worker").state == "pending"
+    soon = utcnow() + dt.timedelta(seconds=1)
+    with store.session_scope(engine) as session:
+        due = store.due_outbox(session, now=soon)
+        assert sorted(item.destination for item in due) == ["archive", "his", "ris"]
+        assert all(item.payload == report.hl7_message for item in due)
+        by_name = {item.destination: item for item in due}
+        acked = store.record_delivery(session, by_name["his"].id, ack_code="AA", actor="delivery")
+        refused = store.record_delivery(session, by_name["archive"].id, ack_code="AE",
+                                        error="unknown patient", actor="delivery")
+        retry = store.record_delivery(session, by_name["ris"].id, error="connection refused",
+                                      retry_at=soon + dt.timedelta(minutes=1), actor="delivery")
+    assert (acked.state, acked.delivered_at is not None) == ("acked", True)
+    assert (refused.state, refused.ack_code, refused.last_error) == ("error", "AE", "unknown patient")
+    assert (retry.state, retry.attempts) == ("pending", 1)
+    assert held.state == "held"
+    with store.session_scope(engine) as session:
+        assert store.due_outbox(session, now=soon) == []
+        assert [i.destination for i in store.due_outbox(session, now=soon + dt.timedelta(minutes=2))] == ["ris"]
+
+
+def test_audit_details_carry_no_patient_identifiers(engine: sa.Engine) -> None:
+    with store.session_scope(engine) as session:
+        study = interpreted_study(session)
+        store.draft_report(session, study.id, endpoints=ENDPOINTS, actor="worker", destinations=["his"])
+    with engine.connect() as connection:
+        details = json.dumps(list(connection.execute(sa.select(AuditEvent.details)).scalars()))
+    for identifier in (PATIENT.patient_id, "Rossi", "Maria", "1950", PATIENT.accession):
+        assert identifier not in details
