@@ -188,8 +188,8 @@ def _pid(segment: Segment, study: OruStudy, endpoints: HL7Endpoints) -> None:
     else:
         # PID-3 is required; without a hospital id the study's own id (type PI) stands in.
         segment.pid_3 = f"ECGWL{study.study_id}^^^{escape(endpoints.sending_application)}^PI"
-    if demographics.patient_name:
-        segment.pid_5 = _person_name(demographics.patient_name)
+    # PID-5 is required: an unnamed patient (an anonymised file) is "UNKNOWN", name type U.
+    segment.pid_5 = _person_name(demographics.patient_name) if demographics.patient_name else "UNKNOWN^^^^^^U"
     if demographics.birth_date:
         segment.pid_7 = demographics.birth_date.strftime("%Y%m%d")
     segment.pid_8 = (demographics.sex or Sex.UNKNOWN).value

@@ -1,0 +1,1 @@
+"""Tests of the HL7 ORU^R01 builder and validator."""
