@@ -124,39 +124,42 @@ def verify_chain(session: Session, *, batch_size: int = 1000) -> VerifyResult:
     """Walk every event in id order and report the first one whose hash or link is wrong.
 
     Checks, per event: ids have no gaps, `prev_hash` equals the previous event's
-    `row_hash`, and `row_hash` matches the event's content. Finally the head must name the
-    last event (a removed tail would otherwise go unnoticed).
+    `row_hash`, and `row_hash` matches the event's content. The walk ends at the event the
+    head named when verification started (events appended meanwhile are left for the next
+    run), and that event's hash must be the head's: a removed tail shows up there.
     """
+    head = session.execute(sa.select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)).one_or_none()
+    if head is None:
+        return VerifyResult(ok=False, events_checked=0, reason="audit_head row is missing")
+    table = AuditEvent.__table__
     expected_prev = GENESIS_HASH
     expected_id = 1
     checked = 0
     last_id = 0
-    while True:
+    while expected_id <= head.last_id:
         # Plain rows, not ORM objects: a long chain must not fill the session's identity map.
-        table = AuditEvent.__table__
         events = session.execute(
-            sa.select(table).where(table.c.id >= expected_id).order_by(table.c.id).limit(batch_size)
+            sa.select(table).where(table.c.id >= expected_id, table.c.id <= head.last_id)
+            .order_by(table.c.id).limit(batch_size)
         ).all()
         if not events:
             break
         for event in events:
+            problem = None
             if event.id != expected_id:
+                problem = f"id gap: expected event {expected_id}, found {event.id} (rows removed)"
+            elif event.prev_hash != expected_prev:
+                problem = "broken link: prev_hash does not match the previous event's row_hash"
+            elif _event_hash(event) != event.row_hash:
+                problem = "content hash mismatch: the row was changed after it was written"
+            if problem:
                 return VerifyResult(ok=False, events_checked=checked, last_id=last_id, broken_id=event.id,
-                                    reason=f"id gap: expected event {expected_id}, found {event.id} (rows removed)")
-            if event.prev_hash != expected_prev:
-                return VerifyResult(ok=False, events_checked=checked, last_id=last_id, broken_id=event.id,
-                                    reason="broken link: prev_hash does not match the previous event's row_hash")
-            if _event_hash(event) != event.row_hash:
-                return VerifyResult(ok=False, events_checked=checked, last_id=last_id, broken_id=event.id,
-                                    reason="content hash mismatch: the row was changed after it was written")
+                                    reason=problem)
             expected_prev = event.row_hash
             expected_id += 1
             last_id = event.id
             checked += 1
-    head = session.get(AuditHead, 1)
-    if head is None:
-        return VerifyResult(ok=False, events_checked=checked, last_id=last_id, reason="audit_head row is missing")
-    if head.last_id != last_id or head.last_hash != expected_prev:
+    if last_id != head.last_id or expected_prev != head.last_hash:
         return VerifyResult(ok=False, events_checked=checked, last_id=last_id,
                             reason=f"head names event {head.last_id} but the chain ends at {last_id} "
                                    "(events removed from the end, or the head was changed)")

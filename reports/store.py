@@ -6,7 +6,7 @@ without the other. Callers open a transaction with `session_scope(engine)` and c
 functions below; none of them commits.
 
     engine & schema   make_engine(url), session_scope(engine), upgrade(url), downgrade(url)
-    studies           register_study, get_study, study_by_sha256, set_state, quarantine, fail,
+    studies           register_study, get_study, claim_study, study_by_sha256, set_state, quarantine, fail,
                       save_prepared, save_interpretation, studies_in_state_older_than
     reports           draft_report (build + validate + store v1 + outbox, the worker's call),
                       create_draft_report (store a given v1 message), add_report_version
@@ -239,6 +239,17 @@ def get_study(session: Session, study_id: int, *, for_update: bool = False) -> S
     return study
 
 
+def claim_study(session: Session, study_id: int, expected_state: StudyState | str) -> Study | None:
+    """The study, locked for this transaction, if it is in `expected_state`; else None.
+
+    How a task starts: `claim_study(session, id, "queued_prepare")` returns None for a
+    stale or redelivered task (the study moved on, or was quarantined), which the task
+    then skips. Raises StudyNotFound for an unknown id.
+    """
+    study = get_study(session, study_id, for_update=True)
+    return study if study.state == StudyState(expected_state).value else None
+
+
 def study_by_sha256(session: Session, sha256: str) -> Study | None:
     return session.execute(sa.select(Study).where(Study.sha256 == sha256)).scalar_one_or_none()
 
@@ -452,7 +463,7 @@ def create_draft_report(
 def add_report_version(
     session: Session, study_id: int, message: str, *, status: ReportStatus | str, actor: str,
     created_by: str, impression: str | None = None, labels: list[str] | None = None,
-    signed_by: str | None = None, signed_at: dt.datetime | None = None,
+    signed_by: str | None = None, signed_at: dt.datetime | None = None, destinations: Iterable[str] = (),
 ) -> Report:
     """Store the next report version after a cardiologist's act, and move the study.
 
@@ -460,7 +471,8 @@ def add_report_version(
     - `amended`  (C) a correction of a signed study; it stays `signed`;
     - `rejected` (X) the draft is withdrawn; the study becomes `rejected`.
     The message is validated as in `create_draft_report`. Signing and amending need
-    `signed_by`. Returns the new report (its version is the previous one + 1).
+    `signed_by`. One outbox row is queued per destination. Returns the new report (its
+    version is the previous one + 1).
     """
     status = ReportStatus(status)
     if status is ReportStatus.DRAFT:
@@ -474,9 +486,12 @@ def add_report_version(
         raise InvalidTransition(study_id, current.value, _STUDY_STATE_FOR_REPORT[status].value)
     previous = latest_report(session, study_id)
     version = (previous.version if previous else 0) + 1
-    return _insert_report(session, study, version, message, status=status, created_by=created_by, actor=actor,
-                          impression=impression, labels=labels, signed_by=signed_by,
-                          signed_at=signed_at or (utcnow() if signed_by else None))
+    report = _insert_report(session, study, version, message, status=status, created_by=created_by, actor=actor,
+                            impression=impression, labels=labels, signed_by=signed_by,
+                            signed_at=signed_at or (utcnow() if signed_by else None))
+    for destination in destinations:
+        add_outbox(session, report.id, destination, actor=actor)
+    return report
 
 
 def _insert_report(

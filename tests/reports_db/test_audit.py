@@ -103,7 +103,9 @@ def test_verify_finds_removed_rows_in_the_middle_and_at_the_end(pg_engine: sa.En
     assert not middle.ok and middle.broken_id == 3 and "id gap" in middle.reason
 
 
-def test_concurrent_appends_keep_one_unbroken_chain(pg_engine: sa.Engine) -> None:
+def test_concurrent_appends_keep_one_unbroken_chain(engine: sa.Engine) -> None:
+    """Postgres serialises on the audit_head row lock, SQLite on BEGIN IMMEDIATE's write lock."""
+    pg_engine = engine
     threads, per_thread = 8, 10
     start = threading.Barrier(threads)
     errors: list[BaseException] = []

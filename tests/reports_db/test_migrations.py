@@ -82,3 +82,22 @@ def test_the_migration_seeds_an_empty_audit_head(pg_url: str) -> None:
     finally:
         engine.dispose()
     assert rows == [(1, 0, "0" * 64)]
+
+
+def test_db_commands_make_and_drop_the_embedded_sqlite_schema(tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from worker.cli import main as cli
+
+    monkeypatch.delenv("ECGWL_DATABASE_URL", raising=False)
+    monkeypatch.setenv("ECGWL_DATA_DIR", str(tmp_path / "var"))
+    runner = CliRunner()
+    up = runner.invoke(cli, ["db", "upgrade"])
+    assert up.exit_code == 0 and "0001_initial" in up.output
+    url = f"sqlite:///{(tmp_path / 'var' / 'ecg-worklist.sqlite3').resolve()}"
+    assert _tables(url) == TABLES
+    assert runner.invoke(cli, ["db", "current"]).output.strip() == "0001_initial"
+    refused = runner.invoke(cli, ["db", "downgrade", "base"], input="n\n")
+    assert refused.exit_code != 0 and _tables(url) == TABLES
+    down = runner.invoke(cli, ["db", "downgrade", "base", "--yes"])
+    assert down.exit_code == 0 and _tables(url) == set()

@@ -102,6 +102,17 @@ def test_state_machine_moves_counts_and_refuses(engine: sa.Engine) -> None:
         assert verify_chain(session).ok
 
 
+def test_claim_study_skips_stale_tasks(engine: sa.Engine) -> None:
+    with store.session_scope(engine) as session:
+        study, _ = store.register_study(session, sha256=new_sha(), source_format="dicom", source_path="/a")
+        store.set_state(session, study.id, "queued_prepare", actor="watch")
+        assert store.claim_study(session, study.id, "queued_prepare") is study
+        store.quarantine(session, study.id, "no waveform", actor="worker")
+        assert store.claim_study(session, study.id, "queued_prepare") is None  # a redelivered task
+        with pytest.raises(store.StudyNotFound):
+            store.claim_study(session, study.id + 1000, "queued_prepare")
+
+
 def test_a_rolled_back_change_leaves_neither_state_nor_audit(engine: sa.Engine) -> None:
     with store.session_scope(engine) as session:
         study, _ = store.register_study(session, sha256=new_sha(), source_format="pdf", source_path="/a.pdf")
@@ -227,7 +238,9 @@ def test_sign_amend_and_the_versions_they_make(engine: sa.Engine) -> None:
         correction = _message(session, study, result_status="C", impression="Corrected: sinus bradycardia",
                               **signer)
         amended = store.add_report_version(session, study.id, correction, status="amended", created_by="jdoe",
-                                           signed_by="jdoe", actor="user:jdoe")
+                                           signed_by="jdoe", actor="user:jdoe", destinations=["his"])
+        assert [(i.destination, i.message_control_id) for i in amended.deliveries] == [
+            ("his", amended.message_control_id)]
         assert study.state == "signed"
         with pytest.raises(store.InvalidTransition):  # a signed study cannot be rejected
             store.add_report_version(session, study.id, _message(session, study, result_status="X"),
