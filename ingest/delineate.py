@@ -1,0 +1,258 @@
+"""Wave boundaries in aligned beat windows: QRS onset/offset, P and T onset/peak/end.
+
+The second half of measuring an ECG (after `ingest.beats`, before `ingest.features`).
+Every function works on rows: each row is one lead of one beat window (or of the median
+beat), all rows aligned so the QRS fiducial point sits at the same sample. The same code
+therefore delineates the 12 median-beat leads and the hundred-odd single beats of a
+record in one vectorised pass. Positions are sample indices into the row; -1 means "not
+found", never a guess.
+
+Methods, chosen because they are simple, published and need no training:
+- QRS onset/offset: the 40 Hz low-passed slope of the row must stay below a threshold
+  (10 % of the row's peak QRS slope, or 3x its slope noise) for 8 ms before the first,
+  and after the last, large QRS slope. Requiring a quiet run keeps a momentary zero slope
+  at the tip of a Q, R or S wave from ending the complex early.
+- P and T boundaries: the trapezium-area method (Vázquez-Seisdedos et al., "New approach
+  for T-wave end detection on electrocardiogram", IEEE TBME 58(5), 2011): from the point
+  of steepest slope on the wave's limb, the end is the point that maximises the area of a
+  trapezium spanned with a reference point beyond the wave. It needs no threshold and is
+  insensitive to the baseline. Onsets use the mirrored trapezium.
+Amplitudes are relative to the row's PR baseline (the mean of 16 ms just before the QRS
+onset), so a P or T is "present" only when it stands clearly off that baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ingest.beats import samples
+
+# QRS boundary: slope below this share of the peak QRS slope, sustained for QUIET_RUN_S.
+QRS_EDGE_FRACTION = 0.1
+QUIET_RUN_S = 0.008
+# A slope this large (share of the peak QRS slope) is part of the QRS, not a P or T wave.
+QRS_SIGNIFICANT_FRACTION = 0.3
+# Smallest P and T waves worth delineating (mV): below them the boundaries are noise.
+P_MIN_MV = 0.03
+T_MIN_MV = 0.05
+# Waves must also stand this many times above the row's noise level.
+WAVE_SNR = 3.0
+
+
+@dataclass(frozen=True)
+class QrsBounds:
+    onset: np.ndarray  # int per row, -1 when not found
+    offset: np.ndarray
+
+
+@dataclass(frozen=True)
+class Wave:
+    """One P or T wave per row: boundaries, peak, and its signed amplitude (mV, PR baseline)."""
+
+    onset: np.ndarray  # int per row, -1 when not found
+    peak: np.ndarray
+    end: np.ndarray
+    amplitude: np.ndarray  # float per row, NaN when the wave is absent
+
+
+def span(length: int, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """(rows, length) mask of start <= index < stop, per row."""
+    index = np.arange(length)[None, :]
+    return (index >= np.asarray(start)[:, None]) & (index < np.asarray(stop)[:, None])
+
+
+def argmax_where(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per row, index of the largest value inside mask; -1 for rows with an empty mask."""
+    index = np.argmax(np.where(mask, values, -np.inf), axis=1)
+    return np.where(mask.any(axis=1), index, -1)
+
+
+def columns_between(start: np.ndarray, stop: np.ndarray, length: int) -> tuple[int, int, np.ndarray] | None:
+    """The column range [lo, hi) covering every row's [start, stop), and the rows' mask in it.
+
+    Searches look at a few hundred ms of a 1.15 s window: working on that slice only is
+    what keeps a hundred-odd beat rows cheap. None when every row's range is empty.
+    """
+    start, stop = np.maximum(start, 0), np.minimum(stop, length)
+    nonempty = stop > start
+    if not nonempty.any():
+        return None
+    lo, hi = int(start[nonempty].min()), int(stop[nonempty].max())
+    index = np.arange(lo, hi)[None, :]
+    return lo, hi, (index >= start[:, None]) & (index < stop[:, None])
+
+
+def argmax_between(values: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Per row, index of the largest value in [start, stop); -1 where that range is empty."""
+    columns = columns_between(start, stop, values.shape[1])
+    if columns is None:
+        return np.full(values.shape[0], -1)
+    lo, hi, mask = columns
+    return argmax_where(values[:, lo:hi], mask) + np.where(mask.any(axis=1), lo, 0)
+
+
+def _first(mask: np.ndarray) -> np.ndarray:
+    return np.where(mask.any(axis=1), np.argmax(mask, axis=1), -1)
+
+
+def _last(mask: np.ndarray) -> np.ndarray:
+    return np.where(mask.any(axis=1), mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1), -1)
+
+
+def take(rows: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """rows[i, index[i]] per row, NaN where index is -1."""
+    index = np.asarray(index)
+    values = rows[np.arange(rows.shape[0]), np.clip(index, 0, rows.shape[1] - 1)]
+    return np.where(index >= 0, values, np.nan)
+
+
+def _as_rows(value: int | np.ndarray, rows: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(value, dtype=int), (rows,)).copy()
+
+
+def pr_baseline(rows: np.ndarray, qrs_onset: np.ndarray, fs: float) -> np.ndarray:
+    """Per row, the mean level over [onset - 20 ms, onset - 4 ms): the PR-segment reference."""
+    onset = np.asarray(qrs_onset)
+    offsets = np.arange(-samples(0.02, fs), -samples(0.004, fs))
+    index = onset[:, None] + offsets[None, :]
+    level = np.take_along_axis(rows, np.clip(index, 0, rows.shape[1] - 1), axis=1).mean(axis=1)
+    return np.where(onset + offsets[0] >= 0, level, np.nan)
+
+
+def qrs_bounds(smooth: np.ndarray, fs: float, fiducial: int) -> QrsBounds:
+    """Per-row QRS onset and offset around the fiducial sample (see the module docstring)."""
+    rows, length = smooth.shape
+    slope = np.abs(np.gradient(smooth, axis=1)) * fs  # mV/s
+    # Slope noise: a low percentile (isoelectric stretches); every 3rd sample is plenty for it.
+    noise = np.percentile(slope[:, ::3], 20, axis=1)
+    # From here on only the 450 ms around the fiducial point matter.
+    run = max(1, samples(QUIET_RUN_S, fs))
+    lo = max(0, fiducial - samples(0.2, fs))
+    hi = min(length, fiducial + samples(0.25, fs) + run)
+    slope = slope[:, lo:hi]
+    f = fiducial - lo
+    width = hi - lo
+
+    core = slope[:, max(0, f - samples(0.06, fs)):f + samples(0.06, fs)]
+    peak_slope = core.max(axis=1)
+    threshold = np.maximum(QRS_EDGE_FRACTION * peak_slope, 3.0 * noise)
+    significant = slope >= QRS_SIGNIFICANT_FRACTION * peak_slope[:, None]
+    significant[:, :max(0, f - samples(0.1, fs))] = False
+    significant[:, f + samples(0.12, fs):] = False
+    first_big, last_big = _first(significant), _last(significant)
+
+    quiet = (slope < threshold[:, None]).astype(np.int32)
+    counts = np.cumsum(np.pad(quiet, ((0, 0), (1, 0))), axis=1)
+    quiet_run = np.zeros(quiet.shape, dtype=bool)  # quiet_run[j]: quiet over [j, j + run)
+    quiet_run[:, :width - run + 1] = (counts[:, run:] - counts[:, :-run]) == run
+
+    # Onset: the last sample of a quiet run ending before the first big slope.
+    ends_quiet = np.zeros_like(quiet_run)
+    ends_quiet[:, run - 1:] = quiet_run[:, :width - run + 1]
+    onset = _last(ends_quiet & span(width, np.zeros(rows, dtype=int), first_big + 1))
+    # Offset: the first sample of a quiet run after the last big slope (within 250 ms).
+    offset = _first(quiet_run & span(width, last_big, np.full(rows, f + samples(0.25, fs))))
+    found = (first_big >= 0) & (peak_slope > 0)
+    onset = np.where(found & (onset >= 0), onset + lo, -1)
+    offset = np.where((onset >= 0) & (offset >= 0), offset + lo, -1)
+    return QrsBounds(onset=onset, offset=offset)
+
+
+def _trapezium_end(y: np.ndarray, sign: np.ndarray, steepest: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Wave end after `steepest` (falling limb): argmax of the trapezium area up to `reference`."""
+    columns = columns_between(np.where(steepest >= 0, steepest, 0), np.where(steepest >= 0, reference + 1, 0), y.shape[1])
+    if columns is None:
+        return np.full(y.shape[0], -1)
+    lo, hi, mask = columns
+    index = np.arange(lo, hi)[None, :]
+    level = take(y, steepest)[:, None]
+    area = sign[:, None] * (level - y[:, lo:hi]) * (2 * reference[:, None] - index - steepest[:, None])
+    end = argmax_where(area, mask)
+    end = np.where(end >= 0, end + lo, -1)
+    # At the reference point itself the wave has not ended inside the search: not found.
+    return np.where(end < reference, end, -1)
+
+
+def _trapezium_onset(y: np.ndarray, sign: np.ndarray, steepest: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Wave onset before `steepest` (rising limb): the mirrored trapezium from `reference`."""
+    columns = columns_between(np.where(steepest >= 0, reference, 0), np.where(steepest >= 0, steepest + 1, 0), y.shape[1])
+    if columns is None:
+        return np.full(y.shape[0], -1)
+    lo, hi, mask = columns
+    index = np.arange(lo, hi)[None, :]
+    level = take(y, steepest)[:, None]
+    area = sign[:, None] * (level - y[:, lo:hi]) * (index + steepest[:, None] - 2 * reference[:, None])
+    onset = argmax_where(area, mask)
+    onset = np.where(onset >= 0, onset + lo, -1)
+    return np.where(onset > reference, onset, -1)
+
+
+def _wave(y: np.ndarray, fs: float, peak_from: np.ndarray, peak_to: np.ndarray,
+          rise_from: np.ndarray, fall_to: np.ndarray, limb_s: float, min_mv: float,
+          noise_mv: np.ndarray) -> Wave:
+    """Delineate the largest deflection of each row between peak_from and peak_to.
+
+    rise_from/fall_to bound where the wave's onset and end may lie; limb_s is how far
+    from the steepest point the trapezium reference is placed (about one limb's length).
+    """
+    usable = peak_to > peak_from
+    peak = argmax_between(np.abs(y), np.where(usable, peak_from, 0), np.where(usable, peak_to, 0))
+    amplitude = take(y, peak)
+    present = (peak >= 0) & (np.abs(amplitude) >= np.maximum(min_mv, WAVE_SNR * noise_mv))
+    sign = np.sign(np.nan_to_num(amplitude))
+    slope = np.gradient(y, axis=1)
+    limb = samples(limb_s, fs)
+    nowhere = np.zeros_like(peak)
+
+    steep_fall = argmax_between(-sign[:, None] * slope, np.where(present, peak, nowhere),
+                                np.where(present, np.minimum(peak + 2 * limb, fall_to), nowhere))
+    end = _trapezium_end(y, sign, steep_fall, np.minimum(steep_fall + limb, fall_to))
+
+    steep_rise = argmax_between(sign[:, None] * slope, np.where(present, np.maximum(peak - 2 * limb, rise_from),
+                                                                nowhere), np.where(present, peak + 1, nowhere))
+    onset = _trapezium_onset(y, sign, steep_rise, np.maximum(steep_rise - limb, rise_from))
+
+    return Wave(onset=np.where(present, onset, -1), peak=np.where(present, peak, -1),
+                end=np.where(present, end, -1), amplitude=np.where(present, amplitude, np.nan))
+
+
+def p_waves(smooth: np.ndarray, fs: float, qrs_onset: np.ndarray, previous_t_end: np.ndarray,
+            noise_mv: np.ndarray | None = None) -> Wave:
+    """The P wave of each row: its peak 30-320 ms before the QRS onset, after the previous T.
+
+    previous_t_end: per row, where the previous beat's T wave ends in this row's coordinates
+    (the QRS onset + QT - RR); at fast rates it closes the search, so a T is never taken
+    for a P (a P hidden in the T is then simply not found).
+    """
+    rows = smooth.shape[0]
+    onset = _as_rows(qrs_onset, rows)
+    previous = _as_rows(previous_t_end, rows)
+    noise = np.zeros(rows) if noise_mv is None else np.asarray(noise_mv)
+    y = smooth - pr_baseline(smooth, onset, fs)[:, None]
+    earliest = np.maximum(onset - samples(0.32, fs), previous + samples(0.02, fs))
+    wave = _wave(np.nan_to_num(y), fs, peak_from=np.maximum(earliest, 0), peak_to=onset - samples(0.03, fs),
+                 rise_from=np.maximum(np.maximum(onset - samples(0.37, fs), previous), 0), fall_to=onset,
+                 limb_s=0.05, min_mv=P_MIN_MV, noise_mv=noise)
+    return _without(wave, onset < 0)
+
+
+def t_waves(smooth: np.ndarray, fs: float, qrs_onset: np.ndarray, qrs_offset: np.ndarray, rr_s: float,
+            noise_mv: np.ndarray | None = None) -> Wave:
+    """The T wave of each row: its peak 60 ms after the J point up to 0.55 s (or 0.6 RR) after the onset."""
+    rows, length = smooth.shape
+    onset, offset = _as_rows(qrs_onset, rows), _as_rows(qrs_offset, rows)
+    noise = np.zeros(rows) if noise_mv is None else np.asarray(noise_mv)
+    y = smooth - pr_baseline(smooth, onset, fs)[:, None]
+    latest_peak = onset + samples(min(0.55, 0.6 * rr_s), fs)
+    latest_end = np.minimum(onset + samples(min(0.75, 0.92 * rr_s), fs), length - 1)
+    wave = _wave(np.nan_to_num(y), fs, peak_from=offset + samples(0.06, fs), peak_to=latest_peak,
+                 rise_from=offset, fall_to=latest_end, limb_s=0.1, min_mv=T_MIN_MV, noise_mv=noise)
+    return _without(wave, (onset < 0) | (offset < 0))
+
+
+def _without(wave: Wave, missing: np.ndarray) -> Wave:
+    """The wave with rows whose QRS reference was missing blanked out."""
+    return Wave(onset=np.where(missing, -1, wave.onset), peak=np.where(missing, -1, wave.peak),
+                end=np.where(missing, -1, wave.end), amplitude=np.where(missing, np.nan, wave.amplitude))
