@@ -30,6 +30,7 @@ from typing import Literal
 
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message, Segment
+from hl7apy.exceptions import HL7apyException
 from pydantic import BaseModel, Field
 
 from ingest.ecg import Demographics, Measurements, Sex
@@ -56,6 +57,10 @@ MEASUREMENT_CODES: dict[str, tuple[str, str, str]] = {
     "qrs_axis_deg": ("8632-2", "QRS axis", "deg"),
     "t_axis_deg": ("8638-9", "T wave axis", "deg"),
 }
+
+# hl7apy (strict) holds OBX-5 and the name components to ST's 199 characters, counted
+# after escaping; longer text is wrapped into more repetitions (display lines) of OBX-5.
+MAX_TEXT = 199
 
 DRAFT_NOTE = "Machine draft awaiting cardiologist sign-off"
 DEMONSTRATION_NOTE = "DEMONSTRATION MODEL - NOT FOR CLINICAL USE"
@@ -152,15 +157,44 @@ def _coded(code: tuple[str, str, str]) -> str:
     return "^".join(escape(part) for part in code)
 
 
+def _wrap(line: str, limit: int = MAX_TEXT) -> list[str]:
+    """One line of text as escaped pieces of at most `limit` characters, split between words."""
+    pieces: list[str] = []
+    current = ""
+    for word in line.split():
+        candidate = f"{current} {word}" if current else word
+        if len(escape(candidate)) <= limit:
+            current = candidate
+            continue
+        if current:
+            pieces.append(escape(current))
+        current = ""
+        while len(escape(word)) > limit:  # a single word longer than a line: cut it
+            cut = limit
+            while len(escape(word[:cut])) > limit:
+                cut -= 1
+            pieces.append(escape(word[:cut]))
+            word = word[cut:]
+        current = word
+    if current:
+        pieces.append(escape(current))
+    return pieces
+
+
 def _lines(text: str) -> list[str]:
-    return [escape(line.strip()) for line in text.splitlines() if line.strip()]
+    """Text as escaped OBX-5 repetitions: one per line, long lines wrapped, blank lines dropped."""
+    return [piece for line in text.splitlines() for piece in _wrap(line)]
 
 
 def _person_name(name: str | None) -> str:
-    """ "FAMILY^GIVEN" (or a plain name) as an escaped XPN/XCN family^given pair."""
+    """ "FAMILY^GIVEN" (or a plain name) as an escaped XPN/XCN family^given pair.
+
+    A component longer than HL7 allows is cut: no real name is that long, so it is garbage
+    in the source, and the full text stays in the study's demographics.
+    """
     if not name:
         return ""
-    return "^".join(escape(part.strip()) for part in name.split("^")[:2])
+    return "^".join(_wrap(part, MAX_TEXT)[0] if part.strip() else "" for part in name.split("^")[:2])
 
 
 # ---------------------------------------------------------------- segments
@@ -257,7 +291,7 @@ def _observation(parent: Segment, set_id: int, value_type: str, code: tuple[str,
 
 
 def _impression_lines(report: OruReport) -> list[str]:
-    lines = [escape(label.strip()) for label in report.labels if label.strip()]
+    lines = [piece for label in report.labels for piece in _wrap(label)]
     lines += _lines(report.impression)
     return lines or [escape("No interpretation available")]
 
@@ -266,7 +300,7 @@ def _reasoning_lines(interpretation: Interpretation) -> list[str]:
     parsed = interpretation.parsed
     lines: list[str] = []
     for number in sorted(parsed.steps):
-        lines.append(escape(f"{STEP_HEADINGS[number - 1]}:"))
+        lines += _wrap(f"{STEP_HEADINGS[number - 1]}:")
         lines += _lines(parsed.steps[number])
     if not lines and interpretation.raw_text.strip():
         # A malformed output is never dropped: the verbatim text goes out instead.
@@ -277,27 +311,18 @@ def _reasoning_lines(interpretation: Interpretation) -> list[str]:
 # ---------------------------------------------------------------- the message
 
 
-def build_oru(
-    study: OruStudy, report: OruReport, measurements: Measurements | None, interpretation: Interpretation | None,
-    *, result_status: ResultStatus, endpoints: HL7Endpoints, control_id: str,
-    message_time: dt.datetime | None = None,
-) -> str:
-    """The ORU^R01 message (ER7, segments separated by \\r) for one report version.
+def _assemble(
+    message: Message, study: OruStudy, report: OruReport, measurements: Measurements | None,
+    interpretation: Interpretation | None, result_status: str, endpoints: HL7Endpoints, control_id: str,
+    now: dt.datetime, stage: list[str],
+) -> None:
+    """Add every segment to `message`, in the ORU_R01 group structure.
 
-    `measurements` None (a PDF without a text layer) yields a message with only the
-    impression; `interpretation` None (e.g. a report written by a cardiologist) leaves
-    out the reasoning OBX and the interpreter NTE. The message is validated by hl7apy
-    against the v2.5.1 structure before it is returned (ValueError when it fails).
+    `stage` names the part being built, for an error message that must not quote values.
     """
-    if result_status not in ("P", "R", "F", "C", "X"):
-        raise ValueError(f"result status {result_status!r} is not one this system sends (P, R, F, C, X)")
-    if not control_id or len(control_id) > 20:
-        raise ValueError("MSH-10 needs a control id of 1 to 20 characters")
-    now = message_time or dt.datetime.now(dt.UTC)
-    result_time = report.result_time or now
-
-    message = Message("ORU_R01", version=HL7_VERSION, validation_level=VALIDATION_LEVEL.STRICT)
+    stage[:] = ["MSH (endpoints, control id)"]
     _msh(message, endpoints, control_id, now)
+    stage[:] = ["PID/PV1 (demographics)"]
     patient_result = message.add_group("ORU_R01_PATIENT_RESULT")
     patient = patient_result.add_group("ORU_R01_PATIENT")
     _pid(patient.add_segment("PID"), study, endpoints)
@@ -305,17 +330,20 @@ def build_oru(
     visit.pv1_1 = "1"
     visit.pv1_2 = study.patient_class
 
+    stage[:] = ["ORC/OBR (order numbers, times, signer)"]
     order = patient_result.add_group("ORU_R01_ORDER_OBSERVATION")
     orc = order.add_segment("ORC")
     orc.orc_1 = "RE"
     orc.orc_2, orc.orc_3 = _order_ids(study, endpoints)
-    _obr(order.add_segment("OBR"), study, report, result_status, endpoints, result_time)
+    _obr(order.add_segment("OBR"), study, report, result_status, endpoints, report.result_time or now)
+    stage[:] = ["NTE (notes, flags, comments)"]
     for number, note in enumerate(_notes(report, interpretation, result_status), start=1):
         nte = order.add_segment("NTE")
         nte.nte_1 = str(number)
         nte.nte_2 = "L"  # table 0105: comment from the ancillary (filler) department
         nte.nte_3 = escape(note)
 
+    stage[:] = ["OBX (measurements, impression, reasoning)"]
     set_id = 0
     observed_at = study.acquired_at
     for field_name, (code, name, unit) in MEASUREMENT_CODES.items():
@@ -327,27 +355,53 @@ def build_oru(
                      observed_at, unit)
     set_id += 1
     _observation(order, set_id, "TX", IMPRESSION_CODE, _impression_lines(report), result_status, observed_at)
-    if interpretation is not None:
-        reasoning = _reasoning_lines(interpretation)
-        if reasoning:
-            set_id += 1
-            _observation(order, set_id, "TX", REASONING_CODE, reasoning, result_status, observed_at)
+    reasoning = _reasoning_lines(interpretation) if interpretation is not None else []
+    if reasoning:
+        set_id += 1
+        _observation(order, set_id, "TX", REASONING_CODE, reasoning, result_status, observed_at)
 
-    message.validate()  # hl7apy strict structure validation; raises on a missing required part
+
+def build_oru(
+    study: OruStudy, report: OruReport, measurements: Measurements | None, interpretation: Interpretation | None,
+    *, result_status: ResultStatus, endpoints: HL7Endpoints, control_id: str,
+    message_time: dt.datetime | None = None,
+) -> str:
+    """The ORU^R01 message (ER7, segments separated by \\r) for one report version.
+
+    `measurements` None (a PDF without a text layer) yields a message with only the
+    impression; `interpretation` None (e.g. a report written by a cardiologist) leaves
+    out the reasoning OBX and the interpreter NTE. hl7apy checks every value as it is
+    set and the whole v2.5.1 structure at the end; a ValueError names the part that does
+    not fit (e.g. an application name over 20 characters, a patient id over 199) without
+    quoting the value.
+    """
+    if result_status not in ("P", "R", "F", "C", "X"):
+        raise ValueError(f"result status {result_status!r} is not one this system sends (P, R, F, C, X)")
+    if not control_id or len(control_id) > 20:
+        raise ValueError("MSH-10 needs a control id of 1 to 20 characters")
+    message = Message("ORU_R01", version=HL7_VERSION, validation_level=VALIDATION_LEVEL.STRICT)
+    stage = ["start"]
+    try:
+        _assemble(message, study, report, measurements, interpretation, result_status, endpoints, control_id,
+                  message_time or dt.datetime.now(dt.UTC), stage)
+        stage[:] = ["the v2.5.1 ORU_R01 structure"]
+        message.validate()
+    except HL7apyException as exc:
+        # hl7apy's text quotes the offending value, which may identify the patient: not repeated.
+        raise ValueError(f"cannot build the ORU^R01 of study {study.study_id}: {type(exc).__name__} "
+                         f"in {stage[0]} (a value is too long or malformed)") from exc
     return message.to_er7()
 
 
 def read_header(message: str) -> MessageHeader:
     """MSH-10, OBR-25 and the order numbers of a message (empty strings where absent)."""
-    control_id = result_status = placer = filler = ""
+    header = {"control_id": "", "result_status": "", "placer_order_number": "", "filler_order_number": ""}
     for segment in message.split(SEGMENT_SEPARATOR):
-        fields = segment.split("|")
-        if fields[0] == "MSH" and len(fields) > 9:
-            control_id = unescape(fields[9])
-        elif fields[0] == "OBR" and not result_status:
-            get = lambda i: fields[i] if len(fields) > i else ""  # noqa: E731
-            placer = unescape(get(2).split("^")[0])
-            filler = unescape(get(3).split("^")[0])
-            result_status = get(25)
-    return MessageHeader(control_id=control_id, result_status=result_status,
-                         placer_order_number=placer, filler_order_number=filler)
+        fields = segment.split("|") + [""] * 26
+        if fields[0] == "MSH":
+            header["control_id"] = unescape(fields[9])
+        elif fields[0] == "OBR" and not header["result_status"]:
+            header["placer_order_number"] = unescape(fields[2].split("^")[0])
+            header["filler_order_number"] = unescape(fields[3].split("^")[0])
+            header["result_status"] = fields[25]
+    return MessageHeader(**header)

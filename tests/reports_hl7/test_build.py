@@ -157,3 +157,21 @@ def test_builder_refuses_what_it_cannot_send(kwargs: dict, match: str) -> None:
     arguments = {"result_status": "P", "control_id": "C1"} | kwargs
     with pytest.raises(ValueError, match=match):
         build_oru(_study(), OruReport(), None, None, endpoints=ENDPOINTS, **arguments)
+
+
+def test_long_text_is_wrapped_into_lines_hl7apy_accepts() -> None:
+    long_line = " ".join(f"word{n}&" for n in range(200))  # ~1,600 characters after escaping
+    report = OruReport(labels=["x" * 450], impression=long_line, result_time=RESULT_TIME)
+    parsed = hl7.parse(_build(report=report, study=_study(patient_name="A" * 300 + "^Maria")))
+    lines = [parsed.unescape(str(r)) for r in _observations(parsed)["8601-7"][5]]
+    assert all(len(str(r)) <= 199 for r in _observations(parsed)["8601-7"][5])
+    assert "".join(lines[:3]) == "x" * 450  # an over-long word is cut, nothing lost
+    assert " ".join(lines[3:]) == long_line  # words are never split
+    assert str(parsed["PID.F5.R1.C1"]) == "A" * 199  # a garbage-long name is cut to the field
+
+
+def test_a_value_that_cannot_fit_is_refused_without_quoting_it() -> None:
+    secret_id = "PATIENT-" + "9" * 300
+    with pytest.raises(ValueError, match=r"PID/PV1 \(demographics\)") as error:
+        _build(study=_study(patient_id=secret_id))
+    assert "PATIENT-" not in str(error.value)
