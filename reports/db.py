@@ -52,6 +52,32 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class UtcDateTime(sa.TypeDecorator[dt.datetime]):
+    """A point in time, stored in UTC and always read back timezone-aware (UTC).
+
+    Postgres keeps the zone itself; SQLite stores text without one, so without this an
+    aware time in another zone would be stored as its wall-clock reading and read back
+    naive. Naive values given to it are taken to be UTC already.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
 def _in(column: str, values: type[StrEnum] | tuple[str, ...]) -> str:
     """SQL `column IN ('a', 'b')` for a CHECK constraint."""
     items = [v.value for v in values] if isinstance(values, type) else list(values)
@@ -101,12 +127,12 @@ class Study(Base):
     archive_path: Mapped[str | None] = mapped_column(sa.Text)  # where it is kept (content-addressed)
     origin: Mapped[str | None] = mapped_column(sa.String(255))  # inbox name or "batch"
     state: Mapped[str] = mapped_column(sa.String(32))
-    state_changed_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    state_changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
     last_error: Mapped[str | None] = mapped_column(sa.Text)
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     demographics: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)  # ingest.ecg.Demographics dump
-    acquired_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    acquired_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     measurements: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)  # ingest.ecg.Measurements dump
     features: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)  # GroundingFeatures dump
     image_path: Mapped[str | None] = mapped_column(sa.Text)  # PNG shown on the review page
@@ -142,8 +168,8 @@ class Report(Base):
     labels: Mapped[list[str] | None] = mapped_column(sa.JSON)
     created_by: Mapped[str] = mapped_column(sa.String(255))  # interpreter name or user name
     signed_by: Mapped[str | None] = mapped_column(sa.String(255))
-    signed_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    signed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
     study: Mapped[Study] = relationship(back_populates="reports")
     deliveries: Mapped[list[OutboxItem]] = relationship(back_populates="report", order_by="OutboxItem.id")
@@ -167,11 +193,11 @@ class OutboxItem(Base):
     payload: Mapped[str] = mapped_column(sa.Text)
     state: Mapped[str] = mapped_column(sa.String(16))
     attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
-    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     ack_code: Mapped[str | None] = mapped_column(sa.String(2))  # MSA-1: AA, AE, AR (CA, CE, CR)
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
-    delivered_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
     report: Mapped[Report] = relationship(back_populates="deliveries")
 
@@ -190,7 +216,7 @@ class AuditEvent(Base):
     # Assigned by `reports.audit.append` from audit_head (no sequence), so ids have no gaps
     # and a missing row shows up as a gap as well as a broken link.
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
-    at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     actor: Mapped[str] = mapped_column(sa.String(255))  # "worker:prepare", "user:jdoe", ...
     action: Mapped[str] = mapped_column(sa.String(64))  # "study.state", "report.signed", ...
     entity_type: Mapped[str] = mapped_column(sa.String(32))  # "study", "report", "outbox", ...

@@ -25,7 +25,6 @@ states and codes only.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -284,7 +283,7 @@ def set_state(
         study.last_error = error
     study.state = new_state.value
     study.state_changed_at = utcnow()
-    record = {"from": current.value, "to": new_state.value, "attempts": study.attempts, **(details or {})}
+    record = {**(details or {}), "from": current.value, "to": new_state.value, "attempts": study.attempts}
     if error is not None:
         record["error"] = error
     action = "study.requeued" if new_state == current else "study.state"

@@ -300,3 +300,18 @@ def test_audit_details_carry_no_patient_identifiers(engine: sa.Engine) -> None:
         details = json.dumps(list(connection.execute(sa.select(AuditEvent.details)).scalars()))
     for identifier in (PATIENT.patient_id, "Rossi", "Maria", "1950", PATIENT.accession):
         assert identifier not in details
+
+
+def test_times_come_back_as_the_same_instant_in_utc(engine: sa.Engine) -> None:
+    """SQLite stores no zone: without UtcDateTime a +02:00 time would shift by two hours there."""
+    signed_at = dt.datetime(2026, 11, 21, 11, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    with store.session_scope(engine) as session:
+        study = interpreted_study(session)
+        store.draft_report(session, study.id, endpoints=ENDPOINTS, actor="worker")
+        message = _message(session, study, result_status="F", signed_by="jdoe", signed_at=signed_at)
+        report = store.add_report_version(session, study.id, message, status="signed", created_by="jdoe",
+                                          signed_by="jdoe", signed_at=signed_at, actor="user:jdoe")
+    with store.session_scope(engine) as session:
+        stored = session.get(Report, report.id)
+        assert stored.signed_at == signed_at and stored.signed_at.utcoffset() == dt.timedelta(0)
+        assert store.get_study(session, study.id).acquired_at == dt.datetime(2026, 11, 20, 8, 30, tzinfo=dt.UTC)
