@@ -35,6 +35,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+import migrations
 from ingest.ecg import Demographics, Measurements
 from ingest.interpretation import Interpretation
 from ingest.measured import GroundingFeatures
@@ -43,7 +44,7 @@ from reports.db import OutboxItem, OutboxState, Report, ReportStatus, Study, Stu
 from reports.hl7_oru import HL7Endpoints, OruReport, OruStudy, build_oru, new_control_id, read_header
 from reports.hl7_validate import validate_oru
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
 S = StudyState
 QUEUED_STATES: frozenset[StudyState] = frozenset({S.QUEUED_PREPARE, S.QUEUED_INTERPRET})
@@ -231,7 +232,8 @@ def get_study(session: Session, study_id: int, *, for_update: bool = False) -> S
     """The study `study_id` (locked until the transaction ends with `for_update`)."""
     query = sa.select(Study).where(Study.id == study_id)
     if for_update:
-        query = query.with_for_update()
+        # Refresh a copy this session already holds: the lock is only worth the row as it is now.
+        query = query.with_for_update().execution_options(populate_existing=True)
     study = session.execute(query).scalar_one_or_none()
     if study is None:
         raise StudyNotFound(f"study {study_id} does not exist")

@@ -113,6 +113,19 @@ def test_claim_study_skips_stale_tasks(engine: sa.Engine) -> None:
             store.claim_study(session, study.id + 1000, "queued_prepare")
 
 
+def test_a_state_change_sees_what_another_transaction_committed(pg_engine: sa.Engine) -> None:
+    """A copy loaded before the row lock must not decide the move: the lock re-reads the row."""
+    with store.session_scope(pg_engine) as session:
+        study, _ = store.register_study(session, sha256=new_sha(), source_format="dicom", source_path="/a")
+        store.set_state(session, study.id, "queued_prepare", actor="watch")
+    with store.session_scope(pg_engine) as worker:
+        assert store.get_study(worker, study.id).state == "queued_prepare"  # loaded, not locked
+        with store.session_scope(pg_engine) as operator:
+            store.quarantine(operator, study.id, "unreadable", actor="user:admin")
+        with pytest.raises(store.InvalidTransition, match="quarantined to prepared"):
+            store.set_state(worker, study.id, "prepared", actor="worker")
+
+
 def test_a_rolled_back_change_leaves_neither_state_nor_audit(engine: sa.Engine) -> None:
     with store.session_scope(engine) as session:
         study, _ = store.register_study(session, sha256=new_sha(), source_format="pdf", source_path="/a.pdf")
