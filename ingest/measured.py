@@ -72,6 +72,10 @@ class Rhythm(BaseModel):
     p_wave_fraction: float | None = None  # share of beats with a P wave before the QRS
     p_positive_in: list[str] = Field(default_factory=list)  # leads whose median P is positive
     p_negative_in: list[str] = Field(default_factory=list)
+    # Added by ingest.features: where each detected beat is (its QRS fiducial point, ms from the
+    # start of the record; the order of LeadFeatures.beats) and how many differ from the dominant QRS.
+    beat_times_ms: list[float] = Field(default_factory=list)
+    ectopic_count: int | None = None
 
 
 class GroundingFeatures(BaseModel):
