@@ -142,10 +142,12 @@ def qrs_label(y: np.ndarray, fs: float) -> str | None:
     extremes = []
     for number, piece in enumerate(pieces):
         at = int(np.argmax(np.abs(piece)))
-        # A first piece still falling at the onset, or a last one still rising at the J point
-        # (ST elevation), has no peak of its own: a drifting edge, not a wave.
-        edge = (number == 0 and at == 0 and len(pieces) > 1) or \
-               (number == len(pieces) - 1 and at == piece.size - 1 and len(pieces) > 1)
+        # A last piece that has not come back towards the baseline by the J point (ST elevation
+        # or depression), or a first one already far from it at the onset, has no peak of its
+        # own: a drifting edge, not a wave.
+        edge = len(pieces) > 1 and (
+            (number == 0 and abs(piece[0]) >= 0.8 * abs(piece[at]))
+            or (number == len(pieces) - 1 and abs(piece[-1]) >= 0.8 * abs(piece[at])))
         if piece.size >= max(1, samples(0.006, fs)) and not edge:
             extremes.append(piece[at])
     largest = max((abs(value) for value in extremes), default=0.0)
@@ -182,12 +184,15 @@ def p_shape(y: np.ndarray, fs: float, amplitude: float, noise_mv: float) -> tupl
 
     Notched: two humps of the P's polarity at least 40 ms apart, each at least half the P
     amplitude, with a dip between them of at least 10 % of it and 3x the noise. The terminal
-    negative depth is how far the second half of the P goes below the baseline (V1's left
-    atrial sign).
+    negative depth is how far the second half of a biphasic P (positive first half) goes
+    below the baseline, V1's sign of left atrial abnormality; 0 for other P waves.
     """
     sign = 1.0 if amplitude >= 0 else -1.0
     humps, _ = find_peaks(sign * y, height=0.5 * abs(amplitude), distance=max(1, samples(0.04, fs)),
                           prominence=max(0.1 * abs(amplitude), 3.0 * noise_mv))
     notched = humps.size >= 2
-    terminal = float(max(0.0, -np.min(y[y.size // 2:]))) if y.size else 0.0
+    # Terminal negativity belongs to a biphasic P: a positive first half, a negative second one.
+    half = y.size // 2
+    first_positive = half > 0 and y[:half].max() >= max(MIN_DEFLECTION_MV, 3.0 * noise_mv)
+    terminal = float(max(0.0, -y[half:].min())) if first_positive else 0.0
     return notched, terminal

@@ -37,12 +37,12 @@ import numpy as np
 
 from ingest.beat_measures import measure_rows, p_shape, qrs_label, st_form
 from ingest.beats import (
+    Beats,
     classify_and_align,
     complete,
     detect_qrs,
     filtfilt,
     flat_leads,
-    lagged_correlation,
     median_beat,
     qrs_band,
     qrs_energy,
@@ -67,8 +67,6 @@ AGREEMENT_MS = {"qrs_on": 30.0, "qrs_off": 40.0, "p_on": 40.0, "p_off": 40.0, "t
 MIN_AGREEING_LEADS = 3
 # RR coefficient of variation below which the rhythm is called regular.
 REGULAR_RR_CV = 0.10
-# A beat has a P wave when its P segment correlates this well with the median P.
-P_BEAT_CORRELATION = 0.6
 # Frontal axes need a net deflection (mV*s of area in I and aVF) of at least this size.
 MIN_AXIS_AREA_MV_S = 0.002
 LIMB_LEADS = STANDARD_LEADS[:6]
@@ -161,7 +159,7 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
     measured = ~flat & ~noisy
     if measured.sum() < MIN_AGREEING_LEADS:
         notes.append("fewer than three leads are clean enough to measure: nothing measured")
-        return GroundingFeatures(rhythm=_rhythm(rr_ms, None, [], []), notes=notes)
+        return GroundingFeatures(rhythm=_rhythm(beats, fs, None, [], []), notes=notes)
     used = max(1, int((beats.dominant & whole).sum()) or dominant_count)
     noise_median = noise_beat / math.sqrt(used)
 
@@ -189,9 +187,12 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
         notes.append(f"no T end found in {lead}")
     fiducials = _Fiducials(qrs_on, qrs_off, p_on if why_p_on is None and why_p_off is None else None,
                            p_off if why_p_on is None and why_p_off is None else None, t_end)
-    if have_qrs:
+    if have_qrs and not clear_p.any():
+        notes.append("no P wave found in the median beat: PR, P axis and P duration not measured")
+    elif have_qrs:
         _note(notes, "P onset", why_p_on)
         _note(notes, "P offset", why_p_off)
+    if have_qrs:
         _note(notes, "T end", why_t)
 
     median_rows = measure_rows(meas_median, smooth_median, fs, on_rows, off_rows, lead_bounds.onset,
@@ -199,7 +200,7 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
     _blank(median_rows, ~measured)
 
     beat_rows, p_present = _per_beat(meas_beats, smooth_beats, beats, whole, fs, before, fiducials,
-                                     rr_s, qt_samples, noise_beat, measured, smooth_median, clear_p)
+                                     rr_s, qt_samples, noise_beat, measured)
     leads = _lead_features(median_rows, beat_rows, beats.fiducial.size, rr_ms, measured, meas_median,
                            smooth_median, noise_median, p_median, fiducials, fs)
     global_ = _global(fiducials, rr_s, fs, meas_median, measured, notes)
@@ -209,7 +210,7 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
                   if ok and amp < 0]
     return GroundingFeatures(
         global_=global_,
-        rhythm=_rhythm(rr_ms, p_present, p_positive, p_negative),
+        rhythm=_rhythm(beats, fs, _fraction(p_present), p_positive, p_negative),
         voltages=_voltages(leads),
         leads=leads,
         st_deviation_mv={lead: features.median.st_level_mv for lead, features in leads.items()
@@ -285,10 +286,9 @@ def _blank(rows: dict[str, np.ndarray], drop: np.ndarray) -> None:
 
 # --- single beats ------------------------------------------------------------------------------
 
-def _per_beat(meas_beats: np.ndarray, smooth_beats: np.ndarray, beats, whole: np.ndarray, fs: float,
+def _per_beat(meas_beats: np.ndarray, smooth_beats: np.ndarray, beats: Beats, whole: np.ndarray, fs: float,
               fiducial: int, fiducials: _Fiducials, rr_s: float, qt_samples: int, noise_beat: np.ndarray,
-              measured: np.ndarray, smooth_median: np.ndarray,
-              clear_p: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+              measured: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Measurements of every lead of every beat, as (beats, 12) arrays, and P presence per beat.
 
     Dominant beats are measured inside the global QRS window (shifted with each beat);
@@ -323,30 +323,26 @@ def _per_beat(meas_beats: np.ndarray, smooth_beats: np.ndarray, beats, whole: np
         if name.startswith(("t_", "st_", "qt")):
             values[~dominant_rows | ends_cut] = np.nan
     per_beat = {name: values.reshape(count, leads) for name, values in rows.items()}
-    p_present = _p_presence(smooth_beats, smooth_median, fiducials, clear_p, fs, beats.fiducial - fiducial)
-    if p_present is not None:
-        p_present[beats.edge] = np.nan  # a QRS cut by the record's end is not aligned well enough
-    return per_beat, p_present
+    # A P wave is known to be there or not only where the record holds the 400 ms before the QRS.
+    known = (beats.fiducial - samples(0.4, fs) >= 0) & ~beats.edge
+    peaks = np.where(dominant_rows & ~starts_cut, p.peak, -1).reshape(count, leads)
+    return per_beat, _p_presence(peaks, measured, fs, known)
 
 
-def _p_presence(smooth_beats: np.ndarray, smooth_median: np.ndarray, fiducials: _Fiducials,
-                clear_p: np.ndarray, fs: float, window_start: np.ndarray) -> np.ndarray | None:
-    """Per beat: 1.0 when its P segment matches the median P (correlation, +-40 ms), else 0.0;
-    NaN for beats whose P segment lies before the record's start.
+def _p_presence(peaks: np.ndarray, measured: np.ndarray, fs: float, known: np.ndarray) -> np.ndarray:
+    """Per beat 1.0 (a P wave) or 0.0 (none), NaN where unknown; peaks: (beats, 12) P peak samples.
 
-    window_start: each beat window's first sample in the record. None when the median beat
-    has no P wave to compare with (then no beat has one).
+    A beat has a P wave when several measured leads (3, or a quarter of them) found one within
+    40 ms of each other: an atrial wave is seen at the same moment in many leads, while noise
+    and fibrillation waves (which also raise the noise threshold they must clear) are not.
     """
-    if fiducials.p_on is None or fiducials.p_off is None or clear_p.sum() == 0:
-        return None
-    margin, lag = samples(0.02, fs), samples(0.04, fs)
-    start, stop = fiducials.p_on - margin, fiducials.p_off + margin
-    if start - lag < 0:
-        return None
-    template = smooth_median[clear_p, start:stop]
-    correlation = lagged_correlation(smooth_beats[:, clear_p, start - lag:stop + lag], template)
-    present = (correlation.max(axis=1) >= P_BEAT_CORRELATION).astype(float)
-    return np.where(window_start + start - lag >= 0, present, np.nan)
+    times = np.where(measured[None, :] & (peaks >= 0), peaks, np.nan).astype(float)
+    found = np.isfinite(times).sum(axis=1)
+    ordered = np.sort(times, axis=1)  # NaN last
+    centre = np.take_along_axis(ordered, np.maximum(found - 1, 0)[:, None] // 2, axis=1)
+    agreeing = (np.abs(times - centre) <= samples(0.04, fs)).sum(axis=1)
+    present = agreeing >= max(3, int(measured.sum()) // 4)
+    return np.where(known, present.astype(float), np.nan)
 
 
 # --- assembling the output ---------------------------------------------------------------------
@@ -453,27 +449,28 @@ def _axis(meas_median: np.ndarray, measured: np.ndarray, span: tuple[int | None,
     return round(math.degrees(math.atan2(y, x)), 1), None
 
 
-def _rhythm(rr_ms: np.ndarray, p_present: np.ndarray | None, p_positive: list[str],
+def _rhythm(beats: Beats, fs: float, p_fraction: float | None, p_positive: list[str],
             p_negative: list[str]) -> Rhythm:
+    rr_ms = np.diff(beats.fiducial) * 1000.0 / fs
     mean = float(rr_ms.mean()) if rr_ms.size else None
     sd = float(rr_ms.std(ddof=1)) if rr_ms.size >= 2 else None
     cv = sd / mean if sd is not None and mean else None
     return Rhythm(
-        beat_count=int(rr_ms.size + 1),
+        beat_count=int(beats.fiducial.size),
         rr_mean_ms=None if mean is None else round(mean, 1),
         rr_sd_ms=None if sd is None else round(sd, 1),
         rr_cv=None if cv is None else round(cv, 4),
         regular=None if cv is None else bool(cv < REGULAR_RR_CV),
-        p_wave_fraction=_fraction(p_present),
+        p_wave_fraction=p_fraction,
         p_positive_in=p_positive,
         p_negative_in=p_negative,
+        beat_times_ms=[round(v, 1) for v in (beats.fiducial * 1000.0 / fs).tolist()],
+        ectopic_count=int(beats.ectopic.sum()),
     )
 
 
-def _fraction(p_present: np.ndarray | None) -> float | None:
+def _fraction(p_present: np.ndarray) -> float | None:
     """Share of the beats (those whose P segment was recorded) that have a P wave."""
-    if p_present is None:
-        return 0.0
     known = p_present[~np.isnan(p_present)]
     return round(float(known.mean()), 3) if known.size else None
 
