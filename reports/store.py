@@ -35,7 +35,6 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-import migrations
 from ingest.ecg import Demographics, Measurements
 from ingest.interpretation import Interpretation
 from ingest.measured import GroundingFeatures
@@ -44,7 +43,9 @@ from reports.db import OutboxItem, OutboxState, Report, ReportStatus, Study, Stu
 from reports.hl7_oru import HL7Endpoints, OruReport, OruStudy, build_oru, new_control_id, read_header
 from reports.hl7_validate import validate_oru
 
-MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
+# `migrations` is a sibling top-level package, installed beside `reports` (or, in an editable
+# install, both live in the checkout).
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 S = StudyState
 QUEUED_STATES: frozenset[StudyState] = frozenset({S.QUEUED_PREPARE, S.QUEUED_INTERPRET})
