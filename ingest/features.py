@@ -185,22 +185,31 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
         notes.append(f"no T wave found in {lead}")
     for lead in _names(measured & ~np.isnan(t_median.amplitude) & (t_median.end < 0)):
         notes.append(f"no T end found in {lead}")
-    fiducials = _Fiducials(qrs_on, qrs_off, p_on if why_p_on is None and why_p_off is None else None,
-                           p_off if why_p_on is None and why_p_off is None else None, t_end)
-    if have_qrs and not clear_p.any():
-        notes.append("no P wave found in the median beat: PR, P axis and P duration not measured")
-    elif have_qrs:
-        _note(notes, "P onset", why_p_on)
-        _note(notes, "P offset", why_p_off)
     if have_qrs:
         _note(notes, "T end", why_t)
+
+    beat_rows, p_present = _per_beat(meas_beats, smooth_beats, beats, whole, fs, before,
+                                     (qrs_on, qrs_off) if have_qrs else None, rr_s, qt_samples, noise_beat,
+                                     measured)
+    p_fraction = _fraction(p_present)
+    p_agreed = have_qrs and why_p_on is None and why_p_off is None
+    if have_qrs and not clear_p.any():
+        notes.append("no P wave found in the median beat: PR, P axis and P duration not measured")
+    elif have_qrs and not p_agreed:
+        notes.append(f"no P wave common to the leads (P onset: {why_p_on or 'found'}; "
+                     f"P offset: {why_p_off or 'found'}): PR, P axis and P duration not measured")
+    elif p_agreed and (p_fraction is None or p_fraction < 0.5):
+        # At an irregular rate the previous T waves pile up before the QRS in the median beat.
+        notes.append(f"no P wave found in most single beats ({p_fraction or 0:.0%}): the median beat's "
+                     "P-like wave is not taken as a P; PR, P axis and P duration not measured")
+        p_agreed = False
+    if not p_agreed:
+        p_median, clear_p = _masked(p_median, np.zeros(12, dtype=bool)), np.zeros(12, dtype=bool)
+    fiducials = _Fiducials(qrs_on, qrs_off, p_on if p_agreed else None, p_off if p_agreed else None, t_end)
 
     median_rows = measure_rows(meas_median, smooth_median, fs, on_rows, off_rows, lead_bounds.onset,
                                lead_bounds.offset, p_median, t_median, np.full(12, rr_s))
     _blank(median_rows, ~measured)
-
-    beat_rows, p_present = _per_beat(meas_beats, smooth_beats, beats, whole, fs, before, fiducials,
-                                     rr_s, qt_samples, noise_beat, measured)
     leads = _lead_features(median_rows, beat_rows, beats.fiducial.size, rr_ms, measured, meas_median,
                            smooth_median, noise_median, p_median, fiducials, fs)
     global_ = _global(fiducials, rr_s, fs, meas_median, measured, notes)
@@ -210,7 +219,7 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
                   if ok and amp < 0]
     return GroundingFeatures(
         global_=global_,
-        rhythm=_rhythm(beats, fs, _fraction(p_present), p_positive, p_negative),
+        rhythm=_rhythm(beats, fs, p_fraction, p_positive, p_negative),
         voltages=_voltages(leads),
         leads=leads,
         st_deviation_mv={lead: features.median.st_level_mv for lead, features in leads.items()
@@ -240,13 +249,17 @@ def _note(notes: list[str], what: str, why: str | None) -> None:
 
 def _lead_noise(beat_windows: np.ndarray, median: np.ndarray, use: np.ndarray, flat: np.ndarray,
                 fs: float, fiducial: int) -> tuple[np.ndarray, np.ndarray]:
-    """(noise per lead in mV, noisy per lead): beat-to-beat residual RMS around the median beat.
+    """(noise per lead in mV, noisy per lead): beat-to-beat residual around the median beat.
 
     A lead is noisy when that residual is large next to its own QRS (its beats do not repeat)
     and large in absolute terms.
     """
     chosen = beat_windows[use] if use.sum() >= 2 else beat_windows
-    residual = np.sqrt(np.mean((chosen - median[None]) ** 2, axis=(0, 2)))
+    # A robust spread (1.4826 x the median absolute residual, the SD for Gaussian noise): at an
+    # irregular rate the neighbouring beats' waves fall into the windows at varying places,
+    # and must not count as noise.
+    deviation = np.abs(chosen[:, :, ::3] - median[None, :, ::3]).transpose(1, 0, 2).reshape(median.shape[0], -1)
+    residual = 1.4826 * np.median(deviation, axis=1)
     half = samples(0.06, fs)
     qrs = median[:, fiducial - half:fiducial + half]
     qrs_size = qrs.max(axis=1) - qrs.min(axis=1)
@@ -287,7 +300,7 @@ def _blank(rows: dict[str, np.ndarray], drop: np.ndarray) -> None:
 # --- single beats ------------------------------------------------------------------------------
 
 def _per_beat(meas_beats: np.ndarray, smooth_beats: np.ndarray, beats: Beats, whole: np.ndarray, fs: float,
-              fiducial: int, fiducials: _Fiducials, rr_s: float, qt_samples: int, noise_beat: np.ndarray,
+              fiducial: int, qrs: tuple[int, int] | None, rr_s: float, qt_samples: int, noise_beat: np.ndarray,
               measured: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Measurements of every lead of every beat, as (beats, 12) arrays, and P presence per beat.
 
@@ -300,10 +313,9 @@ def _per_beat(meas_beats: np.ndarray, smooth_beats: np.ndarray, beats: Beats, wh
     smooth_rows = smooth_beats.reshape(count * leads, length)
     bounds = qrs_bounds(smooth_rows, fs, fiducial)
     dominant_rows = np.repeat(beats.dominant, leads)
-    have_qrs = fiducials.qrs_on is not None and fiducials.qrs_off is not None
-    if have_qrs:
-        on = np.where(dominant_rows, fiducials.qrs_on, bounds.onset)
-        off = np.where(dominant_rows, fiducials.qrs_off, bounds.offset)
+    if qrs is not None:  # the global QRS window of the median beat
+        on = np.where(dominant_rows, qrs[0], bounds.onset)
+        off = np.where(dominant_rows, qrs[1], bounds.offset)
     else:
         on, off = bounds.onset, bounds.offset
     noise = np.tile(noise_beat, count)

@@ -1,0 +1,179 @@
+"""`measure` on constructed ECGs whose every interval and amplitude is known (see synthetic.py).
+
+The constructed waves have sharp corners (a QRS of straight lines) and smooth ends (Hann
+P and T waves): the 40 Hz delineation filter widens a sharp QRS by a few ms, and a wave's
+soft start is found a few ms late, so the bounds are those of a device, not of arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from ingest.features import measure
+from tests.ingest_features.synthetic import (
+    NORMAL_LEADS,
+    PVC,
+    Beat,
+    Lead,
+    ecg,
+    fibrillation_waves,
+    frontal_axis_deg,
+    irregular_onsets,
+    qrs_onsets,
+)
+
+NORMAL = Beat()
+# Beats all through the 10 s, the last one cut by the record's end (as in a real recording).
+AT_60 = qrs_onsets(60, seconds=10.6)
+AT_75 = qrs_onsets(75, seconds=10.6)
+
+
+def measured(beat: Beat = NORMAL, onsets: np.ndarray = AT_60, **kwargs):
+    kwargs.setdefault("noise_mv", 0.01)
+    kwargs.setdefault("wander_mv", 0.1)
+    return measure(ecg(beat, onsets, **kwargs), 500)
+
+
+@pytest.fixture(scope="module")
+def normal():
+    return measured()
+
+
+def test_intervals_of_a_normal_beat(normal):
+    g = normal.global_
+    assert g.hr_bpm == pytest.approx(60, abs=0.5)
+    assert g.pr_ms == pytest.approx(NORMAL.pr_ms, abs=12)
+    assert g.qrs_ms == pytest.approx(NORMAL.qrs_ms, abs=10)
+    assert g.qt_ms == pytest.approx(NORMAL.qt_ms, abs=12)
+    rr_s = g.rr_ms / 1000
+    assert g.qtc_ms == pytest.approx(g.qt_ms / math.sqrt(rr_s), abs=0.2)
+    assert g.qtc_fridericia_ms == pytest.approx(g.qt_ms / rr_s ** (1 / 3), abs=0.2)
+    assert normal.notes == []
+
+
+def test_axes_follow_the_limb_leads(normal):
+    assert normal.global_.qrs_axis_deg == pytest.approx(frontal_axis_deg(NORMAL), abs=5)
+    # P and T are positive in I and II: axes between 0 and 90 degrees.
+    assert 0 < normal.global_.p_axis_deg < 90 and 0 < normal.global_.t_axis_deg < 90
+
+
+def test_rhythm_of_a_regular_sinus_beat_train(normal):
+    rhythm = normal.rhythm
+    assert rhythm.beat_count == len(AT_60)
+    assert rhythm.regular is True and rhythm.rr_sd_ms < 5
+    assert rhythm.p_wave_fraction == 1.0
+    assert {"I", "II", "aVF", "V5"} <= set(rhythm.p_positive_in) and "aVR" in rhythm.p_negative_in
+    # The fiducial point sits inside each constructed QRS (onset .. onset + 90 ms).
+    times = np.asarray(rhythm.beat_times_ms) / 1000
+    assert np.all((times >= AT_60) & (times <= AT_60 + NORMAL.qrs_ms / 1000))
+
+
+def test_voltages_and_shapes(normal):
+    v = normal.voltages
+    assert v.s_v1_mv == pytest.approx(NORMAL_LEADS["V1"].s, abs=0.05)
+    assert v.r_v5_mv == pytest.approx(NORMAL_LEADS["V5"].r, abs=0.05)
+    assert v.r_v6_mv == pytest.approx(NORMAL_LEADS["V6"].r, abs=0.05)
+    assert v.r_i_mv == pytest.approx(NORMAL_LEADS["I"].r, abs=0.05)
+    assert v.sokolow_lyon_mv == pytest.approx(v.s_v1_mv + max(v.r_v5_mv, v.r_v6_mv), abs=0.002)
+    v5 = NORMAL_LEADS["V5"]
+    assert v.precordial_qrs_max_mv == pytest.approx(v5.r + max(v5.q, v5.s), abs=0.05)
+    leads = normal.leads
+    assert leads["V1"].qrs_morphology == "rS"
+    assert leads["V6"].qrs_morphology == "qR"
+    assert leads["V4"].qrs_morphology == "Rs"
+    assert leads["V5"].median.q_amp_mv == pytest.approx(0.1, abs=0.03)
+    assert leads["V1"].median.q_amp_mv == 0.0
+    assert all(lead.p_notched is False for lead in leads.values() if lead.p_notched is not None)
+
+
+def test_st_elevation_in_v2_v3_only():
+    raised = NORMAL.with_leads(V2=replace(NORMAL_LEADS["V2"], st=0.2), V3=replace(NORMAL_LEADS["V3"], st=0.2))
+    features = measured(raised)
+    st = features.st_deviation_mv
+    assert st["V2"] == pytest.approx(0.2, abs=0.03) and st["V3"] == pytest.approx(0.2, abs=0.03)
+    assert all(abs(level) < 0.03 for lead, level in st.items() if lead not in ("V2", "V3"))
+    assert features.leads["V2"].median.st_form == "horizontal"
+    # ST elevation is not an R' wave.
+    assert features.leads["V2"].qrs_morphology == "rS"
+
+
+def test_wide_qrs_with_rsr_prime_in_v1():
+    rbbb = replace(NORMAL, qrs_ms=140.0).with_leads(V1=Lead(p=0.06, r=0.2, s=0.5, r2=0.8, t=-0.1))
+    features = measured(rbbb)
+    assert features.global_.qrs_ms == pytest.approx(140, abs=10)
+    assert features.leads["V1"].qrs_morphology == "rSR'"
+
+
+@pytest.mark.parametrize(("pr_ms", "qt_ms"), [(260.0, 400.0), (120.0, 400.0), (160.0, 500.0)])
+def test_long_and_short_intervals(pr_ms, qt_ms):
+    beat = replace(NORMAL, pr_ms=pr_ms, qt_ms=qt_ms, t_ms=180.0 + (qt_ms - 400.0) / 2)
+    g = measured(beat).global_
+    assert g.pr_ms == pytest.approx(pr_ms, abs=12)
+    assert g.qt_ms == pytest.approx(qt_ms, abs=12)
+
+
+@pytest.mark.parametrize("heart_rate", [45, 130])
+def test_slow_and_fast_rates(heart_rate):
+    beat = NORMAL if heart_rate < 100 else replace(NORMAL, pr_ms=140.0, qt_ms=300.0, t_ms=140.0)
+    features = measured(beat, qrs_onsets(heart_rate, seconds=10.6))
+    g = features.global_
+    assert g.hr_bpm == pytest.approx(heart_rate, abs=1)
+    assert g.pr_ms == pytest.approx(beat.pr_ms, abs=12)
+    assert g.qt_ms == pytest.approx(beat.qt_ms, abs=12)
+    assert features.rhythm.p_wave_fraction == 1.0
+
+
+def test_atrial_fibrillation_like_rhythm():
+    """Irregular RR, no P waves but fibrillation waves: irregular, no P, no PR, and a note."""
+    onsets = irregular_onsets(seed=3)
+    signal = ecg(NORMAL, onsets, noise_mv=0.01, p_waves=False) + fibrillation_waves(seed=3)
+    features = measure(signal, 500)
+    rr = np.diff(onsets[onsets < 10.0 - 0.1])
+    assert features.global_.hr_bpm == pytest.approx(60 / rr.mean(), abs=2)
+    assert features.rhythm.regular is False and features.rhythm.rr_cv > 0.15
+    assert features.rhythm.p_wave_fraction <= 0.2
+    assert features.global_.pr_ms is None and features.global_.p_axis_deg is None
+    assert any("no P wave" in note for note in features.notes)
+    assert features.global_.qt_ms == pytest.approx(NORMAL.qt_ms, abs=15)
+
+
+def test_notched_and_biphasic_p_waves():
+    notched = replace(NORMAL, p_ms=120.0, pr_ms=180.0).with_leads(
+        II=replace(NORMAL_LEADS["II"], p_notch=True), I=replace(NORMAL_LEADS["I"], p_notch=True))
+    leads = measured(notched).leads
+    assert leads["II"].p_notched is True and leads["V5"].p_notched is False
+
+    biphasic = NORMAL.with_leads(V1=replace(NORMAL_LEADS["V1"], p=0.06, p_terminal=0.12))
+    leads = measured(biphasic).leads
+    assert leads["V1"].p_terminal_negative_mv == pytest.approx(0.12, abs=0.03)
+    assert leads["II"].p_terminal_negative_mv == pytest.approx(0.0, abs=0.02)
+
+
+def test_an_ectopic_beat_is_counted_but_kept_out_of_the_median():
+    features = measured(NORMAL, AT_75, others={5: PVC})
+    assert features.rhythm.ectopic_count == 1
+    assert features.rhythm.beat_count == len(AT_75)
+    assert any("differ from the dominant QRS" in note for note in features.notes)
+    assert features.global_.qrs_ms == pytest.approx(NORMAL.qrs_ms, abs=10)
+    assert features.rhythm.p_wave_fraction == pytest.approx((len(AT_75) - 2) / (len(AT_75) - 1), abs=0.01)
+    v1 = features.leads["V1"].beats
+    assert v1[5].qrs_dur_ms > 120 and v1[5].pr_ms is None and v1[5].qt_ms is None
+    assert v1[4].pr_ms == pytest.approx(NORMAL.pr_ms, abs=15)
+
+
+def test_per_beat_pr_follows_each_beat():
+    """PR changing beat by beat (160, 220, 280 ms): the median has no single P, each beat does."""
+    cycle = (160.0, 220.0, 280.0)
+    others = {index: replace(NORMAL, pr_ms=cycle[index % 3]) for index in range(len(AT_75))}
+    features = measured(NORMAL, AT_75, others=others)
+    measured_pr = [beat.pr_ms for beat in features.leads["II"].beats]
+    for index, pr in enumerate(measured_pr):
+        if pr is not None:
+            assert pr == pytest.approx(cycle[index % 3], abs=15), index
+    assert sum(pr is not None for pr in measured_pr) >= len(AT_75) - 2
+    assert features.rhythm.p_wave_fraction == 1.0
+    assert features.global_.pr_ms is None  # no one PR describes this ECG
