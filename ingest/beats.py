@@ -31,6 +31,9 @@ QRS_BAND_HZ = (5.0, 30.0)
 REFRACTORY_S = 0.2
 # A detection is a beat when its energy reaches this share of the record's typical QRS energy.
 DETECTION_FRACTION = 0.3
+# A detection whose surroundings (150-350 ms either side) carry this share of its own QRS
+# energy sits in noise (an artefact burst), not on a QRS complex standing out of a quiet line.
+NOISE_FLANK_FRACTION = 0.4
 # Beats correlating at least this with the dominant QRS template share its morphology.
 DOMINANT_CORRELATION = 0.9
 # Beat window around each fiducial point: at most long enough for a PR of 350 ms before the
@@ -168,6 +171,21 @@ def window_extent(rr_s: float, fs: float) -> tuple[int, int]:
     before = min(WINDOW_BEFORE_S, max(0.25, 0.75 * rr_s))
     after = min(WINDOW_AFTER_S, max(0.4, rr_s))
     return samples(before, fs), samples(after, fs)
+
+
+def in_noise(energy: np.ndarray, detections: np.ndarray, fs: float) -> np.ndarray:
+    """Bool per detection: its QRS-energy peak does not stand out from its surroundings.
+
+    A QRS complex (normal or ectopic) is a short burst of energy between quiet stretches;
+    a detection inside an artefact has as much energy 150-350 ms away as at its peak.
+    """
+    near, far = samples(0.15, fs), samples(0.35, fs)
+    noisy = np.zeros(detections.size, dtype=bool)
+    for i, peak in enumerate(detections):
+        flanks = np.concatenate([energy[max(0, peak - far):max(0, peak - near)], energy[peak + near:peak + far]])
+        if flanks.size and energy[peak] > 0:
+            noisy[i] = np.median(flanks) > NOISE_FLANK_FRACTION * energy[peak]
+    return noisy
 
 
 def windows(signal: np.ndarray, centres: np.ndarray, before: int, after: int) -> np.ndarray:

@@ -43,6 +43,7 @@ from ingest.beats import (
     detect_qrs,
     filtfilt,
     flat_leads,
+    in_noise,
     median_beat,
     qrs_band,
     qrs_energy,
@@ -60,8 +61,10 @@ from ingest.measured import BeatFeatures, GroundingFeatures, LeadFeatures, Rhyth
 MIN_RECORD_S = 2.0
 # Leads with residual beat-to-beat noise above this share of their QRS amplitude are not measured.
 MAX_NOISE_FRACTION = 0.25
-# ... unless that residual is below this (mV): a lead with a tiny QRS and little noise is fine.
+# ... unless that residual is below this (mV): a lead with a tiny QRS and little noise is fine;
+# and whatever its QRS, a lead whose beats scatter by more than NOISE_LIMIT_MV is not measured.
 NOISE_FLOOR_MV = 0.05
+NOISE_LIMIT_MV = 0.15
 # Leads agreeing on a fiducial point: within this many ms of the leads' median.
 AGREEMENT_MS = {"qrs_on": 30.0, "qrs_off": 40.0, "p_on": 40.0, "p_off": 40.0, "t_end": 50.0}
 MIN_AGREEING_LEADS = 3
@@ -115,11 +118,25 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
         notes.append("fewer than two leads carry a signal: nothing measured")
         return GroundingFeatures(notes=notes)
 
-    detections = detect_qrs(qrs_energy(band[~flat], fs), fs)
-    if detections.size < 2:
+    energy = qrs_energy(band[~flat], fs)
+    detections = detect_qrs(energy, fs)
+    noise = in_noise(energy, detections, fs)
+    if noise.any():
+        where = ", ".join(f"{t:.1f}" for t in detections[noise] / fs)
+        notes.append(f"{int(noise.sum())} QRS detection(s) in noise (at {where} s) left out, "
+                     "and the RR intervals across them")
+    kept = detections[~noise]
+    if kept.size < 2:
         notes.append("fewer than two QRS complexes found: nothing measured")
-        return GroundingFeatures(rhythm=Rhythm(beat_count=int(detections.size)), notes=notes)
-    beats = classify_and_align(band[~flat], detections, fs)
+        return GroundingFeatures(rhythm=Rhythm(beat_count=int(kept.size)), notes=notes)
+    # An RR interval counts only when no noisy detection lies between its two beats.
+    after_noise = np.searchsorted(kept, detections[noise])
+    rr_valid = np.ones(kept.size - 1, dtype=bool)
+    rr_valid[after_noise[(after_noise >= 1) & (after_noise < kept.size)] - 1] = False
+    if not rr_valid.any():
+        notes.append("no RR interval free of noise: nothing measured")
+        return GroundingFeatures(rhythm=Rhythm(beat_count=int(kept.size)), notes=notes)
+    beats = classify_and_align(band[~flat], kept, fs)
     dominant_count = int(beats.dominant.sum())
     classified = int((~beats.edge).sum())
     if dominant_count < 2 or dominant_count < classified / 3:
@@ -130,7 +147,8 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
         notes.append(f"{int(beats.ectopic.sum())} of {classified} beats differ from the dominant QRS "
                      "(ectopic or artefact): left out of the median beat")
 
-    rr_ms = np.diff(beats.fiducial) * 1000.0 / fs
+    rr_beat = np.concatenate([[np.nan], np.where(rr_valid, np.diff(beats.fiducial), np.nan)]) * 1000.0 / fs
+    rr_ms = rr_beat[np.isfinite(rr_beat)]  # the valid RR intervals
     rr_s = float(rr_ms.mean()) / 1000.0
     before, after = window_extent(rr_s, fs)
     whole = complete(beats.fiducial, before, after, x.shape[1])
@@ -159,7 +177,7 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
     measured = ~flat & ~noisy
     if measured.sum() < MIN_AGREEING_LEADS:
         notes.append("fewer than three leads are clean enough to measure: nothing measured")
-        return GroundingFeatures(rhythm=_rhythm(beats, fs, None, [], []), notes=notes)
+        return GroundingFeatures(rhythm=_rhythm(beats, rr_ms, fs, None, [], []), notes=notes)
     used = max(1, int((beats.dominant & whole).sum()) or dominant_count)
     noise_median = noise_beat / math.sqrt(used)
 
@@ -189,8 +207,8 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
         _note(notes, "T end", why_t)
 
     beat_rows, p_present = _per_beat(meas_beats, smooth_beats, beats, whole, fs, before,
-                                     (qrs_on, qrs_off) if have_qrs else None, rr_s, qt_samples, noise_beat,
-                                     measured)
+                                     (qrs_on, qrs_off) if have_qrs else None, rr_beat, rr_s, qt_samples,
+                                     noise_beat, measured)
     p_fraction = _fraction(p_present)
     p_agreed = have_qrs and why_p_on is None and why_p_off is None
     if have_qrs and not clear_p.any():
@@ -210,7 +228,7 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
     median_rows = measure_rows(meas_median, smooth_median, fs, on_rows, off_rows, lead_bounds.onset,
                                lead_bounds.offset, p_median, t_median, np.full(12, rr_s))
     _blank(median_rows, ~measured)
-    leads = _lead_features(median_rows, beat_rows, beats.fiducial.size, rr_ms, measured, meas_median,
+    leads = _lead_features(median_rows, beat_rows, beats.fiducial.size, rr_beat, measured, meas_median,
                            smooth_median, noise_median, p_median, fiducials, fs)
     global_ = _global(fiducials, rr_s, fs, meas_median, measured, notes)
     p_positive = [lead for lead, ok, amp in zip(STANDARD_LEADS, clear_p, p_median.amplitude, strict=True)
@@ -219,7 +237,7 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
                   if ok and amp < 0]
     return GroundingFeatures(
         global_=global_,
-        rhythm=_rhythm(beats, fs, p_fraction, p_positive, p_negative),
+        rhythm=_rhythm(beats, rr_ms, fs, p_fraction, p_positive, p_negative),
         voltages=_voltages(leads),
         leads=leads,
         st_deviation_mv={lead: features.median.st_level_mv for lead, features in leads.items()
@@ -252,7 +270,7 @@ def _lead_noise(beat_windows: np.ndarray, median: np.ndarray, use: np.ndarray, f
     """(noise per lead in mV, noisy per lead): beat-to-beat residual around the median beat.
 
     A lead is noisy when that residual is large next to its own QRS (its beats do not repeat)
-    and large in absolute terms.
+    and not tiny, or when it is large whatever the QRS.
     """
     chosen = beat_windows[use] if use.sum() >= 2 else beat_windows
     # A robust spread (1.4826 x the median absolute residual, the SD for Gaussian noise): at an
@@ -263,7 +281,8 @@ def _lead_noise(beat_windows: np.ndarray, median: np.ndarray, use: np.ndarray, f
     half = samples(0.06, fs)
     qrs = median[:, fiducial - half:fiducial + half]
     qrs_size = qrs.max(axis=1) - qrs.min(axis=1)
-    noisy = ~flat & (residual > np.maximum(MAX_NOISE_FRACTION * qrs_size, NOISE_FLOOR_MV))
+    noisy = ~flat & ((residual > np.maximum(MAX_NOISE_FRACTION * qrs_size, NOISE_FLOOR_MV))
+                     | (residual > NOISE_LIMIT_MV))
     return residual, noisy
 
 
@@ -300,7 +319,8 @@ def _blank(rows: dict[str, np.ndarray], drop: np.ndarray) -> None:
 # --- single beats ------------------------------------------------------------------------------
 
 def _per_beat(meas_beats: np.ndarray, smooth_beats: np.ndarray, beats: Beats, whole: np.ndarray, fs: float,
-              fiducial: int, qrs: tuple[int, int] | None, rr_s: float, qt_samples: int, noise_beat: np.ndarray,
+              fiducial: int, qrs: tuple[int, int] | None, rr_beat: np.ndarray, rr_s: float, qt_samples: int,
+              noise_beat: np.ndarray,
               measured: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Measurements of every lead of every beat, as (beats, 12) arrays, and P presence per beat.
 
@@ -319,7 +339,8 @@ def _per_beat(meas_beats: np.ndarray, smooth_beats: np.ndarray, beats: Beats, wh
     else:
         on, off = bounds.onset, bounds.offset
     noise = np.tile(noise_beat, count)
-    rr_before = np.diff(beats.fiducial, prepend=beats.fiducial[0] - round(rr_s * fs))  # samples
+    # Each beat's preceding RR (the mean RR where unknown), in samples.
+    rr_before = np.round(np.where(np.isnan(rr_beat), rr_s * 1000.0, rr_beat) * fs / 1000.0).astype(int)
     rr_rows = np.repeat(rr_before, leads)
     p = p_waves(smooth_rows, fs, on, on + qt_samples - rr_rows, noise)
     t = t_waves(smooth_rows, fs, on, off, rr_s, noise)
@@ -374,12 +395,12 @@ def _beat(fields: dict[str, float | None]) -> BeatFeatures:
 
 
 def _lead_features(median_rows: dict[str, np.ndarray], beat_rows: dict[str, np.ndarray], count: int,
-                   rr_ms: np.ndarray, measured: np.ndarray, meas_median: np.ndarray, smooth_median: np.ndarray,
+                   rr_beat: np.ndarray, measured: np.ndarray, meas_median: np.ndarray, smooth_median: np.ndarray,
                    noise_median: np.ndarray, p_median: Wave, fiducials: _Fiducials,
                    fs: float) -> dict[str, LeadFeatures]:
     leads: dict[str, LeadFeatures] = {}
     medians = _rounded(median_rows)
-    per_beat = _rounded({"rr_ms": np.repeat(np.concatenate([[np.nan], rr_ms])[:, None], 12, axis=1),
+    per_beat = _rounded({"rr_ms": np.repeat(rr_beat[:, None], 12, axis=1),
                          **beat_rows})  # each a flat list in (beat, lead) order
     for i, lead in enumerate(STANDARD_LEADS):
         if not measured[i]:
@@ -461,9 +482,9 @@ def _axis(meas_median: np.ndarray, measured: np.ndarray, span: tuple[int | None,
     return round(math.degrees(math.atan2(y, x)), 1), None
 
 
-def _rhythm(beats: Beats, fs: float, p_fraction: float | None, p_positive: list[str],
+def _rhythm(beats: Beats, rr_ms: np.ndarray, fs: float, p_fraction: float | None, p_positive: list[str],
             p_negative: list[str]) -> Rhythm:
-    rr_ms = np.diff(beats.fiducial) * 1000.0 / fs
+    """Rate and rhythm from the valid RR intervals (ms) and the beats' P waves."""
     mean = float(rr_ms.mean()) if rr_ms.size else None
     sd = float(rr_ms.std(ddof=1)) if rr_ms.size >= 2 else None
     cv = sd / mean if sd is not None and mean else None
