@@ -36,6 +36,19 @@ class Settings(BaseSettings):
     stable_seconds: float = 2.0  # a file is complete when size+mtime did not change this long
     poll_seconds: float = 1.0
     reconcile_after_seconds: float = 600.0  # re-enqueue a study stuck in a queued state this long
+    reconcile_every_seconds: float = 60.0  # how often `watch` runs the reconciler
+    orphan_seconds: float = 600.0  # a WFDB signal file without its header (or a header without its
+    #                                signal file) waits this long for its companion, then is quarantined
+    max_attempts: int = 5  # a stage enqueued this many times without success: the study is failed
+
+    # Queues (worker/celery_app.py). Redis re-delivers a message that was taken but not
+    # acknowledged after this long; with acks_late a message is only acknowledged when its
+    # task ends, so this must exceed the longest task PLUS the time a prefetched/ETA message
+    # waits, or Redis silently runs the task twice (Celery's default is 1 hour).
+    visibility_timeout_seconds: int = 6 * 3600
+    task_max_retries: int = 8  # transient errors (database/broker unreachable): exponential backoff
+    task_retry_backoff_max_seconds: int = 600
+    hl7_destinations: list[str] = Field(default_factory=lambda: ["his"])  # outbox rows per draft
 
     # Interpretation
     interpreter: Literal["protocol", "model"] = "protocol"
@@ -49,6 +62,10 @@ class Settings(BaseSettings):
     sending_facility: str = "ECGWL"
     receiving_facility: str = "HIS"
     draft_result_status: Literal["P", "R"] = "P"
+
+    # TEST-ONLY: every pipeline stage sleeps this long before its work, so a test can kill a
+    # worker in the middle of a task. Always 0 in production.
+    test_stage_delay_seconds: float = 0.0
 
     @property
     def archive_dir(self) -> Path:
