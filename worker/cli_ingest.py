@@ -19,12 +19,8 @@ import click
 from ingest.ecg import Ecg
 from ingest.errors import IngestError
 from ingest.inspect import format_summary, summarize
-from ingest.prepare import PreparedEcg
+from ingest.prepare import PreparedEcg, prepare
 from ingest.read import read_ecg
-
-# Preparation is written by other stages (ingest.signal, ingest.render, ingest.features);
-# until every one of them exists `inspect` still reads the file and shows measurements as null.
-_PREPARATION_MODULES = {"ingest.signal", "ingest.render", "ingest.features"}
 
 
 def _fail(message: str) -> NoReturn:
@@ -39,16 +35,10 @@ def _read(path: Path) -> Ecg:
         _fail(str(exc))
 
 
-def _prepare(ecg: Ecg) -> PreparedEcg | None:
-    """The prepared ECG; None while the preparation modules are not installed yet."""
-    from ingest.prepare import prepare
-
+def _prepare(ecg: Ecg) -> PreparedEcg:
+    """The model window, the 12-lead image and the measured features (a PDF: its page image)."""
     try:
         return prepare(ecg)
-    except ModuleNotFoundError as exc:
-        if exc.name in _PREPARATION_MODULES:
-            return None
-        raise
     except IngestError as exc:
         _fail(str(exc))
 
@@ -61,8 +51,6 @@ def inspect_command(file: Path, as_json: bool) -> None:
     ecg = _read(file)
     prepared = _prepare(ecg)
     summary = summarize(ecg, prepared)
-    if prepared is None:
-        summary.notes.append("preparation is not available in this installation: measurements are null")
     if as_json:
         click.echo(json.dumps(summary.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:
@@ -77,9 +65,9 @@ def render_command(file: Path, output: Path) -> None:
     """Write the 12-lead image of FILE (the page image for a PDF) as a PNG."""
     ecg = _read(file)
     prepared = _prepare(ecg)
-    image = prepared.image if prepared is not None else (ecg.pages[0] if ecg.pages else None)
+    image = prepared.image
     if image is None:
-        _fail(f"{file}: rendering is not available in this installation")
+        _fail(f"{file}: nothing to render (no signal and no page image)")
     image.save(output, format="PNG")
     click.echo(f"{output} ({image.width}x{image.height})")
 
@@ -90,8 +78,6 @@ def read_command(file: Path) -> None:
     """Print the protocol reader's draft interpretation of FILE (a draft: never a signed report)."""
     ecg = _read(file)
     prepared = _prepare(ecg)
-    if prepared is None:
-        _fail(f"{file}: preparation is not available in this installation")
     try:
         from ingest.protocol import ProtocolReader
     except ModuleNotFoundError as exc:

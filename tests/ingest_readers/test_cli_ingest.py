@@ -22,6 +22,12 @@ def test_inspect_json_on_the_mortara_file(mortara_dicom_path: Path) -> None:
     assert summary["demographics"]["acquired_at"] == "2013-01-25T10:59:19"
     assert summary["device_measurements"]["qt_ms"] == 368
     assert summary["device_statements"] == ["RITMO SINUSALE", "ECG NORMALE"]
+    # Prepared and measured: our measurements agree with the device's own within a few ms.
+    assert summary["prepared"] is True and summary["has_image"] is True
+    ours, device = summary["measurements"], summary["device_measurements"]
+    assert abs(ours["hr_bpm"] - device["hr_bpm"]) < 3
+    assert abs(ours["qrs_ms"] - device["qrs_ms"]) < 20
+    assert abs(ours["qt_ms"] - device["qt_ms"]) < 40
 
 
 def test_inspect_text_on_the_mortara_file(mortara_dicom_path: Path) -> None:
@@ -50,3 +56,13 @@ def test_render_writes_a_png_of_a_scan(tmp_path: Path) -> None:
     with Image.open(out) as image:
         assert image.format == "PNG"
         assert image.width == 2200  # the PDF page, rendered at most 2200 px wide
+
+
+def test_render_writes_the_12_lead_image_of_a_signal(tmp_path: Path, mortara_dicom_path: Path) -> None:
+    out = tmp_path / "mortara.png"
+    result = CliRunner().invoke(main, ["render", str(mortara_dicom_path), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as image:
+        assert image.format == "PNG"
+        assert result.stdout.strip() == f"{out} ({image.width}x{image.height})"
+        assert image.width > image.height  # the landscape paper layout
