@@ -108,6 +108,8 @@ def test_too_few_leads_with_signal(clean):
     features = measure(signal, 500)
     assert features.global_.qrs_ms is None and features.leads_measured == []
     assert any("nothing measured" in note for note in features.notes)
+    # Two leads still show every beat: the rate is known.
+    assert features.global_.hr_bpm == pytest.approx(70, abs=1) and features.rhythm.regular is True
 
 
 def test_limb_lead_reversal_measures_and_moves_the_axis(clean):
