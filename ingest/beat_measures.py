@@ -29,6 +29,8 @@ ST_LEVEL_AFTER_J_S = 0.06
 ST_SLOPE_SPAN_S = (0.02, 0.08)
 # ST slopes within +-this are "horizontal" (0.04 mV over the 40 ms the slope is read on).
 HORIZONTAL_ST_MV_PER_S = 1.0
+# A P notch must be at least this deep (mV), besides 20 % of the P amplitude.
+NOTCH_MIN_MV = 0.02
 # QRS labels: a deflection counts from this size (and 5 % of the largest); it is written
 # in capitals (R, S, Q) when at least half the largest deflection of the complex.
 LABEL_MIN_MV = 0.04
@@ -50,7 +52,7 @@ def measure_rows(meas: np.ndarray, smooth: np.ndarray, fs: float, qrs_on: np.nda
                  rr_s: np.ndarray) -> dict[str, np.ndarray]:
     """Per-row measurements named as the fields of `ingest.measured.BeatFeatures`.
 
-    meas: rows for amplitudes (150 Hz band); smooth: 40 Hz rows for ST and slopes;
+    meas: rows for amplitudes (the signal's full band); smooth: 40 Hz rows for ST and slopes;
     qrs_on/qrs_off: the QRS window for amplitudes and the J point; lead_on/lead_off:
     the row's own QRS boundaries for its QRS duration; p, t: delineated waves;
     rr_s: the RR interval (s) each row's QTc is corrected with.
@@ -183,13 +185,14 @@ def p_shape(y: np.ndarray, fs: float, amplitude: float, noise_mv: float) -> tupl
     """(notched, terminal negative depth in mV) of one lead's P wave (baseline-relative samples).
 
     Notched: two humps of the P's polarity at least 40 ms apart, each at least half the P
-    amplitude, with a dip between them of at least 10 % of it and 3x the noise. The terminal
+    amplitude, with a dip between them of at least 20 % of it, 0.02 mV and 3x the noise
+    (a visible notch, not a ripple). The terminal
     negative depth is how far the second half of a biphasic P (positive first half) goes
     below the baseline, V1's sign of left atrial abnormality; 0 for other P waves.
     """
     sign = 1.0 if amplitude >= 0 else -1.0
     humps, _ = find_peaks(sign * y, height=0.5 * abs(amplitude), distance=max(1, samples(0.04, fs)),
-                          prominence=max(0.1 * abs(amplitude), 3.0 * noise_mv))
+                          prominence=max(0.2 * abs(amplitude), NOTCH_MIN_MV, 3.0 * noise_mv))
     notched = humps.size >= 2
     # Terminal negativity belongs to a biphasic P: a positive first half, a negative second one.
     half = y.size // 2

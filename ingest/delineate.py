@@ -162,7 +162,8 @@ def qrs_bounds(smooth: np.ndarray, fs: float, fiducial: int) -> QrsBounds:
 
 def _trapezium_end(y: np.ndarray, sign: np.ndarray, steepest: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Wave end after `steepest` (falling limb): argmax of the trapezium area up to `reference`."""
-    columns = columns_between(np.where(steepest >= 0, steepest, 0), np.where(steepest >= 0, reference + 1, 0), y.shape[1])
+    found = steepest >= 0
+    columns = columns_between(np.where(found, steepest, 0), np.where(found, reference + 1, 0), y.shape[1])
     if columns is None:
         return np.full(y.shape[0], -1)
     lo, hi, mask = columns
@@ -177,7 +178,8 @@ def _trapezium_end(y: np.ndarray, sign: np.ndarray, steepest: np.ndarray, refere
 
 def _trapezium_onset(y: np.ndarray, sign: np.ndarray, steepest: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Wave onset before `steepest` (rising limb): the mirrored trapezium from `reference`."""
-    columns = columns_between(np.where(steepest >= 0, reference, 0), np.where(steepest >= 0, steepest + 1, 0), y.shape[1])
+    found = steepest >= 0
+    columns = columns_between(np.where(found, reference, 0), np.where(found, steepest + 1, 0), y.shape[1])
     if columns is None:
         return np.full(y.shape[0], -1)
     lo, hi, mask = columns

@@ -241,20 +241,23 @@ def _beat_windows(x: np.ndarray, fs: float, found: _Found) -> _Windows:
     which find the onset, barely change with the baseline).
     """
     beats = found.beats
-    before, after = window_extent(found.rr_s, fs)
-    whole = complete(beats.fiducial, before, after, x.shape[1])
-    rough = filtfilt(median_beat(windows(x, beats.fiducial, before, after), beats.dominant, whole),
-                     "lowpass", 40.0, fs)
-    rough_on, _ = _consensus(qrs_bounds(rough, fs, before).onset[~found.flat], fs, "qrs_on", earliest=True)
-    onset_offset = (rough_on if rough_on is not None else before - samples(0.05, fs)) - before
+    # The rough median needs only the QRS and what precedes it: +-250 ms.
+    span = samples(0.25, fs)
+    rough = median_beat(windows(x, beats.fiducial, span, span), beats.dominant,
+                        complete(beats.fiducial, span, span, x.shape[1]))
+    rough_on, _ = _consensus(qrs_bounds(filtfilt(rough, "lowpass", 40.0, fs), fs, span).onset[~found.flat], fs,
+                             "qrs_on", earliest=True)
+    onset_offset = (rough_on if rough_on is not None else span - samples(0.05, fs)) - span
     knots = beats.fiducial[beats.dominant] + onset_offset - samples(0.015, fs)
     corrected = remove_baseline(x, knots, fs)
-    smooth = filtfilt(corrected, "lowpass", 40.0, fs)
+
+    before, after = window_extent(found.rr_s, fs)
+    whole = complete(beats.fiducial, before, after, x.shape[1])
     meas_beats = windows(corrected, beats.fiducial, before, after)
-    smooth_beats = windows(smooth, beats.fiducial, before, after)
+    smooth_beats = windows(filtfilt(corrected, "lowpass", 40.0, fs), beats.fiducial, before, after)
+    meas_median = median_beat(meas_beats, beats.dominant, whole)
     return _Windows(before=before, whole=whole, meas_beats=meas_beats, smooth_beats=smooth_beats,
-                    meas_median=median_beat(meas_beats, beats.dominant, whole),
-                    smooth_median=median_beat(smooth_beats, beats.dominant, whole))
+                    meas_median=meas_median, smooth_median=filtfilt(meas_median, "lowpass", 40.0, fs))
 
 
 def _lead_quality(view: _Windows, found: _Found, fs: float, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:

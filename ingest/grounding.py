@@ -69,16 +69,18 @@ def lead_features(median_rows: dict[str, np.ndarray], beat_rows: dict[str, np.nd
     median_rows: name -> (12,) values; beat_rows: name -> (beats, 12) values; rr_beat_ms: the
     RR interval before each beat (NaN when unknown). Leads not measured stay empty.
     """
-    count = rr_beat_ms.size
     medians = _rounded(median_rows)
     per_beat = _rounded({"rr_ms": np.repeat(rr_beat_ms[:, None], 12, axis=1), **beat_rows})  # (beat, lead) order
+    names = list(per_beat)
     leads: dict[str, LeadFeatures] = {}
     for i, lead in enumerate(STANDARD_LEADS):
         if not measured[i]:
             leads[lead] = LeadFeatures(lead=lead)
             continue
         median = _beat({name: values[i] for name, values in medians.items()})
-        beats = [_beat({name: values[b * 12 + i] for name, values in per_beat.items()}) for b in range(count)]
+        # This lead's column of every measurement, then one beat per row of those columns.
+        columns = [per_beat[name][i::12] for name in names]
+        beats = [_beat(dict(zip(names, row, strict=True))) for row in zip(*columns, strict=True)]
         morphology, notched, terminal = None, None, None
         if fiducials.qrs_on is not None and fiducials.qrs_off is not None:
             y = meas_median[i] - level_before(meas_median[i], fiducials.qrs_on, fs)
