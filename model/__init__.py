@@ -1,1 +1,1 @@
-"""model: see README.md for this stage of the ECG's journey."""
+"""model: ECG-R1 (Qwen3-VL + ECG signal encoder), its processor, checkpoint loading and engines; see README.md."""

@@ -39,6 +39,9 @@ class HfEngine(Engine):
         self.stop_ids = processor.stop_token_ids
         if model.config.ecg_token_id != processor.ecg_token_id:
             raise ValueError(f"model ecg_token_id {model.config.ecg_token_id} != tokenizer's {processor.ecg_token_id}")
+        # transformers fills unset generation settings from the checkpoint's generation_config.json
+        # (Qwen3-VL ships sampling settings there): replace it so decoding is plain greedy.
+        self.model.generation_config = self._generation_config()
 
     @classmethod
     def from_pretrained(cls, model_path: str | Path, *, device: str | torch.device | None = None,
@@ -67,7 +70,7 @@ class HfEngine(Engine):
         for start in range(0, len(requests), self.batch_size):
             chunk = requests[start:start + self.batch_size]
             inputs = self.processor([r.to_sample() for r in chunk], padding_side="left").to(self.device)
-            output = self.model.generate(**inputs, generation_config=self._generation_config())
+            output = self.model.generate(**inputs, generation_config=self.model.generation_config)
             new_tokens = output[:, inputs["input_ids"].shape[1]:].tolist()
             for row in new_tokens:
                 ids, finished = cut_at_stop(row, self.stop_ids)

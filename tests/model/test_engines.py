@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ingest.ecg import STANDARD_LEADS, Ecg, SourceFormat
@@ -119,3 +121,17 @@ def test_cut_at_stop():
 def test_unknown_engine_kind(tiny_checkpoint):
     with pytest.raises(ValueError, match="unknown engine kind"):
         load_engine("onnx", tiny_checkpoint)
+
+
+def test_checkpoint_sampling_settings_do_not_leak_into_greedy_decoding(tmp_path, tiny_checkpoint, engine, signal):
+    """Qwen3-VL checkpoints ship sampling settings in generation_config.json; the engine stays greedy."""
+    import json
+    import shutil
+
+    folder = Path(shutil.copytree(tiny_checkpoint, tmp_path / "sampling"))
+    settings = json.loads((folder / "generation_config.json").read_text())
+    settings.update(do_sample=True, temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.5)
+    (folder / "generation_config.json").write_text(json.dumps(settings))
+    sampling = load_engine("hf", folder, max_new_tokens=MAX_NEW, device="cpu")
+    request = [GenerationRequest(signal=signal)]
+    assert sampling.generate(request)[0].token_ids == engine.generate(request)[0].token_ids
