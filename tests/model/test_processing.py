@@ -184,3 +184,17 @@ def test_processing_needs_no_torchvision():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_tiny_tokenizer_keeps_think_and_drops_chat_tokens(tiny_processor):
+    tokenizer = tiny_processor.tokenizer
+    for token in ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|image_pad|>", "<|vision_end|>",
+                  "<|ecg_start|>", "<|ecg_pad|>", "<|ecg_end|>", "<think>", "</think>"):
+        assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1, token
+    text = "<think>\nSinus rhythm, 72 bpm.\n</think>\nNormal ECG.\n<answer>normal ECG</answer>"
+    ids = tokenizer(text + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    assert tiny_processor.decode(ids) == text
+    rendered = tokenizer.apply_chat_template([{"role": "system", "content": SYSTEM_PROMPT},
+                                              {"role": "user", "content": "<ecg>\n" + INSTRUCTION}],
+                                             tokenize=False, add_generation_prompt=True)
+    assert rendered == tiny_processor.prompt(("ecg",)).replace("<|ecg_start|><|ecg_pad|><|ecg_end|>", "<ecg>")
