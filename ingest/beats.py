@@ -31,8 +31,8 @@ QRS_BAND_HZ = (5.0, 30.0)
 REFRACTORY_S = 0.2
 # A detection is a beat when its energy reaches this share of the record's typical QRS energy.
 DETECTION_FRACTION = 0.3
-# A detection whose surroundings (150-350 ms either side) carry this share of its own QRS
-# energy sits in noise (an artefact burst), not on a QRS complex standing out of a quiet line.
+# A detection whose surroundings (see `in_noise`) carry this share of its own QRS energy
+# sits in noise (an artefact burst), not on a QRS complex standing out of a quiet line.
 NOISE_FLANK_FRACTION = 0.4
 # Beats correlating at least this with the dominant QRS template share its morphology.
 DOMINANT_CORRELATION = 0.9
@@ -177,12 +177,19 @@ def in_noise(energy: np.ndarray, detections: np.ndarray, fs: float) -> np.ndarra
     """Bool per detection: its QRS-energy peak does not stand out from its surroundings.
 
     A QRS complex (normal or ectopic) is a short burst of energy between quiet stretches;
-    a detection inside an artefact has as much energy 150-350 ms away as at its peak.
+    a detection inside an artefact has as much energy around it as at its peak. "Around"
+    is up to 350 ms either side, but never closer than 120 ms to this or another detection,
+    so the neighbouring beats of a fast rhythm do not count as noise (above ~250 bpm there
+    is no quiet stretch left to judge by, and nothing is called noise).
     """
-    near, far = samples(0.15, fs), samples(0.35, fs)
+    gap, far = samples(0.12, fs), samples(0.35, fs)
+    previous = np.concatenate([[-far], detections[:-1]])
+    following = np.concatenate([detections[1:], [energy.size + far]])
     noisy = np.zeros(detections.size, dtype=bool)
     for i, peak in enumerate(detections):
-        flanks = np.concatenate([energy[max(0, peak - far):max(0, peak - near)], energy[peak + near:peak + far]])
+        left = energy[max(0, peak - far, previous[i] + gap):max(0, peak - gap)]
+        right = energy[peak + gap:min(peak + far, following[i] - gap)]
+        flanks = np.concatenate([left, right])
         if flanks.size and energy[peak] > 0:
             noisy[i] = np.median(flanks) > NOISE_FLANK_FRACTION * energy[peak]
     return noisy
