@@ -215,9 +215,12 @@ def _wave(y: np.ndarray, fs: float, peak_from: np.ndarray, peak_to: np.ndarray,
     steep_rise = argmax_between(sign[:, None] * slope, np.where(present, np.maximum(peak - 2 * limb, rise_from),
                                                                 nowhere), np.where(present, peak + 1, nowhere))
     onset = _trapezium_onset(y, sign, steep_rise, np.maximum(steep_rise - limb, rise_from))
-    # An onset at the very start of the search was cut there (a P running into the previous T,
-    # a T rising straight out of the QRS): where the wave begins is not known.
-    onset = np.where(onset > rise_from + samples(0.004, fs), onset, -1)
+    # An onset at the very start of the search, or an end at its very end, was cut there (a P
+    # running into the previous T, a T into the next P at fast rates): where the wave begins
+    # or ends is not known.
+    margin = samples(0.004, fs)
+    onset = np.where(onset > rise_from + margin, onset, -1)
+    end = np.where(end < fall_to - margin, end, -1)
 
     return Wave(onset=np.where(present, onset, -1), peak=np.where(present, peak, -1),
                 end=np.where(present, end, -1), amplitude=np.where(present, amplitude, np.nan))

@@ -127,6 +127,25 @@ def test_slow_and_fast_rates(heart_rate):
     assert features.rhythm.p_wave_fraction == 1.0
 
 
+@pytest.mark.parametrize(("heart_rate", "beat"), [
+    (30, NORMAL),
+    (160, replace(NORMAL, pr_ms=120.0, qt_ms=280.0, t_ms=120.0)),  # P starts on the previous T
+    (200, replace(NORMAL, pr_ms=110.0, qrs_ms=80.0, qt_ms=240.0, t_ms=110.0)),
+    (250, replace(NORMAL, pr_ms=100.0, qrs_ms=70.0, qt_ms=200.0, t_ms=100.0)),
+])
+def test_extreme_rates_give_right_numbers_or_none(heart_rate, beat):
+    """Where the P runs into the previous T its onset is unknown, and so is the T end that runs
+    into the next P: PR or QT is None then, never a wrong value."""
+    features = measured(beat, qrs_onsets(heart_rate, seconds=10.6))
+    g = features.global_
+    assert g.hr_bpm == pytest.approx(heart_rate, abs=1)
+    assert g.qrs_ms == pytest.approx(beat.qrs_ms, abs=10)
+    assert g.pr_ms is None or g.pr_ms == pytest.approx(beat.pr_ms, abs=12)
+    assert g.qt_ms is None or g.qt_ms == pytest.approx(beat.qt_ms, abs=15)
+    if g.pr_ms is None:
+        assert any("P wave" in note for note in features.notes)
+
+
 def test_atrial_fibrillation_like_rhythm():
     """Irregular RR, no P waves but fibrillation waves: irregular, no P, no PR, and a note."""
     onsets = irregular_onsets(seed=3)
