@@ -75,11 +75,15 @@ def measure_rows(meas: np.ndarray, smooth: np.ndarray, fs: float, qrs_on: np.nda
     qs = r_amp < MIN_DEFLECTION_MV
     q_amp = np.where(qs, lowest, np.where(q_amp >= MIN_DEFLECTION_MV, q_amp, 0.0))
     s_amp = np.where(qs, lowest, s_amp)
-    # The Q wave lasts from the onset until the signal climbs back through the baseline.
-    climbed = span(hi - lo, q_at, r_at + 1) & (y >= 0)
+    # The Q wave lasts from where the signal leaves the baseline downwards (10 % of its depth:
+    # the QRS onset itself is found a few ms early) until it climbs back through the baseline.
+    q_deepest = np.where(qs, argmax_where(-y, window), q_at)
+    left = span(hi - lo, local_on, q_deepest + 1) & (-y >= 0.1 * q_amp[:, None])
+    q_start = np.where(left.any(axis=1), np.argmax(left, axis=1), local_on)
+    climbed = span(hi - lo, q_deepest, r_at + 1) & (y >= 0)
     q_end = np.where(climbed.any(axis=1), np.argmax(climbed, axis=1), r_at)
     q_end = np.where(qs, local_off, q_end)
-    q_dur = np.where(q_amp > 0, _ms(q_end - local_on, fs), 0.0)
+    q_dur = np.where(q_amp > 0, _ms(q_end - q_start, fs), 0.0)
     qrs_amp = np.where(window, y, -np.inf).max(axis=1) + lowest
 
     j = np.where(has_qrs, qrs_off, -1)

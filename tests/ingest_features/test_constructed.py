@@ -90,6 +90,17 @@ def test_voltages_and_shapes(normal):
     assert all(lead.p_notched is False for lead in leads.values() if lead.p_notched is not None)
 
 
+def test_q_wave_depth_and_width():
+    """A deep Q in II (0.4 mV, back through the baseline 22.5 ms after the onset by construction)."""
+    q_in_ii = NORMAL.with_leads(II=Lead(p=0.15, q=0.4, r=0.8, s=0.1, t=0.35))
+    leads = measured(q_in_ii).leads
+    assert leads["II"].median.q_amp_mv == pytest.approx(0.4, abs=0.05)
+    assert leads["II"].median.q_dur_ms == pytest.approx(0.15 * 90 + 0.3 * 90 * 0.4 / 1.2, abs=5)
+    assert leads["II"].qrs_morphology == "qRs"
+    v5 = NORMAL_LEADS["V5"]  # q 0.1, R 1.6: 13.5 ms down, then 27 ms * 0.1 / 1.7 back up
+    assert leads["V5"].median.q_dur_ms == pytest.approx(13.5 + 27 * v5.q / (v5.q + v5.r), abs=5)
+
+
 def test_st_elevation_in_v2_v3_only():
     raised = NORMAL.with_leads(V2=replace(NORMAL_LEADS["V2"], st=0.2), V3=replace(NORMAL_LEADS["V3"], st=0.2))
     features = measured(raised)
