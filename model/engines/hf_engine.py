@@ -6,7 +6,6 @@ starts; decoding is greedy. Used by the tests, the demonstration model and GPU h
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,8 +16,6 @@ from model.checkpoint import load_ecg_r1, resolve_checkpoint
 from model.engines.base import DEFAULT_MAX_NEW_TOKENS, Engine, GenerationRequest, GenerationResult, cut_at_stop
 from model.modeling_ecg_r1 import ECGR1ForConditionalGeneration
 from model.processing_ecg_r1 import MAX_IMAGE_TOKENS, EcgR1Processor
-
-log = logging.getLogger(__name__)
 
 
 def default_device() -> torch.device:
