@@ -5,6 +5,7 @@ The first half of measuring an ECG (`ingest.features` is the entry point):
     signal (12 x N mV)  --trailing zero padding cut, flat leads set aside----> usable leads
         --5-30 Hz band, slope^2 per lead, averaged over leads, 100 ms mean---> QRS energy
         --peaks above an adaptive threshold, T waves rejected, gaps searched-> R detections
+        --detections with no quiet stretch around them flagged (artefact)----> in_noise
         --QRS templates correlated, beats re-aligned to the dominant one-----> fiducials, classes
         --baseline: a spline through each beat's PR segment------------------> corrected signal
         --windows around each fiducial, sample-wise median of dominant beats-> median beat

@@ -13,7 +13,8 @@ Methods, chosen because they are simple, published and need no training:
   and after the last, large QRS slope. Requiring a quiet run keeps a momentary zero slope
   at the tip of a Q, R or S wave from ending the complex early.
 - P and T boundaries: the trapezium-area method (Vázquez-Seisdedos et al., "New approach
-  for T-wave end detection on electrocardiogram", IEEE TBME 58(5), 2011): from the point
+  for T-wave end detection on electrocardiogram: performance in noisy conditions",
+  BioMedical Engineering OnLine 10:77, 2011; validated on the PhysioNet QT database): from the point
   of steepest slope on the wave's limb, the end is the point that maximises the area of a
   trapezium spanned with a reference point beyond the wave. It needs no threshold and is
   insensitive to the baseline. Onsets use the mirrored trapezium.
