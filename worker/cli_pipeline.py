@@ -1,7 +1,187 @@
-"""Commands of `ecg-worklist` for this stage (see worker/cli.py for the table of contents)."""
+"""Commands of `ecg-worklist` that run the worklist itself (see worker/cli.py for the table of contents).
+
+    ecg-worklist watch                          poll the inboxes, register, archive, enqueue; reconcile
+    ecg-worklist batch DIR [--wait S]           the nightly job over an existing archive (read-only)
+    ecg-worklist worker --queues prepare,report a Celery worker (CPU queues, prefork pool)
+    ecg-worklist worker --queues interpret      the GPU worker (solo pool, model loaded once)
+    ecg-worklist reconcile [--older-than S]     re-enqueue studies whose message was lost
+    ecg-worklist demo                           the main job: db upgrade + batch over samples/
+
+Configuration comes from `ECGWL_*` environment variables (worker/settings.py). With no
+ECGWL_REDIS_URL, `watch`, `batch`, `reconcile` and `demo` run the stages in this process.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import NoReturn
+
 import click
 
-commands: list[click.Command] = []
+from worker.settings import Settings
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(message, err=True)
+    raise SystemExit(1)
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _context(settings: Settings):  # noqa: ANN202 - PipelineContext, imported late (keeps --help fast)
+    from worker.context import PipelineContext
+
+    return PipelineContext.create(settings)
+
+
+def _wait_until_settled(ctx, timeout: float) -> bool:  # noqa: ANN001
+    """With a broker: poll the database until no study is still in the pipeline (or timeout)."""
+    from worker.batch import summarize
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if summarize(ctx).waiting == 0:
+            return True
+        time.sleep(1.0)
+    return False
+
+
+def _run_batch(settings: Settings, folder: Path, *, wait: float, progress: bool) -> None:
+    from worker.batch import resume_leftovers, run_batch, run_in_process, summarize
+
+    ctx = _context(settings)
+    try:
+        resumed = resume_leftovers(ctx)
+        if resumed.total_requeued:
+            click.echo(f"resuming an earlier run: {resumed.describe()}")
+        counts = run_batch(ctx, folder, progress=progress)
+        click.echo(counts.describe())
+        for line in counts.unusable[:10]:
+            click.echo(f"  not usable: {line}")
+        if ctx.in_process:
+            run_in_process(ctx, progress=progress)
+        elif wait > 0:
+            click.echo(f"queued on the broker; waiting up to {wait:.0f} s for the workers "
+                       "(`ecg-worklist worker --queues prepare,report` and `--queues interpret`)")
+            if not _wait_until_settled(ctx, wait):
+                click.echo("some studies are still in the pipeline; the workers will finish them")
+        click.echo(summarize(ctx).describe())
+    finally:
+        ctx.close()
+
+
+@click.command("batch")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--wait", type=float, default=0.0, show_default=True,
+              help="With a broker: seconds to wait for the workers to finish before the summary.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
+def batch_command(folder: Path, wait: float, no_progress: bool) -> None:
+    """Register every new ECG under FOLDER (read-only; originals stay where they are) and process them.
+
+    Already registered content is skipped, so a stopped batch can simply be run again.
+    With no broker configured the stages run here, to the end, and a summary is printed.
+    """
+    _run_batch(Settings(), folder, wait=wait, progress=not no_progress)
+
+
+@click.command("watch")
+def watch_command() -> None:
+    """Watch the inbox folders (ECGWL_INBOX_DIRS) until stopped (SIGTERM or Ctrl-C)."""
+    from worker.watch_loop import watch
+
+    _logging()
+    settings = Settings()
+    ctx = _context(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        watch(ctx, stop)
+    finally:
+        ctx.close()
+
+
+@click.command("reconcile")
+@click.option("--older-than", type=float, default=None,
+              help="Seconds a study must have waited (default ECGWL_RECONCILE_AFTER_SECONDS).")
+def reconcile_command(older_than: float | None) -> None:
+    """Re-enqueue studies stuck in a queued state (e.g. after Redis lost its messages)."""
+    from worker.dispatch import InProcessDispatcher
+    from worker.reconcile import reconcile
+
+    settings = Settings()
+    ctx = _context(settings)
+    try:
+        seconds = settings.reconcile_after_seconds if older_than is None else older_than
+        report = reconcile(ctx, older_than=dt.timedelta(seconds=seconds))
+        click.echo(report.describe())
+        if isinstance(ctx.dispatcher, InProcessDispatcher):
+            ctx.dispatcher.run_until_idle(ctx)
+    finally:
+        ctx.close()
+
+
+@click.command("worker")
+@click.option("--queues", default="prepare,report", show_default=True,
+              help="Comma-separated: prepare, interpret, report. A worker with `interpret` uses the solo pool.")
+@click.option("--concurrency", type=int, default=None, help="Prefork processes (default: one per core).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker_command(queues: str, concurrency: int | None, loglevel: str) -> None:
+    """Start a Celery worker on the given queues (needs ECGWL_REDIS_URL)."""
+    from worker.celery_app import make_celery
+    from worker.dispatch import Stage
+
+    settings = Settings()
+    if not settings.redis_url:
+        _fail("a worker needs a broker: set ECGWL_REDIS_URL (without one, `batch`/`watch` run the stages themselves)")
+    names = [name.strip() for name in queues.split(",") if name.strip()]
+    unknown = sorted(set(names) - {stage.value for stage in Stage})
+    if unknown or not names:
+        _fail(f"unknown queue(s) {', '.join(unknown) or '(none given)'}: choose from prepare, interpret, report")
+    app = make_celery(settings)
+    argv = ["worker", "-Q", ",".join(names), "--loglevel", loglevel, "--without-gossip", "--without-mingle",
+            "-n", f"{'-'.join(names)}.{os.getpid()}@%h"]
+    if Stage.INTERPRET.value in names:
+        # CUDA and vLLM do not survive forked children: one process, the model loaded once, here.
+        from worker.context import process_context
+
+        _logging(loglevel)
+        process_context().interpreter()
+        argv += ["--pool", "solo"]
+    else:
+        argv += ["--pool", "prefork"] + (["--concurrency", str(concurrency)] if concurrency else [])
+    app.worker_main(argv)
+
+
+@click.command("demo")
+@click.option("--samples", type=click.Path(exists=True, file_okay=False, path_type=Path), default=SAMPLES_DIR,
+              show_default=True, help="The folder of ECGs to run.")
+@click.option("--wait", type=float, default=300.0, show_default=True,
+              help="With a broker: seconds to wait for the workers.")
+def demo_command(samples: Path, wait: float) -> None:
+    """The main job: make the database, run the batch over the bundled sample ECGs, summarise."""
+    from reports.store import current_revision, upgrade
+
+    settings = Settings()
+    url = settings.effective_database_url
+    upgrade(url)
+    where = "embedded SQLite under " + str(settings.data_dir) if not settings.database_url else "ECGWL_DATABASE_URL"
+    click.echo(f"database ({where}) at revision {current_revision(url)}")
+    click.echo("tasks run " + ("in this process (no ECGWL_REDIS_URL)" if not settings.redis_url
+                               else "on the Celery workers (ECGWL_REDIS_URL)"))
+    _run_batch(settings, samples, wait=wait, progress=True)
+    click.echo("these are MACHINE DRAFTS (OBR-25 P) awaiting a cardiologist's signature, "
+               f"interpreted by the {settings.interpreter} interpreter")
+
+
+commands: list[click.Command] = [watch_command, batch_command, worker_command, reconcile_command, demo_command]

@@ -1,0 +1,143 @@
+"""The nightly batch over an existing archive, and the summary it ends with.
+
+    resume_leftovers(ctx)                   re-queue what a stopped earlier run left half-way
+    run_batch(ctx, root) -> BatchCounts     walk read-only, register + queue what is new
+    run_in_process(ctx)                     (no broker) run every queued stage to the end
+    summarize(ctx) -> Summary               studies by state, drafts, quarantined, where things are
+
+The walk never moves, renames or writes anything under `root`: each study records the
+original's path and content hash, and preparation reads the original in place. Content
+already registered is skipped, so a batch that was stopped (Ctrl-C, a reboot) and is run
+again only does what is left; what it left half-way through the stages is picked up by
+the reconciler first (`resume_leftovers`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from tqdm import tqdm
+
+from ingest.watch import walk_records
+from reports.db import Report, ReportStatus, Study, StudyState
+from worker.context import PipelineContext
+from worker.dispatch import InProcessDispatcher, Stage
+from worker.intake import Taken, register_batch_item
+from worker.reconcile import ReconcileReport, reconcile
+from worker.stages import outbound_path
+
+
+@dataclass
+class BatchCounts:
+    found: int = 0
+    taken: Counter[str] = field(default_factory=Counter)
+    unusable: list[str] = field(default_factory=list)  # "path: reason", for the summary
+
+    def describe(self) -> str:
+        return (f"{self.found} items found: {self.taken[Taken.NEW]} new, {self.taken[Taken.KNOWN]} already "
+                f"registered, {self.taken[Taken.RESUMED]} resumed, {self.taken[Taken.UNUSABLE]} not usable")
+
+
+def resume_leftovers(ctx: PipelineContext) -> ReconcileReport:
+    """Queue again what an earlier run left half-way.
+
+    In-process, nothing else runs these studies, so whatever waits in a queued state was
+    left by a stopped run: every such study is taken (`older_than=0`). With a broker,
+    only studies past `reconcile_after_seconds` without a live message are.
+    """
+    seconds = 0.0 if ctx.in_process else ctx.settings.reconcile_after_seconds
+    return reconcile(ctx, older_than=dt.timedelta(seconds=seconds))
+
+
+def run_batch(ctx: PipelineContext, root: Path, *, progress: bool = True) -> BatchCounts:
+    """Register and queue every new ECG under `root` (read-only), with a progress bar."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root}: not a folder")
+    arrivals = list(walk_records(root))
+    counts = BatchCounts(found=len(arrivals))
+    origin = f"batch:{root.name}"[:255]
+    with tqdm(total=len(arrivals), desc="register", unit="ecg", disable=not progress) as bar:
+        for arrival in arrivals:
+            taken = register_batch_item(ctx, arrival, origin=origin)
+            counts.taken[taken] += 1
+            if taken is Taken.UNUSABLE:
+                counts.unusable.append(f"{arrival.main}: {arrival.problem}")
+            bar.update()
+            bar.set_postfix(new=counts.taken[Taken.NEW], known=counts.taken[Taken.KNOWN],
+                            unusable=counts.taken[Taken.UNUSABLE], refresh=False)
+    return counts
+
+
+def run_in_process(ctx: PipelineContext, *, progress: bool = True) -> None:
+    """Run everything queued in this process to the end, with a progress bar."""
+    dispatcher = ctx.dispatcher
+    if not isinstance(dispatcher, InProcessDispatcher):
+        raise RuntimeError("in-process running needs the in-process dispatcher (no ECGWL_REDIS_URL)")
+    total = len(set(dispatcher.queues[Stage.PREPARE]) | set(dispatcher.queues[Stage.INTERPRET])
+                | set(dispatcher.queues[Stage.REPORT]))
+    with tqdm(total=total, desc="process", unit="ecg", disable=not progress) as bar:
+        def finished(stage: Stage, outcomes: dict[int, str]) -> None:
+            # A study leaves the pipeline with its report, or when quarantined or failed.
+            done = sum(1 for outcome in outcomes.values()
+                       if outcome in ("quarantined", "failed") or (stage is Stage.REPORT and outcome == "done"))
+            bar.update(done)
+
+        dispatcher.run_until_idle(ctx, on_progress=finished)
+
+
+class Summary(BaseModel):
+    studies: int
+    by_state: dict[str, int]
+    drafts: int
+    draft_files: list[str]
+    quarantined: int
+    failed: int
+    waiting: int
+    outbound_dir: str
+    quarantine_dir: str
+
+    def describe(self) -> str:
+        lines = [
+            f"studies: {self.studies}  ({', '.join(f'{k} {v}' for k, v in sorted(self.by_state.items()))})",
+            f"draft reports awaiting cardiologist sign-off: {self.drafts} (HL7 ORU^R01, OBR-25 P)",
+            f"  .hl7 files in {self.outbound_dir}",
+        ]
+        lines += [f"    {path}" for path in self.draft_files[:20]]
+        if len(self.draft_files) > 20:
+            lines.append(f"    ... and {len(self.draft_files) - 20} more")
+        lines.append(f"quarantined: {self.quarantined}" + (f" (reasons beside the files in {self.quarantine_dir})"
+                                                          if self.quarantined else ""))
+        if self.failed:
+            lines.append(f"failed: {self.failed} (see `last_error`; re-queue after fixing the cause)")
+        if self.waiting:
+            lines.append(f"still in the pipeline: {self.waiting}")
+        lines.append("audit trail: `ecg-worklist audit verify` checks the hash chain of every audit row")
+        return "\n".join(lines)
+
+
+def summarize(ctx: PipelineContext) -> Summary:
+    """What the database says now: studies by state, the drafts and their .hl7 files."""
+    settings = ctx.settings
+    with ctx.session() as session:
+        by_state = dict(session.execute(sa.select(Study.state, sa.func.count()).group_by(Study.state)).all())
+        drafts = session.execute(
+            sa.select(Report.study_id, Report.version).join(Study)
+            .where(Report.status == ReportStatus.DRAFT.value, Study.state == StudyState.AWAITING_SIGNOFF.value)
+            .order_by(Report.study_id)
+        ).all()
+    waiting_states = {StudyState.RECEIVED, StudyState.QUEUED_PREPARE, StudyState.PREPARED,
+                      StudyState.QUEUED_INTERPRET, StudyState.INTERPRETED}
+    files = [outbound_path(settings.outbound_dir, study_id, version) for study_id, version in drafts]
+    return Summary(
+        studies=sum(by_state.values()), by_state=by_state, drafts=len(drafts),
+        draft_files=[str(path) for path in files if path.exists()],
+        quarantined=by_state.get(StudyState.QUARANTINED.value, 0), failed=by_state.get(StudyState.FAILED.value, 0),
+        waiting=sum(by_state.get(state.value, 0) for state in waiting_states),
+        outbound_dir=str(settings.outbound_dir), quarantine_dir=str(settings.quarantine_dir),
+    )

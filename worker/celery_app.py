@@ -1,0 +1,72 @@
+"""The Celery application: Redis broker, three queues, and the delivery guarantees the pipeline relies on.
+
+    app = make_celery(settings)        # producers (watch, batch, reconcile) and workers alike
+
+Queues (one worker kind each, see `ecg-worklist worker --queues ...`):
+    prepare     CPU: read, resample, render, measure          prefork pool, one per core
+    interpret   GPU: batches of studies through the interpreter  solo pool, one per GPU
+    report      CPU: HL7 draft, outbox row, .hl7 file          prefork pool (light)
+
+Guarantees, and why each setting is there:
+- `task_acks_late`: a message is acknowledged when its task ENDS, not when it starts, so a
+  worker that dies mid-task leaves the message to be delivered again;
+- `task_reject_on_worker_lost`: when a prefork child is killed, its task goes back to the
+  queue at once (instead of being marked failed and lost);
+- `worker_prefetch_multiplier=1`: a worker holds one message per process, so a GPU
+  worker busy with a batch does not sit on messages another worker could run, and a
+  crash returns at most one message per process;
+- Redis `visibility_timeout` (ECGWL_VISIBILITY_TIMEOUT_SECONDS, default 6 h): Redis gives a
+  taken-but-unacknowledged message to another worker after this long. With acks_late a
+  message stays unacknowledged for its whole queue wait in a worker's prefetch plus its
+  run time (an interpret batch of 256 ECGs on an 8B model takes minutes; a retry waits up
+  to `task_retry_backoff_max_seconds`). Celery's default of 1 h would silently run long
+  tasks twice; 6 h is far above anything seen, and the tasks are idempotent anyway. The
+  price: after a whole-worker crash, its message waits this long (or for the reconciler);
+- retries with exponential backoff and jitter for transient errors only (database or
+  broker unreachable), at most `task_max_retries` times (see `worker.tasks`);
+- JSON only: task arguments are study ids, never pickled objects or patient data;
+- no result backend: results live in the database.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from worker.dispatch import TASK_INTERPRET_DRAIN, TASK_PREPARE, TASK_REPORT, Stage
+from worker.settings import Settings
+
+
+def make_celery(settings: Settings) -> Celery:
+    if not settings.redis_url:
+        raise ValueError("Celery needs a broker: set ECGWL_REDIS_URL (without it, tasks run in-process)")
+    app = Celery("ecg-worklist", broker=settings.redis_url, include=["worker.tasks"])
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        broker_connection_retry_on_startup=True,
+        # On a lost broker connection, stop running tasks so their unacknowledged messages
+        # are redelivered once, instead of finishing and acknowledging on a dead channel.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_queues=[Queue(stage.value) for stage in Stage],
+        task_default_queue=Stage.PREPARE.value,
+        task_routes={
+            TASK_PREPARE: {"queue": Stage.PREPARE.value},
+            TASK_INTERPRET_DRAIN: {"queue": Stage.INTERPRET.value},
+            TASK_REPORT: {"queue": Stage.REPORT.value},
+        },
+        task_annotations={"*": {
+            "max_retries": settings.task_max_retries,
+            "retry_backoff_max": settings.task_retry_backoff_max_seconds,
+        }},
+        enable_utc=True,
+        timezone="UTC",
+        worker_send_task_events=False,
+    )
+    return app

@@ -1,0 +1,120 @@
+"""Taking an arrival into the system: register the study, keep the file, queue the work.
+
+    take_arrival(ctx, arrival)          the watcher: inbox file -> study + archive copy -> prepare queue
+    register_batch_item(ctx, arrival)   the nightly batch: original stays where it is -> study -> queue
+
+The watcher's order is what makes it crash-safe:
+
+    sha256 -> INSERT study (unique sha256, archive path decided) -> COMMIT
+           -> copy into archive/ab/cd/<sha256>/ (fsync, atomic rename) -> delete from inbox
+           -> state queued_prepare (COMMIT) -> enqueue prepare
+
+A crash at any point leaves either the inbox file (taken again on restart: the study
+exists in state `received`, so it is resumed, not duplicated) or the archived copy.
+Nothing is deleted from the inbox without a verified copy in the archive or quarantine.
+The same content dropped again (a duplicate) makes no second study: the copy in the
+archive is checked, the inbox file removed, and a `study.duplicate` audit row written.
+Unrecognised or incomplete items are copied to quarantine with their reason and
+audited (`file.quarantined`), then removed from the inbox.
+
+Audit details carry hashes, states and the inbox's name, never file contents or names
+of patients.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from pathlib import Path
+
+from ingest.archive import archive_folder, archive_record, record_sha256
+from ingest.quarantine import quarantine_files, quarantine_folder
+from ingest.watch import Arrival
+from reports import audit, store
+from reports.db import StudyState
+from worker.context import PipelineContext
+
+log = logging.getLogger(__name__)
+
+WATCH_ACTOR = "ingest:watch"
+BATCH_ACTOR = "ingest:batch"
+
+
+class Taken(StrEnum):
+    NEW = "new"  # a new study, queued for preparation
+    RESUMED = "resumed"  # a study registered before a crash, now archived and queued
+    DUPLICATE = "duplicate"  # content already known: no second study
+    QUARANTINED = "quarantined"  # unusable: copied to quarantine with its reason
+    KNOWN = "known"  # batch: already registered, skipped
+    UNUSABLE = "unusable"  # batch: not an ECG this system reads (left where it is)
+
+
+def _remove(paths: tuple[Path, ...]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def quarantine_arrival(ctx: PipelineContext, arrival: Arrival, reason: str) -> Path:
+    """Copy an unusable arrival to quarantine with its reason, audit it, then clear the inbox."""
+    key = record_sha256(arrival.record_files)
+    reason_file = quarantine_files(arrival.files, ctx.settings.quarantine_dir, key, reason, main=arrival.main)
+    with ctx.session() as session:
+        audit.append(session, actor=WATCH_ACTOR, action="file.quarantined", entity_type="file", entity_id=key,
+                     details={"reason": reason, "inbox": arrival.inbox.name,
+                              "quarantine": quarantine_folder(ctx.settings.quarantine_dir, key).name})
+    _remove(arrival.files)
+    log.warning("quarantined an item from inbox %s (sha256 %s): %s", arrival.inbox.name, key[:12], reason)
+    return reason_file
+
+
+def take_arrival(ctx: PipelineContext, arrival: Arrival) -> Taken:
+    """Register, archive and queue one complete arrival from an inbox (see the module docstring)."""
+    if arrival.problem is not None or arrival.source_format is None:
+        quarantine_arrival(ctx, arrival, arrival.problem or "unrecognised content")
+        return Taken.QUARANTINED
+    sha = record_sha256(arrival.record_files)
+    archived_main = archive_folder(ctx.settings.archive_dir, sha) / arrival.main.name
+    with ctx.session() as session:
+        study, created = store.register_study(
+            session, sha256=sha, source_format=arrival.source_format.value, source_path=str(arrival.main),
+            archive_path=str(archived_main), origin=arrival.inbox.name, actor=WATCH_ACTOR)
+        study_id, state = study.id, study.state
+    # Committed: the study exists before its file moves. Now keep a durable copy.
+    archive_record(arrival.files, arrival.main, ctx.settings.archive_dir, sha, record_files=arrival.record_files)
+    _remove(arrival.files)
+
+    if state != StudyState.RECEIVED:
+        with ctx.session() as session:
+            audit.append(session, actor=WATCH_ACTOR, action="study.duplicate", entity_type="study",
+                         entity_id=study_id, details={"sha256": sha, "inbox": arrival.inbox.name, "state": state})
+        log.info("study %s: duplicate drop in inbox %s, no new study", study_id, arrival.inbox.name)
+        return Taken.DUPLICATE
+    with ctx.session() as session:
+        if store.claim_study(session, study_id, StudyState.RECEIVED) is not None:
+            store.set_state(session, study_id, StudyState.QUEUED_PREPARE, actor=WATCH_ACTOR)
+    ctx.dispatcher.prepare([study_id])
+    log.info("study %s: %s from inbox %s queued for preparation", study_id, arrival.source_format.value,
+             arrival.inbox.name)
+    return Taken.NEW if created else Taken.RESUMED
+
+
+def register_batch_item(ctx: PipelineContext, arrival: Arrival, *, origin: str) -> Taken:
+    """Register one ECG found by the batch walker and queue it; the original is only read.
+
+    Already registered content is skipped (so a stopped batch resumes where it was);
+    unusable items are counted, not copied or moved: the batch never alters its source.
+    """
+    if arrival.problem is not None or arrival.source_format is None:
+        return Taken.UNUSABLE
+    sha = record_sha256(arrival.record_files)
+    with ctx.session() as session:
+        existing = store.study_by_sha256(session, sha)
+        if existing is not None and existing.state != StudyState.RECEIVED:
+            return Taken.KNOWN
+        study, created = store.register_study(
+            session, sha256=sha, source_format=arrival.source_format.value,
+            source_path=str(arrival.main.resolve()), archive_path=None, origin=origin, actor=BATCH_ACTOR)
+        store.set_state(session, study.id, StudyState.QUEUED_PREPARE, actor=BATCH_ACTOR)
+        study_id = study.id
+    ctx.dispatcher.prepare([study_id])
+    return Taken.NEW if created else Taken.RESUMED
