@@ -31,7 +31,7 @@ Guarantees, and why each setting is there:
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from worker.dispatch import TASK_INTERPRET_DRAIN, TASK_PREPARE, TASK_REPORT, Stage
 from worker.settings import Settings
@@ -54,7 +54,12 @@ def make_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         result_serializer="json",
         task_ignore_result=True,
-        task_queues=[Queue(stage.value) for stage in Stage],
+        # Each queue its own direct exchange and routing key: a message for one queue can
+        # never be bound into another.
+        task_queues=[Queue(stage.value, Exchange(stage.value, type="direct"), routing_key=stage.value)
+                     for stage in Stage],
+        task_default_exchange=Stage.PREPARE.value,
+        task_default_routing_key=Stage.PREPARE.value,
         task_default_queue=Stage.PREPARE.value,
         task_routes={
             TASK_PREPARE: {"queue": Stage.PREPARE.value},

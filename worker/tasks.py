@@ -14,6 +14,7 @@ and the message is acknowledged: retrying a bug would only repeat it.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from celery import Task, shared_task
@@ -47,6 +48,10 @@ def _run(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int], work: Cal
         mark_failed(ctx, study_ids, stage, exc)
         outcome = "failed"
     ctx.dispatcher.done(stage, study_ids)
+    # What the worker log shows for the task: "done", or per outcome for a batch ("done=3").
+    if isinstance(outcome, dict):
+        counts = Counter(str(value) for value in outcome.values())
+        return f"{len(outcome)} studies: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
     return str(outcome)
 
 
@@ -76,4 +81,4 @@ def interpret_drain_task(self: Task) -> str:
     log.info("interpreting a batch of %d studies", len(ids))
     outcome = _run(ctx, Stage.INTERPRET, ids, lambda: interpret_studies(ctx, ids))
     dispatcher.finish_batch(task_id)
-    return f"{len(ids)} studies: {outcome}"
+    return outcome
