@@ -112,11 +112,9 @@ class EcgR1DataParser(Qwen3VLMultiModalDataParser):
     def _parse_ecg_data(self, data: object) -> EcgSignalItems | None:
         if data is None:
             return None
-        if isinstance(data, torch.Tensor):
-            data = data.detach().cpu().float().numpy()
-        if isinstance(data, np.ndarray):
+        if isinstance(data, (np.ndarray, torch.Tensor)):
             items = [data] if data.ndim == 2 else list(data)
-        elif isinstance(data, Sequence):
+        elif isinstance(data, (list, tuple)):
             items = list(data)
         else:
             raise ValueError(f"ecg input must be a (12, N) array or a list of them, got {type(data).__name__}")
@@ -124,8 +122,10 @@ class EcgR1DataParser(Qwen3VLMultiModalDataParser):
         for item in items:
             if isinstance(item, torch.Tensor):
                 item = item.detach().cpu().float().numpy()
+            if not isinstance(item, np.ndarray):
+                raise ValueError(f"ecg input must be a (12, N) array, got {type(item).__name__}")
             # The release's preparation, exactly as the transformers processor applies it.
-            signals.append(prepare_signal(np.asarray(item), samples=self.ecg_samples))
+            signals.append(prepare_signal(item, samples=self.ecg_samples))
         return EcgSignalItems(signals)
 
 
