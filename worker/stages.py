@@ -152,12 +152,14 @@ def prepare_study(ctx: PipelineContext, study_id: int) -> Outcome:
 
 
 def check_claims(prepared: PreparedEcg, interpretation: Interpretation) -> tuple[list[str], bool]:
-    """(flags, critical): what the interpretation claims that the measurements contradict,
-    and whether it reports a finding that needs a cardiologist first (`reports.verify`)."""
-    from reports.verify import verify_claims
+    """(flags, critical): where the interpretation's numbers or labels disagree with the
+    measured features (`reports.verify`; none for an image-only study, nothing was measured),
+    and whether its labels name a critical finding (sorted first on the sign-off queue)."""
+    from ingest.protocol import is_critical
+    from reports.verify import verify
 
-    result = verify_claims(interpretation, prepared.features)
-    return list(result.flags), bool(result.critical)
+    flags = [flag.message for flag in verify(interpretation.parsed, prepared.features)]
+    return flags, is_critical(interpretation.parsed.labels)
 
 
 def _load_for_interpretation(ctx: PipelineContext, view: _StudyView) -> PreparedEcg:
