@@ -20,6 +20,7 @@ from ingest.ecg import Ecg
 from ingest.errors import IngestError
 from ingest.inspect import format_summary, summarize
 from ingest.prepare import PreparedEcg, prepare
+from ingest.protocol import ProtocolReader
 from ingest.read import read_ecg
 
 
@@ -78,12 +79,6 @@ def read_command(file: Path) -> None:
     """Print the protocol reader's draft interpretation of FILE (a draft: never a signed report)."""
     ecg = _read(file)
     prepared = _prepare(ecg)
-    try:
-        from ingest.protocol import ProtocolReader
-    except ModuleNotFoundError as exc:
-        if exc.name != "ingest.protocol":
-            raise
-        _fail(f"{file}: the protocol reader is not available in this installation")
     reader = ProtocolReader()
     interpretation = reader.interpret([prepared])[0]
     click.echo(f"DRAFT by {interpretation.interpreter} {interpretation.interpreter_version}: "

@@ -66,3 +66,15 @@ def test_render_writes_the_12_lead_image_of_a_signal(tmp_path: Path, mortara_dic
         assert image.format == "PNG"
         assert result.stdout.strip() == f"{out} ({image.width}x{image.height})"
         assert image.width > image.height  # the landscape paper layout
+
+
+def test_read_prints_the_protocol_readers_draft(mortara_dicom_path: Path) -> None:
+    result = CliRunner().invoke(main, ["read", str(mortara_dicom_path)])
+    assert result.exit_code == 0, result.output
+    first, _, text = result.stdout.partition("\n")
+    assert first.startswith("DRAFT by protocol-reader") and "awaiting a cardiologist" in first
+    assert text.startswith("<think>") and "**Step 6: Final Medical Reasoning**" in text
+    # The Mortara device itself said "RITMO SINUSALE": the protocol reader agrees.
+    answer = text.split("<answer>")[1].split("</answer>")[0]
+    assert "sinus rhythm" in answer.split("; ")
+    assert result.stderr == ""  # no format problems
