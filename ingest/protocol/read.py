@@ -1,0 +1,200 @@
+"""The protocol read: measured features in, an ECG-R1-format reading out.
+
+    protocol_read(features, demographics=None) -> ProtocolRead
+
+Steps 1-5 are the rules of `rhythm`, `conduction`, `voltage`, `ischemia` and
+`repolarisation`; step 6 weighs them together (what is abnormal, what is critical, which
+ST or Q changes a conduction defect or LVH may explain, what could not be measured).
+"normal ecg" is written only when nothing abnormal was found AND the key values (rate,
+rhythm, PR, QRS, axis, ST, QTc) were measured. The reading is deterministic: the same
+features always give the same text.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from ingest.ecg import Demographics
+from ingest.measured import GroundingFeatures
+from ingest.protocol import vocabulary as v
+from ingest.protocol.conduction import step2
+from ingest.protocol.findings import Finding, whole
+from ingest.protocol.ischemia import step4
+from ingest.protocol.repolarisation import step5
+from ingest.protocol.rhythm import rhythm_class, step1
+from ingest.protocol.voltage import step3
+from ingest.report_format import format_output
+
+# At most this many evidence phrases per step (the ECG-R1 evidence reward's reference size).
+MAX_EVIDENCE_PER_STEP = 3
+# Below this age the adult thresholds applied here are said to need paediatric reading.
+ADULT_FROM_YEARS = 16
+# The rules whose value must be measured for a "normal ecg".
+KEY_RULES: tuple[str, ...] = ("rate", "rhythm", "pr_interval", "qrs_duration", "axis", "st_elevation", "qtc")
+# Readable names of the key rules, for "not measurable" sentences.
+RULE_NAMES = {"rate": "heart rate", "rhythm": "rhythm", "pr_interval": "PR interval", "qrs_duration": "QRS duration",
+              "axis": "QRS axis", "st_elevation": "ST segments", "st_depression": "ST depression", "qtc": "QTc",
+              "lvh": "LVH voltage", "low_voltage": "QRS voltage", "r_progression": "R wave in V3",
+              "atria": "P wave morphology", "q_waves": "Q waves", "t_waves": "T waves"}
+_COMPLETE_BLOCKS = (v.LBBB, v.RBBB, v.IVCD)
+
+
+class ProtocolRead(BaseModel):
+    """The reading: the text, its parts, the labels and the evidence the rewards look for."""
+
+    text: str  # the full ECG-R1-format output
+    steps: dict[int, str]
+    narrative: str
+    labels: list[str]
+    evidence: dict[int, list[str]] = Field(default_factory=dict)  # step -> <= 3 lower-case phrases
+    critical: bool = False
+    findings: list[Finding] = Field(default_factory=list)
+
+
+def _labels(findings: list[Finding]) -> list[str]:
+    labels: list[str] = []
+    for finding in findings:
+        for label in finding.all_labels():
+            if label not in labels:
+                labels.append(label)
+    return labels
+
+
+def _abnormal_labels(labels: list[str]) -> list[str]:
+    """Abnormal labels, critical ones first (the order step 6 and the narrative name them in)."""
+    abnormal = [label for label in labels if label not in v.NORMAL_LABELS]
+    return sorted(abnormal, key=lambda label: label not in v.CRITICAL_LABELS)
+
+
+def _is_normal(findings: list[Finding]) -> tuple[bool, list[str]]:
+    """(normal ecg?, the key values that were not measurable)."""
+    unmeasured = [RULE_NAMES[f.rule] for f in findings if f.rule in KEY_RULES and not f.measurable]
+    by_rule = {f.rule for f in findings}
+    unmeasured += [RULE_NAMES[rule] for rule in KEY_RULES if rule not in by_rule]
+    return not any(f.abnormal for f in findings) and not unmeasured, unmeasured
+
+
+def _mimics(labels: list[str]) -> list[tuple[str, str]]:
+    """Step 6's weighing of findings that explain or mimic others: (evidence phrase, sentence)."""
+    notes = []
+    st_up = [label for label in labels if label in v.ST_ELEVATION_LABELS]
+    st_down = [label for label in labels if label in v.ST_DEPRESSION_LABELS]
+    blocks = [label for label in labels if label in _COMPLETE_BLOCKS]
+    if blocks and (st_up or st_down or v.PATHOLOGICAL_Q_WAVES in labels):
+        notes.append(("secondary to the conduction defect",
+                      f"ST and Q changes with {blocks[0]} may be secondary to the conduction defect (mimic); "
+                      "compare with a previous ECG."))
+    if v.LVH in labels and st_down:
+        notes.append(("strain pattern", f"ST depression with {v.LVH} voltage may be a strain pattern."))
+    if st_up and st_down:
+        notes.append(("reciprocal", "ST depression opposite the ST elevation may be reciprocal."))
+    if v.WIDE_COMPLEX_TACHYCARDIA in labels:
+        notes.append(("treated as ventricular tachycardia",
+                      "A wide complex tachycardia is treated as ventricular tachycardia until proven otherwise."))
+    if v.LEAD_REVERSAL in labels:
+        notes.append(("repeat recording",
+                      "With a possible limb lead reversal the axis and limb-lead findings need a repeat recording."))
+    return notes
+
+
+def _step6(findings: list[Finding], labels: list[str], normal: bool, unmeasured: list[str],
+           demographics: Demographics | None) -> list[Finding]:
+    out = []
+    abnormal = _abnormal_labels(labels)
+    if normal:
+        out.append(Finding(step=6, rule="summary", label=v.NORMAL_ECG, evidence=v.NORMAL_ECG,
+                           statement=("Rate, rhythm, PR, QRS, axis, voltage, ST segments and QTc within normal "
+                                      f"limits: {v.NORMAL_ECG}.")))
+    elif abnormal:
+        out.append(Finding(step=6, rule="summary", evidence=abnormal[0],
+                           statement=f"Abnormal findings: {'; '.join(abnormal)}."))
+    else:
+        out.append(Finding(step=6, rule="summary", evidence="no abnormality in what was measured",
+                           statement="No abnormality in what was measured; normal ECG not called."))
+    critical = [label for label in abnormal if label in v.CRITICAL_LABELS]
+    if critical:
+        out.append(Finding(step=6, rule="critical", evidence="critical", abnormal=True,
+                           statement=f"Critical: {'; '.join(critical)}: urgent cardiologist review."))
+    for evidence, note in _mimics(labels):
+        out.append(Finding(step=6, rule="mimics", evidence=evidence, statement=note))
+    if unmeasured:
+        out.append(Finding(step=6, rule="unmeasured", evidence="not measurable", measurable=False,
+                           statement=f"Not measurable, no conclusion drawn: {', '.join(unmeasured)}."))
+    age = demographics.age_years if demographics else None
+    if age is not None and age < ADULT_FROM_YEARS:
+        out.append(Finding(step=6, rule="age", evidence="adult thresholds",
+                           statement=f"Adult thresholds applied at age {age} years: paediatric norms differ."))
+    return out
+
+
+def _evidence(findings: list[Finding], step: int) -> list[str]:
+    """Up to three phrases per step: abnormal findings first, then normal ones (negations kept)."""
+    in_step = [f for f in findings if f.step == step]
+    # Abnormal first; the lead count is the least telling normal phrase, so it comes last of those.
+    normal = sorted((f for f in in_step if not f.abnormal and f.measurable), key=lambda f: f.rule == "technical")
+    ordered = [f for f in in_step if f.abnormal] + normal + [f for f in in_step if not f.measurable]
+    phrases: list[str] = []
+    for finding in ordered:
+        if finding.evidence not in phrases:
+            phrases.append(finding.evidence)
+    if step == 6:
+        summary = next((f for f in in_step if f.rule == "summary"), None)
+        abnormal = _abnormal_labels(_labels(findings))
+        if summary is not None and abnormal:
+            phrases = abnormal[:MAX_EVIDENCE_PER_STEP]  # each is written in the summary sentence
+    return phrases[:MAX_EVIDENCE_PER_STEP]
+
+
+def _narrative(features: GroundingFeatures, findings: list[Finding], labels: list[str], normal: bool,
+               unmeasured: list[str]) -> str:
+    g = features.global_
+    rhythm = next((f for f in findings if f.rule == "rhythm" and f.label), None)
+    hr = whole(g.hr_bpm)
+    if rhythm is not None:
+        opening = rhythm.label.capitalize() + (f" at {hr} bpm." if hr is not None else ".")
+    else:
+        opening = "Rhythm not classified" + (f", heart rate {hr} bpm." if hr is not None else ".")
+    numbers = [f"{name} {whole(value)} ms" for name, value in (("PR", g.pr_ms), ("QRS", g.qrs_ms), ("QTc", g.qtc_ms))
+               if value is not None]
+    if g.qrs_axis_deg is not None:
+        numbers.append(f"QRS axis {whole(g.qrs_axis_deg):+d} degrees")
+    sentences = [opening]
+    if numbers:
+        sentences.append(", ".join(numbers) + ".")
+    rhythm_labels = rhythm.all_labels() if rhythm is not None else []
+    others = [label for label in _abnormal_labels(labels) if label not in rhythm_labels]
+    if normal:
+        sentences.append("Normal ECG.")
+    elif others:
+        sentences.append(f"Findings: {'; '.join(others)}.")
+    if unmeasured:
+        sentences.append(f"Not measurable: {', '.join(unmeasured)}.")
+    sentences.append("Preliminary computer reading of the measured signal; requires cardiologist confirmation.")
+    return " ".join(sentences)
+
+
+def protocol_read(features: GroundingFeatures, demographics: Demographics | None = None) -> ProtocolRead:
+    """Read one ECG's measured features by the protocol; never raises for missing values."""
+    kind = rhythm_class(features.rhythm)
+    findings = [
+        *step1(features),
+        *step2(features, atrial_fibrillation=kind == "atrial fibrillation"),
+        *step3(features),
+        *step4(features),
+        *step5(features, demographics.sex if demographics else None, irregular=features.rhythm.regular is False),
+    ]
+    normal, unmeasured = _is_normal(findings)
+    labels = _labels(findings)
+    findings += _step6(findings, labels, normal, unmeasured, demographics)
+    labels = _labels(findings) or [v.NOT_MEASURABLE]  # an answer always says something
+    steps = {step: " ".join(f.statement for f in findings if f.step == step) for step in range(1, 7)}
+    narrative = _narrative(features, findings, labels, normal, unmeasured)
+    return ProtocolRead(
+        text=format_output(steps, narrative, labels),
+        steps=steps,
+        narrative=narrative,
+        labels=labels,
+        evidence={step: _evidence(findings, step) for step in range(1, 7)},
+        critical=v.is_critical(labels),
+        findings=findings,
+    )

@@ -1,0 +1,111 @@
+"""Step 5 of the protocol: electrolytes and QT.
+
+    qtc_finding     QTc (Bazett) > 440 ms for men, > 460 ms for women (440 when the sex is
+                    unknown: the lower limit, so a draft errs towards review), > 500 ms marked
+    t_wave_finding  tall T (>= 0.5 mV limb, >= 1.0 mV precordial) in >= 2 leads: peaked T, think of
+                    hyperkalaemia; T below 0.1 mV in >= 4 of the leads where T is normally upright
+                    (I, II, V3-V6): flat T, think of hypokalaemia (U waves are not measured)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ingest.ecg import Sex
+from ingest.measured import GroundingFeatures
+from ingest.protocol import vocabulary as v
+from ingest.protocol.findings import Finding, hundredths, lead_list, mv, not_measurable, signed_mv, whole
+from ingest.protocol.ischemia import PRECORDIAL_LEADS
+
+QTC_PROLONGED_MALE_ABOVE_MS = 440
+QTC_PROLONGED_FEMALE_ABOVE_MS = 460
+QTC_MARKED_ABOVE_MS = 500
+PEAKED_T_LIMB_FROM_MV = 0.5
+PEAKED_T_PRECORDIAL_FROM_MV = 1.0
+PEAKED_T_MIN_LEADS = 2
+FLAT_T_BELOW_MV = 0.1
+FLAT_T_MIN_LEADS = 4
+T_UPRIGHT_LEADS: tuple[str, ...] = ("I", "II", "V3", "V4", "V5", "V6")
+
+QtcClass = Literal["normal", "prolonged", "marked"]
+
+
+def qtc_limit_ms(sex: Sex | None) -> int:
+    return QTC_PROLONGED_FEMALE_ABOVE_MS if sex == Sex.FEMALE else QTC_PROLONGED_MALE_ABOVE_MS
+
+
+def qtc_class(qtc_ms: int, sex: Sex | None) -> QtcClass:
+    if qtc_ms > QTC_MARKED_ABOVE_MS:
+        return "marked"
+    if qtc_ms > qtc_limit_ms(sex):
+        return "prolonged"
+    return "normal"
+
+
+def peaked_t(lead: str, t_amp_mv: float) -> bool:
+    limit = PEAKED_T_PRECORDIAL_FROM_MV if lead in PRECORDIAL_LEADS else PEAKED_T_LIMB_FROM_MV
+    return t_amp_mv >= limit
+
+
+def flat_t(t_amp_mv: float) -> bool:
+    return abs(t_amp_mv) < FLAT_T_BELOW_MV
+
+
+def _whose_limit(sex: Sex | None) -> str:
+    if sex == Sex.FEMALE:
+        return "the limit for women"
+    if sex == Sex.MALE:
+        return "the limit for men"
+    return "the lower limit, sex unknown"
+
+
+def qtc_finding(features: GroundingFeatures, sex: Sex | None = None, irregular: bool = False) -> Finding:
+    qt, qtc = whole(features.global_.qt_ms), whole(features.global_.qtc_ms)
+    values: dict[str, float | str | None] = {"qt_ms": None if qt is None else float(qt),
+                                             "qtc_ms": None if qtc is None else float(qtc)}
+    if qtc is None:
+        return not_measurable(5, "qtc", "QTc", values)
+    kind = qtc_class(qtc, sex)
+    head = (f"QT {qt} ms, " if qt is not None else "") + f"QTc {qtc} ms"
+    caveat = "; approximate at an irregular rhythm" if irregular else ""
+    if kind == "marked":
+        detail, label = f"> {QTC_MARKED_ABOVE_MS} ms", v.MARKED_QT_PROLONGATION
+    elif kind == "prolonged":
+        detail, label = f"> {qtc_limit_ms(sex)} ms, {_whose_limit(sex)}", v.PROLONGED_QT
+    else:
+        detail, label = f"<= {qtc_limit_ms(sex)} ms, {_whose_limit(sex)}", None
+    conclusion = label or "normal QTc"
+    return Finding(step=5, rule="qtc", label=label, abnormal=label is not None, values=values,
+                   statement=f"{head} (Bazett; {detail}{caveat}): {conclusion}.", evidence=f"qtc {qtc} ms")
+
+
+def t_wave_finding(features: GroundingFeatures) -> Finding:
+    t_amps = {lead: hundredths(lf.median.t_amp_mv) for lead, lf in features.leads.items()
+              if lf.median.t_amp_mv is not None}
+    if not t_amps:
+        return not_measurable(5, "t_waves", "T waves")
+    tall = [lead for lead, amp in t_amps.items() if peaked_t(lead, amp)]
+    flat = [lead for lead in T_UPRIGHT_LEADS if lead in t_amps and flat_t(t_amps[lead])]
+    labels, parts = [], []
+    if len(tall) >= PEAKED_T_MIN_LEADS:
+        labels.append(v.PEAKED_T_WAVES)
+        parts.append(f"tall T in {', '.join(f'{lead} ({signed_mv(t_amps[lead])})' for lead in tall)} "
+                     f"(>= {mv(PEAKED_T_LIMB_FROM_MV)} limb, >= {mv(PEAKED_T_PRECORDIAL_FROM_MV)} precordial): "
+                     f"{v.PEAKED_T_WAVES}, consider hyperkalaemia")
+    if len(flat) >= FLAT_T_MIN_LEADS:
+        labels.append(v.FLAT_T_WAVES)
+        parts.append(f"T below {mv(FLAT_T_BELOW_MV)} in {lead_list(flat)}: {v.FLAT_T_WAVES}, consider "
+                     "hypokalaemia (U waves not measured)")
+    values: dict[str, float | str | None] = {f"t_{lead}_mv": t_amps[lead] for lead in (tall + flat)}
+    if labels:
+        text = "; ".join(parts)
+        return Finding(step=5, rule="t_waves", label=labels[0], labels=labels, abnormal=True, values=values,
+                       leads=tall + flat, statement=text[0].upper() + text[1:] + ".", evidence=labels[0])
+    tallest = max(t_amps, key=lambda lead: t_amps[lead])
+    return Finding(step=5, rule="t_waves", evidence="no peaked or flat t waves",
+                   values={"t_max_mv": t_amps[tallest]},
+                   statement=f"No peaked or flat T waves (tallest T {signed_mv(t_amps[tallest])} in {tallest}).")
+
+
+def step5(features: GroundingFeatures, sex: Sex | None = None, irregular: bool = False) -> list[Finding]:
+    return [qtc_finding(features, sex, irregular), t_wave_finding(features)]

@@ -1,0 +1,232 @@
+"""Every protocol rule on both sides of its threshold, from hand-made features.
+
+Each row changes the values one rule reads on an otherwise normal ECG and says which labels
+the reading must and must not carry. Values sit exactly on and just past each threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from ingest.ecg import Demographics, Sex
+from ingest.measured import GroundingFeatures
+from ingest.protocol import protocol_read
+from ingest.protocol import vocabulary as v
+from tests.protocol.builders import (
+    normal_features, with_global, with_median, with_q, with_rhythm, with_st, with_t, with_voltages,
+)
+
+N = normal_features
+NO_P = dict(p_wave_fraction=0.1, p_positive_in=[], p_negative_in=[])
+
+
+def _q_free(features: GroundingFeatures) -> GroundingFeatures:
+    return with_q(features, list(features.leads), 0.0, 0.0)
+
+
+# (id, features, labels that must be present, labels that must be absent)
+CASES: list[tuple[str, Callable[[], GroundingFeatures], set[str], set[str]]] = [
+    # rate (with sinus P waves the rate is part of the rhythm label)
+    ("hr 59 bradycardia", lambda: with_global(N(), hr_bpm=59.0), {v.SINUS_BRADYCARDIA}, {v.SINUS_RHYTHM}),
+    ("hr 60 normal", lambda: with_global(N(), hr_bpm=60.0), {v.SINUS_RHYTHM}, {v.SINUS_BRADYCARDIA}),
+    ("hr 59.5 written 60 normal", lambda: with_global(N(), hr_bpm=59.5), {v.SINUS_RHYTHM}, {v.SINUS_BRADYCARDIA}),
+    ("hr 100 normal", lambda: with_global(N(), hr_bpm=100.0), {v.SINUS_RHYTHM}, {v.SINUS_TACHYCARDIA}),
+    ("hr 101 tachycardia", lambda: with_global(N(), hr_bpm=101.0), {v.SINUS_TACHYCARDIA}, {v.SINUS_RHYTHM}),
+    # sinus: P before most beats, upright in II, not upright in aVR
+    ("p before 51% sinus", lambda: with_rhythm(N(), p_wave_fraction=0.51), {v.SINUS_RHYTHM}, {v.UNDETERMINED_RHYTHM}),
+    ("p before 50% not sinus", lambda: with_rhythm(N(), p_wave_fraction=0.5), {v.UNDETERMINED_RHYTHM},
+     {v.SINUS_RHYTHM}),
+    ("p not upright in II", lambda: with_rhythm(N(), p_positive_in=["I", "aVF"], p_negative_in=["II", "aVR"]),
+     {v.UNDETERMINED_RHYTHM}, {v.SINUS_RHYTHM}),
+    ("p upright in aVR", lambda: with_rhythm(N(), p_positive_in=["I", "II", "aVR"], p_negative_in=[]),
+     {v.UNDETERMINED_RHYTHM}, {v.SINUS_RHYTHM}),
+    ("irregular sinus stays sinus", lambda: with_rhythm(N(), regular=False, rr_cv=0.15), {v.SINUS_RHYTHM},
+     {v.ATRIAL_FIBRILLATION}),
+    # atrial fibrillation: irregular without P waves
+    ("irregular without p: af", lambda: with_rhythm(N(), regular=False, rr_cv=0.2, **NO_P),
+     {v.ATRIAL_FIBRILLATION}, {v.SINUS_RHYTHM, v.UNDETERMINED_RHYTHM}),
+    ("irregular, p before 50%: af", lambda: with_rhythm(N(), regular=False, rr_cv=0.15, p_wave_fraction=0.5),
+     {v.ATRIAL_FIBRILLATION}, set()),
+    ("regular without p: not af", lambda: with_rhythm(N(), regular=True, **NO_P), {v.UNDETERMINED_RHYTHM},
+     {v.ATRIAL_FIBRILLATION}),
+    ("slow rhythm without p", lambda: with_global(with_rhythm(N(), **NO_P), hr_bpm=45.0),
+     {v.UNDETERMINED_RHYTHM, v.BRADYCARDIA}, {v.SINUS_BRADYCARDIA}),
+    # wide complex tachycardia: > 100 bpm, QRS >= 120 ms, no sinus P waves
+    ("wide complex tachycardia", lambda: with_global(with_rhythm(N(), **NO_P), hr_bpm=101.0, qrs_ms=120.0),
+     {v.WIDE_COMPLEX_TACHYCARDIA}, {v.TACHYCARDIA}),
+    ("qrs 119 narrow tachycardia", lambda: with_global(with_rhythm(N(), **NO_P), hr_bpm=150.0, qrs_ms=119.0),
+     {v.TACHYCARDIA, v.UNDETERMINED_RHYTHM}, {v.WIDE_COMPLEX_TACHYCARDIA}),
+    ("wide qrs at 100 bpm", lambda: with_global(with_rhythm(N(), **NO_P), hr_bpm=100.0, qrs_ms=140.0),
+     {v.UNDETERMINED_RHYTHM}, {v.WIDE_COMPLEX_TACHYCARDIA}),
+    # technical
+    ("lead I all negative", lambda: with_median(N(), "I", p_amp_mv=-0.08, qrs_net_mv=-0.6, t_amp_mv=-0.2),
+     {v.LEAD_REVERSAL}, {v.NORMAL_ECG}),
+    ("lead I T upright", lambda: with_median(N(), "I", p_amp_mv=-0.08, qrs_net_mv=-0.6, t_amp_mv=0.2), set(),
+     {v.LEAD_REVERSAL}),
+    ("one ectopic beat", lambda: with_rhythm(N(), ectopic_count=1), {v.ECTOPIC_BEATS}, {v.NORMAL_ECG}),
+    # PR
+    ("pr 119 short", lambda: with_global(N(), pr_ms=119.0), {v.SHORT_PR}, {v.NORMAL_ECG}),
+    ("pr 120 normal", lambda: with_global(N(), pr_ms=120.0), {v.NORMAL_ECG}, {v.SHORT_PR}),
+    ("pr 200 normal", lambda: with_global(N(), pr_ms=200.0), {v.NORMAL_ECG}, {v.FIRST_DEGREE_AV_BLOCK}),
+    ("pr 201 first degree", lambda: with_global(N(), pr_ms=201.0), {v.FIRST_DEGREE_AV_BLOCK}, {v.NORMAL_ECG}),
+    # QRS and bundle branch patterns
+    ("qrs 99 normal", lambda: with_global(N(), qrs_ms=99.0), {v.NORMAL_ECG}, {v.INCOMPLETE_BBB}),
+    ("qrs 100 incomplete", lambda: with_global(N(), qrs_ms=100.0), {v.INCOMPLETE_BBB}, {v.NORMAL_ECG}),
+    ("qrs 119 incomplete", lambda: with_global(with_median(N(), "V1", qrs_morphology="rSR'"), qrs_ms=119.0),
+     {v.INCOMPLETE_BBB}, {v.RBBB}),
+    ("qrs 120 rSR' in V1: rbbb", lambda: with_global(with_median(N(), "V1", qrs_morphology="rSR'"), qrs_ms=120.0),
+     {v.RBBB}, {v.INCOMPLETE_BBB, v.LBBB}),
+    ("qrs 130 dominant R in V1: rbbb",
+     lambda: with_global(with_median(N(), "V1", qrs_morphology=None, r_amp_mv=0.9, s_amp_mv=0.2), qrs_ms=130.0),
+     {v.RBBB}, {v.LBBB}),
+    ("qrs 150 QS in V1, R in V6: lbbb",
+     lambda: with_global(with_median(with_median(N(), "V1", qrs_morphology="QS", r_amp_mv=0.0, s_amp_mv=1.5),
+                                     "V6", qrs_morphology="R"), qrs_ms=150.0), {v.LBBB}, {v.RBBB, v.IVCD}),
+    ("qrs 150 rS in V1, R without q in I: lbbb",
+     lambda: with_global(with_median(N(), "I", qrs_morphology=None, q_amp_mv=0.0, r_amp_mv=1.0, s_amp_mv=0.1),
+                         qrs_ms=150.0), {v.LBBB}, {v.RBBB}),
+    ("qrs 150 rS in V1, septal q in I and V6: ivcd", lambda: with_global(N(), qrs_ms=150.0), {v.IVCD},
+     {v.LBBB, v.RBBB}),
+    # axis
+    ("axis -30 normal", lambda: with_global(N(), qrs_axis_deg=-30.0), {v.NORMAL_ECG}, {v.LEFT_AXIS_DEVIATION}),
+    ("axis -31 left", lambda: with_global(N(), qrs_axis_deg=-31.0), {v.LEFT_AXIS_DEVIATION}, {v.NORMAL_ECG}),
+    ("axis -90 left", lambda: with_global(N(), qrs_axis_deg=-90.0), {v.LEFT_AXIS_DEVIATION},
+     {v.EXTREME_AXIS_DEVIATION}),
+    ("axis -91 extreme", lambda: with_global(N(), qrs_axis_deg=-91.0), {v.EXTREME_AXIS_DEVIATION},
+     {v.LEFT_AXIS_DEVIATION}),
+    ("axis 90 normal", lambda: with_global(N(), qrs_axis_deg=90.0), {v.NORMAL_ECG}, {v.RIGHT_AXIS_DEVIATION}),
+    ("axis 91 right", lambda: with_global(N(), qrs_axis_deg=91.0), {v.RIGHT_AXIS_DEVIATION}, {v.NORMAL_ECG}),
+    ("no angle, I+ aVF+: normal", lambda: with_global(N(), qrs_axis_deg=None), {v.NORMAL_ECG}, set()),
+    ("no angle, I+ II- aVF-: left",
+     lambda: with_global(with_median(with_median(N(), "II", qrs_net_mv=-0.3), "aVF", qrs_net_mv=-0.5),
+                         qrs_axis_deg=None), {v.LEFT_AXIS_DEVIATION}, set()),
+    ("no angle, I- aVF+: right", lambda: with_global(with_median(N(), "I", qrs_net_mv=-0.4), qrs_axis_deg=None),
+     {v.RIGHT_AXIS_DEVIATION}, set()),
+    ("no angle, I- aVF-: extreme",
+     lambda: with_global(with_median(with_median(N(), "I", qrs_net_mv=-0.4), "aVF", qrs_net_mv=-0.5),
+                         qrs_axis_deg=None), {v.EXTREME_AXIS_DEVIATION}, set()),
+    # LVH (Sokolow-Lyon uses the larger of R(V5), R(V6))
+    ("sokolow 3.50 no lvh", lambda: with_voltages(N(), s_v1_mv=2.0, r_v5_mv=1.5, r_v6_mv=1.2), {v.NORMAL_ECG},
+     {v.LVH}),
+    ("sokolow 3.51 lvh", lambda: with_voltages(N(), s_v1_mv=2.0, r_v5_mv=1.2, r_v6_mv=1.51), {v.LVH},
+     {v.NORMAL_ECG}),
+    ("R(I) 1.50 no lvh", lambda: with_voltages(N(), r_i_mv=1.5), {v.NORMAL_ECG}, {v.LVH}),
+    ("R(I) 1.51 lvh", lambda: with_voltages(N(), r_i_mv=1.51), {v.LVH}, set()),
+    ("R(aVL) 1.10 no lvh", lambda: with_voltages(N(), r_avl_mv=1.1), {v.NORMAL_ECG}, {v.LVH}),
+    ("R(aVL) 1.11 lvh", lambda: with_voltages(N(), r_avl_mv=1.11), {v.LVH}, set()),
+    # low voltage
+    ("limb 0.49 low", lambda: with_voltages(N(), limb_qrs_max_mv=0.49), {v.LOW_QRS_VOLTAGE}, {v.NORMAL_ECG}),
+    ("limb 0.50 not low", lambda: with_voltages(N(), limb_qrs_max_mv=0.5), {v.NORMAL_ECG}, {v.LOW_QRS_VOLTAGE}),
+    ("precordial 0.99 low", lambda: with_voltages(N(), precordial_qrs_max_mv=0.99), {v.LOW_QRS_VOLTAGE}, set()),
+    ("precordial 1.00 not low", lambda: with_voltages(N(), precordial_qrs_max_mv=1.0), {v.NORMAL_ECG},
+     {v.LOW_QRS_VOLTAGE}),
+    # R wave progression
+    ("R(V3) 0.29 poor", lambda: with_median(N(), "V3", r_amp_mv=0.29), {v.POOR_R_PROGRESSION}, {v.NORMAL_ECG}),
+    ("R(V3) 0.30 normal", lambda: with_median(N(), "V3", r_amp_mv=0.3), {v.NORMAL_ECG}, {v.POOR_R_PROGRESSION}),
+    # atria
+    ("P(II) 0.25 normal", lambda: with_median(N(), "II", p_amp_mv=0.25), {v.NORMAL_ECG},
+     {v.RIGHT_ATRIAL_ABNORMALITY}),
+    ("P(II) 0.26 right atrial", lambda: with_median(N(), "II", p_amp_mv=0.26), {v.RIGHT_ATRIAL_ABNORMALITY}, set()),
+    ("P(II) 121 ms notched: left atrial", lambda: with_median(N(), "II", p_dur_ms=121.0, p_notched=True),
+     {v.LEFT_ATRIAL_ABNORMALITY}, set()),
+    ("P(II) 120 ms notched: normal", lambda: with_median(N(), "II", p_dur_ms=120.0, p_notched=True),
+     {v.NORMAL_ECG}, {v.LEFT_ATRIAL_ABNORMALITY}),
+    ("P(II) 140 ms not notched: normal", lambda: with_median(N(), "II", p_dur_ms=140.0), {v.NORMAL_ECG},
+     {v.LEFT_ATRIAL_ABNORMALITY}),
+    ("V1 terminal P 0.10: left atrial", lambda: with_median(N(), "V1", p_terminal_negative_mv=0.1),
+     {v.LEFT_ATRIAL_ABNORMALITY}, set()),
+    ("V1 terminal P 0.09: normal", lambda: with_median(N(), "V1", p_terminal_negative_mv=0.09), {v.NORMAL_ECG},
+     {v.LEFT_ATRIAL_ABNORMALITY}),
+    # ST elevation: >= 0.1 mV limb, >= 0.2 mV precordial, in >= 2 leads of one territory
+    ("II, III 0.10: inferior", lambda: with_st(N(), {"II": 0.1, "III": 0.1}), {"st elevation (inferior)"},
+     {v.NORMAL_ECG}),
+    ("II 0.10, III 0.09: none", lambda: with_st(N(), {"II": 0.1, "III": 0.09}), {v.NORMAL_ECG},
+     {"st elevation (inferior)"}),
+    ("V2, V3 0.20: septal-anterior", lambda: with_st(N(), {"V2": 0.2, "V3": 0.2}),
+     {"st elevation (septal-anterior)"}, set()),
+    ("V2 0.20, V3 0.19: none", lambda: with_st(N(), {"V2": 0.2, "V3": 0.19}), {v.NORMAL_ECG},
+     {"st elevation (septal-anterior)"}),
+    ("II 0.30 alone: none", lambda: with_st(N(), {"II": 0.3}), {v.NORMAL_ECG}, {"st elevation (inferior)"}),
+    ("II and V2 (two territories): none", lambda: with_st(N(), {"II": 0.3, "V2": 0.3}), {v.NORMAL_ECG}, set()),
+    ("I 0.10, V5 0.20: lateral", lambda: with_st(N(), {"I": 0.1, "V5": 0.2}), {"st elevation (lateral)"}, set()),
+    ("I 0.10, V5 0.19: none", lambda: with_st(N(), {"I": 0.1, "V5": 0.19}), {v.NORMAL_ECG},
+     {"st elevation (lateral)"}),
+    # ST depression: <= -0.1 mV in >= 2 leads of one territory (aVR in none)
+    ("V5, V6 -0.10: lateral depression", lambda: with_st(N(), {"V5": -0.1, "V6": -0.1}),
+     {"st depression (lateral)"}, {v.NORMAL_ECG}),
+    ("V5 -0.10, V6 -0.09: none", lambda: with_st(N(), {"V5": -0.1, "V6": -0.09}), {v.NORMAL_ECG},
+     {"st depression (lateral)"}),
+    ("aVR and V1 depressed: none", lambda: with_st(N(), {"aVR": -0.2, "V1": -0.2}), {v.NORMAL_ECG}, set()),
+    # pathological Q: > 30 ms or > 0.1 mV, in >= 2 leads of one territory
+    ("Q 31 ms in II, III", lambda: with_q(_q_free(N()), ["II", "III"], 31.0, 0.05), {v.PATHOLOGICAL_Q_WAVES},
+     {v.NORMAL_ECG}),
+    ("Q 30 ms in II, III", lambda: with_q(_q_free(N()), ["II", "III"], 30.0, 0.05), {v.NORMAL_ECG},
+     {v.PATHOLOGICAL_Q_WAVES}),
+    ("Q 0.11 mV in V1, V2", lambda: with_q(_q_free(N()), ["V1", "V2"], 20.0, 0.11), {v.PATHOLOGICAL_Q_WAVES}, set()),
+    ("Q 0.10 mV in V1, V2", lambda: with_q(_q_free(N()), ["V1", "V2"], 20.0, 0.1), {v.NORMAL_ECG},
+     {v.PATHOLOGICAL_Q_WAVES}),
+    ("Q 40 ms in III only", lambda: with_q(_q_free(N()), ["III"], 40.0, 0.3), {v.NORMAL_ECG},
+     {v.PATHOLOGICAL_Q_WAVES}),
+    # QTc (sex unknown: the lower limit, 440 ms)
+    ("qtc 440 normal", lambda: with_global(N(), qtc_ms=440.0), {v.NORMAL_ECG}, {v.PROLONGED_QT}),
+    ("qtc 441 prolonged", lambda: with_global(N(), qtc_ms=441.0), {v.PROLONGED_QT}, {v.NORMAL_ECG}),
+    ("qtc 500 prolonged, not marked", lambda: with_global(N(), qtc_ms=500.0), {v.PROLONGED_QT},
+     {v.MARKED_QT_PROLONGATION}),
+    ("qtc 501 marked", lambda: with_global(N(), qtc_ms=501.0), {v.MARKED_QT_PROLONGATION}, {v.PROLONGED_QT}),
+    # T waves
+    ("T 1.00 in V2, V3: peaked", lambda: with_t(N(), {"V2": 1.0, "V3": 1.0}), {v.PEAKED_T_WAVES}, {v.NORMAL_ECG}),
+    ("T 0.99 in V2, V3: not peaked", lambda: with_t(N(), {"V2": 0.99, "V3": 0.99}), {v.NORMAL_ECG},
+     {v.PEAKED_T_WAVES}),
+    ("T 0.50 in II, aVF: peaked", lambda: with_t(N(), {"II": 0.5, "aVF": 0.5}), {v.PEAKED_T_WAVES}, set()),
+    ("T 0.49 in II, aVF: not peaked", lambda: with_t(N(), {"II": 0.49, "aVF": 0.49}), {v.NORMAL_ECG},
+     {v.PEAKED_T_WAVES}),
+    ("T 1.20 in V3 only: not peaked", lambda: with_t(N(), {"V3": 1.2}), {v.NORMAL_ECG}, {v.PEAKED_T_WAVES}),
+    ("T 0.09 in 4 leads: flat", lambda: with_t(N(), {"I": 0.09, "II": 0.05, "V5": -0.05, "V6": 0.0}),
+     {v.FLAT_T_WAVES}, {v.NORMAL_ECG}),
+    ("T 0.09 in 3 leads: not flat", lambda: with_t(N(), {"I": 0.09, "II": 0.05, "V5": 0.05}), {v.NORMAL_ECG},
+     {v.FLAT_T_WAVES}),
+    ("T 0.10 in 4 leads: not flat", lambda: with_t(N(), {"I": 0.1, "II": 0.1, "V5": 0.1, "V6": 0.1}),
+     {v.NORMAL_ECG}, {v.FLAT_T_WAVES}),
+]
+
+
+@pytest.mark.parametrize(("build", "present", "absent"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_rule_thresholds(build: Callable[[], GroundingFeatures], present: set[str], absent: set[str]) -> None:
+    labels = set(protocol_read(build()).labels)
+    assert present <= labels, f"missing {present - labels} in {labels}"
+    assert not (absent & labels), f"unexpected {absent & labels}"
+
+
+@pytest.mark.parametrize(("sex", "qtc", "prolonged"), [
+    (Sex.MALE, 440.0, False), (Sex.MALE, 441.0, True),
+    (Sex.FEMALE, 460.0, False), (Sex.FEMALE, 461.0, True),
+    (Sex.UNKNOWN, 441.0, True), (None, 441.0, True),
+])
+def test_qtc_limit_depends_on_sex(sex: Sex | None, qtc: float, prolonged: bool) -> None:
+    demographics = None if sex is None else Demographics(sex=sex)
+    read = protocol_read(with_global(N(), qtc_ms=qtc), demographics)
+    assert (v.PROLONGED_QT in read.labels) is prolonged
+    limit = "460" if sex == Sex.FEMALE else "440"
+    assert f"QTc {qtc:.0f} ms (Bazett; {'>' if prolonged else '<='} {limit} ms" in read.steps[5]
+
+
+def test_statements_cite_value_threshold_and_leads() -> None:
+    features = with_st(with_global(N(), pr_ms=212.0), {"V2": 0.25, "V3": 0.31})
+    read = protocol_read(features)
+    assert "PR interval 212 ms (> 200 ms): first degree AV block." in read.steps[2]
+    assert "ST elevation in V2 (+0.25 mV, horizontal), V3 (+0.31 mV, horizontal)" in read.steps[4]
+    assert ">= 0.20 mV precordial" in read.steps[4]
+    assert "st elevation (septal-anterior)" in read.steps[4]
+    finding = next(f for f in read.findings if f.rule == "st_elevation")
+    assert finding.leads == ["V2", "V3"] and finding.values == {"st_V2_mv": 0.25, "st_V3_mv": 0.31}
+
+
+def test_written_value_and_threshold_never_disagree() -> None:
+    """200.4 ms is written 200 ms and read as normal, never as '200 ms (> 200 ms)'."""
+    read = protocol_read(with_global(N(), pr_ms=200.4))
+    assert "PR interval 200 ms (120-200 ms)" in read.steps[2]
+    assert v.FIRST_DEGREE_AV_BLOCK not in read.labels
+    read = protocol_read(with_global(N(), pr_ms=200.5))
+    assert "PR interval 201 ms (> 200 ms)" in read.steps[2]
