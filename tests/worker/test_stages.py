@@ -1,0 +1,164 @@
+"""The stage functions in-process (SQLite): idempotent on redelivery, batched interpretation,
+quarantine at preparation, failures recorded, and the reconciler's give-up rule."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ingest.interpretation import Interpretation
+from ingest.prepare import PreparedEcg
+from ingest.protocol import ProtocolReader
+from ingest.watch import walk_records
+from reports.db import StudyState
+from tests.worker.conftest import SAMPLES, copy_sample
+from tests.worker.helpers import audit_actions, audit_details, reports, studies
+from worker import artifacts
+from worker.context import PipelineContext
+from worker.dispatch import Stage
+from worker.intake import register_batch_item
+from worker.reconcile import reconcile
+from worker.stages import Outcome, build_report, interpret_studies, outbound_path, prepare_study
+
+
+class RecordingReader:
+    """The real protocol reader, remembering the size of every batch it was given."""
+
+    name, version = "protocol-reader", "test"
+
+    def __init__(self) -> None:
+        self.reader = ProtocolReader()
+        self.batch_sizes: list[int] = []
+
+    def interpret(self, batch: list[PreparedEcg]) -> list[Interpretation]:
+        self.batch_sizes.append(len(batch))
+        return self.reader.interpret(batch)
+
+
+class BrokenReader:
+    name, version = "broken", "0"
+
+    def interpret(self, batch: list[PreparedEcg]) -> list[Interpretation]:
+        raise RuntimeError("the interpreter fell over")
+
+
+def _register(ctx: PipelineContext, folder: Path) -> list[int]:
+    for arrival in walk_records(folder):
+        register_batch_item(ctx, arrival, origin="test")
+    return [study.id for study in studies(ctx.engine)]
+
+
+def _dicom_variants(folder: Path, count: int) -> None:
+    import pydicom
+
+    folder.mkdir(parents=True)
+    dataset = pydicom.dcmread(SAMPLES / "demo-dicom.dcm")
+    for i in range(count):
+        dataset.AccessionNumber = f"DEMO-ACC-8{i:03d}"
+        dataset.save_as(folder / f"v{i}.dcm")
+
+
+def test_every_stage_is_idempotent_on_redelivery(ctx: PipelineContext, tmp_path: Path) -> None:
+    copy_sample("wfdb", tmp_path / "src")
+    [study_id] = _register(ctx, tmp_path / "src")
+    ctx.dispatcher.queues[Stage.PREPARE].clear()
+    assert prepare_study(ctx, study_id) is Outcome.DONE
+    assert prepare_study(ctx, study_id) is Outcome.SKIPPED  # a redelivered prepare
+    assert interpret_studies(ctx, [study_id, study_id]) == {study_id: Outcome.DONE}
+    assert interpret_studies(ctx, [study_id]) == {study_id: Outcome.SKIPPED}
+    assert build_report(ctx, study_id) is Outcome.DONE
+    audit_before = audit_actions(ctx.engine)
+    outbound = outbound_path(ctx.settings.outbound_dir, study_id, 1)
+    outbound.unlink()  # as if the worker died between its commit and writing the file
+    assert build_report(ctx, study_id) is Outcome.SKIPPED
+    assert outbound.read_text().startswith("MSH|")  # the redelivery wrote the file, nothing else
+    assert audit_actions(ctx.engine) == audit_before
+    assert [(sid, version, status) for sid, version, status, _ in reports(ctx.engine)] == [(study_id, 1, "P")]
+    [study] = studies(ctx.engine)
+    assert study.state == StudyState.AWAITING_SIGNOFF and study.features and study.measurements
+    assert Path(study.image_path).is_file() and study.demographics["patient_id"] == "DEMO-0001"
+
+
+def test_studies_prepared_together_are_interpreted_in_one_batch(ctx: PipelineContext, tmp_path: Path) -> None:
+    _dicom_variants(tmp_path / "src", 5)
+    ids = _register(ctx, tmp_path / "src")
+    ctx.dispatcher.queues[Stage.PREPARE].clear()
+    for study_id in ids:
+        prepare_study(ctx, study_id)
+    reader = RecordingReader()
+    ctx._interpreter = reader
+    ctx.dispatcher.run_until_idle(ctx)  # batch size 3 (tests/worker/conftest.py)
+    assert reader.batch_sizes == [3, 2]
+    assert len(reports(ctx.engine)) == 5
+
+
+def test_interpretation_uses_the_saved_preparation_or_prepares_again(ctx: PipelineContext, tmp_path: Path) -> None:
+    copy_sample("dicom", tmp_path / "src")
+    [study_id] = _register(ctx, tmp_path / "src")
+    ctx.dispatcher.queues[Stage.PREPARE].clear()
+    prepare_study(ctx, study_id)
+    [study] = studies(ctx.engine)
+    loaded = artifacts.load_prepared(ctx.settings.data_dir, study.sha256, study.features)
+    assert loaded.model_signal.shape == (12, 5000) and loaded.image is not None
+    assert loaded.ecg.demographics.patient_id == "DEMO-0001"
+    shutil.rmtree(artifacts.prepared_folder(ctx.settings.data_dir, study.sha256))
+    with pytest.raises(artifacts.ArtifactsMissing):
+        artifacts.load_prepared(ctx.settings.data_dir, study.sha256, study.features)
+    assert interpret_studies(ctx, [study_id]) == {study_id: Outcome.DONE}
+
+
+def test_unusable_input_is_quarantined_at_preparation(ctx: PipelineContext, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "cut.dcm").write_bytes((SAMPLES / "demo-dicom.dcm").read_bytes()[:6000])
+    [study_id] = _register(ctx, src)
+    ctx.dispatcher.queues[Stage.PREPARE].clear()
+    assert prepare_study(ctx, study_id) is Outcome.QUARANTINED
+    [study] = studies(ctx.engine)
+    assert study.state == StudyState.QUARANTINED and study.last_error
+    folder = ctx.settings.quarantine_dir / study.sha256[:16]
+    assert (folder / "cut.dcm").read_bytes() == (src / "cut.dcm").read_bytes()
+    assert (folder / "cut.dcm.reason").read_text().startswith(study.last_error)
+    assert (src / "cut.dcm").exists()  # a batch original is copied, never moved
+    assert audit_details(ctx.engine, "study.state")[-1]["to"] == "quarantined"
+
+
+def test_a_batch_original_changed_after_registration_is_not_read_as_the_registered_study(
+    ctx: PipelineContext, tmp_path: Path,
+) -> None:
+    [path] = copy_sample("pdf", tmp_path / "src")
+    [study_id] = _register(ctx, tmp_path / "src")
+    shutil.copy(SAMPLES / "demo-scan.pdf", path)  # someone overwrote the original
+    assert prepare_study(ctx, study_id) is Outcome.QUARANTINED
+    assert "content changed since it was registered" in studies(ctx.engine)[0].last_error
+
+
+def test_an_interpreter_error_fails_the_batch_with_the_error_type_only(ctx: PipelineContext, tmp_path: Path) -> None:
+    _dicom_variants(tmp_path / "src", 2)
+    _register(ctx, tmp_path / "src")
+    ctx._interpreter = BrokenReader()
+    ctx.dispatcher.run_until_idle(ctx)
+    assert [s.state for s in studies(ctx.engine)] == ["failed", "failed"]
+    assert studies(ctx.engine)[0].last_error == "interpret failed: RuntimeError (see the worker log)"
+
+
+def test_the_reconciler_gives_up_after_max_attempts(ctx: PipelineContext, tmp_path: Path) -> None:
+    copy_sample("dicom", tmp_path / "src")
+    [study_id] = _register(ctx, tmp_path / "src")
+    ctx.settings.max_attempts = 3
+    for expected_attempts in (2, 3):
+        report = reconcile(ctx, older_than=dt.timedelta(0))
+        assert report.requeued[Stage.PREPARE] == [study_id]
+        assert studies(ctx.engine)[0].attempts == expected_attempts
+    report = reconcile(ctx, older_than=dt.timedelta(0))
+    assert report.failed == [study_id] and studies(ctx.engine)[0].state == StudyState.FAILED
+
+
+def test_the_reconciler_leaves_recent_studies_alone(ctx: PipelineContext, tmp_path: Path) -> None:
+    copy_sample("dicom", tmp_path / "src")
+    _register(ctx, tmp_path / "src")
+    report = reconcile(ctx, older_than=dt.timedelta(minutes=10))
+    assert report.total_requeued == 0 and "study.requeued" not in audit_actions(ctx.engine)
