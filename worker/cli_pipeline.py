@@ -175,7 +175,8 @@ def demo_command(samples: Path, wait: float) -> None:
     settings = Settings()
     url = settings.effective_database_url
     upgrade(url)
-    where = "embedded SQLite under " + str(settings.data_dir) if not settings.database_url else "ECGWL_DATABASE_URL"
+    where = ("embedded SQLite " + url.removeprefix("sqlite:///")) if not settings.database_url \
+        else "ECGWL_DATABASE_URL"
     click.echo(f"database ({where}) at revision {current_revision(url)}")
     click.echo("tasks run " + ("in this process (no ECGWL_REDIS_URL)" if not settings.redis_url
                                else "on the Celery workers (ECGWL_REDIS_URL)"))
