@@ -91,7 +91,7 @@ def st_elevation_finding(features: GroundingFeatures) -> list[Finding]:
         findings.append(Finding(
             step=4, rule="st_elevation", label=label, abnormal=True, leads=leads,
             values={f"st_{lead}_mv": levels[lead] for lead in leads},
-            statement=f"ST elevation in {cited}: contiguous {territory} leads ({limits}): {label}.",
+            statement=f"ST elevation in {cited} (contiguous {territory} leads; {limits}): {label}.",
             evidence=label))
     return findings
 
@@ -115,7 +115,7 @@ def st_depression_finding(features: GroundingFeatures) -> list[Finding]:
         findings.append(Finding(
             step=4, rule="st_depression", label=label, abnormal=True, leads=leads,
             values={f"st_{lead}_mv": levels[lead] for lead in leads},
-            statement=f"ST depression in {cited}: contiguous {territory} leads (<= -{mv(ST_DEPRESSION_MV)}): {label}.",
+            statement=f"ST depression in {cited} (contiguous {territory} leads; <= -{mv(ST_DEPRESSION_MV)}): {label}.",
             evidence=label))
     return findings
 

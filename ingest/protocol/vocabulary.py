@@ -45,7 +45,8 @@ LOW_QRS_VOLTAGE = "low qrs voltage"
 POOR_R_PROGRESSION = "poor r wave progression"
 RIGHT_ATRIAL_ABNORMALITY = "right atrial abnormality"
 LEFT_ATRIAL_ABNORMALITY = "left atrial abnormality"
-# --- ischaemia and infarction (step 4): one label per territory
+# --- ischaemia and infarction (step 4): the reader writes one label per territory,
+# "st elevation (inferior)"; the plain forms are what other interpreters write.
 ST_ELEVATION = "st elevation"
 ST_DEPRESSION = "st depression"
 PATHOLOGICAL_Q_WAVES = "pathological q waves"
