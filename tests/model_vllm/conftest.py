@@ -63,11 +63,12 @@ def hf_engine(tiny_checkpoint: Path):
 
 
 def ecg_signal(seed: int) -> np.ndarray:
-    """A (12, 5000) 500 Hz signal: a different sine per lead plus seeded noise."""
+    """A (12, 5000) 500 Hz signal: per lead a sine whose rate and amplitude depend on the seed, plus noise."""
+    rng = np.random.default_rng(seed)
     t = np.arange(5000) / 500.0
-    leads = np.stack([np.sin(2 * np.pi * (1 + k / 6) * t) * (0.5 + k / 12) for k in range(12)])
-    noise = np.random.default_rng(seed).normal(0.0, 0.1, size=leads.shape)
-    return (leads + noise).astype(np.float32)
+    rates, amplitudes = rng.uniform(0.8, 3.0, size=(12, 1)), rng.uniform(0.2, 2.0, size=(12, 1))
+    leads = amplitudes * np.sin(2 * np.pi * rates * t)
+    return (leads + rng.normal(0.0, 0.1, size=leads.shape)).astype(np.float32)
 
 
 def ecg_page(width: int, height: int, seed: int = 0) -> Image.Image:
