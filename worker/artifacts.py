@@ -47,7 +47,8 @@ def save_prepared(data_dir: Path, sha256: str, prepared: PreparedEcg) -> Path | 
     png: Path | None = None
     if prepared.image is not None:
         buffer = io.BytesIO()
-        prepared.image.save(buffer, format="PNG")
+        # zlib level 1: half the time of the default level 6, for files 25-80 % larger.
+        prepared.image.save(buffer, format="PNG", compress_level=1)
         png = image_path(data_dir, sha256)
         _write_atomically(png, buffer.getvalue())
     folder = prepared_folder(data_dir, sha256)
