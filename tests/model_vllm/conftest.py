@@ -17,6 +17,9 @@ import pytest
 from PIL import Image
 
 MAX_NEW_TOKENS = 24  # long enough for outputs to diverge when anything differs
+# The tiny model needs ~1.5 KB of KV cache per token: 256 MiB is plenty (the default, a share
+# of RAM, would take gigabytes from a machine that runs other tests).
+VLLM_OPTIONS = {"kv_cache_memory_bytes": 256 << 20}
 
 
 def require_vllm() -> None:
@@ -46,7 +49,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def vllm_engine(tiny_checkpoint: Path) -> Iterator:
     from model.engines import load_engine
 
-    engine = load_engine("vllm", tiny_checkpoint, max_new_tokens=MAX_NEW_TOKENS)
+    engine = load_engine("vllm", tiny_checkpoint, max_new_tokens=MAX_NEW_TOKENS,
+                         **VLLM_OPTIONS)
     yield engine
     engine.close()
 
