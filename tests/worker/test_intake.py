@@ -108,3 +108,26 @@ def test_the_inbox_keeps_a_file_when_the_database_is_down(ctx: PipelineContext) 
         take_arrival(ctx, arrival)
     assert path.exists()
     assert not any(ctx.settings.archive_dir.rglob("*.dcm"))
+
+
+def test_the_embedded_watcher_takes_files_and_runs_the_stages_itself(ctx: PipelineContext) -> None:
+    """No broker: `watch` registers, archives and then runs prepare/interpret/report in-process."""
+    import threading
+    import time
+
+    from worker.watch_loop import watch
+
+    inbox = ctx.settings.inbox_dirs[0]
+    stop = threading.Event()
+    thread = threading.Thread(target=watch, args=(ctx, stop), daemon=True)
+    thread.start()
+    try:
+        copy_sample("wfdb", inbox)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and [s.state for s in studies(ctx.engine)] != ["awaiting_signoff"]:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert [s.state for s in studies(ctx.engine)] == ["awaiting_signoff"]
+    assert list(inbox.iterdir()) == [] and not thread.is_alive()

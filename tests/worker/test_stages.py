@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from ingest.interpretation import Interpretation
 from ingest.prepare import PreparedEcg
 from ingest.protocol import ProtocolReader
 from ingest.watch import walk_records
+from reports import store
 from reports.db import StudyState
 from tests.worker.conftest import SAMPLES, copy_sample
 from tests.worker.helpers import audit_actions, audit_details, reports, studies
@@ -21,6 +23,7 @@ from worker.context import PipelineContext
 from worker.dispatch import Stage
 from worker.intake import register_batch_item
 from worker.reconcile import reconcile
+from worker.settings import Settings
 from worker.stages import Outcome, build_report, interpret_studies, outbound_path, prepare_study
 
 
@@ -162,3 +165,39 @@ def test_the_reconciler_leaves_recent_studies_alone(ctx: PipelineContext, tmp_pa
     _register(ctx, tmp_path / "src")
     report = reconcile(ctx, older_than=dt.timedelta(minutes=10))
     assert report.total_requeued == 0 and "study.requeued" not in audit_actions(ctx.engine)
+
+
+def test_the_model_interpreter_is_loaded_once_per_process(
+    make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ECGWL_INTERPRETER=model: ECG-R1 (here a tiny random demonstration checkpoint) behind the
+    same interface; loaded on first use and kept; its drafts say it is a demonstration."""
+    import model.engines
+    from model.tiny import save_tiny_model
+
+    checkpoint = save_tiny_model(tmp_path / "tiny", demonstration=True)
+    loads = []
+    real_load = model.engines.load_engine
+
+    def counting_load(*args: object, **kwargs: object) -> object:
+        loads.append(args)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(model.engines, "load_engine", counting_load)
+    settings = make_settings(interpreter="model", model_path=str(checkpoint), max_new_tokens=8)
+    store.upgrade(settings.effective_database_url)
+    ctx = PipelineContext.create(settings)
+    copy_sample("dicom", tmp_path / "src")
+    copy_sample("scan", tmp_path / "src")
+    ids = _register(ctx, tmp_path / "src")
+    ctx.dispatcher.queues[Stage.PREPARE].clear()
+    for study_id in ids:
+        prepare_study(ctx, study_id)
+    for study_id in ids:  # two separate interpret calls, as two drain tasks would be
+        assert interpret_studies(ctx, [study_id]) == {study_id: Outcome.DONE}
+        build_report(ctx, study_id)
+    assert len(loads) == 1
+    for _sid, _version, status, message in reports(ctx.engine):
+        assert status == "P" and "DEMONSTRATION MODEL - NOT FOR CLINICAL USE" in message
+        assert "Interpreter: ecg-r1" in message
+    ctx.close()
