@@ -40,7 +40,7 @@ class BatchCounts:
 
     def describe(self) -> str:
         return (f"{self.found} items found: {self.taken[Taken.NEW]} new, {self.taken[Taken.KNOWN]} already "
-                f"registered, {self.taken[Taken.RESUMED]} resumed, {self.taken[Taken.UNUSABLE]} not usable")
+                f"registered, {self.taken[Taken.UNUSABLE]} not usable")
 
 
 def resume_leftovers(ctx: PipelineContext) -> ReconcileReport:

@@ -20,11 +20,14 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from worker.settings import Settings
+
+if TYPE_CHECKING:  # imported late at run time: keeps `--help` fast
+    from worker.context import PipelineContext
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 
@@ -38,13 +41,13 @@ def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _context(settings: Settings):  # noqa: ANN202 - PipelineContext, imported late (keeps --help fast)
+def _context(settings: Settings) -> PipelineContext:
     from worker.context import PipelineContext
 
     return PipelineContext.create(settings)
 
 
-def _wait_until_settled(ctx, timeout: float) -> bool:  # noqa: ANN001
+def _wait_until_settled(ctx: PipelineContext, timeout: float) -> bool:
     """With a broker: poll the database until no study is still in the pipeline (or timeout)."""
     from worker.batch import summarize
 
@@ -115,7 +118,10 @@ def watch_command() -> None:
 @click.option("--older-than", type=float, default=None,
               help="Seconds a study must have waited (default ECGWL_RECONCILE_AFTER_SECONDS).")
 def reconcile_command(older_than: float | None) -> None:
-    """Re-enqueue studies stuck in a queued state (e.g. after Redis lost its messages)."""
+    """Re-enqueue studies stuck in a queued state (e.g. after Redis lost its messages).
+
+    With no broker configured, the re-enqueued studies are then run here.
+    """
     from worker.dispatch import InProcessDispatcher
     from worker.reconcile import reconcile
 

@@ -231,12 +231,13 @@ def build_report(ctx: PipelineContext, study_id: int) -> Outcome:
     actor = ACTORS[Stage.REPORT]
     settings = ctx.settings
     with ctx.session() as session:
-        study = store.get_study(session, study_id)
-        state = study.state
-        draft = session.execute(sa.select(Report).where(Report.study_id == study_id, Report.version == 1)
-                                ).scalar_one_or_none()
-        if draft is not None and not outbound_path(settings.outbound_dir, study_id, 1).exists():
+        state = store.get_study(session, study_id).state
+        if state == S.AWAITING_SIGNOFF and not outbound_path(settings.outbound_dir, study_id, 1).exists():
             # A redelivered task after a crash between the commit and the file: write the file.
+            # (Only while the draft is current: never re-send a preliminary after sign-off.
+            # A folder engine that already took it gets the same MSH-10 again and can drop it.)
+            draft = session.execute(sa.select(Report).where(Report.study_id == study_id, Report.version == 1)
+                                    ).scalar_one()
             write_outbound(settings.outbound_dir, study_id, 1, draft.hl7_message)
     if state != S.INTERPRETED:
         return Outcome.SKIPPED

@@ -67,7 +67,7 @@ def test_batch_makes_drafts_without_touching_the_originals(tmp_path: Path, engin
     before = _snapshot(root)
     _run(["db", "upgrade"], tmp_path / "var")
     result = _run(["batch", "--no-progress", str(root)], tmp_path / "var")
-    assert "5 items found: 4 new, 0 already registered, 0 resumed, 1 not usable" in result.output
+    assert "5 items found: 4 new, 0 already registered, 1 not usable" in result.output
     assert "draft reports awaiting cardiologist sign-off: 4" in result.output
     assert _snapshot(root) == before  # nothing moved, changed or added under the archive
     engine = engine_for()
