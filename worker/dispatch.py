@@ -184,11 +184,13 @@ class InProcessDispatcher:
         return taken
 
     def _next(self, batch_size: int) -> tuple[Stage, list[int]]:
-        """Report first, then interpret, then prepare: studies already under way finish
-        before new ones start, so a stopped run leaves few half-done studies."""
+        """Reports first; an interpret batch as soon as it is full (or nothing is left to
+        prepare); else prepare the next study. So the interpreter gets full batches, and a
+        stopped run leaves at most one batch of studies half-way."""
         if self.queues[Stage.REPORT]:
             return Stage.REPORT, self._take(Stage.REPORT, 1)
-        if self.queues[Stage.INTERPRET]:
+        waiting = len(set(self.queues[Stage.INTERPRET]))
+        if waiting >= batch_size or (waiting and not self.queues[Stage.PREPARE]):
             return Stage.INTERPRET, self._take(Stage.INTERPRET, batch_size)
         return Stage.PREPARE, self._take(Stage.PREPARE, 1)
 

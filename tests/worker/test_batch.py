@@ -109,11 +109,11 @@ def test_a_stopped_batch_resumes_where_it_stopped(tmp_path: Path, make_settings:
         ctx.dispatcher.run_until_idle(ctx, on_progress=interrupt_after_two)
     ctx.close()
     states = [study.state for study in studies(store.make_engine(settings.effective_database_url))]
-    # The first study was prepared and interpreted, its report not yet built; the rest wait.
-    assert states == ["interpreted", "queued_prepare", "queued_prepare", "queued_prepare"]
+    # Two studies were prepared (their interpret batch of 3 was not full yet); two wait.
+    assert states == ["queued_interpret", "queued_interpret", "queued_prepare", "queued_prepare"]
 
     result = _run(["batch", "--no-progress", str(root)], settings.data_dir)
-    assert "resuming an earlier run: re-enqueued 4 studies (prepare: 3, report: 1)" in result.output
+    assert "resuming an earlier run: re-enqueued 4 studies (prepare: 2, interpret: 2)" in result.output
     assert "0 new, 4 already registered" in result.output
     engine = store.make_engine(settings.effective_database_url)
     assert [study.state for study in studies(engine)] == ["awaiting_signoff"] * 4

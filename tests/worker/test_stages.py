@@ -85,17 +85,14 @@ def test_every_stage_is_idempotent_on_redelivery(ctx: PipelineContext, tmp_path:
     assert Path(study.image_path).is_file() and study.demographics["patient_id"] == "DEMO-0001"
 
 
-def test_studies_prepared_together_are_interpreted_in_one_batch(ctx: PipelineContext, tmp_path: Path) -> None:
-    _dicom_variants(tmp_path / "src", 5)
-    ids = _register(ctx, tmp_path / "src")
-    ctx.dispatcher.queues[Stage.PREPARE].clear()
-    for study_id in ids:
-        prepare_study(ctx, study_id)
+def test_the_in_process_runner_interprets_full_batches(ctx: PipelineContext, tmp_path: Path) -> None:
+    _dicom_variants(tmp_path / "src", 7)
+    _register(ctx, tmp_path / "src")
     reader = RecordingReader()
     ctx._interpreter = reader
     ctx.dispatcher.run_until_idle(ctx)  # batch size 3 (tests/worker/conftest.py)
-    assert reader.batch_sizes == [3, 2]
-    assert len(reports(ctx.engine)) == 5
+    assert reader.batch_sizes == [3, 3, 1]
+    assert len(reports(ctx.engine)) == 7
 
 
 def test_interpretation_uses_the_saved_preparation_or_prepares_again(ctx: PipelineContext, tmp_path: Path) -> None:
