@@ -143,3 +143,20 @@ def test_in_process_runner_refuses_a_broker_context(make_settings: Callable[...,
     with pytest.raises(RuntimeError, match="in-process"):
         run_in_process(ctx, progress=False)
     ctx.close()
+
+
+def test_reconcile_command_requeues_and_with_no_broker_runs_the_studies(
+    tmp_path: Path, make_settings: Callable[..., Settings],
+) -> None:
+    root = _archive(tmp_path / "archive")
+    settings = make_settings()
+    store.upgrade(settings.effective_database_url)
+    ctx = PipelineContext.create(settings)
+    run_batch(ctx, root, progress=False)  # registered and queued, then the process "died"
+    ctx.close()
+    result = _run(["reconcile", "--older-than", "0"], settings.data_dir)
+    assert "re-enqueued 4 studies (prepare: 4)" in result.output
+    engine = store.make_engine(settings.effective_database_url)
+    assert [study.state for study in studies(engine)] == ["awaiting_signoff"] * 4
+    assert _run(["reconcile"], settings.data_dir).output.startswith("re-enqueued 0 studies")
+    engine.dispose()
