@@ -1,0 +1,159 @@
+"""ECG Diagnostic Evidence Rewards (EDER): the three RL rewards of ECG-R1, as pure functions.
+
+Each reward scores one completion (the model's text) against one corpus row's reference:
+
+- `diagnosis_reward`: Jaccard between the predicted and the reference label sets. Labels are
+  the `<answer>` text split on ';', stripped and lower-cased (empty parts dropped, duplicates
+  collapsed). Both sets empty -> 1.0; no `<answer>...</answer>` at all -> 0.0 whatever the
+  reference is (an empty `<answer></answer>` is an answer: it predicts "no labels").
+- `evidence_reward`: for each of the six steps that has reference evidence, the fraction of its
+  phrases found (case-insensitive substring, the phrase exactly as written, so a negation such
+  as "no st elevation" must appear with its "no") in THAT step's paragraph of the `<think>`;
+  the mean over those steps. A step whose heading is missing scores 0 for that step; evidence
+  written in another step's paragraph does not count. No non-empty `<think>` -> 0.0.
+  No reference evidence at all (or only blank phrases) -> 1.0 when the completion has a
+  non-empty `<think>`, 0.0 otherwise: there is nothing to miss, the same convention as the
+  Jaccard's "both empty = 1", and the no-`<think>` rule still wins. Under GRPO a reward that is
+  equal for every completion of a prompt carries no advantage, so this choice never pushes
+  the policy; it only keeps the total on the same [0, 3] scale for every row.
+- `format_reward`: 1.0 iff a `<think>...</think>` with non-whitespace content is present.
+
+The total is the unweighted sum (weights 1, as in the release), in [0, 3].
+
+The text is parsed with `ingest.report_format.parse_output`, the same parser the HL7 builder
+uses: its `has_think` is exactly "a non-empty think", its `labels` are the ';' split stripped
+of empties, and its steps are the paragraphs after each `**Step N: ...**` heading up to the
+next heading (the heading text itself is not part of the paragraph, so a phrase that only
+occurs in a heading, e.g. "rhythm", is not found). Two places where it is not the spec are
+handled here: labels are lower-cased here (the parser keeps the model's case), and a step
+heading written twice keeps both paragraphs here (the parser keeps the last one only).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from pydantic import BaseModel
+
+from ingest.report_format import parse_output
+
+STEPS = range(1, 7)
+
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+# Same heading shape as ingest.report_format: "**Step N: title**", tolerant of spacing and case.
+_STEP_HEADING = re.compile(r"\*\*\s*Step\s*([1-6])\s*:[^*]*\*\*", re.IGNORECASE)
+
+
+def label_set(labels: Sequence[str]) -> frozenset[str]:
+    """Labels as the reward compares them: stripped, lower case, no empties, no duplicates."""
+    return frozenset(label.strip().lower() for label in labels if label.strip())
+
+
+def predicted_labels(completion: str) -> frozenset[str] | None:
+    """The completion's answer labels as a set, or None when there is no `<answer>` section."""
+    parsed = parse_output(completion)
+    if not parsed.has_answer:
+        return None
+    return label_set(parsed.labels)
+
+
+def jaccard(predicted: frozenset[str], reference: frozenset[str]) -> float:
+    """|A & B| / |A | B|, with two empty sets counted as a perfect match."""
+    union = predicted | reference
+    if not union:
+        return 1.0
+    return len(predicted & reference) / len(union)
+
+
+def diagnosis_reward(completion: str, reference_labels: Sequence[str]) -> float:
+    """Jaccard of the answer's labels with the reference labels; 0.0 without an `<answer>`."""
+    predicted = predicted_labels(completion)
+    if predicted is None:
+        return 0.0
+    return jaccard(predicted, label_set(reference_labels))
+
+
+def step_paragraphs(completion: str) -> dict[int, str] | None:
+    """Step number -> its paragraph(s) in the first non-empty `<think>`; None without one.
+
+    A heading repeated later in the think adds its paragraph to the same step rather than
+    replacing the first one, so the model is not penalised for restating a step.
+    """
+    if not parse_output(completion).has_think:
+        return None
+    match = _THINK.search(completion)
+    assert match is not None  # has_think implies the tag pair is there
+    think = match.group(1)
+    headings = list(_STEP_HEADING.finditer(think))
+    paragraphs: dict[int, list[str]] = {}
+    for i, heading in enumerate(headings):
+        end = headings[i + 1].start() if i + 1 < len(headings) else len(think)
+        paragraphs.setdefault(int(heading.group(1)), []).append(think[heading.end():end])
+    return {step: "\n".join(parts) for step, parts in paragraphs.items()}
+
+
+def _reference_phrases(evidence: Mapping[int, Sequence[str]]) -> dict[int, list[str]]:
+    """Steps with at least one non-blank phrase -> their phrases (stripped, lower case).
+
+    Keys may be ints or the strings JSON gives ("1"); a step outside 1-6 is an error in the
+    corpus, not something to score silently.
+    """
+    phrases: dict[int, list[str]] = {}
+    for key, step_phrases in evidence.items():
+        step = int(key)
+        if step not in STEPS:
+            raise ValueError(f"evidence for step {step}: steps are 1-6")
+        kept = [p.strip().lower() for p in step_phrases if p.strip()]
+        if kept:
+            phrases.setdefault(step, []).extend(kept)
+    return phrases
+
+
+def evidence_reward(completion: str, evidence: Mapping[int, Sequence[str]]) -> float:
+    """Mean over the steps with reference evidence of the fraction of phrases found in that step."""
+    paragraphs = step_paragraphs(completion)
+    if paragraphs is None:
+        return 0.0
+    reference = _reference_phrases(evidence)
+    if not reference:
+        return 1.0
+    scores: list[float] = []
+    for step, phrases in reference.items():
+        paragraph = paragraphs.get(step)
+        if paragraph is None:
+            scores.append(0.0)
+            continue
+        text = paragraph.lower()
+        scores.append(sum(phrase in text for phrase in phrases) / len(phrases))
+    return sum(scores) / len(scores)
+
+
+def format_reward(completion: str) -> float:
+    """1.0 iff a `<think>...</think>` with non-whitespace content is present."""
+    return 1.0 if parse_output(completion).has_think else 0.0
+
+
+class RewardBreakdown(BaseModel):
+    """The three EDER rewards of one completion; `total` is their sum (weights 1)."""
+
+    diagnosis: float
+    evidence: float
+    format: float
+
+    @property
+    def total(self) -> float:
+        return self.diagnosis + self.evidence + self.format
+
+
+def eder_rewards(completion: str, reference_labels: Sequence[str],
+                 evidence: Mapping[int, Sequence[str]]) -> RewardBreakdown:
+    """All three rewards of one completion against one row's labels and evidence."""
+    return RewardBreakdown(diagnosis=diagnosis_reward(completion, reference_labels),
+                           evidence=evidence_reward(completion, evidence),
+                           format=format_reward(completion))
+
+
+__all__ = ["RewardBreakdown", "diagnosis_reward", "eder_rewards", "evidence_reward", "format_reward",
+           "jaccard", "label_set", "predicted_labels", "step_paragraphs"]
