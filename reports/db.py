@@ -13,6 +13,8 @@ migrations in `migrations/`; these models must match them (a test compares the t
     audit_events   the append-only, hash-chained trail of every state change
     audit_head     one row: the id and hash of the newest audit event; locking it
                    serialises appends so the chain never forks
+    users          accounts of the sign-off web app (argon2 hash, role, lock-out counters)
+    web_sessions   the web app's logins: the SHA-256 of the session token, expiry, CSRF token
 
 Patient identifiers live in `studies.demographics` and in the HL7 messages, and nowhere
 else: never in audit details, never in logs.
@@ -151,6 +153,11 @@ class Study(Base):
         sa.CheckConstraint("attempts >= 0", name="attempts"),
         # The reconciler's question: which studies sit in state X since before T?
         sa.Index("ix_studies_state_changed", "state", "state_changed_at"),
+        # The sign-off queue (reports.review.queue): critical first, then oldest first, paged
+        # by key. One index range scan per (state, critical) segment; the second index serves
+        # the "all states" view.
+        sa.Index("ix_studies_queue", "state", "critical", "created_at", "id"),
+        sa.Index("ix_studies_queue_all", "critical", "created_at", "id"),
     )
 
 
@@ -238,3 +245,55 @@ class AuditHead(Base):
     last_hash: Mapped[str] = mapped_column(sa.String(64))  # GENESIS_HASH before the first event
 
     __table_args__ = (sa.CheckConstraint("id = 1", name="single_row"),)
+
+
+class Role(StrEnum):
+    """What an account of the sign-off web app may do (see reports.review.security)."""
+
+    CARDIOLOGIST = "cardiologist"  # reads, edits, signs, amends, rejects
+    TECHNICIAN = "technician"  # looks only
+    VIEWER = "viewer"  # looks only
+    ADMIN = "admin"  # manages accounts; looks
+
+    @property
+    def can_sign(self) -> bool:
+        return self is Role.CARDIOLOGIST
+
+
+class User(Base):
+    """An account of the sign-off web app. The password is kept only as an argon2id hash."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(sa.String(255))  # "FAMILY^GIVEN" for OBR-32
+    role: Mapped[str] = mapped_column(sa.String(16))
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    active: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.true())
+    failed_logins: Mapped[int] = mapped_column(sa.Integer, server_default="0")  # in a row, since the last success
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        sa.CheckConstraint(_in("role", Role), name="role"),
+        sa.CheckConstraint("failed_logins >= 0", name="failed_logins"),
+    )
+
+
+class WebSession(Base):
+    """One login. The cookie holds the token; only its SHA-256 is stored here."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    token_digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    user: Mapped[User] = relationship()
+
+    __table_args__ = (sa.Index("ix_web_sessions_user_id", "user_id"),)

@@ -15,27 +15,20 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from reports.db import Role
+
+__all__ = ["Role", "MAX_FAILED_LOGINS", "LOCKOUT_MINUTES", "SESSION_HOURS", "hash_password", "check_password",
+           "password_needs_rehash", "is_locked", "after_failed_login", "new_token", "token_digest", "tokens_match"]
 
 MAX_FAILED_LOGINS = 5
 LOCKOUT_MINUTES = 15
 SESSION_HOURS = 12
 
 _hasher = PasswordHasher()
-
-
-class Role(StrEnum):
-    CARDIOLOGIST = "cardiologist"  # reads, edits, signs, amends, rejects
-    TECHNICIAN = "technician"  # looks only
-    VIEWER = "viewer"  # looks only
-    ADMIN = "admin"  # manages accounts; looks
-
-    @property
-    def can_sign(self) -> bool:
-        return self is Role.CARDIOLOGIST
 
 
 def hash_password(password: str) -> str:
@@ -76,7 +69,11 @@ def token_digest(token: str) -> str:
 
 
 def tokens_match(expected: str | None, given: str | None) -> bool:
-    return bool(expected) and bool(given) and hmac.compare_digest(expected, given)
+    # Bytes, not str: compare_digest raises TypeError on non-ASCII text, and a form field
+    # is whatever the client sent.
+    if not expected or not given:
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:

@@ -9,7 +9,8 @@ from alembic.runtime.migration import MigrationContext
 from reports import store
 from reports.db import Base
 
-TABLES = {"studies", "reports", "outbox", "audit_events", "audit_head"}
+TABLES = {"studies", "reports", "outbox", "audit_events", "audit_head", "users", "web_sessions"}
+HEAD = "0002_review_accounts"
 
 
 def _tables(url: str) -> set[str]:
@@ -48,7 +49,7 @@ def _pg_guard_objects(url: str) -> tuple[int, int]:
 def test_postgres_upgrade_downgrade_upgrade(postgres_url: str) -> None:
     store.upgrade(postgres_url)
     assert _tables(postgres_url) == TABLES
-    assert store.current_revision(postgres_url) == "0001_initial"
+    assert store.current_revision(postgres_url) == HEAD
     assert _pg_guard_objects(postgres_url) == (2, 1)
 
     store.downgrade(postgres_url, "base")
@@ -71,7 +72,7 @@ def test_sqlite_upgrade_downgrade_and_models_match(sqlite_url: str) -> None:
     store.downgrade(sqlite_url, "base")
     assert _tables(sqlite_url) == set()
     store.upgrade(sqlite_url)
-    assert store.current_revision(sqlite_url) == "0001_initial"
+    assert store.current_revision(sqlite_url) == HEAD
 
 
 def test_the_migration_seeds_an_empty_audit_head(pg_url: str) -> None:
@@ -93,11 +94,25 @@ def test_db_commands_make_and_drop_the_embedded_sqlite_schema(tmp_path, monkeypa
     monkeypatch.setenv("ECGWL_DATA_DIR", str(tmp_path / "var"))
     runner = CliRunner()
     up = runner.invoke(cli, ["db", "upgrade"])
-    assert up.exit_code == 0 and "0001_initial" in up.output
+    assert up.exit_code == 0 and HEAD in up.output
     url = f"sqlite:///{(tmp_path / 'var' / 'ecg-worklist.sqlite3').resolve()}"
     assert _tables(url) == TABLES
-    assert runner.invoke(cli, ["db", "current"]).output.strip() == "0001_initial"
+    assert runner.invoke(cli, ["db", "current"]).output.strip() == HEAD
     refused = runner.invoke(cli, ["db", "downgrade", "base"], input="n\n")
     assert refused.exit_code != 0 and _tables(url) == TABLES
     down = runner.invoke(cli, ["db", "downgrade", "base", "--yes"])
     assert down.exit_code == 0 and _tables(url) == set()
+
+
+def test_review_accounts_migration_goes_down_to_the_initial_schema(postgres_url: str) -> None:
+    store.upgrade(postgres_url)
+    store.downgrade(postgres_url, "0001_initial")
+    assert _tables(postgres_url) == TABLES - {"users", "web_sessions"}
+    engine = sa.create_engine(postgres_url)
+    try:
+        indexes = {ix["name"] for ix in sa.inspect(engine).get_indexes("studies")}
+    finally:
+        engine.dispose()
+    assert "ix_studies_queue" not in indexes and "ix_studies_state_changed" in indexes
+    store.upgrade(postgres_url)
+    assert store.current_revision(postgres_url) == HEAD
