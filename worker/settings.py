@@ -15,8 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reports.destinations import HL7Destination, check_unique_names, parse_destination
 
 
 class Settings(BaseSettings):
@@ -48,7 +50,13 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: int = 6 * 3600
     task_max_retries: int = 8  # transient errors (database/broker unreachable): exponential backoff
     task_retry_backoff_max_seconds: int = 600
-    hl7_destinations: list[str] = Field(default_factory=lambda: ["his"])  # outbox rows per draft
+
+    # HL7 receivers (reports/destinations.py): a JSON list of objects, e.g.
+    # [{"name": "his", "host": "10.0.0.5", "port": 2575, "drafts": false}]; a bare name is
+    # accepted (the old form). Every report version gets one outbox row per destination;
+    # `ecg-worklist deliver` sends them over MLLP.
+    hl7_destinations: list[HL7Destination] = Field(default_factory=lambda: [HL7Destination(name="his")])
+    delivery_poll_seconds: float = 5.0  # how often `deliver` looks for due outbox rows
 
     # Interpretation
     interpreter: Literal["protocol", "model"] = "protocol"
@@ -66,6 +74,21 @@ class Settings(BaseSettings):
     # TEST-ONLY: every pipeline stage sleeps this long before its work, so a test can kill a
     # worker in the middle of a task. Always 0 in production.
     test_stage_delay_seconds: float = 0.0
+
+    @field_validator("hl7_destinations", mode="before")
+    @classmethod
+    def _destinations_from_names_or_objects(cls, value: object) -> object:
+        return [parse_destination(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("hl7_destinations")
+    @classmethod
+    def _destination_names_unique(cls, value: list[HL7Destination]) -> list[HL7Destination]:
+        return check_unique_names(value)
+
+    @property
+    def hl7_destination_names(self) -> list[str]:
+        """The names to queue outbox rows for (`destinations=` of the store's report calls)."""
+        return [d.name for d in self.hl7_destinations]
 
     @property
     def archive_dir(self) -> Path:

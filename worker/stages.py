@@ -247,7 +247,7 @@ def build_report(ctx: PipelineContext, study_id: int) -> Outcome:
             return Outcome.SKIPPED
         report = store.draft_report(session, study_id, endpoints=ctx.endpoints, actor=actor,
                                     result_status=settings.draft_result_status,
-                                    destinations=settings.hl7_destinations)
+                                    destinations=settings.hl7_destination_names)
         version, message = report.version, report.hl7_message
     write_outbound(settings.outbound_dir, study_id, version, message)
     return Outcome.DONE
