@@ -11,7 +11,7 @@ functions below; none of them commits.
     reports           draft_report (build + validate + store v1 + outbox, the worker's call),
                       create_draft_report (store a given v1 message), add_report_version
                       (sign / amend / reject), latest_report, order_numbers
-    outbox            add_outbox, due_outbox, record_delivery
+    outbox            add_outbox, due_outbox, record_delivery, hold_outbox, release_outbox
 
 Idempotency (tasks are delivered at least once): `register_study` is keyed by the file's
 sha256, `create_draft_report` by (study, version 1), `add_outbox` by (report, destination),
@@ -25,6 +25,7 @@ states and codes only.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -625,14 +626,18 @@ def due_outbox(
 
 def record_delivery(
     session: Session, outbox_id: int, *, actor: str, ack_code: str | None = None,
-    error: str | None = None, retry_at: dt.datetime | None = None,
+    error: str | None = None, retry_at: dt.datetime | None = None, error_from_receiver: bool = False,
 ) -> OutboxItem:
     """Record one delivery attempt and its outcome.
 
     - `ack_code` AA/CA: delivered (`acked`);
-    - `ack_code` AE/AR/CE/CR: the receiver refused: `error`, kept and shown, not retried;
+    - `ack_code` AE/AR/CE/CR: the receiver refused: `pending` again at `retry_at` when the
+      destination retries refusals, else `error`, kept and shown until a person acts;
     - no ACK (`error` set, connection or timeout): `pending` again at `retry_at`, or
       `error` when `retry_at` is None (the caller gave up).
+    `error_from_receiver`: the text came from the other system (an ACK's MSA-3/ERR), which
+    may quote patient data; it is kept on the outbox row (beside the message itself) but
+    the audit row gets only its SHA-256.
     """
     item = session.execute(sa.select(OutboxItem).where(OutboxItem.id == outbox_id).with_for_update()).scalar_one()
     previous = item.state
@@ -642,15 +647,64 @@ def record_delivery(
     now = utcnow()
     if ack_code in ("AA", "CA"):
         item.state, item.delivered_at, item.next_attempt_at = OutboxState.ACKED.value, now, None
-    elif ack_code is not None:
-        item.state, item.next_attempt_at = OutboxState.ERROR.value, None
+        item.last_error = None
     elif retry_at is not None:
         item.state, item.next_attempt_at = OutboxState.PENDING.value, retry_at
     else:
         item.state, item.next_attempt_at = OutboxState.ERROR.value, None
     session.flush()
+    audited_error: str | None = error
+    if error is not None and error_from_receiver:
+        audited_error = "receiver text sha256:" + hashlib.sha256(error.encode("utf-8")).hexdigest()
     audit.append(session, actor=actor, action=f"outbox.{item.state}", entity_type="outbox", entity_id=item.id,
                  details={"from": previous, "to": item.state, "attempts": item.attempts, "ack_code": ack_code,
-                          "error": error, "destination": item.destination,
+                          "error": audited_error, "destination": item.destination,
+                          "message_control_id": item.message_control_id,
+                          "retry_at": retry_at.isoformat() if item.state == OutboxState.PENDING.value else None})
+    return item
+
+
+def _locked_outbox(session: Session, outbox_id: int) -> OutboxItem:
+    item = session.execute(
+        sa.select(OutboxItem).where(OutboxItem.id == outbox_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if item is None:
+        raise LookupError(f"outbox row {outbox_id} does not exist")
+    return item
+
+
+def hold_outbox(session: Session, outbox_id: int, *, actor: str, reason: str) -> OutboxItem:
+    """Set a delivery aside without sending it (`held`), with the reason shown beside it.
+
+    For a draft to a receiver that takes only signed results, or a person withdrawing a
+    message the receiver keeps refusing. A delivered row cannot be held.
+    """
+    item = _locked_outbox(session, outbox_id)
+    if item.state == OutboxState.ACKED.value:
+        raise ValueError(f"outbox row {outbox_id} was already delivered")
+    previous = item.state
+    item.state, item.next_attempt_at, item.last_error = OutboxState.HELD.value, None, reason
+    session.flush()
+    audit.append(session, actor=actor, action="outbox.held", entity_type="outbox", entity_id=item.id,
+                 details={"from": previous, "to": item.state, "reason": reason, "destination": item.destination,
                           "message_control_id": item.message_control_id})
+    return item
+
+
+def release_outbox(session: Session, outbox_id: int, *, actor: str, at: dt.datetime | None = None) -> OutboxItem:
+    """Make a held, refused or waiting delivery due again at `at` (default now): "retry now".
+
+    The last error and ACK code stay on the row until the next attempt replaces them. A
+    delivered row cannot be released (resending it is not what this is for).
+    """
+    item = _locked_outbox(session, outbox_id)
+    if item.state == OutboxState.ACKED.value:
+        raise ValueError(f"outbox row {outbox_id} was already delivered")
+    previous = item.state
+    item.state, item.next_attempt_at = OutboxState.PENDING.value, at or utcnow()
+    session.flush()
+    audit.append(session, actor=actor, action="outbox.released", entity_type="outbox", entity_id=item.id,
+                 details={"from": previous, "to": item.state, "attempts": item.attempts,
+                          "destination": item.destination, "message_control_id": item.message_control_id})
     return item
