@@ -2,10 +2,15 @@
 
 Built on the independent `hl7` package's asyncio MLLP server, run in a thread with its
 own event loop. A `script` decides, message by message, what the engine does:
-"AA" accept, "AE" application error, "AR" reject, "drop" close the connection without
-answering. After the script runs out, every message is accepted. `received` lists the
-parsed messages in arrival order (including ones answered AE/AR or dropped), and
-`accepted_control_ids` the MSH-10 of those answered AA: what the engine really took.
+"AA" accept, "AE" application error, "AR" reject ("AE:some text" puts the text in MSA-3),
+"drop" close the connection without answering, "slow" take the message but answer AA only
+after `slow_seconds` (a client with a shorter timeout gives up first), "AA-other" answer
+AA with another message's control id in MSA-2 (a confused engine). After the script runs
+out, every message is accepted. `delay_seconds` delays every answer (to make concurrent
+senders overlap). `received` lists the parsed messages in arrival order (including ones
+answered AE/AR or dropped), and `accepted_control_ids` the MSH-10 of those answered AA
+(including "slow" ones: the engine took them even if the client stopped waiting): what
+the engine really took.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from hl7.mllp import start_hl7_server
 
 
 class FakeInterfaceEngine:
-    def __init__(self, script: Iterable[str] = ()) -> None:
+    def __init__(self, script: Iterable[str] = (), *, slow_seconds: float = 2.0, delay_seconds: float = 0.0) -> None:
         self.script = list(script)
+        self.slow_seconds = slow_seconds
+        self.delay_seconds = delay_seconds
         self.received: list[hl7.Message] = []
         self.accepted_control_ids: list[str] = []
         self.port = 0
@@ -73,10 +80,17 @@ class FakeInterfaceEngine:
                 if action == "drop":
                     writer.close()
                     return
+                code, _, text = action.partition(":")
+                await asyncio.sleep(self.slow_seconds if code == "slow" else self.delay_seconds)
                 control_id = str(message.segment("MSH")(10))
-                if action == "AA":
+                ack = message.create_ack(ack_code="AA" if code in ("slow", "AA-other") else code)
+                if code in ("AA", "slow"):
                     self.accepted_control_ids.append(control_id)
-                writer.writemessage(message.create_ack(ack_code=action))
+                if code == "AA-other":
+                    ack.segment("MSA").assign_field(f"NOT-{control_id}", 2)
+                if text:
+                    ack.segment("MSA").assign_field(text, 3)
+                writer.writemessage(ack)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass

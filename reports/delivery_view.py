@@ -1,0 +1,116 @@
+"""What the web page shows about HL7 delivery, and what a person can do about it.
+
+    delivery_problems(session)             rows that need a look: refused (AE/AR) and held for
+                                           a person, or retrying after failed attempts
+    delivery_status_for_study(session, id) every delivery of every report version of a study
+    retry_now(session, outbox_id, actor)   release a held or waiting row: due at once
+    withdraw(session, outbox_id, actor, reason)
+                                           give up on a row on purpose (it stops holding up
+                                           later messages for the same patient)
+
+Rows are `DeliveryRow`s (pydantic) with ids, codes and texts only; the page looks up the
+patient from the study id itself. `error` may be an interface engine's own text, which can
+quote patient data: show it to signed-in users only, never log it. The two actions write
+through `reports.store`, so each is an audit row; the caller commits (`session_scope`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from reports import store
+from reports.db import OutboxItem, OutboxState, Report
+
+
+class DeliveryRow(BaseModel):
+    outbox_id: int
+    study_id: int
+    report_version: int
+    result_status: str  # OBR-25 of the message: P/R draft, F signed, C corrected, X rejected
+    destination: str
+    state: str  # the outbox state: pending, acked, error, held (sent is not used by `deliver`)
+    status: str  # in words, for the page: see `describe`
+    ack_code: str | None
+    error: str | None
+    attempts: int
+    next_attempt_at: dt.datetime | None
+    delivered_at: dt.datetime | None
+    message_control_id: str  # MSH-10: what an interface analyst searches the engine's log for
+
+
+def describe(state: str, attempts: int, ack_code: str | None) -> str:
+    """The row's status as an interface analyst would say it."""
+    if state == OutboxState.ACKED.value:
+        return "delivered"
+    if state == OutboxState.HELD.value:
+        return "not sent"
+    if state == OutboxState.ERROR.value:
+        return f"held for a person ({ack_code})" if ack_code else "held for a person"
+    if state == OutboxState.SENT.value:
+        return "sent, no ACK yet"
+    if attempts == 0:
+        return "queued"
+    return f"retrying after {ack_code}" if ack_code else "retrying"
+
+
+def _rows(session: Session, query: sa.Select) -> list[DeliveryRow]:
+    return [
+        DeliveryRow(
+            outbox_id=item.id, study_id=study_id, report_version=version, result_status=result_status,
+            destination=item.destination, state=item.state,
+            status=describe(item.state, item.attempts, item.ack_code), ack_code=item.ack_code,
+            error=item.last_error, attempts=item.attempts, next_attempt_at=item.next_attempt_at,
+            delivered_at=item.delivered_at, message_control_id=item.message_control_id,
+        )
+        for item, study_id, version, result_status in session.execute(query).all()
+    ]
+
+
+def _select() -> sa.Select:
+    return (sa.select(OutboxItem, Report.study_id, Report.version, Report.result_status)
+            .join(Report, Report.id == OutboxItem.report_id))
+
+
+def delivery_problems(session: Session, limit: int = 50) -> list[DeliveryRow]:
+    """Rows held for a person (refused, `error`) first, then rows retrying; oldest first."""
+    needs_a_person = OutboxItem.state == OutboxState.ERROR.value
+    retrying = sa.and_(OutboxItem.state == OutboxState.PENDING.value, OutboxItem.attempts > 0)
+    query = (_select().where(sa.or_(needs_a_person, retrying))
+             .order_by(sa.case((needs_a_person, 0), else_=1), OutboxItem.created_at, OutboxItem.id)
+             .limit(limit))
+    return _rows(session, query)
+
+
+def delivery_status_for_study(session: Session, study_id: int) -> list[DeliveryRow]:
+    """Every delivery of the study's reports, by report version then destination."""
+    query = _select().where(Report.study_id == study_id).order_by(Report.version, OutboxItem.destination)
+    return _rows(session, query)
+
+
+def _row(session: Session, outbox_id: int) -> DeliveryRow:
+    [row] = _rows(session, _select().where(OutboxItem.id == outbox_id))
+    return row
+
+
+def retry_now(session: Session, outbox_id: int, actor: str) -> DeliveryRow:
+    """Make the row due now (the next `deliver` pass sends it). Raises ValueError for a
+    delivered row, LookupError for an unknown id.
+
+    A draft released for a destination that takes no drafts is set aside again by
+    `deliver`; the per-patient order still applies (it waits behind an earlier message).
+    """
+    store.release_outbox(session, outbox_id, actor=actor)
+    return _row(session, outbox_id)
+
+
+def withdraw(session: Session, outbox_id: int, actor: str, reason: str) -> DeliveryRow:
+    """Stop trying to deliver the row (`held`, with who and why). Raises ValueError for a
+    delivered row, LookupError for an unknown id. `retry_now` undoes it."""
+    if not reason.strip():
+        raise ValueError("a reason is needed to withdraw a delivery")
+    store.hold_outbox(session, outbox_id, actor=actor, reason=f"withdrawn by {actor}: {reason.strip()}")
+    return _row(session, outbox_id)
