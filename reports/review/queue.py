@@ -1,0 +1,274 @@
+"""The sign-off queue: which studies a reviewer sees, in which order, with counts and paging.
+
+Order: critical studies first, then the oldest received first (`created_at`, then id), so
+a STEMI that arrived a minute ago is above a normal ECG that waited all night, and within
+each group nothing waits forever.
+
+Paging is by key (a cursor naming the last row shown), never OFFSET: OFFSET makes the
+database walk and throw away every earlier row, so page 1,000 of a 100,000-study backlog
+would cost a thousand pages. The queue is read as two segments, critical then routine; each
+is one range scan of the index `ix_studies_queue (state, critical, created_at, id)` (or
+`ix_studies_queue_all` for the all-states view), so every page costs the same.
+`benchmarks/review_queue.py` measures it against OFFSET on 100,000 studies.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from enum import StrEnum
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
+
+from reports import audit
+from reports.db import Study, StudyState
+from reports.review.config import critical_in
+
+
+class QueueStatus(StrEnum):
+    AWAITING = "awaiting"
+    SIGNED = "signed"
+    REJECTED = "rejected"
+    ALL = "all"
+
+
+STATES: dict[QueueStatus, tuple[str, ...]] = {
+    QueueStatus.AWAITING: (StudyState.AWAITING_SIGNOFF.value,),
+    QueueStatus.SIGNED: (StudyState.SIGNED.value,),
+    QueueStatus.REJECTED: (StudyState.REJECTED.value,),
+    QueueStatus.ALL: (StudyState.AWAITING_SIGNOFF.value, StudyState.SIGNED.value, StudyState.REJECTED.value),
+}
+
+
+class QueueFilters(BaseModel):
+    status: QueueStatus = QueueStatus.AWAITING
+    source: str | None = None  # source format: dicom, wfdb, pdf
+    origin: str | None = None  # the inbox (or "batch") the study came from
+    date_from: dt.date | None = None  # inclusive, UTC days
+    date_to: dt.date | None = None  # inclusive
+    date_on: Literal["received", "acquired"] = "received"
+
+
+class Cursor(BaseModel):
+    """A position in the queue order: the key of one row."""
+
+    critical: bool
+    created_at: dt.datetime
+    id: int
+
+    def encode(self) -> str:
+        text = f"{int(self.critical)}|{self.created_at.isoformat()}|{self.id}"
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, value: str | None) -> Cursor | None:
+        """The cursor of a URL parameter; None for none or a malformed one (first page)."""
+        if not value:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+            critical, created_at, study_id = raw.split("|")
+            return cls(critical=critical == "1", created_at=dt.datetime.fromisoformat(created_at), id=int(study_id))
+        except (ValueError, UnicodeDecodeError, ValidationError):
+            return None
+
+
+class QueueRow(BaseModel):
+    study_id: int
+    critical: bool
+    created_at: dt.datetime
+    acquired_at: dt.datetime | None
+    source: str
+    origin: str | None
+    state: str
+    patient: str
+    labels: list[str]
+    flag_count: int
+    demonstration: bool
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(critical=self.critical, created_at=self.created_at, id=self.study_id)
+
+
+class QueuePage(BaseModel):
+    rows: list[QueueRow]
+    next_cursor: Cursor | None  # the last row, when more follow
+    prev_cursor: Cursor | None  # the first row, when more come before
+
+
+class QueueCounts(BaseModel):
+    awaiting: int = 0
+    awaiting_critical: int = 0
+    signed: int = 0
+    rejected: int = 0
+
+    def in_view(self, status: QueueStatus) -> int:
+        return {QueueStatus.AWAITING: self.awaiting, QueueStatus.SIGNED: self.signed,
+                QueueStatus.REJECTED: self.rejected}.get(status, self.awaiting + self.signed + self.rejected)
+
+
+# Only what a queue row shows: the interpretation (with its verbatim text) stays unread.
+_COLUMNS = (Study.id, Study.critical, Study.created_at, Study.acquired_at, Study.source_format, Study.origin,
+            Study.state, Study.demographics, Study.labels)
+
+
+def _filter_clauses(filters: QueueFilters, *, with_status: bool = True) -> list[sa.ColumnElement[bool]]:
+    clauses: list[sa.ColumnElement[bool]] = []
+    if with_status:
+        states = STATES[filters.status]
+        clauses.append(Study.state == states[0] if len(states) == 1 else Study.state.in_(states))
+    if filters.source:
+        clauses.append(Study.source_format == filters.source)
+    if filters.origin:
+        clauses.append(Study.origin == filters.origin)
+    column = Study.created_at if filters.date_on == "received" else Study.acquired_at
+    if filters.date_from:
+        clauses.append(column >= dt.datetime.combine(filters.date_from, dt.time(), dt.UTC))
+    if filters.date_to:
+        clauses.append(column < dt.datetime.combine(filters.date_to + dt.timedelta(days=1), dt.time(), dt.UTC))
+    return clauses
+
+
+def _segment(
+    session: Session, filters: QueueFilters, critical: bool, cursor: Cursor | None, forward: bool, limit: int,
+) -> list[Any]:
+    """Up to `limit` rows of one segment (critical or routine) after/before `cursor`, in reading order."""
+    query = sa.select(*_COLUMNS).where(*_filter_clauses(filters), Study.critical == critical)  # '= true' can use the index; 'IS TRUE' cannot
+    key = sa.tuple_(Study.created_at, Study.id)
+    if cursor is not None and cursor.critical == critical:
+        bound = (cursor.created_at, cursor.id)
+        query = query.where(key > bound if forward else key < bound)
+    if forward:
+        query = query.order_by(Study.created_at, Study.id)
+    else:
+        query = query.order_by(Study.created_at.desc(), Study.id.desc())
+    return list(session.execute(query.limit(limit)).all())
+
+
+def _walk(session: Session, filters: QueueFilters, cursor: Cursor | None, forward: bool, limit: int) -> list[Any]:
+    """Rows strictly after (forward) or before `cursor` in queue order, nearest first."""
+    segments = [True, False] if forward else [False, True]
+    if cursor is not None:
+        # Segments entirely behind the cursor are skipped.
+        segments = segments[segments.index(cursor.critical):]
+    rows: list[Any] = []
+    for critical in segments:
+        if len(rows) >= limit:
+            break
+        rows += _segment(session, filters, critical, cursor, forward, limit - len(rows))
+    return rows
+
+
+def _patient(demographics: dict[str, Any] | None) -> str:
+    name = (demographics or {}).get("patient_name") or ""
+    return name.replace("^", ", ").strip(", ") or "unknown patient"
+
+
+def _row(raw: Any, interpretation: dict[str, Any] | None) -> QueueRow:
+    return QueueRow(
+        study_id=raw.id, critical=bool(raw.critical), created_at=raw.created_at, acquired_at=raw.acquired_at,
+        source=raw.source_format, origin=raw.origin, state=raw.state, patient=_patient(raw.demographics),
+        labels=list(raw.labels or []), flag_count=len((interpretation or {}).get("flags") or []),
+        demonstration=bool((interpretation or {}).get("is_demonstration")),
+    )
+
+
+def _interpretation_summaries(session: Session, study_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Flags and the demonstration mark of a page of studies (one query, only these rows)."""
+    if not study_ids:
+        return {}
+    found = session.execute(sa.select(Study.id, Study.interpretation).where(Study.id.in_(study_ids))).all()
+    return {row.id: {"flags": (row.interpretation or {}).get("flags") or [],
+                     "is_demonstration": (row.interpretation or {}).get("is_demonstration", False)}
+            for row in found}
+
+
+def queue_page(
+    session: Session, filters: QueueFilters, *, after: Cursor | None = None, before: Cursor | None = None,
+    limit: int = 50,
+) -> QueuePage:
+    """One page of the queue: after `after` (next), before `before` (previous), or the first."""
+    if before is not None:
+        raw = list(reversed(_walk(session, filters, before, forward=False, limit=limit)))
+    else:
+        raw = _walk(session, filters, after, forward=True, limit=limit)
+    summaries = _interpretation_summaries(session, [r.id for r in raw])
+    rows = [_row(r, summaries.get(r.id)) for r in raw]
+    next_cursor = prev_cursor = None
+    if rows:
+        if _walk(session, filters, rows[-1].cursor, forward=True, limit=1):
+            next_cursor = rows[-1].cursor
+        if _walk(session, filters, rows[0].cursor, forward=False, limit=1):
+            prev_cursor = rows[0].cursor
+    return QueuePage(rows=rows, next_cursor=next_cursor, prev_cursor=prev_cursor)
+
+
+def queue_counts(session: Session, filters: QueueFilters) -> QueueCounts:
+    """Studies per status (and critical ones awaiting) under the source/date filters."""
+    query = (
+        sa.select(Study.state, Study.critical, sa.func.count())
+        .where(Study.state.in_(STATES[QueueStatus.ALL]), *_filter_clauses(filters, with_status=False))
+        .group_by(Study.state, Study.critical)
+    )
+    counts = QueueCounts()
+    for state, critical, number in session.execute(query):
+        if state == StudyState.AWAITING_SIGNOFF.value:
+            counts.awaiting += number
+            counts.awaiting_critical += number if critical else 0
+        elif state == StudyState.SIGNED.value:
+            counts.signed += number
+        else:
+            counts.rejected += number
+    return counts
+
+
+def study_cursor(session: Session, study_id: int) -> Cursor | None:
+    found = session.execute(
+        sa.select(Study.critical, Study.created_at, Study.id).where(Study.id == study_id)
+    ).one_or_none()
+    return None if found is None else Cursor(critical=bool(found.critical), created_at=found.created_at, id=found.id)
+
+
+def next_awaiting(session: Session, after_study_id: int | None = None) -> int | None:
+    """The study to read next: the first awaiting one after `after_study_id` in queue order,
+    else the first awaiting one from the top (someone else may have left one behind)."""
+    filters = QueueFilters(status=QueueStatus.AWAITING)
+    cursor = study_cursor(session, after_study_id) if after_study_id is not None else None
+    found = _walk(session, filters, cursor, forward=True, limit=1) if cursor else []
+    if not found:
+        found = _walk(session, filters, None, forward=True, limit=1)
+    found = [row for row in found if row.id != after_study_id]
+    return found[0].id if found else None
+
+
+def sync_critical(session: Session, critical_labels: list[str] | None, *, actor: str, batch: int = 1000) -> int:
+    """Re-mark which awaiting drafts are critical under this site's list; the number changed.
+
+    The pipeline marks `critical` with the protocol vocabulary when it interprets; a site
+    that configures its own list gets the queue re-sorted by it when the web app starts.
+    One audit row records how many studies changed (no identifiers).
+    """
+    changed = 0
+    last_id = 0
+    while True:
+        rows = session.execute(
+            sa.select(Study.id, Study.labels, Study.critical)
+            .where(Study.state == StudyState.AWAITING_SIGNOFF.value, Study.id > last_id)
+            .order_by(Study.id).limit(batch)
+        ).all()
+        if not rows:
+            break
+        last_id = rows[-1].id
+        for row in rows:
+            wanted = bool(critical_in(row.labels, critical_labels))
+            if wanted != bool(row.critical):
+                session.execute(sa.update(Study).where(Study.id == row.id).values(critical=wanted))
+                changed += 1
+    if changed:
+        audit.append(session, actor=actor, action="review.critical_resorted", entity_type="queue", entity_id="awaiting",
+                     details={"changed": changed, "site_list": critical_labels is not None})
+    return changed
