@@ -71,6 +71,19 @@ class Settings(BaseSettings):
     receiving_facility: str = "HIS"
     draft_result_status: Literal["P", "R"] = "P"
 
+    # Sign-off web app (`ecg-worklist review serve`, reports/review/). Localhost by default:
+    # put it behind the hospital's TLS reverse proxy and set REVIEW_SECURE_COOKIES=true there.
+    review_host: str = "127.0.0.1"
+    review_port: int = 8080
+    # Labels that sort a draft first and mark it, as a JSON list; unset = the protocol
+    # vocabulary's critical labels (ST elevation, VT, complete heart block, QTc > 500 ms, ...).
+    review_critical_labels: list[str] | None = None
+    # A rejection is always a report version with OBR-25 X and outbox rows: "send" delivers
+    # the X message, "hold" records the rows as held (shown, never sent).
+    review_reject_action: Literal["send", "hold"] = "send"
+    review_secure_cookies: bool = False
+    review_session_hours: float = 12.0
+
     # TEST-ONLY: every pipeline stage sleeps this long before its work, so a test can kill a
     # worker in the middle of a task. Always 0 in production.
     test_stage_delay_seconds: float = 0.0
