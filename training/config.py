@@ -1,0 +1,173 @@
+"""Training configurations: the release's GPU recipe and the tiny CPU one, as pydantic models read from TOML.
+
+    load_sft_config("sft-8b-gpu" | "sft-tiny-cpu" | path/to/file.toml) -> SftConfig
+    load_rl_config("rl-8b-gpu" | "rl-tiny-cpu" | path)                 -> RlConfig
+    load_demo_config("demo" | path)                                    -> DemoConfig
+
+The files live in `training/configs/`; each value there carries a comment saying where it
+comes from (ECG-R1-FACTS "Training" for the GPU files, the CPU time budget for the tiny ones).
+A name without a suffix is looked up in that folder; anything else is read as a path.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class _Strict(BaseModel):
+    # A misspelt key in a TOML file is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid")
+
+
+class TinyModelShape(_Strict):
+    """How the tiny ECG-R1 is built when a stage starts from scratch (no `base_model`)."""
+
+    bpe_vocab_size: int = 4096  # the byte-level BPE is trained on the corpus texts (fewer merges if they run out)
+    image_patch_size: int = 32  # Qwen3-VL uses 16; 32 makes a 1056x640 page 165 visual tokens instead of 660
+    seed: int = 0
+
+
+class SftConfig(_Strict):
+    """Supervised fine-tuning (transformers Trainer). Field names follow TrainingArguments."""
+
+    base_model: str | None = None  # checkpoint folder / hub id; None = a tiny model built from the corpus
+    ecg_tower_path: str | None = None  # ECG-CoCa weights when the base checkpoint lacks model.ecg_tower.*
+    tiny: TinyModelShape = Field(default_factory=TinyModelShape)
+    learning_rate: float = 2e-5
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides the epochs
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    lr_scheduler_type: str = "cosine"
+    max_grad_norm: float = 1.0
+    max_length: int = 4096
+    per_device_train_batch_size: int = 1
+    gradient_accumulation_steps: int = 8
+    world_size: int = 8  # GPUs the global batch is planned for
+    global_batch_size: int = 64
+    bf16: bool = True
+    gradient_checkpointing: bool = True
+    train_ecg_tower: bool = False  # the release freezes the (pretrained) ECG-CoCa tower
+    train_vision_tower: bool = False  # ... and Qwen3-VL's ViT (the merger always trains)
+    p_drop: float = 0.5  # Interleaved Modality Dropout, once per sample
+    p_swap: float = 0.1
+    deepspeed: str | None = None  # a DeepSpeed JSON (ZeRO-3 on GPUs), relative to configs/ or absolute
+    logging_steps: int = 10
+    save_steps: int = 500
+    save_total_limit: int = 2
+    dataloader_num_workers: int = 4
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _global_batch_adds_up(self) -> SftConfig:
+        made = self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size
+        if made != self.global_batch_size:
+            raise ValueError(f"per_device_train_batch_size x gradient_accumulation_steps x world_size = {made}, "
+                             f"not the global_batch_size {self.global_batch_size}")
+        return self
+
+
+class RlConfig(_Strict):
+    """GRPO with the DAPO settings of the release (see training/rl.py)."""
+
+    base_model: str | None = None  # the SFT checkpoint; the demo passes its own
+    ecg_tower_path: str | None = None
+    engine: Literal["hf", "vllm"] = "hf"  # who samples the rollouts
+    learning_rate: float = 1e-6
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 caps the number of policy updates
+    prompts_per_step: int = 8  # prompts whose groups make one update (x num_generations completions)
+    num_generations: int = 6
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_completion_length: int = 2048
+    beta: float = 0.0  # KL weight: 0 = no reference model (DAPO)
+    epsilon: float = 0.2  # lower clip of the ratio
+    epsilon_high: float = 0.30  # upper clip ("clip-higher")
+    loss_type: Literal["token"] = "token"  # token-level mean over every kept token of the batch (DAPO / TRL "bnpo")
+    dynamic_sampling: bool = True  # drop groups whose rewards are all equal (zero advantage)
+    max_resample_rounds: int = 3  # extra prompt batches drawn to refill a step emptied by dynamic sampling
+    overlong_filtering: bool = True  # completions cut at max_completion_length carry no loss
+    reward_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # diagnosis, evidence, format (EDER)
+    rollout_batch_size: int = 16  # completions generated together
+    micro_batch_size: int = 4  # completions per forward/backward in the update
+    bf16: bool = True
+    gradient_checkpointing: bool = True
+    save_steps: int = 50
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _clip_range(self) -> RlConfig:
+        if not 0 < self.epsilon < 1 or self.epsilon_high < self.epsilon:
+            raise ValueError("need 0 < epsilon < 1 and epsilon_high >= epsilon")
+        if self.num_generations < 2:
+            raise ValueError("GRPO needs at least 2 generations per prompt (group-normalised advantages)")
+        return self
+
+
+class DemoConfig(_Strict):
+    """`ecg-worklist train demo`: sizes chosen to finish well inside 30 minutes on 2 CPU cores."""
+
+    corpus_count: int = 360
+    seed: int = 20260
+    sft: str = "sft-tiny-cpu"
+    rl: str = "rl-tiny-cpu"
+    eval_limit: int | None = 40  # test rows evaluated (model and protocol reader alike)
+    eval_max_new_tokens: int = 1024
+    eval_batch_size: int = 8
+
+
+_Config = TypeVar("_Config", bound=BaseModel)
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """`sft-8b-gpu` -> training/configs/sft-8b-gpu.toml; a path as is."""
+    text = str(name_or_path)
+    if "/" not in text and not text.endswith(".toml"):
+        return CONFIG_DIR / f"{text}.toml"
+    return Path(text)
+
+
+def _load(kind: type[_Config], name_or_path: str | Path, overrides: dict[str, object] | None) -> _Config:
+    path = config_path(name_or_path)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+        raise FileNotFoundError(f"{path}: no such configuration (bundled: {known})")
+    values = tomllib.loads(path.read_text(encoding="utf-8"))
+    values.update(overrides or {})
+    try:
+        return kind.model_validate(values)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
+
+
+def load_sft_config(name_or_path: str | Path, **overrides: object) -> SftConfig:
+    return _load(SftConfig, name_or_path, overrides)
+
+
+def load_rl_config(name_or_path: str | Path, **overrides: object) -> RlConfig:
+    return _load(RlConfig, name_or_path, overrides)
+
+
+def load_demo_config(name_or_path: str | Path = "demo", **overrides: object) -> DemoConfig:
+    return _load(DemoConfig, name_or_path, overrides)
+
+
+def resolve_deepspeed(config: SftConfig) -> str | None:
+    """The DeepSpeed file: absolute, or relative to training/configs/."""
+    if config.deepspeed is None:
+        return None
+    path = Path(config.deepspeed)
+    return str(path if path.is_absolute() else CONFIG_DIR / path)
+
+
+__all__ = ["CONFIG_DIR", "DemoConfig", "RlConfig", "SftConfig", "TinyModelShape", "config_path",
+           "load_demo_config", "load_rl_config", "load_sft_config", "resolve_deepspeed"]
