@@ -13,12 +13,37 @@ torch and transformers are imported only when a subcommand runs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
 @click.group()
 def train() -> None:
     """Train ECG-R1: corpus -> SFT -> RL -> eval -> export (tiny config on CPU, 8B config on GPUs)."""
+
+
+@train.command("eval")
+@click.option("--model", "model_path", required=True, help="ECG-R1 checkpoint folder or hub id (hf engine).")
+@click.option("--corpus", "corpus_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Corpus JSONL file (training.rows).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("eval.json"), show_default=True,
+              help="Where the JSON report goes.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=None, help="Generation cap (default 2048).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
+def eval_command(model_path: str, corpus_file: Path, split: str, limit: int | None, out: Path,
+                 max_new_tokens: int | None, batch_size: int, device: str | None) -> None:
+    """Held-out figures for MODEL and the protocol reader, side by side (training/evaluate.py)."""
+    from training.evaluate import evaluate, render_markdown, write_report
+
+    report = evaluate(corpus_file, model_path, split=split, limit=limit, max_new_tokens=max_new_tokens,
+                      batch_size=batch_size, device=device)
+    write_report(report, out)
+    click.echo(render_markdown(report))
+    click.echo(f"report written to {out}")
 
 
 commands: list[click.Command] = [train]
