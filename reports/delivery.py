@@ -63,8 +63,9 @@ class DeliverySummary(BaseModel):
     accepted: int = 0  # AA/CA with the right MSA-2: delivered
     errors: int = 0  # AE/CE answers
     rejected: int = 0  # AR/CR answers
-    retried: int = 0  # will be tried again later (no ACK, a wrong ACK, or a refusal set to retry)
-    held: int = 0  # refusals set to hold: waiting for a person
+    # What became of the attempts that were not accepted:
+    retried: int = 0  # due again later (no ACK, a wrong ACK, or an AE/AR set to retry)
+    held: int = 0  # an AE/AR set to hold: waiting for a person (state `error`)
     waiting: int = 0  # not tried: an earlier message for the same patient is not delivered yet
     drafts_held: int = 0  # drafts set aside: the destination takes no drafts
 
@@ -82,9 +83,9 @@ class DeliverySummary(BaseModel):
 
 @dataclass(frozen=True)
 class _Attempt:
-    """How one attempt ends: which summary counter it adds to, and what the store records."""
+    """How one attempt ends: the summary counters it adds to, and what the store records."""
 
-    counter: str
+    counters: tuple[str, ...]
     ack_code: str | None = None
     error: str | None = None
     retry_at: dt.datetime | None = None
@@ -114,15 +115,16 @@ def deliver_due(
             item = _claim(session, outbox_id, now)
             if item is None:  # another process has it, or it changed since the listing
                 continue
-            counter = _deliver_one(session, item, by_name[item.destination], now)
-        setattr(summary, counter, getattr(summary, counter) + 1)
-        if counter not in ("waiting", "drafts_held"):
-            summary.sent += 1
+            counters = _deliver_one(session, item, by_name[item.destination], now)
+        for counter in counters:
+            setattr(summary, counter, getattr(summary, counter) + 1)
     return summary
 
 
 def _due_ids(engine: sa.Engine, names: list[str], now: dt.datetime, limit: int) -> list[int]:
-    """Ids of due rows, oldest first, read without locking (each is claimed on its own)."""
+    """Ids of due rows in the order they were queued, read without locking (each is claimed
+    on its own). By id, not by due time: a retried original is due later than the correction
+    queued after it, yet must go first (in the same pass, not one poll later)."""
     if not names:
         return []
     with store.session_scope(engine) as session:
@@ -130,7 +132,7 @@ def _due_ids(engine: sa.Engine, names: list[str], now: dt.datetime, limit: int) 
             sa.select(OutboxItem.id)
             .where(OutboxItem.state == OutboxState.PENDING.value, OutboxItem.next_attempt_at <= now,
                    OutboxItem.destination.in_(names))
-            .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+            .order_by(OutboxItem.id)
             .limit(limit)
         ).scalars())
 
@@ -145,22 +147,24 @@ def _claim(session: Session, outbox_id: int, now: dt.datetime) -> OutboxItem | N
     ).scalar_one_or_none()
 
 
-def _deliver_one(session: Session, item: OutboxItem, destination: HL7Destination, now: dt.datetime) -> str:
-    """Decide, send and record one claimed row; returns the summary counter it adds to."""
+def _deliver_one(
+    session: Session, item: OutboxItem, destination: HL7Destination, now: dt.datetime,
+) -> tuple[str, ...]:
+    """Decide, send and record one claimed row; returns the summary counters it adds to."""
     report = session.get(Report, item.report_id)
     assert report is not None  # a foreign key
     if not destination.takes(report.status):
         store.hold_outbox(session, item.id, actor=ACTOR, reason=NO_DRAFTS_REASON)
         log.info("outbox %s -> %s: draft not sent (destination takes no drafts)", item.id, destination.name)
-        return "drafts_held"
+        return ("drafts_held",)
     if _waits_for_earlier(session, item, report):
-        return "waiting"
+        return ("waiting",)
     attempt = _send(item, destination, now)
     store.record_delivery(session, item.id, actor=ACTOR, ack_code=attempt.ack_code, error=attempt.error,
                           retry_at=attempt.retry_at, error_from_receiver=attempt.from_receiver)
     log.info("outbox %s -> %s MSH-10 %s: %s (ACK %s, attempt %d)", item.id, destination.name,
-             item.message_control_id, attempt.counter, attempt.ack_code or "none", item.attempts)
-    return attempt.counter
+             item.message_control_id, "/".join(attempt.counters[1:]), attempt.ack_code or "none", item.attempts)
+    return attempt.counters
 
 
 def _send(item: OutboxItem, destination: HL7Destination, now: dt.datetime) -> _Attempt:
@@ -171,21 +175,23 @@ def _send(item: OutboxItem, destination: HL7Destination, now: dt.datetime) -> _A
         ack = send_message(destination.host, destination.port, item.payload,
                            timeout_s=destination.ack_timeout_seconds)
     except MllpError as exc:
-        return _Attempt("retried", error=f"no ACK: {exc}", retry_at=retry_at)
+        return _Attempt(("sent", "retried"), error=f"no ACK: {exc}", retry_at=retry_at)
     if ack.control_id != item.message_control_id:
         # Not our ACK (a confused engine or a stale reply): the message may not have been taken.
-        return _Attempt("retried", retry_at=retry_at,
+        return _Attempt(("sent", "retried"), retry_at=retry_at,
                         error=f"ACK for another message: MSA-2 {ack.control_id[:40]!r}, "
                               f"expected {item.message_control_id!r} (MSA-1 {ack.code[:2]!r})")
     if ack.accepted:
-        return _Attempt("accepted", ack_code=ack.code)
+        return _Attempt(("sent", "accepted"), ack_code=ack.code)
     if ack.code not in ("AE", "AR", "CE", "CR"):
-        return _Attempt("retried", retry_at=retry_at, error=f"ACK with an unknown MSA-1 {ack.code[:10]!r}")
-    counter = "rejected" if ack.code in ("AR", "CR") else "errors"
+        return _Attempt(("sent", "retried"), retry_at=retry_at,
+                        error=f"ACK with an unknown MSA-1 {ack.code[:10]!r}")
+    answer = "rejected" if ack.code in ("AR", "CR") else "errors"
     text = ack.text or f"{ack.code} without an error text"
     if destination.on_refusal(ack.code) is OnRefusal.RETRY:
-        return _Attempt(counter, ack_code=ack.code, error=text, retry_at=retry_at, from_receiver=True)
-    return _Attempt(counter, ack_code=ack.code, error=text, from_receiver=True)
+        return _Attempt(("sent", answer, "retried"), ack_code=ack.code, error=text, retry_at=retry_at,
+                        from_receiver=True)
+    return _Attempt(("sent", answer, "held"), ack_code=ack.code, error=text, from_receiver=True)
 
 
 def _waits_for_earlier(session: Session, item: OutboxItem, report: Report) -> bool:

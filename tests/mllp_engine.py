@@ -81,11 +81,11 @@ class FakeInterfaceEngine:
                     writer.close()
                     return
                 code, _, text = action.partition(":")
-                await asyncio.sleep(self.slow_seconds if code == "slow" else self.delay_seconds)
                 control_id = str(message.segment("MSH")(10))
-                ack = message.create_ack(ack_code="AA" if code in ("slow", "AA-other") else code)
-                if code in ("AA", "slow"):
+                if code in ("AA", "slow"):  # taken as soon as it is read, however late the ACK
                     self.accepted_control_ids.append(control_id)
+                await asyncio.sleep(self.slow_seconds if code == "slow" else self.delay_seconds)
+                ack = message.create_ack(ack_code="AA" if code in ("slow", "AA-other") else code)
                 if code == "AA-other":
                     ack.segment("MSA").assign_field(f"NOT-{control_id}", 2)
                 if text:
