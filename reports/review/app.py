@@ -1,0 +1,515 @@
+"""The sign-off web app: server-rendered pages over the queue, the study and the sign-off acts.
+
+    GET  /login, POST /login, POST /logout       accounts (lock-out after 5 failures)
+    GET  /queue                                  counts, filters, keyset paging, critical first
+    GET  /studies/{id}                           ECG image, patient, draft, measured vs stated, flags,
+                                                 deliveries, history; the sign-off forms
+    GET  /studies/{id}/image.png                 the rendered 12-lead (or the scanned page)
+    POST /studies/{id}/sign                      sign | sign and next | amend (a correction)
+    POST /studies/{id}/reject                    withdraw the draft with a reason
+    GET  /users, POST /users, POST /users/{name}/active    accounts (admin only)
+
+Security choices, in one place:
+- every page but /login needs a session; the session is a random token in an HttpOnly,
+  SameSite=Strict cookie (Secure when configured for HTTPS), stored server-side as SHA-256;
+- every POST carries the session's CSRF token (the login form a pre-session token that must
+  equal its HttpOnly cookie); a missing or wrong token is refused with 403 before anything runs;
+- roles are checked here and again in `signoff` (a viewer's crafted POST gets 403 from both);
+- CSP allows no script at all, frames are refused (X-Frame-Options DENY, frame-ancestors
+  'none'), pages are not cached (they carry patient data);
+- each request opens its own short database transaction (`store.session_scope`).
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the route annotations at run time,
+# and the dependencies they name are local to `create_app`.
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ingest.interpretation import Interpretation
+from ingest.report_format import STEP_HEADINGS
+from reports import delivery_view, store
+from reports.db import Report, Role, Study, User
+from reports.review import accounts, security, signoff
+from reports.review.config import ReviewConfig, critical_in
+from reports.review.queue import Cursor, QueueFilters, QueueStatus, next_awaiting, queue_counts, queue_page
+from reports.verify import FIELDS, extract_values
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+SESSION_COOKIE = "ecgwl_session"
+LOGIN_CSRF_COOKIE = "ecgwl_login_csrf"
+
+SECURITY_HEADERS = {
+    # No script at all: the pages are plain forms and <details>.
+    "Content-Security-Policy": ("default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
+                                "frame-ancestors 'none'; base-uri 'none'"),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",  # pages and images carry patient data
+}
+
+STATUS_CHOICES = [(QueueStatus.AWAITING.value, "awaiting sign-off"), (QueueStatus.SIGNED.value, "signed"),
+                  (QueueStatus.REJECTED.value, "rejected"), (QueueStatus.ALL.value, "all")]
+DONE_MESSAGES = {
+    "signed": "Signed: the final report (F) is queued for delivery.",
+    "amended": "Amended: the corrected report (C) is queued for delivery.",
+    "rejected": "Rejected: the withdrawal (X) is recorded.",
+    "queue_empty": "Signed. Nothing else is awaiting sign-off.",
+}
+# The rows of the measurements table, in the order a 12-lead header prints them.
+MEASUREMENT_ROWS = ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms", "p_axis_deg", "qrs_axis_deg", "t_axis_deg")
+
+
+class NeedLogin(Exception):
+    """No valid session: send the browser to the login page."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking, read from the session at the start of the request."""
+
+    user_id: int
+    username: str
+    display_name: str | None
+    role: Role
+    csrf_token: str
+
+    @property
+    def can_sign(self) -> bool:
+        return self.role.can_sign
+
+
+class SignForm(BaseModel):
+    csrf_token: str = ""
+    based_on_version: int
+    impression: str = ""
+    labels: str = ""
+    reason: str = ""
+    action: Literal["sign", "sign_next", "amend"] = "sign"
+
+
+class RejectForm(BaseModel):
+    csrf_token: str = ""
+    based_on_version: int
+    reason: str = ""
+
+
+class CsrfForm(BaseModel):
+    csrf_token: str = ""
+
+
+class NewUserForm(BaseModel):
+    csrf_token: str = ""
+    username: str
+    role: Role
+    display_name: str = ""
+    password: str
+
+
+class ActiveForm(BaseModel):
+    csrf_token: str = ""
+    active: bool
+
+
+def split_labels(text: str) -> list[str]:
+    """Labels as typed in the form: ';' or new lines between them."""
+    return [part.strip() for part in text.replace("\n", ";").split(";") if part.strip()]
+
+
+def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> FastAPI:
+    """The app for one database. Pass `engine` to share one (tests); else it is made from the URL."""
+    engine = engine or store.make_engine(config.database_url)
+    app = FastAPI(title="ecg-worklist sign-off", docs_url=None, redoc_url=None, openapi_url=None)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    policy = signoff.SignoffPolicy(endpoints=config.endpoints, destinations=config.destinations,
+                                   reject_action=config.reject_action)
+    image_roots = [root.resolve() for root in config.image_roots]
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.exception_handler(NeedLogin)
+    async def need_login(_request: Request, _exc: NeedLogin) -> Response:
+        return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return HTMLResponse(f"<!doctype html><title>{exc.status_code}</title><p>{_escape(str(exc.detail))}</p>"
+                            '<p><a href="/queue">Back to the queue</a></p>', status_code=exc.status_code)
+
+    # ------------------------------------------------------------ request helpers
+
+    def db() -> Iterator[Session]:
+        with store.session_scope(engine) as session:
+            yield session
+
+    def viewer(request: Request) -> Viewer:
+        token = request.cookies.get(SESSION_COOKIE)
+        with store.session_scope(engine) as session:
+            found = accounts.session_for_token(session, token)
+            if found is None:
+                raise NeedLogin()
+            user = found.user
+            return Viewer(user_id=user.id, username=user.username, display_name=user.display_name,
+                          role=Role(user.role), csrf_token=found.csrf_token)
+
+    def check_csrf(who: Viewer, given: str) -> None:
+        if not security.tokens_match(who.csrf_token, given):
+            raise HTTPException(403, "The form's security token is missing or out of date: reload the page.")
+
+    def form_of(model: type[BaseModel]) -> Callable[..., Any]:
+        """A dependency reading `model` from the posted form (pydantic at the boundary)."""
+        async def parse(request: Request) -> BaseModel:
+            form = await request.form()
+            try:
+                return model.model_validate({key: value for key, value in form.items() if isinstance(value, str)})
+            except ValidationError as exc:
+                fields = ", ".join(sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]}))
+                raise HTTPException(422, f"The form is incomplete or malformed ({fields}).") from exc
+        return parse
+
+    def render(request: Request, name: str, who: Viewer | None, status_code: int = 200, **context: Any) -> Response:
+        return templates.TemplateResponse(request, name, {"user": who, "csrf_token": who.csrf_token if who else "",
+                                                          **context}, status_code=status_code)
+
+    def signing_user(session: Session, who: Viewer) -> User:
+        user = session.get(User, who.user_id)
+        if user is None or not user.active:
+            raise NeedLogin()
+        return user
+
+    def set_cookie(response: Response, name: str, value: str, max_age: int | None) -> None:
+        response.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="strict",
+                            secure=config.secure_cookies)
+
+    # ------------------------------------------------------------ login and logout
+
+    @app.get("/", include_in_schema=False)
+    def root() -> Response:
+        return RedirectResponse("/queue", status_code=303)
+
+    def login_page(request: Request, message: str | None = None, status_code: int = 200) -> Response:
+        # Before a session exists, the login form's CSRF token is checked against a cookie of its own.
+        token = security.new_token()
+        response = templates.TemplateResponse(request, "login.html", {
+            "user": None, "csrf_token": token, "message": message, "message_kind": "error" if message else None,
+        }, status_code=status_code)
+        set_cookie(response, LOGIN_CSRF_COOKIE, token, max_age=3600)
+        return response
+
+    @app.get("/login")
+    def login_form(request: Request) -> Response:
+        return login_page(request)
+
+    @app.post("/login")
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        given = str(form.get("csrf_token", ""))
+        if not security.tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE), given):
+            raise HTTPException(403, "The login form's security token is missing or out of date: reload the page.")
+        username, password = str(form.get("username", "")), str(form.get("password", ""))
+        with store.session_scope(engine) as session:
+            result = accounts.login(session, username, password, session_hours=config.session_hours)
+        if result.outcome is accounts.LoginOutcome.LOCKED:
+            until = f"{result.locked_until:%H:%M} UTC" if result.locked_until else "later"
+            return login_page(request, f"This account is locked after {security.MAX_FAILED_LOGINS} failed logins; "
+                                       f"try again after {until} or ask an administrator.", 401)
+        if result.outcome is not accounts.LoginOutcome.OK or result.token is None:
+            return login_page(request, "Wrong user name or password.", 401)
+        response = RedirectResponse("/queue", status_code=303)
+        set_cookie(response, SESSION_COOKIE, result.token, max_age=int(config.session_hours * 3600))
+        response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+        return response
+
+    @app.post("/logout")
+    def logout(request: Request, who: Annotated[Viewer, Depends(viewer)],
+               form: Annotated[CsrfForm, Depends(form_of(CsrfForm))]) -> Response:
+        check_csrf(who, form.csrf_token)
+        with store.session_scope(engine) as session:
+            found = accounts.session_for_token(session, request.cookies.get(SESSION_COOKIE))
+            if found is not None:
+                accounts.logout(session, found)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    # ------------------------------------------------------------ the queue
+
+    @app.get("/queue")
+    def queue(
+        request: Request, who: Annotated[Viewer, Depends(viewer)], session: Annotated[Session, Depends(db)],
+        status: str = "awaiting", source: str = "", date_from: str = "", date_to: str = "",
+        date_on: str = "received", after: str = "", before: str = "", done: str = "",
+    ) -> Response:
+        try:
+            filters = QueueFilters(status=status or "awaiting", source=source or None,
+                                   date_from=date_from or None, date_to=date_to or None, date_on=date_on)
+        except ValidationError:
+            filters, done = QueueFilters(), "bad_filter"
+        page = queue_page(session, filters, after=Cursor.decode(after), before=Cursor.decode(before),
+                          limit=config.page_size)
+        counts = queue_counts(session, filters)
+        problems = delivery_view.delivery_problems(session, limit=20)
+        base = {"status": filters.status.value, "source": filters.source or "", "date_on": filters.date_on,
+                "date_from": filters.date_from.isoformat() if filters.date_from else "",
+                "date_to": filters.date_to.isoformat() if filters.date_to else ""}
+
+        def page_url(direction: str, cursor: Cursor) -> str:
+            query = {k: v for k, v in base.items() if v} | {direction: cursor.encode()}
+            return "/queue?" + urlencode(query)
+
+        for row in page.rows:
+            row.critical = row.critical or bool(critical_in(row.labels, config.critical_labels))
+        message = DONE_MESSAGES.get(done) or ("The filter was not understood; showing the default view."
+                                              if done == "bad_filter" else None)
+        return render(
+            request, "queue.html", who, rows=page.rows, filters=filters, status_choices=STATUS_CHOICES,
+            counts=[("awaiting sign-off", counts.awaiting), ("critical awaiting", counts.awaiting_critical),
+                    ("signed", counts.signed), ("rejected", counts.rejected),
+                    ("delivery problems", len(problems))],
+            total=counts.in_view(filters.status), problems=problems,
+            prev_url=page_url("before", page.prev_cursor) if page.prev_cursor else None,
+            next_url=page_url("after", page.next_cursor) if page.next_cursor else None,
+            critical_labels=set(critical_in([label for row in page.rows for label in row.labels],
+                                            config.critical_labels)),
+            message=message, message_kind="ok" if done in DONE_MESSAGES else "error",
+        )
+
+    # ------------------------------------------------------------ the study
+
+    def study_context(session: Session, study: Study, who: Viewer) -> dict[str, Any]:
+        reports = list(session.execute(
+            sa.select(Report).where(Report.study_id == study.id).order_by(Report.version)).scalars())
+        report = reports[-1] if reports else None
+        interpretation = Interpretation.model_validate(study.interpretation) if study.interpretation else None
+        labels = list(report.labels or []) if report and report.labels is not None else list(study.labels or [])
+        demographics = study.demographics or {}
+        return {
+            "study": study, "report": report, "history": list(reversed(reports)), "labels": labels,
+            "critical": bool(study.critical or critical_in(labels, config.critical_labels)),
+            "critical_labels": set(critical_in(labels, config.critical_labels)),
+            "is_demonstration": bool(interpretation and interpretation.is_demonstration),
+            "interpreter": f"{interpretation.interpreter} {interpretation.interpreter_version}"
+                           if interpretation else None,
+            "patient": {
+                "name": (demographics.get("patient_name") or "").replace("^", ", ") or None,
+                "id": demographics.get("patient_id"), "sex": demographics.get("sex"),
+                "birth_date": demographics.get("birth_date"), "age": demographics.get("age_years"),
+                "accession": demographics.get("accession"), "acquired_at": demographics.get("acquired_at"),
+            },
+            "has_image": _image_file(study, image_roots) is not None,
+            "reasoning_steps": _reasoning(interpretation),
+            "measurement_rows": _measurement_rows(study.measurements, interpretation),
+            "flags": list((study.interpretation or {}).get("flags") or []),
+            "deliveries": delivery_view.delivery_status_for_study(session, study.id),
+            "can_sign": who.can_sign and report is not None,
+            "signed": report is not None and report.status in ("signed", "amended"),
+            "is_draft": report is not None and report.status == "draft",
+        }
+
+    def show_study(request: Request, session: Session, study_id: int, who: Viewer, *, message: str | None = None,
+                   message_kind: str = "info", status_code: int = 200, form: dict[str, str] | None = None) -> Response:
+        study = session.get(Study, study_id)
+        if study is None or study.state not in ("awaiting_signoff", "signed", "rejected"):
+            raise HTTPException(404, "No such study in the sign-off queue.")
+        context = study_context(session, study, who)
+        return render(request, "study.html", who, status_code=status_code, message=message,
+                      message_kind=message_kind, form=form or {}, **context)
+
+    @app.get("/studies/{study_id}")
+    def study_page(request: Request, study_id: int, who: Annotated[Viewer, Depends(viewer)],
+                   session: Annotated[Session, Depends(db)], done: str = "") -> Response:
+        return show_study(request, session, study_id, who, message=DONE_MESSAGES.get(done),
+                          message_kind="ok")
+
+    @app.get("/studies/{study_id}/image.png")
+    def study_image(study_id: int, who: Annotated[Viewer, Depends(viewer)],
+                    session: Annotated[Session, Depends(db)]) -> Response:
+        study = session.get(Study, study_id)
+        path = _image_file(study, image_roots) if study is not None else None
+        if path is None:
+            raise HTTPException(404, "No image for this study.")
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, no-store"})
+
+    def refuse_unless_signer(who: Viewer) -> None:
+        if not who.can_sign:
+            raise HTTPException(403, f"The {who.role.value} role can look but not sign, amend or reject.")
+
+    @app.post("/studies/{study_id}/sign")
+    def sign(request: Request, study_id: int, who: Annotated[Viewer, Depends(viewer)],
+             form: Annotated[SignForm, Depends(form_of(SignForm))]) -> Response:
+        check_csrf(who, form.csrf_token)
+        refuse_unless_signer(who)
+        labels = split_labels(form.labels)
+        try:
+            with store.session_scope(engine) as session:
+                user = signing_user(session, who)
+                if form.action == "amend":
+                    signoff.amend(session, study_id, user, form.based_on_version, form.impression, labels,
+                                  form.reason, policy=policy)
+                else:
+                    signoff.sign(session, study_id, user, form.based_on_version, form.impression, labels,
+                                 policy=policy)
+                following = next_awaiting(session, study_id) if form.action == "sign_next" else None
+        except (signoff.SignoffError, store.StudyNotFound) as exc:
+            return refused(request, study_id, who, exc, form={"impression": form.impression, "labels": form.labels})
+        done = "amended" if form.action == "amend" else "signed"
+        if form.action == "sign_next":
+            target = f"/studies/{following}?done=signed" if following else "/queue?done=queue_empty"
+            return RedirectResponse(target, status_code=303)
+        return RedirectResponse(f"/studies/{study_id}?done={done}", status_code=303)
+
+    @app.post("/studies/{study_id}/reject")
+    def reject(request: Request, study_id: int, who: Annotated[Viewer, Depends(viewer)],
+               form: Annotated[RejectForm, Depends(form_of(RejectForm))]) -> Response:
+        check_csrf(who, form.csrf_token)
+        refuse_unless_signer(who)
+        try:
+            with store.session_scope(engine) as session:
+                signoff.reject(session, study_id, signing_user(session, who), form.based_on_version, form.reason,
+                               policy=policy)
+        except (signoff.SignoffError, store.StudyNotFound) as exc:
+            return refused(request, study_id, who, exc)
+        return RedirectResponse(f"/studies/{study_id}?done=rejected", status_code=303)
+
+    def refused(request: Request, study_id: int, who: Viewer, exc: Exception,
+                form: dict[str, str] | None = None) -> Response:
+        """The study page again, as it is now, with why the act was refused (nothing was saved)."""
+        if isinstance(exc, store.StudyNotFound):
+            raise HTTPException(404, "No such study.")
+        status_code = {signoff.Conflict: 409, signoff.NotAllowed: 403}.get(type(exc), 400)
+        # The reviewer's edits come back in the form so a conflict costs no typing.
+        with store.session_scope(engine) as session:
+            return show_study(request, session, study_id, who, message=str(exc), message_kind="error",
+                              status_code=status_code, form=form if status_code != 409 else None)
+
+    # ------------------------------------------------------------ accounts (admin)
+
+    def refuse_unless_admin(who: Viewer) -> None:
+        if who.role is not Role.ADMIN:
+            raise HTTPException(403, "Only an administrator manages accounts.")
+
+    @app.get("/users")
+    def users_page(request: Request, who: Annotated[Viewer, Depends(viewer)],
+                   session: Annotated[Session, Depends(db)], done: str = "") -> Response:
+        refuse_unless_admin(who)
+        return render(request, "users.html", who, users=accounts.list_users(session), roles=list(Role),
+                      message={"added": "Account added.", "changed": "Account changed."}.get(done),
+                      message_kind="ok")
+
+    @app.post("/users")
+    def add_user(request: Request, who: Annotated[Viewer, Depends(viewer)],
+                 form: Annotated[NewUserForm, Depends(form_of(NewUserForm))]) -> Response:
+        check_csrf(who, form.csrf_token)
+        refuse_unless_admin(who)
+        try:
+            with store.session_scope(engine) as session:
+                accounts.add_user(session, form.username, form.role, form.password, actor=f"user:{who.username}",
+                                  display_name=form.display_name.strip() or None)
+        except ValueError as exc:  # AccountError, or a password that is too short
+            with store.session_scope(engine) as session:
+                return render(request, "users.html", who, status_code=400, users=accounts.list_users(session),
+                              roles=list(Role), message=str(exc), message_kind="error")
+        return RedirectResponse("/users?done=added", status_code=303)
+
+    @app.post("/users/{username}/active")
+    def set_active(username: str, who: Annotated[Viewer, Depends(viewer)],
+                   form: Annotated[ActiveForm, Depends(form_of(ActiveForm))]) -> Response:
+        check_csrf(who, form.csrf_token)
+        refuse_unless_admin(who)
+        if username == who.username and not form.active:
+            raise HTTPException(400, "You cannot disable your own account.")
+        try:
+            with store.session_scope(engine) as session:
+                accounts.set_active(session, username, form.active, actor=f"user:{who.username}")
+        except accounts.AccountError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        return RedirectResponse("/users?done=changed", status_code=303)
+
+    app.state.engine = engine
+    app.state.config = config
+    return app
+
+
+# ---------------------------------------------------------------- page data
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def _image_file(study: Study | None, roots: list[Path]) -> Path | None:
+    """The study's PNG, if it exists and lies under an allowed folder (when any are configured)."""
+    if study is None or not study.image_path:
+        return None
+    path = Path(study.image_path).resolve()
+    if roots and not any(path.is_relative_to(root) for root in roots):
+        log.warning("study %s: image outside the configured folders, not served", study.id)
+        return None
+    return path if path.is_file() else None
+
+
+def _reasoning(interpretation: Interpretation | None) -> list[tuple[str, str]]:
+    if interpretation is None:
+        return []
+    steps = interpretation.parsed.steps
+    if not steps and interpretation.raw_text.strip():
+        return [("Interpreter output (not in the expected format)", interpretation.raw_text)]
+    return [(STEP_HEADINGS[number - 1], steps[number]) for number in sorted(steps)]
+
+
+def _format_value(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.0f} {unit}"
+
+
+def _measurement_rows(measured: dict[str, Any] | None, interpretation: Interpretation | None) -> list[dict[str, Any]]:
+    """Measured value beside every value the draft states for it; `mismatch` beyond the tolerance
+    `reports.verify` uses for its flags."""
+    text = ""
+    if interpretation is not None:
+        parsed = interpretation.parsed
+        text = "\n".join([*(parsed.steps[n] for n in sorted(parsed.steps)), parsed.narrative]) \
+            if parsed.steps or parsed.narrative else interpretation.raw_text
+    claims = extract_values(text) if text else []
+    rows = []
+    for field in MEASUREMENT_ROWS:
+        spec = FIELDS[field]
+        value = (measured or {}).get(field)
+        stated = [c for c in claims if c.field == field]
+        mismatch = value is not None and any(_differs(c.value, c.upper, value, spec) for c in stated)
+        claimed = "; ".join(dict.fromkeys(
+            f"{c.value:.0f}" + (f"-{c.upper:.0f}" if c.upper is not None else "") + f" {spec.unit}" for c in stated))
+        rows.append({"label": spec.name, "measured": _format_value(value, spec.unit), "claimed": claimed or "-",
+                     "mismatch": mismatch})
+    return rows
+
+
+def _differs(low: float, high: float | None, measured: float, spec: Any) -> bool:
+    if spec.kind == "angle":
+        distance = min(abs((measured - end + 180) % 360 - 180) for end in (low, high if high is not None else low))
+        return distance > spec.tolerance
+    top = high if high is not None else low
+    if low <= measured <= top:
+        return False
+    return min(abs(measured - low), abs(measured - top)) > spec.tolerance
