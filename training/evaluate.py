@@ -25,7 +25,7 @@ input, the format validity and the mean rewards; and the consistency. Definition
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -304,7 +304,7 @@ def table_rows(report: EvalReport) -> list[tuple[str, list[str]]]:
     """(figure, one cell per interpreter) in the report's interpreter order."""
     interpreters = report.interpreters
 
-    def row(label: str, get) -> tuple[str, list[str]]:  # noqa: ANN001 - a small local accessor
+    def row(label: str, get: Callable[[InterpreterReport], float | None]) -> tuple[str, list[str]]:
         return label, [_number(get(i)) for i in interpreters]
 
     rows = [row("label accuracy (exact set match)", lambda i: i.exact_match),
