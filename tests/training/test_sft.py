@@ -1,0 +1,93 @@
+"""SFT: labels cover only the assistant tokens, IMD once per sample, the loss falls, checkpoints resume."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from model.dropout import choose_modalities
+from model.processing_ecg_r1 import IGNORE_INDEX
+from training.config import load_sft_config
+from training.rows import read_rows
+from training.sft import SftCollator, SftDataset, build_tiny, corpus_texts, imd_rng, train_sft
+
+
+@pytest.fixture(scope="module")
+def rows(corpus: Path):
+    return list(read_rows(corpus, split="train"))
+
+
+def test_labels_only_on_the_assistant_tokens(corpus: Path, rows) -> None:
+    model, processor = build_tiny(corpus_texts(rows), load_sft_config("sft-tiny-cpu").tiny)
+    dataset = SftDataset(corpus, rows[:3], seed=0, p_drop=0.5, p_swap=0.1)
+    batch = SftCollator(processor, max_length=4096)([dataset[i] for i in range(3)])
+    im_end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for i, row in enumerate(rows[:3]):
+        labels, ids = batch["labels"][i], batch["input_ids"][i]
+        kept = labels != IGNORE_INDEX
+        assert (labels[kept] == ids[kept]).all()
+        # the labelled tokens are exactly the answer + <|im_end|>, in one span at the end of the sequence
+        expected = processor.tokenizer(row.answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        assert labels[kept].tolist() == expected
+        positions = kept.nonzero().flatten()
+        assert positions.tolist() == list(range(int(positions[0]), int(positions[0]) + len(expected)))
+        assert ids[positions[-1]] == im_end
+        # nothing of the prompt (ECG and image placeholders, system, user) carries a label
+        assert not kept[:int(positions[0])].any()
+        assert not kept[batch["attention_mask"][i] == 0].any()
+
+
+def test_imd_is_applied_once_per_sample_and_reproducibly(corpus: Path, rows) -> None:
+    dataset = SftDataset(corpus, rows, seed=3, p_drop=0.5, p_swap=0.1)
+    for epoch in (0, 1):
+        dataset.set_epoch(epoch)
+        for index in range(len(rows)):
+            # one draw of choose_modalities from the (seed, epoch, index) rng, nothing more
+            expected = choose_modalities(("ecg", "image"), imd_rng(3, epoch, index))
+            assert dataset[index]["sample"].modalities() == expected
+            assert dataset[index]["sample"].modalities() == expected  # same epoch, same prompt
+    # The mix over many samples is the once-applied one: 25% ecg only, 25% image only, 45% both, 5% swapped
+    # (applied twice it would be ~37.5% / 37.5% / 25% both).
+    counts = Counter(choose_modalities(("ecg", "image"), imd_rng(3, 0, i)) for i in range(8000))
+    share = {k: v / 8000 for k, v in counts.items()}
+    assert share[("ecg",)] == pytest.approx(0.25, abs=0.02)
+    assert share[("image",)] == pytest.approx(0.25, abs=0.02)
+    assert share[("ecg", "image")] == pytest.approx(0.45, abs=0.02)
+    assert share[("image", "ecg")] == pytest.approx(0.05, abs=0.01)
+    # and the epochs differ: a sample is not stuck with one prompt for the whole run
+    assert any(choose_modalities(("ecg", "image"), imd_rng(3, 0, i)) !=
+               choose_modalities(("ecg", "image"), imd_rng(3, 1, i)) for i in range(20))
+
+
+def test_a_few_steps_lower_the_loss_and_a_checkpoint_resumes(corpus: Path, tmp_path: Path) -> None:
+    config = load_sft_config("sft-tiny-cpu", max_steps=10, save_steps=5, logging_steps=1,
+                             per_device_train_batch_size=2, global_batch_size=2, save_total_limit=3)
+    result = train_sft(config, corpus, tmp_path, progress=False)
+    losses = [loss for _, loss in result.losses]
+    assert len(losses) == 10
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.9 * first, losses
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "tokenizer.json").is_file()
+    assert result.parameters["frozen"] == 0  # the tiny config trains its random towers (deliberate)
+    assert (tmp_path / "checkpoints" / "checkpoint-10").is_dir()
+
+    # Continue the same run to 12 steps: it starts from checkpoint-10, not from scratch.
+    more = load_sft_config("sft-tiny-cpu", max_steps=12, save_steps=5, logging_steps=1,
+                           per_device_train_batch_size=2, global_batch_size=2, save_total_limit=3)
+    resumed = train_sft(more, corpus, tmp_path, resume=True, progress=False)
+    assert resumed.steps == 12
+    new_steps = [step for step, _ in resumed.losses if step > 10]
+    assert new_steps == [11, 12]
+    assert all(loss < first for step, loss in resumed.losses if step > 10)
+
+
+def test_gpu_config_keeps_the_release_recipe() -> None:
+    config = load_sft_config("sft-8b-gpu")
+    assert (config.learning_rate, config.num_train_epochs, config.warmup_ratio, config.weight_decay) == (2e-5, 1, 0.03, 0)
+    assert config.max_length == 4096 and config.bf16 and config.gradient_checkpointing
+    assert config.per_device_train_batch_size * config.gradient_accumulation_steps * config.world_size == 64
+    assert not config.train_ecg_tower and not config.train_vision_tower
+    with pytest.raises(ValueError, match="global_batch_size"):
+        load_sft_config("sft-8b-gpu", world_size=4)
