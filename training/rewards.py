@@ -5,7 +5,8 @@ Each reward scores one completion (the model's text) against one corpus row's re
 - `diagnosis_reward`: Jaccard between the predicted and the reference label sets. Labels are
   the `<answer>` text split on ';', stripped and lower-cased (empty parts dropped, duplicates
   collapsed). Both sets empty -> 1.0; no `<answer>...</answer>` at all -> 0.0 whatever the
-  reference is (an empty `<answer></answer>` is an answer: it predicts "no labels").
+  reference is (an empty `<answer></answer>` is an answer: it predicts "no labels"). With
+  several `<answer>` sections the first one counts, as in the HL7 builder.
 - `evidence_reward`: for each of the six steps that has reference evidence, the fraction of its
   phrases found (case-insensitive substring, the phrase exactly as written, so a negation such
   as "no st elevation" must appear with its "no") in THAT step's paragraph of the `<think>`;

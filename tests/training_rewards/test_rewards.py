@@ -49,6 +49,8 @@ def test_diagnosis_reward_needs_a_closed_answer_tag() -> None:
     assert diagnosis_reward("<think>x</think><answer>sinus rhythm", ["sinus rhythm"]) == 0.0
     # The answer is scored even when the think is missing: the rewards are independent.
     assert diagnosis_reward("<answer>sinus rhythm</answer>", ["sinus rhythm"]) == 1.0
+    # Only the first answer counts.
+    assert diagnosis_reward("<answer>lvh</answer><answer>sinus rhythm</answer>", ["sinus rhythm"]) == 0.0
 
 
 EVIDENCE = {1: ["sinus rhythm", "72 bpm"], 4: ["no st elevation"]}
