@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from reports import store
 from reports.db import OutboxItem, OutboxState, Report, Study, utcnow
 from reports.destinations import HL7Destination, OnRefusal
-from reports.mllp import MllpError, send_message
+from reports.mllp import Ack, MllpError, send_message
 
 log = logging.getLogger(__name__)
 
@@ -169,13 +169,19 @@ def _deliver_one(
 
 def _send(item: OutboxItem, destination: HL7Destination, now: dt.datetime) -> _Attempt:
     """One MLLP round trip, judged. Only an accepting ACK that echoes our MSH-10 delivers."""
-    retry_at = now + destination.retry_delay(item.attempts + 1)
     assert destination.host is not None and destination.port is not None
+    ack: Ack | None = None
+    problem = ""
     try:
         ack = send_message(destination.host, destination.port, item.payload,
                            timeout_s=destination.ack_timeout_seconds)
     except MllpError as exc:
-        return _Attempt(("sent", "retried"), error=f"no ACK: {exc}", retry_at=retry_at)
+        problem = str(exc)
+    # Counted from the end of this attempt (a pass may be long), or from the pass's clock when
+    # a test moved it ahead.
+    retry_at = max(now, utcnow()) + destination.retry_delay(item.attempts + 1)
+    if ack is None:
+        return _Attempt(("sent", "retried"), error=f"no ACK: {problem}", retry_at=retry_at)
     if ack.control_id != item.message_control_id:
         # Not our ACK (a confused engine or a stale reply): the message may not have been taken.
         return _Attempt(("sent", "retried"), retry_at=retry_at,
