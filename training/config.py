@@ -101,6 +101,8 @@ class RlConfig(_Strict):
     micro_batch_size: int = 4  # completions per forward/backward in the update
     bf16: bool = True
     gradient_checkpointing: bool = True
+    train_ecg_tower: bool = False  # as SFT: the release's towers stay frozen
+    train_vision_tower: bool = False
     save_steps: int = 50
     seed: int = 42
 

@@ -1,0 +1,446 @@
+"""GRPO with the DAPO settings of the ECG-R1 release, as a compact loop of our own.
+
+    train_rl(load_rl_config("rl-tiny-cpu"), corpus_file, policy_dir, out_dir) -> RlResult
+    python -m training.rl --config rl-8b-gpu --corpus corpus.jsonl --policy runs/sft --out runs/rl
+
+One update ("step"):
+1. Rollouts: `prompts_per_step` training rows, each sampled `num_generations` times at
+   temperature 1.0 (the inference prompt: every modality the row has, no dropout) by
+   `HfSampler` (the policy's own `generate` with sampling; CPU and GPU) or `VllmSampler`
+   (vLLM, GPU). `model.engines` decodes greedily only, so sampling lives here.
+2. Rewards: EDER (`training.rewards.eder_rewards`: diagnosis Jaccard + evidence + format,
+   weights 1) per completion against the row's labels and evidence.
+3. Dynamic sampling: a group whose rewards are all equal has zero advantage everywhere and
+   teaches nothing; it is dropped and more prompts are drawn (up to `max_resample_rounds`
+   more batches) until `prompts_per_step` groups remain.
+4. Advantages: per group, (r - mean) / (std + 1e-4) (std with Bessel's correction, as TRL).
+5. Overlong filtering: a completion cut at `max_completion_length` (no stop token) gets a
+   zero loss mask: its truncated reasoning is neither rewarded nor punished.
+6. Loss: token-level clipped surrogate, summed over every kept token of the step and divided
+   by their count (DAPO's token-level mean, TRL's "bnpo"):
+       -min(ratio * A, clip(ratio, 1 - epsilon, 1 + epsilon_high) * A),  ratio = pi / pi_old
+   beta = 0: no KL term and no reference model. One optimiser step per rollout batch, so the
+   "old" log-probs are the policy's own at sampling time (computed without gradient in the
+   same pass's weights, i.e. detached): the ratio is 1 at the step and the clip bounds how far
+   the update may move any token, as in TRL with num_iterations = 1.
+
+Why not TRL's GRPOTrainer: it builds prompts with `processing_class(text=..., images=...)`
+and knows nothing of the ECG signal, our `<ecg>` placeholder expansion or `ecg_values`; it
+would need its generation and scoring internals overridden, plus a new dependency pinned to
+transformers 5.19. The loop below is ~200 lines and every DAPO piece has a unit test.
+
+Multi-GPU: the loop runs under `accelerate launch` (DDP or DeepSpeed ZeRO-3 from the
+accelerate config); each process samples its own prompts. See training/README.md "RL".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from tqdm import tqdm
+
+from model.engines.base import cut_at_stop
+from model.modeling_ecg_r1 import ECGR1ForConditionalGeneration
+from model.processing_ecg_r1 import EcgR1Processor, EcgR1Sample
+from training.config import RlConfig, load_rl_config
+from training.rewards import RewardBreakdown, eder_rewards
+from training.rows import TrainingRow, read_rows
+from training.sft import load_model, load_sample, set_trainable
+
+log = logging.getLogger(__name__)
+
+ADVANTAGE_EPS = 1e-4
+
+
+# -- the DAPO pieces (pure functions, unit-tested) ---------------------------------------------
+
+def group_advantages(rewards: torch.Tensor, eps: float = ADVANTAGE_EPS) -> torch.Tensor:
+    """GRPO's advantage of each completion in one group: (r - mean) / (std + eps)."""
+    rewards = rewards.to(torch.float32)
+    return (rewards - rewards.mean()) / (rewards.std(unbiased=True) + eps)
+
+
+def informative(rewards: Sequence[float], tolerance: float = 1e-6) -> bool:
+    """Dynamic sampling keeps a group only if its rewards are not all equal."""
+    return max(rewards) - min(rewards) > tolerance
+
+
+def overlong_mask(finished: Sequence[bool], lengths: Sequence[int], width: int, *, filtering: bool) -> torch.Tensor:
+    """[n, width] loss mask: 1 on each completion's tokens, all 0 for a completion cut at the
+    length limit when overlong filtering is on."""
+    mask = torch.zeros(len(lengths), width)
+    for row, (done, length) in enumerate(zip(finished, lengths, strict=True)):
+        if done or not filtering:
+            mask[row, :length] = 1.0
+    return mask
+
+
+def clipped_token_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                       mask: torch.Tensor, *, epsilon: float, epsilon_high: float,
+                       token_count: float | None = None) -> torch.Tensor:
+    """DAPO's token-level clipped surrogate. logprobs/old_logprobs/mask: [n, T]; advantages: [n].
+
+    The sum over masked tokens is divided by `token_count` (the kept tokens of the whole step,
+    so micro-batches add up to one token-level mean) or by this batch's own count."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    advantage = advantages.unsqueeze(1)
+    unclipped = ratio * advantage
+    clipped = torch.clamp(ratio, 1.0 - epsilon, 1.0 + epsilon_high) * advantage
+    per_token = -torch.minimum(unclipped, clipped)
+    denominator = token_count if token_count is not None else mask.sum().clamp(min=1.0)
+    return (per_token * mask).sum() / denominator
+
+
+def total_reward(breakdown: RewardBreakdown, weights: Sequence[float]) -> float:
+    return weights[0] * breakdown.diagnosis + weights[1] * breakdown.evidence + weights[2] * breakdown.format
+
+
+# -- rollouts ----------------------------------------------------------------------------------
+
+@dataclass
+class Completion:
+    """One sampled completion of one prompt."""
+
+    group: int  # index of its prompt within the step
+    row: TrainingRow
+    sample: EcgR1Sample
+    token_ids: list[int]  # generated ids before the stop token, plus the stop token when finished
+    text: str
+    finished: bool
+    rewards: RewardBreakdown | None = None
+    reward: float = 0.0
+    advantage: float = 0.0
+
+
+class Sampler(Protocol):
+    def sample(self, samples: Sequence[EcgR1Sample], n: int, seed: int) -> list[list[tuple[list[int], bool]]]:
+        """For each sample, n completions as (token ids incl. the stop token if finished, finished)."""
+
+
+class HfSampler:
+    """Sampling with the policy's own `generate` (temperature, top-p); batched, left padded."""
+
+    def __init__(self, model: ECGR1ForConditionalGeneration, processor: EcgR1Processor, config: RlConfig) -> None:
+        self.model, self.processor, self.config = model, processor, config
+
+    @torch.no_grad()
+    def sample(self, samples: Sequence[EcgR1Sample], n: int, seed: int) -> list[list[tuple[list[int], bool]]]:
+        stop_ids = self.processor.stop_token_ids
+        flat = [s for s in samples for _ in range(n)]
+        out: list[tuple[list[int], bool]] = []
+        was_training = self.model.training
+        self.model.eval()
+        torch.manual_seed(seed)  # same seed, same rollouts: the demo is reproducible
+        for start in range(0, len(flat), self.config.rollout_batch_size):
+            chunk = flat[start:start + self.config.rollout_batch_size]
+            inputs = self.processor(chunk, padding_side="left").to(self.model.device)
+            generated = self.model.generate(
+                **inputs, do_sample=True, temperature=self.config.temperature, top_p=self.config.top_p,
+                top_k=0, max_new_tokens=self.config.max_completion_length, eos_token_id=stop_ids,
+                pad_token_id=self.processor.tokenizer.pad_token_id, use_cache=True)
+            for row in generated[:, inputs["input_ids"].shape[1]:].tolist():
+                ids, finished = cut_at_stop(row, stop_ids)
+                out.append((ids + [row[len(ids)]] if finished else ids, finished))
+        self.model.train(was_training)
+        return [out[i * n:(i + 1) * n] for i in range(len(samples))]
+
+
+class VllmSampler:
+    """Sampling with vLLM (GPU). The policy's weights reach vLLM through a saved folder: after
+    each update the policy is written to a scratch folder and vLLM restarted on it (simple and
+    version-proof; at 8B it costs ~1 min per step on a fast disk, so raise prompts_per_step).
+    Not exercised on this CPU machine (see training/README.md "What was tested")."""
+
+    def __init__(self, model: ECGR1ForConditionalGeneration, processor: EcgR1Processor, config: RlConfig,
+                 gpu_memory_utilization: float = 0.3) -> None:
+        self.model, self.processor, self.config = model, processor, config
+        self.scratch = Path(tempfile.mkdtemp(prefix="ecgr1-rl-vllm-"))
+        self.memory = gpu_memory_utilization
+        self.engine: Any = None
+
+    def sync(self) -> None:
+        from model.engines.vllm_engine import VllmEngine
+        from training.export import export_checkpoint
+
+        if self.engine is not None:
+            self.engine.close()
+        export_checkpoint(self.model, self.processor, self.scratch)
+        self.engine = VllmEngine.from_pretrained(self.scratch, max_new_tokens=self.config.max_completion_length,
+                                                 gpu_memory_utilization=self.memory)
+
+    def sample(self, samples: Sequence[EcgR1Sample], n: int, seed: int) -> list[list[tuple[list[int], bool]]]:
+        from vllm import SamplingParams
+
+        from model.engines.base import GenerationRequest
+
+        self.sync()
+        stop_ids = self.processor.stop_token_ids
+        params = SamplingParams(n=n, temperature=self.config.temperature, top_p=self.config.top_p,
+                                max_tokens=self.config.max_completion_length, stop_token_ids=stop_ids,
+                                seed=seed, detokenize=False)
+        prompts = [self.engine.prompt_for(GenerationRequest(signal=s.signal, image=s.image)) for s in samples]
+        results = []
+        for output in self.engine.llm.generate(prompts, params, use_tqdm=False):
+            group = []
+            for completion in output.outputs:
+                ids, stopped = cut_at_stop(completion.token_ids, stop_ids)
+                finished = stopped or completion.finish_reason == "stop"
+                group.append((ids + [stop_ids[0]] if finished else ids, finished))
+            results.append(group)
+        return results
+
+
+# -- the update --------------------------------------------------------------------------------
+
+def sequence_batch(processor: EcgR1Processor, completions: Sequence[Completion],
+                   device: torch.device) -> tuple[dict[str, torch.Tensor], int]:
+    """Prompt (left padded, as sampled) + completion (right padded) for each completion; returns
+    the model inputs and the completion width."""
+    inputs = processor([c.sample for c in completions], padding_side="left")
+    width = max(len(c.token_ids) for c in completions)
+    pad = processor.tokenizer.pad_token_id
+    tail = torch.full((len(completions), width), pad, dtype=torch.long)
+    tail_mask = torch.zeros((len(completions), width), dtype=torch.long)
+    for row, completion in enumerate(completions):
+        tail[row, :len(completion.token_ids)] = torch.tensor(completion.token_ids)
+        tail_mask[row, :len(completion.token_ids)] = 1
+    data = dict(inputs)
+    data["input_ids"] = torch.cat([inputs["input_ids"], tail], dim=1)
+    data["attention_mask"] = torch.cat([inputs["attention_mask"], tail_mask], dim=1)
+    data["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(tail, dtype=torch.int)], dim=1)
+    return {k: v.to(device) for k, v in data.items()}, width
+
+
+def completion_logprobs(model: ECGR1ForConditionalGeneration, inputs: dict[str, torch.Tensor], width: int,
+                        temperature: float) -> torch.Tensor:
+    """[n, width] log-probabilities of the completion tokens under the model (at the sampling temperature)."""
+    logits = model(**inputs, logits_to_keep=width + 1, use_cache=False).logits[:, :-1, :]
+    logits = logits.float() / temperature
+    targets = inputs["input_ids"][:, -width:]
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+# -- the loop ----------------------------------------------------------------------------------
+
+@dataclass
+class StepLog:
+    step: int
+    reward_mean: float  # over every completion sampled this step (kept groups or not)
+    diagnosis: float
+    evidence: float
+    format: float
+    groups_kept: int
+    groups_dropped: int
+    overlong: int
+    loss: float | None
+    wall_s: float
+
+
+@dataclass
+class RlResult:
+    out_dir: Path
+    steps: list[StepLog] = field(default_factory=list)
+    wall_s: float = 0.0
+    stopped_by_time: bool = False
+
+    def reward_curve(self) -> list[float]:
+        return [s.reward_mean for s in self.steps]
+
+
+def score(completions: Sequence[Completion], weights: Sequence[float]) -> None:
+    for c in completions:
+        c.rewards = eder_rewards(c.text, c.row.labels, c.row.evidence)
+        c.reward = total_reward(c.rewards, weights)
+
+
+class PromptStream:
+    """Training rows in a seeded shuffled order, epoch after epoch."""
+
+    def __init__(self, rows: Sequence[TrainingRow], seed: int, shard: int = 0, shards: int = 1) -> None:
+        self.rows = list(rows)[shard::shards]
+        self.rng = random.Random(seed)
+        self.order: list[int] = []
+        self.epochs = 0.0
+        self.drawn = 0
+
+    def take(self, count: int) -> list[TrainingRow]:
+        out = []
+        for _ in range(count):
+            if not self.order:
+                self.order = list(range(len(self.rows)))
+                self.rng.shuffle(self.order)
+            out.append(self.rows[self.order.pop()])
+            self.drawn += 1
+        return out
+
+
+def rollout_step(sampler: Sampler, processor: EcgR1Processor, stream: PromptStream, corpus_file: Path,
+                 config: RlConfig, seed: int) -> tuple[list[Completion], list[Completion]]:
+    """Sample and score groups until `prompts_per_step` informative ones are found (or the
+    resample budget ends). Returns (kept completions, every completion sampled)."""
+    kept: list[Completion] = []
+    sampled: list[Completion] = []
+    groups = 0
+    for round_ in range(1 + (config.max_resample_rounds if config.dynamic_sampling else 0)):
+        need = config.prompts_per_step - groups
+        if need <= 0:
+            break
+        rows = stream.take(need)
+        samples = [load_sample(row, corpus_file) for row in rows]
+        outputs = sampler.sample(samples, config.num_generations, seed=seed * 1000 + round_)
+        for row, sample, group_outputs in zip(rows, samples, outputs, strict=True):
+            group = [Completion(group=groups, row=row, sample=sample, token_ids=ids, finished=done,
+                                text=processor.decode(ids)) for ids, done in group_outputs]
+            score(group, config.reward_weights)
+            sampled.extend(group)
+            rewards = [c.reward for c in group]
+            if config.dynamic_sampling and not informative(rewards):
+                continue
+            for c, a in zip(group, group_advantages(torch.tensor(rewards)).tolist(), strict=True):
+                c.advantage = a
+            kept.extend(group)
+            groups += 1
+    return kept, sampled
+
+
+def policy_update(model: ECGR1ForConditionalGeneration, processor: EcgR1Processor, optimizer: torch.optim.Optimizer,
+                  completions: Sequence[Completion], config: RlConfig, accelerator: Any) -> float | None:
+    """One optimiser step over the kept completions; returns the loss (None if no token carries loss)."""
+    masks = [overlong_mask([c.finished], [len(c.token_ids)], len(c.token_ids),
+                           filtering=config.overlong_filtering) for c in completions]
+    token_count = float(sum(m.sum() for m in masks))
+    if token_count == 0:
+        return None
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for start in range(0, len(completions), config.micro_batch_size):
+        chunk = completions[start:start + config.micro_batch_size]
+        inputs, width = sequence_batch(processor, chunk, accelerator.device)
+        mask = overlong_mask([c.finished for c in chunk], [len(c.token_ids) for c in chunk], width,
+                             filtering=config.overlong_filtering).to(accelerator.device)
+        logprobs = completion_logprobs(model, inputs, width, config.temperature)
+        # One update per rollout batch: the sampling policy is these very weights, so pi_old is
+        # pi detached (ratio 1 at the step; the clip bounds the move).
+        old = logprobs.detach()
+        advantages = torch.tensor([c.advantage for c in chunk], device=accelerator.device)
+        loss = clipped_token_loss(logprobs, old, advantages, mask, epsilon=config.epsilon,
+                                  epsilon_high=config.epsilon_high, token_count=token_count)
+        accelerator.backward(loss)
+        total += float(loss.detach())
+    accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total
+
+
+def planned_steps(config: RlConfig, train_rows: int) -> int:
+    per_epoch = max(1, train_rows // config.prompts_per_step)
+    steps = int(per_epoch * config.num_train_epochs)
+    return min(steps, config.max_steps) if config.max_steps > 0 else steps
+
+
+def train_rl(config: RlConfig, corpus_file: Path, policy_dir: Path | str, out_dir: Path, *,
+             split: str = "train", time_limit_s: float | None = None, progress: bool = True,
+             model: ECGR1ForConditionalGeneration | None = None,
+             processor: EcgR1Processor | None = None) -> RlResult:
+    """Run GRPO/DAPO from the policy at `policy_dir` (or the given model) and save it to `out_dir`.
+
+    `time_limit_s` stops between steps once exceeded (the demo's budget); the result says so."""
+    from accelerate import Accelerator
+
+    started = time.monotonic()
+    corpus_file, out_dir = Path(corpus_file), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              mixed_precision="bf16" if config.bf16 and torch.cuda.is_available() else "no")
+    if model is None or processor is None:
+        model, processor = load_model(policy_dir, ecg_tower_path=config.ecg_tower_path, bf16=config.bf16)
+    set_trainable(model, train_ecg_tower=config.train_ecg_tower, train_vision_tower=config.train_vision_tower)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    policy = accelerator.unwrap_model(model)
+    sampler: Sampler = (VllmSampler(policy, processor, config) if config.engine == "vllm"
+                        else HfSampler(policy, processor, config))
+
+    rows = list(read_rows(corpus_file, split=split))
+    if not rows:
+        raise ValueError(f"{corpus_file}: no {split} rows")
+    stream = PromptStream(rows, config.seed, accelerator.process_index, accelerator.num_processes)
+    steps = planned_steps(config, len(rows))
+    result = RlResult(out_dir=out_dir)
+    bar = tqdm(range(steps), desc="RL (GRPO/DAPO)", unit="step", disable=not progress)
+    for step in bar:
+        if time_limit_s is not None and time.monotonic() - started > time_limit_s:
+            result.stopped_by_time = True
+            break
+        step_started = time.monotonic()
+        kept, sampled = rollout_step(sampler, processor, stream, corpus_file, config, seed=config.seed + step)
+        loss = policy_update(model, processor, optimizer, kept, config, accelerator) if kept else None
+        entry = StepLog(step=step + 1, reward_mean=_mean([c.reward for c in sampled]),
+                        diagnosis=_mean([c.rewards.diagnosis for c in sampled if c.rewards]),
+                        evidence=_mean([c.rewards.evidence for c in sampled if c.rewards]),
+                        format=_mean([c.rewards.format for c in sampled if c.rewards]),
+                        groups_kept=len({c.group for c in kept}),
+                        groups_dropped=len(sampled) // config.num_generations - len({c.group for c in kept}),
+                        overlong=sum(not c.finished for c in sampled), loss=loss,
+                        wall_s=time.monotonic() - step_started)
+        result.steps.append(entry)
+        bar.set_postfix(reward=f"{entry.reward_mean:.3f}", kept=entry.groups_kept)
+        log.info("RL step %d: %s", step + 1, entry)
+        if config.save_steps > 0 and (step + 1) % config.save_steps == 0 and accelerator.is_main_process:
+            _save(policy, processor, out_dir / f"checkpoint-{step + 1}")
+    bar.close()
+
+    if accelerator.is_main_process:
+        policy.gradient_checkpointing_disable() if config.gradient_checkpointing else None
+        _save(policy.eval(), processor, out_dir)
+        (out_dir / "rl_log.json").write_text(json.dumps([s.__dict__ for s in result.steps], indent=1) + "\n")
+    result.wall_s = time.monotonic() - started
+    return result
+
+
+def _save(model: ECGR1ForConditionalGeneration, processor: EcgR1Processor, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m training.rl` (or `accelerate launch -m training.rl ...` on several GPUs)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="rl-8b-gpu")
+    parser.add_argument("--corpus", required=True, type=Path)
+    parser.add_argument("--policy", required=True, help="the SFT checkpoint folder or hub id")
+    parser.add_argument("--out", required=True, type=Path)
+    options = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    result = train_rl(load_rl_config(options.config), options.corpus, options.policy, options.out)
+    curve = result.reward_curve()
+    print(f"RL done: {len(curve)} steps, mean reward {curve[0]:.3f} -> {curve[-1]:.3f}; model in {result.out_dir}")
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["Completion", "HfSampler", "PromptStream", "RlResult", "StepLog", "VllmSampler", "clipped_token_loss",
+           "completion_logprobs", "group_advantages", "informative", "overlong_mask", "planned_steps",
+           "policy_update", "rollout_step", "sequence_batch", "total_reward", "train_rl"]
