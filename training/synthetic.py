@@ -36,7 +36,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -58,6 +58,9 @@ from ingest.protocol.voltage import (
 )
 from training.build import CORPUS_FILE, RowInput, build_row, split_for, summarise, write_summary
 from training.rows import TrainingRow, write_rows
+
+if TYPE_CHECKING:
+    from training.corpus import Rewriter
 
 FS = 500
 SECONDS = 10
@@ -719,18 +722,24 @@ def hr_errors(rows: list[TrainingRow]) -> list[float]:
     return errors
 
 
-def generate_synthetic_corpus(out_dir: Path, count: int, seed: int = 0, progress: bool = True) -> Path:
+def generate_synthetic_corpus(out_dir: Path, count: int, seed: int = 0, progress: bool = True,
+                              rewriter: Rewriter | None = None) -> Path:
     """Write `count` simulated rows to out_dir/corpus.jsonl (+ signals/, images/, summary.json).
 
     Record i depends only on (seed, i): a corpus of 600 starts with the corpus of 100.
-    Returns the JSONL file's path.
+    `rewriter` (default: the protocol reader's own wording) may vary the assistant text
+    (training.corpus.apply_rewriter checks it). Returns the JSONL file's path.
     """
     from tqdm import tqdm
+
+    from training.corpus import ProtocolWording, apply_rewriter
+
+    rewriter = rewriter or ProtocolWording()
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    rows = [synthetic_row(index, seed, out_dir)
+    rows = [apply_rewriter(rewriter, synthetic_row(index, seed, out_dir))
             for index in tqdm(range(count), desc="synthetic ECGs", unit="ecg", disable=not progress)]
     write_rows(out_dir / CORPUS_FILE, rows)
     errors = hr_errors(rows)
