@@ -82,4 +82,79 @@ def corpus_command(directory: Path, out: Path, layout: str | None, limit: int | 
     click.echo("\n".join(result.summary.lines()))
     click.echo(f"corpus written to {result.path}; rejected records listed in {result.rejected_path}")
 
+
+@train.command("sft")
+@click.option("--config", "config_name", default="sft-tiny-cpu", show_default=True,
+              help="A name in training/configs (sft-tiny-cpu, sft-8b-gpu) or a TOML file.")
+@click.option("--corpus", "corpus_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--base-model", default=None, help="Start from this checkpoint (overrides the config).")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N training rows.")
+def sft_command(config_name: str, corpus_file: Path, out: Path, base_model: str | None, resume: bool,
+                limit: int | None) -> None:
+    """Supervised fine-tuning with modality dropout (training/sft.py); on GPUs launch `python -m training.sft` with torchrun."""
+    from training.config import load_sft_config
+    from training.sft import train_sft
+
+    overrides = {"base_model": base_model} if base_model else {}
+    result = train_sft(load_sft_config(config_name, **overrides), corpus_file, out, resume=resume, limit=limit)
+    losses = [loss for _, loss in result.losses]
+    click.echo(f"SFT: {result.steps} steps on {result.rows} rows in {result.wall_s:.0f} s; "
+               f"loss {losses[0]:.3f} -> {losses[-1]:.3f}; model in {out}" if losses else f"model in {out}")
+
+
+@train.command("rl")
+@click.option("--config", "config_name", default="rl-tiny-cpu", show_default=True,
+              help="A name in training/configs (rl-tiny-cpu, rl-8b-gpu) or a TOML file.")
+@click.option("--corpus", "corpus_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--policy", required=True, help="The SFT checkpoint folder (or hub id) to start from.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Cap the number of updates.")
+def rl_command(config_name: str, corpus_file: Path, policy: str, out: Path, max_steps: int | None) -> None:
+    """GRPO with the release's DAPO settings and EDER rewards (training/rl.py)."""
+    from training.config import load_rl_config
+    from training.rl import train_rl
+
+    overrides = {"max_steps": max_steps} if max_steps else {}
+    result = train_rl(load_rl_config(config_name, **overrides), corpus_file, policy, out)
+    curve = result.reward_curve()
+    click.echo(f"RL: {len(curve)} steps in {result.wall_s:.0f} s; mean reward "
+               f"{curve[0]:.3f} -> {curve[-1]:.3f}; model in {out}" if curve else f"model in {out}")
+
+
+@train.command("export")
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--demonstration/--no-demonstration", default=None,
+              help="Set config.json ecgwl_demonstration (default: keep what SOURCE says).")
+def export_command(source: Path, out: Path, demonstration: bool | None) -> None:
+    """A checkpoint folder that both engines load, from an SFT/RL output folder (training/export.py)."""
+    from training.export import export_folder
+
+    info = export_folder(source, out, demonstration=demonstration)
+    click.echo(f"exported {info.parameters:,} parameters ({info.size_bytes / 2**20:.1f} MB, demonstration="
+               f"{info.demonstration}) to {out}: {', '.join(info.files)}")
+
+
+@train.command("demo")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the demonstration checkpoint goes (default: the package's model/demo).")
+@click.option("--minutes-budget", type=click.FloatRange(min=5), default=30.0, show_default=True,
+              help="RL stops between steps once 60% of this is spent.")
+@click.option("--config", "config_name", default="demo", show_default=True, help="training/configs/demo.toml or a file.")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the corpus and intermediate checkpoints here (default: a temporary folder, removed).")
+def demo_command(out: Path | None, minutes_budget: float, config_name: str, work: Path | None) -> None:
+    """Synthetic corpus -> SFT -> short RL -> export -> eval: the shipped demonstration model (training/demo.py)."""
+    from training.config import load_demo_config
+    from training.demo import DEMO_DIR, run_demo
+
+    record = run_demo(out or DEMO_DIR, config=load_demo_config(config_name), minutes_budget=minutes_budget,
+                      work=work)
+    click.echo(record.eval_table)
+    stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in record.stage_seconds.items())
+    click.echo(f"demonstration model written to {out or DEMO_DIR} in {record.total_seconds / 60:.1f} min ({stages})")
+
+
 commands: list[click.Command] = [train]
