@@ -5,6 +5,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/bootstrap.sh
+
+# The browser test (tests/review/test_browser.py) drives Debian's Chromium through Playwright's
+# Python package; `playwright install` (a downloaded browser) is never used. Idempotent.
+if [ ! -x /usr/bin/chromium ]; then
+  as_root=""
+  if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null; then as_root="sudo"; fi
+  if [ "$(id -u)" = "0" ] || [ -n "$as_root" ]; then
+    $as_root apt-get install -y chromium \
+      || { $as_root apt-get update && $as_root apt-get install -y chromium; }
+  else
+    echo "scripts/test.sh: /usr/bin/chromium missing and no root: the browser test will skip (fail under CI)" >&2
+  fi
+fi
 if [ "${CI:-}" = "true" ]; then
   bash scripts/services.sh
 fi
