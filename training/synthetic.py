@@ -307,7 +307,7 @@ def _build_lobes(rng: np.random.Generator, p: Params) -> None:
     """The QRS, ST and T lobes (and the P lobes) of the record's beat template."""
     d = p.qrs_ms
     axis = {"normal": rng.uniform(-12, 78), "left": rng.uniform(-75, -42), "right": rng.uniform(102, 150)}[p.axis_mode]
-    magnitude = {"normal": rng.uniform(0.75, 1.6), "lvh": rng.uniform(2.3, 3.3), "low": rng.uniform(0.18, 0.32)}[
+    magnitude = {"normal": rng.uniform(0.75, 1.6), "lvh": rng.uniform(2.3, 3.3), "low": rng.uniform(0.24, 0.36)}[
         p.voltage_mode]
     posterior = -rng.uniform(0.0, 0.3)
     main = frontal(axis, posterior) * magnitude
@@ -342,8 +342,11 @@ def _build_lobes(rng: np.random.Generator, p: Params) -> None:
     t_start, t_end = qt - t_dur, qt
     t_peak = t_start + rng.uniform(0.6, 0.7) * t_dur
     t_angle = axis + rng.normal(0, 12) if p.axis_mode == "normal" else rng.uniform(20, 60)
-    t_amp = {"normal": rng.uniform(0.15, 0.32), "peaked": rng.uniform(0.75, 1.1), "flat": rng.uniform(0.05, 0.062),
+    t_amp = {"normal": rng.uniform(0.15, 0.32), "peaked": rng.uniform(0.65, 0.95), "flat": rng.uniform(0.05, 0.062),
              "inverted": rng.uniform(0.15, 0.3)}[p.t_mode]
+    if p.t_mode == "peaked":
+        # Tall, but not taller than the QRS can carry: a T towering over a small QRS is taken for a beat.
+        t_amp = min(t_amp, 0.55 * magnitude + 0.2)
     # Low voltage (effusion, obesity, emphysema) attenuates every wave, not only the QRS.
     attenuation = magnitude / 1.1 if p.voltage_mode == "low" else 1.0
     t_amp *= attenuation
@@ -360,9 +363,9 @@ def _build_lobes(rng: np.random.Generator, p: Params) -> None:
         t_vec = -t_vec
     lobes.append(Lobe(unit(t_vec) * t_amp, "t", (t_start, t_peak, t_end)))
     if p.conduction == "lbbb":
-        lobes.append(Lobe(-unit(frontal(axis, -0.8)) * rng.uniform(0.05, 0.12), "plateau", (d - 20.0, 20.0, t_peak, t_end)))
+        lobes.append(Lobe(-unit(frontal(axis, -0.8)) * rng.uniform(0.05, 0.12) * attenuation, "plateau", (d - 20.0, 20.0, t_peak, t_end)))
     if p.st_territory is not None:
-        p.st_injury_mv = float(rng.uniform(0.16, 0.4))
+        p.st_injury_mv = float(rng.uniform(0.16, 0.4) * attenuation)
         # The injury current flows from the late QRS on: the ST is at its level by the J point.
         lobes.append(Lobe(unit(INJURY_DIRECTION[p.st_territory]) * p.st_injury_mv, "plateau",
                           (d - 20.0, 20.0, t_peak, t_end)))
@@ -398,14 +401,17 @@ def template(lobes: list[Lobe], t: np.ndarray) -> np.ndarray:
 
 
 def _q_wave(y: np.ndarray, dt_ms: float) -> tuple[float, float]:
-    """(depth mV, duration ms) of the initial negative deflection of a QRS (the protocol's Q).
+    """(depth mV, duration ms) of the initial negative deflection of a QRS: the Q wave.
 
-    A complex with no R (never above 0.03 mV) is QS: its whole negative part is the Q.
+    The clinical definition: the negative deflection BEFORE THE FIRST R (the first upstroke
+    above 0.03 mV), not before the tallest one, so the S of an rSR' is not a Q. A complex
+    with no R (never above 0.03 mV) is QS: its whole negative part is the Q.
     """
-    r_at = int(np.argmax(y))
-    if y[r_at] < 0.03:
+    rising = np.flatnonzero(y >= 0.03)
+    if rising.size == 0:
         negative = y < 0
         return float(max(0.0, -y.min())), float(negative.sum() * dt_ms)
+    r_at = int(rising[0])
     before = y[: r_at + 1]
     depth = float(max(0.0, -before.min()))
     if depth < 0.03:
