@@ -226,3 +226,13 @@ def test_only_an_admin_manages_accounts(logged_in: Callable[[str], TestClient], 
     assert not any("a long enough secret" in str(r.details) or "password" in str(r.details) for r in rows)
     fresh = TestClient(admin.app, follow_redirects=False)
     assert login(fresh, "newdoc", "a long enough secret").get("/queue").status_code == 200
+
+
+def test_text_from_the_interpreter_is_escaped(logged_in: Callable[[str], TestClient],
+                                              make_study: Callable[..., int]) -> None:
+    study_id = make_study(["<script>alert(1)</script>"], narrative='Rate 72 bpm "><img src=x onerror=alert(1)>')
+    client = logged_in("viewer1")
+    for url in ("/queue", f"/studies/{study_id}"):
+        page = client.get(url).text
+        assert "<script>alert(1)" not in page and "<img src=x" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
