@@ -122,6 +122,22 @@ class Completion:
     advantage: float = 0.0
 
 
+def placeholder_ids(processor: EcgR1Processor) -> list[int]:
+    """Tokens a completion must never contain: the ECG and image placeholders and their brackets.
+    Fed back for the update, an `<|ecg_pad|>` would claim an ECG embedding that does not exist."""
+    return [processor.ecg_start_token_id, processor.ecg_token_id, processor.ecg_end_token_id,
+            processor.vision_start_token_id, processor.image_token_id, processor.vision_end_token_id]
+
+
+def sanitise(ids: list[int], finished: bool, forbidden: Sequence[int]) -> tuple[list[int], bool]:
+    """A completion with a placeholder token is cut before it and counted as unfinished (so
+    overlong filtering gives it no loss). HfSampler suppresses them; vLLM's output is checked."""
+    for i, token in enumerate(ids):
+        if token in forbidden:
+            return ids[:i], False
+    return ids, finished
+
+
 class Sampler(Protocol):
     def sample(self, samples: Sequence[EcgR1Sample], n: int, seed: int) -> list[list[tuple[list[int], bool]]]:
         """For each sample, n completions as (token ids incl. the stop token if finished, finished)."""
@@ -136,6 +152,7 @@ class HfSampler:
     @torch.no_grad()
     def sample(self, samples: Sequence[EcgR1Sample], n: int, seed: int) -> list[list[tuple[list[int], bool]]]:
         stop_ids = self.processor.stop_token_ids
+        forbidden = placeholder_ids(self.processor)
         flat = [s for s in samples for _ in range(n)]
         out: list[tuple[list[int], bool]] = []
         was_training = self.model.training
@@ -147,9 +164,9 @@ class HfSampler:
             generated = self.model.generate(
                 **inputs, do_sample=True, temperature=self.config.temperature, top_p=self.config.top_p,
                 top_k=0, max_new_tokens=self.config.max_completion_length, eos_token_id=stop_ids,
-                pad_token_id=self.processor.tokenizer.pad_token_id, use_cache=True)
+                pad_token_id=self.processor.tokenizer.pad_token_id, suppress_tokens=forbidden, use_cache=True)
             for row in generated[:, inputs["input_ids"].shape[1]:].tolist():
-                ids, finished = cut_at_stop(row, stop_ids)
+                ids, finished = sanitise(*cut_at_stop(row, stop_ids), forbidden)
                 out.append((ids + [row[len(ids)]] if finished else ids, finished))
         self.model.train(was_training)
         return [out[i * n:(i + 1) * n] for i in range(len(samples))]
@@ -194,7 +211,8 @@ class VllmSampler:
             group = []
             for completion in output.outputs:
                 ids, stopped = cut_at_stop(completion.token_ids, stop_ids)
-                finished = stopped or completion.finish_reason == "stop"
+                ids, finished = sanitise(ids, stopped or completion.finish_reason == "stop",
+                                         placeholder_ids(self.processor))
                 group.append((ids + [stop_ids[0]] if finished else ids, finished))
             results.append(group)
         return results
@@ -221,11 +239,19 @@ def sequence_batch(processor: EcgR1Processor, completions: Sequence[Completion],
     return {k: v.to(device) for k, v in data.items()}, width
 
 
+def placeholder_ids_of(model: ECGR1ForConditionalGeneration) -> list[int]:
+    config = model.config
+    return [config.ecg_start_token_id, config.ecg_token_id, config.ecg_end_token_id,
+            config.vision_start_token_id, config.image_token_id, config.vision_end_token_id]
+
+
 def completion_logprobs(model: ECGR1ForConditionalGeneration, inputs: dict[str, torch.Tensor], width: int,
                         temperature: float) -> torch.Tensor:
     """[n, width] log-probabilities of the completion tokens under the model (at the sampling temperature)."""
     logits = model(**inputs, logits_to_keep=width + 1, use_cache=False).logits[:, :-1, :]
     logits = logits.float() / temperature
+    # The sampler never draws the placeholder tokens (suppressed): score with the same support.
+    logits[..., placeholder_ids_of(model)] = float("-inf")
     targets = inputs["input_ids"][:, -width:]
     return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
@@ -443,4 +469,4 @@ if __name__ == "__main__":
 
 __all__ = ["Completion", "HfSampler", "PromptStream", "RlResult", "StepLog", "VllmSampler", "clipped_token_loss",
            "completion_logprobs", "group_advantages", "informative", "overlong_mask", "planned_steps",
-           "policy_update", "rollout_step", "sequence_batch", "total_reward", "train_rl"]
+           "placeholder_ids", "policy_update", "rollout_step", "sanitise", "sequence_batch", "total_reward", "train_rl"]

@@ -13,7 +13,8 @@ import torch
 from model.processing_ecg_r1 import EcgR1Sample
 from training.config import load_rl_config
 from training.rl import (HfSampler, PromptStream, clipped_token_loss, completion_logprobs, group_advantages,
-                         informative, overlong_mask, policy_update, rollout_step, sequence_batch)
+                         informative, overlong_mask, placeholder_ids, policy_update, rollout_step, sanitise,
+                         sequence_batch)
 from training.rows import read_rows
 from training.sft import build_tiny, corpus_texts, load_sample, set_trainable
 
@@ -78,6 +79,11 @@ def test_loss_is_a_mean_over_tokens_not_over_sequences() -> None:
     assert float(first + second) == pytest.approx(-0.5)
 
 
+def test_a_completion_with_a_placeholder_token_is_cut_and_unfinished() -> None:
+    assert sanitise([5, 9, 7, 2], True, [9]) == ([5], False)
+    assert sanitise([5, 7, 2], True, [9]) == ([5, 7, 2], True)
+
+
 def test_gpu_config_has_the_release_dapo_settings() -> None:
     config = load_rl_config("rl-8b-gpu")
     assert (config.beta, config.epsilon, config.epsilon_high) == (0.0, 0.2, 0.30)
@@ -140,6 +146,8 @@ def test_hf_sampler_samples_groups_and_marks_cut_completions(corpus: Path, tiny)
     flat = [c for g in groups for c in g]
     assert all(len(ids) <= 13 for ids, _ in flat)
     assert any(not finished for _, finished in flat)  # a random model does not stop within 12 tokens
+    # the ECG/image placeholders are never sampled (fed back, an <|ecg_pad|> would claim a missing ECG)
+    assert not set(placeholder_ids(processor)) & {t for ids, _ in flat for t in ids}
     # temperature 1.0 sampling: the three completions of one prompt are not all the same
     assert len({tuple(ids) for ids, _ in groups[0]}) > 1
     # and the same seed gives the same rollouts
