@@ -92,6 +92,11 @@ def _clean_text(text: str, what: str, *, required: bool = False) -> str:
     return text
 
 
+def _require_content(impression: str, labels: list[str]) -> None:
+    if not impression and not labels:
+        raise InvalidInput("a signed report needs an impression or at least one label")
+
+
 def _current(session: Session, study_id: int, based_on_version: int, allowed: set[ReportStatus]) -> Report:
     """The latest report, if it is the one the form was based on and of a kind this act follows."""
     store.get_study(session, study_id, for_update=True)  # decide concurrent acts one at a time
@@ -147,6 +152,7 @@ def sign(
     """The final report (OBR-25 F) of a draft awaiting sign-off, with the reviewer's edits."""
     _check_signer(user)
     impression, labels = _clean_text(impression, "the impression"), _clean_labels(labels)
+    _require_content(impression, labels)
     latest = _current(session, study_id, based_on_version, {ReportStatus.DRAFT})
     return _new_version(session, study_id, user, latest, ReportStatus.SIGNED, impression=impression, labels=labels,
                         comments=[], policy=policy, now=now or utcnow())
@@ -160,6 +166,7 @@ def amend(
     _check_signer(user)
     impression, labels = _clean_text(impression, "the impression"), _clean_labels(labels)
     reason = _clean_text(reason, "the reason")
+    _require_content(impression, labels)
     latest = _current(session, study_id, based_on_version, {ReportStatus.SIGNED, ReportStatus.AMENDED})
     comments = [f"Correction: {reason}"] if reason else ["Corrected report"]
     return _new_version(session, study_id, user, latest, ReportStatus.AMENDED, impression=impression,

@@ -5,7 +5,9 @@ which reads as an inferior ST elevation: the critical one) into a fresh Postgres
 runs under uvicorn on a free port. A cardiologist logs in, opens the most urgent draft,
 sees the ECG image load, edits the impression and signs; `deliver_due` then sends the final
 ORU to a real MLLP listener. A viewer sees no sign-off form and a crafted POST is refused.
-Screenshots of the queue and the study page go to docs/screenshots/ (used by the README).
+Screenshots of the queue and the study page are taken every run; they replace
+docs/screenshots/{queue,study}.png (used by the README) when those are missing or
+ECGWL_UPDATE_SCREENSHOTS=1, so an ordinary run leaves the working tree clean.
 
 Without /usr/bin/chromium the test is skipped on a developer's machine and FAILS under
 CI=true (scripts/test.sh installs it).
@@ -101,7 +103,16 @@ def _log_in(page, base: str, username: str) -> None:
     page.wait_for_url(f"{base}/queue")
 
 
-def test_cardiologist_signs_the_most_urgent_draft_and_the_final_oru_arrives(demo_site) -> None:
+def _keep_screenshots(shots: Path) -> None:
+    update = os.environ.get("ECGWL_UPDATE_SCREENSHOTS") == "1"
+    for name in ("queue.png", "study.png"):
+        assert (shots / name).stat().st_size > 10_000  # a real page, not a blank one
+        if update or not (SCREENSHOTS / name).exists():
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            (SCREENSHOTS / name).write_bytes((shots / name).read_bytes())
+
+
+def test_cardiologist_signs_the_most_urgent_draft_and_the_final_oru_arrives(demo_site, tmp_path: Path) -> None:
     _require_chromium()
     from playwright.sync_api import sync_playwright
 
@@ -114,7 +125,8 @@ def test_cardiologist_signs_the_most_urgent_draft_and_the_final_oru_arrives(demo
         awaiting = session.execute(sa.select(sa.func.count()).select_from(Study)
                                    .where(Study.state == "awaiting_signoff")).scalar_one()
     assert awaiting >= 3
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
@@ -124,7 +136,7 @@ def test_cardiologist_signs_the_most_urgent_draft_and_the_final_oru_arrives(demo
             first_row = page.locator("table.queue tbody tr").first
             assert "CRITICAL" in first_row.inner_text()
             assert page.locator(".count", has_text="awaiting sign-off").inner_text().startswith(str(awaiting))
-            page.screenshot(path=str(SCREENSHOTS / "queue.png"))
+            page.screenshot(path=str(shots / "queue.png"))
 
             first_row.locator("a").first.click()
             page.wait_for_url(f"{base}/studies/{critical_id}")
@@ -134,7 +146,7 @@ def test_cardiologist_signs_the_most_urgent_draft_and_the_final_oru_arrives(demo
             assert image.evaluate("img => img.complete && img.naturalWidth") > 0  # the ECG really loaded
             assert "st elevation (inferior)" in page.locator("section.card", has_text="Impression:").inner_text()
             assert not page.locator("details").first.evaluate("d => d.open")  # reasoning folded
-            page.screenshot(path=str(SCREENSHOTS / "study.png"))
+            page.screenshot(path=str(shots / "study.png"))
 
             page.fill("textarea[name=impression]", EDITED)
             page.click("button[value=sign]")
@@ -173,6 +185,7 @@ def test_cardiologist_signs_the_most_urgent_draft_and_the_final_oru_arrives(demo
             assert refused.status == 403
         finally:
             browser.close()
+    _keep_screenshots(shots)
     with store.session_scope(engine) as session:
         assert session.execute(sa.select(sa.func.count()).select_from(Report)
                                .where(Report.study_id == other)).scalar_one() == 1

@@ -162,6 +162,8 @@ def test_signoff_functions_check_the_role_and_the_version_themselves(
     with store.session_scope(review_engine) as session:
         with pytest.raises(signoff.InvalidInput):
             signoff.amend(session, study_id, cardio, 1, "x", [], policy=POLICY)  # nothing signed yet
+        with pytest.raises(signoff.InvalidInput, match="impression or at least one label"):
+            signoff.sign(session, study_id, cardio, 1, "   ", [" ", ""], policy=POLICY)
     with store.session_scope(review_engine) as session:
         signoff.sign(session, study_id, cardio, 1, "ok", ["sinus rhythm"], policy=POLICY)
     with store.session_scope(review_engine) as session:
