@@ -56,7 +56,7 @@ from ingest.protocol.voltage import (
     lvh_criteria,
     sokolow_lyon_mv,
 )
-from training.build import CORPUS_FILE, RowInput, build_row, split_for, summarise, write_summary
+from training.build import CORPUS_FILE, REJECTED_FILE, RowInput, build_row, split_for, summarise, write_summary
 from training.rows import TrainingRow, write_rows
 
 if TYPE_CHECKING:
@@ -738,22 +738,28 @@ def generate_synthetic_corpus(out_dir: Path, count: int, seed: int = 0, progress
     """
     from tqdm import tqdm
 
-    from training.corpus import ProtocolWording, apply_rewriter
+    from training.corpus import ProtocolWording, Rejected, apply_rewriter, write_rejected
 
     rewriter = rewriter or ProtocolWording()
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    rows = [apply_rewriter(rewriter, synthetic_row(index, seed, out_dir))
-            for index in tqdm(range(count), desc="synthetic ECGs", unit="ecg", disable=not progress)]
+    rows: list[TrainingRow] = []
+    rejected: list[Rejected] = []
+    for index in tqdm(range(count), desc="synthetic ECGs", unit="ecg", disable=not progress):
+        try:
+            rows.append(apply_rewriter(rewriter, synthetic_row(index, seed, out_dir)))
+        except Exception as error:  # a measuring or rendering failure is listed, never silent
+            rejected.append(Rejected(id=f"synthetic-{index:05d}", path=f"simulate(seed={seed}, index={index})",
+                                     reason=f"{type(error).__name__}: {error}"))
     write_rows(out_dir / CORPUS_FILE, rows)
+    write_rejected(out_dir / REJECTED_FILE, rejected)
     errors = hr_errors(rows)
     extra: dict[str, object] = {"seed": seed, "hr_error_bpm": {
         "rows": len(errors), "mean": round(float(np.mean(errors)), 2) if errors else None,
         "max": round(float(np.max(errors)), 2) if errors else None,
         "within_2_bpm": sum(error <= 2.0 for error in errors)}}
-    write_summary(out_dir, summarise(rows, rejected=0, seconds=time.perf_counter() - started, extra=extra))
+    write_summary(out_dir, summarise(rows, rejected=len(rejected), seconds=time.perf_counter() - started, extra=extra))
     return out_dir / CORPUS_FILE
 
 

@@ -62,7 +62,8 @@ def synth_command(out: Path, count: int, seed: int) -> None:
     if isinstance(hr, dict):
         click.echo(f"measured vs simulated heart rate (sinus rows): mean error {hr.get('mean')} bpm, "
                    f"max {hr.get('max')} bpm, within 2 bpm {hr.get('within_2_bpm')}/{hr.get('rows')}")
-    click.echo(f"corpus written to {path}")
+    click.echo(f"corpus written to {path}" + (f"; rejected records listed in {out / 'rejected.csv'}"
+                                               if summary.rejected else ""))
 
 
 @train.command("corpus")

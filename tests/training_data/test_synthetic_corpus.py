@@ -105,3 +105,23 @@ def test_generation_is_fast(corpus):
     _, _, seconds = corpus
     # About 0.1 s per record on one core (measure + render + PNG); generous for a shared CI machine.
     assert seconds / COUNT < 1.0
+
+
+def test_a_record_that_fails_is_listed_in_rejected_csv(tmp_path, monkeypatch):
+    import training.synthetic as synthetic
+
+    real = synthetic.synthetic_row
+
+    def failing(index, seed, out_dir):
+        if index == 1:
+            raise IndexError("index 5250 is out of bounds")
+        return real(index, seed, out_dir)
+
+    monkeypatch.setattr(synthetic, "synthetic_row", failing)
+    path = synthetic.generate_synthetic_corpus(tmp_path, 3, seed=2, progress=False)
+    assert [row.id for row in read_rows(path)] == ["synthetic-00000", "synthetic-00002"]
+    rejected = (tmp_path / "rejected.csv").read_text().splitlines()
+    assert rejected[0] == "id,path,reason"
+    assert rejected[1].startswith('synthetic-00001,"simulate(seed=2, index=1)",IndexError: index 5250')
+    summary = CorpusSummary.model_validate_json((tmp_path / SUMMARY_FILE).read_text())
+    assert summary.rejected == 1 and summary.rows == 2
