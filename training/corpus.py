@@ -315,9 +315,9 @@ def manifest_records(csv_path: Path) -> Iterator[RecordRef]:
         raw = (row.get("labels") or "").strip()
         labels = [label.strip().lower() for label in raw.split(";") if label.strip()] if raw else None
         record_id = _manifest_id(relative)
-        split = (row.get("split") or "").strip().lower()
-        yield RecordRef(id=record_id, path=csv_path.parent / relative, labels=labels,
-                        split=split if split in ("train", "val", "test") else split_for(record_id),  # type: ignore[arg-type]
+        given = (row.get("split") or "").strip().lower()
+        split: Split = given if given in ("train", "val", "test") else split_for(record_id)  # type: ignore[assignment]
+        yield RecordRef(id=record_id, path=csv_path.parent / relative, labels=labels, split=split,
                         meta={"manifest_path": relative})
 
 

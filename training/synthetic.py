@@ -1,6 +1,6 @@
 """The bundled synthetic ECG set: a parametric 12-lead simulator with known ground truth.
 
-    simulate(record_id, seed) -> (signal (12, 5000) float32 mV at 500 Hz, SimulatedTruth)
+    simulate(record_id, seed, index) -> (signal (12, 5000) float32 mV at 500 Hz, SimulatedTruth)
     generate_synthetic_corpus(out_dir, count, seed) -> Path   (the corpus JSONL; training.build)
 
 The model. The heart is one 3-D dipole d(t) = (x: left, y: inferior, z: anterior), the sum
@@ -13,11 +13,13 @@ dipole along six horizontal-plane directions from right-anterior (V1) to left (V
 their own gains, so R waves grow from V1 to V5 when the main QRS vector points left and
 posterior, as in a normal heart.
 
-Time courses have sharp starts and ends where the ground truth needs a defined point:
-QRS lobes are half-sines that start at the QRS onset and the last ends at the QRS offset;
-the P wave starts with a half-sine (its onset is the PR start); the T wave rises as a
-half-Hann and falls as a quarter-cosine whose end is the T end (QT). The truth intervals
-are construction parameters, not measurements.
+Time courses have compact support, so every boundary is a number: QRS lobes are triangles
+(straight limbs, like a real QRS's steep edges) from the QRS onset to the QRS offset; the P
+wave is two raised-cosine lobes from the P onset (QRS onset - PR); the T wave rises and falls
+as half-Hann curves and ends at QRS onset + QT; the ST injury current ramps up over the last
+20 ms of the QRS, holds, and falls with the T. The truth intervals are construction
+parameters, not measurements. (A measurer's onsets and ends on such shapes are expected
+within about 10 ms: the repository's own constructed-ECG tests use the same conventions.)
 
 Ground truth. A record's labels come from its parameters by the protocol's thresholds
 (`ingest.protocol` classifier functions and vocabulary constants): rate and rhythm from the
@@ -46,12 +48,19 @@ from ingest.protocol import vocabulary as v
 from ingest.protocol.conduction import axis_class, pr_class, qrs_class
 from ingest.protocol.findings import hundredths, whole
 from ingest.protocol.ischemia import pathological_q, st_depressed, st_elevated, territories_with
-from ingest.protocol.repolarisation import PEAKED_T_MIN_LEADS, FLAT_T_MIN_LEADS, T_UPRIGHT_LEADS, flat_t, peaked_t, qtc_class
+from ingest.protocol.repolarisation import (
+    FLAT_T_MIN_LEADS,
+    PEAKED_T_MIN_LEADS,
+    T_UPRIGHT_LEADS,
+    flat_t,
+    peaked_t,
+    qtc_class,
+)
 from ingest.protocol.rhythm import rate_class
 from ingest.protocol.voltage import (
+    LAA_V1_TERMINAL_P_FROM_MV,
     POOR_R_PROGRESSION_V3_BELOW_MV,
     RAA_P_II_ABOVE_MV,
-    LAA_V1_TERMINAL_P_FROM_MV,
     low_voltage,
     lvh_criteria,
     sokolow_lyon_mv,
@@ -329,8 +338,8 @@ def _build_lobes(rng: np.random.Generator, p: Params) -> None:
         terminal = unit((-0.5, -0.45, -0.6)) * rng.uniform(0.15, 0.4) * min(magnitude, 1.6)
         lobes.append(Lobe(terminal, "triangle", (0.55 * width, 0.45 * width)))
         if p.conduction == "rbbb":
-            # Late right-ventricular activation: a slow terminal force to the right and front
-            # (R' in V1, broad S in I and V6), starting where normal activation is ending.
+            # Late right-ventricular activation: a terminal force to the right and front (R' in
+            # V1, broad S in I and V6), starting while left-ventricular activation ends.
             start = 0.75 * width
             lobes.append(Lobe(unit((-0.6, 0.05, 0.8)) * rng.uniform(0.8, 1.2), "triangle", (start, d - start)))
         if p.conduction == "incomplete":
@@ -356,14 +365,15 @@ def _build_lobes(rng: np.random.Generator, p: Params) -> None:
     if p.conduction in ("lbbb", "rbbb"):
         # Secondary repolarisation: opposite the late QRS forces.
         late = lobes[-1].vector
-        t_vec = -unit(late) * np.linalg.norm(t_vec) * 1.0
+        t_vec = -unit(late) * np.linalg.norm(t_vec)
         if p.t_mode == "flat":
             t_vec = t_vec * 0.6
     if p.t_mode == "inverted":
         t_vec = -t_vec
     lobes.append(Lobe(unit(t_vec) * t_amp, "t", (t_start, t_peak, t_end)))
     if p.conduction == "lbbb":
-        lobes.append(Lobe(-unit(frontal(axis, -0.8)) * rng.uniform(0.05, 0.12) * attenuation, "plateau", (d - 20.0, 20.0, t_peak, t_end)))
+        secondary = -unit(frontal(axis, -0.8)) * rng.uniform(0.05, 0.12) * attenuation  # discordant ST
+        lobes.append(Lobe(secondary, "plateau", (d - 20.0, 20.0, t_peak, t_end)))
     if p.st_territory is not None:
         p.st_injury_mv = float(rng.uniform(0.16, 0.4) * attenuation)
         # The injury current flows from the late QRS on: the ST is at its level by the J point.
@@ -583,7 +593,8 @@ def quantities(params: Params) -> Quantities:
     leads, axis, p_ii, p_term = lead_truth(params)
     side = {"rbbb": "right", "lbbb": "left"}.get(params.conduction)
     qtc = params.qt_ms / math.sqrt(float(rr.mean()) / 1000.0)
-    return Quantities(hr=hr, rhythm=params.rhythm, pr=params.pr_ms, qrs=params.qrs_ms, side=side,  # type: ignore[arg-type]
+    return Quantities(hr=hr, rhythm=params.rhythm, pr=params.pr_ms, qrs=params.qrs_ms,
+                      side=side,  # type: ignore[arg-type]
                       qtc=qtc, axis=axis, leads=leads, p_ii=p_ii, p_term=p_term)
 
 
@@ -693,7 +704,8 @@ def simulate(record_id: str, seed: int, index: int = 0, force_normal: bool | Non
         p_ii_mv=None if q.p_ii is None else round(q.p_ii, 3),
         p_v1_terminal_mv=None if q.p_term is None else round(q.p_term, 3),
         noise=params.noise, noise_mv=levels,
-        leads={lead: LeadTruth(**{k: round(val, 3) for k, val in lt.model_dump().items()}) for lead, lt in q.leads.items()},
+        leads={lead: LeadTruth(**{name: round(value, 3) for name, value in lt.model_dump().items()})
+               for lead, lt in q.leads.items()},
         labels=truth_labels(q), draws=draw,
     )
     return signal, truth
