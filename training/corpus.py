@@ -364,9 +364,40 @@ def write_rejected(path: Path, rejected: list[Rejected]) -> Path:
     return path
 
 
+def _try_record(ref: RecordRef, source: str, out_dir: Path) -> TrainingRow | Rejected:
+    """One record's row, or why it was rejected (run in worker processes too)."""
+    try:
+        return record_row(ref, source, out_dir)
+    except IngestError as error:
+        return Rejected(id=ref.id, path=str(ref.path), reason=error.reason)
+    except Exception as error:  # a bug or a corrupt record must still be listed, not lost
+        return Rejected(id=ref.id, path=str(ref.path), reason=f"{type(error).__name__}: {error}")
+
+
+def built(refs: list[RecordRef], source: str, out_dir: Path, workers: int = 1) -> Iterator[TrainingRow | Rejected]:
+    """Each record's row or rejection, in input order; `workers` > 1 reads in processes.
+
+    Every record writes only its own files (signals/<id>.npy, images/<id>.png), so workers
+    never touch the same file; the rows come back to this process in order.
+    """
+    if workers <= 1:
+        for ref in refs:
+            yield _try_record(ref, source, out_dir)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(partial(_try_record, source=source, out_dir=out_dir), refs, chunksize=8)
+
+
 def generate_corpus(root: Path, out_dir: Path, layout: Layout | None = None, limit: int | None = None,
-                    rewriter: Rewriter | None = None, progress: bool = True) -> CorpusResult:
-    """Rows for every usable record under `root`; rejected.csv lists the others with reasons."""
+                    rewriter: Rewriter | None = None, progress: bool = True, workers: int = 1) -> CorpusResult:
+    """Rows for every usable record under `root`; rejected.csv lists the others with reasons.
+
+    `workers` > 1 reads and measures records in that many processes (about 0.1 s per record
+    on one core; PTB-XL's 21,799 records take about 35 min on one).
+    """
     from tqdm import tqdm
 
     root, out_dir = Path(root), Path(out_dir)
@@ -379,18 +410,17 @@ def generate_corpus(root: Path, out_dir: Path, layout: Layout | None = None, lim
     started = time.perf_counter()
     rows: list[TrainingRow] = []
     rejected: list[Rejected] = []
-    for ref in tqdm(refs, desc=f"{chosen} records", unit="ecg", disable=not progress):
-        try:
-            rows.append(apply_rewriter(rewriter, record_row(ref, chosen, out_dir)))
-        except IngestError as error:
-            rejected.append(Rejected(id=ref.id, path=str(ref.path), reason=error.reason))
-        except Exception as error:  # a bug or a corrupt record must still be listed, not lost
-            rejected.append(Rejected(id=ref.id, path=str(ref.path), reason=f"{type(error).__name__}: {error}"))
+    outcomes = built(refs, chosen, out_dir, workers)
+    for outcome in tqdm(outcomes, total=len(refs), desc=f"{chosen} records", unit="ecg", disable=not progress):
+        if isinstance(outcome, Rejected):
+            rejected.append(outcome)
+        else:
+            rows.append(apply_rewriter(rewriter, outcome))
     path = out_dir / CORPUS_FILE
     write_rows(path, rows)
     rejected_path = write_rejected(out_dir / REJECTED_FILE, rejected)
     summary = summarise(rows, rejected=len(rejected), seconds=time.perf_counter() - started,
-                        extra={"layout": chosen, "root": str(root)})
+                        extra={"layout": chosen, "root": str(root), "workers": workers})
     write_summary(out_dir, summary)
     return CorpusResult(path=path, rejected_path=rejected_path, summary=summary, rejected=rejected)
 

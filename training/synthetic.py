@@ -740,14 +740,26 @@ def hr_errors(rows: list[TrainingRow]) -> list[float]:
     return errors
 
 
+def _try_synthetic(index: int, seed: int, out_dir: Path) -> TrainingRow | tuple[int, str]:
+    """Record `index`'s row, or (index, why) when it failed (run in worker processes too)."""
+    try:
+        return synthetic_row(index, seed, out_dir)
+    except Exception as error:  # a measuring or rendering failure is listed, never silent
+        return index, f"{type(error).__name__}: {error}"
+
+
 def generate_synthetic_corpus(out_dir: Path, count: int, seed: int = 0, progress: bool = True,
-                              rewriter: Rewriter | None = None) -> Path:
+                              rewriter: Rewriter | None = None, workers: int = 1) -> Path:
     """Write `count` simulated rows to out_dir/corpus.jsonl (+ signals/, images/, summary.json).
 
-    Record i depends only on (seed, i): a corpus of 600 starts with the corpus of 100.
-    `rewriter` (default: the protocol reader's own wording) may vary the assistant text
-    (training.corpus.apply_rewriter checks it). Returns the JSONL file's path.
+    Record i depends only on (seed, i): a corpus of 600 starts with the corpus of 100, and
+    `workers` (processes) changes nothing but the time. `rewriter` (default: the protocol
+    reader's own wording) may vary the assistant text (training.corpus.apply_rewriter
+    checks it). A record that fails is listed in rejected.csv. Returns the JSONL's path.
     """
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
     from tqdm import tqdm
 
     from training.corpus import ProtocolWording, Rejected, apply_rewriter, write_rejected
@@ -758,16 +770,24 @@ def generate_synthetic_corpus(out_dir: Path, count: int, seed: int = 0, progress
     started = time.perf_counter()
     rows: list[TrainingRow] = []
     rejected: list[Rejected] = []
-    for index in tqdm(range(count), desc="synthetic ECGs", unit="ecg", disable=not progress):
-        try:
-            rows.append(apply_rewriter(rewriter, synthetic_row(index, seed, out_dir)))
-        except Exception as error:  # a measuring or rendering failure is listed, never silent
-            rejected.append(Rejected(id=f"synthetic-{index:05d}", path=f"simulate(seed={seed}, index={index})",
-                                     reason=f"{type(error).__name__}: {error}"))
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    try:
+        make = partial(_try_synthetic, seed=seed, out_dir=out_dir)
+        outcomes = pool.map(make, range(count), chunksize=8) if pool else map(make, range(count))
+        for outcome in tqdm(outcomes, total=count, desc="synthetic ECGs", unit="ecg", disable=not progress):
+            if isinstance(outcome, TrainingRow):
+                rows.append(apply_rewriter(rewriter, outcome))
+            else:
+                index, reason = outcome
+                rejected.append(Rejected(id=f"synthetic-{index:05d}", path=f"simulate(seed={seed}, index={index})",
+                                         reason=reason))
+    finally:
+        if pool is not None:
+            pool.shutdown()
     write_rows(out_dir / CORPUS_FILE, rows)
     write_rejected(out_dir / REJECTED_FILE, rejected)
     errors = hr_errors(rows)
-    extra: dict[str, object] = {"seed": seed, "hr_error_bpm": {
+    extra: dict[str, object] = {"seed": seed, "workers": workers, "hr_error_bpm": {
         "rows": len(errors), "mean": round(float(np.mean(errors)), 2) if errors else None,
         "max": round(float(np.max(errors)), 2) if errors else None,
         "within_2_bpm": sum(error <= 2.0 for error in errors)}}

@@ -50,12 +50,13 @@ def eval_command(model_path: str, corpus_file: Path, split: str, limit: int | No
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--count", type=click.IntRange(min=1), default=600, show_default=True, help="How many ECGs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Record i depends only on (seed, i).")
-def synth_command(out: Path, count: int, seed: int) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
+def synth_command(out: Path, count: int, seed: int, workers: int) -> None:
     """The bundled synthetic set: simulated 12-lead ECGs with known labels -> OUT/corpus.jsonl."""
     from training.build import SUMMARY_FILE, CorpusSummary
     from training.synthetic import generate_synthetic_corpus
 
-    path = generate_synthetic_corpus(out, count, seed)
+    path = generate_synthetic_corpus(out, count, seed, workers=workers)
     summary = CorpusSummary.model_validate_json((out / SUMMARY_FILE).read_text(encoding="utf-8"))
     click.echo("\n".join(summary.lines()))
     hr = summary.extra.get("hr_error_bpm")
@@ -72,12 +73,14 @@ def synth_command(out: Path, count: int, seed: int) -> None:
 @click.option("--layout", type=click.Choice(["ptb-xl", "mimic-iv-ecg", "manifest"]), default=None,
               help="Folder layout (default: detected from the files present).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many records.")
-def corpus_command(directory: Path, out: Path, layout: str | None, limit: int | None) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
+def corpus_command(directory: Path, out: Path, layout: str | None, limit: int | None, workers: int) -> None:
     """Training rows from a folder of records (PTB-XL, MIMIC-IV-ECG, manifest CSV) -> OUT/corpus.jsonl."""
     from training.corpus import generate_corpus
 
     try:
-        result = generate_corpus(directory, out, layout=layout, limit=limit)  # type: ignore[arg-type]
+        result = generate_corpus(directory, out, layout=layout, limit=limit,  # type: ignore[arg-type]
+                                 workers=workers)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
     click.echo("\n".join(result.summary.lines()))

@@ -220,3 +220,11 @@ def test_cli_synth_and_corpus(manifest, tmp_path):
     assert "rows: 2" in corpus.output and "rejected: 0" in corpus.output
     missing = runner.invoke(train, ["corpus", str(tmp_path), str(tmp_path / "none")])
     assert missing.exit_code != 0 and "layout unknown" in missing.output
+
+
+def test_corpus_in_worker_processes_matches_one_process(manifest, tmp_path):
+    one = generate_corpus(manifest, tmp_path / "one", progress=False)
+    two = generate_corpus(manifest, tmp_path / "two", progress=False, workers=2)
+    assert [r.id for r in read_rows(one.path)] == [r.id for r in read_rows(two.path)]
+    assert [r.labels for r in read_rows(one.path)] == [r.labels for r in read_rows(two.path)]
+    assert [item.id for item in one.rejected] == [item.id for item in two.rejected]

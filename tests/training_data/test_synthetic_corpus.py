@@ -125,3 +125,11 @@ def test_a_record_that_fails_is_listed_in_rejected_csv(tmp_path, monkeypatch):
     assert rejected[1].startswith('synthetic-00001,"simulate(seed=2, index=1)",IndexError: index 5250')
     summary = CorpusSummary.model_validate_json((tmp_path / SUMMARY_FILE).read_text())
     assert summary.rejected == 1 and summary.rows == 2
+
+
+def test_workers_change_only_the_time(tmp_path):
+    one = list(read_rows(generate_synthetic_corpus(tmp_path / "one", 4, seed=5, progress=False)))
+    two = list(read_rows(generate_synthetic_corpus(tmp_path / "two", 4, seed=5, progress=False, workers=2)))
+    assert [row.model_dump() for row in one] == [row.model_dump() for row in two]
+    for row in two:
+        assert np.array_equal(np.load(tmp_path / "one" / row.signal_path), np.load(tmp_path / "two" / row.signal_path))
