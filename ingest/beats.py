@@ -266,7 +266,9 @@ def classify_and_align(band: np.ndarray, detections: np.ndarray, fs: float) -> B
     scores = lagged_correlation(qrs, template)  # (beats, 2*shift + 1)
     best = np.argmax(scores, axis=1)
     correlation = scores[np.arange(len(detections)), best]
-    fiducial = detections + best - shift
+    # A beat detected within 20 ms of either end may align to a point outside the record:
+    # keep it inside (such a beat is an edge beat, never dominant, so it is not measured).
+    fiducial = np.clip(detections + best - shift, 0, band.shape[1] - 1)
     return Beats(fiducial=fiducial.astype(int), dominant=(correlation >= DOMINANT_CORRELATION) & ~edge,
                  correlation=correlation, edge=edge)
 

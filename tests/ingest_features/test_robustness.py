@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from ingest.beats import classify_and_align, detect_qrs, qrs_band, qrs_energy
 from ingest.ecg import STANDARD_LEADS
 from ingest.features import measure
 from tests.ingest_features.synthetic import NORMAL_LEADS, Beat, ecg, qrs_onsets
@@ -156,3 +157,16 @@ def test_output_round_trips_through_json(clean):
     features = measure(clean, 500)
     again = GroundingFeatures.model_validate_json(features.model_dump_json(by_alias=True))
     assert again == features
+
+
+
+def test_a_beat_detected_at_the_last_sample_stays_inside_the_record(clean) -> None:
+    # Found by the training simulator: a QRS detected in the record's last sample aligned
+    # (by up to +20 ms) past the end, and cutting the windows raised IndexError.
+    x = clean[:, :5000]
+    band = qrs_band(x, 500)
+    detections = np.append(detect_qrs(qrs_energy(band, 500), 500), [0, x.shape[1] - 1])
+    detections.sort()
+    beats = classify_and_align(band, detections, 500)
+    assert beats.fiducial.min() >= 0 and beats.fiducial.max() <= x.shape[1] - 1
+    assert beats.edge[0] and beats.edge[-1] and not beats.dominant[[0, -1]].any()
