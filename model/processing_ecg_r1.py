@@ -26,13 +26,8 @@ from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from ingest.ecg import MODEL_WINDOW_SAMPLES
+from model.prompts import ECG_TAG, IMAGE_TAG, INSTRUCTION, SYSTEM_PROMPT
 
-SYSTEM_PROMPT = ("You are a helpful, harmless clinical ECG assistant. "
-                 "Provide concise, evidence-based interpretations.")
-INSTRUCTION = ("Interpret the provided ECG image, identify key features and abnormalities in each lead, "
-               "and generate a clinical diagnosis that is supported by the observed evidence.")
-
-ECG_TAG, IMAGE_TAG = "<ecg>", "<image>"
 MODALITIES = ("ecg", "image")  # default prompt order
 ECG_START, ECG_PAD, ECG_END = "<|ecg_start|>", "<|ecg_pad|>", "<|ecg_end|>"
 VISION_START, IMAGE_PAD, VISION_END = "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"

@@ -30,7 +30,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from model.processing_ecg_r1 import INSTRUCTION, SYSTEM_PROMPT
+from model.prompts import INSTRUCTION, SYSTEM_PROMPT
 
 USER_TAGS = "<ecg><image>"
 MAX_EVIDENCE_PER_STEP = 3
