@@ -102,6 +102,20 @@ class ImdEpochCallback(TrainerCallback):
         self.dataset.set_epoch(int((state.epoch or 0.0) + 1e-6))
 
 
+class TimeLimitCallback(TrainerCallback):
+    """Stop after the step during which `seconds` ran out (the demo's budget on a busy machine);
+    the model is saved as it is then."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.stopped = False
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if time.monotonic() > self.deadline:
+            control.should_training_stop = True
+            self.stopped = True
+
+
 @dataclass
 class SftCollator:
     """Right-padded model inputs with labels on the assistant tokens only."""
@@ -192,6 +206,7 @@ class SftResult:
     steps: int = 0
     wall_s: float = 0.0
     rows: int = 0
+    stopped_by_time: bool = False
 
 
 def training_arguments(config: SftConfig, out_dir: Path, *, progress: bool) -> TrainingArguments:
@@ -244,8 +259,11 @@ def prepare_model(config: SftConfig, corpus_file: Path, rows: Sequence[TrainingR
 
 
 def train_sft(config: SftConfig, corpus_file: Path, out_dir: Path, *, resume: bool | str = False,
-              split: str = "train", limit: int | None = None, progress: bool = True) -> SftResult:
-    """Fine-tune on the corpus's `split` rows and save the model + processor to `out_dir`."""
+              split: str = "train", limit: int | None = None, progress: bool = True,
+              time_limit_s: float | None = None) -> SftResult:
+    """Fine-tune on the corpus's `split` rows and save the model + processor to `out_dir`.
+
+    `time_limit_s` ends training early (after the current step) once exceeded; the result says so."""
     started = time.monotonic()
     corpus_file, out_dir = Path(corpus_file), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -261,9 +279,13 @@ def train_sft(config: SftConfig, corpus_file: Path, out_dir: Path, *, resume: bo
     log.info("SFT on %d rows: %d trainable / %d frozen parameters", len(rows), counts["trainable"], counts["frozen"])
 
     dataset = SftDataset(corpus_file, rows, seed=config.seed, p_drop=config.p_drop, p_swap=config.p_swap)
+    callbacks: list[TrainerCallback] = [ImdEpochCallback(dataset)]
+    timer = TimeLimitCallback(time_limit_s - (time.monotonic() - started)) if time_limit_s is not None else None
+    if timer is not None:
+        callbacks.append(timer)
     trainer = Trainer(model=model, args=args, train_dataset=dataset,
                       data_collator=SftCollator(processor, config.max_length),
-                      processing_class=processor.tokenizer, callbacks=[ImdEpochCallback(dataset)])
+                      processing_class=processor.tokenizer, callbacks=callbacks)
     checkpoint = resume if isinstance(resume, str) else (bool(resume) and _has_checkpoint(out_dir)) or None
     trainer.train(resume_from_checkpoint=checkpoint)
 
@@ -272,7 +294,8 @@ def train_sft(config: SftConfig, corpus_file: Path, out_dir: Path, *, resume: bo
     processor.save_pretrained(out_dir)
     losses = [(int(entry["step"]), float(entry["loss"])) for entry in trainer.state.log_history if "loss" in entry]
     return SftResult(out_dir=out_dir, losses=losses, parameters=counts, steps=trainer.state.global_step,
-                     wall_s=time.monotonic() - started, rows=len(rows))
+                     wall_s=time.monotonic() - started, rows=len(rows),
+                     stopped_by_time=timer is not None and timer.stopped)
 
 
 def _has_checkpoint(out_dir: Path) -> bool:
@@ -300,5 +323,5 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["ImdEpochCallback", "SftCollator", "SftDataset", "SftResult", "build_tiny", "corpus_texts", "imd_rng",
+__all__ = ["ImdEpochCallback", "SftCollator", "SftDataset", "SftResult", "TimeLimitCallback", "build_tiny", "corpus_texts", "imd_rng",
            "load_model", "load_sample", "set_trainable", "train_sft"]

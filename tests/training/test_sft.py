@@ -91,3 +91,11 @@ def test_gpu_config_keeps_the_release_recipe() -> None:
     assert not config.train_ecg_tower and not config.train_vision_tower
     with pytest.raises(ValueError, match="global_batch_size"):
         load_sft_config("sft-8b-gpu", world_size=4)
+
+
+def test_a_time_limit_stops_after_the_current_step(corpus: Path, tmp_path: Path) -> None:
+    config = load_sft_config("sft-tiny-cpu", max_steps=50, save_steps=0, logging_steps=1,
+                             per_device_train_batch_size=2, global_batch_size=2)
+    result = train_sft(config, corpus, tmp_path, progress=False, time_limit_s=0.0)
+    assert result.stopped_by_time and result.steps == 1
+    assert (tmp_path / "model.safetensors").is_file()  # what was trained is saved
