@@ -10,7 +10,8 @@ Conventions:
 - amplitudes in mV relative to the PR baseline of the row (the mean of 16 ms before
   the QRS onset); Q and S are depths (positive numbers), P and T are signed;
 - QRS amplitudes are taken inside the QRS window given (the global one for the median
-  beat, so all leads share one J point);
+  beat, so all leads share one J point); the Q wave is the initial negative deflection
+  before the FIRST R (the clinical definition, `q_waves`), R the tallest positive one;
 - ST level at J + 60 ms, ST slope a least-squares line over J + 20..80 ms.
 """
 
@@ -47,6 +48,40 @@ def _interval(start: np.ndarray, stop: np.ndarray, fs: float) -> np.ndarray:
     return np.where(good, _ms(stop - start, fs), np.nan)
 
 
+def q_waves(y: np.ndarray, window: np.ndarray, local_on: np.ndarray, local_off: np.ndarray,
+            fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(depth mV, duration ms, QS) of each row's Q wave; y: QRS columns relative to the PR baseline.
+
+    The clinical Q wave: the initial negative deflection of the QRS, BEFORE THE FIRST R (the
+    first sample MIN_DEFLECTION_MV above the baseline), not before the tallest R. So in an
+    rSR' the S between r and R' is not a Q, and a small initial r above that noise threshold
+    means there is no Q at all. A complex that never rises above it is QS: its whole negative
+    deflection is the Q (and the S). A dip under it is no Q (depth 0). The threshold is a
+    fixed one, not a multiple of the lead's noise estimate: that estimate includes slow
+    residual wander, which does not hide a 10 ms deflection, and would turn small r waves
+    into QS complexes.
+    The Q lasts from where the signal leaves the baseline downwards (10 % of its depth: the
+    QRS onset itself is found a few ms early) until it climbs back through the baseline
+    (the QRS offset for a QS).
+    """
+    length = y.shape[1]
+    above = window & (y >= MIN_DEFLECTION_MV)
+    has_r = above.any(axis=1)
+    first_r = np.where(has_r, np.argmax(above, axis=1), local_off)
+    qs = window.any(axis=1) & ~has_r
+    initial = window & span(length, local_on, first_r + 1)
+    q_at = argmax_where(-y, initial)
+    depth = np.maximum(take(-y, q_at), 0.0)
+    depth = np.where(depth >= MIN_DEFLECTION_MV, depth, 0.0)
+    left = span(length, local_on, q_at + 1) & (-y >= 0.1 * depth[:, None])
+    q_start = np.where(left.any(axis=1), np.argmax(left, axis=1), local_on)
+    climbed = span(length, q_at, first_r + 1) & (y >= 0)
+    q_end = np.where(climbed.any(axis=1), np.argmax(climbed, axis=1), first_r)
+    q_end = np.where(qs, local_off, q_end)
+    duration = np.where(depth > 0, _ms(q_end - q_start, fs), 0.0)
+    return depth, duration, qs
+
+
 def measure_rows(meas: np.ndarray, smooth: np.ndarray, fs: float, qrs_on: np.ndarray, qrs_off: np.ndarray,
                  lead_on: np.ndarray, lead_off: np.ndarray, p: Wave, t: Wave,
                  rr_s: np.ndarray) -> dict[str, np.ndarray]:
@@ -66,24 +101,12 @@ def measure_rows(meas: np.ndarray, smooth: np.ndarray, fs: float, qrs_on: np.nda
     r_at = argmax_where(y, window)
     r_amp = np.maximum(take(y, r_at), 0.0)
     local_on, local_off = qrs_on - lo, qrs_off - lo
-    q_at = argmax_where(-y, window & span(hi - lo, local_on, r_at + 1))
-    q_amp = np.maximum(take(-y, q_at), 0.0)
     s_at = argmax_where(-y, window & span(hi - lo, r_at, local_off + 1))
     s_amp = np.maximum(take(-y, s_at), 0.0)
     lowest = np.maximum(-np.where(window, y, np.inf).min(axis=1), 0.0)
+    q_amp, q_dur, qs = q_waves(y, window, local_on, local_off, fs)
     # A QS complex has no R wave: its one negative deflection is both the Q and the S.
-    qs = r_amp < MIN_DEFLECTION_MV
-    q_amp = np.where(qs, lowest, np.where(q_amp >= MIN_DEFLECTION_MV, q_amp, 0.0))
     s_amp = np.where(qs, lowest, s_amp)
-    # The Q wave lasts from where the signal leaves the baseline downwards (10 % of its depth:
-    # the QRS onset itself is found a few ms early) until it climbs back through the baseline.
-    q_deepest = np.where(qs, argmax_where(-y, window), q_at)
-    left = span(hi - lo, local_on, q_deepest + 1) & (-y >= 0.1 * q_amp[:, None])
-    q_start = np.where(left.any(axis=1), np.argmax(left, axis=1), local_on)
-    climbed = span(hi - lo, q_deepest, r_at + 1) & (y >= 0)
-    q_end = np.where(climbed.any(axis=1), np.argmax(climbed, axis=1), r_at)
-    q_end = np.where(qs, local_off, q_end)
-    q_dur = np.where(q_amp > 0, _ms(q_end - q_start, fs), 0.0)
     qrs_amp = np.where(window, y, -np.inf).max(axis=1) + lowest
 
     j = np.where(has_qrs, qrs_off, -1)

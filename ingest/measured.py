@@ -24,7 +24,7 @@ class BeatFeatures(BaseModel):
     p_amp_mv: float | None = None  # signed, relative to the PR baseline
     p_dur_ms: float | None = None
     pr_ms: float | None = None  # P onset to QRS onset
-    q_amp_mv: float | None = None  # depth of the Q wave, positive number; 0 when absent
+    q_amp_mv: float | None = None  # depth of the Q wave (before the first R), positive; 0 when absent
     q_dur_ms: float | None = None
     r_amp_mv: float | None = None  # height of the tallest positive QRS deflection
     s_amp_mv: float | None = None  # depth of the deepest negative deflection after R, positive

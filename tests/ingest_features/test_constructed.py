@@ -119,6 +119,43 @@ def test_wide_qrs_with_rsr_prime_in_v1():
     assert features.leads["V1"].qrs_morphology == "rSR'"
 
 
+def test_rsr_prime_has_no_q_wave():
+    """The S between r and a taller R' is not a Q: a Q comes before the FIRST R (clinical definition).
+
+    Measured before the tallest R, every RBBB V1 read as "pathological q waves" (found by the
+    training simulator). V1 here: r 0.2 mV, S 0.6 mV, R' 1.0 mV; V2: the same with an r of
+    0.05 mV, just above the 0.03 mV noise threshold, still an r and still no Q.
+    """
+    rbbb = replace(NORMAL, qrs_ms=140.0).with_leads(V1=Lead(p=0.06, r=0.2, s=0.6, r2=1.0, t=-0.1),
+                                                     V2=Lead(p=0.08, r=0.05, s=0.8, r2=1.2, t=-0.1))
+    leads = measured(rbbb).leads
+    for name in ("V1", "V2"):
+        assert leads[name].median.q_amp_mv == 0.0, name
+        assert leads[name].median.q_dur_ms == 0.0, name
+        assert leads[name].median.r_amp_mv == pytest.approx(1.0 if name == "V1" else 1.2, abs=0.05)
+    assert leads["V1"].qrs_morphology == "rSR'"
+
+
+def test_qr_and_qs_complexes_have_their_q_wave():
+    """A true Q: Qr in V2 (Q 0.6 mV before an r of 0.25 mV), QS in V1 (one negative deflection of 1.0 mV).
+
+    Qr: down to 0.6 mV over 13.5 ms, back through the baseline 27 ms * 0.6 / 0.85 later. QS:
+    the complex leaves the baseline at 0.45 x 90 ms and comes back at the J point (90 ms);
+    the Q lasts from 10 % of its depth (2.7 ms after it leaves) to the QRS offset.
+    """
+    infarct = NORMAL.with_leads(V1=Lead(p=0.06, q=0.0, r=0.0, s=1.0, t=0.2),
+                                V2=Lead(p=0.08, q=0.6, r=0.25, s=0.0, t=0.3))
+    features = measured(infarct)
+    leads = features.leads
+    assert leads["V2"].median.q_amp_mv == pytest.approx(0.6, abs=0.05)
+    assert leads["V2"].median.q_dur_ms == pytest.approx(13.5 + 27 * 0.6 / 0.85, abs=5)
+    assert leads["V2"].qrs_morphology == "Qr"
+    assert leads["V1"].median.q_amp_mv == pytest.approx(1.0, abs=0.05)
+    assert leads["V1"].median.s_amp_mv == pytest.approx(1.0, abs=0.05)
+    assert leads["V1"].median.q_dur_ms == pytest.approx(0.55 * 90 - 2.7, abs=8)
+    assert leads["V1"].qrs_morphology == "QS"
+
+
 @pytest.mark.parametrize(("pr_ms", "qt_ms"), [(260.0, 400.0), (120.0, 400.0), (160.0, 500.0)])
 def test_long_and_short_intervals(pr_ms, qt_ms):
     beat = replace(NORMAL, pr_ms=pr_ms, qt_ms=qt_ms, t_ms=180.0 + (qt_ms - 400.0) / 2)
