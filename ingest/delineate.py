@@ -19,7 +19,11 @@ Methods, chosen because they are simple, published and need no training:
   trapezium spanned with a reference point beyond the wave. It needs no threshold and is
   insensitive to the baseline. Onsets use the mirrored trapezium.
 Amplitudes are relative to the row's PR baseline (the mean of 16 ms just before the QRS
-onset), so a P or T is "present" only when it stands clearly off that baseline.
+onset), so a P or T is delineated only when it stands clearly off that baseline. A P that
+does not is absent (no amplitude: atrial fibrillation has no P). A T that does not is
+FLAT, a finding rather than an absence: its amplitude is still measured (the largest
+deflection where its peak is searched, an upper bound on its size) while its onset, peak
+and end stay -1, since the boundaries of a wave lost in the noise would be guesses.
 """
 
 from __future__ import annotations
@@ -50,12 +54,20 @@ class QrsBounds:
 
 @dataclass(frozen=True)
 class Wave:
-    """One P or T wave per row: boundaries, peak, and its signed amplitude (mV, PR baseline)."""
+    """One P or T wave per row: boundaries, peak, and its signed amplitude (mV, PR baseline).
+
+    A flat T (see the module docstring) has an amplitude and peak -1: `flat` tells those rows.
+    """
 
     onset: np.ndarray  # int per row, -1 when not found
-    peak: np.ndarray
+    peak: np.ndarray  # -1 when the wave is absent or too small to delineate
     end: np.ndarray
     amplitude: np.ndarray  # float per row, NaN when the wave is absent
+
+    @property
+    def flat(self) -> np.ndarray:
+        """Bool per row: an amplitude was measured but the wave was too small to delineate."""
+        return ~np.isnan(self.amplitude) & (self.peak < 0)
 
 
 def span(length: int, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
@@ -194,11 +206,13 @@ def _trapezium_onset(y: np.ndarray, sign: np.ndarray, steepest: np.ndarray, refe
 
 def _wave(y: np.ndarray, fs: float, peak_from: np.ndarray, peak_to: np.ndarray,
           rise_from: np.ndarray, fall_to: np.ndarray, limb_s: float, min_mv: float,
-          noise_mv: np.ndarray) -> Wave:
+          noise_mv: np.ndarray, keep_flat: bool = False) -> Wave:
     """Delineate the largest deflection of each row between peak_from and peak_to.
 
     rise_from/fall_to bound where the wave's onset and end may lie; limb_s is how far
     from the steepest point the trapezium reference is placed (about one limb's length).
+    A deflection under min_mv (or WAVE_SNR x the noise) is not delineated; with keep_flat
+    its amplitude is kept all the same (a flat wave), otherwise it is NaN (no wave).
     """
     usable = peak_to > peak_from
     peak = argmax_between(np.abs(y), np.where(usable, peak_from, 0), np.where(usable, peak_to, 0))
@@ -223,8 +237,9 @@ def _wave(y: np.ndarray, fs: float, peak_from: np.ndarray, peak_to: np.ndarray,
     onset = np.where(onset > rise_from + margin, onset, -1)
     end = np.where(end < fall_to - margin, end, -1)
 
+    measured = present | (keep_flat & (peak >= 0))
     return Wave(onset=np.where(present, onset, -1), peak=np.where(present, peak, -1),
-                end=np.where(present, end, -1), amplitude=np.where(present, amplitude, np.nan))
+                end=np.where(present, end, -1), amplitude=np.where(measured, amplitude, np.nan))
 
 
 def p_waves(smooth: np.ndarray, fs: float, qrs_onset: np.ndarray, previous_t_end: np.ndarray,
@@ -249,7 +264,10 @@ def p_waves(smooth: np.ndarray, fs: float, qrs_onset: np.ndarray, previous_t_end
 
 def t_waves(smooth: np.ndarray, fs: float, qrs_onset: np.ndarray, qrs_offset: np.ndarray, rr_s: float,
             noise_mv: np.ndarray | None = None) -> Wave:
-    """The T wave of each row: its peak 60 ms after the J point up to 0.55 s (or 0.6 RR) after the onset."""
+    """The T wave of each row: its peak 60 ms after the J point up to 0.55 s (or 0.6 RR) after the onset.
+
+    A T under T_MIN_MV (or within the noise) is flat: amplitude measured, no onset, peak or end.
+    """
     rows, length = smooth.shape
     onset, offset = _as_rows(qrs_onset, rows), _as_rows(qrs_offset, rows)
     noise = np.zeros(rows) if noise_mv is None else np.asarray(noise_mv)
@@ -257,7 +275,8 @@ def t_waves(smooth: np.ndarray, fs: float, qrs_onset: np.ndarray, qrs_offset: np
     latest_peak = onset + samples(min(0.55, 0.6 * rr_s), fs)
     latest_end = np.minimum(onset + samples(min(0.75, 0.92 * rr_s), fs), length - 1)
     wave = _wave(np.nan_to_num(y), fs, peak_from=offset + samples(0.06, fs), peak_to=latest_peak,
-                 rise_from=offset, fall_to=latest_end, limb_s=0.1, min_mv=T_MIN_MV, noise_mv=noise)
+                 rise_from=offset, fall_to=latest_end, limb_s=0.1, min_mv=T_MIN_MV, noise_mv=noise,
+                 keep_flat=True)
     return _without(wave, (onset < 0) | (offset < 0))
 
 

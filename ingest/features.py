@@ -21,7 +21,9 @@ and the review page shows. The stages, each in its own function or module:
       ingest.grounding     rounding, global intervals and axes, rhythm, voltages
 
 A number that cannot be trusted is None with a note saying why (a flat or noisy lead, no
-T end, leads that disagree, P waves in too few beats), never a plausible-looking guess.
+T end, leads that disagree, P waves in too few beats), never a plausible-looking guess. A
+flat T (too small to delineate) is a measurement, not a missing one: its amplitude is
+given, its end (and so the lead's QT) is None.
 
 Accuracy. IEC 60601-2-25:2011 (which absorbed IEC 60601-2-51) holds automated interval
 measurements on the biological ECGs of the CSE database to mean differences from the
@@ -58,7 +60,7 @@ from ingest.beats import (
     window_extent,
     windows,
 )
-from ingest.delineate import P_MIN_MV, QrsBounds, Wave, p_waves, qrs_bounds, t_waves
+from ingest.delineate import P_MIN_MV, T_MIN_MV, QrsBounds, Wave, p_waves, qrs_bounds, t_waves
 from ingest.ecg import STANDARD_LEADS, Measurements
 from ingest.grounding import Fiducials, global_measurements, lead_features, rhythm, voltages
 from ingest.measured import GroundingFeatures, Rhythm
@@ -307,7 +309,11 @@ def _median_waves(view: _Windows, rr_s: float, measured: np.ndarray, noise_media
     t_end, why_t = _consensus(t.end[measured], fs, "t_end", earliest=False)
     for lead in _names(measured & np.isnan(t.amplitude)):
         notes.append(f"no T wave found in {lead}")
-    for lead in _names(measured & ~np.isnan(t.amplitude) & (t.end < 0)):
+    # A flat T is measured (its small amplitude), but where it ends is not known.
+    if (measured & t.flat).any():
+        notes.append(f"flat T (under {T_MIN_MV:g} mV or within the noise) in {', '.join(_names(measured & t.flat))}: "
+                     "T end not measured there")
+    for lead in _names(measured & (t.peak >= 0) & (t.end < 0)):
         notes.append(f"no T end found in {lead}")
     if have_qrs:
         _note(notes, "T end", why_t)

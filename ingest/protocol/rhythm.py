@@ -1,7 +1,7 @@
 """Step 1 of the protocol: technical quality, rate and rhythm.
 
     technical_finding   how many leads were measured
-    lead_reversal_finding  P, QRS and T all negative in I (only when suspected)
+    lead_reversal_finding  P, QRS and T all negative in I (only when suspected; a flat T is not negative)
     rate_finding        heart rate against 60 / 100 bpm
     rhythm_finding      sinus (P before most beats, upright in II, not upright in aVR),
                         atrial fibrillation (irregular RR without P waves), or undetermined
@@ -26,6 +26,9 @@ BRADYCARDIA_BELOW_BPM = 60
 TACHYCARDIA_ABOVE_BPM = 100
 # "P present before most beats": more than this share of the beats has a P wave.
 SINUS_P_FRACTION_ABOVE = 0.5
+# A T in I counts as inverted (lead reversal) from this depth: a smaller one is a flat T,
+# which the measurer reports as a small signed number (ingest.delineate.T_MIN_MV).
+INVERTED_T_FROM_MV = 0.05
 
 RateClass = Literal["bradycardia", "normal", "tachycardia"]
 RhythmClass = Literal["sinus", "atrial fibrillation", "undetermined", "unmeasurable"]
@@ -80,7 +83,7 @@ def lead_reversal_finding(features: GroundingFeatures) -> Finding | None:
     if lead_i is None:
         return None
     p, net, t = (hundredths(getattr(lead_i.median, name)) for name in ("p_amp_mv", "qrs_net_mv", "t_amp_mv"))
-    if p is None or net is None or t is None or not (p < 0 and net < 0 and t < 0):
+    if p is None or net is None or t is None or not (p < 0 and net < 0 and t <= -INVERTED_T_FROM_MV):
         return None
     return Finding(
         step=1, rule="lead_reversal", label=v.LEAD_REVERSAL, abnormal=True, leads=["I"],

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from ingest.features import measure
+from ingest.protocol import vocabulary as v
+from ingest.protocol.read import protocol_read
 from tests.ingest_features.synthetic import (
     NORMAL_LEADS,
     PVC,
@@ -99,6 +101,27 @@ def test_q_wave_depth_and_width():
     assert leads["II"].qrs_morphology == "qRs"
     v5 = NORMAL_LEADS["V5"]  # q 0.1, R 1.6: 13.5 ms down, then 27 ms * 0.1 / 1.7 back up
     assert leads["V5"].median.q_dur_ms == pytest.approx(13.5 + 27 * v5.q / (v5.q + v5.r), abs=5)
+
+
+def test_flat_t_waves_are_measured_and_read_as_flat():
+    """T waves of 0.03 mV (under the 0.05 mV a T must have to be delineated) in I, II and V3-V6.
+
+    Each is a flat T: its amplitude is measured, its end is not (no QT in those leads), and
+    the protocol's flat-T rule (T under 0.1 mV in >= 4 of I, II, V3-V6) can fire. The derived
+    limb leads are flat too, so only V1 and V2 have a T end: too few for a global QT, which
+    is then not measured rather than guessed.
+    """
+    low = {name: replace(NORMAL_LEADS[name], t=0.03) for name in ("I", "II", "V3", "V4", "V5", "V6")}
+    features = measured(NORMAL.with_leads(**low))
+    for name in low:
+        median = features.leads[name].median
+        assert median.t_amp_mv == pytest.approx(0.03, abs=0.02), name
+        assert median.t_dur_ms is None and median.qt_ms is None, name
+    assert features.leads["V2"].median.t_amp_mv == pytest.approx(0.5, abs=0.05)
+    assert any(note.startswith("flat T") for note in features.notes)
+    assert features.global_.qt_ms is None
+    assert v.FLAT_T_WAVES in protocol_read(features).labels
+    assert v.FLAT_T_WAVES not in protocol_read(measured()).labels
 
 
 def test_st_elevation_in_v2_v3_only():

@@ -65,6 +65,8 @@ CASES: list[tuple[str, Callable[[], GroundingFeatures], set[str], set[str]]] = [
      {v.LEAD_REVERSAL}, {v.NORMAL_ECG}),
     ("lead I T upright", lambda: with_median(N(), "I", p_amp_mv=-0.08, qrs_net_mv=-0.6, t_amp_mv=0.2), set(),
      {v.LEAD_REVERSAL}),
+    ("lead I T flat", lambda: with_median(N(), "I", p_amp_mv=-0.08, qrs_net_mv=-0.6, t_amp_mv=-0.02), set(),
+     {v.LEAD_REVERSAL}),
     ("one ectopic beat", lambda: with_rhythm(N(), ectopic_count=1), {v.ECTOPIC_BEATS}, {v.NORMAL_ECG}),
     # PR
     ("pr 119 short", lambda: with_global(N(), pr_ms=119.0), {v.SHORT_PR}, {v.NORMAL_ECG}),
