@@ -17,7 +17,9 @@ Methods, chosen because they are simple, published and need no training:
   BioMedical Engineering OnLine 10:77, 2011; validated on the PhysioNet QT database): from the point
   of steepest slope on the wave's limb, the end is the point that maximises the area of a
   trapezium spanned with a reference point beyond the wave. It needs no threshold and is
-  insensitive to the baseline. Onsets use the mirrored trapezium.
+  insensitive to the baseline. Onsets use the mirrored trapezium. The steepest point of a
+  fall is looked for on the wave's own limb, before it is back to 20 % of its amplitude,
+  so a closely following wave (the next P after a T) cannot lend it its slope.
 Amplitudes are relative to the row's PR baseline (the mean of 16 ms just before the QRS
 onset), so a P or T is delineated only when it stands clearly off that baseline. A P that
 does not is absent (no amplitude: atrial fibrillation has no P). A T that does not is
@@ -44,6 +46,9 @@ P_MIN_MV = 0.03
 T_MIN_MV = 0.05
 # Waves must also stand this many times above the row's noise level.
 WAVE_SNR = 3.0
+# A wave's falling limb ends, at the latest, where the wave is back to this share of its
+# amplitude: its steepest fall is looked for before that point (see `_falling_limb_end`).
+LIMB_END_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,23 @@ def _trapezium_onset(y: np.ndarray, sign: np.ndarray, steepest: np.ndarray, refe
     return np.where(onset > reference, onset, -1)
 
 
+def _falling_limb_end(y: np.ndarray, sign: np.ndarray, amplitude: np.ndarray, peak: np.ndarray,
+                      stop: np.ndarray) -> np.ndarray:
+    """Per row, the first sample in [peak, stop) where the wave is back to LIMB_END_FRACTION of its amplitude.
+
+    `stop` where it never gets there. The steepest point of a wave's fall lies before this
+    sample (half-way down, for a rounded wave); a steeper slope after it belongs to the next
+    wave: a T followed closely by the next P (short T-P interval: fast rate, long PR) had
+    its end taken at the end of that P, 150-200 ms late.
+    """
+    columns = columns_between(peak, stop, y.shape[1])
+    if columns is None:
+        return stop
+    lo, hi, mask = columns
+    back = mask & (sign[:, None] * y[:, lo:hi] <= LIMB_END_FRACTION * np.abs(np.nan_to_num(amplitude))[:, None])
+    return np.where(back.any(axis=1), np.argmax(back, axis=1) + lo, stop)
+
+
 def _wave(y: np.ndarray, fs: float, peak_from: np.ndarray, peak_to: np.ndarray,
           rise_from: np.ndarray, fall_to: np.ndarray, limb_s: float, min_mv: float,
           noise_mv: np.ndarray, keep_flat: bool = False) -> Wave:
@@ -223,8 +245,11 @@ def _wave(y: np.ndarray, fs: float, peak_from: np.ndarray, peak_to: np.ndarray,
     limb = samples(limb_s, fs)
     nowhere = np.zeros_like(peak)
 
+    fall_stop = np.where(present, np.minimum(peak + 2 * limb, fall_to), nowhere)
+    fall_stop = np.where(present, _falling_limb_end(y, sign, amplitude, np.where(present, peak, nowhere), fall_stop)
+                         + 1, nowhere)
     steep_fall = argmax_between(-sign[:, None] * slope, np.where(present, peak, nowhere),
-                                np.where(present, np.minimum(peak + 2 * limb, fall_to), nowhere))
+                                np.minimum(fall_stop, np.where(present, np.minimum(peak + 2 * limb, fall_to), nowhere)))
     end = _trapezium_end(y, sign, steep_fall, np.minimum(steep_fall + limb, fall_to))
 
     steep_rise = argmax_between(sign[:, None] * slope, np.where(present, np.maximum(peak - 2 * limb, rise_from),

@@ -124,6 +124,21 @@ def test_flat_t_waves_are_measured_and_read_as_flat():
     assert v.FLAT_T_WAVES not in protocol_read(measured()).labels
 
 
+def test_t_end_before_a_closely_following_p_wave():
+    """The next P starts 60 ms after the T ends (RR 680 ms, PR 260 ms, QT 360 ms) and falls more steeply.
+
+    The T's steepest fall used to be looked for up to 200 ms after its peak, where it found
+    the P's: the T "ended" with the P (QT about 130 ms long) and the P was lost with it
+    (found by the training simulator at fast rates with a long PR).
+    """
+    tall_p = {name: replace(lead, p=2 * lead.p) for name, lead in NORMAL_LEADS.items()}
+    beat = Beat(pr_ms=260.0, p_ms=70.0, qt_ms=360.0, leads=tall_p)
+    features = measured(beat, qrs_onsets(rr_s=[0.68] * 14, first_s=0.4))
+    assert features.global_.qt_ms == pytest.approx(360, abs=12)
+    assert features.global_.pr_ms == pytest.approx(260, abs=12)
+    assert features.notes == []
+
+
 def test_st_elevation_in_v2_v3_only():
     raised = NORMAL.with_leads(V2=replace(NORMAL_LEADS["V2"], st=0.2), V3=replace(NORMAL_LEADS["V3"], st=0.2))
     features = measured(raised)
