@@ -11,7 +11,9 @@ Methods, chosen because they are simple, published and need no training:
 - QRS onset/offset: the 40 Hz low-passed slope of the row must stay below a threshold
   (10 % of the row's peak QRS slope, or 3x its slope noise) for 8 ms before the first,
   and after the last, large QRS slope. Requiring a quiet run keeps a momentary zero slope
-  at the tip of a Q, R or S wave from ending the complex early.
+  at the tip of a Q, R or S wave from ending the complex early; a quiet stretch of 30 ms
+  after the fiducial point ends it for good, so the steep rise of a tall T that follows a
+  narrow QRS closely is not taken for a late part of the QRS.
 - P and T boundaries: the trapezium-area method (Vázquez-Seisdedos et al., "New approach
   for T-wave end detection on electrocardiogram: performance in noisy conditions",
   BioMedical Engineering OnLine 10:77, 2011; validated on the PhysioNet QT database): from the point
@@ -39,6 +41,9 @@ from ingest.beats import samples
 # QRS boundary: slope below this share of the peak QRS slope, sustained for QUIET_RUN_S.
 QRS_EDGE_FRACTION = 0.1
 QUIET_RUN_S = 0.008
+# A quiet stretch this long after the fiducial point ends the complex: a big slope after it
+# is the T (a tall T soon after a narrow QRS), not a late part of the QRS.
+QRS_GAP_S = 0.03
 # A slope this large (share of the peak QRS slope) is part of the QRS, not a P or T wave.
 QRS_SIGNIFICANT_FRACTION = 0.3
 # Smallest P and T waves worth delineating (mV): below them the boundaries are noise.
@@ -159,12 +164,17 @@ def qrs_bounds(smooth: np.ndarray, fs: float, fiducial: int) -> QrsBounds:
     significant = slope >= QRS_SIGNIFICANT_FRACTION * peak_slope[:, None]
     significant[:, :max(0, f - samples(0.1, fs))] = False
     significant[:, f + samples(0.12, fs):] = False
-    first_big, last_big = _first(significant), _last(significant)
 
     quiet = (slope < threshold[:, None]).astype(np.int32)
     counts = np.cumsum(np.pad(quiet, ((0, 0), (1, 0))), axis=1)
     quiet_run = np.zeros(quiet.shape, dtype=bool)  # quiet_run[j]: quiet over [j, j + run)
     quiet_run[:, :width - run + 1] = (counts[:, run:] - counts[:, :-run]) == run
+    gap = max(run, samples(QRS_GAP_S, fs))
+    long_quiet = np.zeros(quiet.shape, dtype=bool)  # quiet over [j, j + gap)
+    long_quiet[:, :width - gap + 1] = (counts[:, gap:] - counts[:, :-gap]) == gap
+    after_gap = _first(long_quiet & span(width, np.full(rows, f), np.full(rows, width)))
+    significant &= ~span(width, np.where(after_gap >= 0, after_gap, width), np.full(rows, width))
+    first_big, last_big = _first(significant), _last(significant)
 
     # Onset: the last sample of a quiet run ending before the first big slope.
     ends_quiet = np.zeros_like(quiet_run)

@@ -13,7 +13,9 @@ and the review page shows. The stages, each in its own function or module:
       _median_waves        per lead (ingest.delineate): QRS onset/offset, T and P waves; the
                            leads combined into global fiducials as devices do: QRS onset =
                            the earliest onset other leads confirm, QRS offset and T end the
-                           latest; P onset/offset alike among the leads with a clear P
+                           latest (the QRS offset: the latest three leads confirm, even a
+                           minority, as RBBB's R'); P onset/offset alike among the leads with
+                           a clear P
       _per_beat            the same delineation on every lead of every beat, and whether
                            each beat has a P wave
       ingest.beat_measures amplitudes, durations, ST level/slope per lead, on the median and
@@ -298,7 +300,7 @@ def _median_waves(view: _Windows, rr_s: float, measured: np.ndarray, noise_media
     smooth = view.smooth_median
     bounds = qrs_bounds(smooth, fs, view.before)
     qrs_on, why_on = _consensus(bounds.onset[measured], fs, "qrs_on", earliest=True)
-    qrs_off, why_off = _consensus(bounds.offset[measured], fs, "qrs_off", earliest=False)
+    qrs_off, why_off = _consensus(bounds.offset[measured], fs, "qrs_off", earliest=False, minority_late=True)
     _note(notes, "QRS onset", why_on)
     _note(notes, "QRS offset", why_off)
     have_qrs = qrs_on is not None and qrs_off is not None
@@ -422,19 +424,30 @@ def _fraction(p_present: np.ndarray) -> float | None:
     return round(float(known.mean()), 3) if known.size else None
 
 
-def _consensus(positions: np.ndarray, fs: float, kind: str, earliest: bool) -> tuple[int | None, str | None]:
+def _consensus(positions: np.ndarray, fs: float, kind: str, earliest: bool,
+               minority_late: bool = False) -> tuple[int | None, str | None]:
     """One global fiducial from per-lead positions (-1 = not found), as devices combine leads.
 
     Leads more than AGREEMENT_MS[kind] from the leads' median are outliers and ignored.
     With at least three agreeing leads the result is the earliest (or latest) of them; with
     six or more the second earliest (latest), so one stray lead cannot move it.
+    minority_late (the QRS offset): agreement is judged around the latest position that at
+    least three leads confirm instead of around the median, so a late part of the complex
+    seen in a minority of leads (RBBB's R', which ends 50-60 ms after the QRS has ended in
+    the other leads) is not discarded as an outlier, while one or two stray leads still are.
     Returns (position, None) or (None, reason).
     """
     found = positions[positions >= 0]
     if found.size < MIN_AGREEING_LEADS:
         return None, f"found in {found.size} lead(s), {MIN_AGREEING_LEADS} needed"
     tolerance = AGREEMENT_MS[kind] * fs / 1000.0
-    agreeing = np.sort(found[np.abs(found - np.median(found)) <= tolerance])
+    centre = float(np.median(found))
+    if minority_late:
+        support = (np.abs(found[:, None] - found[None, :]) <= tolerance).sum(axis=1)
+        confirmed = found[support >= MIN_AGREEING_LEADS]
+        if confirmed.size:
+            centre = float(confirmed.max())
+    agreeing = np.sort(found[np.abs(found - centre) <= tolerance])
     if agreeing.size < MIN_AGREEING_LEADS:
         return None, f"leads disagree by more than {AGREEMENT_MS[kind]:g} ms"
     k = 1 if agreeing.size >= 6 else 0

@@ -13,6 +13,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from ingest.beats import filtfilt
+from ingest.delineate import qrs_bounds
 from ingest.features import measure
 from ingest.protocol import vocabulary as v
 from ingest.protocol.read import protocol_read
@@ -25,6 +27,7 @@ from tests.ingest_features.synthetic import (
     fibrillation_waves,
     frontal_axis_deg,
     irregular_onsets,
+    lead_beat,
     qrs_onsets,
 )
 
@@ -155,6 +158,35 @@ def test_wide_qrs_with_rsr_prime_in_v1():
     features = measured(rbbb)
     assert features.global_.qrs_ms == pytest.approx(140, abs=10)
     assert features.leads["V1"].qrs_morphology == "rSR'"
+
+
+def test_r_prime_in_a_minority_of_leads_sets_the_qrs_offset():
+    """RBBB's R' ends 50 ms after the QRS has ended elsewhere, seen here in V1-V3 only (3 of 12 leads).
+
+    The QRS offset was agreed around the leads' median, so the three late leads were outliers
+    and the QRS measured 98 ms: RBBB missed in 8 of 68 simulated RBBB records. The latest
+    offset three leads confirm is the QRS offset.
+    """
+    onsets = qrs_onsets(60, seconds=10.6)
+    rbbb = replace(NORMAL, qrs_ms=140.0).with_leads(V1=Lead(p=0.06, r=0.2, s=0.5, r2=0.8, t=-0.1),
+                                                     V2=Lead(p=0.08, r=0.3, s=0.8, r2=0.9, t=-0.1),
+                                                     V3=Lead(p=0.08, r=0.5, s=0.6, r2=0.6, t=0.2))
+    signal = ecg(NORMAL, onsets, noise_mv=0.01, wander_mv=0.1)
+    signal[6:9] = ecg(rbbb, onsets, noise_mv=0.01, wander_mv=0.1)[6:9]
+    features = measure(signal, 500)
+    assert features.global_.qrs_ms == pytest.approx(140, abs=10)
+    assert features.leads["V1"].qrs_morphology == "rSR'"
+
+
+def test_qrs_offset_is_not_carried_into_a_tall_t_wave():
+    """A tall T rising 40 ms after a narrow QRS, as steep as the QRS: its slope is not a late QRS part.
+
+    A quiet stretch of QRS_GAP_S ends the complex (without it this row's QRS ended at 212 ms).
+    """
+    t = np.arange(-0.45, 0.7, 1 / 500)
+    row = lead_beat(t, Beat(qrs_ms=80.0, qt_ms=280.0, t_ms=160.0), Lead(p=0.1, r=0.5, s=0.2, t=1.0))
+    bounds = qrs_bounds(filtfilt(row[None, :], "lowpass", 40.0, 500), 500.0, 225 + 18)
+    assert (bounds.offset[0] - 225) * 2 == pytest.approx(80, abs=8)
 
 
 def test_rsr_prime_has_no_q_wave():
