@@ -55,6 +55,7 @@ class SftConfig(_Strict):
     gradient_checkpointing: bool = True
     train_ecg_tower: bool = False  # the release freezes the (pretrained) ECG-CoCa tower
     train_vision_tower: bool = False  # ... and Qwen3-VL's ViT (the merger always trains)
+    pretrain_ecg_tower_epochs: int = 0  # tiny model only: label-prediction pretraining of its tower (training/tower.py)
     p_drop: float = 0.5  # Interleaved Modality Dropout, once per sample
     p_swap: float = 0.1
     deepspeed: str | None = None  # a DeepSpeed JSON (ZeRO-3 on GPUs), relative to configs/ or absolute

@@ -70,7 +70,11 @@ def test_a_few_steps_lower_the_loss_and_a_checkpoint_resumes(corpus: Path, tmp_p
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < 0.9 * first, losses
     assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "tokenizer.json").is_file()
-    assert result.parameters["frozen"] == 0  # the tiny config trains its random towers (deliberate)
+    # the tiny config pretrains its ECG tower and freezes it (as the release freezes ECG-CoCa); the ViT trains
+    assert (tmp_path / "tower_pretraining.json").is_file()
+    from training.sft import load_model
+    tower_parameters = sum(p.numel() for p in load_model(tmp_path)[0].model.ecg_tower.parameters())
+    assert result.parameters["frozen"] == tower_parameters
     assert (tmp_path / "checkpoints" / "checkpoint-10").is_dir()
 
     # Continue the same run to 12 steps: it starts from checkpoint-10, not from scratch.

@@ -1,0 +1,37 @@
+"""Tiny ECG tower pretraining: it learns the rows' labels and measurements from the signal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from model.modeling_ecg_r1 import EcgTower
+from model.tiny import TINY_ECG
+from training.rows import TrainingRow, make_messages, read_rows
+from training.tower import MEASURES, measure_matrix, pretrain_ecg_tower
+
+
+def test_pretraining_lowers_the_loss_and_beats_the_majority(corpus: Path) -> None:
+    rows = list(read_rows(corpus, split="train"))
+    torch.manual_seed(0)
+    tower = EcgTower(TINY_ECG)
+    before = [p.detach().clone() for p in tower.parameters()]
+    record = pretrain_ecg_tower(tower, corpus, rows, epochs=25, batch_size=4, progress=False)
+    assert record.losses[-1] < 0.5 * record.losses[0]
+    assert record.train_accuracy >= record.majority_accuracy
+    assert record.labels == sorted({label for row in rows for label in row.labels})
+    assert any(not torch.equal(a, b) for a, b in zip(before, tower.parameters(), strict=True))
+    assert not tower.training  # left in eval mode: SFT freezes it
+
+
+def test_measurements_are_standardised_where_present() -> None:
+    def row(measured: dict[str, float] | None) -> TrainingRow:
+        return TrainingRow(id="x", source="synthetic", messages=make_messages("<think>x</think><answer></answer>"),
+                           meta={"measured": measured} if measured is not None else {})
+
+    values, present = measure_matrix([row({"hr_bpm": 60.0}), row({"hr_bpm": 100.0, "qrs_ms": 90.0}), row(None)])
+    hr = MEASURES.index("hr_bpm")
+    assert present[:, hr].tolist() == [1.0, 1.0, 0.0]
+    assert values[:, hr].tolist() == [-1.0, 1.0, 0.0]  # mean 80, SD 20 over the rows that have it
+    assert values[1, MEASURES.index("qrs_ms")] == 0.0  # a single value standardises to 0

@@ -1,0 +1,132 @@
+"""Pretraining the tiny ECG tower: the demo's stand-in for ECG-CoCa's pretraining.
+
+ECG-R1 freezes a PRETRAINED signal encoder (ECG-CoCa, contrastive on ECG-report pairs). A tiny
+model has no such tower, and a random one gives the language model nothing to read: the first
+demo run, with the random tower trained inside SFT, wrote the same reading for every ECG. So
+before SFT the tiny tower is pretrained here on the training split: its tokens, mean-pooled,
+go through a linear head that predicts the row's labels (multi-label, binary cross-entropy)
+and the measurements its reading states (heart rate, PR, QRS, QTc, axis from the row's
+`meta.measured`, standardised; mean squared error where measured). Like ECG-CoCa, which
+learnt from ECG-report pairs, the tower learns what reports say. Then SFT freezes it, as the
+release freezes ECG-CoCa.
+
+    pretrain_ecg_tower(model.model.ecg_tower, corpus_file, rows, epochs=30) -> TowerPretraining
+
+Only the training split is used (the test split stays unseen). The head is thrown away.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+from torch import nn
+from tqdm import tqdm
+
+from model.modeling_ecg_r1 import EcgTower
+from model.processing_ecg_r1 import prepare_signal
+from training.rows import TrainingRow, resolve
+
+
+class TowerPretraining(BaseModel):
+    labels: list[str]
+    losses: list[float]  # mean loss per epoch (label BCE + measurement MSE)
+    hr_error_sd: float  # mean |error| of the standardised heart rate on the training rows (1.0 = one SD)
+    train_accuracy: float  # per-label accuracy (1 - Hamming loss) on the training rows at the end
+    majority_accuracy: float  # the same for always predicting each label's majority value
+    seconds: float
+
+
+def label_matrix(rows: Sequence[TrainingRow], labels: Sequence[str]) -> torch.Tensor:
+    index = {label: i for i, label in enumerate(labels)}
+    targets = torch.zeros(len(rows), len(labels))
+    for r, row in enumerate(rows):
+        for label in row.labels:
+            targets[r, index[label]] = 1.0
+    return targets
+
+
+MEASURES = ("hr_bpm", "pr_ms", "qrs_ms", "qtc_ms", "qrs_axis_deg")
+
+
+def measure_matrix(rows: Sequence[TrainingRow]) -> tuple[torch.Tensor, torch.Tensor]:
+    """[n, len(MEASURES)] standardised measured values and a mask of those present."""
+    values = torch.zeros(len(rows), len(MEASURES))
+    present = torch.zeros(len(rows), len(MEASURES))
+    for r, row in enumerate(rows):
+        measured = row.meta.get("measured")
+        if not isinstance(measured, dict):
+            continue
+        for m, name in enumerate(MEASURES):
+            value = measured.get(name)
+            if isinstance(value, (int, float)):
+                values[r, m], present[r, m] = float(value), 1.0
+    count = present.sum(dim=0).clamp(min=1.0)
+    mean = (values * present).sum(dim=0) / count
+    std = (((values - mean) * present) ** 2).sum(dim=0).div(count).sqrt().clamp(min=1e-6)
+    return (values - mean) / std * present, present
+
+
+def load_signals(corpus_file: Path, rows: Sequence[TrainingRow]) -> torch.Tensor:
+    """[n, 12, 5000] prepared signals (as the processor prepares them) of rows that have one."""
+    return torch.from_numpy(np.stack([prepare_signal(np.load(resolve(corpus_file, row.signal_path)))
+                                      for row in rows]))
+
+
+def pretrain_ecg_tower(tower: EcgTower, corpus_file: Path, rows: Sequence[TrainingRow], *, epochs: int = 30,
+                       batch_size: int = 32, learning_rate: float = 3e-3, seed: int = 0,
+                       progress: bool = True) -> TowerPretraining:
+    """Train `tower` in place to predict the rows' labels; returns the record."""
+    started = time.monotonic()
+    rows = [row for row in rows if row.signal_path is not None]
+    labels = sorted({label for row in rows for label in row.labels})
+    signals, targets = load_signals(corpus_file, rows), label_matrix(rows, labels)
+    measures, present = measure_matrix(rows)
+    torch.manual_seed(seed)
+    head = nn.Linear(tower.width, len(labels) + len(MEASURES))
+    parameters = list(tower.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.01)
+    steps = epochs * -(-len(rows) // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps,
+                                                   pct_start=0.1)
+    loss_fn = nn.BCEWithLogitsLoss()
+    order = list(range(len(rows)))
+    shuffle = random.Random(seed)
+    losses: list[float] = []
+    tower.requires_grad_(True).train()
+    for _ in tqdm(range(epochs), desc="ECG tower pretraining", unit="epoch", disable=not progress):
+        shuffle.shuffle(order)
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            out = head(tower(signals[batch]).mean(dim=1))
+            logits, predicted_measures = out[:, :len(labels)], out[:, len(labels):]
+            squared = (predicted_measures - measures[batch]) ** 2 * present[batch]
+            loss = loss_fn(logits, targets[batch]) + squared.sum() / present[batch].sum().clamp(min=1.0)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach()) * len(batch)
+        losses.append(total / len(rows))
+    tower.eval()
+    with torch.no_grad():
+        out = torch.cat([head(tower(signals[i:i + 64]).mean(dim=1)) for i in range(0, len(rows), 64)])
+        predicted = out[:, :len(labels)] > 0
+        hr_error = (out[:, 0 + len(labels)] - measures[:, 0]).abs() * present[:, 0]
+    majority = targets.mean(dim=0) > 0.5
+    return TowerPretraining(
+        labels=labels, losses=[round(v, 4) for v in losses],
+        train_accuracy=round(float((predicted == targets.bool()).float().mean()), 4),
+        majority_accuracy=round(float((majority.expand_as(targets) == targets.bool()).float().mean()), 4),
+        hr_error_sd=round(float(hr_error.sum() / present[:, 0].sum().clamp(min=1.0)), 4),
+        seconds=round(time.monotonic() - started, 1))
+
+
+__all__ = ["MEASURES", "TowerPretraining", "label_matrix", "load_signals", "measure_matrix", "pretrain_ecg_tower"]
