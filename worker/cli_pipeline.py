@@ -178,7 +178,7 @@ def demo_command(samples: Path, wait: float) -> None:
     """The main job: make the database, run the batch over the bundled sample ECGs, summarise."""
     from reports.store import current_revision, upgrade
 
-    settings = Settings()
+    settings = _with_demo_model(Settings())
     url = settings.effective_database_url
     upgrade(url)
     where = ("embedded SQLite " + url.removeprefix("sqlite:///")) if not settings.database_url \
@@ -186,9 +186,30 @@ def demo_command(samples: Path, wait: float) -> None:
     click.echo(f"database ({where}) at revision {current_revision(url)}")
     click.echo("tasks run " + ("in this process (no ECGWL_REDIS_URL)" if not settings.redis_url
                                else "on the Celery workers (ECGWL_REDIS_URL)"))
+    if settings.redis_url:
+        click.echo("interpretation runs on the GPU worker, with the interpreter its environment configures")
+    elif settings.interpreter == "model" and not settings.model_path:
+        click.echo("interpreter: the bundled DEMONSTRATION MODEL (model/demo) - NOT FOR CLINICAL USE; "
+                   "ECGWL_INTERPRETER=protocol uses the protocol reader")
     _run_batch(settings, samples, wait=wait, progress=True)
-    click.echo("these are MACHINE DRAFTS (OBR-25 P) awaiting a cardiologist's signature, "
-               f"interpreted by the {settings.interpreter} interpreter")
+    who = "the bundled demonstration model" if settings.interpreter == "model" and not settings.model_path \
+        else f"the {settings.interpreter} interpreter"
+    click.echo(f"these are MACHINE DRAFTS (OBR-25 P) awaiting a cardiologist's signature, interpreted by {who}")
+
+
+def _with_demo_model(settings: Settings) -> Settings:
+    """The main job's embedded default: the bundled demonstration model interprets.
+
+    Only when nothing chose an interpreter (ECGWL_INTERPRETER unset) and the checkpoint is
+    there; a site's own configuration always wins. Long-running processes keep the
+    configured default (the protocol reader) so a production host never falls back to a
+    demonstration model by accident.
+    """
+    from worker.interpreters import demo_model_path
+
+    if "interpreter" in settings.model_fields_set or not (demo_model_path() / "config.json").is_file():
+        return settings
+    return settings.model_copy(update={"interpreter": "model"})
 
 
 commands: list[click.Command] = [watch_command, batch_command, worker_command, reconcile_command, demo_command]

@@ -41,8 +41,8 @@ def _draft_paths(output: str) -> list[Path]:
     return [Path(word) for word in output.split() if word.startswith("/") and word.endswith(".hl7")]
 
 
-def _run(args: list[str], data_dir: Path) -> Result:
-    env = {"ECGWL_DATA_DIR": str(data_dir), "ECGWL_DATABASE_URL": "", "ECGWL_REDIS_URL": ""}
+def _run(args: list[str], data_dir: Path, **extra_env: str) -> Result:
+    env = {"ECGWL_DATA_DIR": str(data_dir), "ECGWL_DATABASE_URL": "", "ECGWL_REDIS_URL": "", **extra_env}
     result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result
@@ -128,9 +128,21 @@ def test_the_demo_main_job_prints_where_the_drafts_are(tmp_path: Path) -> None:
     drafts = _draft_paths(out)
     assert len(drafts) == 4 and all(path.is_file() and path.is_relative_to(tmp_path / "var") for path in drafts)
     assert "ecg-worklist audit verify" in out
+    # The embedded default interpreter is the bundled demonstration model, and every draft says so.
+    assert "interpreted by the bundled demonstration model" in out
+    for path in drafts:
+        assert "NTE|3|L|DEMONSTRATION MODEL - NOT FOR CLINICAL USE" in path.read_text().splitlines()
     again = _run(["demo"], tmp_path / "var")  # a second run finds everything done
     assert "4 items found: 0 new, 4 already registered" in again.output
     assert "audit chain intact" in _run(["audit", "verify"], tmp_path / "var").output
+
+
+def test_a_configured_interpreter_wins_over_the_demo_model(tmp_path: Path) -> None:
+    out = _run(["demo"], tmp_path / "var", ECGWL_INTERPRETER="protocol").output
+    assert "interpreted by the protocol interpreter" in out
+    for path in _draft_paths(out):
+        message = path.read_text()
+        assert "Interpreter: protocol-reader" in message and "DEMONSTRATION MODEL" not in message
 
 
 def test_in_process_runner_refuses_a_broker_context(make_settings: Callable[..., Settings]) -> None:
