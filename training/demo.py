@@ -52,6 +52,7 @@ class DemoRecord(BaseModel):
     sft_parameters: dict[str, int] = Field(default_factory=dict)
     sft_steps: int = 0
     sft_stopped_by_time: bool = False
+    tower_pretraining: dict[str, object] = Field(default_factory=dict)  # training/tower.py's record
     rl_steps: list[dict[str, object]] = Field(default_factory=list)
     rl_stopped_by_time: bool = False
     export: dict[str, object] = Field(default_factory=dict)
@@ -102,6 +103,9 @@ def run_demo(out: Path = DEMO_DIR, *, config: DemoConfig | None = None, minutes_
                         time_limit_s=sft_time)
         record.sft_losses, record.sft_parameters = sft.losses, sft.parameters
         record.sft_steps, record.sft_stopped_by_time = sft.steps, sft.stopped_by_time
+        tower_file = work_dir / "sft" / "tower_pretraining.json"
+        if tower_file.is_file():
+            record.tower_pretraining = json.loads(tower_file.read_text())
         t = stage("sft", t)
 
         model, processor = load_model(work_dir / "sft")
@@ -136,6 +140,23 @@ def run_demo(out: Path = DEMO_DIR, *, config: DemoConfig | None = None, minutes_
     return record
 
 
+def _tower_line(tower: dict[str, object]) -> str:
+    if not tower:
+        return "not run"
+    losses = tower.get("losses") or [0.0]
+    return (f"{len(losses)} epochs in {tower.get('seconds')} s, loss {losses[0]:.3f} -> {losses[-1]:.3f}; "
+            f"per-label accuracy on the training rows {tower.get('train_accuracy')} (always-majority "
+            f"{tower.get('majority_accuracy')}), heart-rate error {tower.get('hr_error_sd')} SD")
+
+
+def _quarter(values: list[float], *, first: bool) -> str:
+    if not values:
+        return "n/a"
+    n = max(1, len(values) // 4)
+    part = values[:n] if first else values[-n:]
+    return f"{sum(part) / len(part):.3f}"
+
+
 def _curve(values: list[float]) -> str:
     return " -> ".join(f"{v:.3f}" for v in values) if values else "n/a"
 
@@ -163,10 +184,13 @@ Reproduce (same seed, same sizes; wall times vary with the machine and its load)
 ## How it was made
 
 - corpus: {record.corpus_rows} synthetic rows (`training.synthetic`, seed {record.config.seed})
+- ECG tower pretraining (`training/tower.py`, the tiny stand-in for ECG-CoCa, then frozen):
+  {_tower_line(record.tower_pretraining)}
 - SFT (`training/configs/{record.config.sft}.toml`): {record.sft_steps} steps{' (stopped by the time budget)' if record.sft_stopped_by_time else ''}, training loss {first_last};
   parameters {record.sft_parameters}
 - RL (`training/configs/{record.config.rl}.toml`, GRPO/DAPO): {len(rewards)} steps, mean EDER reward per step
-  {_curve(rewards)}{' (stopped by the time budget)' if record.rl_stopped_by_time else ''}
+  {_curve(rewards)}{' (stopped by the time budget)' if record.rl_stopped_by_time else ''};
+  mean of the first quarter of the steps {_quarter(rewards, first=True)}, of the last quarter {_quarter(rewards, first=False)}
 - wall time: {stages}; total {record.total_seconds / 60:.1f} min on {record.machine.get('cpus')} CPUs
   ({record.machine.get('platform')}, torch {record.machine.get('torch')})
 
