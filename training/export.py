@@ -48,8 +48,11 @@ def folder_size(path: Path) -> int:
 
 
 def export_checkpoint(model: ECGR1ForConditionalGeneration, processor: EcgR1Processor, out: Path | str, *,
-                      demonstration: bool | None = None, dtype: torch.dtype | None = None) -> ExportInfo:
-    """Write `model` + `processor` to `out` (created; old weights there replaced) and check it loads."""
+                      demonstration: bool | None = None, dtype: torch.dtype | None = None,
+                      verify: bool = True) -> ExportInfo:
+    """Write `model` + `processor` to `out` (created; old weights there replaced) and check it loads.
+
+    `verify=False` skips loading it back (RL's vLLM sync of an 8B policy every step)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for pattern in WEIGHT_PATTERNS:  # a previous export may have been sharded differently
@@ -63,7 +66,7 @@ def export_checkpoint(model: ECGR1ForConditionalGeneration, processor: EcgR1Proc
     set_generation_config(model, processor)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    loaded = load_ecg_r1(out)  # raises CheckpointError naming any missing/unexpected key
+    loaded = load_ecg_r1(out) if verify else model  # raises CheckpointError naming any missing/unexpected key
     return ExportInfo(path=str(out), parameters=sum(p.numel() for p in loaded.parameters()),
                       size_bytes=folder_size(out), demonstration=bool(loaded.config.ecgwl_demonstration),
                       files=sorted(f.name for f in out.iterdir() if f.is_file()))

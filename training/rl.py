@@ -191,7 +191,7 @@ class VllmSampler:
 
         if self.engine is not None:
             self.engine.close()
-        export_checkpoint(self.model, self.processor, self.scratch)
+        export_checkpoint(self.model, self.processor, self.scratch, verify=False)
         self.engine = VllmEngine.from_pretrained(self.scratch, max_new_tokens=self.config.max_completion_length,
                                                  gpu_memory_utilization=self.memory)
 
