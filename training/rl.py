@@ -27,10 +27,13 @@ One update ("step"):
 Why not TRL's GRPOTrainer: it builds prompts with `processing_class(text=..., images=...)`
 and knows nothing of the ECG signal, our `<ecg>` placeholder expansion or `ecg_values`; it
 would need its generation and scoring internals overridden, plus a new dependency pinned to
-transformers 5.19. The loop below is ~200 lines and every DAPO piece has a unit test.
+transformers 5.19. The loop below is a few hundred lines and every DAPO piece has a unit test.
 
-Multi-GPU: the loop runs under `accelerate launch` (DDP or DeepSpeed ZeRO-3 from the
-accelerate config); each process samples its own prompts. See training/README.md "RL".
+Scale: the policy keeps float32 weights (bf16 autocast on GPUs). `accelerate launch` gives
+data parallelism (each process samples its own prompts), which holds the whole training state
+on every GPU. That fits models whose ~16 bytes/parameter of training state fit one device; the
+8B policy (~130 GB) needs ZeRO-3/FSDP sharding, which this loop does not implement yet (see
+training/README.md "GPU configuration for the 8B model").
 """
 
 from __future__ import annotations
@@ -161,10 +164,13 @@ class HfSampler:
         for start in range(0, len(flat), self.config.rollout_batch_size):
             chunk = flat[start:start + self.config.rollout_batch_size]
             inputs = self.processor(chunk, padding_side="left").to(self.model.device)
-            generated = self.model.generate(
-                **inputs, do_sample=True, temperature=self.config.temperature, top_p=self.config.top_p,
-                top_k=0, max_new_tokens=self.config.max_completion_length, eos_token_id=stop_ids,
-                pad_token_id=self.processor.tokenizer.pad_token_id, suppress_tokens=forbidden, use_cache=True)
+            # fp32 master weights; on a GPU the rollouts run in bf16 autocast, as the update does
+            with torch.autocast(self.model.device.type, dtype=torch.bfloat16,
+                                enabled=self.config.bf16 and self.model.device.type == "cuda"):
+                generated = self.model.generate(
+                    **inputs, do_sample=True, temperature=self.config.temperature, top_p=self.config.top_p,
+                    top_k=0, max_new_tokens=self.config.max_completion_length, eos_token_id=stop_ids,
+                    pad_token_id=self.processor.tokenizer.pad_token_id, suppress_tokens=forbidden, use_cache=True)
             for row in generated[:, inputs["input_ids"].shape[1]:].tolist():
                 ids, finished = sanitise(*cut_at_stop(row, stop_ids), forbidden)
                 out.append((ids + [row[len(ids)]] if finished else ids, finished))
@@ -391,7 +397,9 @@ def train_rl(config: RlConfig, corpus_file: Path, policy_dir: Path | str, out_di
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),
                               mixed_precision="bf16" if config.bf16 and torch.cuda.is_available() else "no")
     if model is None or processor is None:
-        model, processor = load_model(policy_dir, ecg_tower_path=config.ecg_tower_path, bf16=config.bf16)
+        # float32 weights always: AdamW's updates at lr 1e-6 are far below bf16's resolution and
+        # would round away on bf16 weights; `bf16` means autocast for the forward passes.
+        model, processor = load_model(policy_dir, ecg_tower_path=config.ecg_tower_path, bf16=False)
     set_trainable(model, train_ecg_tower=config.train_ecg_tower, train_vision_tower=config.train_vision_tower)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()

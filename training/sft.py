@@ -243,7 +243,10 @@ def prepare_model(config: SftConfig, corpus_file: Path, rows: Sequence[TrainingR
     """The starting model and processor. A tiny model's tokenizer is trained once and saved to
     out_dir; a resumed run reads it back so its token ids match the checkpoint."""
     if config.base_model is not None:
-        return load_model(config.base_model, ecg_tower_path=config.ecg_tower_path, bf16=config.bf16)
+        # bf16 weights only under DeepSpeed, which keeps fp32 master weights for the optimizer;
+        # elsewhere `bf16` is autocast over fp32 weights (updates at lr 2e-5 would round away in bf16).
+        return load_model(config.base_model, ecg_tower_path=config.ecg_tower_path,
+                          bf16=config.bf16 and config.deepspeed is not None)
     saved = out_dir / "tokenizer.json"
     if resume and saved.is_file():
         processor = EcgR1Processor.from_pretrained(out_dir)
