@@ -382,7 +382,7 @@ def planned_steps(config: RlConfig, train_rows: int) -> int:
     return min(steps, config.max_steps) if config.max_steps > 0 else steps
 
 
-def train_rl(config: RlConfig, corpus_file: Path, policy_dir: Path | str, out_dir: Path, *,
+def train_rl(config: RlConfig, corpus_file: Path, policy_dir: Path | str | None, out_dir: Path, *,
              split: str = "train", time_limit_s: float | None = None, progress: bool = True,
              model: ECGR1ForConditionalGeneration | None = None,
              processor: EcgR1Processor | None = None) -> RlResult:
@@ -397,6 +397,9 @@ def train_rl(config: RlConfig, corpus_file: Path, policy_dir: Path | str, out_di
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),
                               mixed_precision="bf16" if config.bf16 and torch.cuda.is_available() else "no")
     if model is None or processor is None:
+        policy_dir = policy_dir or config.base_model
+        if policy_dir is None:
+            raise ValueError("no policy: give the SFT checkpoint (policy_dir / --policy) or base_model in the config")
         # float32 weights always: AdamW's updates at lr 1e-6 are far below bf16's resolution and
         # would round away on bf16 weights; `bf16` means autocast for the forward passes.
         model, processor = load_model(policy_dir, ecg_tower_path=config.ecg_tower_path, bf16=False)
@@ -462,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="rl-8b-gpu")
     parser.add_argument("--corpus", required=True, type=Path)
-    parser.add_argument("--policy", required=True, help="the SFT checkpoint folder or hub id")
+    parser.add_argument("--policy", help="the SFT checkpoint folder or hub id (default: the config's base_model)")
     parser.add_argument("--out", required=True, type=Path)
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)

@@ -112,10 +112,10 @@ def sft_command(config_name: str, corpus_file: Path, out: Path, base_model: str 
 @click.option("--config", "config_name", default="rl-tiny-cpu", show_default=True,
               help="A name in training/configs (rl-tiny-cpu, rl-8b-gpu) or a TOML file.")
 @click.option("--corpus", "corpus_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--policy", required=True, help="The SFT checkpoint folder (or hub id) to start from.")
+@click.option("--policy", default=None, help="The SFT checkpoint folder (or hub id) to start from (default: the config's base_model).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Cap the number of updates.")
-def rl_command(config_name: str, corpus_file: Path, policy: str, out: Path, max_steps: int | None) -> None:
+def rl_command(config_name: str, corpus_file: Path, policy: str | None, out: Path, max_steps: int | None) -> None:
     """GRPO with the release's DAPO settings and EDER rewards (training/rl.py)."""
     from training.config import load_rl_config
     from training.rl import train_rl
