@@ -106,6 +106,10 @@ class RlConfig(_Strict):
     train_vision_tower: bool = False
     save_steps: int = 50
     seed: int = 42
+    # "fsdp": the policy update sharded over torchrun's processes with FSDP2 (training/sharding.py)
+    shard: Literal["none", "fsdp"] = "none"
+    fsdp_param_dtype: Literal["float32", "bfloat16"] = "float32"  # weights as all-gathered for compute
+    fsdp_reduce_dtype: Literal["float32", "bfloat16"] = "float32"  # gradients as reduce-scattered
 
     @model_validator(mode="after")
     def _clip_range(self) -> RlConfig:

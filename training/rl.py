@@ -29,11 +29,13 @@ and knows nothing of the ECG signal, our `<ecg>` placeholder expansion or `ecg_v
 would need its generation and scoring internals overridden, plus a new dependency pinned to
 transformers 5.19. The loop below is a few hundred lines and every DAPO piece has a unit test.
 
-Scale: the policy keeps float32 weights (bf16 autocast on GPUs). `accelerate launch` gives
-data parallelism (each process samples its own prompts), which holds the whole training state
-on every GPU. That fits models whose ~16 bytes/parameter of training state fit one device; the
-8B policy (~130 GB) needs ZeRO-3/FSDP sharding, which this loop does not implement yet (see
-training/README.md "GPU configuration for the 8B model").
+Scale: the policy keeps float32 weights. `shard = "none"`: one process, or `accelerate launch`
+for data parallelism (bf16 autocast on GPUs); every process holds the whole training state
+(~16 bytes/parameter), which fits models up to ~2B on one 80 GB GPU. `shard = "fsdp"` (launched
+with torchrun): the policy update is sharded with FSDP2 (training/sharding.py): weights,
+gradients and AdamW moments split over the ranks, the token-level mean taken over every rank's
+tokens; this is how the 8B policy (~130 GB of training state) trains (training/README.md "GPU
+configuration for the 8B model"). Each process samples its own prompts in both modes.
 """
 
 from __future__ import annotations
@@ -44,12 +46,14 @@ import logging
 import random
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from model.engines.base import cut_at_stop
@@ -59,6 +63,8 @@ from training.config import RlConfig, load_rl_config
 from training.rewards import RewardBreakdown, eder_rewards
 from training.rows import TrainingRow, read_rows
 from training.sft import load_model, load_sample, set_trainable
+from training.sharding import (Ranks, all_reduce, full_weights, gather_policy, init_ranks, shard_policy, shard_sizes,
+                               token_denominator)
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +153,8 @@ class Sampler(Protocol):
 
 
 class HfSampler:
-    """Sampling with the policy's own `generate` (temperature, top-p); batched, left padded."""
+    """Sampling with the policy's own `generate` (temperature, top-p); batched, left padded.
+    A sharded policy samples inside `training.sharding.full_weights` (entered by the loop)."""
 
     def __init__(self, model: ECGR1ForConditionalGeneration, processor: EcgR1Processor, config: RlConfig) -> None:
         self.model, self.processor, self.config = model, processor, config
@@ -170,7 +177,10 @@ class HfSampler:
                 generated = self.model.generate(
                     **inputs, do_sample=True, temperature=self.config.temperature, top_p=self.config.top_p,
                     top_k=0, max_new_tokens=self.config.max_completion_length, eos_token_id=stop_ids,
-                    pad_token_id=self.processor.tokenizer.pad_token_id, suppress_tokens=forbidden, use_cache=True)
+                    pad_token_id=self.processor.tokenizer.pad_token_id, suppress_tokens=forbidden, use_cache=True,
+                    # transformers turns this on for an FSDP module (ranks decode in lockstep); a
+                    # sharded policy samples with its weights gathered, each rank on its own
+                    synced_gpus=False)
             for row in generated[:, inputs["input_ids"].shape[1]:].tolist():
                 ids, finished = sanitise(*cut_at_stop(row, stop_ids), forbidden)
                 out.append((ids + [row[len(ids)]] if finished else ids, finished))
@@ -182,22 +192,33 @@ class VllmSampler:
     """Sampling with vLLM (GPU). The policy's weights reach vLLM through a saved folder: after
     each update the policy is written to a scratch folder and vLLM restarted on it (simple and
     version-proof; at 8B it costs ~1 min per step on a fast disk, so raise prompts_per_step).
+    A sharded policy passes `write` (collective: rank 0 writes the gathered weights, every rank
+    waits), a `scratch` folder all ranks share and `sync_every_sample=False`: the loop syncs once
+    per step on every rank (ranks may sample a different number of times: dynamic sampling), and
+    each rank serves its own prompts from its own engine.
     Not exercised on this CPU machine (see training/README.md "What was tested")."""
 
     def __init__(self, model: ECGR1ForConditionalGeneration, processor: EcgR1Processor, config: RlConfig,
-                 gpu_memory_utilization: float = 0.3) -> None:
+                 gpu_memory_utilization: float = 0.3, *, scratch: Path | None = None,
+                 write: Callable[[Path], None] | None = None, sync_every_sample: bool = True) -> None:
         self.model, self.processor, self.config = model, processor, config
-        self.scratch = Path(tempfile.mkdtemp(prefix="ecgr1-rl-vllm-"))
+        self.scratch = scratch or Path(tempfile.mkdtemp(prefix="ecgr1-rl-vllm-"))
         self.memory = gpu_memory_utilization
+        self.write = write or self._export
+        self.sync_every_sample = sync_every_sample
         self.engine: Any = None
+
+    def _export(self, folder: Path) -> None:
+        from training.export import export_checkpoint
+
+        export_checkpoint(self.model, self.processor, folder, verify=False)
 
     def sync(self) -> None:
         from model.engines.vllm_engine import VllmEngine
-        from training.export import export_checkpoint
 
         if self.engine is not None:
             self.engine.close()
-        export_checkpoint(self.model, self.processor, self.scratch, verify=False)
+        self.write(self.scratch)
         self.engine = VllmEngine.from_pretrained(self.scratch, max_new_tokens=self.config.max_completion_length,
                                                  gpu_memory_utilization=self.memory)
 
@@ -206,7 +227,8 @@ class VllmSampler:
 
         from model.engines.base import GenerationRequest
 
-        self.sync()
+        if self.sync_every_sample:
+            self.sync()
         stop_ids = self.processor.stop_token_ids
         params = SamplingParams(n=n, temperature=self.config.temperature, top_p=self.config.top_p,
                                 max_tokens=self.config.max_completion_length, stop_token_ids=stop_ids,
@@ -345,12 +367,33 @@ def rollout_step(sampler: Sampler, processor: EcgR1Processor, stream: PromptStre
     return kept, sampled
 
 
+def kept_tokens(completions: Sequence[Completion], config: RlConfig) -> float:
+    """How many completion tokens carry loss (overlong filtering applied)."""
+    masks = [overlong_mask([c.finished], [len(c.token_ids)], len(c.token_ids),
+                           filtering=config.overlong_filtering) for c in completions]
+    return float(sum(m.sum() for m in masks))
+
+
+def micro_batch_loss(model: ECGR1ForConditionalGeneration, processor: EcgR1Processor, chunk: Sequence[Completion],
+                     config: RlConfig, device: torch.device, token_count: float, *, live: bool = True) -> torch.Tensor:
+    """The chunk's summed clipped token loss divided by `token_count`. `live=False` masks every
+    token (a pass that only keeps the ranks of a sharded update in step)."""
+    inputs, width = sequence_batch(processor, chunk, device)
+    mask = overlong_mask([c.finished for c in chunk], [len(c.token_ids) for c in chunk], width,
+                         filtering=config.overlong_filtering).to(device) * float(live)
+    logprobs = completion_logprobs(model, inputs, width, config.temperature)
+    # One update per rollout batch: the sampling policy is these very weights, so pi_old is
+    # pi detached (ratio 1 at the step; the clip bounds the move).
+    old = logprobs.detach()
+    advantages = torch.tensor([c.advantage for c in chunk], device=device)
+    return clipped_token_loss(logprobs, old, advantages, mask, epsilon=config.epsilon,
+                              epsilon_high=config.epsilon_high, token_count=token_count)
+
+
 def policy_update(model: ECGR1ForConditionalGeneration, processor: EcgR1Processor, optimizer: torch.optim.Optimizer,
                   completions: Sequence[Completion], config: RlConfig, accelerator: Any) -> float | None:
     """One optimiser step over the kept completions; returns the loss (None if no token carries loss)."""
-    masks = [overlong_mask([c.finished], [len(c.token_ids)], len(c.token_ids),
-                           filtering=config.overlong_filtering) for c in completions]
-    token_count = float(sum(m.sum() for m in masks))
+    token_count = kept_tokens(completions, config)
     if token_count == 0:
         return None
     model.train()
@@ -358,16 +401,7 @@ def policy_update(model: ECGR1ForConditionalGeneration, processor: EcgR1Processo
     total = 0.0
     for start in range(0, len(completions), config.micro_batch_size):
         chunk = completions[start:start + config.micro_batch_size]
-        inputs, width = sequence_batch(processor, chunk, accelerator.device)
-        mask = overlong_mask([c.finished for c in chunk], [len(c.token_ids) for c in chunk], width,
-                             filtering=config.overlong_filtering).to(accelerator.device)
-        logprobs = completion_logprobs(model, inputs, width, config.temperature)
-        # One update per rollout batch: the sampling policy is these very weights, so pi_old is
-        # pi detached (ratio 1 at the step; the clip bounds the move).
-        old = logprobs.detach()
-        advantages = torch.tensor([c.advantage for c in chunk], device=accelerator.device)
-        loss = clipped_token_loss(logprobs, old, advantages, mask, epsilon=config.epsilon,
-                                  epsilon_high=config.epsilon_high, token_count=token_count)
+        loss = micro_batch_loss(model, processor, chunk, config, accelerator.device, token_count)
         accelerator.backward(loss)
         total += float(loss.detach())
     accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
@@ -376,10 +410,123 @@ def policy_update(model: ECGR1ForConditionalGeneration, processor: EcgR1Processo
     return total
 
 
+def sharded_policy_update(model: ECGR1ForConditionalGeneration, processor: EcgR1Processor,
+                          optimizer: torch.optim.Optimizer, completions: Sequence[Completion], filler: Completion,
+                          config: RlConfig, ranks: Ranks) -> float | None:
+    """`policy_update` on an FSDP-sharded policy; every rank calls it with its own completions
+    (possibly none). Returns the global token-level loss (None when no rank has a kept token).
+
+    `filler`: any completion of this rank, run fully masked when the rank has fewer micro-batches
+    than another (each forward/backward is a collective, so all ranks run the same number)."""
+    local_tokens = kept_tokens(completions, config)
+    denominator = token_denominator(local_tokens, ranks.world_size)
+    if denominator == 0:
+        return None
+    chunks = [completions[i:i + config.micro_batch_size] for i in range(0, len(completions), config.micro_batch_size)]
+    passes = int(all_reduce(len(chunks), dist.ReduceOp.MAX))
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for index in range(passes):
+        live = index < len(chunks)
+        loss = micro_batch_loss(model, processor, chunks[index] if live else [filler], config, ranks.device,
+                                denominator, live=live)
+        loss.backward()
+        total += float(loss.detach())
+    # DTensor gradients: clip_grad_norm_ takes the norm over all shards of all ranks
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return all_reduce(total) / ranks.world_size  # each rank's share was scaled by world / global count
+
+
 def planned_steps(config: RlConfig, train_rows: int) -> int:
     per_epoch = max(1, train_rows // config.prompts_per_step)
     steps = int(per_epoch * config.num_train_epochs)
     return min(steps, config.max_steps) if config.max_steps > 0 else steps
+
+
+@dataclass
+class PolicyRun:
+    """The policy as the loop drives it, unsharded (accelerate) or sharded (FSDP2). `save` and
+    `should_stop` are called by every process (the sharded ones are collective)."""
+
+    sampler: Sampler
+    rollouts: Callable[[], AbstractContextManager[Any]]  # entered around each step's sampling
+    process_index: int
+    num_processes: int
+    is_main: bool
+    update: Callable[[list[Completion], list[Completion]], float | None]  # (kept, sampled) -> loss
+    save: Callable[[Path], None]
+    should_stop: Callable[[bool], bool]  # this process's wish -> the decision every process takes
+    close: Callable[[], None]
+
+
+def _unsharded_run(config: RlConfig, model: ECGR1ForConditionalGeneration, processor: EcgR1Processor) -> PolicyRun:
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              mixed_precision="bf16" if config.bf16 and torch.cuda.is_available() else "no")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    policy = accelerator.unwrap_model(wrapped)
+    sampler: Sampler = (VllmSampler(policy, processor, config) if config.engine == "vllm"
+                        else HfSampler(policy, processor, config))
+
+    def update(kept: list[Completion], _sampled: list[Completion]) -> float | None:
+        return policy_update(wrapped, processor, optimizer, kept, config, accelerator) if kept else None
+
+    def save(folder: Path) -> None:
+        if accelerator.is_main_process:
+            _save(policy, processor, folder)
+
+    return PolicyRun(sampler=sampler, rollouts=nullcontext, process_index=accelerator.process_index,
+                     num_processes=accelerator.num_processes, is_main=accelerator.is_main_process, update=update,
+                     save=save, should_stop=lambda wish: wish, close=lambda: None)
+
+
+def _sharded_run(config: RlConfig, model: ECGR1ForConditionalGeneration, processor: EcgR1Processor,
+                 out_dir: Path) -> PolicyRun:
+    ranks = init_ranks()
+    shard_policy(model, config.fsdp_param_dtype, config.fsdp_reduce_dtype)
+    local, full = shard_sizes(model)
+    log.info("FSDP rank %d/%d holds %d of %d parameter elements", ranks.rank, ranks.world_size, local, full)
+    # Built after sharding: AdamW's moments take the DTensor parameters' shapes, 1/world each.
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+
+    def save(folder: Path) -> None:
+        plain = gather_policy(model)  # collective
+        if plain is not None:
+            _save(plain, processor, folder)
+        dist.barrier()  # the folder is complete before any rank reads it (the vLLM sync)
+
+    # Gathering is collective, so it happens once per step on every rank, never per sampling
+    # call: with dynamic sampling the ranks may sample a different number of times.
+    sampler: Sampler
+    rollouts: Callable[[], AbstractContextManager[Any]]
+    if config.engine == "vllm":
+        vllm = VllmSampler(model, processor, config, scratch=out_dir / "vllm-sync", write=save,
+                           sync_every_sample=False)
+        sampler, rollouts = vllm, lambda: _synced(vllm)
+    else:
+        sampler, rollouts = HfSampler(model, processor, config), lambda: full_weights(model)
+
+    def update(kept: list[Completion], sampled: list[Completion]) -> float | None:
+        return sharded_policy_update(model, processor, optimizer, kept, sampled[0], config, ranks)
+
+    return PolicyRun(sampler=sampler, rollouts=rollouts, process_index=ranks.rank, num_processes=ranks.world_size,
+                     is_main=ranks.is_main, update=update, save=save,
+                     should_stop=lambda wish: all_reduce(float(wish), dist.ReduceOp.MAX) > 0,
+                     close=dist.destroy_process_group if ranks.owns_group else lambda: None)
+
+
+@contextmanager
+def _synced(sampler: VllmSampler) -> Iterator[None]:
+    """vLLM serving the current weights for a step's rollouts (a collective sync when sharded)."""
+    sampler.sync()
+    yield
 
 
 def train_rl(config: RlConfig, corpus_file: Path, policy_dir: Path | str | None, out_dir: Path, *,
@@ -388,14 +535,11 @@ def train_rl(config: RlConfig, corpus_file: Path, policy_dir: Path | str | None,
              processor: EcgR1Processor | None = None) -> RlResult:
     """Run GRPO/DAPO from the policy at `policy_dir` (or the given model) and save it to `out_dir`.
 
-    `time_limit_s` stops between steps once exceeded (the demo's budget); the result says so."""
-    from accelerate import Accelerator
-
+    `time_limit_s` stops between steps once exceeded (the demo's budget); the result says so.
+    With `config.shard == "fsdp"` every torchrun process calls this (training/sharding.py)."""
     started = time.monotonic()
     corpus_file, out_dir = Path(corpus_file), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              mixed_precision="bf16" if config.bf16 and torch.cuda.is_available() else "no")
     if model is None or processor is None:
         policy_dir = policy_dir or config.base_model
         if policy_dir is None:
@@ -406,27 +550,24 @@ def train_rl(config: RlConfig, corpus_file: Path, policy_dir: Path | str | None,
     set_trainable(model, train_ecg_tower=config.train_ecg_tower, train_vision_tower=config.train_vision_tower)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    policy = accelerator.unwrap_model(model)
-    sampler: Sampler = (VllmSampler(policy, processor, config) if config.engine == "vllm"
-                        else HfSampler(policy, processor, config))
+    run = _sharded_run(config, model, processor, out_dir) if config.shard == "fsdp" \
+        else _unsharded_run(config, model, processor)
 
     rows = list(read_rows(corpus_file, split=split))
     if not rows:
         raise ValueError(f"{corpus_file}: no {split} rows")
-    stream = PromptStream(rows, config.seed, accelerator.process_index, accelerator.num_processes)
+    stream = PromptStream(rows, config.seed, run.process_index, run.num_processes)
     steps = planned_steps(config, len(rows))
     result = RlResult(out_dir=out_dir)
-    bar = tqdm(range(steps), desc="RL (GRPO/DAPO)", unit="step", disable=not progress)
+    bar = tqdm(range(steps), desc="RL (GRPO/DAPO)", unit="step", disable=not progress or not run.is_main)
     for step in bar:
-        if time_limit_s is not None and time.monotonic() - started > time_limit_s:
+        if run.should_stop(time_limit_s is not None and time.monotonic() - started > time_limit_s):
             result.stopped_by_time = True
             break
         step_started = time.monotonic()
-        kept, sampled = rollout_step(sampler, processor, stream, corpus_file, config, seed=config.seed + step)
-        loss = policy_update(model, processor, optimizer, kept, config, accelerator) if kept else None
+        with run.rollouts():
+            kept, sampled = rollout_step(run.sampler, processor, stream, corpus_file, config, seed=config.seed + step)
+        loss = run.update(kept, sampled)
         entry = StepLog(step=step + 1, reward_mean=_mean([c.reward for c in sampled]),
                         diagnosis=_mean([c.rewards.diagnosis for c in sampled if c.rewards]),
                         evidence=_mean([c.rewards.evidence for c in sampled if c.rewards]),
@@ -438,14 +579,17 @@ def train_rl(config: RlConfig, corpus_file: Path, policy_dir: Path | str | None,
         result.steps.append(entry)
         bar.set_postfix(reward=f"{entry.reward_mean:.3f}", kept=entry.groups_kept)
         log.info("RL step %d: %s", step + 1, entry)
-        if config.save_steps > 0 and (step + 1) % config.save_steps == 0 and accelerator.is_main_process:
-            _save(policy, processor, out_dir / f"checkpoint-{step + 1}")
+        if config.save_steps > 0 and (step + 1) % config.save_steps == 0:
+            run.save(out_dir / f"checkpoint-{step + 1}")
     bar.close()
 
-    if accelerator.is_main_process:
-        policy.gradient_checkpointing_disable() if config.gradient_checkpointing else None
-        _save(policy.eval(), processor, out_dir)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_disable()
+    model.eval()
+    run.save(out_dir)
+    if run.is_main:
         (out_dir / "rl_log.json").write_text(json.dumps([s.__dict__ for s in result.steps], indent=1) + "\n")
+    run.close()
     result.wall_s = time.monotonic() - started
     return result
 
@@ -461,7 +605,8 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m training.rl` (or `accelerate launch -m training.rl ...` on several GPUs)."""
+    """`python -m training.rl`; on several GPUs `torchrun --nproc_per_node N -m training.rl ...` with
+    `shard = "fsdp"` (or `accelerate launch -m training.rl ...` for unsharded data parallelism)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="rl-8b-gpu")
     parser.add_argument("--corpus", required=True, type=Path)
@@ -479,5 +624,6 @@ if __name__ == "__main__":
 
 
 __all__ = ["Completion", "HfSampler", "PromptStream", "RlResult", "StepLog", "VllmSampler", "clipped_token_loss",
-           "completion_logprobs", "group_advantages", "informative", "overlong_mask", "planned_steps",
-           "placeholder_ids", "policy_update", "rollout_step", "sanitise", "sequence_batch", "total_reward", "train_rl"]
+           "completion_logprobs", "group_advantages", "informative", "kept_tokens", "micro_batch_loss",
+           "overlong_mask", "planned_steps", "placeholder_ids", "policy_update", "rollout_step", "sanitise",
+           "sequence_batch", "sharded_policy_update", "total_reward", "train_rl"]
