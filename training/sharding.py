@@ -3,8 +3,8 @@
     torchrun --nproc_per_node 8 -m training.rl --config rl-8b-gpu --corpus C.jsonl --policy runs/sft --out runs/rl
 
 Each decoder layer of the language model is its own FSDP unit, the rest of the model (embeddings,
-lm_head, the towers and the merger/projector) the root unit: every rank keeps 1/world of the float32 weights, of
-their gradients and (AdamW built over the sharded DTensor parameters) of the optimizer moments;
+lm_head, the towers and the merger/projector) the root unit: every rank keeps 1/world of the
+float32 weights, of their gradients and (AdamW built over the sharded DTensor parameters) of the optimizer moments;
 a unit's full weights exist only while it runs (all-gathered in `param_dtype`, bf16 on GPUs,
 gradients reduce-scattered in `reduce_dtype`, fp32).
 
@@ -15,9 +15,10 @@ The result is the gradient of (all kept tokens' loss) / (all kept tokens), whate
 holds. Every rank must also run the same number of forward/backward passes (each one is a
 collective); a rank with fewer micro-batches runs a masked pass that adds zero gradient.
 
-Rollouts need whole weights: `full_weights` all-gathers every unit and keeps it gathered while
-the HF sampler's `generate` runs (no collective inside, so ranks may generate different numbers
-of tokens); `gather_policy` builds an ordinary model on rank 0 from the full state dict, for the
+Rollouts need whole weights: `full_weights` all-gathers every unit once per step and keeps it
+gathered while the HF sampler's `generate` runs (with `synced_gpus=False`, so no collective runs
+inside and ranks may generate different numbers of tokens, as often as dynamic sampling needs);
+`gather_policy` builds an ordinary model on rank 0 from the full state dict, for the
 vLLM sync and the saved folders. The process group comes from torchrun's environment: NCCL on
 CUDA, gloo on CPU (the tests).
 """
