@@ -7,6 +7,8 @@
     GET  /studies/{id}/image.png                 the rendered 12-lead (or the scanned page)
     POST /studies/{id}/sign                      sign | sign and next | amend (a correction)
     POST /studies/{id}/reject                    withdraw the draft with a reason
+    POST /studies/{id}/deliveries/{outbox}/retry     a refused or retrying message: due at once
+    POST /studies/{id}/deliveries/{outbox}/withdraw  ... or set aside, with a reason
     GET  /users, POST /users, POST /users/{name}/active    accounts (admin only)
 
 Security choices, in one place:
@@ -42,7 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ingest.interpretation import Interpretation
 from ingest.report_format import STEP_HEADINGS
 from reports import delivery_view, store
-from reports.db import Report, Role, Study, User
+from reports.db import OutboxState, Report, Role, Study, User
 from reports.review import accounts, security, signoff
 from reports.review.config import ReviewConfig, critical_in
 from reports.review.queue import Cursor, QueueFilters, QueueStatus, next_awaiting, queue_counts, queue_page
@@ -71,7 +73,13 @@ DONE_MESSAGES = {
     "amended": "Amended: the corrected report (C) is queued for delivery.",
     "rejected": "Rejected: the withdrawal (X) is recorded.",
     "queue_empty": "Signed. Nothing else is awaiting sign-off.",
+    "delivery_retried": "Retry now: the message is due at once; the next delivery pass sends it.",
+    "delivery_withdrawn": "Withdrawn: the message is set aside and no longer holds up this patient's later messages.",
 }
+# Who may retry or withdraw a refused message: the cardiologist who owns the result, and the
+# administrator (who runs the interfaces). Withdrawing means the receiver never gets that
+# version, a decision not left to the roles that only look.
+DELIVERY_ROLES = frozenset({Role.CARDIOLOGIST, Role.ADMIN})
 # The rows of the measurements table, in the order a 12-lead header prints them.
 MEASUREMENT_ROWS = ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms", "p_axis_deg", "qrs_axis_deg", "t_axis_deg")
 
@@ -94,6 +102,10 @@ class Viewer:
     def can_sign(self) -> bool:
         return self.role.can_sign
 
+    @property
+    def can_act_on_delivery(self) -> bool:
+        return self.role in DELIVERY_ROLES
+
 
 class SignForm(BaseModel):
     csrf_token: str = ""
@@ -112,6 +124,11 @@ class RejectForm(BaseModel):
 
 class CsrfForm(BaseModel):
     csrf_token: str = ""
+
+
+class WithdrawForm(BaseModel):
+    csrf_token: str = ""
+    reason: str = ""
 
 
 class NewUserForm(BaseModel):
@@ -304,6 +321,7 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
         report = reports[-1] if reports else None
         interpretation = Interpretation.model_validate(study.interpretation) if study.interpretation else None
         labels = list(report.labels or []) if report and report.labels is not None else list(study.labels or [])
+        deliveries = delivery_view.delivery_status_for_study(session, study.id)
         demographics = study.demographics or {}
         return {
             "study": study, "report": report, "history": list(reversed(reports)), "labels": labels,
@@ -322,7 +340,9 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
             "reasoning_steps": _reasoning(interpretation),
             "measurement_rows": _measurement_rows(study.measurements, interpretation),
             "flags": list((study.interpretation or {}).get("flags") or []),
-            "deliveries": delivery_view.delivery_status_for_study(session, study.id),
+            "deliveries": deliveries,
+            "can_act_on_delivery": who.can_act_on_delivery,
+            "actionable_deliveries": {row.outbox_id for row in deliveries if _needs_a_person(row)},
             "can_sign": who.can_sign and report is not None,
             "signed": report is not None and report.status in ("signed", "amended"),
             "is_draft": report is not None and report.status == "draft",
@@ -404,6 +424,49 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
             return show_study(request, session, study_id, who, message=str(exc), message_kind="error",
                               status_code=status_code, form=form if status_code != 409 else None)
 
+    # ------------------------------------------------------------ delivery problems
+
+    def refuse_unless_delivery_role(who: Viewer) -> None:
+        if not who.can_act_on_delivery:
+            raise HTTPException(403, f"The {who.role.value} role can look but not retry or withdraw a delivery.")
+
+    def actionable_delivery(session: Session, study_id: int, outbox_id: int) -> delivery_view.DeliveryRow:
+        """The study's own row, and only one the page offers the buttons for: a crafted POST can
+        neither reach another study's message nor withdraw one that is merely queued."""
+        row = next((r for r in delivery_view.delivery_status_for_study(session, study_id)
+                    if r.outbox_id == outbox_id), None)
+        if row is None:
+            raise HTTPException(404, "No such delivery for this study.")
+        if not _needs_a_person(row):
+            raise ValueError(f"This delivery is {row.status}: there is nothing to retry or withdraw.")
+        return row
+
+    @app.post("/studies/{study_id}/deliveries/{outbox_id}/retry")
+    def retry_delivery(request: Request, study_id: int, outbox_id: int, who: Annotated[Viewer, Depends(viewer)],
+                       form: Annotated[CsrfForm, Depends(form_of(CsrfForm))]) -> Response:
+        check_csrf(who, form.csrf_token)
+        refuse_unless_delivery_role(who)
+        try:
+            with store.session_scope(engine) as session:
+                actionable_delivery(session, study_id, outbox_id)
+                delivery_view.retry_now(session, outbox_id, f"user:{who.username}")
+        except ValueError as exc:  # delivered, or not a problem row: nothing was changed
+            return refused(request, study_id, who, exc)
+        return RedirectResponse(f"/studies/{study_id}?done=delivery_retried", status_code=303)
+
+    @app.post("/studies/{study_id}/deliveries/{outbox_id}/withdraw")
+    def withdraw_delivery(request: Request, study_id: int, outbox_id: int, who: Annotated[Viewer, Depends(viewer)],
+                          form: Annotated[WithdrawForm, Depends(form_of(WithdrawForm))]) -> Response:
+        check_csrf(who, form.csrf_token)
+        refuse_unless_delivery_role(who)
+        try:
+            with store.session_scope(engine) as session:
+                actionable_delivery(session, study_id, outbox_id)
+                delivery_view.withdraw(session, outbox_id, f"user:{who.username}", form.reason)
+        except ValueError as exc:  # no reason, delivered, or not a problem row: nothing was changed
+            return refused(request, study_id, who, exc)
+        return RedirectResponse(f"/studies/{study_id}?done=delivery_withdrawn", status_code=303)
+
     # ------------------------------------------------------------ accounts (admin)
 
     def refuse_unless_admin(who: Viewer) -> None:
@@ -457,6 +520,11 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def _needs_a_person(row: delivery_view.DeliveryRow) -> bool:
+    """Held for a person after AE/AR, or retrying: the rows `delivery_problems` lists."""
+    return row.state == OutboxState.ERROR.value or (row.state == OutboxState.PENDING.value and row.attempts > 0)
 
 
 def _image_file(study: Study | None, roots: list[Path]) -> Path | None:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from reports.db import AuditEvent, Report, User, WebSession
+from reports.db import AuditEvent, OutboxItem, Report, User, WebSession
 from reports.review import security
 from tests.review.conftest import PASSWORD, csrf_of, login
 
@@ -20,6 +20,8 @@ GUARDED = [
     ("GET", "/studies/{id}/image.png", None),
     ("POST", "/studies/{id}/sign", {"based_on_version": "1", "impression": "x", "action": "sign"}),
     ("POST", "/studies/{id}/reject", {"based_on_version": "1", "reason": "noise"}),
+    ("POST", "/studies/{id}/deliveries/{outbox}/retry", {}),
+    ("POST", "/studies/{id}/deliveries/{outbox}/withdraw", {"reason": "receiver will never take it"}),
     ("POST", "/logout", {}),
     ("GET", "/users", None),
     ("POST", "/users", {"username": "mallory", "role": "cardiologist", "password": "0123456789ab"}),
@@ -33,25 +35,41 @@ def _reports(engine: sa.Engine) -> int:
         return connection.execute(sa.select(sa.func.count()).select_from(Report)).scalar_one()
 
 
+def _delivery_acts(engine: sa.Engine) -> int:
+    """Retry-now and withdraw audit rows: none may come from a refused request."""
+    with engine.connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).select_from(AuditEvent)
+                                  .where(AuditEvent.action.in_(["outbox.released", "outbox.held"]))).scalar_one()
+
+
+def _outbox_of(engine: sa.Engine, study_id: int) -> int:
+    """The study's draft delivery, so the delivery routes are tried on a real row."""
+    with engine.connect() as connection:
+        return connection.execute(sa.select(OutboxItem.id).join(Report, Report.id == OutboxItem.report_id)
+                                  .where(Report.study_id == study_id)).scalar_one()
+
+
 def test_every_route_is_listed_here(client: TestClient) -> None:
     """A new route must be added to GUARDED (and so tested) or be knowingly open."""
     routes = {route.path for route in client.app.routes if isinstance(route, APIRoute)}
-    listed = {path.replace("{id}", "{study_id}").replace("{name}", "{username}") for _, path, _ in GUARDED}
+    listed = {path.replace("{id}", "{study_id}").replace("{name}", "{username}").replace("{outbox}", "{outbox_id}")
+              for _, path, _ in GUARDED}
     assert routes - OPEN == listed
 
 
 def test_no_page_and_no_act_without_a_session(client: TestClient, make_study: Callable[..., int],
                                               review_engine: sa.Engine) -> None:
     study_id = make_study()
+    outbox_id = _outbox_of(review_engine, study_id)
     before = _reports(review_engine)
     for method, path, data in GUARDED:
-        url = path.replace("{id}", str(study_id)).replace("{name}", "cardio1")
+        url = path.replace("{id}", str(study_id)).replace("{name}", "cardio1").replace("{outbox}", str(outbox_id))
         response = client.request(method, url, data=data)
         assert response.status_code == 303 and response.headers["location"] == "/login", (method, url)
     # A forged or stale cookie is no session either.
     client.cookies.set("ecgwl_session", security.new_token())
     assert client.get("/queue").headers["location"] == "/login"
-    assert _reports(review_engine) == before
+    assert _reports(review_engine) == before and _delivery_acts(review_engine) == 0
     with review_engine.connect() as connection:
         assert connection.execute(sa.select(User.active).where(User.username == "cardio1")).scalar_one()
         assert connection.execute(sa.select(sa.func.count()).select_from(User)
@@ -72,17 +90,18 @@ def test_every_post_needs_the_sessions_csrf_token(logged_in: Callable[[str], Tes
     admin = logged_in("admin1")
     cardio = logged_in("cardio1")
     other_token = csrf_of(logged_in("cardio2").get("/queue").text)  # a real token, of another session
+    outbox_id = _outbox_of(review_engine, study_id)
     before = _reports(review_engine)
     for method, path, data in GUARDED:
         if method != "POST":
             continue
-        url = path.replace("{id}", str(study_id)).replace("{name}", "cardio2")
+        url = path.replace("{id}", str(study_id)).replace("{name}", "cardio2").replace("{outbox}", str(outbox_id))
         client = admin if path.startswith("/users") else cardio
         for token in (None, "", "not-the-token", other_token):
             form = dict(data) | ({"csrf_token": token} if token is not None else {})
             response = client.post(url, data=form)
             assert response.status_code == 403, (url, token, response.status_code)
-    assert _reports(review_engine) == before
+    assert _reports(review_engine) == before and _delivery_acts(review_engine) == 0
     assert cardio.get("/queue").status_code == 200  # the refused logout did not log out
     with review_engine.connect() as connection:
         assert connection.execute(sa.select(User.active).where(User.username == "cardio2")).scalar_one()
