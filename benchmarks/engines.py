@@ -43,7 +43,7 @@ class Measurement:
 
 def make_requests(count: int, seed: int = 0) -> list:
     """`count` distinct ECGs: a 12 x 5000 signal (per-lead sines, seeded) and its rendered page."""
-    from ingest.render import render_12lead
+    from ingest.prepare.render import render_12lead
     from model.engines import GenerationRequest
 
     rng = np.random.default_rng(seed)

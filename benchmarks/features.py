@@ -1,8 +1,8 @@
-"""Grounding features: the cost of `ingest.features.measure`, and what it says about a real ECG.
+"""Grounding features: the cost of `ingest.measure.features.measure`, and what it says about a real ECG.
 
 Same run, same ECGs, one thread:
 
-    ours      ingest.features.measure(signal, 500) on the (12, 5000) model window
+    ours      ingest.measure.features.measure(signal, 500) on the (12, 5000) model window
     baseline  neurokit2 ecg_clean + ecg_peaks + ecg_delineate(method="dwt") on every lead
               (R peaks and wave boundaries only: less than `measure` returns)
 
@@ -31,7 +31,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ingest.features import measure  # noqa: E402
+from ingest.measure.features import measure  # noqa: E402
 
 DEVICE_CODES = {  # SCPECG codes of the Mortara's own global measurements
     "5.10.2.1-3": "rr_ms", "5.13.5-7": "pr_ms", "5.13.5-9": "qrs_ms", "5.13.5-11": "qt_ms",
@@ -65,8 +65,8 @@ def _inputs(count: int) -> dict[str, np.ndarray]:
     import neurokit2 as nk
     from pydicom.data import get_testdata_file
 
-    from ingest.read import read_ecg
-    from ingest.signal import to_model_window
+    from ingest.readers.read import read_ecg
+    from ingest.prepare.signal import to_model_window
 
     signals = {"mortara": to_model_window(read_ecg(Path(get_testdata_file("waveform_ecg.dcm")))).signal}
     for index, rate in enumerate(np.linspace(45, 130, count).round().astype(int)):
@@ -80,8 +80,8 @@ def _device_table() -> None:
     import pydicom
     from pydicom.data import get_testdata_file
 
-    from ingest.read import read_ecg
-    from ingest.signal import to_model_window
+    from ingest.readers.read import read_ecg
+    from ingest.prepare.signal import to_model_window
 
     path = Path(get_testdata_file("waveform_ecg.dcm"))
     device = {}

@@ -45,8 +45,8 @@ sys.path.insert(0, str(REPO))
 
 from ingest.prepare import prepare  # noqa: E402
 from ingest.protocol import ProtocolReader  # noqa: E402
-from ingest.read import read_ecg  # noqa: E402
-from ingest.watch import walk_records  # noqa: E402
+from ingest.readers.read import read_ecg  # noqa: E402
+from ingest.intake.watch import walk_records  # noqa: E402
 from reports import store  # noqa: E402
 from reports.hl7_oru import HL7Endpoints, OruReport, OruStudy, build_oru, new_control_id  # noqa: E402
 from reports.hl7_validate import validate_oru  # noqa: E402

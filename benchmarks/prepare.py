@@ -5,10 +5,10 @@ Same run, same ECGs, one thread. Inputs: N simulated 10 s 12-lead ECGs (neurokit
 DICOM shipped with pydicom (1000 Hz). Stages, per ECG:
 
     stage    ours                                    naive baseline
-    read     ingest.read.read_ecg                    (the same)
-    window   ingest.signal.to_model_window           (the same)
-    render   ingest.render.render_12lead (PIL)       matplotlib 12-lead layout, same pixel size
-    measure  ingest.features.measure                 neurokit2 ecg_clean + ecg_peaks +
+    read     ingest.readers.read.read_ecg                    (the same)
+    window   ingest.prepare.signal.to_model_window           (the same)
+    render   ingest.prepare.render.render_12lead (PIL)       matplotlib 12-lead layout, same pixel size
+    measure  ingest.measure.features.measure                 neurokit2 ecg_clean + ecg_peaks +
                                                      ecg_delineate(method="dwt") on every lead
 
 Both renders stay in memory (an RGB image), as preparation keeps them; neither encodes a PNG.
@@ -36,7 +36,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ingest.ecg import STANDARD_LEADS  # noqa: E402
-from ingest.render import LAYOUT, image_size, render_12lead  # noqa: E402
+from ingest.prepare.render import LAYOUT, image_size, render_12lead  # noqa: E402
 
 STAGES = ("read", "window", "render", "measure")
 
@@ -119,9 +119,9 @@ def _neurokit_delineation(signal: np.ndarray, fs: float) -> int:
 
 def _features() -> Callable | None:
     try:
-        from ingest.features import measure
+        from ingest.measure.features import measure
     except ModuleNotFoundError as exc:
-        if exc.name != "ingest.features":
+        if exc.name != "ingest.measure.features":
             raise
         return None
     return measure
@@ -144,8 +144,8 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # neurokit2 warns on some simulated leads; the timing is the point
 
-    from ingest.read import read_ecg
-    from ingest.signal import to_model_window
+    from ingest.readers.read import read_ecg
+    from ingest.prepare.signal import to_model_window
 
     measure = _features()
     model_size, people_size = image_size(4), image_size(8)
@@ -208,7 +208,7 @@ def main() -> None:
     if complete:
         print(f"{'prepare() end to end':<26}{cell(mean(extra['prepare()']))}")
     else:
-        print("ingest.features is not installed yet: the measure stage of our pipeline is missing")
+        print("ingest.measure.features is not installed yet: the measure stage of our pipeline is missing")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The protocol reader against the simulator's ground truth: per-label recall/precision, interval errors.
 
 For records 0..count-1 of `training.synthetic.simulate(id, seed, index)` (the records the
-bundled synthetic corpus is made of), measures the signal (`ingest.features.measure`),
+bundled synthetic corpus is made of), measures the signal (`ingest.measure.features.measure`),
 reads it (`ingest.protocol.read.protocol_read`) and compares the reader's labels with the
 simulated labels, and the measured PR, QRS and QT with the simulated ones. No files are
 written; nothing is rendered. Prints:
@@ -36,7 +36,7 @@ class Tally:
 
 
 def tally(count: int, seed: int) -> Tally:
-    from ingest.features import measure
+    from ingest.measure.features import measure
     from ingest.protocol.read import protocol_read
     from training.synthetic import FS, simulate
 

@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
 
-    from ingest.read import read_ecg
+    from ingest.readers.read import read_ecg
 
     with tempfile.TemporaryDirectory() as folder:
         files = _fixtures(Path(folder))

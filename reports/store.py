@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.ecg import Demographics, Measurements
 from ingest.interpretation import Interpretation
-from ingest.measured import GroundingFeatures
+from ingest.measure.measured import GroundingFeatures
 from reports import audit
 from reports.db import OutboxItem, OutboxState, Report, ReportStatus, Study, StudyState, utcnow
 from reports.hl7_oru import HL7Endpoints, OruReport, OruStudy, build_oru, new_control_id, read_header

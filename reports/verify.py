@@ -28,7 +28,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel
 
-from ingest.measured import GroundingFeatures
+from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import conduction, ischemia, repolarisation, rhythm, voltage
 from ingest.protocol import vocabulary as vocab
 from ingest.protocol.read import protocol_read

@@ -7,7 +7,7 @@
     demo-wfdb.hea/.dat    a 12-lead, 10 s, 500 Hz WFDB record (format 16) of a neurokit2
                           simulation (fixed seed), with age/sex in the header comments and
                           a demographics sidecar demo-wfdb.json
-    demo-report.pdf       a PDF with a text layer: the 12-lead rendering (ingest.render) as an
+    demo-report.pdf       a PDF with a text layer: the 12-lead rendering (ingest.prepare.render) as an
                           image and the demographics as text, as an ECG cart exports it
     demo-scan.pdf         an image-only PDF, as a scanner makes it (a slightly rotated, grey,
                           noisy photo of a printout; no text layer), with a sidecar
@@ -75,7 +75,7 @@ def make_wfdb(out: Path) -> Path:
 
 
 def _page_image(seed: int, heart_rate: float) -> Image.Image:
-    from ingest.render import render_12lead
+    from ingest.prepare.render import render_12lead
 
     return render_12lead(simulated_12lead(seed, heart_rate), FS, header="DEMO 12-lead")
 

@@ -32,9 +32,9 @@ import numpy as np
 from pydantic import BaseModel
 
 from ingest.ecg import Demographics
-from ingest.measured import GroundingFeatures
+from ingest.measure.measured import GroundingFeatures
 from ingest.protocol.read import protocol_read
-from ingest.render import save_png
+from ingest.prepare.render import save_png
 from ingest.report_format import format_output
 from training.rows import TrainingRow, make_messages
 

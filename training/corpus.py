@@ -19,7 +19,7 @@ Layouts (auto-detected from the files present, or given explicitly):
                   labels ';'-separated (empty: the protocol reader's labels are the answer,
                   label_origin "protocol reader"), split train/val/test or empty (by id).
 
-Every record goes through `ingest.read.read_ecg` and `ingest.prepare.prepare`, the same
+Every record goes through `ingest.readers.read.read_ecg` and `ingest.prepare.prepare`, the same
 readers the worklist uses (so DICOM and WFDB both work), then `training.build.build_row`.
 A record that cannot be used is skipped and listed with its file and reason in
 `rejected.csv` beside the JSONL, never silently.
@@ -336,7 +336,7 @@ def records(root: Path, layout: Layout) -> Iterator[RecordRef]:
 def record_row(ref: RecordRef, source: str, out_dir: Path) -> TrainingRow:
     """Read, prepare and build one record's row. Raises IngestError naming file and reason."""
     from ingest.prepare import prepare
-    from ingest.read import read_ecg
+    from ingest.readers.read import read_ecg
 
     ecg = read_ecg(ref.path)
     if ref.demographics is not None:

@@ -10,7 +10,7 @@ Each row is read three ways by each interpreter:
   BLEU-4 and ROUGE-L of the image-only output against the signal-only output).
 
 The model goes through `model.engines.load_engine("hf", path)` (greedy, batched). The protocol
-reader measures the row's signal again (`ingest.features.measure`) and reads the features;
+reader measures the row's signal again (`ingest.measure.features.measure`) and reads the features;
 given only the image it has nothing to measure and writes its "image only" output, so its
 image-only figures and its consistency are what that gives: low by construction, reported
 as they are. A row missing its image gets one rendered from its signal, as the worker does.
@@ -131,7 +131,7 @@ def load_inputs(corpus_file: Path, row: TrainingRow) -> RowInputs:
         with Image.open(image_path) as opened:
             image = opened.convert("RGB")
     elif signal is not None:
-        from ingest.render import render_12lead
+        from ingest.prepare.render import render_12lead
 
         image = render_12lead(signal, SAMPLING_RATE_HZ)
     if signal is None and image is None:
@@ -189,7 +189,7 @@ def _prepared(signal: np.ndarray | None, image: Any, features: Any) -> PreparedE
 
 def reader_outputs(inputs: Sequence[RowInputs]) -> Outputs:
     """The protocol reader's text for every row and input kind (features measured from the signal)."""
-    from ingest.features import measure
+    from ingest.measure.features import measure
     from ingest.protocol import ProtocolReader
 
     reader = ProtocolReader()

@@ -26,7 +26,7 @@ Ground truth. A record's labels come from its parameters by the protocol's thres
 beat times; PR, QRS and QT/QTc from construction; the bundle branch side from the
 morphology the record was built with; axis, voltages, ST levels at J + 60 ms, Q waves, T
 and P amplitudes from the noise-free beat template (the dipole projected, evaluated at the
-known fiducial points). Nothing comes from `ingest.features`. A sampled record whose truth
+known fiducial points). Nothing comes from `ingest.measure.features`. A sampled record whose truth
 quantity lies within a guard band of a threshold (e.g. heart rate within 3 bpm of 60) is
 drawn again, so every label is unambiguous at measurement precision; see
 training/README.md "Data" for what these labels can and cannot mean.
@@ -715,8 +715,8 @@ def simulate(record_id: str, seed: int, index: int = 0, force_normal: bool | Non
 
 def synthetic_row(index: int, seed: int, out_dir: Path) -> TrainingRow:
     """Simulate, measure, render and read record `index`; write its files; return its row."""
-    from ingest.features import measure
-    from ingest.render import render_12lead
+    from ingest.measure.features import measure
+    from ingest.prepare.render import render_12lead
 
     record_id = f"synthetic-{index:05d}"
     signal, truth = simulate(record_id, seed, index)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ingest.ecg import MODEL_SAMPLING_RATE_HZ, STANDARD_LEADS, Ecg
-from ingest.measured import GroundingFeatures
+from ingest.measure.measured import GroundingFeatures
 from ingest.prepare import PreparedEcg
 
 _ECG_ARRAYS = {"signal", "median_beat", "pages"}

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from tqdm import tqdm
 
-from ingest.watch import walk_records
+from ingest.intake.watch import walk_records
 from reports.db import Report, ReportStatus, Study, StudyState
 from worker.context import PipelineContext
 from worker.dispatch import InProcessDispatcher, Stage

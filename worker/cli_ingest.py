@@ -21,7 +21,7 @@ from ingest.errors import IngestError
 from ingest.inspect import format_summary, summarize
 from ingest.prepare import PreparedEcg, prepare
 from ingest.protocol import ProtocolReader
-from ingest.read import read_ecg
+from ingest.readers.read import read_ecg
 
 
 def _fail(message: str) -> NoReturn:

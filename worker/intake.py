@@ -27,9 +27,9 @@ import logging
 from enum import StrEnum
 from pathlib import Path
 
-from ingest.archive import archive_folder, archive_record, record_sha256
-from ingest.quarantine import quarantine_files, quarantine_folder
-from ingest.watch import Arrival
+from ingest.intake.archive import archive_folder, archive_record, record_sha256
+from ingest.intake.quarantine import quarantine_files, quarantine_folder
+from ingest.intake.watch import Arrival
 from reports import audit, store
 from reports.db import StudyState
 from worker.context import PipelineContext

@@ -30,14 +30,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ingest.archive import record_sha256
+from ingest.intake.archive import record_sha256
 from ingest.ecg import Ecg, Measurements, SourceFormat
 from ingest.errors import IngestError
 from ingest.interpretation import Interpretation
 from ingest.prepare import PreparedEcg, prepare
-from ingest.quarantine import quarantine_files
-from ingest.read import read_ecg
-from ingest.watch import wfdb_record_files
+from ingest.intake.quarantine import quarantine_files
+from ingest.readers.read import read_ecg
+from ingest.intake.watch import wfdb_record_files
 from reports import store
 from reports.db import Report, Study, StudyState
 from worker import artifacts

@@ -2,7 +2,7 @@
 
     watch(ctx, stop=threading.Event())      until `stop` is set (SIGTERM/SIGINT in the CLI)
 
-One loop, every `poll_seconds`: scan every inbox (`ingest.watch.InboxScanner`), take each
+One loop, every `poll_seconds`: scan every inbox (`ingest.intake.watch.InboxScanner`), take each
 complete arrival (`worker.intake.take_arrival`), and every `reconcile_every_seconds` run
 the reconciler. With no broker (the embedded default) it also runs the queued stages
 in this process after each scan. An arrival that fails to be taken (database down, disk
@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 
-from ingest.watch import InboxScanner
+from ingest.intake.watch import InboxScanner
 from worker.context import PipelineContext
 from worker.dispatch import InProcessDispatcher
 from worker.intake import take_arrival

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from ingest.measured import GroundingFeatures, LeadFeatures
+from ingest.measure.measured import GroundingFeatures, LeadFeatures
 from ingest.protocol import vocabulary as v
 from ingest.protocol.findings import Finding, hundredths, not_measurable, whole
 

@@ -13,7 +13,7 @@ block or LVH explaining ST changes, reciprocal depression) are weighed in step 6
 from __future__ import annotations
 
 from ingest.ecg import STANDARD_LEADS
-from ingest.measured import GroundingFeatures
+from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import vocabulary as v
 from ingest.protocol.findings import Finding, hundredths, mv, not_measurable, signed_mv, whole
 

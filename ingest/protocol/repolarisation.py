@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ingest.ecg import Sex
-from ingest.measured import GroundingFeatures
+from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import vocabulary as v
 from ingest.protocol.findings import Finding, hundredths, lead_list, mv, not_measurable, signed_mv, whole
 from ingest.protocol.ischemia import PRECORDIAL_LEADS

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ingest.ecg import STANDARD_LEADS
-from ingest.measured import GroundingFeatures, Rhythm
+from ingest.measure.measured import GroundingFeatures, Rhythm
 from ingest.protocol import vocabulary as v
 from ingest.protocol.conduction import COMPLETE_BBB_FROM_MS
 from ingest.protocol.findings import Finding, hundredths, lead_list, not_measurable, signed_mv, whole
@@ -27,7 +27,7 @@ TACHYCARDIA_ABOVE_BPM = 100
 # "P present before most beats": more than this share of the beats has a P wave.
 SINUS_P_FRACTION_ABOVE = 0.5
 # A T in I counts as inverted (lead reversal) from this depth: a smaller one is a flat T,
-# which the measurer reports as a small signed number (ingest.delineate.T_MIN_MV).
+# which the measurer reports as a small signed number (ingest.measure.delineate.T_MIN_MV).
 INVERTED_T_FROM_MV = 0.05
 
 RateClass = Literal["bradycardia", "normal", "tachycardia"]

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from ingest.measured import GroundingFeatures
+from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import vocabulary as v
 from ingest.protocol.findings import Finding, hundredths, mv, not_measurable, whole
 

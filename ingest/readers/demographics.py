@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ingest.detect import sidecar_path
+from ingest.readers.detect import sidecar_path
 from ingest.ecg import Demographics, Sex
 from ingest.errors import IngestError
 

@@ -4,7 +4,7 @@ Each page is rendered with pypdfium2 (Apache-2.0/BSD; never PyMuPDF, AGPL, nor p
 GPL) at a scale that makes it at most `MAX_PAGE_WIDTH_PX` wide, about 200 dpi for a
 letter or A4 page in landscape: enough for a person and for the image interpreter,
 whose input is capped far below that anyway. Demographics come from the text layer
-(`Label: value` fields) when the PDF has one; `ingest.read` fills the gaps from a
+(`Label: value` fields) when the PDF has one; `ingest.readers.read` fills the gaps from a
 JSON sidecar. Recovering the traces as a signal (vector paths or raster digitisation)
 is a later step: for now `signal` is None and interpretation is image-only.
 """

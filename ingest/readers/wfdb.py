@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.detect import missing_companion_files, parse_wfdb_header
+from ingest.readers.detect import missing_companion_files, parse_wfdb_header
 from ingest.ecg import Ecg, SourceFormat
 from ingest.errors import IngestError
 from ingest.readers.demographics import demographics_from_comments

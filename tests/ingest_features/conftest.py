@@ -3,7 +3,7 @@
 The Mortara ELI 250 record shipped with pydicom stores, besides the signal, what the device
 measured: global intervals and axes (SCPECG-coded numeric annotations), the fiducial point
 of every beat, and its median beat. The tests read those straight from the DICOM dataset,
-independently of `ingest.readers`, and compare `ingest.features.measure` with them.
+independently of `ingest.readers`, and compare `ingest.measure.features.measure` with them.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from ingest.features import measure
-from ingest.measured import GroundingFeatures
-from ingest.read import read_ecg
-from ingest.signal import to_model_window
+from ingest.measure.features import measure
+from ingest.measure.measured import GroundingFeatures
+from ingest.readers.read import read_ecg
+from ingest.prepare.signal import to_model_window
 
 # SCPECG codes of the global measurements the device stores (SCP-ECG section 5 nomenclature).
 SCPECG_MEASUREMENTS = {

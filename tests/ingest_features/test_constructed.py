@@ -13,9 +13,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ingest.beats import filtfilt
-from ingest.delineate import qrs_bounds
-from ingest.features import measure
+from ingest.measure.beats import filtfilt
+from ingest.measure.delineate import qrs_bounds
+from ingest.measure.features import measure
 from ingest.protocol import vocabulary as v
 from ingest.protocol.read import protocol_read
 from tests.ingest_features.synthetic import (

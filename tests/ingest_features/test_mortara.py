@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ingest.ecg import STANDARD_LEADS
-from ingest.features import measure
+from ingest.measure.features import measure
 
 # Largest differences accepted against the device, per measurement (ms or degrees).
 BOUNDS = {"pr_ms": 15, "qrs_ms": 10, "qt_ms": 20, "qtc_ms": 20, "qrs_axis_deg": 15, "p_axis_deg": 20,
@@ -88,7 +88,7 @@ def test_per_beat_values_follow_the_median(mortara):
 
 def test_measuring_at_the_source_rate_gives_the_same_answers(mortara, mortara_dicom_path):
     """The Mortara signal at its own 1000 Hz: the algorithm works in seconds, not samples."""
-    from ingest.read import read_ecg
+    from ingest.readers.read import read_ecg
 
     ecg = read_ecg(mortara_dicom_path)
     signal = ecg.signal[[ecg.lead_names.index(lead) for lead in STANDARD_LEADS]]

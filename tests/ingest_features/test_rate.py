@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ingest.ecg import STANDARD_LEADS
-from ingest.features import measure
+from ingest.measure.features import measure
 
 
 def simulated(heart_rate: int, seed: int) -> np.ndarray:

@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ingest.beats import classify_and_align, detect_qrs, qrs_band, qrs_energy
+from ingest.measure.beats import classify_and_align, detect_qrs, qrs_band, qrs_energy
 from ingest.ecg import STANDARD_LEADS
-from ingest.features import measure
+from ingest.measure.features import measure
 from tests.ingest_features.synthetic import NORMAL_LEADS, Beat, ecg, qrs_onsets
 
 NORMAL = Beat()
@@ -160,7 +160,7 @@ def test_invalid_sampling_rate_is_an_error(clean):
 
 def test_output_round_trips_through_json(clean):
     """What the worker stores and the protocol reader loads: JSON, with the 'global' alias."""
-    from ingest.measured import GroundingFeatures
+    from ingest.measure.measured import GroundingFeatures
 
     features = measure(clean, 500)
     again = GroundingFeatures.model_validate_json(features.model_dump_json(by_alias=True))

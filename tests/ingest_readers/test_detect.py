@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.detect import (
+from ingest.readers.detect import (
     detect_format,
     is_record_complete,
     missing_companion_files,

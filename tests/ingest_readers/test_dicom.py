@@ -12,7 +12,7 @@ import pytest
 
 from ingest.ecg import STANDARD_LEADS, Sex, SourceFormat
 from ingest.errors import IngestError
-from ingest.read import read_ecg
+from ingest.readers.read import read_ecg
 from tests.ingest_readers.builders import (
     GENERAL_ECG_SOP,
     HEMODYNAMIC_SOP,

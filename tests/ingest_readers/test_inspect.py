@@ -9,9 +9,9 @@ from PIL import Image
 
 from ingest.ecg import STANDARD_LEADS, Measurements, SourceFormat
 from ingest.inspect import format_summary, summarize
-from ingest.measured import GroundingFeatures
+from ingest.measure.measured import GroundingFeatures
 from ingest.prepare import PreparedEcg
-from ingest.read import read_ecg
+from ingest.readers.read import read_ecg
 from tests.ingest_readers.builders import write_scan_pdf, write_wfdb
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from ingest.ecg import Sex, SourceFormat
 from ingest.errors import IngestError
-from ingest.read import read_ecg
+from ingest.readers.read import read_ecg
 from ingest.readers.demographics import labelled_fields, parse_date
 from ingest.readers.pdf import MAX_PAGE_WIDTH_PX
 from tests.ingest_readers.builders import write_encrypted_pdf, write_report_pdf, write_scan_pdf

@@ -9,7 +9,7 @@ import pytest
 
 from ingest.ecg import SourceFormat
 from ingest.errors import IngestError
-from ingest.read import read_ecg
+from ingest.readers.read import read_ecg
 
 
 def test_dispatch_is_by_content_not_extension(tmp_path: Path, mortara_dicom_path: Path) -> None:

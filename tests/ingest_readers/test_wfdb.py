@@ -10,7 +10,7 @@ import pytest
 
 from ingest.ecg import STANDARD_LEADS, Sex, SourceFormat
 from ingest.errors import IngestError
-from ingest.read import read_ecg
+from ingest.readers.read import read_ecg
 from ingest.readers.demographics import demographics_from_comments
 from tests.ingest_readers.builders import write_mat_record, write_wfdb
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from ingest.ecg import STANDARD_LEADS
-from ingest.render import TRACE_START_MM, image_size, render_12lead, save_png
+from ingest.prepare.render import TRACE_START_MM, image_size, render_12lead, save_png
 from tests.ingest_render.synthetic import FS, N, centres, ink, sines
 
 # The standard layout, written out here independently of the renderer.

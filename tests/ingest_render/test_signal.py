@@ -7,7 +7,7 @@ import pytest
 
 from ingest.ecg import STANDARD_LEADS
 from ingest.errors import IngestError
-from ingest.signal import MIN_DURATION_S, resample, resampling_ratio, to_model_window
+from ingest.prepare.signal import MIN_DURATION_S, resample, resampling_ratio, to_model_window
 from tests.ingest_render.synthetic import FS, N, make_ecg, sine_at, sines
 
 
@@ -172,7 +172,7 @@ def test_unusable_signals_raise_ingest_error(signal, fs, lead_names, words):
 
 
 def test_the_mortara_dicom_at_1000_hz_becomes_a_500_hz_window(mortara_dicom_path):
-    from ingest.read import read_ecg
+    from ingest.readers.read import read_ecg
 
     ecg = read_ecg(mortara_dicom_path)
     window = to_model_window(ecg)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ingest.ecg import STANDARD_LEADS, Measurements
-from ingest.measured import BeatFeatures, GroundingFeatures, LeadFeatures, Rhythm, Voltages
+from ingest.measure.measured import BeatFeatures, GroundingFeatures, LeadFeatures, Rhythm, Voltages
 
 # Median-beat values per lead of a normal ECG (mV, ms): R, S, net QRS, P, T.
 _NORMAL_LEADS: dict[str, dict[str, Any]] = {

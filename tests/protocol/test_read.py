@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from ingest.ecg import Demographics
-from ingest.measured import GroundingFeatures
+from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import CRITICAL_LABELS, LABELS, critical_labels, is_critical, protocol_read
 from ingest.protocol import vocabulary as v
 from ingest.report_format import STEP_HEADINGS, parse_output

@@ -9,11 +9,11 @@ from PIL import Image
 
 from ingest.ecg import Demographics, Ecg, Sex, SourceFormat
 from ingest.interpretation import Interpreter
-from ingest.measured import GroundingFeatures
+from ingest.measure.measured import GroundingFeatures
 from ingest.prepare import PreparedEcg, prepare
 from ingest.protocol import PROTOCOL_READER_VERSION, ProtocolReader, protocol_read
 from ingest.protocol import vocabulary as v
-from ingest.read import read_ecg
+from ingest.readers.read import read_ecg
 from reports.verify import verify
 from tests.protocol import builders as b
 
@@ -63,7 +63,7 @@ def test_one_unreadable_ecg_does_not_fail_the_batch() -> None:
 
 
 def test_real_ecg_read_end_to_end(mortara_dicom_path: Path) -> None:
-    """The Mortara ELI 250 record: measured by ingest.features, read, and consistent with itself."""
+    """The Mortara ELI 250 record: measured by ingest.measure.features, read, and consistent with itself."""
     prepared = prepare(read_ecg(mortara_dicom_path))
     out = ProtocolReader().interpret([prepared])[0]
     assert out.parsed.well_formed, out.parsed.problems

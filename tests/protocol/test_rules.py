@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from ingest.ecg import Demographics, Sex
-from ingest.measured import GroundingFeatures
+from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import protocol_read
 from ingest.protocol import vocabulary as v
 from tests.protocol.builders import (

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ingest.measured import GroundingFeatures
+from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import protocol_read
 from ingest.report_format import format_output, parse_output
 from reports.verify import verify

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.features import measure
+from ingest.measure.features import measure
 from ingest.protocol import protocol_read
-from ingest.render import render_12lead, save_png
+from ingest.prepare.render import render_12lead, save_png
 from training.rows import TrainingRow, make_messages, write_rows
 from training.synthetic import FS, simulate
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ingest.ecg import STANDARD_LEADS
-from ingest.features import measure
+from ingest.measure.features import measure
 from ingest.protocol import vocabulary as v
 from training.synthetic import FS, GUARD, SAMPLES, SimulatedTruth, project, simulate
 

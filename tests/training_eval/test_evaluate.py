@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ingest.features import measure
+from ingest.measure.features import measure
 from ingest.protocol import protocol_read
 from ingest.protocol import vocabulary as v
-from ingest.render import render_12lead
+from ingest.prepare.render import render_12lead
 from ingest.report_format import format_output
 from model.tiny import save_tiny_model
 from tests.ingest_features import synthetic as s

@@ -1,4 +1,4 @@
-"""The content-addressed archive and the quarantine (ingest.archive, ingest.quarantine)."""
+"""The content-addressed archive and the quarantine (ingest.intake.archive, ingest.intake.quarantine)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.archive import archive_folder, archive_record, archived_intact, record_sha256
-from ingest.quarantine import quarantine_files
+from ingest.intake.archive import archive_folder, archive_record, archived_intact, record_sha256
+from ingest.intake.quarantine import quarantine_files
 from tests.worker.conftest import SAMPLES, copy_sample
 
 

@@ -16,7 +16,7 @@ import hl7
 import pytest
 import redis
 
-from ingest.watch import walk_records
+from ingest.intake.watch import walk_records
 from reports import audit
 from reports.hl7_validate import validate_oru
 from reports.store import session_scope

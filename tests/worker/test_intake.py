@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.archive import archive_folder, record_sha256
-from ingest.watch import InboxScanner
+from ingest.intake.archive import archive_folder, record_sha256
+from ingest.intake.watch import InboxScanner
 from reports.db import StudyState
 from tests.worker.conftest import copy_sample
 from tests.worker.helpers import audit_actions, audit_details, studies

@@ -13,7 +13,7 @@ import pytest
 from ingest.interpretation import Interpretation
 from ingest.prepare import PreparedEcg
 from ingest.protocol import ProtocolReader
-from ingest.watch import walk_records
+from ingest.intake.watch import walk_records
 from reports import store
 from reports.db import StudyState
 from tests.worker.conftest import SAMPLES, copy_sample

@@ -1,4 +1,4 @@
-"""The inbox scanner (ingest.watch): a file is taken only when complete, WFDB records only
+"""The inbox scanner (ingest.intake.watch): a file is taken only when complete, WFDB records only
 whole, formats recognised by content, sidecars carried along, orphans not kept forever."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from ingest.ecg import SourceFormat
-from ingest.watch import UNRECOGNISED, InboxScanner, walk_records
+from ingest.intake.watch import UNRECOGNISED, InboxScanner, walk_records
 from tests.worker.conftest import SAMPLES, copy_sample
 
 

@@ -1,4 +1,4 @@
-"""From measured arrays to the typed `GroundingFeatures`: the last step of `ingest.features`.
+"""From measured arrays to the typed `GroundingFeatures`: the last step of `ingest.measure.features`.
 
 Rounds numbers once (ms to 0.1, mV to 0.001, mV/s to 0.01), turns NaN into None, builds the
 per-lead and per-beat models, and derives the device-style global measurements (intervals
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.beat_measures import p_shape, qrs_label, st_form
-from ingest.beats import Beats, samples
-from ingest.delineate import Wave
+from ingest.measure.beat_measures import p_shape, qrs_label, st_form
+from ingest.measure.beats import Beats, samples
+from ingest.measure.delineate import Wave
 from ingest.ecg import STANDARD_LEADS, Measurements
-from ingest.measured import BeatFeatures, LeadFeatures, Rhythm, Voltages
+from ingest.measure.measured import BeatFeatures, LeadFeatures, Rhythm, Voltages
 
 # RR coefficient of variation below which the rhythm is called regular.
 REGULAR_RR_CV = 0.10

@@ -19,8 +19,8 @@ taken only when its header and every signal file it names are present at full si
 signal file without its header (or a header whose signal file never comes) waits
 `orphan_seconds`, then becomes a quarantined arrival, so nothing waits forever unseen.
 
-This module only looks: it never moves or deletes a file (see `ingest.archive`,
-`ingest.quarantine` and `worker.intake` for what happens next).
+This module only looks: it never moves or deletes a file (see `ingest.intake.archive`,
+`ingest.intake.quarantine` and `worker.intake` for what happens next).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.detect import (
+from ingest.readers.detect import (
     detect_format,
     missing_companion_files,
     parse_wfdb_header,

@@ -1,8 +1,8 @@
 """Numbers from delineated rows: wave amplitudes, durations, ST level and slope, QRS labels.
 
-Third step of measuring an ECG (`ingest.beats` finds and aligns the beats,
-`ingest.delineate` finds the wave boundaries, `ingest.features` combines the leads).
-Like `ingest.delineate`, everything works on rows (one lead of one beat, or of the
+Third step of measuring an ECG (`ingest.measure.beats` finds and aligns the beats,
+`ingest.measure.delineate` finds the wave boundaries, `ingest.measure.features` combines the leads).
+Like `ingest.measure.delineate`, everything works on rows (one lead of one beat, or of the
 median beat) and returns one value per row, NaN where a wave is missing; the caller
 turns NaN into None.
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import find_peaks
 
-from ingest.beats import samples
-from ingest.delineate import Wave, columns_between, argmax_where, pr_baseline, span, take
+from ingest.measure.beats import samples
+from ingest.measure.delineate import Wave, columns_between, argmax_where, pr_baseline, span, take
 
 # Deflections smaller than this are noise, not a Q wave or an R wave.
 MIN_DEFLECTION_MV = 0.03
@@ -85,7 +85,7 @@ def q_waves(y: np.ndarray, window: np.ndarray, local_on: np.ndarray, local_off: 
 def measure_rows(meas: np.ndarray, smooth: np.ndarray, fs: float, qrs_on: np.ndarray, qrs_off: np.ndarray,
                  lead_on: np.ndarray, lead_off: np.ndarray, p: Wave, t: Wave,
                  rr_s: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-row measurements named as the fields of `ingest.measured.BeatFeatures`.
+    """Per-row measurements named as the fields of `ingest.measure.measured.BeatFeatures`.
 
     meas: rows for amplitudes (the signal's full band); smooth: 40 Hz rows for ST and slopes;
     qrs_on/qrs_off: the QRS window for amplitudes and the J point; lead_on/lead_off:

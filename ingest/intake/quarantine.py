@@ -4,7 +4,7 @@
 
 A file is quarantined when it is not an ECG this system reads (unrecognised content), when
 a WFDB record stays incomplete, or when a reader or preparation raises `IngestError`.
-Nothing is deleted here: the files are copied durably (see `ingest.archive.copy_durably`)
+Nothing is deleted here: the files are copied durably (see `ingest.intake.archive.copy_durably`)
 and the caller removes the inbox copy only afterwards. Each quarantined item gets its own
 folder named by its content hash (`key`), so WFDB files keep the names their header uses
 and the same bad file dropped twice lands in the same place.
@@ -19,7 +19,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ingest.archive import copy_durably
+from ingest.intake.archive import copy_durably
 
 REASON_SUFFIX = ".reason"
 

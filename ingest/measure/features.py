@@ -5,12 +5,12 @@ and the review page shows. The stages, each in its own function or module:
 
     signal (12 x N mV, STANDARD_LEADS order, maybe zero-padded at the end)
       _find_beats          padding cut, flat leads set aside, QRS detection over all leads
-                           (ingest.beats), detections in artefact dropped, beats aligned and
+                           (ingest.measure.beats), detections in artefact dropped, beats aligned and
                            classified (dominant / ectopic)
       _beat_windows        baseline removed by a spline through the PR segments, a window
                            around every beat, the median beat of the dominant beats
       _lead_quality        leads whose beats do not repeat (noise) set aside
-      _median_waves        per lead (ingest.delineate): QRS onset/offset, T and P waves; the
+      _median_waves        per lead (ingest.measure.delineate): QRS onset/offset, T and P waves; the
                            leads combined into global fiducials as devices do: QRS onset =
                            the earliest onset other leads confirm, QRS offset and T end the
                            latest (the QRS offset: the latest three leads confirm, even a
@@ -18,9 +18,9 @@ and the review page shows. The stages, each in its own function or module:
                            a clear P
       _per_beat            the same delineation on every lead of every beat, and whether
                            each beat has a P wave
-      ingest.beat_measures amplitudes, durations, ST level/slope per lead, on the median and
+      ingest.measure.beat_measures amplitudes, durations, ST level/slope per lead, on the median and
                            on each beat
-      ingest.grounding     rounding, global intervals and axes, rhythm, voltages
+      ingest.measure.grounding     rounding, global intervals and axes, rhythm, voltages
 
 A number that cannot be trusted is None with a note saying why (a flat or noisy lead, no
 T end, leads that disagree, P waves in too few beats), never a plausible-looking guess. A
@@ -44,8 +44,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.beat_measures import measure_rows
-from ingest.beats import (
+from ingest.measure.beat_measures import measure_rows
+from ingest.measure.beats import (
     Beats,
     classify_and_align,
     complete,
@@ -62,10 +62,10 @@ from ingest.beats import (
     window_extent,
     windows,
 )
-from ingest.delineate import P_MIN_MV, T_MIN_MV, QrsBounds, Wave, p_waves, qrs_bounds, t_waves
+from ingest.measure.delineate import P_MIN_MV, T_MIN_MV, QrsBounds, Wave, p_waves, qrs_bounds, t_waves
 from ingest.ecg import STANDARD_LEADS, Measurements
-from ingest.grounding import Fiducials, global_measurements, lead_features, rhythm, voltages
-from ingest.measured import GroundingFeatures, Rhythm
+from ingest.measure.grounding import Fiducials, global_measurements, lead_features, rhythm, voltages
+from ingest.measure.measured import GroundingFeatures, Rhythm
 
 # Shortest record worth measuring (s of signal before any zero padding).
 MIN_RECORD_S = 2.0

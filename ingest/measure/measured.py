@@ -2,7 +2,7 @@
 
 These are the numbers GEM and ECG-R1 ground their reasoning on, the numbers the protocol
 reader applies its thresholds to, the numbers the HL7 draft reports as coded OBX and the
-numbers the review page shows beside what the interpreter claimed. `ingest.features`
+numbers the review page shows beside what the interpreter claimed. `ingest.measure.features`
 computes them; this module only says what they are, so readers of the numbers do not
 depend on how they were measured.
 
@@ -72,7 +72,7 @@ class Rhythm(BaseModel):
     p_wave_fraction: float | None = None  # share of beats with a P wave before the QRS
     p_positive_in: list[str] = Field(default_factory=list)  # leads whose median P is positive
     p_negative_in: list[str] = Field(default_factory=list)
-    # Added by ingest.features: where each detected beat is (its QRS fiducial point, ms from the
+    # Added by ingest.measure.features: where each detected beat is (its QRS fiducial point, ms from the
     # start of the record; the order of LeadFeatures.beats) and how many differ from the dominant QRS.
     beat_times_ms: list[float] = Field(default_factory=list)
     ectopic_count: int | None = None

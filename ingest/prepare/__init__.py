@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ingest.ecg import Ecg
-from ingest.measured import GroundingFeatures
+from ingest.measure.measured import GroundingFeatures
 
 
 @dataclass
@@ -43,9 +43,9 @@ class PreparedEcg:
 def prepare(ecg: Ecg) -> PreparedEcg:
     """Prepare one ECG for interpretation. Raises `IngestError` for unusable signals."""
     # Imported here so that reading `PreparedEcg` does not pull in the renderer.
-    from ingest.features import measure
-    from ingest.render import render_12lead
-    from ingest.signal import to_model_window
+    from ingest.measure.features import measure
+    from ingest.prepare.render import render_12lead
+    from ingest.prepare.signal import to_model_window
 
     if ecg.signal is None:
         page = ecg.pages[0] if ecg.pages else None

@@ -1,6 +1,6 @@
 """Wave boundaries in aligned beat windows: QRS onset/offset, P and T onset/peak/end.
 
-The second half of measuring an ECG (after `ingest.beats`, before `ingest.features`).
+The second half of measuring an ECG (after `ingest.measure.beats`, before `ingest.measure.features`).
 Every function works on rows: each row is one lead of one beat window (or of the median
 beat), all rows aligned so the QRS fiducial point sits at the same sample. The same code
 therefore delineates the 12 median-beat leads and the hundred-odd single beats of a
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.beats import samples
+from ingest.measure.beats import samples
 
 # QRS boundary: slope below this share of the peak QRS slope, sustained for QUIET_RUN_S.
 QRS_EDGE_FRACTION = 0.1

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ingest.detect import detect_format, wfdb_header_for
+from ingest.readers.detect import detect_format, wfdb_header_for
 from ingest.ecg import Ecg, SourceFormat
 from ingest.errors import IngestError
 from ingest.readers.demographics import merge_demographics, read_sidecar

@@ -1,6 +1,6 @@
 """Beats of a 12-lead ECG: where they are, which look alike, and their median beat.
 
-The first half of measuring an ECG (`ingest.features` is the entry point):
+The first half of measuring an ECG (`ingest.measure.features` is the entry point):
 
     signal (12 x N mV)  --trailing zero padding cut, flat leads set aside----> usable leads
         --5-30 Hz band, slope^2 per lead, averaged over leads, 100 ms mean---> QRS energy
