@@ -59,12 +59,30 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A Redis database number of its own for one test, flushed before and after."""
+    """A Redis database number of its own for one test, flushed before and after.
+
+    Databases 1-15 are shared by every test run on the machine (several checkouts may run
+    their suites at once), so a test claims one with SET NX on a key in database 0 and
+    releases it afterwards; the claim expires by itself if the run is killed.
+    """
     require_service("Redis", "127.0.0.1", 6379)
+    import time
+
     import redis
 
-    # Databases 1-15 are shared by concurrent test runs; pick one at random and own it.
-    db = 1 + uuid.uuid4().int % 15
+    registry = redis.Redis.from_url(f"{REDIS_TEST_URL}/0")
+    token = uuid.uuid4().hex
+    db = None
+    deadline = time.monotonic() + 120
+    while db is None:
+        for candidate in [1 + (uuid.uuid4().int + i) % 15 for i in range(15)]:
+            if registry.set(f"ecgwl-test-db-claim:{candidate}", token, nx=True, ex=1800):
+                db = candidate
+                break
+        else:
+            if time.monotonic() > deadline:
+                pytest.fail("no free Redis test database (1-15) for two minutes")
+            time.sleep(0.5)
     url = f"{REDIS_TEST_URL}/{db}"
     client = redis.Redis.from_url(url)
     client.flushdb()
@@ -73,6 +91,9 @@ def redis_url() -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+        if registry.get(f"ecgwl-test-db-claim:{db}") == token.encode():
+            registry.delete(f"ecgwl-test-db-claim:{db}")
+        registry.close()
 
 
 @pytest.fixture(scope="session")
