@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 STANDARD_LEADS: tuple[str, ...] = (
     "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
@@ -35,6 +35,10 @@ class SourceFormat(StrEnum):
     DICOM = "dicom"
     WFDB = "wfdb"
     PDF = "pdf"
+    MUSE_XML = "muse_xml"  # GE MUSE RestingECG XML export
+    PHILIPS_XML = "philips_xml"  # Philips Sierra / PageWriter XML (restingecgdata)
+    HL7_AECG = "hl7_aecg"  # HL7 v3 annotated ECG (FDA aECG)
+    SCP_ECG = "scp_ecg"  # SCP-ECG, EN 1064 / ISO 11073-91064
 
 
 class Sex(StrEnum):
@@ -75,6 +79,25 @@ class Measurements(BaseModel):
     t_axis_deg: float | None = None
 
 
+class DeviceStatement(BaseModel):
+    """One interpretation statement as the acquiring device, or its ECG management system, stored it.
+
+    `confirmed` tells whose statement it is, when the file says: False for the device's own
+    (unconfirmed) reading, True for the statement as a physician confirmed or edited it in the
+    management system (MUSE "Diagnosis" against "OriginalDiagnosis", SCP-ECG's confirmed flag),
+    None when the file does not say. A plain string is accepted where a statement is expected.
+    """
+
+    text: str
+    code: str | None = None  # the vendor's or the standard's statement code, when stored
+    confirmed: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        return {"text": value} if isinstance(value, str) else value
+
+
 class Ecg(BaseModel):
     """One ECG as read from its source, before any resampling or measuring."""
 
@@ -90,9 +113,14 @@ class Ecg(BaseModel):
     pages: list[Any] = Field(default_factory=list)  # PIL images of a PDF's pages
     demographics: Demographics = Field(default_factory=Demographics)
     device_measurements: Measurements | None = None
-    device_statements: list[str] = Field(default_factory=list)
+    device_statements: list[DeviceStatement] = Field(default_factory=list)
     device_name: str | None = None
     provenance: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def device_statement_texts(self) -> list[str]:
+        """The device's statements as plain text, in the file's order."""
+        return [statement.text for statement in self.device_statements]
 
     @property
     def has_signal(self) -> bool:

@@ -57,7 +57,7 @@ class InspectSummary(BaseModel):
     demographics: InspectDemographics
     measurements: InspectMeasurements  # ours, from the prepared features (nulls without them)
     device_measurements: InspectMeasurements | None  # the acquiring device's, when it stored them
-    device_statements: list[str] = Field(default_factory=list)
+    device_statements: list[str] = Field(default_factory=list)  # texts; " [confirmed]" marks a confirmed one
     device_name: str | None = None
     derived_leads: list[str] = Field(default_factory=list)
     missing_leads: list[str] = Field(default_factory=list)
@@ -97,7 +97,8 @@ def summarize(ecg: Ecg, prepared: PreparedEcg | None = None) -> InspectSummary:
         demographics=InspectDemographics.model_validate(ecg.demographics.model_dump()),
         measurements=measurements,
         device_measurements=InspectMeasurements.of(ecg.device_measurements) if ecg.device_measurements else None,
-        device_statements=list(ecg.device_statements),
+        device_statements=[statement.text + (" [confirmed]" if statement.confirmed else "")
+                           for statement in ecg.device_statements],
         device_name=ecg.device_name,
         derived_leads=derived.split(",") if derived else [],
         missing_leads=ecg.missing_leads,

@@ -1,5 +1,11 @@
 """Demographics from text: `Label: value` fields of a PDF's text layer, WFDB header comments,
-and the optional JSON sidecar file that any source may carry.
+and the optional JSON sidecar file that any source may carry; and the sanity check at the edge
+(`sanitize_demographics`) that every reader's result passes through in `ingest.readers.read`.
+
+Sanity at the edge: a value that cannot be true (an age of 330, a birth after the
+acquisition, an acquisition in the future, a sex code that is none of M/F/O/U, an identifier
+with control characters) is dropped with a note in `Ecg.provenance["demographics_notes"]`,
+so it is never shown on the review page nor sent in PID. The notes never repeat the value.
 
 Dates are parsed only when they are unambiguous: `03/04/1970` could be March or April,
 so it is left empty (with a note) rather than guessed. A person can fill it in; a wrong
@@ -28,6 +34,10 @@ _MONTHS = {m: i for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
 
 
+# Spellings that mean "not known" and are therefore no reason for a note.
+_UNKNOWN_SEX = {"", "u", "un", "unk", "unknown", "unspecified", "not specified", "0", "none"}
+
+
 def parse_sex(text: str | None) -> Sex:
     """M/F/O from the usual spellings (`Male`, `f`, `Female`, `W` for weiblich...)."""
     if not text:
@@ -40,6 +50,14 @@ def parse_sex(text: str | None) -> Sex:
     if word in {"o", "other"}:
         return Sex.OTHER
     return Sex.UNKNOWN
+
+
+def parse_sex_noted(text: str | None, notes: list[str]) -> Sex:
+    """`parse_sex`, adding a note to `notes` when a code was given that is none of M/F/O/U."""
+    sex = parse_sex(text)
+    if sex is Sex.UNKNOWN and text is not None and text.strip().lower() not in _UNKNOWN_SEX:
+        notes.append("sex code not recognised (not M/F/O/U); dropped")
+    return sex
 
 
 def _safe_date(year: int, month: int, day: int) -> dt.date | None:
@@ -146,7 +164,7 @@ def demographics_from_text(text: str) -> tuple[Demographics, list[str]]:
     demographics = Demographics(
         patient_id=fields.get("patient_id"),
         patient_name=name,
-        sex=parse_sex(fields.get("sex")),
+        sex=parse_sex_noted(fields.get("sex"), notes),
         accession=fields.get("accession"),
     )
     if "birth_date" in fields:
@@ -162,15 +180,16 @@ def demographics_from_text(text: str) -> tuple[Demographics, list[str]]:
     return demographics, notes
 
 
-def demographics_from_comments(comments: list[str]) -> Demographics:
-    """Age and sex from WFDB header comments: `Age: 63`, `Sex: Male`, `<age>: 63 <sex>: M`."""
+def demographics_from_comments(comments: list[str]) -> tuple[Demographics, list[str]]:
+    """Age and sex from WFDB header comments (`Age: 63`, `Sex: Male`, `<age>: 63 <sex>: M`), and notes."""
     text = " ".join(comments)
     demographics = Demographics()
+    notes: list[str] = []
     if m := re.search(r"<?\bage>?\s*[:=]\s*(\d{1,3})\b", text, re.IGNORECASE):
         demographics.age_years = int(m[1])
     if m := re.search(r"<?\b(?:sex|gender)>?\s*[:=]\s*([A-Za-z]+)", text, re.IGNORECASE):
-        demographics.sex = parse_sex(m[1])
-    return demographics
+        demographics.sex = parse_sex_noted(m[1], notes)
+    return demographics, notes
 
 
 def read_sidecar(path: Path) -> Demographics | None:
@@ -207,3 +226,76 @@ def merge_demographics(primary: Demographics, fallback: Demographics, path: str 
         if value is None or value == Sex.UNKNOWN:
             setattr(merged, name, getattr(fallback, name))
     return merged
+
+
+# --- sanity at the edge ----------------------------------------------------------------------
+
+MAX_AGE_YEARS = 125  # the oldest documented person was 122
+EARLIEST_ACQUISITION = dt.datetime(1950, 1, 1)  # no stored electronic ECG is older
+MAX_IDENTIFIER_CHARS = 64
+MAX_NAME_CHARS = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _age_at(birth: dt.date, when: dt.date) -> int:
+    return when.year - birth.year - ((when.month, when.day) < (birth.month, birth.day))
+
+
+def _plausible_text(value: str | None, max_chars: int, needs_letter: bool) -> bool:
+    """False for text that no registration system produces: control bytes, nothing readable, too long."""
+    if value is None:
+        return True
+    text = value.strip()
+    if not text or len(text) > max_chars or _CONTROL.search(text):
+        return False
+    return any(ch.isalpha() for ch in text) if needs_letter else any(ch.isalnum() for ch in text)
+
+
+def sanitize_demographics(demographics: Demographics,
+                          now: dt.datetime | None = None) -> tuple[Demographics, list[str]]:
+    """The demographics with every impossible value removed, and one note per removal.
+
+    Applied to every reader's result (`ingest.readers.read.read_ecg`), so nothing impossible is
+    shown on the review page or sent in PID. Dropping is the rule because a wrong birth date or
+    identifier on a report cannot be taken back, and a person can still fill a gap.
+    """
+    now = now or dt.datetime.now()
+    clean = demographics.model_copy()
+    notes: list[str] = []
+
+    acquired = clean.acquired_at
+    if acquired is not None and (acquired > now + dt.timedelta(days=1) or acquired < EARLIEST_ACQUISITION):
+        notes.append("acquisition time is in the future or before 1950; dropped")
+        clean.acquired_at = acquired = None
+    reference = (acquired or now).date()
+
+    birth = clean.birth_date
+    if birth is not None:
+        if birth > reference:
+            notes.append("birth date is after the acquisition" if acquired else "birth date is in the future")
+            notes[-1] += "; dropped"
+            clean.birth_date = birth = None
+        elif _age_at(birth, reference) > MAX_AGE_YEARS:
+            notes.append(f"birth date implies an age over {MAX_AGE_YEARS} years; dropped")
+            clean.birth_date = birth = None
+
+    age = clean.age_years
+    if age is not None and not 0 <= age <= MAX_AGE_YEARS:
+        notes.append(f"age outside 0-{MAX_AGE_YEARS} years; dropped")
+        clean.age_years = age = None
+    if age is not None and birth is not None and acquired is not None:
+        if abs(_age_at(birth, acquired.date()) - age) > 1:
+            notes.append("stated age disagrees with the birth date by more than a year; both dropped")
+            clean.age_years = clean.birth_date = None
+
+    for field, max_chars, needs_letter in (("patient_id", MAX_IDENTIFIER_CHARS, False),
+                                           ("accession", MAX_IDENTIFIER_CHARS, False),
+                                           ("study_uid", MAX_IDENTIFIER_CHARS, False),
+                                           ("patient_name", MAX_NAME_CHARS, True)):
+        value = getattr(clean, field)
+        if value is not None and not _plausible_text(value, max_chars, needs_letter):
+            notes.append(f"{field.replace('_', ' ')} is not readable text; dropped")
+            setattr(clean, field, None)
+        elif value is not None and value != value.strip():
+            setattr(clean, field, value.strip())
+    return clean, notes

@@ -24,7 +24,7 @@ import numpy as np
 
 from ingest.ecg import Demographics, Ecg, Measurements, SourceFormat
 from ingest.errors import IngestError
-from ingest.readers.demographics import parse_sex
+from ingest.readers.demographics import parse_sex_noted
 from ingest.readers.leads import NEGATIVE_AVR, TwelveLeads, assemble_12_lead, normalize_lead_name
 
 SUPPORTED_SOP_CLASSES = {
@@ -85,6 +85,10 @@ def read_dicom(path: Path) -> Ecg:
         provenance["filters"] = filters
 
     median, median_rate = _median_beat(dataset, groups, rhythm_index, path, provenance)
+    notes: list[str] = []
+    demographics = _demographics(dataset, notes)
+    if notes:
+        provenance["demographics_notes"] = "; ".join(notes)
     return Ecg(
         source_format=SourceFormat.DICOM,
         source_path=str(path),
@@ -93,7 +97,7 @@ def read_dicom(path: Path) -> Ecg:
         lead_names=leads.lead_names,
         median_beat=median,
         median_beat_rate_hz=median_rate,
-        demographics=_demographics(dataset),
+        demographics=demographics,
         device_measurements=_device_measurements(dataset),
         device_statements=_device_statements(dataset),
         device_name=_device_name(dataset),
@@ -295,14 +299,14 @@ def _age_years(value: str | None) -> int | None:
     return amount if unit == "Y" else int(amount / {"M": 12, "W": 52.18, "D": 365.25}[unit])
 
 
-def _demographics(dataset: Any) -> Demographics:
+def _demographics(dataset: Any, notes: list[str]) -> Demographics:
     acquired = (parse_dt(_text(dataset, "AcquisitionDateTime"))
                 or _date_time(_text(dataset, "ContentDate"), _text(dataset, "ContentTime"))
                 or _date_time(_text(dataset, "StudyDate"), _text(dataset, "StudyTime")))
     return Demographics(
         patient_id=_text(dataset, "PatientID"),
         patient_name=_text(dataset, "PatientName"),
-        sex=parse_sex(_text(dataset, "PatientSex")),
+        sex=parse_sex_noted(_text(dataset, "PatientSex"), notes),
         birth_date=parse_da(_text(dataset, "PatientBirthDate")),
         age_years=_age_years(_text(dataset, "PatientAge")),
         accession=_text(dataset, "AccessionNumber"),

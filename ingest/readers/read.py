@@ -2,6 +2,7 @@
 
     path --detect_format (by content)--> DICOM | WFDB | PDF reader --> Ecg
          --(JSON sidecar, if any, fills missing demographics)--> Ecg
+         --(sanity at the edge: impossible demographics dropped with a note)--> Ecg
 
 Every failure, whatever library raised it, leaves here as `IngestError(path, reason)` so
 the watcher can quarantine the file with its reason beside it.
@@ -15,7 +16,7 @@ from pathlib import Path
 from ingest.readers.detect import detect_format, wfdb_header_for
 from ingest.ecg import Ecg, SourceFormat
 from ingest.errors import IngestError
-from ingest.readers.demographics import merge_demographics, read_sidecar
+from ingest.readers.demographics import merge_demographics, read_sidecar, sanitize_demographics
 
 
 def _reader(source_format: SourceFormat) -> Callable[[Path], Ecg]:
@@ -58,4 +59,8 @@ def read_ecg(path: Path) -> Ecg:
     if sidecar is not None:
         ecg.demographics = merge_demographics(ecg.demographics, sidecar, path)
         ecg.provenance["sidecar"] = "yes"
+    ecg.demographics, notes = sanitize_demographics(ecg.demographics)
+    if notes:
+        earlier = ecg.provenance.get("demographics_notes")
+        ecg.provenance["demographics_notes"] = "; ".join([earlier, *notes] if earlier else notes)
     return ecg

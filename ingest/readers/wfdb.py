@@ -67,7 +67,7 @@ def read_wfdb(path: Path) -> Ecg:
         signal[channel] *= factor
     leads = assemble_12_lead(signal, names, path)
 
-    demographics = demographics_from_comments(list(record.comments or []))
+    demographics, notes = demographics_from_comments(list(record.comments or []))
     demographics.acquired_at = _base_datetime(record.base_date, record.base_time)
     provenance = {
         "reader": "wfdb",
@@ -76,6 +76,8 @@ def read_wfdb(path: Path) -> Ecg:
         "units": ",".join(sorted(set(units))),
         **leads.provenance(),
     }
+    if notes:
+        provenance["demographics_notes"] = "; ".join(notes)
     return Ecg(
         source_format=SourceFormat.WFDB,
         source_path=str(path),

@@ -78,7 +78,7 @@ def test_mortara_device_measurements_statements_and_name(mortara) -> None:
     assert (measured.p_axis_deg, measured.qrs_axis_deg, measured.t_axis_deg) == (74, 52, 57)
     assert measured.hr_bpm == pytest.approx(60000 / 982, abs=0.1)
     assert measured.qtc_fridericia_ms is None  # the device did not report it
-    assert mortara.device_statements == ["RITMO SINUSALE", "ECG NORMALE"]
+    assert mortara.device_statement_texts == ["RITMO SINUSALE", "ECG NORMALE"]
     assert mortara.device_name == "Mortara Instrument, Inc. el250"
 
 
@@ -174,7 +174,7 @@ def test_only_global_annotations_are_device_measurements(tmp_path: Path, ecg12: 
     measured = ecg.device_measurements
     assert measured is not None
     assert (measured.qrs_ms, measured.pr_ms, measured.hr_bpm, measured.qrs_axis_deg) == (96, None, 72, 0)
-    assert ecg.device_statements == ["SINUS RHYTHM"]
+    assert ecg.device_statement_texts == ["SINUS RHYTHM"]
 
 
 # --- bad input ---------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def test_header_comments_and_base_time_give_demographics(tmp_path: Path, ecg12: 
     (["Dx: 164889003", "Rx: Unknown"], None, Sex.UNKNOWN),
 ])
 def test_comment_styles(comments: list[str], age: int | None, sex: Sex) -> None:
-    demographics = demographics_from_comments(comments)
+    demographics, _notes = demographics_from_comments(comments)
     assert (demographics.age_years, demographics.sex) == (age, sex)
 
 
