@@ -65,7 +65,7 @@ from ingest.measure.beats import (
 from ingest.measure.delineate import P_MIN_MV, T_MIN_MV, QrsBounds, Wave, p_waves, qrs_bounds, t_waves
 from ingest.ecg import STANDARD_LEADS, Measurements
 from ingest.measure.grounding import Fiducials, global_measurements, lead_features, rhythm, voltages
-from ingest.measure.measured import GroundingFeatures, Rhythm
+from ingest.measure.measured import GroundingFeatures, Rhythm, WaveBoundaries
 
 # Shortest record worth measuring (s of signal before any zero padding).
 MIN_RECORD_S = 2.0
@@ -190,6 +190,7 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
         st_deviation_mv={lead: features.median.st_level_mv for lead, features in leads.items()
                          if features.median.st_level_mv is not None},
         leads_measured=_names(measured),
+        boundaries=_boundaries(fiducials, view.before, beats.dominant, fs),
         notes=notes,
     )
 
@@ -401,6 +402,16 @@ def _per_beat(view: _Windows, found: _Found, qrs: tuple[int, int] | None, qt_sam
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+def _boundaries(fiducials: Fiducials, before: int, dominant: np.ndarray, fs: float) -> WaveBoundaries:
+    """The global fiducials as ms from each dominant beat's fiducial point (at sample `before`)."""
+    def ms(sample: int | None) -> float | None:
+        return None if sample is None else round((sample - before) * 1000.0 / fs, 1)
+
+    return WaveBoundaries(p_on_ms=ms(fiducials.p_on), p_off_ms=ms(fiducials.p_off), qrs_on_ms=ms(fiducials.qrs_on),
+                          qrs_off_ms=ms(fiducials.qrs_off), t_end_ms=ms(fiducials.t_end),
+                          dominant_beats=np.flatnonzero(dominant).tolist())
+
 
 def _p_presence(peaks: np.ndarray, measured: np.ndarray, fs: float, known: np.ndarray) -> np.ndarray:
     """Per beat 1.0 (a P wave) or 0.0 (none), NaN where unknown; peaks: (beats, 12) P peak samples.

@@ -78,6 +78,22 @@ class Rhythm(BaseModel):
     ectopic_count: int | None = None
 
 
+class WaveBoundaries(BaseModel):
+    """Where the global wave boundaries lie in the record, for comparison with annotated ones.
+
+    Each value is in ms from a dominant beat's QRS fiducial point: the boundary of beat i
+    (one of `dominant_beats`, indices into `Rhythm.beat_times_ms`) lies at
+    `beat_times_ms[i] + value`. None where the leads did not agree on it.
+    """
+
+    p_on_ms: float | None = None
+    p_off_ms: float | None = None
+    qrs_on_ms: float | None = None
+    qrs_off_ms: float | None = None
+    t_end_ms: float | None = None
+    dominant_beats: list[int] = Field(default_factory=list)
+
+
 class GroundingFeatures(BaseModel):
     """Everything measured on one ECG."""
 
@@ -87,6 +103,7 @@ class GroundingFeatures(BaseModel):
     leads: dict[str, LeadFeatures] = Field(default_factory=dict)
     st_deviation_mv: dict[str, float] = Field(default_factory=dict)  # lead -> ST level at J+60
     leads_measured: list[str] = Field(default_factory=list)
+    boundaries: WaveBoundaries = Field(default_factory=WaveBoundaries)  # for validation against annotations
     notes: list[str] = Field(default_factory=list)  # e.g. "no T end found in V2"
 
     model_config = {"populate_by_name": True}
