@@ -1,0 +1,174 @@
+"""One validation run: every record through every delineator, then the figures per source and overall.
+
+    evaluate(references, data_dir, delineators) -> Evaluation
+        figures[delineator][source | "overall"]  boundaries, intervals, labels (ours)
+        records                                  one row per record and delineator (the CSV)
+
+Each record is read and measured once per delineator; LUDB's annotations are read once.
+`progress` is called after each record so a command line can show a bar.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from ingest.ecg import Measurements
+from ingest.validation import labels as lb
+from ingest.validation.metrics import (
+    INTERVALS,
+    Agreement,
+    BoundarySummary,
+    LabelSummary,
+    RecordBoundaryErrors,
+    annotated_intervals,
+    interval_difference,
+    predicted_labels,
+    record_boundary_errors,
+    summarise_boundaries,
+    summarise_intervals,
+    summarise_labels,
+)
+from ingest.validation.references import BOUNDARIES, AnnotatedBeat, Reference, ludb_boundaries
+from ingest.validation.run import NEUROKIT2, NEUROKIT2_LEADS, OURS, RecordResult, run_neurokit2, run_ours
+
+OVERALL = "overall"
+
+
+class Figures(BaseModel):
+    """What one delineator achieved on one source (or overall)."""
+
+    records: int = 0
+    unreadable: int = 0  # records the delineator could not read or measure at all
+    boundaries: BoundarySummary | None = None  # records with annotated boundaries only
+    intervals_vs_device: dict[str, Agreement] = Field(default_factory=dict)
+    intervals_vs_annotations: dict[str, Agreement] = Field(default_factory=dict)
+    labels: LabelSummary | None = None  # the protocol reader: ours only
+    seconds_per_record: float | None = None
+
+
+class RecordRow(BaseModel):
+    """One record through one delineator: the per-record CSV, to find the worst records quickly."""
+
+    key: str
+    source: str
+    split: str
+    delineator: str
+    error: str | None = None
+    boundary_errors_ms: dict[str, float | None] = Field(default_factory=dict)
+    p_missed: int | None = None
+    p_false: int | None = None
+    vs_device: dict[str, float | None] = Field(default_factory=dict)
+    vs_annotations: dict[str, float | None] = Field(default_factory=dict)
+    reference_labels: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+    missed_labels: list[str] = Field(default_factory=list)
+    false_labels: list[str] = Field(default_factory=list)
+    reference_rhythm: str | None = None
+    rhythm: str | None = None
+    rhythm_correct: bool | None = None
+    leads_measured: int | None = None
+    p_wave_fraction: float | None = None
+    notes: int = 0
+    seconds: float = 0.0
+
+
+class Evaluation(BaseModel):
+    split: str
+    records: int
+    delineators: list[str]
+    neurokit2_leads: list[str] = Field(default_factory=list)
+    figures: dict[str, dict[str, Figures]] = Field(default_factory=dict)
+    rows: list[RecordRow] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
+def evaluate(references: list[Reference], data_dir: Path, split: str = "all",
+             delineators: tuple[str, ...] = (OURS, NEUROKIT2), neurokit2_leads: tuple[str, ...] = NEUROKIT2_LEADS,
+             progress: Callable[[str], None] | None = None) -> Evaluation:
+    """Run the delineators over the references and compute every figure."""
+    started = time.perf_counter()
+    results: dict[str, list[tuple[Reference, RecordResult]]] = {name: [] for name in delineators}
+    annotations: dict[str, list[AnnotatedBeat]] = {}
+    for reference in references:
+        if reference.annotations == "ludb":
+            annotations[reference.key] = ludb_boundaries(reference.file(data_dir))
+        if OURS in delineators:
+            results[OURS].append((reference, run_ours(reference, data_dir)))
+        if NEUROKIT2 in delineators:
+            results[NEUROKIT2].append((reference, run_neurokit2(reference, data_dir, neurokit2_leads)))
+        if progress is not None:
+            progress(reference.key)
+
+    evaluation = Evaluation(split=split, records=len(references), delineators=list(delineators),
+                            neurokit2_leads=list(neurokit2_leads) if NEUROKIT2 in delineators else [])
+    for name, pairs in results.items():
+        rows = [_row(reference, result, annotations.get(reference.key)) for reference, result in pairs]
+        evaluation.rows.extend(rows)
+        sources = sorted({reference.source for reference, _ in pairs})
+        evaluation.figures[name] = {
+            source: _figures([p for p in pairs if p[0].source == source], annotations, name)
+            for source in sources}
+        evaluation.figures[name][OVERALL] = _figures(pairs, annotations, name)
+    evaluation.seconds = round(time.perf_counter() - started, 1)
+    return evaluation
+
+
+def _figures(pairs: list[tuple[Reference, RecordResult]], annotations: dict[str, list[AnnotatedBeat]],
+             delineator: str) -> Figures:
+    readable = [(reference, result) for reference, result in pairs if result.error is None]
+    boundary_errors: list[RecordBoundaryErrors] = [
+        record_boundary_errors(result.beats, annotations[reference.key])
+        for reference, result in readable if reference.key in annotations]
+    device_pairs = [(result.measured, reference.device) for reference, result in readable if reference.device]
+    annotated_pairs = [(result.measured, annotated_intervals(annotations[reference.key]))
+                       for reference, result in readable if reference.key in annotations]
+    seconds = [result.seconds for _, result in readable]
+    return Figures(
+        records=len(pairs), unreadable=len(pairs) - len(readable),
+        boundaries=summarise_boundaries(boundary_errors) if boundary_errors else None,
+        intervals_vs_device=summarise_intervals(device_pairs),
+        intervals_vs_annotations=summarise_intervals(annotated_pairs),
+        labels=summarise_labels(pairs) if delineator == OURS else None,
+        seconds_per_record=round(sum(seconds) / len(seconds), 3) if seconds else None,
+    )
+
+
+def _row(reference: Reference, result: RecordResult, annotated: list[AnnotatedBeat] | None) -> RecordRow:
+    row = RecordRow(key=reference.key, source=reference.source, split=reference.split,
+                    delineator=result.delineator, error=result.error, leads_measured=result.leads_measured,
+                    p_wave_fraction=result.p_wave_fraction, notes=len(result.notes), seconds=round(result.seconds, 3))
+    if result.error is not None:
+        return row
+    if annotated is not None:
+        errors = record_boundary_errors(result.beats, annotated)
+        row.boundary_errors_ms = errors.errors
+        row.p_missed, row.p_false = errors.p_missed, errors.p_false
+        row.vs_annotations = _differences(result.measured, annotated_intervals(annotated))
+    if reference.device is not None:
+        row.vs_device = _differences(result.measured, reference.device)
+    if result.delineator == OURS:
+        stated = reference.labels
+        predicted = predicted_labels(result)
+        truth = set(stated.labels)
+        if reference.amplitudes == "normalised":
+            predicted, truth = predicted - lb.AMPLITUDE_LABELS, truth - lb.AMPLITUDE_LABELS
+        row.reference_labels = sorted(truth)
+        row.labels = sorted(predicted)
+        row.missed_labels = sorted(truth - predicted)
+        row.false_labels = sorted(predicted - truth)
+        row.reference_rhythm = stated.rhythm
+        row.rhythm = lb.reader_rhythm(result.labels)
+        row.rhythm_correct = None if stated.rhythm is None else lb.rhythm_correct(stated.rhythm, row.rhythm)
+    return row
+
+
+def _differences(found: Measurements, reference: Measurements) -> dict[str, float | None]:
+    return {name: interval_difference(name, found, reference) for name in INTERVALS
+            if getattr(reference, name) is not None}
+
+
+__all__ = ["BOUNDARIES", "OVERALL", "Evaluation", "Figures", "RecordRow", "evaluate"]

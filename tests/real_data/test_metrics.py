@@ -1,0 +1,92 @@
+"""Boundary matching, annotated boundaries, agreement figures, the open delineator and the command."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from ingest.ecg import Measurements
+from ingest.validation.metrics import (
+    Agreement,
+    Counts,
+    annotated_intervals,
+    interval_difference,
+    record_boundary_errors,
+)
+from ingest.validation.references import DEFAULT_DATA_DIR, AnnotatedBeat, load_references, ludb_boundaries
+from ingest.validation.run import BeatBoundaries, run_neurokit2
+from worker.cli import main
+
+
+def _annotated(start: float, with_p: bool = True) -> AnnotatedBeat:
+    return AnnotatedBeat(p_on=start - 160 if with_p else None, p_off=start - 60 if with_p else None,
+                         qrs_on=start, qrs_off=start + 100, t_end=start + 400)
+
+
+def test_matched_beats_give_the_median_error_and_p_waves_are_counted_apart():
+    annotated = [_annotated(1000.0), _annotated(2000.0, with_p=False), _annotated(3000.0)]
+    found = [BeatBoundaries(p_on=840.0 + 10, p_off=940.0, qrs_on=1010.0, qrs_off=1100.0, t_end=1420.0),
+             BeatBoundaries(p_on=1850.0, p_off=1950.0, qrs_on=2010.0, qrs_off=2100.0, t_end=2420.0),
+             BeatBoundaries(qrs_on=3010.0, qrs_off=3100.0, t_end=3420.0),
+             BeatBoundaries(qrs_on=9000.0, qrs_off=9100.0)]  # no annotated beat near it
+    errors = record_boundary_errors(found, annotated)
+    assert errors.matched_beats == 3 and errors.annotated_beats == 3
+    assert errors.errors["qrs_on"] == 10.0 and errors.errors["qrs_off"] == 0.0 and errors.errors["t_end"] == 20.0
+    assert errors.errors["p_on"] == 10.0
+    assert errors.p_missed == 1 and errors.p_false == 1
+
+
+def test_annotated_intervals_are_medians_over_beats():
+    intervals = annotated_intervals([_annotated(1000.0), _annotated(2000.0), _annotated(3000.0)])
+    assert (intervals.pr_ms, intervals.qrs_ms, intervals.qt_ms, intervals.hr_bpm) == (160.0, 100.0, 400.0, 60.0)
+    assert intervals.qtc_ms == 400.0
+
+
+def test_agreement_and_counts():
+    a = Agreement.of([10.0, -10.0, 30.0, None], not_measured=1)
+    assert (a.n, a.mean, a.mean_abs, a.not_measured) == (3, 10.0, 16.7, 1)
+    c = Counts()
+    for predicted, actual in ((True, True), (True, False), (False, True), (False, False), (False, False)):
+        c.add(predicted, actual)
+    assert (c.sensitivity, c.ppv, c.specificity) == (0.5, 0.5, 0.667)
+    assert interval_difference("qrs_axis_deg", Measurements(qrs_axis_deg=170.0), Measurements(qrs_axis_deg=-170.0)) \
+        == -20.0
+
+
+def test_ludb_annotations_become_ordered_global_boundaries():
+    beats = ludb_boundaries(DEFAULT_DATA_DIR / "ludb" / "2.hea")
+    assert len(beats) >= 5
+    for beat in beats:
+        assert beat.qrs_on < beat.qrs_off
+        if beat.p_on is not None:
+            assert beat.p_on < beat.p_off <= beat.qrs_on
+        if beat.t_end is not None:
+            assert beat.t_end > beat.qrs_off + 100
+    onsets = [beat.qrs_on for beat in beats]
+    assert onsets == sorted(onsets)
+
+
+def test_neurokit2_delineates_a_real_record():
+    reference = next(r for r in load_references(sources=["ptbxl"]) if r.record == "HR00001")
+    result = run_neurokit2(reference, DEFAULT_DATA_DIR)
+    assert result.error is None
+    assert len(result.beats) >= 5
+    assert 40.0 < result.measured.hr_bpm < 150.0
+
+
+def test_validate_prints_json_and_writes_the_per_record_csv(tmp_path):
+    rows = tmp_path / "rows.csv"
+    result = CliRunner().invoke(main, ["validate", "--source", "mortara", "--source", "chapman_shaoxing",
+                                       "--delineator", "ours", "--json", "--csv", str(rows)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    overall = document["figures"]["ecg-worklist"]["overall"]
+    assert overall["records"] == 11
+    assert overall["intervals_vs_device"]["qrs_ms"]["n"] == 11
+    assert rows.read_text().count("\n") == 12
+
+
+def test_validate_refuses_a_partial_baseline():
+    result = CliRunner().invoke(main, ["validate", "--source", "mortara", "--delineator", "ours", "--write-baseline"])
+    assert result.exit_code != 0
