@@ -38,12 +38,13 @@ from ingest.readers.detect import (
     sidecar_path,
     wfdb_companion_files,
     wfdb_header_for,
+    SINGLE_FILE_FORMATS,
+    UNRECOGNISED,
 )
 from ingest.ecg import SourceFormat
 
 IGNORED_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
 SIGNAL_SUFFIXES = (".dat", ".mat")
-UNRECOGNISED = "unrecognised content: not a DICOM ECG, a WFDB header (.hea) or a PDF"
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def group_folder(
         if not ready(path):
             continue
         source_format = detect_format(path)
-        if source_format in (SourceFormat.DICOM, SourceFormat.PDF):
+        if source_format in SINGLE_FILE_FORMATS:
             arrivals.append(Arrival(inbox, path, (path,), source_format=source_format))
             continue
         if source_format is None and path.suffix.lower() in SIGNAL_SUFFIXES and wfdb_header_for(path) is None:

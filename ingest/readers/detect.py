@@ -1,6 +1,6 @@
 """What kind of ECG file is this, and is all of it there yet? Decided by content.
 
-    detect_format(path)          DICOM | WFDB | PDF, or None for anything else
+    detect_format(path)          DICOM | WFDB | PDF | MUSE/Philips/aECG XML | SCP-ECG, or None
     wfdb_companion_files(hea)    the signal files (.dat/.mat) a WFDB header names
     missing_companion_files(hea) what is still missing or too short, in words
     is_record_complete(hea)      True when every companion is there at its full size
@@ -19,6 +19,11 @@ Content rules:
 - WFDB: a `.hea` file of text whose first non-comment line is a record line
   `name[/segments] nsig [fs [nsamp ...]]`, followed by at least nsig signal lines.
   (The extension matters here too: `wfdb` finds a record by its `.hea` name.)
+- XML: the name of the root element, after the XML declaration, comments and DOCTYPE
+  (searched in the first `_XML_HEAD_BYTES`): `RestingECG` is GE MUSE, `restingecgdata`
+  Philips (Sierra/PageWriter), `AnnotatedECG` HL7 aECG. Any other XML is none of ours.
+- SCP-ECG: section 0 right after the 6-byte file header, with section id 0 and the
+  reserved bytes "SCPECG" in its section header (bytes 16-21 of the file).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 from ingest.ecg import SourceFormat
 
 _HEAD_BYTES = 1024
+_XML_HEAD_BYTES = 16 * 1024  # the aECG example has 1 KB of comments before its root element
 _MAX_HEADER_BYTES = 256 * 1024  # a WFDB header is text; anything bigger is not one
 
 _RECORD_LINE = re.compile(
@@ -44,24 +50,54 @@ _BYTES_PER_SAMPLE = {"8": 1.0, "16": 2.0, "61": 2.0, "80": 1.0, "160": 2.0, "212
                      "24": 3.0, "32": 4.0, "310": 4 / 3, "311": 4 / 3}
 
 
+# Formats whose whole record is one file (WFDB has a header and signal files).
+SINGLE_FILE_FORMATS = frozenset(fmt for fmt in SourceFormat if fmt is not SourceFormat.WFDB)
+UNRECOGNISED = ("unrecognised content: not a DICOM ECG, a WFDB header (.hea), a PDF, "
+                "a GE MUSE, Philips or HL7 aECG XML, nor an SCP-ECG file")
+
+_XML_ROOTS = {
+    "RestingECG": SourceFormat.MUSE_XML,
+    "restingecgdata": SourceFormat.PHILIPS_XML,
+    "AnnotatedECG": SourceFormat.HL7_AECG,
+}
+# What may come before the root element: declaration, processing instructions, comments,
+# a DOCTYPE (without an internal subset) and whitespace.
+_XML_PROLOG = re.compile(rb"(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>\[]*>)*", re.DOTALL)
+_XML_ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)[\s>/]")
+
+
 def detect_format(path: Path) -> SourceFormat | None:
     """The format of the file at `path` judged by its content, or None if it is none of ours."""
     try:
         with path.open("rb") as handle:
-            head = handle.read(_HEAD_BYTES)
+            head = handle.read(_XML_HEAD_BYTES)
     except OSError:
         return None
     if not head:
         return None
     if len(head) >= 132 and head[128:132] == b"DICM":
         return SourceFormat.DICOM
-    if b"%PDF-" in head:
+    if b"%PDF-" in head[:_HEAD_BYTES]:
         return SourceFormat.PDF
+    if len(head) >= 22 and head[8:10] == b"\x00\x00" and head[16:22] == b"SCPECG":
+        return SourceFormat.SCP_ECG
+    if (xml_format := _xml_format(head)) is not None:
+        return xml_format
     if path.suffix.lower() == ".hea" and parse_wfdb_header(path) is not None:
         return SourceFormat.WFDB
     if _looks_like_raw_dicom(path, head):
         return SourceFormat.DICOM
     return None
+
+
+def _xml_format(head: bytes) -> SourceFormat | None:
+    """The ECG XML format named by the root element in the first bytes of a file, if any."""
+    text = head.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
+    prolog = _XML_PROLOG.match(text)
+    match = _XML_ROOT.match(text, prolog.end() if prolog else 0)
+    if match is None:
+        return None
+    return _XML_ROOTS.get(match[1].decode("ascii", "replace"))
 
 
 def _looks_like_raw_dicom(path: Path, head: bytes) -> bool:

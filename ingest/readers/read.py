@@ -1,6 +1,7 @@
 """`read_ecg(path)`: any supported ECG file to a canonical `Ecg`, or one clear `IngestError`.
 
-    path --detect_format (by content)--> DICOM | WFDB | PDF reader --> Ecg
+    path --detect_format (by content)--> DICOM | WFDB | PDF | GE MUSE XML | Philips XML
+         | HL7 aECG | SCP-ECG reader --> Ecg
          --(JSON sidecar, if any, fills missing demographics)--> Ecg
          --(sanity at the edge: impossible demographics dropped with a note)--> Ecg
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ingest.readers.detect import detect_format, wfdb_header_for
+from ingest.readers.detect import UNRECOGNISED, detect_format, wfdb_header_for
 from ingest.ecg import Ecg, SourceFormat
 from ingest.errors import IngestError
 from ingest.readers.demographics import merge_demographics, read_sidecar, sanitize_demographics
@@ -27,6 +28,18 @@ def _reader(source_format: SourceFormat) -> Callable[[Path], Ecg]:
     if source_format is SourceFormat.WFDB:
         from ingest.readers.wfdb import read_wfdb
         return read_wfdb
+    if source_format is SourceFormat.MUSE_XML:
+        from ingest.readers.muse import read_muse
+        return read_muse
+    if source_format is SourceFormat.PHILIPS_XML:
+        from ingest.readers.philips import read_philips
+        return read_philips
+    if source_format is SourceFormat.HL7_AECG:
+        from ingest.readers.aecg import read_aecg
+        return read_aecg
+    if source_format is SourceFormat.SCP_ECG:
+        from ingest.readers.scp import read_scp
+        return read_scp
     from ingest.readers.pdf import read_pdf
     return read_pdf
 
@@ -46,7 +59,7 @@ def read_ecg(path: Path) -> Ecg:
         header = wfdb_header_for(path)
         if header is not None:
             raise IngestError(path, f"signal file of the WFDB record {header.name}: read the header instead")
-        raise IngestError(path, "unrecognised content: not a DICOM ECG, a WFDB header (.hea) or a PDF")
+        raise IngestError(path, UNRECOGNISED)
 
     try:
         ecg = _reader(source_format)(path)
