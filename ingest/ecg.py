@@ -90,6 +90,7 @@ class DeviceStatement(BaseModel):
 
     text: str
     code: str | None = None  # the vendor's or the standard's statement code, when stored
+    detail: str | None = None  # the device's reason for it, when stored (Philips' right-hand text)
     confirmed: bool | None = None
 
     @model_validator(mode="before")

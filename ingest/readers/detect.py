@@ -93,6 +93,9 @@ def detect_format(path: Path) -> SourceFormat | None:
 def _xml_format(head: bytes) -> SourceFormat | None:
     """The ECG XML format named by the root element in the first bytes of a file, if any."""
     text = head.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
+    for bom, encoding in ((b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+        if text.startswith(bom):  # Philips carts write UTF-16 with a byte-order mark
+            text = text[2:len(text) - len(text) % 2].decode(encoding, "replace").encode("utf-8", "replace")
     prolog = _XML_PROLOG.match(text)
     match = _XML_ROOT.match(text, prolog.end() if prolog else 0)
     if match is None:
