@@ -61,8 +61,9 @@ _XML_ROOTS = {
     "AnnotatedECG": SourceFormat.HL7_AECG,
 }
 # What may come before the root element: declaration, processing instructions, comments,
-# a DOCTYPE (without an internal subset) and whitespace.
-_XML_PROLOG = re.compile(rb"(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>\[]*>)*", re.DOTALL)
+# a DOCTYPE (with or without an internal subset) and whitespace. Entities in an internal
+# subset are refused later, by defusedxml in the reader.
+_XML_PROLOG = re.compile(rb"(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>\[]*(?:\[.*?\]\s*)?>)*", re.DOTALL)
 _XML_ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)[\s>/]")
 
 
