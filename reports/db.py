@@ -141,6 +141,8 @@ class Study(Base):
     interpretation: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)  # Interpretation dump + flags
     critical: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
     labels: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    triage: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)  # reports.triage.Triage dump: who found what
+    measurement_sources: Mapped[dict[str, str] | None] = mapped_column(sa.JSON)  # field -> "device" | "computed"
     # HL7 order numbers (ORC-2/OBR-2 placer, ORC-3/OBR-3 filler): fixed at the first report
     # so every later version (sign, correction) refers to the same order.
     placer_order_number: Mapped[str | None] = mapped_column(sa.String(64))
@@ -173,6 +175,8 @@ class Report(Base):
     message_control_id: Mapped[str] = mapped_column(sa.String(20), unique=True)  # MSH-10
     impression: Mapped[str | None] = mapped_column(sa.Text)
     labels: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    # The measurements this version sends, each with its source (ReportedMeasurements dump).
+    measurements: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     created_by: Mapped[str] = mapped_column(sa.String(255))  # interpreter name or user name
     signed_by: Mapped[str | None] = mapped_column(sa.String(255))
     signed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

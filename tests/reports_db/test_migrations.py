@@ -10,7 +10,7 @@ from reports import store
 from reports.db import Base
 
 TABLES = {"studies", "reports", "outbox", "audit_events", "audit_head", "users", "web_sessions"}
-HEAD = "0002_review_accounts"
+HEAD = "0003_triage_signoff"
 
 
 def _tables(url: str) -> set[str]:
