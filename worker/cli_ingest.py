@@ -30,8 +30,10 @@ def _fail(message: str) -> NoReturn:
 
 
 def _read(path: Path) -> Ecg:
+    from worker.settings import Settings  # the operator's input limits (ECGWL_INPUT_LIMITS__...)
+
     try:
-        return read_ecg(path)
+        return read_ecg(path, Settings().input_limits)
     except IngestError as exc:
         _fail(str(exc))
 

@@ -18,11 +18,13 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingest.readers.limits import InputLimits
 from reports.destinations import HL7Destination, check_unique_names, parse_destination
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ECGWL_", env_file=None, extra="ignore")
+    # `__` reaches into nested settings: ECGWL_INPUT_LIMITS__MAX_PDF_PAGES=30
+    model_config = SettingsConfigDict(env_prefix="ECGWL_", env_file=None, extra="ignore", env_nested_delimiter="__")
 
     # Where everything the system writes lives, unless a path below says otherwise.
     data_dir: Path = Path("var")
@@ -42,6 +44,9 @@ class Settings(BaseSettings):
     orphan_seconds: float = 600.0  # a WFDB signal file without its header (or a header without its
     #                                signal file) waits this long for its companion, then is quarantined
     max_attempts: int = 5  # a stage enqueued this many times without success: the study is failed
+    # What one input file may make a reader allocate (ingest/readers/limits.py): samples, pages,
+    # pixels, inflated bytes. Past a limit the file is quarantined with the limit's name.
+    input_limits: InputLimits = Field(default_factory=InputLimits)
 
     # Queues (worker/celery_app.py). Redis re-delivers a message that was taken but not
     # acknowledged after this long; with acks_late a message is only acknowledged when its

@@ -36,6 +36,7 @@ from ingest.errors import IngestError
 from ingest.interpretation import Interpretation
 from ingest.prepare import PreparedEcg, prepare
 from ingest.intake.quarantine import quarantine_files
+from ingest.readers.limits import InputLimits
 from ingest.readers.read import read_ecg
 from ingest.intake.watch import wfdb_record_files
 from reports import store
@@ -111,7 +112,7 @@ def _quarantine_study(ctx: PipelineContext, view: _StudyView, reason: str) -> No
     log.warning("study %s quarantined: %s", view.id, reason)
 
 
-def _read_and_prepare(view: _StudyView) -> tuple[Ecg, PreparedEcg]:
+def _read_and_prepare(view: _StudyView, limits: InputLimits) -> tuple[Ecg, PreparedEcg]:
     """Read the study's file (checking it is still the content registered) and prepare it."""
     try:
         files = record_files(view.path, view.source_format)
@@ -119,7 +120,7 @@ def _read_and_prepare(view: _StudyView) -> tuple[Ecg, PreparedEcg]:
             raise IngestError(view.path, "content changed since it was registered (sha256 differs)")
     except OSError as exc:
         raise IngestError(view.path, f"cannot read the registered file ({type(exc).__name__})") from exc
-    ecg = read_ecg(view.path)
+    ecg = read_ecg(view.path, limits)
     return ecg, prepare(ecg)
 
 
@@ -132,7 +133,7 @@ def prepare_study(ctx: PipelineContext, study_id: int) -> Outcome:
         return Outcome.SKIPPED
     _test_delay(ctx)
     try:
-        ecg, prepared = _read_and_prepare(view)
+        ecg, prepared = _read_and_prepare(view, ctx.settings.input_limits)
     except IngestError as exc:
         _quarantine_study(ctx, view, exc.reason)
         return Outcome.QUARANTINED
@@ -168,7 +169,7 @@ def _load_for_interpretation(ctx: PipelineContext, view: _StudyView) -> Prepared
         return artifacts.load_prepared(ctx.settings.data_dir, view.sha256, view.features)
     except artifacts.ArtifactsMissing:
         log.warning("study %s: prepared files missing, preparing again", view.id)
-        return _read_and_prepare(view)[1]
+        return _read_and_prepare(view, ctx.settings.input_limits)[1]
 
 
 def interpret_studies(ctx: PipelineContext, study_ids: Sequence[int]) -> dict[int, Outcome]:

@@ -213,6 +213,32 @@ def read_sidecar(path: Path) -> Demographics | None:
         raise IngestError(path, f"sidecar {sidecar.name} has invalid fields ({problems})") from exc
 
 
+# Characters that end or split an HL7 field: never part of an identifier a report is matched by.
+_HL7_DELIMITERS = "|^~\\&"
+_IDENTIFIERS = ("patient_id", "accession", "study_uid")
+
+
+def check_identifiers(demographics: Demographics, path: str | Path) -> None:
+    """Refuse a file whose patient id, accession or study UID could break or forge an HL7 message.
+
+    A control character (a line break, a NUL...) or an HL7 delimiter (| ^ ~ \\ &) in an
+    identifier is rejected with a reason naming the field, never the value. Dropping it (as
+    `sanitize_demographics` does with unreadable names) would send a report that the
+    hospital's systems can no longer file under its patient or order; changing it would file
+    it under another. Names keep their `^` (FAMILY^GIVEN); the HL7 builder escapes the rest.
+    """
+    for name in _IDENTIFIERS:
+        value = getattr(demographics, name)
+        if not value:
+            continue
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+            kind = "a line break" if ("\r" in value or "\n" in value) else "a control character"
+            raise IngestError(path, f"the {name.replace('_', ' ')} contains {kind}: not a usable identifier")
+        if found := sorted({c for c in value if c in _HL7_DELIMITERS}):
+            raise IngestError(path, f"the {name.replace('_', ' ')} contains the HL7 delimiter(s) "
+                                    f"{' '.join(found)}: not a usable identifier")
+
+
 def merge_demographics(primary: Demographics, fallback: Demographics, path: str | Path) -> Demographics:
     """`primary`, with its empty fields filled from `fallback`.
 

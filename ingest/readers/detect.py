@@ -4,12 +4,16 @@
     wfdb_companion_files(hea)    the signal files (.dat/.mat) a WFDB header names
     missing_companion_files(hea) what is still missing or too short, in words
     is_record_complete(hea)      True when every companion is there at its full size
+    record_refusals(hea)         why the record can never be read (files named elsewhere, links)
+    entry_kind(path)             file | missing | symbolic link | FIFO | socket | ... (never follows links)
     wfdb_header_for(path)        the header a .dat/.mat file belongs to, if any
     sidecar_path(path)           the optional `<file>.json` demographics sidecar
 
 The folder watcher uses the WFDB helpers to wait until a record's header and signal
 files have all arrived (a header without its .dat is not yet an ECG) and to archive
-them together.
+them together. Signal files are only ever taken from the header's own folder, by plain
+name, and only when they are regular files: a header naming `../../elsewhere/x.dat` or a
+`.dat` that is a symbolic link is refused, never followed.
 
 Content rules:
 - DICOM: the 128-byte preamble followed by "DICM", or (for files written without the
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import math
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +129,15 @@ class WfdbSignalFile:
 
     path: Path
     expected_bytes: int | None  # None when the format or sample count does not tell
+    signals: int = 1  # signals stored in this file (interleaved)
+    bytes_per_sample: float | None = None  # None for formats of varying width (e.g. FLAC)
+    offset: int = 0  # bytes before the first sample
+
+    def samples_on_disk(self, size: int) -> int | None:
+        """Samples per signal that a file of `size` bytes holds; None when the format does not tell."""
+        if self.bytes_per_sample is None:
+            return None
+        return int(max(size - self.offset, 0) / (self.bytes_per_sample * self.signals))
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,9 @@ class WfdbHeader:
     nsamp: int | None
     signal_files: list[WfdbSignalFile]
     segment_names: list[str]
+    # File names the header gives that are not plain names in its own folder ("../x.dat",
+    # "/etc/passwd", "sub/x.dat"): never opened, and the record is refused.
+    outside_names: tuple[str, ...] = ()
 
 
 def _content_lines(text: str) -> list[str]:
@@ -146,7 +163,8 @@ def _content_lines(text: str) -> list[str]:
 def parse_wfdb_header(header: Path) -> WfdbHeader | None:
     """The record line and signal files of a WFDB header; None if the file is not one."""
     try:
-        raw = header.read_bytes()[: _MAX_HEADER_BYTES + 1]
+        with header.open("rb") as handle:
+            raw = handle.read(_MAX_HEADER_BYTES + 1)
     except OSError:
         return None
     if len(raw) > _MAX_HEADER_BYTES or b"\x00" in raw:
@@ -164,15 +182,24 @@ def parse_wfdb_header(header: Path) -> WfdbHeader | None:
     if segments is not None:
         if len(body) < segments:
             return None
+        names = [line.split()[0] for line in body[:segments]]
+        outside = tuple(name for name in names if name != "~" and not is_plain_file_name(name))
         return WfdbHeader(match["name"], segments, nsig, _float(match["fs"]), _int(match["nsamp"]),
-                          signal_files=[], segment_names=[line.split()[0] for line in body[:segments]])
+                          signal_files=[], segment_names=[name for name in names if name not in outside],
+                          outside_names=outside)
     if len(body) < nsig:
         return None
     nsamp = _int(match["nsamp"])
-    files = _signal_files(header.parent, body[:nsig], nsamp)
-    if files is None:
+    parsed = _signal_files(header.parent, body[:nsig], nsamp)
+    if parsed is None:
         return None
-    return WfdbHeader(match["name"], None, nsig, _float(match["fs"]), nsamp, files, [])
+    files, outside = parsed
+    return WfdbHeader(match["name"], None, nsig, _float(match["fs"]), nsamp, files, [], outside)
+
+
+def is_plain_file_name(name: str) -> bool:
+    """A name that can only mean a file in the header's own folder: no folder part, not "." or ".."."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
 
 
 def _float(value: str | None) -> float | None:
@@ -186,8 +213,10 @@ def _int(value: str | None) -> int | None:
     return int(value) if value else None
 
 
-def _signal_files(folder: Path, signal_lines: list[str], nsamp: int | None) -> list[WfdbSignalFile] | None:
-    """Group the signal lines by file; None if a line is not a signal line."""
+def _signal_files(folder: Path, signal_lines: list[str],
+                  nsamp: int | None) -> tuple[list[WfdbSignalFile], tuple[str, ...]] | None:
+    """Group the signal lines by file: (files in the header's folder, names pointing elsewhere);
+    None if a line is not a signal line."""
     by_file: dict[str, list[tuple[str, int]]] = {}
     for line in signal_lines:
         tokens = line.split()
@@ -195,16 +224,19 @@ def _signal_files(folder: Path, signal_lines: list[str], nsamp: int | None) -> l
             return None
         by_file.setdefault(tokens[0], []).append((fmt["fmt"], int(fmt["offset"] or 0)))
     files = []
+    outside = []
     for name, signals in by_file.items():
         if name == "~":  # "no file": a signal with no samples stored
             continue
+        if not is_plain_file_name(name):
+            outside.append(name)
+            continue
         formats = {fmt for fmt, _ in signals}
         offset = max(offset for _, offset in signals)
-        expected = None
-        if nsamp and len(formats) == 1 and (width := _BYTES_PER_SAMPLE.get(formats.pop())):
-            expected = offset + math.ceil(nsamp * len(signals) * width)
-        files.append(WfdbSignalFile(folder / name, expected))
-    return files
+        width = _BYTES_PER_SAMPLE.get(next(iter(formats))) if len(formats) == 1 else None
+        expected = offset + math.ceil(nsamp * len(signals) * width) if nsamp and width else None
+        files.append(WfdbSignalFile(folder / name, expected, len(signals), width, offset))
+    return files, tuple(outside)
 
 
 def wfdb_companion_files(header: Path) -> list[Path]:
@@ -217,17 +249,64 @@ def wfdb_companion_files(header: Path) -> list[Path]:
     return [signal_file.path for signal_file in parsed.signal_files]
 
 
+def entry_kind(path: Path) -> str:
+    """What is at `path`, without following a symbolic link: "file" for a regular file,
+    else "missing", "symbolic link", "FIFO", "socket", "device file" or "folder"."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return "missing"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return "device file"
+
+
+def is_regular_file(path: Path) -> bool:
+    """A regular file itself, not a symbolic link to one (links are never followed)."""
+    return entry_kind(path) == "file"
+
+
+def record_refusals(header: Path) -> list[str]:
+    """Why a WFDB record can never be read, whatever arrives later: files named outside the
+    header's folder, and companions that are links, FIFOs or other non-files."""
+    parsed = parse_wfdb_header(header)
+    if parsed is None:
+        return []
+    refusals = []
+    if parsed.outside_names:
+        refusals.append(f"the header names {', '.join(repr(n) for n in parsed.outside_names)} outside its own "
+                        "folder (signal files are read only from the header's folder)")
+    for companion in wfdb_companion_files(header):
+        kind = entry_kind(companion)
+        if kind not in ("file", "missing"):
+            refusals.append(f"{companion.name} is a {kind}, not a file (never followed or opened)")
+    return refusals
+
+
 def missing_companion_files(header: Path) -> list[str]:
-    """Why a WFDB record is not complete yet: one line per missing or short file."""
+    """Why a WFDB record is not complete yet: one line per refused, missing or short file."""
     parsed = parse_wfdb_header(header)
     if parsed is None:
         return [f"{header.name} is not a WFDB header"]
+    refusals = record_refusals(header)
+    if refusals:
+        return refusals
     if parsed.segments is not None:
         return [f"segment header {path.name} is missing" for path in wfdb_companion_files(header)
-                if not path.is_file()]
+                if not is_regular_file(path)]
     problems = []
     for signal_file in parsed.signal_files:
-        if not signal_file.path.is_file():
+        if not is_regular_file(signal_file.path):
             problems.append(f"signal file {signal_file.path.name} named in the header is missing")
             continue
         size = signal_file.path.stat().st_size
@@ -256,6 +335,6 @@ def wfdb_header_for(path: Path) -> Path | None:
 def sidecar_path(path: Path) -> Path | None:
     """The JSON demographics sidecar of a source file, if any: `<file>.json`, else `<stem>.json`."""
     for candidate in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
-        if candidate != path and candidate.is_file():
+        if candidate != path and is_regular_file(candidate):
             return candidate
     return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,16 @@ from ingest.ecg import Demographics, Ecg, Measurements, SourceFormat
 from ingest.errors import IngestError
 from ingest.readers.demographics import parse_sex_noted
 from ingest.readers.leads import NEGATIVE_AVR, TwelveLeads, assemble_12_lead, normalize_lead_name
+from ingest.readers.limits import (
+    DEFAULT_LIMITS,
+    InputLimits,
+    LimitExceeded,
+    check_file_size,
+    check_sampling_rate,
+    check_signal_size,
+    inflate_bounded,
+)
+from ingest.readers.dicom_scan import DatasetStart, count_elements, dataset_start
 
 SUPPORTED_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.9.1.1": "12-lead ECG Waveform Storage",
@@ -60,8 +71,15 @@ _MEASUREMENT_BY_MEANING = {
 _UNIT_TO_MV = {"uv": 1e-3, "mv": 1.0, "v": 1e3, "nv": 1e-6}
 
 
-def read_dicom(path: Path) -> Ecg:
+# Waveform groups in one file: a rhythm, a median beat, perhaps a few more; never hundreds.
+_MAX_WAVEFORM_GROUPS = 16
+_DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
+
+
+def read_dicom(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
     """Read a 12-lead or General ECG DICOM waveform file."""
+    check_file_size(path, limits, what="DICOM file")
+    _check_structure(path, limits)
     dataset = _load(path)
     sop_class = str(dataset.get("SOPClassUID", "") or dataset.file_meta.get("MediaStorageSOPClassUID", ""))
     if sop_class not in SUPPORTED_SOP_CLASSES:
@@ -70,10 +88,12 @@ def read_dicom(path: Path) -> Ecg:
     groups = list(dataset.get("WaveformSequence", []) or [])
     if not groups:
         raise IngestError(path, "no waveform data (WaveformSequence is empty or missing)")
+    if len(groups) > _MAX_WAVEFORM_GROUPS:
+        raise IngestError(path, f"{len(groups)} waveform groups; an ECG has a few (at most {_MAX_WAVEFORM_GROUPS} read)")
 
     rhythm_index = _rhythm_group(groups, path)
     rhythm = groups[rhythm_index]
-    signal, names = _group_signal(dataset, rhythm_index, path)
+    signal, names = _group_signal(dataset, rhythm_index, path, limits)
     leads = assemble_12_lead(signal, names, path)
     provenance = {
         "reader": "dicom",
@@ -84,9 +104,9 @@ def read_dicom(path: Path) -> Ecg:
     if filters := _filter_settings(rhythm):
         provenance["filters"] = filters
 
-    median, median_rate = _median_beat(dataset, groups, rhythm_index, path, provenance)
+    median, median_rate = _median_beat(dataset, groups, rhythm_index, path, provenance, limits)
     notes: list[str] = []
-    demographics = _demographics(dataset, notes)
+    demographics = _demographics(dataset, path, notes)
     if notes:
         provenance["demographics_notes"] = "; ".join(notes)
     return Ecg(
@@ -112,6 +132,22 @@ def _load(path: Path) -> Any:
         return pydicom.dcmread(path, force=True)
     except Exception as exc:  # pydicom raises OSError, ValueError, EOFError... for broken files
         raise IngestError(path, f"truncated or corrupt DICOM file ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_structure(path: Path, limits: InputLimits) -> None:
+    """Count the file's data elements (and inflate a deflated dataset, bounded) before pydicom
+    parses it: pydicom keeps every element as an object, so their number bounds its memory."""
+    data = path.read_bytes()
+    start = dataset_start(data)
+    if start.transfer_syntax == _DEFLATED:  # pydicom would inflate it whole, unbounded
+        data = inflate_bounded(data[start.offset:], path=path, limits=limits, what="deflated DICOM dataset",
+                               wbits=-zlib.MAX_WBITS)
+        start = DatasetStart(0, explicit_vr=True, little_endian=True, transfer_syntax=_DEFLATED)
+    count = count_elements(data, start.offset, explicit_vr=start.explicit_vr, little_endian=start.little_endian,
+                           cap=limits.max_dicom_elements)
+    if count is None:
+        raise LimitExceeded(path, f"DICOM file has more than {limits.max_dicom_elements:,} data elements",
+                            limit=f"max_dicom_elements={limits.max_dicom_elements}")
 
 
 def _uid_name(uid: str) -> str:
@@ -168,7 +204,8 @@ def _channel_mv_factor(channel: Any) -> float | None:
     return _UNIT_TO_MV.get(str(units[0].get("CodeValue", "")).strip().lower())
 
 
-def _group_signal(dataset: Any, index: int, path: Path) -> tuple[np.ndarray, list[str]]:
+def _group_signal(dataset: Any, index: int, path: Path,
+                  limits: InputLimits) -> tuple[np.ndarray, list[str]]:
     """The (channels, samples) mV signal of one multiplex group and its channels' lead names."""
     group = dataset.WaveformSequence[index]
     label = _label(group) or f"#{index}"
@@ -177,8 +214,10 @@ def _group_signal(dataset: Any, index: int, path: Path) -> tuple[np.ndarray, lis
     if not channels or len(channels) != n_channels:
         raise IngestError(path, f"waveform group {label}: {len(channels)} channel definitions "
                                 f"for {n_channels} channels")
-    if float(group.get("SamplingFrequency", 0) or 0) <= 0:
-        raise IngestError(path, f"waveform group {label} has no sampling frequency")
+    check_sampling_rate(path, float(group.get("SamplingFrequency", 0) or 0), limits,
+                        what=f"waveform group {label}")
+    check_signal_size(path, channels=n_channels, samples_per_lead=int(group.get("NumberOfWaveformSamples", 0) or 0),
+                      limits=limits, what=f"waveform group {label}")
     _check_data_length(group, label, path)
     try:
         values = np.asarray(dataset.waveform_array(index), dtype=np.float64).T
@@ -231,13 +270,13 @@ def _check_data_length(group: Any, label: str, path: Path) -> None:
 
 
 def _median_beat(dataset: Any, groups: list[Any], rhythm_index: int, path: Path,
-                 provenance: dict[str, str]) -> tuple[np.ndarray | None, float | None]:
+                 provenance: dict[str, str], limits: InputLimits) -> tuple[np.ndarray | None, float | None]:
     """The device's median (representative) beat in standard lead order, when present and usable."""
     for index, group in enumerate(groups):
         if index == rhythm_index or not _is_median(group):
             continue
         try:
-            signal, names = _group_signal(dataset, index, path)
+            signal, names = _group_signal(dataset, index, path, limits)
             median: TwelveLeads = assemble_12_lead(signal, names, path)
         except IngestError as exc:
             provenance["median_beat"] = f"not used: {exc.reason}"
@@ -299,18 +338,36 @@ def _age_years(value: str | None) -> int | None:
     return amount if unit == "Y" else int(amount / {"M": 12, "W": 52.18, "D": 365.25}[unit])
 
 
-def _demographics(dataset: Any, notes: list[str]) -> Demographics:
+def _identity(dataset: Any, keyword: str, path: Path) -> str | None:
+    """A field that names the patient or the order: exactly one value, or none.
+
+    DICOM splits a value at backslashes into several (`123\\456` is two patient ids); which
+    one is the patient cannot be guessed, and a report must never go to the wrong one.
+    """
+    from pydicom.multival import MultiValue
+
+    value = dataset.get(keyword)
+    if isinstance(value, MultiValue):
+        if len(value) > 1:
+            raise IngestError(path, f"{keyword} has {len(value)} values (one expected): the patient or order "
+                                    "it names is ambiguous")
+        value = value[0] if len(value) else None
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def _demographics(dataset: Any, path: Path, notes: list[str]) -> Demographics:
     acquired = (parse_dt(_text(dataset, "AcquisitionDateTime"))
                 or _date_time(_text(dataset, "ContentDate"), _text(dataset, "ContentTime"))
                 or _date_time(_text(dataset, "StudyDate"), _text(dataset, "StudyTime")))
     return Demographics(
-        patient_id=_text(dataset, "PatientID"),
-        patient_name=_text(dataset, "PatientName"),
+        patient_id=_identity(dataset, "PatientID", path),
+        patient_name=_identity(dataset, "PatientName", path),
         sex=parse_sex_noted(_text(dataset, "PatientSex"), notes),
         birth_date=parse_da(_text(dataset, "PatientBirthDate")),
         age_years=_age_years(_text(dataset, "PatientAge")),
-        accession=_text(dataset, "AccessionNumber"),
-        study_uid=_text(dataset, "StudyInstanceUID"),
+        accession=_identity(dataset, "AccessionNumber", path),
+        study_uid=_identity(dataset, "StudyInstanceUID", path),
         acquired_at=acquired,
     )
 

@@ -11,23 +11,31 @@ is a later step: for now `signal` is None and interpretation is image-only.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from ingest.ecg import Ecg, SourceFormat
 from ingest.errors import IngestError
 from ingest.readers.demographics import demographics_from_text
+from ingest.readers.limits import DEFAULT_LIMITS, InputLimits, check_page_count, check_page_pixels
+from ingest.readers.pdf_streams import check_pdf_streams
 
 MAX_PAGE_WIDTH_PX = 2200
 MAX_SCALE = 300 / 72  # never beyond 300 dpi, even for a small page
-MAX_PAGES = 20  # an ECG report has a few pages; hundreds mean a wrong file in the inbox
 
 _PDFIUM_PASSWORD_ERROR = 4  # FPDF_ERR_PASSWORD
 
 
-def read_pdf(path: Path) -> Ecg:
-    """Render every page of an ECG PDF and read the demographics of its text layer."""
+def read_pdf(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
+    """Render every page of an ECG PDF and read the demographics of its text layer.
+
+    The page count and each page's pixel size are checked against `limits` before anything
+    is rendered, and the file's streams before pdfium opens it (`pdf_streams`).
+    """
     import pypdfium2 as pdfium  # here, so that reading other formats does not load pdfium
+
+    check_pdf_streams(path, limits)
 
     try:
         document = pdfium.PdfDocument(path)
@@ -41,11 +49,12 @@ def read_pdf(path: Path) -> Ecg:
         n_pages = len(document)
         if n_pages == 0:
             raise IngestError(path, "PDF has no pages")
-        if n_pages > MAX_PAGES:
-            raise IngestError(path, f"PDF has {n_pages} pages; an ECG report has at most {MAX_PAGES}")
+        check_page_count(path, n_pages, limits)
         pages, texts = [], []
+        pixels = 0
         for index in range(n_pages):
-            image, text = _render_page(document[index], index, path)
+            image, text = _render_page(document[index], index, path, limits, pixels)
+            pixels += image.width * image.height
             pages.append(image)
             texts.append(text)
     finally:
@@ -70,13 +79,15 @@ def read_pdf(path: Path) -> Ecg:
     )
 
 
-def _render_page(page: Any, index: int, path: Path) -> tuple[Any, str]:
+def _render_page(page: Any, index: int, path: Path, limits: InputLimits, pixels_so_far: int) -> tuple[Any, str]:
     """One page as an RGB PIL image, and its text layer ("" for a scan)."""
     try:
-        width, _height = page.get_size()
-        if width <= 0:
+        width, height = page.get_size()
+        if width <= 0 or height <= 0:
             raise IngestError(path, f"page {index + 1} has no size")
         scale = min(MAX_PAGE_WIDTH_PX / width, MAX_SCALE)
+        check_page_pixels(path, index + 1, math.ceil(width * scale), math.ceil(height * scale), limits,
+                          pixels_so_far=pixels_so_far)
         image = page.render(scale=scale).to_pil()  # an independent copy of pdfium's bitmap
         if image.mode != "RGB":  # grey or RGBA renderings; RGB is already what we want
             image = image.convert("RGB")

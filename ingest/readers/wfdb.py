@@ -17,11 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.readers.detect import missing_companion_files, parse_wfdb_header
+from ingest.readers.detect import WfdbHeader, missing_companion_files, parse_wfdb_header
 from ingest.ecg import Ecg, SourceFormat
 from ingest.errors import IngestError
 from ingest.readers.demographics import demographics_from_comments
 from ingest.readers.leads import assemble_12_lead, normalize_lead_name
+from ingest.readers.limits import (
+    DEFAULT_LIMITS,
+    InputLimits,
+    check_file_size,
+    check_sampling_rate,
+    check_signal_size,
+)
 
 # Physical units a lead may be stored in, and the factor that turns them into mV.
 _TO_MILLIVOLT = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "nv": 1e-6, "v": 1e3}
@@ -32,7 +39,7 @@ def units_to_mv(units: str) -> float | None:
     return _TO_MILLIVOLT.get(units.strip().lower())
 
 
-def read_wfdb(path: Path) -> Ecg:
+def read_wfdb(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
     """Read the WFDB record whose header is `path` (a `.hea` file)."""
     import wfdb  # here, so that reading other formats does not import wfdb (and pandas)
 
@@ -44,6 +51,7 @@ def read_wfdb(path: Path) -> Ecg:
     problems = missing_companion_files(path)
     if problems:
         raise IngestError(path, "; ".join(problems))
+    _check_size_before_reading(path, header, limits)
 
     try:
         record = wfdb.rdrecord(str(path.with_suffix("")), physical=True)
@@ -51,8 +59,7 @@ def read_wfdb(path: Path) -> Ecg:
         raise IngestError(path, f"WFDB record could not be read ({type(exc).__name__}: {exc})") from exc
     if record.p_signal is None or record.p_signal.size == 0:
         raise IngestError(path, "WFDB record has no samples")
-    if not record.fs or record.fs <= 0:
-        raise IngestError(path, "WFDB record has no sampling frequency")
+    check_sampling_rate(path, float(record.fs) if record.fs else None, limits, what="WFDB record")
 
     names = [str(name) if name else f"channel {index + 1} (unnamed)"
              for index, name in enumerate(record.sig_name or [None] * record.n_sig)]
@@ -87,6 +94,26 @@ def read_wfdb(path: Path) -> Ecg:
         demographics=demographics,
         provenance=provenance,
     )
+
+
+def _check_size_before_reading(path: Path, header: WfdbHeader, limits: InputLimits) -> None:
+    """Refuse, from the header and the file sizes alone, a record too large to read.
+
+    A header may omit the sample count; `wfdb` then reads every byte of the signal file,
+    so the count is worked out from the file's size first.
+    """
+    if header.fs is not None:  # absent: WFDB's default of 250 Hz applies
+        check_sampling_rate(path, header.fs, limits, what="WFDB record")
+    check_signal_size(path, channels=header.nsig, samples_per_lead=0, limits=limits, what="WFDB record")
+    for signal_file in header.signal_files:
+        size = signal_file.path.stat().st_size
+        check_file_size(signal_file.path, limits, size=size, what="WFDB signal file")
+        samples = header.nsamp if header.nsamp else signal_file.samples_on_disk(size)
+        if samples is None:
+            raise IngestError(path, f"signal file {signal_file.path.name}: the header gives no sample count and its "
+                                    "format has no fixed sample width, so its size cannot be bounded before reading")
+        check_signal_size(path, channels=header.nsig, samples_per_lead=samples, limits=limits,
+                          what=f"WFDB record (signal file {signal_file.path.name})")
 
 
 def _base_datetime(base_date: dt.date | None, base_time: dt.time | None) -> dt.datetime | None:

@@ -1,0 +1,1 @@
+"""The fault and attack suite: hostile inputs, the inbox boundary, audit tampering, MLLP faults."""
