@@ -432,8 +432,13 @@ def _st(direction: Literal[1, -1]) -> Check:
 
 
 def _prolonged_qt(limit: int) -> Check:
+    """A QT claim against the QTc the protocol decides with (Framingham; `repolarisation`)."""
     def contradicted(f: GroundingFeatures, _: str) -> Contradiction | None:
-        return _interval(f, "qtc_ms", lambda qtc: qtc <= limit - _MS_MARGIN, f"not > {limit} ms")
+        decided = repolarisation.deciding_qtc(f)
+        if decided is None or decided > limit - _MS_MARGIN:
+            return None
+        return Contradiction("qtc_ms", f.global_.qtc_ms,
+                             f"the rate-corrected QTc (Framingham) is {decided} ms, not above {limit} ms")
     return contradicted
 
 
@@ -482,7 +487,7 @@ LABEL_CHECKS: tuple[LabelCheck, ...] = (
     LabelCheck("left ventricular hypertrophy", _p(r"left ventricular hypertrophy|\blvh\b"), VOLTAGE_MARGIN_MV, _lvh),
     LabelCheck("low qrs voltage", _p(r"low (?:qrs )?voltage"), VOLTAGE_MARGIN_MV, _low_voltage),
     LabelCheck("prolonged qt", _p(r"(?:prolonged|long) qtc?\b|qtc? prolongation"), _MS_MARGIN,
-               _prolonged_qt(repolarisation.QTC_PROLONGED_MALE_ABOVE_MS)),
+               _prolonged_qt(repolarisation.QTC_PROLONGED_MALE_FROM_MS)),
     LabelCheck("marked qt prolongation", _p(r"marked(?:ly)? (?:prolonged )?qtc?\b|marked qtc? prolongation"),
                _MS_MARGIN, _prolonged_qt(repolarisation.QTC_MARKED_ABOVE_MS)),
     LabelCheck("st elevation", _p(r"\bst[- ]?(?:segment )?elevation|\bstemi\b|^ste$"), ST_CLAIM_MIN_MV, _st(1)),

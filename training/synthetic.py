@@ -52,6 +52,7 @@ from ingest.protocol.repolarisation import (
     FLAT_T_MIN_LEADS,
     PEAKED_T_MIN_LEADS,
     T_UPRIGHT_LEADS,
+    deciding_qtc_ms,
     flat_t,
     peaked_t,
     qtc_class,
@@ -548,7 +549,10 @@ def truth_labels(q: Quantities) -> list[str]:
                                  hundredths(q.s("q_amp", leads[lead].q_mv)) if leads[lead].q_mv > 0 else 0.0)]
     if territories_with(q_leads):
         labels.append(v.PATHOLOGICAL_Q_WAVES)
-    qtc_kind = qtc_class(whole(q.s("qtc", q.qtc)) or 0, None)
+    # The protocol decides with Framingham's correction of the QT (adjusted for a wide QRS).
+    rr_ms = 60000.0 / q.s("hr", q.hr)
+    qt = q.s("qtc", q.qtc) * math.sqrt(rr_ms / 1000.0)
+    qtc_kind = qtc_class(whole(deciding_qtc_ms(qt, rr_ms, whole(q.s("qrs", q.qrs)))) or 0, None)
     if qtc_kind == "marked":
         labels.append(v.MARKED_QT_PROLONGATION)
     elif qtc_kind == "prolonged":

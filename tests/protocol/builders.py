@@ -60,6 +60,17 @@ def with_global(features: GroundingFeatures, **values: float | None) -> Groundin
     return changed
 
 
+def with_qt(features: GroundingFeatures, qt_ms: float, hr_bpm: float = 60.0, **values: float | None) -> GroundingFeatures:
+    """A QT at a heart rate, with the RR and the Bazett and Fridericia QTc that go with them.
+
+    At 60 bpm (RR 1 s) every correction gives the QT itself, so a test of the limits can
+    name the value that decides.
+    """
+    rr_s = 60.0 / hr_bpm
+    return with_global(features, qt_ms=qt_ms, hr_bpm=hr_bpm, rr_ms=rr_s * 1000.0, qtc_ms=qt_ms / rr_s ** 0.5,
+                       qtc_fridericia_ms=qt_ms / rr_s ** (1.0 / 3.0), **values)
+
+
 def with_rhythm(features: GroundingFeatures, **values: Any) -> GroundingFeatures:
     changed = features.model_copy(deep=True)
     changed.rhythm = changed.rhythm.model_copy(update=values)
@@ -136,4 +147,4 @@ def lvh_with_strain() -> GroundingFeatures:
 
 
 def sinus_bradycardia_long_qt() -> GroundingFeatures:
-    return with_global(normal_features(), hr_bpm=48.0, rr_ms=1250.0, qt_ms=560.0, qtc_ms=512.0)
+    return with_qt(normal_features(), 560.0, hr_bpm=48.0)

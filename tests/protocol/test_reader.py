@@ -48,7 +48,7 @@ def test_image_only_scan_is_well_formed_and_left_to_a_cardiologist() -> None:
 
 
 def test_sex_from_demographics_sets_the_qtc_limit() -> None:
-    features = b.with_global(b.normal_features(), qtc_ms=450.0)
+    features = b.with_qt(b.normal_features(), 455.0)
     woman, man = ProtocolReader().interpret([_prepared(features, Sex.FEMALE), _prepared(features, Sex.MALE)])
     assert v.PROLONGED_QT not in woman.parsed.labels
     assert v.PROLONGED_QT in man.parsed.labels

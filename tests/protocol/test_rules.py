@@ -15,7 +15,7 @@ from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import protocol_read
 from ingest.protocol import vocabulary as v
 from tests.protocol.builders import (
-    normal_features, with_global, with_median, with_q, with_rhythm, with_st, with_t, with_voltages,
+    normal_features, with_global, with_median, with_q, with_qt, with_rhythm, with_st, with_t, with_voltages,
 )
 
 N = normal_features
@@ -171,12 +171,20 @@ CASES: list[tuple[str, Callable[[], GroundingFeatures], set[str], set[str]]] = [
      {v.PATHOLOGICAL_Q_WAVES}),
     ("Q 40 ms in III only", lambda: with_q(_q_free(N()), ["III"], 40.0, 0.3), {v.NORMAL_ECG},
      {v.PATHOLOGICAL_Q_WAVES}),
-    # QTc (sex unknown: the lower limit, 440 ms)
-    ("qtc 440 normal", lambda: with_global(N(), qtc_ms=440.0), {v.NORMAL_ECG}, {v.PROLONGED_QT}),
-    ("qtc 441 prolonged", lambda: with_global(N(), qtc_ms=441.0), {v.PROLONGED_QT}, {v.NORMAL_ECG}),
-    ("qtc 500 prolonged, not marked", lambda: with_global(N(), qtc_ms=500.0), {v.PROLONGED_QT},
+    # QTc, decided by Framingham (sex unknown: the lower limit, 450 ms); at 60 bpm it is the QT
+    ("qt 449 at 60 bpm normal", lambda: with_qt(N(), 449.0), {v.NORMAL_ECG}, {v.PROLONGED_QT}),
+    ("qt 450 at 60 bpm prolonged", lambda: with_qt(N(), 450.0), {v.PROLONGED_QT}, {v.NORMAL_ECG}),
+    ("qt 500 at 60 bpm prolonged, not marked", lambda: with_qt(N(), 500.0), {v.PROLONGED_QT},
      {v.MARKED_QT_PROLONGATION}),
-    ("qtc 501 marked", lambda: with_global(N(), qtc_ms=501.0), {v.MARKED_QT_PROLONGATION}, {v.PROLONGED_QT}),
+    ("qt 501 at 60 bpm marked", lambda: with_qt(N(), 501.0), {v.MARKED_QT_PROLONGATION}, {v.PROLONGED_QT}),
+    # Bazett over-corrects at fast rates: QT 340 ms at 120 bpm is a Bazett QTc of 481 ms, Framingham 417
+    ("qt 340 at 120 bpm normal", lambda: with_qt(N(), 340.0, hr_bpm=120.0), set(), {v.PROLONGED_QT}),
+    ("qt 400 at 120 bpm prolonged", lambda: with_qt(N(), 400.0, hr_bpm=120.0), {v.PROLONGED_QT}, set()),
+    # ...and under-corrects at slow ones: QT 520 ms at 45 bpm is Bazett 450, Framingham 469
+    ("qt 520 at 45 bpm prolonged", lambda: with_qt(N(), 520.0, hr_bpm=45.0), {v.PROLONGED_QT}, set()),
+    # a wide QRS lengthens the QT: QT 490 ms with a QRS of 150 ms is 440 ms once adjusted
+    ("qt 490, qrs 150 at 60 bpm normal", lambda: with_qt(N(), 490.0, qrs_ms=150.0), set(), {v.PROLONGED_QT}),
+    ("qt 540, qrs 150 at 60 bpm prolonged", lambda: with_qt(N(), 540.0, qrs_ms=150.0), {v.PROLONGED_QT}, set()),
     # T waves
     ("T 1.00 in V2, V3: peaked", lambda: with_t(N(), {"V2": 1.0, "V3": 1.0}), {v.PEAKED_T_WAVES}, {v.NORMAL_ECG}),
     ("T 0.99 in V2, V3: not peaked", lambda: with_t(N(), {"V2": 0.99, "V3": 0.99}), {v.NORMAL_ECG},
@@ -201,17 +209,27 @@ def test_rule_thresholds(build: Callable[[], GroundingFeatures], present: set[st
     assert not (absent & labels), f"unexpected {absent & labels}"
 
 
-@pytest.mark.parametrize(("sex", "qtc", "prolonged"), [
-    (Sex.MALE, 440.0, False), (Sex.MALE, 441.0, True),
-    (Sex.FEMALE, 460.0, False), (Sex.FEMALE, 461.0, True),
-    (Sex.UNKNOWN, 441.0, True), (None, 441.0, True),
+@pytest.mark.parametrize(("sex", "qt", "prolonged"), [
+    (Sex.MALE, 449.0, False), (Sex.MALE, 450.0, True),
+    (Sex.FEMALE, 459.0, False), (Sex.FEMALE, 460.0, True),
+    (Sex.UNKNOWN, 450.0, True), (None, 450.0, True),
 ])
-def test_qtc_limit_depends_on_sex(sex: Sex | None, qtc: float, prolonged: bool) -> None:
+def test_qtc_limit_depends_on_sex(sex: Sex | None, qt: float, prolonged: bool) -> None:
     demographics = None if sex is None else Demographics(sex=sex)
-    read = protocol_read(with_global(N(), qtc_ms=qtc), demographics)
+    read = protocol_read(with_qt(N(), qt), demographics)
     assert (v.PROLONGED_QT in read.labels) is prolonged
-    limit = "460" if sex == Sex.FEMALE else "440"
-    assert f"QTc {qtc:.0f} ms (Bazett; {'>' if prolonged else '<='} {limit} ms" in read.steps[5]
+    limit = "460" if sex == Sex.FEMALE else "450"
+    assert (f"Framingham's linear correction gives {qt:.0f} ms and decides ({'>=' if prolonged else '<'} {limit} ms"
+            in read.steps[5])
+
+
+def test_qtc_text_reports_bazett_and_names_the_deciding_correction() -> None:
+    read = protocol_read(with_qt(N(), 340.0, hr_bpm=120.0, qrs_ms=130.0))
+    assert "QT 340 ms, QTc 481 ms (Bazett, as devices report it)" in read.steps[5]
+    assert ("Framingham's linear correction of the QT adjusted for the QRS of 130 ms gives 387 ms and decides "
+            "(< 450 ms" in read.steps[5])
+    finding = next(f for f in read.findings if f.rule == "qtc")
+    assert finding.evidence in read.steps[5].lower() and finding.values["qtc_framingham_ms"] == 387.0
 
 
 def test_statements_cite_value_threshold_and_leads() -> None:
