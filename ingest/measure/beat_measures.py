@@ -112,6 +112,7 @@ def measure_rows(meas: np.ndarray, smooth: np.ndarray, fs: float, qrs_on: np.nda
     j = np.where(has_qrs, qrs_off, -1)
     smooth_base = pr_baseline(smooth, qrs_on, fs)
     st_level = take(smooth, np.where(j >= 0, j + samples(ST_LEVEL_AFTER_J_S, fs), -1)) - smooth_base
+    st_j = take(smooth, j) - smooth_base
     st_slope = _st_slope(smooth, j, fs)  # a slope: the baseline level does not matter
     return {
         "p_amp_mv": p.amplitude,
@@ -128,6 +129,7 @@ def measure_rows(meas: np.ndarray, smooth: np.ndarray, fs: float, qrs_on: np.nda
         "t_dur_ms": _interval(t.onset, t.end, fs),
         "st_dur_ms": _interval(j, t.onset, fs),
         "st_level_mv": st_level,
+        "st_j_mv": st_j,
         "st_slope_mv_per_s": st_slope,
         "qt_ms": _interval(qrs_on, t.end, fs),
         "qtc_ms": _interval(qrs_on, t.end, fs) / np.sqrt(rr_s),

@@ -184,7 +184,7 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
     p_negative = _names(clear_p & (np.nan_to_num(p_median.amplitude) < 0))
     return GroundingFeatures(
         global_=global_measurements(fiducials, found.rr_s, fs, view.meas_median, measured, notes),
-        rhythm=rhythm(beats, found.rr_ms, fs, p_fraction, p_positive, p_negative),
+        rhythm=rhythm(beats, found.rr_ms, fs, p_fraction, p_positive, p_negative, found.rr_beat_ms, p_present),
         voltages=voltages(leads),
         leads=leads,
         st_deviation_mv={lead: features.median.st_level_mv for lead, features in leads.items()
@@ -287,7 +287,7 @@ def _lead_quality(view: _Windows, found: _Found, fs: float, notes: list[str]) ->
     measured = ~found.flat & ~noisy
     if measured.sum() < MIN_AGREEING_LEADS:
         notes.append("fewer than three leads are clean enough to measure: nothing measured")
-        raise _NothingMeasured(rhythm(found.beats, found.rr_ms, fs, None, [], []))
+        raise _NothingMeasured(rhythm(found.beats, found.rr_ms, fs, None, [], [], found.rr_beat_ms))
     return measured, noise
 
 

@@ -154,8 +154,12 @@ def frontal_axis(meas_median: np.ndarray, measured: np.ndarray, span: tuple[int 
 
 
 def rhythm(beats: Beats, rr_ms: np.ndarray, fs: float, p_fraction: float | None, p_positive: list[str],
-           p_negative: list[str]) -> Rhythm:
-    """Rate and rhythm from the valid RR intervals (ms) and the beats' P waves."""
+           p_negative: list[str], rr_beat_ms: np.ndarray | None = None,
+           p_present: np.ndarray | None = None) -> Rhythm:
+    """Rate and rhythm from the valid RR intervals (ms) and the beats' P waves.
+
+    rr_beat_ms: the RR before each beat (NaN where unknown); p_present: 1.0 / 0.0 / NaN per beat.
+    """
     mean = float(rr_ms.mean()) if rr_ms.size else None
     sd = float(rr_ms.std(ddof=1)) if rr_ms.size >= 2 else None
     cv = sd / mean if sd is not None and mean else None
@@ -170,6 +174,10 @@ def rhythm(beats: Beats, rr_ms: np.ndarray, fs: float, p_fraction: float | None,
         p_negative_in=p_negative,
         beat_times_ms=[round(v, 1) for v in (beats.fiducial * 1000.0 / fs).tolist()],
         ectopic_count=int(beats.ectopic.sum()),
+        rr_intervals_ms=[] if rr_beat_ms is None else
+        [None if not math.isfinite(v) else round(v, 1) for v in rr_beat_ms.tolist()],
+        ectopic_beats=beats.ectopic.tolist(),
+        p_present=[] if p_present is None else [None if not math.isfinite(v) else bool(v) for v in p_present.tolist()],
     )
 
 

@@ -35,6 +35,7 @@ class BeatFeatures(BaseModel):
     t_dur_ms: float | None = None
     st_dur_ms: float | None = None  # J point to T onset
     st_level_mv: float | None = None  # at J + 60 ms, relative to the PR baseline
+    st_j_mv: float | None = None  # at the J point itself (the global QRS offset), relative to the PR baseline
     st_slope_mv_per_s: float | None = None
     st_form: str | None = None  # "upsloping" | "horizontal" | "downsloping"
     qt_ms: float | None = None
@@ -76,6 +77,12 @@ class Rhythm(BaseModel):
     # start of the record; the order of LeadFeatures.beats) and how many differ from the dominant QRS.
     beat_times_ms: list[float] = Field(default_factory=list)
     ectopic_count: int | None = None
+    # Per beat, in the order of beat_times_ms: the RR interval before it (None for the first beat and
+    # across noise), whether its QRS differs from the dominant one, and whether it has a P wave (None
+    # where the 400 ms before its QRS was not recorded or the beat is cut by the record's edge).
+    rr_intervals_ms: list[float | None] = Field(default_factory=list)
+    ectopic_beats: list[bool] = Field(default_factory=list)
+    p_present: list[bool | None] = Field(default_factory=list)
 
 
 class WaveBoundaries(BaseModel):

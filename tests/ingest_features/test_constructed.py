@@ -75,6 +75,11 @@ def test_rhythm_of_a_regular_sinus_beat_train(normal):
     # The fiducial point sits inside each constructed QRS (onset .. onset + 90 ms).
     times = np.asarray(rhythm.beat_times_ms) / 1000
     assert np.all((times >= AT_60) & (times <= AT_60 + NORMAL.qrs_ms / 1000))
+    # Per beat: the RR before it (none before the first), one QRS shape, a P wave where it was recorded.
+    assert rhythm.rr_intervals_ms[0] is None
+    assert all(rr == pytest.approx(1000, abs=4) for rr in rhythm.rr_intervals_ms[1:])
+    assert rhythm.ectopic_beats == [False] * len(AT_60)
+    assert rhythm.p_present[1:-1] == [True] * (len(AT_60) - 2)
 
 
 def test_voltages_and_shapes(normal):
@@ -149,6 +154,9 @@ def test_st_elevation_in_v2_v3_only():
     assert st["V2"] == pytest.approx(0.2, abs=0.03) and st["V3"] == pytest.approx(0.2, abs=0.03)
     assert all(abs(level) < 0.03 for lead, level in st.items() if lead not in ("V2", "V3"))
     assert features.leads["V2"].median.st_form == "horizontal"
+    # A horizontal ST is as high at the J point as 60 ms later.
+    assert features.leads["V2"].median.st_j_mv == pytest.approx(0.2, abs=0.05)
+    assert abs(features.leads["V5"].median.st_j_mv) < 0.05
     # ST elevation is not an R' wave.
     assert features.leads["V2"].qrs_morphology == "rS"
 
@@ -293,6 +301,8 @@ def test_notched_and_biphasic_p_waves():
 def test_an_ectopic_beat_is_counted_but_kept_out_of_the_median():
     features = measured(NORMAL, AT_75, others={5: PVC})
     assert features.rhythm.ectopic_count == 1
+    assert [index for index, ectopic in enumerate(features.rhythm.ectopic_beats) if ectopic] == [5]
+    assert features.rhythm.p_present[5] is False and features.rhythm.p_present[4] is True
     assert features.rhythm.beat_count == len(AT_75)
     assert any("differ from the dominant QRS" in note for note in features.notes)
     assert features.global_.qrs_ms == pytest.approx(NORMAL.qrs_ms, abs=10)
