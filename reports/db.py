@@ -147,6 +147,12 @@ class Study(Base):
     # so every later version (sign, correction) refers to the same order.
     placer_order_number: Mapped[str | None] = mapped_column(sa.String(64))
     filler_order_number: Mapped[str | None] = mapped_column(sa.String(64))
+    # Search keys of the demographics (`reports.patient_keys.search_key`: accents dropped, case
+    # folded), kept beside the JSON so the review page's search and the previous-ECG lookup
+    # are index scans. Written with the demographics by `reports.store.save_prepared`.
+    patient_id_key: Mapped[str | None] = mapped_column(sa.String(128))
+    patient_name_key: Mapped[str | None] = mapped_column(sa.String(255))
+    accession_key: Mapped[str | None] = mapped_column(sa.String(128))
 
     reports: Mapped[list[Report]] = relationship(back_populates="study", order_by="Report.version")
 
@@ -160,6 +166,10 @@ class Study(Base):
         # the "all states" view.
         sa.Index("ix_studies_queue", "state", "critical", "created_at", "id"),
         sa.Index("ix_studies_queue_all", "critical", "created_at", "id"),
+        # Search (equality and prefix LIKE) and the patient's previous ECG. text_pattern_ops lets
+        # Postgres use the index for LIKE 'abc%' whatever the database's collation.
+        *(sa.Index(f"ix_studies_{column}", column, postgresql_ops={column: "text_pattern_ops"})
+          for column in ("patient_id_key", "patient_name_key", "accession_key")),
     )
 
 

@@ -43,6 +43,7 @@ from reports import audit
 from reports.db import OutboxItem, OutboxState, Report, ReportStatus, Study, StudyState, utcnow
 from reports.hl7_oru import HL7Endpoints, OruReport, OruStudy, build_oru, new_control_id, read_header
 from reports.hl7_validate import validate_oru
+from reports.patient_keys import ID_KEY_LENGTH, search_key
 
 # `migrations` is a sibling top-level package, installed beside `reports` (or, in an editable
 # install, both live in the checkout).
@@ -354,11 +355,19 @@ def save_prepared(
     demographics_json = _dump(demographics)
     study.demographics = demographics_json
     study.acquired_at = _acquired_at(demographics_json)
+    study.patient_id_key, study.patient_name_key, study.accession_key = _search_keys(demographics_json)
     study.measurements = _dump(measurements)
     study.features = _dump(features)
     study.image_path = image_path
     return set_state(session, study_id, S.PREPARED, actor=actor,
                      details={"has_features": features is not None, "has_image": image_path is not None})
+
+
+def _search_keys(demographics: dict[str, Any] | None) -> tuple[str | None, str | None, str | None]:
+    """(patient id, name, accession) as search keys, for the review page's search."""
+    found = demographics or {}
+    return (search_key(found.get("patient_id"), ID_KEY_LENGTH), search_key(found.get("patient_name")),
+            search_key(found.get("accession"), ID_KEY_LENGTH))
 
 
 def _acquired_at(demographics: dict[str, Any] | None) -> dt.datetime | None:

@@ -10,6 +10,12 @@ would cost a thousand pages. The queue is read as two segments, critical then ro
 is one range scan of the index `ix_studies_queue (state, critical, created_at, id)` (or
 `ix_studies_queue_all` for the all-states view), so every page costs the same.
 `benchmarks/review_queue.py` measures it against OFFSET on 100,000 studies.
+
+Search (`search`) finds studies by MRN, name or accession in every reviewable state, newest
+first. What was typed goes through `reports.patient_keys.search_key` and is compared, as a
+bound parameter (no SQL is built from it), with the indexed key columns: an MRN or accession
+that equals or starts with it, a name that starts with it (family name first, "rossi" or
+"rossi anna"; two words are also tried the other way round, "anna rossi").
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from reports import audit
 from reports.db import Study, StudyState
+from reports.patient_keys import search_key
 from reports.review.config import critical_in
 
 
@@ -272,3 +279,44 @@ def sync_critical(session: Session, critical_labels: list[str] | None, *, actor:
         audit.append(session, actor=actor, action="review.critical_resorted", entity_type="queue", entity_id="awaiting",
                      details={"changed": changed, "site_list": critical_labels is not None})
     return changed
+
+
+SEARCH_LIMIT = 100
+
+
+def _prefix(key: str) -> str:
+    """A LIKE pattern for "starts with `key`", the wildcards in `key` taken literally."""
+    return key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def search_clause(text: str) -> sa.ColumnElement[bool] | None:
+    """The WHERE clause matching `text` as an MRN, accession or name; None when nothing was typed."""
+    key = search_key(text)
+    if key is None:
+        return None
+    names = [key]
+    words = key.split(" ")
+    if len(words) == 2:
+        names.append(f"{words[1]} {words[0]}")
+    matches = [Study.patient_id_key.like(_prefix(key), escape="\\"),
+               Study.accession_key.like(_prefix(key), escape="\\"),
+               *(Study.patient_name_key.like(_prefix(name), escape="\\") for name in names)]
+    return sa.or_(*matches)
+
+
+class SearchResult(BaseModel):
+    rows: list[QueueRow]
+    more: bool  # more than SEARCH_LIMIT matched: only the newest are shown
+
+
+def search(session: Session, text: str, *, limit: int = SEARCH_LIMIT) -> SearchResult:
+    """Reviewable studies whose MRN, accession or name matches `text`, newest first."""
+    clause = search_clause(text)
+    if clause is None:
+        return SearchResult(rows=[], more=False)
+    raw = session.execute(
+        sa.select(*_COLUMNS).where(clause, Study.state.in_(STATES[QueueStatus.ALL]))
+        .order_by(Study.created_at.desc(), Study.id.desc()).limit(limit + 1)
+    ).all()
+    summaries = _interpretation_summaries(session, [r.id for r in raw[:limit]])
+    return SearchResult(rows=[_row(r, summaries.get(r.id)) for r in raw[:limit]], more=len(raw) > limit)

@@ -10,7 +10,7 @@ from reports import store
 from reports.db import Base
 
 TABLES = {"studies", "reports", "outbox", "audit_events", "audit_head", "users", "web_sessions"}
-HEAD = "0003_triage_signoff"
+HEAD = "0004_patient_search"
 
 
 def _tables(url: str) -> set[str]:
