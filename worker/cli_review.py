@@ -25,6 +25,7 @@ def review() -> None:
 def review_config(settings: Settings) -> ReviewConfig:
     """The web app's configuration from the `ECGWL_*` settings (the one place they meet)."""
     from reports.hl7_oru import HL7Endpoints
+    from reports.review.compare import ChangeThresholds
     from reports.review.config import ReviewConfig
 
     return ReviewConfig(
@@ -37,6 +38,8 @@ def review_config(settings: Settings) -> ReviewConfig:
         image_roots=[settings.data_dir.resolve()],
         session_hours=settings.review_session_hours,
         secure_cookies=settings.review_secure_cookies,
+        view_cache_dir=settings.data_dir.resolve() / "views",
+        change_thresholds=ChangeThresholds.model_validate(settings.review_change_thresholds),
     )
 
 

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     review_reject_action: Literal["send", "hold"] = "send"
     review_secure_cookies: bool = False
     review_session_hours: float = 12.0
+    # How far rate, PR, QRS, QT, QTc and QRS axis must move from the patient's previous ECG to
+    # be listed as a change, as a JSON object; unset keys keep the defaults (reports/review/compare.py
+    # says why: hr_bpm 10, pr_ms 20, qrs_ms 20, qt_ms 30, qtc_ms 30, qrs_axis_deg 30).
+    review_change_thresholds: dict[str, float] = Field(default_factory=dict)
 
     # TEST-ONLY: every pipeline stage sleeps this long before its work, so a test can kill a
     # worker in the middle of a task. Always 0 in production.

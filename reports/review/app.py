@@ -2,9 +2,13 @@
 
     GET  /login, POST /login, POST /logout       accounts (lock-out after 5 failures)
     GET  /queue                                  counts, filters, keyset paging, critical first
-    GET  /studies/{id}                           ECG image, patient, draft, measured vs stated, flags,
-                                                 deliveries, history; the sign-off forms
-    GET  /studies/{id}/image.png                 the rendered 12-lead (or the scanned page)
+    GET  /search?q=                              studies by MRN, name or accession
+    GET  /studies/{id}                           the ECG (zoom, calipers), patient, draft, the device's
+                                                 statements, ours | device | stated measurements, flags,
+                                                 the previous ECG and what changed, deliveries, history;
+                                                 the sign-off forms; keyboard shortcuts
+    GET  /studies/{id}/ecg.svg                   the ECG for people, from the file (ecg_view, cached)
+    GET  /studies/{id}/image.png                 the model's 12-lead image (or the scanned page)
     POST /studies/{id}/sign                      sign | sign and next | amend (a correction)
     POST /studies/{id}/reject                    withdraw the draft with a reason
     POST /studies/{id}/deliveries/{outbox}/retry     a refused or retrying message: due at once
@@ -17,7 +21,8 @@ Security choices, in one place:
 - every POST carries the session's CSRF token (the login form a pre-session token that must
   equal its HttpOnly cookie); a missing or wrong token is refused with 403 before anything runs;
 - roles are checked here and again in `signoff` (a viewer's crafted POST gets 403 from both);
-- CSP allows no script at all, frames are refused (X-Frame-Options DENY, frame-ancestors
+- CSP allows only the app's own script files (static/review.js: zoom, calipers, shortcuts), no
+  inline script, no other origin; frames are refused (X-Frame-Options DENY, frame-ancestors
   'none'), pages are not cached (they carry patient data);
 - each request opens its own short database transaction (`store.session_scope`).
 """
@@ -25,6 +30,7 @@ Security choices, in one place:
 # No `from __future__ import annotations` here: FastAPI reads the route annotations at run time,
 # and the dependencies they name are local to `create_app`.
 
+import gzip
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -47,8 +53,9 @@ from reports import delivery_view, store
 from reports.db import OutboxState, Report, Role, Study, User
 from reports.review import accounts, security, signoff
 from reports.review.config import ReviewConfig, critical_in
-from reports.review.queue import Cursor, QueueFilters, QueueStatus, next_awaiting, queue_counts, queue_page
-from reports.verify import FIELDS, extract_values
+from reports.review.ecg_source import ViewCache
+from reports.review.queue import Cursor, QueueFilters, QueueStatus, next_awaiting, queue_counts, queue_page, search
+from reports.review.study_view import source_file, study_extras
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +64,10 @@ SESSION_COOKIE = "ecgwl_session"
 LOGIN_CSRF_COOKIE = "ecgwl_login_csrf"
 
 SECURITY_HEADERS = {
-    # No script at all: the pages are plain forms and <details>.
-    "Content-Security-Policy": ("default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
-                                "frame-ancestors 'none'; base-uri 'none'"),
+    # Script only from the app's own files (no inline script, nothing from elsewhere): the pages
+    # work as plain forms, and static/review.js adds zoom, calipers and keyboard shortcuts.
+    "Content-Security-Policy": ("default-src 'none'; script-src 'self'; img-src 'self'; style-src 'self'; "
+                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -80,8 +88,13 @@ DONE_MESSAGES = {
 # administrator (who runs the interfaces). Withdrawing means the receiver never gets that
 # version, a decision not left to the roles that only look.
 DELIVERY_ROLES = frozenset({Role.CARDIOLOGIST, Role.ADMIN})
-# The rows of the measurements table, in the order a 12-lead header prints them.
-MEASUREMENT_ROWS = ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms", "p_axis_deg", "qrs_axis_deg", "t_axis_deg")
+# The keyboard shortcuts static/review.js binds, as the page lists them (key, what it does).
+SHORTCUTS = (("s", "sign and open the next study"), ("Shift+S", "sign and stay"), ("n / p", "next / previous study"),
+             ("+ / -", "zoom in / out"), ("0", "fit the width"), ("1", "paper size (25 mm/s at 96 dpi)"),
+             ("Esc", "clear the calipers"), ("/", "search"), ("?", "show or hide this list"))
+
+
+REVIEWABLE_STATES = ("awaiting_signoff", "signed", "rejected")
 
 
 class NeedLogin(Exception):
@@ -158,6 +171,7 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
     policy = signoff.SignoffPolicy(endpoints=config.endpoints, destinations=config.destinations,
                                    reject_action=config.reject_action)
     image_roots = [root.resolve() for root in config.image_roots]
+    views = ViewCache(config.view_cache_dir)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
@@ -313,6 +327,16 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
             message=message, message_kind="ok" if done in DONE_MESSAGES else "error",
         )
 
+    @app.get("/search")
+    def search_page(request: Request, who: Annotated[Viewer, Depends(viewer)],
+                    session: Annotated[Session, Depends(db)], q: str = "") -> Response:
+        found = search(session, q[:200])
+        for row in found.rows:
+            row.critical = row.critical or bool(critical_in(row.labels, config.critical_labels))
+        return render(request, "search.html", who, query=q[:200], rows=found.rows, more=found.more,
+                      critical_labels=set(critical_in([label for row in found.rows for label in row.labels],
+                                                      config.critical_labels)))
+
     # ------------------------------------------------------------ the study
 
     def study_context(session: Session, study: Study, who: Viewer) -> dict[str, Any]:
@@ -323,6 +347,7 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
         labels = list(report.labels or []) if report and report.labels is not None else list(study.labels or [])
         deliveries = delivery_view.delivery_status_for_study(session, study.id)
         demographics = study.demographics or {}
+        extras = study_extras(session, study, labels, interpretation, views=views, thresholds=config.change_thresholds)
         return {
             "study": study, "report": report, "history": list(reversed(reports)), "labels": labels,
             "critical": bool(study.critical or critical_in(labels, config.critical_labels)),
@@ -338,7 +363,7 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
             },
             "has_image": _image_file(study, image_roots) is not None,
             "reasoning_steps": _reasoning(interpretation),
-            "measurement_rows": _measurement_rows(study.measurements, interpretation),
+            "extras": extras, "shortcuts": SHORTCUTS,
             "flags": list((study.interpretation or {}).get("flags") or []),
             "deliveries": deliveries,
             "can_act_on_delivery": who.can_act_on_delivery,
@@ -351,7 +376,7 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
     def show_study(request: Request, session: Session, study_id: int, who: Viewer, *, message: str | None = None,
                    message_kind: str = "info", status_code: int = 200, form: dict[str, str] | None = None) -> Response:
         study = session.get(Study, study_id)
-        if study is None or study.state not in ("awaiting_signoff", "signed", "rejected"):
+        if study is None or study.state not in REVIEWABLE_STATES:
             raise HTTPException(404, "No such study in the sign-off queue.")
         context = study_context(session, study, who)
         return render(request, "study.html", who, status_code=status_code, message=message,
@@ -362,6 +387,20 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
                    session: Annotated[Session, Depends(db)], done: str = "") -> Response:
         return show_study(request, session, study_id, who, message=DONE_MESSAGES.get(done),
                           message_kind="ok")
+
+    @app.get("/studies/{study_id}/ecg.svg")
+    def study_svg(request: Request, study_id: int, who: Annotated[Viewer, Depends(viewer)],
+                  session: Annotated[Session, Depends(db)]) -> Response:
+        study = session.get(Study, study_id)
+        if study is None or study.state not in REVIEWABLE_STATES:
+            raise HTTPException(404, "No such study in the sign-off queue.")
+        drawing = views.svg_gz(study.sha256, source_file(study))
+        if drawing is None:
+            raise HTTPException(404, "This study has no signal to draw (a scan: see its page image).")
+        headers = {"Cache-Control": "private, no-store", "Vary": "Accept-Encoding"}
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(drawing, media_type="image/svg+xml", headers=headers | {"Content-Encoding": "gzip"})
+        return Response(gzip.decompress(drawing), media_type="image/svg+xml", headers=headers)
 
     @app.get("/studies/{study_id}/image.png")
     def study_image(study_id: int, who: Annotated[Viewer, Depends(viewer)],
@@ -545,39 +584,3 @@ def _reasoning(interpretation: Interpretation | None) -> list[tuple[str, str]]:
     if not steps and interpretation.raw_text.strip():
         return [("Interpreter output (not in the expected format)", interpretation.raw_text)]
     return [(STEP_HEADINGS[number - 1], steps[number]) for number in sorted(steps)]
-
-
-def _format_value(value: float | None, unit: str) -> str:
-    return "-" if value is None else f"{value:.0f} {unit}"
-
-
-def _measurement_rows(measured: dict[str, Any] | None, interpretation: Interpretation | None) -> list[dict[str, Any]]:
-    """Measured value beside every value the draft states for it; `mismatch` beyond the tolerance
-    `reports.verify` uses for its flags."""
-    text = ""
-    if interpretation is not None:
-        parsed = interpretation.parsed
-        text = "\n".join([*(parsed.steps[n] for n in sorted(parsed.steps)), parsed.narrative]) \
-            if parsed.steps or parsed.narrative else interpretation.raw_text
-    claims = extract_values(text) if text else []
-    rows = []
-    for field in MEASUREMENT_ROWS:
-        spec = FIELDS[field]
-        value = (measured or {}).get(field)
-        stated = [c for c in claims if c.field == field]
-        mismatch = value is not None and any(_differs(c.value, c.upper, value, spec) for c in stated)
-        claimed = "; ".join(dict.fromkeys(
-            f"{c.value:.0f}" + (f"-{c.upper:.0f}" if c.upper is not None else "") + f" {spec.unit}" for c in stated))
-        rows.append({"label": spec.name, "measured": _format_value(value, spec.unit), "claimed": claimed or "-",
-                     "mismatch": mismatch})
-    return rows
-
-
-def _differs(low: float, high: float | None, measured: float, spec: Any) -> bool:
-    if spec.kind == "angle":
-        distance = min(abs((measured - end + 180) % 360 - 180) for end in (low, high if high is not None else low))
-        return distance > spec.tolerance
-    top = high if high is not None else low
-    if low <= measured <= top:
-        return False
-    return min(abs(measured - low), abs(measured - top)) > spec.tolerance

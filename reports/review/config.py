@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from ingest.protocol import vocabulary
 from reports.hl7_oru import HL7Endpoints
+from reports.review.compare import ChangeThresholds
 
 
 class ReviewConfig(BaseModel):
@@ -33,6 +34,10 @@ class ReviewConfig(BaseModel):
     session_hours: float = Field(default=12.0, gt=0)
     secure_cookies: bool = False  # True behind HTTPS: cookies get the Secure attribute
     page_size: int = Field(default=50, ge=1, le=500)
+    # Where the drawings of the ECGs for people are kept once made (None: drawn on every request).
+    view_cache_dir: Path | None = None
+    # How far a measurement must move from the patient's previous ECG to be listed as a change.
+    change_thresholds: ChangeThresholds = Field(default_factory=ChangeThresholds)
 
 
 def critical_in(labels: list[str] | None, configured: list[str] | None) -> list[str]:

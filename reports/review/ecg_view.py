@@ -81,9 +81,6 @@ class Box:
     width: float
     height: float
 
-    def overlaps_rows(self, top: float, bottom: float) -> bool:
-        return self.y < bottom and top < self.y + self.height
-
 
 @dataclass(frozen=True)
 class Trace:
@@ -160,48 +157,57 @@ def _occupied(traces: Sequence[Trace], x_from: float, x_to: float) -> list[tuple
     return spans
 
 
-def _free(box: Box, spans: Sequence[tuple[float, float]]) -> bool:
-    return not any(box.overlaps_rows(top - LABEL_GAP_MM, bottom + LABEL_GAP_MM) for top, bottom in spans)
-
-
 def label_size(text: str) -> tuple[float, float]:
     return len(text) * LABEL_CHAR_MM + 2 * LABEL_PAD_MM, LABEL_FONT_MM + 2 * LABEL_PAD_MM
 
 
-def place_label(text: str, x_start: float, baseline: float, traces: Sequence[Trace]) -> Box:
-    """Where the label of a panel that starts at `x_start` goes, touching no trace.
+def _free_tops(spans: Sequence[tuple[float, float]], low: float, high: float, height: float) -> list[float]:
+    """Tops of boxes `height` tall that fit between `low` and `high` touching no span (edges of each gap)."""
+    edges = sorted((top - LABEL_GAP_MM, bottom + LABEL_GAP_MM) for top, bottom in spans)
+    tops: list[float] = []
+    cursor = low
+    for top, bottom in [*edges, (high, high)]:
+        if min(top, high) - cursor >= height:
+            tops += [cursor, min(top, high) - height]
+        cursor = max(cursor, bottom)
+    return tops
 
-    Preferred: just above the 1 mV level at the panel's start, its top-left corner, its
-    bottom-left; else the free vertical
-    gap nearest the baseline at that x, within the paper; else the same a few millimetres
-    further right (up to 1.5 s into the panel). Only a panel whose traces cover the whole
-    paper height for its first 1.5 s leaves the label at its corner.
+
+def _fits(y: float, height: float, spans: Sequence[tuple[float, float]]) -> bool:
+    return not any(y < bottom + LABEL_GAP_MM and top - LABEL_GAP_MM < y + height for top, bottom in spans)
+
+
+def place_label(text: str, x_start: float, baseline: float, traces: Sequence[Trace],
+                taken: Sequence[Box] = ()) -> Box:
+    """Where the label of a panel that starts at `x_start` goes, touching no trace and no other label.
+
+    Within the panel's own row, first: just above the 1 mV level, at the row's top, at its
+    bottom, else the free gap nearest the 1 mV level; at the panel's start, then moved right
+    2.5 mm at a time (up to 1.5 s into the panel). Only if the row has no room anywhere there,
+    the free gap nearest the baseline on the whole paper. A panel whose traces fill the paper's
+    whole height for 1.5 s keeps its label at the row's top.
     """
     width, height = label_size(text)
-    top_limit, bottom_limit = 5.0, PAPER_HEIGHT_MM - 0.5
-    cell_top, cell_bottom = baseline - ROW_PITCH_MM / 2, baseline + ROW_PITCH_MM / 2
-    for shift in np.arange(0.0, 1.5 * MM_PER_S + 0.01, 2.5):
-        x = x_start + 0.8 + float(shift)
-        spans = _occupied(traces, x, x + width)
-        # Just above the 1 mV level, as a printout puts it; the panel's top; its bottom.
-        preferred = [Box(x, baseline - MM_PER_MV - 1.0 - height, width, height), Box(x, cell_top + 0.5, width, height),
-                     Box(x, cell_bottom - 0.5 - height, width, height)]
-        for box in preferred:
-            if _free(box, spans):
-                return box
-        # The free gaps between the traces' extents, nearest the panel first.
-        edges = sorted((top - LABEL_GAP_MM, bottom + LABEL_GAP_MM) for top, bottom in spans)
-        candidates: list[float] = []
-        cursor = top_limit
-        for top, bottom in [*edges, (bottom_limit, bottom_limit)]:
-            if top - cursor >= height:
-                candidates += [cursor, top - height]
-            cursor = max(cursor, bottom)
-        inside = [y for y in candidates if top_limit <= y and y + height <= bottom_limit]
-        if inside:
-            y = min(inside, key=lambda y: abs(y + height / 2 - baseline))
-            return Box(x, y, width, height)
-    return Box(x_start + 0.8, cell_top + 0.5, width, height)
+    row_top, row_bottom = baseline - ROW_PITCH_MM / 2, baseline + ROW_PITCH_MM / 2
+    paper_top, paper_bottom = 5.0, PAPER_HEIGHT_MM - 0.5
+    wanted = baseline - MM_PER_MV - 1.0 - height
+    shifts = [x_start + 0.8 + 2.5 * step for step in range(int(1.5 * MM_PER_S / 2.5) + 1)]
+
+    def spans_at(x: float) -> list[tuple[float, float]]:
+        return _occupied(traces, x, x + width) + [
+            (box.y, box.y + box.height) for box in taken if box.x < x + width and x < box.x + box.width]
+
+    for low, high in ((row_top, row_bottom), (paper_top, paper_bottom)):
+        for x in shifts:
+            spans = spans_at(x)
+            preferred = [wanted, row_top + 0.5, row_bottom - 0.5 - height] if low == row_top else []
+            for y in preferred:
+                if _fits(y, height, spans):
+                    return Box(x, y, width, height)
+            tops = _free_tops(spans, max(low, paper_top), min(high, paper_bottom), height)
+            if tops:
+                return Box(x, min(tops, key=lambda y: abs(y - wanted)), width, height)
+    return Box(shifts[0], row_top + 0.5, width, height)
 
 
 def _grid() -> list[str]:
@@ -216,8 +222,9 @@ def _grid() -> list[str]:
 
 def _calibration(baseline: float) -> str:
     top = baseline - MM_PER_MV  # 1 mV
-    return (f'<path class="calibration" d="M{CAL_START_X_MM} {_fmt(baseline)}H{CAL_RISE_X_MM}V{_fmt(top)}'
-            f'H{CAL_FALL_X_MM}V{_fmt(baseline)}H{CAL_END_X_MM}" stroke="{TRACE}" stroke-width="0.25" '
+    return (f'<path class="calibration" d="M{_fmt(CAL_START_X_MM)} {_fmt(baseline)}H{_fmt(CAL_RISE_X_MM)}'
+            f'V{_fmt(top)}H{_fmt(CAL_FALL_X_MM)}V{_fmt(baseline)}H{_fmt(CAL_END_X_MM)}" stroke="{TRACE}" '
+            'stroke-width="0.25" '
             'fill="none" stroke-linejoin="miter"/>')
 
 
@@ -255,10 +262,11 @@ def render_svg(signal: np.ndarray, fs: float, lead_names: Sequence[str], *, capt
         parts.append(f'<polyline class="trace" data-lead="{escape(trace.lead)}"{rhythm} '
                      f'points="{_points(trace.x, trace.y)}" '
                      f'fill="none" stroke="{TRACE}" stroke-width="0.22" stroke-linejoin="round"/>')
-    for row, leads in enumerate(LAYOUT):
-        for column, lead in enumerate(leads):
-            x_start = TRACE_X0_MM + column * COLUMN_S * MM_PER_S
-            parts.append(_label(lead, place_label(lead, x_start, BASELINES_MM[row], traces)))
-    parts.append(_label(RHYTHM_LEAD, place_label(RHYTHM_LEAD, TRACE_X0_MM, BASELINES_MM[-1], traces)))
+    placed: list[Box] = []
+    panels = [(lead, TRACE_X0_MM + column * COLUMN_S * MM_PER_S, BASELINES_MM[row])
+              for row, leads in enumerate(LAYOUT) for column, lead in enumerate(leads)]
+    for lead, x_start, baseline in [*panels, (RHYTHM_LEAD, TRACE_X0_MM, BASELINES_MM[-1])]:
+        placed.append(place_label(lead, x_start, baseline, traces, placed))
+        parts.append(_label(lead, placed[-1]))
     parts.append("</svg>")
     return "\n".join(parts)

@@ -95,6 +95,8 @@ class QueueRow(BaseModel):
     labels: list[str]
     flag_count: int
     demonstration: bool
+    patient_id: str | None = None
+    accession: str | None = None
 
     @property
     def cursor(self) -> Cursor:
@@ -179,6 +181,7 @@ def _row(raw: Any, interpretation: dict[str, Any] | None) -> QueueRow:
     return QueueRow(
         study_id=raw.id, critical=bool(raw.critical), created_at=raw.created_at, acquired_at=raw.acquired_at,
         source=raw.source_format, origin=raw.origin, state=raw.state, patient=_patient(raw.demographics),
+        patient_id=(raw.demographics or {}).get("patient_id"), accession=(raw.demographics or {}).get("accession"),
         labels=list(raw.labels or []), flag_count=len((interpretation or {}).get("flags") or []),
         demonstration=bool((interpretation or {}).get("is_demonstration")),
     )
@@ -249,6 +252,15 @@ def next_awaiting(session: Session, after_study_id: int | None = None) -> int | 
     if not found:
         found = _walk(session, filters, None, forward=True, limit=1)
     found = [row for row in found if row.id != after_study_id]
+    return found[0].id if found else None
+
+
+def previous_awaiting(session: Session, before_study_id: int) -> int | None:
+    """The awaiting study just before `before_study_id` in queue order (None at the top)."""
+    cursor = study_cursor(session, before_study_id)
+    if cursor is None:
+        return None
+    found = _walk(session, QueueFilters(status=QueueStatus.AWAITING), cursor, forward=False, limit=1)
     return found[0].id if found else None
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from ingest.ecg import Demographics, Measurements, Sex
 from ingest.interpretation import Interpretation
+from ingest.measure.measured import GroundingFeatures
 from ingest.report_format import format_output, parse_output
 from reports import store
 from reports.db import Study
@@ -63,11 +64,15 @@ def make_study(review_engine: sa.Engine, image_dir: Path) -> Callable[..., int]:
 
     def make(labels: list[str] | None = None, *, critical: bool = False, source_format: str = "dicom",
              received: dt.datetime | None = None, narrative: str = "Sinus rhythm at 72 bpm, QTc 415 ms.",
-             qtc_ms: float = 415, origin: str | None = "cardiology", demonstration: bool = False) -> int:
+             qtc_ms: float = 415, origin: str | None = "cardiology", demonstration: bool = False,
+             patient_id: str | None = None, patient_name: str = "Verdi^Giuseppe", accession: str | None = None,
+             acquired_at: dt.datetime | None = dt.datetime(2026, 11, 20, 8, 30), hr_bpm: float = 72) -> int:
         labels = labels or ["sinus rhythm", "normal ecg"]
         text = format_output({n: f"finding of step {n}" for n in range(1, 7)}, narrative, labels)
         interpretation = Interpretation(interpreter="protocol-reader", interpreter_version="1.0", modalities=["ecg"],
                                         is_demonstration=demonstration, raw_text=text, parsed=parse_output(text))
+        # What the pipeline stores for a file without device measurements: ours, reported and in the features.
+        measured = Measurements(hr_bpm=hr_bpm, pr_ms=160, qrs_ms=92, qt_ms=380, qtc_ms=qtc_ms)
         with store.session_scope(review_engine) as session:
             study, _ = store.register_study(session, sha256=new_sha(), source_format=source_format,
                                             source_path="/inbox/ecg", origin=origin, actor="test")
@@ -76,10 +81,10 @@ def make_study(review_engine: sa.Engine, image_dir: Path) -> Callable[..., int]:
             store.set_state(session, study.id, "queued_prepare", actor="test")
             store.save_prepared(
                 session, study.id, actor="test", image_path=str(png),
-                demographics=Demographics(patient_id=f"MRN-{study.id}", patient_name="Verdi^Giuseppe",
-                                          sex=Sex.MALE, birth_date=dt.date(1947, 5, 1), accession=f"ACC-{study.id}",
-                                          acquired_at=dt.datetime(2026, 11, 20, 8, 30)),
-                measurements=Measurements(hr_bpm=72, pr_ms=160, qrs_ms=92, qt_ms=380, qtc_ms=qtc_ms),
+                demographics=Demographics(patient_id=patient_id or f"MRN-{study.id}", patient_name=patient_name,
+                                          sex=Sex.MALE, birth_date=dt.date(1947, 5, 1),
+                                          accession=accession or f"ACC-{study.id}", acquired_at=acquired_at),
+                measurements=measured, features=GroundingFeatures(global_=measured),
             )
             store.set_state(session, study.id, "queued_interpret", actor="test")
             store.save_interpretation(session, study.id, interpretation, actor="test", critical=critical,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -18,6 +19,8 @@ GUARDED = [
     ("GET", "/queue", None),
     ("GET", "/studies/{id}", None),
     ("GET", "/studies/{id}/image.png", None),
+    ("GET", "/studies/{id}/ecg.svg", None),
+    ("GET", "/search", None),
     ("POST", "/studies/{id}/sign", {"based_on_version": "1", "impression": "x", "action": "sign"}),
     ("POST", "/studies/{id}/reject", {"based_on_version": "1", "reason": "noise"}),
     ("POST", "/studies/{id}/deliveries/{outbox}/retry", {}),
@@ -158,11 +161,15 @@ def test_session_cookie_attributes_and_security_headers(client: TestClient) -> N
     cookie = [v for k, v in response.headers.multi_items() if k == "set-cookie" and v.startswith("ecgwl_session=")]
     assert cookie and "HttpOnly" in cookie[0] and "SameSite=strict" in cookie[0] and "Secure" not in cookie[0]
     queue = client.get("/queue")
-    assert "script-src" not in queue.headers["content-security-policy"]  # default-src 'none': no script at all
-    assert "default-src 'none'" in queue.headers["content-security-policy"]
+    policy = queue.headers["content-security-policy"]
+    # Script only from the app's own files: no inline script, no other origin, no eval.
+    assert "default-src 'none'" in policy and "script-src 'self';" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy and "http" not in policy
     assert queue.headers["x-frame-options"] == "DENY"
     assert queue.headers["cache-control"] == "no-store"
-    assert "<script" not in queue.text
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", queue.text, flags=re.S)
+    assert scripts == [(' src="/static/review.js" defer', "")]  # one file of the app's own, nothing inline
+    assert client.get("/static/review.js").status_code == 200
 
 
 def test_secure_cookie_when_configured(config, review_engine: sa.Engine) -> None:

@@ -1,0 +1,89 @@
+"""The study's ECG for the page (reports/review/ecg_source.py): read from the file, drawn, cached."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+
+from reports.review import ecg_source
+from reports.review.ecg_source import VIEW_VERSION, ViewCache
+from tests.review.svg_reading import read_drawing
+from tests.review.synthetic import write_record
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def mortara(tmp_path: Path) -> Path:
+    return Path(shutil.copy(get_testdata_file("waveform_ecg.dcm"), tmp_path / "mortara.dcm"))
+
+
+def test_the_devices_statements_and_measurements_and_a_1000_hz_drawing(mortara: Path, tmp_path: Path) -> None:
+    cache = ViewCache(tmp_path / "views")
+    view = cache.view("ab" * 32, mortara)
+    assert view.has_signal and view.problem is None
+    assert view.device_name and "el250" in view.device_name
+    assert [s.text for s in view.device_statements] == ["RITMO SINUSALE", "ECG NORMALE"]
+    device = view.device_measurements
+    assert (device.pr_ms, device.qrs_ms, device.qt_ms, device.qtc_ms, device.qrs_axis_deg) == (161, 75, 368, 370, 52)
+    assert view.sampling_rate_hz == 1000 and view.shown_s == pytest.approx(10.0)  # the recording's own rate
+    drawing = read_drawing(gzip.decompress(cache.svg_gz("ab" * 32, mortara)).decode())
+    rhythm = [xs for lead, is_rhythm, xs, _ in drawing.traces if is_rhythm]
+    assert sum(len(xs) for xs in rhythm) >= 10_000  # every one of the 10,000 samples of lead II
+
+
+def test_cached_by_content_hash_and_version_and_the_file_is_not_read_again(mortara: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = ViewCache(tmp_path / "views")
+    first = cache.view("cd" * 32, mortara)
+    svg = cache.svg_gz("cd" * 32, mortara)
+    kept = sorted(p.name for p in (tmp_path / "views" / "cd").iterdir())
+    assert kept == [f"{'cd' * 32}.v{VIEW_VERSION}.json", f"{'cd' * 32}.v{VIEW_VERSION}.svg.gz"]
+    mortara.unlink()  # from now on only the cache can answer
+
+    def no_reading(path: Path):  # noqa: ANN202
+        raise AssertionError("the file was read again")
+
+    monkeypatch.setattr(ecg_source, "read_ecg", no_reading)
+    assert cache.view("cd" * 32, mortara) == first and cache.svg_gz("cd" * 32, mortara) == svg
+    # A new drawing version ignores the old files.
+    monkeypatch.setattr(ecg_source, "VIEW_VERSION", VIEW_VERSION + 1)
+    with pytest.raises(AssertionError, match="read again"):
+        cache.view("cd" * 32, mortara)
+
+
+def test_an_unreadable_file_says_why_and_is_not_cached(tmp_path: Path) -> None:
+    cache = ViewCache(tmp_path / "views")
+    view = cache.view("ef" * 32, tmp_path / "gone.dcm")
+    assert not view.has_signal and "could not be read again" in view.problem and "file not found" in view.problem
+    assert not (tmp_path / "views").exists()
+    assert cache.svg_gz("ef" * 32, tmp_path / "gone.dcm") is None
+
+
+def test_a_scan_has_no_drawing(tmp_path: Path) -> None:
+    cache = ViewCache(tmp_path / "views")
+    scan = Path(shutil.copy(REPO / "samples" / "demo-scan.pdf", tmp_path / "scan.pdf"))
+    view = cache.view("12" * 32, scan)
+    assert not view.has_signal and view.problem is None and "page image" in view.notes[0]
+    assert cache.svg_gz("12" * 32, scan) is None
+
+
+def test_a_longer_record_shows_its_first_10_s_and_says_so(tmp_path: Path) -> None:
+    import numpy as np
+    import wfdb
+
+    from ingest.ecg import STANDARD_LEADS
+    from tests.review.synthetic import twelve_lead
+
+    long = np.concatenate([twelve_lead(1000), twelve_lead(1000)], axis=1)  # 20 s
+    wfdb.wrsamp("long", fs=500, units=["mV"] * 12, sig_name=list(STANDARD_LEADS), p_signal=long.T,
+                fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
+    view = ViewCache(None).view("34" * 32, tmp_path / "long.hea")
+    assert view.shown_s == pytest.approx(10.0) and view.recorded_s == pytest.approx(20.0)
+    assert view.notes == ["first 10 s of 20 s shown (the part the interpreter read)"]
+    short = write_record(tmp_path, "short", 1000, {"patient_id": "X"})
+    assert ViewCache(None).view("56" * 32, short).notes == []
