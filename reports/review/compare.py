@@ -30,7 +30,7 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from reports.db import Report, Study, StudyState
@@ -40,6 +40,8 @@ REVIEWABLE = (StudyState.AWAITING_SIGNOFF.value, StudyState.SIGNED.value, StudyS
 
 class ChangeThresholds(BaseModel):
     """How far a measurement must move between two ECGs to be listed as a change."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error at start, not a silent default
 
     hr_bpm: float = Field(default=10.0, gt=0)
     pr_ms: float = Field(default=20.0, gt=0)

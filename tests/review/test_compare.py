@@ -75,3 +75,18 @@ def test_the_study_page_lists_the_changes_beside_the_previous_ecg(
     assert f'src="/studies/{previous}/image.png"' in section  # its file is gone in this test: the page image
     alone = logged_in("viewer1").get(f"/studies/{previous}").text
     assert 'id="previous-ecg"' not in alone
+
+
+def test_a_site_sets_its_own_thresholds(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from worker.cli_review import review_config
+    from worker.settings import Settings
+
+    monkeypatch.setenv("ECGWL_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ECGWL_REVIEW_CHANGE_THRESHOLDS", '{"qtc_ms": 60, "hr_bpm": 20}')
+    config = review_config(Settings())
+    assert config.change_thresholds == ChangeThresholds(qtc_ms=60, hr_bpm=20)  # the rest keep their defaults
+    assert config.view_cache_dir == tmp_path.resolve() / "views"
+    for wrong in ('{"qtc_ms": -5}', '{"qtcc_ms": 40}'):
+        monkeypatch.setenv("ECGWL_REVIEW_CHANGE_THRESHOLDS", wrong)
+        with pytest.raises(ValueError):
+            review_config(Settings())

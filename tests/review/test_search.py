@@ -67,7 +67,7 @@ def test_the_search_page(make_study: Callable[..., int], logged_in: Callable[[st
 
 
 def test_the_migration_fills_the_keys_of_existing_studies(postgres_url: str) -> None:
-    store.upgrade(postgres_url, "0002_review_accounts")
+    store.upgrade(postgres_url, "0003_triage_signoff")
     engine = sa.create_engine(postgres_url)
     try:
         with engine.begin() as connection:
