@@ -5,11 +5,13 @@
     run_in_process(ctx)                     (no broker) run every queued stage to the end
     summarize(ctx) -> Summary               studies by state, drafts, quarantined, where things are
 
-The walk never moves, renames or writes anything under `root`: each study records the
-original's path and content hash, and preparation reads the original in place. Content
-already registered is skipped, so a batch that was stopped (Ctrl-C, a reboot) and is run
-again only does what is left; what it left half-way through the stages is picked up by
-the reconciler first (`resume_leftovers`).
+The walk never moves, renames or writes anything under `root`, and never reads outside it:
+symbolic links are not followed and FIFOs or devices not opened (each is listed as not
+usable, with its reason), and a WFDB header may name signal files only in its own folder.
+Each study records the original's path and content hash, and preparation reads the
+original in place. Content already registered is skipped, so a batch that was stopped
+(Ctrl-C, a reboot) and is run again only does what is left; what it left half-way through
+the stages is picked up by the reconciler first (`resume_leftovers`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from tqdm import tqdm
 
+from ingest.intake.quarantine import printable_name
 from ingest.intake.watch import walk_records
 from reports.db import Report, ReportStatus, Study, StudyState
 from worker.context import PipelineContext
@@ -67,7 +70,8 @@ def run_batch(ctx: PipelineContext, root: Path, *, progress: bool = True) -> Bat
             taken = register_batch_item(ctx, arrival, origin=origin)
             counts.taken[taken] += 1
             if taken is Taken.UNUSABLE:
-                counts.unusable.append(f"{arrival.main}: {arrival.problem}")
+                # Printable even when the name is not UTF-8 (the terminal would refuse it).
+                counts.unusable.append(f"{printable_name(str(arrival.main))}: {arrival.problem}")
             bar.update()
             bar.set_postfix(new=counts.taken[Taken.NEW], known=counts.taken[Taken.KNOWN],
                             unusable=counts.taken[Taken.UNUSABLE], refresh=False)

@@ -56,7 +56,7 @@ def _remove(paths: tuple[Path, ...]) -> None:
 
 def quarantine_arrival(ctx: PipelineContext, arrival: Arrival, reason: str) -> Path:
     """Copy an unusable arrival to quarantine with its reason, audit it, then clear the inbox."""
-    key = record_sha256(arrival.record_files)
+    key = arrival.identity()  # a link or FIFO is never opened: it is keyed by its place
     reason_file = quarantine_files(arrival.files, ctx.settings.quarantine_dir, key, reason, main=arrival.main)
     with ctx.session() as session:
         audit.append(session, actor=WATCH_ACTOR, action="file.quarantined", entity_type="file", entity_id=key,

@@ -6,7 +6,8 @@ One loop, every `poll_seconds`: scan every inbox (`ingest.intake.watch.InboxScan
 complete arrival (`worker.intake.take_arrival`), and every `reconcile_every_seconds` run
 the reconciler. With no broker (the embedded default) it also runs the queued stages
 in this process after each scan. An arrival that fails to be taken (database down, disk
-full) stays in the inbox and is tried again on the next scan.
+full) stays in the inbox and is tried again on the next scan; its error is logged once
+(`FailureLog`), not on every poll.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import logging
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from ingest.intake.watch import InboxScanner
+from ingest.intake.watch import Arrival, InboxScanner
 from worker.context import PipelineContext
 from worker.dispatch import InProcessDispatcher
 from worker.intake import take_arrival
@@ -26,15 +29,41 @@ from worker.reconcile import reconcile
 log = logging.getLogger(__name__)
 
 
-def scan_once(ctx: PipelineContext, scanner: InboxScanner) -> Counter[str]:
+@dataclass
+class FailureLog:
+    """Arrivals that could not be taken, so that each failure is logged once, not every poll.
+
+    A file that keeps failing (the database is down, the disk is full, a bug) is tried again
+    every scan, but its traceback is written the first time and again only when the error
+    changes; when it is finally taken, that is logged too.
+    """
+
+    failing: dict[Path, str] = field(default_factory=dict)
+
+    def failed(self, arrival: Arrival, error: Exception) -> None:
+        text = f"{type(error).__name__}: {error}"
+        if self.failing.get(arrival.main) != text:
+            log.error("could not take an arrival from inbox %s (%s); retrying every scan, logged once",
+                      arrival.inbox.name, type(error).__name__, exc_info=error)
+        self.failing[arrival.main] = text
+
+    def succeeded(self, arrival: Arrival) -> None:
+        if self.failing.pop(arrival.main, None) is not None:
+            log.info("an arrival from inbox %s that failed before was taken", arrival.inbox.name)
+
+
+def scan_once(ctx: PipelineContext, scanner: InboxScanner, failures: FailureLog | None = None) -> Counter[str]:
     """Take every arrival that is complete now; returns how each was taken."""
+    failures = failures if failures is not None else FailureLog()
     taken: Counter[str] = Counter()
     for arrival in scanner.scan():
         try:
             taken[take_arrival(ctx, arrival)] += 1
-        except Exception:  # keep watching: the files stay in the inbox and are retried next scan
-            log.exception("could not take an arrival from inbox %s; retrying next scan", arrival.inbox.name)
+        except Exception as exc:  # keep watching: the files stay in the inbox and are retried next scan
+            failures.failed(arrival, exc)
             taken["error"] += 1
+        else:
+            failures.succeeded(arrival)
     return taken
 
 
@@ -45,8 +74,9 @@ def watch(ctx: PipelineContext, stop: threading.Event) -> None:
     log.info("watching %d inbox folder(s), taking files stable for %.1f s",
              len(scanner.inboxes), settings.stable_seconds)
     last_reconcile = 0.0
+    failures = FailureLog()
     while not stop.is_set():
-        taken = scan_once(ctx, scanner)
+        taken = scan_once(ctx, scanner, failures)
         if taken:
             log.info("scan: %s", dict(taken))
         if time.monotonic() - last_reconcile >= settings.reconcile_every_seconds:

@@ -11,7 +11,8 @@ and signal files, and a demographics sidecar if one came with it) stay together 
 their original names, because the header names its signal files. Copies are made with a
 temporary name, flushed to disk and renamed into place, so a crash never leaves a
 half-written file under a real name; the caller deletes the inbox copy only after this
-returns.
+returns. Files are only ever opened as regular files, never through a symbolic link
+(`open_regular`), so nothing outside the inbox or the batch root is read or copied.
 """
 
 from __future__ import annotations
@@ -19,15 +20,18 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+
+from ingest.readers.detect import open_regular
 
 _CHUNK = 1024 * 1024
 
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open_regular(path) as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -48,8 +52,8 @@ def record_sha256(files: Sequence[Path]) -> str:
         return file_sha256(files[0])
     digest = hashlib.sha256()
     for path in sorted(files, key=lambda p: p.name):
-        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:
+            digest.update(f"{path.name}\0{os.fstat(handle.fileno()).st_size}\0".encode("utf-8", "surrogateescape"))
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
     return digest.hexdigest()
@@ -72,13 +76,14 @@ def _fsync_folder(folder: Path) -> None:
 def copy_durably(source: Path, target: Path) -> None:
     """Copy `source` to `target` so that `target` is either absent or complete, even after a crash."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # A short temporary name: the target's own name may already be at the 255-byte limit.
+    temporary = target.with_name(f".copy.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with source.open("rb") as src, temporary.open("wb") as dst:
+        with open_regular(source) as src, temporary.open("wb") as dst:
             shutil.copyfileobj(src, dst, _CHUNK)
             dst.flush()
             os.fsync(dst.fileno())
-        shutil.copystat(source, temporary)
+        shutil.copystat(source, temporary, follow_symlinks=False)
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)

@@ -32,11 +32,14 @@ Content rules:
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ingest.ecg import SourceFormat
 
@@ -72,10 +75,29 @@ _XML_PROLOG = re.compile(rb"(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>\[]*(?:\[.*?
 _XML_ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)[\s>/]")
 
 
+def open_regular(path: Path) -> BinaryIO:
+    """Open a regular file for reading, never through a symbolic link and never a FIFO or
+    device (whose open would block or read forever). Raises OSError otherwise.
+
+    The check is on the opened descriptor, so a file swapped for a link or a FIFO after it
+    was listed is refused too.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
 def detect_format(path: Path) -> SourceFormat | None:
     """The format of the file at `path` judged by its content, or None if it is none of ours."""
     try:
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:
             head = handle.read(_XML_HEAD_BYTES)
     except OSError:
         return None
@@ -163,7 +185,7 @@ def _content_lines(text: str) -> list[str]:
 def parse_wfdb_header(header: Path) -> WfdbHeader | None:
     """The record line and signal files of a WFDB header; None if the file is not one."""
     try:
-        with header.open("rb") as handle:
+        with open_regular(header) as handle:
             raw = handle.read(_MAX_HEADER_BYTES + 1)
     except OSError:
         return None

@@ -12,7 +12,8 @@ its own under the inbox (so WFDB records and sidecars of different items never m
 `outside/` holds the files that must never be read: a secret, a valid DICOM, a signal file.
 
 `expect` says what the watcher must do with the item: "quarantined" (copied with a
-`.reason` that contains `reason`), or "reported" (logged once, left alone). Sizes:
+`.reason` that contains `reason`), "reported" (logged once, left alone), or "study" (an
+awkward but valid ECG: it must become a study like any other, not loop in the inbox). Sizes:
 scale="test" keeps the files the watcher copies small (the limits still trip at their
 defaults); scale="full" is what the issue measured (a 200 MB signal file, 1 GiB bombs).
 Sparse files make large signal files cost no disk space until someone copies them.
@@ -42,7 +43,7 @@ Scale = Literal["test", "full"]
 class HostileItem:
     name: str
     description: str
-    expect: Literal["quarantined", "reported"]
+    expect: Literal["quarantined", "reported", "study"]
     reason: str  # a piece of the reason the quarantine's .reason file (or the report) must contain
     entries: list[Path] = field(default_factory=list)  # what was put in the inbox for it
 
@@ -56,6 +57,11 @@ class Corpus:
 
 
 # ---------------------------------------------------------------- raw file writers
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
 
 
 def sparse_file(path: Path, size: int, head: bytes = b"") -> Path:
@@ -216,7 +222,7 @@ def build_corpus(inbox: Path, outside: Path, *, scale: Scale = "test") -> Corpus
     items: list[HostileItem] = []
 
     def item(name: str, description: str, reason: str, build: Callable[[Path], list[Path] | None],
-             expect: Literal["quarantined", "reported"] = "quarantined") -> None:
+             expect: Literal["quarantined", "reported", "study"] = "quarantined") -> None:
         folder = inbox / name
         folder.mkdir()
         made = build(folder)
@@ -301,7 +307,7 @@ def build_corpus(inbox: Path, outside: Path, *, scale: Scale = "test") -> Corpus
          lambda f: [raw_pdf(f / "pages.pdf", [(792, 612)] * 500)])
     item("pdf-total-pixels", "PDF of 8 long pages, each under the page limit, together over the total",
          "max_total_page_pixels", lambda f: [raw_pdf(f / "long.pdf", [(612, 1400)] * 8)])
-    bomb = (1024 if big else 160) * MiB
+    bomb = (1024 if big else 130) * MiB  # the limit is 128 MiB
     item("pdf-deflate-bomb", f"PDF whose content stream inflates to {bomb // MiB} MiB", "max_decompressed_bytes",
          lambda f: [raw_pdf(f / "bomb.pdf", [(792, 612)], content=deflate_zeros(bomb, byte=b" "),
                             content_filter=True)])
@@ -309,7 +315,7 @@ def build_corpus(inbox: Path, outside: Path, *, scale: Scale = "test") -> Corpus
          lambda f: [raw_pdf(f / "image.pdf", [(792, 612)], content=b"q 792 0 0 612 0 0 cm /Im1 Do Q",
                             image=(100_000, 100_000))])
     item("pdf-damaged", "a PDF header and nothing else", "unreadable PDF",
-         lambda f: [(f / "damaged.pdf").write_bytes(b"%PDF-1.7\n" + b"\0" * 64) and f / "damaged.pdf"])
+         lambda f: [write(f / "damaged.pdf", b"%PDF-1.7\n" + b"\0" * 64)])
 
     # --- DICOM ----------------------------------------------------------------------------
     item("dicom-declares-2G-samples", "DICOM waveform declaring 2,000,000,000 samples", "max_samples_per_lead",
@@ -318,8 +324,9 @@ def build_corpus(inbox: Path, outside: Path, *, scale: Scale = "test") -> Corpus
          lambda f: [dicom_deflate_bomb(f / "bomb.dcm", bomb)])
     item("dicom-many-elements", "DICOM of 3,000,000 empty elements (24 MB; pydicom would take ~1 GB)",
          "max_dicom_elements", lambda f: [dicom_many_elements(f / "many.dcm", 3_000_000 if big else 300_000)])
-    item("dicom-huge-file", "a 100 MB (sparse) file that starts like a DICOM", "max_file_bytes",
-         lambda f: [sparse_file(f / "huge.dcm", 100 * MiB, head=b"\0" * 128 + b"DICM")])
+    huge = (1024 if big else 65) * MiB  # the limit is 64 MiB
+    item("dicom-huge-file", f"a {huge // MiB} MiB (sparse) file that starts like a DICOM", "max_file_bytes",
+         lambda f: [sparse_file(f / "huge.dcm", huge, head=b"\0" * 128 + b"DICM")])
     item("dicom-fs-zero", "DICOM waveform with sampling frequency 0", "no usable sampling frequency",
          lambda f: [pydicom_ecg(f / "fs0.dcm", group_SamplingFrequency="0")])
     item("dicom-two-patient-ids", "DICOM whose PatientID has two values (123\\456)", "PatientID has 2 values",
@@ -328,14 +335,7 @@ def build_corpus(inbox: Path, outside: Path, *, scale: Scale = "test") -> Corpus
          "accession contains a line break",
          lambda f: [pydicom_ecg(f / "crlf.dcm", AccessionNumber="A1\r\nMSH|^~&|EVIL")])
     item("dicom-truncated", "the first 4 KB of a DICOM ECG", "DICOM",
-         lambda f: [(f / "cut.dcm").write_bytes((SAMPLES / "demo-dicom.dcm").read_bytes()[:4096]) and f / "cut.dcm"])
-
-    def delimiter_sidecar(folder: Path) -> None:
-        shutil.copyfile(SAMPLES / "demo-dicom.dcm", folder / "ecg.dcm")
-        data = bytearray((folder / "ecg.dcm").read_bytes())
-        data += b"\0" * 2  # a different hash from the sample (another item may drop the sample too)
-        (folder / "ecg.dcm").write_bytes(bytes(data))
-        (folder / "ecg.dcm.json").write_text('{"accession": "A|B~C"}')
+         lambda f: [write(f / "cut.dcm", (SAMPLES / "demo-dicom.dcm").read_bytes()[:4096])])
 
     def delimiter_pdf(folder: Path) -> None:
         shutil.copyfile(SAMPLES / "demo-scan.pdf", folder / "scan.pdf")
@@ -345,8 +345,8 @@ def build_corpus(inbox: Path, outside: Path, *, scale: Scale = "test") -> Corpus
          "HL7 delimiter", delimiter_pdf)
 
     # --- anything else --------------------------------------------------------------------
-    item("empty-file", "a 0-byte file", "unrecognised", lambda f: [(f / "empty.dcm").write_bytes(b"") or f / "empty.dcm"])
-    item("junk", "random bytes", "unrecognised", lambda f: [(f / "junk.bin").write_bytes(os.urandom(4096)) or f / "junk.bin"])
+    item("empty-file", "a 0-byte file", "unrecognised", lambda f: [write(f / "empty.dcm", b"")])
+    item("junk", "random bytes", "unrecognised", lambda f: [write(f / "junk.bin", os.urandom(4096))])
 
     # --- the inbox boundary ---------------------------------------------------------------
     def link(target: Path | str, name: str) -> Callable[[Path], None]:
@@ -381,13 +381,18 @@ def build_corpus(inbox: Path, outside: Path, *, scale: Scale = "test") -> Corpus
     item("name-not-utf8", "a DICOM whose file name is not valid UTF-8", "not valid UTF-8", bad_name)
 
     def long_name(folder: Path) -> None:
-        shutil.copyfile(SAMPLES / "demo-scan.pdf", folder / ("L" * 250 + ".pdf"))
+        # A comment after %%EOF makes the content its own (another item uses the same sample).
+        write(folder / ("L" * 250 + ".pdf"), (SAMPLES / "demo-scan.pdf").read_bytes() + b"%long name\n")
 
-    item("name-250-chars", "a valid scanned PDF with a 254-character name (no room for suffixes)", "",
-         long_name, expect="reported")
-    item("hidden-folder", "a hidden folder with a DICOM inside", "hidden folder",
-         lambda f: [(f / ".hidden").mkdir(), shutil.copyfile(SAMPLES / "demo-dicom.dcm", f / ".hidden" / "x.dcm")]
-         and [f / ".hidden"], expect="reported")
+    item("name-254-chars", "a valid scanned PDF with a 254-character name (no room for suffixes)", "",
+         long_name, expect="study")
+
+    def hidden_folder(folder: Path) -> list[Path]:
+        (folder / ".hidden").mkdir()
+        shutil.copyfile(SAMPLES / "demo-dicom.dcm", folder / ".hidden" / "x.dcm")
+        return [folder / ".hidden"]
+
+    item("hidden-folder", "a hidden folder with a DICOM inside", "hidden folder", hidden_folder, expect="reported")
 
     return Corpus(inbox, outside, items, [secret, Path(outside_dicom), outside_dat,
                                           outside_folder / "inside-a-linked-folder.dcm"])
