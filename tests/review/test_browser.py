@@ -259,6 +259,7 @@ def test_study_page_draws_the_ecg_to_scale_with_sign_above_the_fold(site: Site, 
     for action in ("sign", "sign_next"):
         box = page.locator(f"form.signoff button[value={action}]").bounding_box()
         assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT["height"], (action, box)
+        print(f"\n{action}: button bottom at {box['y'] + box['height']:.0f} px of a 1600 x 1000 viewport, no scrolling")
     assert page.locator(".key-hint").is_visible()  # the shortcuts are named on screen
     assert "st elevation (inferior)" in page.locator("section.statements").inner_text()
     assert not page.locator("section.statements details").first.evaluate("d => d.open")  # reasoning folded
@@ -409,6 +410,7 @@ def test_one_keystroke_per_confirmed_normal_study(site: Site, cardiologist) -> N
         assert _state(site, study) == "signed"
         assert page.url == f"{site.base}/studies/{following}?done=signed"  # already on the next one
     assert keystrokes == 2
+    print(f"\nkeyboard: {keystrokes} keystrokes signed {keystrokes} normal studies, each landing on the next study")
     # On a critical study the key asks first; declining signs nothing.
     _open(page, site, critical)
     asked: list[str] = []

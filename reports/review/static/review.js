@@ -205,7 +205,6 @@
       button.addEventListener("click", clearCalipers);
     });
     document.addEventListener("keydown", onKey);
-    document.documentElement.classList.add("scripted");
     applyZoom();
     Array.prototype.forEach.call(document.querySelectorAll(".ecg-drawing"), function (img) {
       if (!img.complete) { img.addEventListener("load", applyZoom); }
