@@ -11,6 +11,10 @@ on Postgres; on SQLite the database-wide write lock does it, see `reports.store.
 so concurrent writers never fork the chain. The lock is held until the caller's
 transaction ends: keep transactions that audit short.
 
+The chain alone cannot stop someone who can write the table and re-hash it (the hash function
+is public); `reports.audit_anchor` signs the head now and then with a key the database never
+sees and keeps the signature outside it, and `verify_chain(anchors=...)` checks against that.
+
 Callers do not use `append` directly for state changes: `reports.store` writes the audit
 row in the same transaction as the change it records.
 """
@@ -20,7 +24,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -31,12 +36,20 @@ from reports.db import AuditEvent, AuditHead, utcnow
 GENESIS_HASH = "0" * 64  # the prev_hash of the first event
 
 
+class Anchor(NamedTuple):
+    """What a signed checkpoint outside the database says about one event."""
+
+    row_hash: str
+    at: str  # when the checkpoint was written, for the message
+
+
 class VerifyResult(BaseModel):
     """The outcome of walking the chain; `ok` is False at the first broken row."""
 
     ok: bool
     events_checked: int
     last_id: int = 0
+    last_hash: str | None = None  # the row_hash of event `last_id`, when the chain is intact
     broken_id: int | None = None  # the first row that fails (None when ok or the head is wrong)
     reason: str | None = None
 
@@ -120,22 +133,29 @@ def append(
     return event
 
 
-def verify_chain(session: Session, *, batch_size: int = 1000) -> VerifyResult:
+def verify_chain(session: Session, *, batch_size: int = 1000, anchors: Mapping[int, Anchor] | None = None,
+                 after: tuple[int, str] | None = None) -> VerifyResult:
     """Walk every event in id order and report the first one whose hash or link is wrong.
 
     Checks, per event: ids have no gaps, `prev_hash` equals the previous event's
     `row_hash`, and `row_hash` matches the event's content. The walk ends at the event the
     head named when verification started (events appended meanwhile are left for the next
     run), and that event's hash must be the head's: a removed tail shows up there.
+
+    `anchors` (event id -> the hash a signed checkpoint outside the database recorded for it,
+    see `reports.audit_anchor`) catch what the chain alone cannot: a superuser who changes a
+    row and re-hashes every row after it, or removes the last rows and moves the head back.
+    `after` = (id, row_hash) checks only the events after that one, which must chain onto
+    that hash (a new checkpoint checks what was added since the last one).
     """
+    anchors = anchors or {}
     head = session.execute(sa.select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)).one_or_none()
     if head is None:
         return VerifyResult(ok=False, events_checked=0, reason="audit_head row is missing")
     table = AuditEvent.__table__
-    expected_prev = GENESIS_HASH
-    expected_id = 1
+    last_id, expected_prev = after or (0, GENESIS_HASH)
+    expected_id = last_id + 1
     checked = 0
-    last_id = 0
     while expected_id <= head.last_id:
         # Plain rows, not ORM objects: a long chain must not fill the session's identity map.
         events = session.execute(
@@ -152,6 +172,9 @@ def verify_chain(session: Session, *, batch_size: int = 1000) -> VerifyResult:
                 problem = "broken link: prev_hash does not match the previous event's row_hash"
             elif _event_hash(event) != event.row_hash:
                 problem = "content hash mismatch: the row was changed after it was written"
+            elif (anchor := anchors.get(event.id)) is not None and anchor.row_hash != event.row_hash:
+                problem = (f"differs from the signed checkpoint of {anchor.at}: the chain up to this event was "
+                           "rewritten (changed and re-hashed) after that checkpoint")
             if problem:
                 return VerifyResult(ok=False, events_checked=checked, last_id=last_id, broken_id=event.id,
                                     reason=problem)
@@ -163,4 +186,8 @@ def verify_chain(session: Session, *, batch_size: int = 1000) -> VerifyResult:
         return VerifyResult(ok=False, events_checked=checked, last_id=last_id,
                             reason=f"head names event {head.last_id} but the chain ends at {last_id} "
                                    "(events removed from the end, or the head was changed)")
-    return VerifyResult(ok=True, events_checked=checked, last_id=last_id)
+    if anchors and (newest := max(anchors)) > last_id:
+        return VerifyResult(ok=False, events_checked=checked, last_id=last_id,
+                            reason=f"the signed checkpoint of {anchors[newest].at} names event {newest}, but the "
+                                   f"chain ends at {last_id}: events were removed from the end and the head moved")
+    return VerifyResult(ok=True, events_checked=checked, last_id=last_id, last_hash=expected_prev)

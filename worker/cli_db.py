@@ -3,13 +3,16 @@
     ecg-worklist db upgrade [REVISION]      make or update the schema (Alembic; default head)
     ecg-worklist db downgrade REVISION      step back ("base" drops every table: asks first)
     ecg-worklist db current                 the revision the database is at
-    ecg-worklist audit verify               walk the hash chain; exit 1 at the first broken row
+    ecg-worklist audit verify               walk the hash chain (and the signed checkpoints); exit 1 at a problem
+    ecg-worklist audit checkpoint           sign the chain's head into the checkpoint file (outside the database)
 
 The database URL is `Settings().effective_database_url` (ECGWL_DATABASE_URL, or the
 embedded SQLite file under ECGWL_DATA_DIR). The URL is never printed: it may hold a password.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -64,20 +67,60 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
-def audit_verify() -> None:
-    """Check every audit event's hash and link; exit status 1 names the first broken row."""
+@click.option("--checkpoints", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The signed checkpoint file (default: ECGWL_AUDIT_CHECKPOINT_PATH).")
+def audit_verify(checkpoints: Path | None) -> None:
+    """Check every audit event's hash and link, and (with ECGWL_AUDIT_CHECKPOINT_KEY) every
+    signed checkpoint kept outside the database; exit status 1 names the first problem."""
     from reports.audit import verify_chain
+    from reports.audit_anchor import verify_with_checkpoints
     from reports.store import make_engine, session_scope
 
-    engine = make_engine(_url())
+    settings = Settings()
+    key = settings.audit_key_bytes
+    engine = make_engine(settings.effective_database_url)
     try:
         with session_scope(engine) as session:
-            result = verify_chain(session)
+            if key is None:
+                result = verify_chain(session)
+                click.echo(result.describe())
+                click.echo("no ECGWL_AUDIT_CHECKPOINT_KEY: the chain was checked against itself only, which does "
+                           "not catch a rewrite that re-hashes it")
+                ok = result.ok
+            else:
+                anchored = verify_with_checkpoints(session, checkpoints or settings.audit_checkpoint_file, key)
+                click.echo(anchored.describe())
+                ok = anchored.ok
     finally:
         engine.dispose()
-    click.echo(result.describe())
-    if not result.ok:
+    if not ok:
         raise SystemExit(1)
+
+
+@audit_group.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the audit chain's head and append it to the checkpoint file (`watch` does this
+    every ECGWL_AUDIT_CHECKPOINT_EVERY_SECONDS); exit 1 if the chain since the last one is broken."""
+    from reports.audit_anchor import CheckpointError, write_checkpoint
+    from reports.store import make_engine, session_scope
+
+    settings = Settings()
+    key = settings.audit_key_bytes
+    if key is None:
+        raise click.UsageError("ECGWL_AUDIT_CHECKPOINT_KEY is not set")
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with session_scope(engine) as session:
+            checkpoint = write_checkpoint(session, settings.audit_checkpoint_file, key)
+    except CheckpointError as exc:
+        click.echo(f"audit checkpoint REFUSED: {exc}", err=True)
+        raise SystemExit(1) from exc
+    finally:
+        engine.dispose()
+    if checkpoint is None:
+        click.echo("audit checkpoint: the head has not moved since the last one")
+    else:
+        click.echo(f"audit checkpoint: event {checkpoint.last_id} signed at {checkpoint.at}")
 
 
 commands: list[click.Command] = [db_group, audit_group]

@@ -61,6 +61,7 @@ def _wait_until_settled(ctx: PipelineContext, timeout: float) -> bool:
 
 def _run_batch(settings: Settings, folder: Path, *, wait: float, progress: bool) -> None:
     from worker.batch import resume_leftovers, run_batch, run_in_process, summarize
+    from worker.watch_loop import checkpoint_audit
 
     ctx = _context(settings)
     try:
@@ -79,6 +80,7 @@ def _run_batch(settings: Settings, folder: Path, *, wait: float, progress: bool)
             if not _wait_until_settled(ctx, wait):
                 click.echo("some studies are still in the pipeline; the workers will finish them")
         click.echo(summarize(ctx).describe())
+        checkpoint_audit(ctx)  # a batch-only site anchors its audit trail too (with a key set)
     finally:
         ctx.close()
 

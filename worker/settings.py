@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.readers.limits import InputLimits
@@ -62,6 +62,16 @@ class Settings(BaseSettings):
     # `ecg-worklist deliver` sends them over MLLP.
     hl7_destinations: list[HL7Destination] = Field(default_factory=lambda: [HL7Destination(name="his")])
     delivery_poll_seconds: float = 5.0  # how often `deliver` looks for due outbox rows
+
+    # Audit checkpoints (reports/audit_anchor.py): every so often the audit chain's head is
+    # signed (HMAC-SHA256) with this key and appended to this file, OUTSIDE the database, so
+    # that `audit verify` catches a superuser who rewrites and re-hashes the chain. The key
+    # lives only in the environment of the processes that sign or verify (never in the
+    # database); put the file on another volume or host, append-only (chattr +a, WORM).
+    # No key: no checkpoints, and `audit verify` checks the chain against itself only.
+    audit_checkpoint_key: SecretStr | None = Field(default=None, min_length=32)
+    audit_checkpoint_path: Path | None = None  # default: <data_dir>/audit/checkpoints.jsonl
+    audit_checkpoint_every_seconds: float = 300.0  # `watch` signs the head this often
 
     # Interpretation
     interpreter: Literal["protocol", "model"] = "protocol"
@@ -111,6 +121,15 @@ class Settings(BaseSettings):
     def hl7_destination_names(self) -> list[str]:
         """The names to queue outbox rows for (`destinations=` of the store's report calls)."""
         return [d.name for d in self.hl7_destinations]
+
+    @property
+    def audit_checkpoint_file(self) -> Path:
+        return self.audit_checkpoint_path or self.data_dir / "audit" / "checkpoints.jsonl"
+
+    @property
+    def audit_key_bytes(self) -> bytes | None:
+        key = self.audit_checkpoint_key
+        return key.get_secret_value().encode("utf-8") if key is not None else None
 
     @property
     def archive_dir(self) -> Path:

@@ -3,9 +3,11 @@
     watch(ctx, stop=threading.Event())      until `stop` is set (SIGTERM/SIGINT in the CLI)
 
 One loop, every `poll_seconds`: scan every inbox (`ingest.intake.watch.InboxScanner`), take each
-complete arrival (`worker.intake.take_arrival`), and every `reconcile_every_seconds` run
-the reconciler. With no broker (the embedded default) it also runs the queued stages
-in this process after each scan. An arrival that fails to be taken (database down, disk
+complete arrival (`worker.intake.take_arrival`), every `reconcile_every_seconds` run
+the reconciler, and every `audit_checkpoint_every_seconds` sign the audit chain's head into
+the checkpoint file outside the database (`reports.audit_anchor`, when a key is set). With
+no broker (the embedded default) it also runs the queued stages in this process after each
+scan. An arrival that fails to be taken (database down, disk
 full) stays in the inbox and is tried again on the next scan; its error is logged once
 (`FailureLog`), not on every poll.
 """
@@ -67,13 +69,33 @@ def scan_once(ctx: PipelineContext, scanner: InboxScanner, failures: FailureLog 
     return taken
 
 
+def checkpoint_audit(ctx: PipelineContext) -> None:
+    """Sign the audit chain's head into the checkpoint file outside the database (no key: nothing).
+
+    A chain that does not verify since the last checkpoint is never signed: that is logged
+    as an error every interval until someone looks (`ecg-worklist audit verify`)."""
+    from reports.audit_anchor import CheckpointError, write_checkpoint
+
+    key = ctx.settings.audit_key_bytes
+    if key is None:
+        return
+    try:
+        with ctx.session() as session:
+            checkpoint = write_checkpoint(session, ctx.settings.audit_checkpoint_file, key)
+    except CheckpointError as exc:
+        log.error("audit checkpoint refused: %s", exc)
+        return
+    if checkpoint is not None:
+        log.info("audit checkpoint: event %s signed", checkpoint.last_id)
+
+
 def watch(ctx: PipelineContext, stop: threading.Event) -> None:
     settings = ctx.settings
     scanner = InboxScanner(list(settings.inbox_dirs), stable_seconds=settings.stable_seconds,
                            orphan_seconds=settings.orphan_seconds)
     log.info("watching %d inbox folder(s), taking files stable for %.1f s",
              len(scanner.inboxes), settings.stable_seconds)
-    last_reconcile = 0.0
+    last_reconcile = last_checkpoint = 0.0
     failures = FailureLog()
     while not stop.is_set():
         taken = scan_once(ctx, scanner, failures)
@@ -85,6 +107,12 @@ def watch(ctx: PipelineContext, stop: threading.Event) -> None:
                 reconcile(ctx, older_than=dt.timedelta(seconds=settings.reconcile_after_seconds))
             except Exception:
                 log.exception("reconciler run failed; trying again later")
+        if time.monotonic() - last_checkpoint >= settings.audit_checkpoint_every_seconds:
+            last_checkpoint = time.monotonic()
+            try:
+                checkpoint_audit(ctx)
+            except Exception:  # the database is down, the file's volume is full...: next interval
+                log.exception("audit checkpoint failed; trying again later")
         if isinstance(ctx.dispatcher, InProcessDispatcher):
             ctx.dispatcher.run_until_idle(ctx)
         stop.wait(settings.poll_seconds)
