@@ -14,8 +14,14 @@ SIGTERM (the `ecg-worklist deliver` daemon). For each row, in its own short tran
    - AA/CA whose MSA-2 echoes our MSH-10: delivered (`acked`); nothing else marks a row delivered;
    - AE/CE, AR/CR: the ACK's text is kept in `last_error`; retried with backoff or held
      for a person (`error`), as the destination says (`on_ae`, `on_ar`);
-   - no ACK (refused, dropped, timed out), or an ACK for another message: retried with
-     exponential backoff, forever (capped); the row stays visible as "retrying".
+   - no ACK (refused, dropped, timed out; an ACK frame ending in 0x1C without 0x0D counts as
+     an ACK), or an ACK for another message: retried with exponential backoff (capped);
+     the row stays visible as "retrying";
+   - after `max_attempts` attempts (the retry ceiling) a row that would retry is held for a
+     person instead (`error`, "gave up after N attempts"): the alert the web page and
+     `delivery_view.delivery_metrics` show;
+   - a message with a character the destination's charset cannot carry is not sent and is
+     held for a person; what is sent is encoded in that charset, with MSH-18 saying so.
 
 Guarantee: a message is never lost and never marked delivered without its ACK. On the
 wire it is at-least-once: if this process dies (or the database is unreachable) after
@@ -44,8 +50,9 @@ from sqlalchemy.orm import Session
 
 from reports import store
 from reports.db import OutboxItem, OutboxState, Report, Study, utcnow
+from reports.delivery_view import GAVE_UP, UNENCODABLE
 from reports.destinations import HL7Destination, OnRefusal
-from reports.mllp import Ack, MllpError, send_message
+from reports.mllp import Ack, MllpError, UnencodableMessage, encode, send_message
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +75,8 @@ class DeliverySummary(BaseModel):
     held: int = 0  # an AE/AR set to hold: waiting for a person (state `error`)
     waiting: int = 0  # not tried: an earlier message for the same patient is not delivered yet
     drafts_held: int = 0  # drafts set aside: the destination takes no drafts
+    gave_up: int = 0  # the retry ceiling (max_attempts) reached: held for a person (state `error`)
+    unencodable: int = 0  # not sent: a character the destination's charset cannot carry (held)
 
     def add(self, other: DeliverySummary) -> None:
         for name in type(self).model_fields:
@@ -168,13 +177,28 @@ def _deliver_one(
 
 
 def _send(item: OutboxItem, destination: HL7Destination, now: dt.datetime) -> _Attempt:
+    """One MLLP round trip, judged; at the retry ceiling a failure holds the row for a person."""
+    attempt = _round_trip(item, destination, now)
+    if attempt.retry_at is None or item.attempts + 1 < destination.max_attempts:
+        return attempt
+    counters = tuple(c for c in attempt.counters if c != "retried") + ("gave_up",)
+    return _Attempt(counters, ack_code=attempt.ack_code, from_receiver=attempt.from_receiver, retry_at=None,
+                    error=f"{GAVE_UP}{item.attempts + 1} attempts (max_attempts, the retry ceiling); "
+                          f"last: {attempt.error}")
+
+
+def _round_trip(item: OutboxItem, destination: HL7Destination, now: dt.datetime) -> _Attempt:
     """One MLLP round trip, judged. Only an accepting ACK that echoes our MSH-10 delivers."""
     assert destination.host is not None and destination.port is not None
+    try:
+        wire = encode(item.payload, destination.charset)
+    except UnencodableMessage as exc:  # resending will not help: a person decides
+        return _Attempt(("unencodable", "held"), error=f"{UNENCODABLE}{exc} (the destination's charset)")
     ack: Ack | None = None
     problem = ""
     try:
-        ack = send_message(destination.host, destination.port, item.payload,
-                           timeout_s=destination.ack_timeout_seconds)
+        ack = send_message(destination.host, destination.port, wire, timeout_s=destination.ack_timeout_seconds,
+                           charset=destination.charset)
     except MllpError as exc:
         problem = str(exc)
     # Counted from the end of this attempt (a pass may be long), or from the pass's clock when
@@ -251,7 +275,7 @@ def run_delivery_loop(
             total.add(summary)
             if on_pass is not None:
                 on_pass(summary)
-            tried = summary.sent + summary.drafts_held
+            tried = summary.sent + summary.drafts_held + summary.unencodable
             if tried < limit:  # a full pass means more may be due now
                 stop.wait(poll_seconds)
     finally:

@@ -2,6 +2,8 @@
 
     delivery_problems(session)             rows that need a look: refused (AE/AR) and held for
                                            a person, or retrying after failed attempts
+    delivery_metrics(session)              counts per destination and status (for metrics)
+    alert_count(session)                   messages held for a person (the queue page's alert)
     delivery_status_for_study(session, id) every delivery of every report version of a study
     retry_now(session, outbox_id, actor)   release a held or waiting row: due at once
     withdraw(session, outbox_id, actor, reason)
@@ -42,13 +44,22 @@ class DeliveryRow(BaseModel):
     message_control_id: str  # MSH-10: what an interface analyst searches the engine's log for
 
 
-def describe(state: str, attempts: int, ack_code: str | None) -> str:
+# How `reports.delivery` starts `last_error` when it stops retrying on its own: the alerts.
+GAVE_UP = "gave up after "
+UNENCODABLE = "not sent: "  # (in state `error`; a `held` row's reason may start so too)
+
+
+def describe(state: str, attempts: int, ack_code: str | None, error: str | None = None) -> str:
     """The row's status as an interface analyst would say it."""
     if state == OutboxState.ACKED.value:
         return "delivered"
     if state == OutboxState.HELD.value:
         return "not sent"
     if state == OutboxState.ERROR.value:
+        if error and error.startswith(GAVE_UP):
+            return f"ALERT: gave up after {attempts} attempts, held for a person"
+        if error and error.startswith(UNENCODABLE):
+            return "ALERT: cannot be encoded for this destination, held for a person"
         return f"held for a person ({ack_code})" if ack_code else "held for a person"
     if state == OutboxState.SENT.value:
         return "sent, no ACK yet"
@@ -62,7 +73,7 @@ def _rows(session: Session, query: sa.Select) -> list[DeliveryRow]:
         DeliveryRow(
             outbox_id=item.id, study_id=study_id, report_version=version, result_status=result_status,
             destination=item.destination, state=item.state,
-            status=describe(item.state, item.attempts, item.ack_code), ack_code=item.ack_code,
+            status=describe(item.state, item.attempts, item.ack_code, item.last_error), ack_code=item.ack_code,
             error=item.last_error, attempts=item.attempts, next_attempt_at=item.next_attempt_at,
             delivered_at=item.delivered_at, message_control_id=item.message_control_id,
         )
@@ -89,6 +100,64 @@ def delivery_status_for_study(session: Session, study_id: int) -> list[DeliveryR
     """Every delivery of the study's reports, by report version then destination."""
     query = _select().where(Report.study_id == study_id).order_by(Report.version, OutboxItem.destination)
     return _rows(session, query)
+
+
+class DestinationCounts(BaseModel):
+    """One destination's deliveries by status: what a metrics exporter publishes."""
+
+    destination: str
+    queued: int = 0  # pending, not tried yet
+    retrying: int = 0  # pending after failed attempts
+    needs_a_person: int = 0  # `error`: refused and held, or an alert below (the alert state)
+    gave_up: int = 0  # of those: the retry ceiling was reached
+    unencodable: int = 0  # of those: the destination's charset cannot carry the message
+    delivered: int = 0
+    not_sent: int = 0  # `held` on purpose (drafts to a finals-only destination, withdrawn)
+    oldest_undelivered_seconds: float | None = None  # age of the oldest pending or error row
+
+
+def delivery_metrics(session: Session, now: dt.datetime | None = None) -> list[DestinationCounts]:
+    """Counts per destination (one query), for the web page and a Prometheus exporter.
+
+    `needs_a_person` is the alert: a message that will not go out until someone retries or
+    withdraws it. Rows only, never message content.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    error = OutboxItem.last_error
+    rows = session.execute(
+        sa.select(OutboxItem.destination, OutboxItem.state, OutboxItem.attempts > 0,
+                  sa.func.coalesce(error.startswith(GAVE_UP), False),
+                  sa.func.coalesce(error.startswith(UNENCODABLE), False),
+                  sa.func.count(), sa.func.min(OutboxItem.created_at))
+        .group_by(*(sa.text(str(position)) for position in range(1, 6)))  # the first five columns
+    ).all()
+    by_name: dict[str, DestinationCounts] = {}
+    for destination, state, tried, gave_up, unencodable, count, oldest in rows:
+        counts = by_name.setdefault(destination, DestinationCounts(destination=destination))
+        if state == OutboxState.PENDING.value:
+            if tried:
+                counts.retrying += count
+            else:
+                counts.queued += count
+        elif state == OutboxState.ERROR.value:
+            counts.needs_a_person += count
+            counts.gave_up += count if gave_up else 0
+            counts.unencodable += count if unencodable else 0
+        elif state == OutboxState.ACKED.value:
+            counts.delivered += count
+        elif state == OutboxState.HELD.value:
+            counts.not_sent += count
+        if state in (OutboxState.PENDING.value, OutboxState.ERROR.value, OutboxState.SENT.value) and oldest:
+            oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.UTC)
+            age = (now - oldest).total_seconds()
+            counts.oldest_undelivered_seconds = max(counts.oldest_undelivered_seconds or 0.0, age)
+    return sorted(by_name.values(), key=lambda c: c.destination)
+
+
+def alert_count(session: Session) -> int:
+    """Messages held for a person (refused, or given up on): the queue page's alert count."""
+    return session.scalar(sa.select(sa.func.count()).select_from(OutboxItem)
+                          .where(OutboxItem.state == OutboxState.ERROR.value)) or 0
 
 
 def _row(session: Session, outbox_id: int) -> DeliveryRow:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,6 +45,14 @@ class HL7Destination(BaseModel):
     on_ar: OnRefusal = OnRefusal.HOLD  # AR/CR: usually the message itself; resending will not help
     retry_base_seconds: float = Field(default=30.0, gt=0)  # first retry after this long, then doubling
     retry_max_seconds: float = Field(default=1800.0, gt=0)  # ... up to this long between attempts
+    # The retry ceiling: after this many attempts without delivery a message stops retrying and
+    # is held for a person (state `error`, shown on the web page and counted in the metrics).
+    # With the default backoff, 20 attempts take about 7 hours.
+    max_attempts: int = Field(default=20, ge=1)
+    # The character set of the bytes on the wire, an HL7 table 0211 name; MSH-18 is set to it.
+    # A message with a character the set cannot carry is held for a person, never mangled.
+    charset: Literal["UNICODE UTF-8", "ASCII", "8859/1", "8859/2", "8859/3", "8859/4", "8859/5", "8859/6",
+                     "8859/7", "8859/8", "8859/9", "8859/15"] = "UNICODE UTF-8"
 
     @property
     def has_address(self) -> bool:

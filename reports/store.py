@@ -647,9 +647,15 @@ def record_delivery(
     `error_from_receiver`: the text came from the other system (an ACK's MSA-3/ERR), which
     may quote patient data; it is kept on the outbox row (beside the message itself) but
     the audit row gets only its SHA-256.
+
+    One audit row per change of the delivery's state, not per attempt: the first failed
+    attempt (queued -> retrying) and every change of state are audited; a further retry of a
+    row already retrying only updates the row (attempts, last error, next attempt), so a
+    receiver that is down for a day does not write an audit row every few minutes.
     """
     item = session.execute(sa.select(OutboxItem).where(OutboxItem.id == outbox_id).with_for_update()).scalar_one()
     previous = item.state
+    first_attempt = item.attempts == 0
     item.attempts += 1
     item.ack_code = ack_code
     item.last_error = error
@@ -662,6 +668,8 @@ def record_delivery(
     else:
         item.state, item.next_attempt_at = OutboxState.ERROR.value, None
     session.flush()
+    if item.state == previous and not first_attempt:
+        return item  # still retrying: the row says how often and why; the audit trail already does
     audited_error: str | None = error
     if error is not None and error_from_receiver:
         audited_error = "receiver text sha256:" + hashlib.sha256(error.encode("utf-8")).hexdigest()
