@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     draft_result_status: Literal["P", "R"] = "P"
 
     # Sign-off web app (`ecg-worklist review serve`, reports/review/). Localhost by default:
-    # put it behind the hospital's TLS reverse proxy and set REVIEW_SECURE_COOKIES=true there.
+    # put it behind the hospital's TLS reverse proxy (its cookies are Secure, HTTPS only).
     review_host: str = "127.0.0.1"
     review_port: int = 8080
     # Labels that sort a draft first and mark it, as a JSON list; unset = the protocol
@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     # A rejection is always a report version with OBR-25 X and outbox rows: "send" delivers
     # the X message, "hold" records the rows as held (shown, never sent).
     review_reject_action: Literal["send", "hold"] = "send"
-    review_secure_cookies: bool = False
+    # Secure cookies (HTTPS only) by default; false ONLY for plain-http development on localhost.
+    review_secure_cookies: bool = True
     review_session_hours: float = 12.0
     # How far rate, PR, QRS, QT, QTc and QRS axis must move from the patient's previous ECG to
     # be listed as a change, as a JSON object; unset keys keep the defaults (reports/review/compare.py

@@ -174,6 +174,14 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
     views = ViewCache(config.view_cache_dir)
 
     @app.middleware("http")
+    async def ids_in_range(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        # Every id in a URL is a database integer key: a number past its range names nothing
+        # (a 404), and must not reach the database, which would refuse it with an error (a 500).
+        if any(part.isdigit() and int(part) > MAX_URL_ID for part in request.url.path.split("/")):
+            return _error_page(404, "No such page: the number in the address is out of range.")
+        return await call_next(request)
+
+    @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
@@ -186,8 +194,7 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return HTMLResponse(f"<!doctype html><title>{exc.status_code}</title><p>{_escape(str(exc.detail))}</p>"
-                            '<p><a href="/queue">Back to the queue</a></p>', status_code=exc.status_code)
+        return _error_page(exc.status_code, str(exc.detail))
 
     # ------------------------------------------------------------ request helpers
 
@@ -556,6 +563,14 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
 
 
 # ---------------------------------------------------------------- page data
+
+
+MAX_URL_ID = 2**31 - 1  # the largest INTEGER key (studies, reports, outbox rows, users)
+
+
+def _error_page(status_code: int, detail: str) -> HTMLResponse:
+    return HTMLResponse(f"<!doctype html><title>{status_code}</title><p>{_escape(detail)}</p>"
+                        '<p><a href="/queue">Back to the queue</a></p>', status_code=status_code)
 
 
 def _escape(text: str) -> str:

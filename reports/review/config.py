@@ -32,7 +32,9 @@ class ReviewConfig(BaseModel):
     # Images are served only from below these folders (a study's image_path is data, not trust).
     image_roots: list[Path] = Field(default_factory=list)
     session_hours: float = Field(default=12.0, gt=0)
-    secure_cookies: bool = False  # True behind HTTPS: cookies get the Secure attribute
+    # Cookies carry the Secure attribute (sent over HTTPS only). Off only for development on
+    # plain-http localhost (ECGWL_REVIEW_SECURE_COOKIES=false): browsers drop Secure cookies there.
+    secure_cookies: bool = True
     page_size: int = Field(default=50, ge=1, le=500)
     # Where the drawings of the ECGs for people are kept once made (None: drawn on every request).
     view_cache_dir: Path | None = None

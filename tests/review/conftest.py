@@ -99,7 +99,9 @@ def make_study(review_engine: sa.Engine, image_dir: Path) -> Callable[..., int]:
 
 @pytest.fixture
 def config(postgres_url: str, image_dir: Path) -> ReviewConfig:
-    return ReviewConfig(database_url=postgres_url, destinations=["his"], image_roots=[image_dir])
+    # The test client speaks plain http: the documented opt-out of Secure cookies (default on).
+    return ReviewConfig(database_url=postgres_url, destinations=["his"], image_roots=[image_dir],
+                        secure_cookies=False)
 
 
 @pytest.fixture

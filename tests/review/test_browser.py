@@ -125,6 +125,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             env.setenv("ECGWL_DATA_DIR", str(folder / "var"))
             env.delenv("ECGWL_REDIS_URL", raising=False)
             env.delenv("ECGWL_HL7_DESTINATIONS", raising=False)
+            env.setenv("ECGWL_REVIEW_SECURE_COOKIES", "false")  # Chromium on plain-http 127.0.0.1
             # The protocol reader's drafts: its reading of the WFDB sample (inferior ST elevation) is
             # the critical study; the demonstration model's reading varies with training.
             env.setenv("ECGWL_INTERPRETER", "protocol")

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 
+import pytest
 import sqlalchemy as sa
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -172,9 +173,13 @@ def test_session_cookie_attributes_and_security_headers(client: TestClient) -> N
     assert client.get("/static/review.js").status_code == 200
 
 
-def test_secure_cookie_when_configured(config, review_engine: sa.Engine) -> None:
+def test_secure_cookies_by_default(config, review_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     from reports.review.app import create_app
+    from reports.review.config import ReviewConfig
+    from worker.settings import Settings
 
+    monkeypatch.delenv("ECGWL_REVIEW_SECURE_COOKIES", raising=False)
+    assert Settings().review_secure_cookies and ReviewConfig(database_url=config.database_url).secure_cookies
     app = create_app(config.model_copy(update={"secure_cookies": True}), engine=review_engine)
     client = TestClient(app, base_url="https://testserver", follow_redirects=False)  # Secure cookies need HTTPS
     page = client.get("/login")
@@ -182,6 +187,16 @@ def test_secure_cookie_when_configured(config, review_engine: sa.Engine) -> None
                                            "csrf_token": csrf_of(page.text)})
     cookie = [v for k, v in response.headers.multi_items() if k == "set-cookie" and v.startswith("ecgwl_session=")]
     assert "Secure" in cookie[0]
+
+
+def test_an_id_past_the_database_range_is_a_404_not_a_500(logged_in) -> None:
+    client = logged_in("cardio1")
+    for path in ("/studies/2147483648", "/studies/99999999999999999999999/ecg.svg",
+                 "/studies/1/deliveries/2147483648/retry"):
+        response = client.get(path) if not path.endswith("retry") else client.post(path, data={})
+        assert response.status_code == 404, (path, response.status_code)
+        assert "out of range" in response.text and response.headers["x-frame-options"] == "DENY"
+    assert client.get("/studies/2147483647").status_code == 404  # in range, no such study: the usual 404
 
 
 def test_logout_ends_the_session_server_side(logged_in: Callable[[str], TestClient], review_engine) -> None:
