@@ -89,7 +89,8 @@ def read_dicom(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
     if not groups:
         raise IngestError(path, "no waveform data (WaveformSequence is empty or missing)")
     if len(groups) > _MAX_WAVEFORM_GROUPS:
-        raise IngestError(path, f"{len(groups)} waveform groups; an ECG has a few (at most {_MAX_WAVEFORM_GROUPS} read)")
+        raise IngestError(path, f"{len(groups)} waveform groups; an ECG has a few "
+                                f"(at most {_MAX_WAVEFORM_GROUPS} read)")
 
     rhythm_index = _rhythm_group(groups, path)
     rhythm = groups[rhythm_index]

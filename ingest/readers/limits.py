@@ -96,7 +96,8 @@ def check_sampling_rate(path: Path, fs: float | None, limits: InputLimits, *, wh
         raise IngestError(path, f"{what} has no usable sampling frequency ({fs})")
     if fs < limits.min_sampling_rate_hz:
         raise LimitExceeded(path, f"{what} sampling frequency {fs:g} Hz is below {limits.min_sampling_rate_hz:g} Hz: "
-                                  f"not an ECG recording", limit=f"min_sampling_rate_hz={limits.min_sampling_rate_hz:g}")
+                                  "not an ECG recording",
+                            limit=f"min_sampling_rate_hz={limits.min_sampling_rate_hz:g}")
     if fs > limits.max_sampling_rate_hz:
         raise LimitExceeded(path, f"{what} sampling frequency {fs:g} Hz is above {limits.max_sampling_rate_hz:g} Hz",
                             limit=f"max_sampling_rate_hz={limits.max_sampling_rate_hz:g}")

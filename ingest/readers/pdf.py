@@ -50,6 +50,7 @@ def read_pdf(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
         if n_pages == 0:
             raise IngestError(path, "PDF has no pages")
         check_page_count(path, n_pages, limits)
+        _check_page_sizes(document, n_pages, path, limits)
         pages, texts = [], []
         pixels = 0
         for index in range(n_pages):
@@ -79,6 +80,25 @@ def read_pdf(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
     )
 
 
+def _page_pixels(width_pt: float, height_pt: float) -> tuple[int, int]:
+    """The pixel size a page of this size in points is rendered at."""
+    scale = min(MAX_PAGE_WIDTH_PX / width_pt, MAX_SCALE)
+    return math.ceil(width_pt * scale), math.ceil(height_pt * scale)
+
+
+def _check_page_sizes(document: Any, n_pages: int, path: Path, limits: InputLimits) -> None:
+    """Every page's rendered size, and their total, against the limits before any is rendered
+    (from the page boxes alone: no page is loaded or drawn)."""
+    total = 0
+    for index in range(n_pages):
+        width, height = document.get_page_size(index)
+        if width <= 0 or height <= 0:
+            raise IngestError(path, f"page {index + 1} has no size")
+        width_px, height_px = _page_pixels(width, height)
+        check_page_pixels(path, index + 1, width_px, height_px, limits, pixels_so_far=total)
+        total += width_px * height_px
+
+
 def _render_page(page: Any, index: int, path: Path, limits: InputLimits, pixels_so_far: int) -> tuple[Any, str]:
     """One page as an RGB PIL image, and its text layer ("" for a scan)."""
     try:
@@ -86,8 +106,7 @@ def _render_page(page: Any, index: int, path: Path, limits: InputLimits, pixels_
         if width <= 0 or height <= 0:
             raise IngestError(path, f"page {index + 1} has no size")
         scale = min(MAX_PAGE_WIDTH_PX / width, MAX_SCALE)
-        check_page_pixels(path, index + 1, math.ceil(width * scale), math.ceil(height * scale), limits,
-                          pixels_so_far=pixels_so_far)
+        check_page_pixels(path, index + 1, *_page_pixels(width, height), limits, pixels_so_far=pixels_so_far)
         image = page.render(scale=scale).to_pil()  # an independent copy of pdfium's bitmap
         if image.mode != "RGB":  # grey or RGBA renderings; RGB is already what we want
             image = image.convert("RGB")

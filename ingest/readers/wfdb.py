@@ -107,13 +107,13 @@ def _check_size_before_reading(path: Path, header: WfdbHeader, limits: InputLimi
     check_signal_size(path, channels=header.nsig, samples_per_lead=0, limits=limits, what="WFDB record")
     for signal_file in header.signal_files:
         size = signal_file.path.stat().st_size
-        check_file_size(signal_file.path, limits, size=size, what="WFDB signal file")
         samples = header.nsamp if header.nsamp else signal_file.samples_on_disk(size)
         if samples is None:
             raise IngestError(path, f"signal file {signal_file.path.name}: the header gives no sample count and its "
                                     "format has no fixed sample width, so its size cannot be bounded before reading")
         check_signal_size(path, channels=header.nsig, samples_per_lead=samples, limits=limits,
                           what=f"WFDB record (signal file {signal_file.path.name})")
+        check_file_size(signal_file.path, limits, size=size, what="WFDB signal file")
 
 
 def _base_datetime(base_date: dt.date | None, base_time: dt.time | None) -> dt.datetime | None:

@@ -324,7 +324,7 @@ def build_corpus(inbox: Path, outside: Path, *, scale: Scale = "test") -> Corpus
          lambda f: [dicom_deflate_bomb(f / "bomb.dcm", bomb)])
     item("dicom-many-elements", "DICOM of 3,000,000 empty elements (24 MB; pydicom would take ~1 GB)",
          "max_dicom_elements", lambda f: [dicom_many_elements(f / "many.dcm", 3_000_000 if big else 300_000)])
-    huge = (1024 if big else 65) * MiB  # the limit is 64 MiB
+    huge = (256 if big else 65) * MiB  # the limit is 64 MiB
     item("dicom-huge-file", f"a {huge // MiB} MiB (sparse) file that starts like a DICOM", "max_file_bytes",
          lambda f: [sparse_file(f / "huge.dcm", huge, head=b"\0" * 128 + b"DICM")])
     item("dicom-fs-zero", "DICOM waveform with sampling frequency 0", "no usable sampling frequency",
