@@ -7,11 +7,11 @@ became of each input, why, and the process's peak memory.
 Each input (tests/faults/hostile_corpus.py, generated here; nothing binary is committed) is
 dropped alone into an inbox of its own and a fresh child process runs what `ecg-worklist
 watch` runs on it (scan, take, prepare, interpret with the protocol reader, report; embedded
-SQLite, no broker) until it settles. The parent reads the child's peak resident memory from
-`wait4` (ru_maxrss). The baseline, measured the same way in the same run, is a valid ECG (the
+SQLite, no broker) until it settles, then reports its own peak resident memory (VmHWM). The baseline, measured the same way in the same run, is a valid ECG (the
 bundled sample DICOM): the memory of the pipeline itself. Afterwards the bait files outside
 the inboxes must be unread (access time, where the file system keeps it), uncopied (their
-bytes nowhere under any data folder) and unregistered.
+bytes nowhere under any data folder) and unregistered. At full scale, three valid ECGs as large
+as the default limits let through (`build_limit_cases`) show the most a study may cost.
 
 Prints one row per input: outcome (quarantined / study / reported / LEFT), the reason (first
 line of the .reason file), peak RSS in MB and its ratio to the baseline; then the totals.
@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.faults.hostile_corpus import SAMPLES, SECRET, build_corpus  # noqa: E402
+from tests.faults.hostile_corpus import SAMPLES, SECRET, build_corpus, build_limit_cases  # noqa: E402
 
 GOAL_MB = 1024.0
 
@@ -63,11 +63,21 @@ def run_one(inbox: Path, data: Path) -> dict:
     reasons = [p.read_text(encoding="utf-8").splitlines()[0] for p in sorted(settings.quarantine_dir.rglob("*.reason"))]
     left = sorted(str(p.relative_to(inbox)) for p in inbox.rglob("*"))
     ctx.close()
-    return {"errors": errors, "states": states, "reasons": reasons, "left": left}
+    return {"errors": errors, "states": states, "reasons": reasons, "left": left, "peak_kib": _peak_kib()}
+
+
+def _peak_kib() -> int:
+    """This process's peak resident memory since it started (VmHWM). Not `ru_maxrss`: on Linux
+    that also counts what the parent had resident when it forked this process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def measure(inbox: Path, data: Path) -> tuple[dict, float]:
-    """Run one input in a child process; its result and peak RSS in MB."""
+    """Run one input in a child process; its result and peak RSS in MB (the child's own
+    VmHWM; `wait4`'s ru_maxrss, which includes the parent's memory at fork, if it crashed)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     out = data.parent / f"{data.name}.json"
     process = subprocess.Popen([sys.executable, __file__, "--one", str(inbox), "--data", str(data),
@@ -76,8 +86,9 @@ def measure(inbox: Path, data: Path) -> tuple[dict, float]:
     _, status, usage = os.wait4(process.pid, 0)
     stderr = process.stderr.read() if process.stderr else ""
     if status != 0 or not out.exists():
-        return {"crash": f"exit status {status}: {stderr.strip().splitlines()[-1:] }"}, usage.ru_maxrss / 1024
-    return json.loads(out.read_text()), usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+        return {"crash": f"exit status {status}: {stderr.strip().splitlines()[-1:]}"}, usage.ru_maxrss / 1024
+    result = json.loads(out.read_text())
+    return result, result["peak_kib"] / 1024
 
 
 def outcome_of(result: dict, expect: str) -> tuple[str, str]:
@@ -127,12 +138,15 @@ def main() -> int:
         print(f"| input | outcome | reason | peak RSS MB | vs baseline |")
         print(f"|---|---|---|---:|---:|")
         rows = []
-        for item in corpus.items:
-            result, peak_mb = measure(corpus.inbox / item.name, work / "data" / item.name)
+        limit_cases = build_limit_cases(work / "limits") if args.scale == "full" else []
+        for item in corpus.items + limit_cases:
+            inbox = (work / "limits" if item in limit_cases else corpus.inbox) / item.name
+            result, peak_mb = measure(inbox, work / "data" / item.name)
             outcome, reason = outcome_of(result, item.expect)
             ok = outcome == item.expect and (item.expect != "quarantined" or item.reason.lower() in reason.lower())
             rows.append((item, outcome, ok, peak_mb))
-            print(f"| {item.name} | {outcome}{'' if ok else ' (UNEXPECTED)'} | {reason[:150]} | "
+            cell = reason[:150].replace("|", "\\|")  # a Markdown table cell
+            print(f"| {item.name} | {outcome}{'' if ok else ' (UNEXPECTED)'} | {cell} | "
                   f"{peak_mb:.0f} | {peak_mb / baseline_mb:.2f}x |", flush=True)
 
         atime_read = [bait.name for bait in corpus.outside_files if bait.stat().st_atime != 1]

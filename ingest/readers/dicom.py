@@ -35,6 +35,7 @@ from ingest.readers.limits import (
     check_sampling_rate,
     check_signal_size,
     inflate_bounded,
+    inflated_size,
 )
 from ingest.readers.dicom_scan import DatasetStart, count_elements, dataset_start
 
@@ -141,6 +142,15 @@ def _check_structure(path: Path, limits: InputLimits) -> None:
     data = path.read_bytes()
     start = dataset_start(data)
     if start.transfer_syntax == _DEFLATED:  # pydicom would inflate it whole, unbounded
+        # Counted first, keeping nothing, so that a bomb costs no memory; inflated (bounded) only if it fits.
+        try:
+            size = inflated_size(data[start.offset:], cap=limits.max_decompressed_bytes, wbits=-zlib.MAX_WBITS)
+        except zlib.error as exc:
+            raise IngestError(path, f"deflated DICOM dataset is not valid deflate data ({exc})") from exc
+        if size is None:
+            raise LimitExceeded(path, f"deflated DICOM dataset inflates to more than "
+                                      f"{limits.max_decompressed_bytes / (1024 * 1024):.1f} MiB",
+                                limit=f"max_decompressed_bytes={limits.max_decompressed_bytes}")
         data = inflate_bounded(data[start.offset:], path=path, limits=limits, what="deflated DICOM dataset",
                                wbits=-zlib.MAX_WBITS)
         start = DatasetStart(0, explicit_vr=True, little_endian=True, transfer_syntax=_DEFLATED)

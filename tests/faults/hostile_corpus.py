@@ -198,6 +198,44 @@ def wfdb_header(path: Path, record: str, *, fs: str = "500", nsamp: str = "5000"
     return path
 
 
+# ---------------------------------------------------------------- inputs at the limits
+
+
+def build_limit_cases(inbox: Path) -> list[HostileItem]:
+    """Valid ECGs as large as the default limits let through: the worst memory a study may cost.
+
+    A 12-lead WFDB record of 600,000 samples per lead (10 minutes at 1 kHz), the sample DICOM
+    stretched to 600,000 samples per lead, and a PDF of 7 long pages (77.5 of the 80 megapixels).
+    Each must become a study (the signals are the samples repeated; the PDF's pages are blank).
+    """
+    import pydicom
+
+    items = []
+    folder = inbox / "limit-wfdb-10min-1kHz"
+    folder.mkdir(parents=True)
+    repeats = 600_000 // 5000
+    header = (SAMPLES / "demo-wfdb.hea").read_text().splitlines()
+    header[0] = "long 12 1000 600000"
+    (folder / "long.hea").write_text("\n".join(line.replace("demo-wfdb.dat", "long.dat") for line in header) + "\n")
+    (folder / "long.dat").write_bytes((SAMPLES / "demo-wfdb.dat").read_bytes() * repeats)
+    items.append(HostileItem(folder.name, "WFDB 12 x 600,000 samples (10 min at 1 kHz)", "study", ""))
+
+    folder = inbox / "limit-dicom-10min-1kHz"
+    folder.mkdir()
+    dataset = pydicom.dcmread(SAMPLES / "demo-dicom.dcm")
+    rhythm = dataset.WaveformSequence[0]
+    rhythm.WaveformData = bytes(rhythm.WaveformData) * 60  # 10,000 -> 600,000 samples per lead
+    rhythm.NumberOfWaveformSamples = 600_000
+    dataset.save_as(folder / "long.dcm")
+    items.append(HostileItem(folder.name, "DICOM 12 x 600,000 samples (10 min at 1 kHz)", "study", ""))
+
+    folder = inbox / "limit-pdf-77-megapixels"
+    folder.mkdir()
+    raw_pdf(folder / "long.pdf", [(612, 1400)] * 7)
+    items.append(HostileItem(folder.name, "PDF of 7 pages of 11 megapixels each (77.5 M of 80 M)", "study", ""))
+    return items
+
+
 # ---------------------------------------------------------------- the corpus
 
 
