@@ -49,6 +49,10 @@ class FailureLog:
                       arrival.inbox.name, type(error).__name__, exc_info=error)
         self.failing[arrival.main] = text
 
+    def forget_all_but(self, present: set[Path]) -> None:
+        """Drop files that are gone from the inboxes (removed by someone): nothing to report."""
+        self.failing = {path: text for path, text in self.failing.items() if path in present}
+
     def succeeded(self, arrival: Arrival) -> None:
         if self.failing.pop(arrival.main, None) is not None:
             log.info("an arrival from inbox %s that failed before was taken", arrival.inbox.name)
@@ -58,7 +62,9 @@ def scan_once(ctx: PipelineContext, scanner: InboxScanner, failures: FailureLog 
     """Take every arrival that is complete now; returns how each was taken."""
     failures = failures if failures is not None else FailureLog()
     taken: Counter[str] = Counter()
-    for arrival in scanner.scan():
+    arrivals = scanner.scan()
+    failures.forget_all_but({arrival.main for arrival in arrivals})
+    for arrival in arrivals:
         try:
             taken[take_arrival(ctx, arrival)] += 1
         except Exception as exc:  # keep watching: the files stay in the inbox and are retried next scan
