@@ -117,7 +117,8 @@ def detect_qrs(energy: np.ndarray, fs: float) -> np.ndarray:
 
     The threshold is a share of the 98th percentile of the curve, which lies inside the QRS
     complexes at any rate from 30 to 250 bpm. A detection much closer to the previous beat
-    than the median RR and far smaller than it is a T wave and dropped; a gap longer than
+    than the median RR (between the larger detections, so T waves detected with every QRS do
+    not halve it) and smaller than it is a T wave and dropped; a gap longer than
     1.6 median RR is searched again at half the threshold (a beat of lower amplitude).
     """
     refractory = max(1, samples(REFRACTORY_S, fs))
@@ -128,7 +129,10 @@ def detect_qrs(energy: np.ndarray, fs: float) -> np.ndarray:
     peaks, props = find_peaks(energy, height=threshold, distance=refractory)
     heights = props["peak_heights"]
     if peaks.size >= 3:
-        rr = np.median(np.diff(peaks))
+        # The RR of the QRS complexes alone: when every T wave was detected too, the median of all
+        # intervals is half the RR and no T would be "much closer than the RR" to its QRS.
+        large = peaks[heights >= 0.5 * np.percentile(heights, 90)]
+        rr = np.median(np.diff(large)) if large.size >= 3 else np.median(np.diff(peaks))
         keep = np.ones(peaks.size, dtype=bool)
         for i in range(1, peaks.size):
             previous = i - 1

@@ -37,3 +37,19 @@ def test_heart_rate_within_2_bpm(heart_rate, seed):
     assert abs(features.rhythm.beat_count - heart_rate * 10 / 60) <= 1.5
     assert features.rhythm.regular is True
     assert features.global_.qrs_ms is not None and 60 <= features.global_.qrs_ms <= 160
+
+
+def test_t_waves_detected_with_every_qrs_are_dropped():
+    """An energy curve with a QRS every 480 ms (125 bpm) and, 260 ms after each, a T wave a third
+    as large: every T clears the detection threshold, so all intervals alternate 260/220 ms and
+    their median is half the RR. The T waves must still be recognised as such."""
+    from ingest.measure.beats import detect_qrs
+
+    fs, rr = 500, 240
+    t = np.arange(5000)
+    energy = np.zeros(5000)
+    for start in range(100, 4900, rr):
+        energy += np.exp(-0.5 * ((t - start) / 8.0) ** 2)
+        energy += 0.35 * np.exp(-0.5 * ((t - start - 130) / 15.0) ** 2)
+    peaks = detect_qrs(energy, fs)
+    assert np.all(np.abs(np.diff(peaks) - rr) <= 2), np.diff(peaks)
