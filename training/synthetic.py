@@ -44,10 +44,17 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ingest.ecg import STANDARD_LEADS
+from ingest.measure.beat_measures import LABEL_MIN_MV as QRS_LABEL_MIN_MV
 from ingest.protocol import vocabulary as v
 from ingest.protocol.conduction import axis_class, pr_class, qrs_class
 from ingest.protocol.findings import hundredths, whole
-from ingest.protocol.ischemia import pathological_q, st_depressed, st_elevated, territories_with
+from ingest.protocol.ischemia import (
+    QS_R_BELOW_MV,
+    depressed_leads,
+    elevated_leads,
+    q_wave_territories,
+    territories_with,
+)
 from ingest.protocol.repolarisation import (
     FLAT_T_MIN_LEADS,
     PEAKED_T_MIN_LEADS,
@@ -115,6 +122,7 @@ class LeadTruth(BaseModel):
     qrs_pp_mv: float
     net_mv: float
     st_j60_mv: float
+    st_j_mv: float = 0.0  # at the J point (the end of the QRS)
     t_mv: float
 
 
@@ -442,6 +450,7 @@ def lead_truth(params: Params) -> tuple[dict[str, LeadTruth], float, float | Non
     qrs_t = np.arange(0.0, d + dt / 2, dt)
     qrs = project(template(params.lobes, qrs_t))
     j60 = project(template(params.lobes, np.array([d + 60.0])))[:, 0]
+    j0 = project(template(params.lobes, np.array([d])))[:, 0]
     t_grid = np.arange(d, qt + dt / 2, dt)
     t_leads = project(template(params.lobes, t_grid))
     t_lobe = next(lobe for lobe in params.lobes if lobe.kind == "t")
@@ -456,7 +465,7 @@ def lead_truth(params: Params) -> tuple[dict[str, LeadTruth], float, float | Non
         if r < 0.03:
             s = q_mv
         leads[lead] = LeadTruth(r_mv=r, s_mv=s, q_mv=q_mv, q_ms=q_ms, qrs_pp_mv=float(y.max() - min(0.0, y.min())),
-                                net_mv=r - max(q_mv, s), st_j60_mv=float(j60[index]),
+                                net_mv=r - max(q_mv, s), st_j60_mv=float(j60[index]), st_j_mv=float(j0[index]),
                                 t_mv=float(t_leads[index, t_peak_at]))
     # The axis as the protocol measures it: net areas in I and aVF over the QRS, aVF scaled by 2/sqrt(3).
     area_i, area_avf = qrs[0].sum() * dt, qrs[5].sum() * dt
@@ -494,6 +503,12 @@ class Quantities:
     def s(self, kind: str, value: float, relative: bool = False) -> float:
         delta = self.shift.get(kind, 0.0)
         return value * (1 + delta) if relative else value + delta
+
+
+def _qs_complex(lead: LeadTruth) -> bool:
+    """A QS complex as the measurement labels it: no R wave of note, only a negative deflection."""
+    return (lead.r_mv < min(QS_R_BELOW_MV, max(QRS_LABEL_MIN_MV, 0.05 * lead.qrs_pp_mv))
+            and lead.qrs_pp_mv >= QRS_LABEL_MIN_MV)
 
 
 def truth_labels(q: Quantities) -> list[str]:
@@ -539,16 +554,28 @@ def truth_labels(q: Quantities) -> list[str]:
         labels.append(v.RIGHT_ATRIAL_ABNORMALITY)
     if q.p_term is not None and hundredths(q.s("p", q.p_term)) >= LAA_V1_TERMINAL_P_FROM_MV:  # type: ignore[operator]
         labels.append(v.LEFT_ATRIAL_ABNORMALITY)
+    # Step 4 as the protocol reads it (ingest.protocol.ischemia): elevation at J and J + 60 ms (the
+    # lower), depression at J + 60 ms, only deviation concordant with a wide QRS, and Q waves read
+    # unless the wide QRS is not a right bundle branch block. The simulated ST is horizontal.
     st = {lead: hundredths(q.s("st", leads[lead].st_j60_mv)) or 0.0 for lead in LEADS}
-    for territory in territories_with([lead for lead in LEADS if st_elevated(lead, st[lead])]):
+    st_at_j = {lead: hundredths(q.s("st", leads[lead].st_j_mv)) or 0.0 for lead in LEADS}
+    elevation = {lead: min(st[lead], st_at_j[lead]) for lead in LEADS}
+    net = {lead: leads[lead].net_mv for lead in LEADS}
+    wide = qrs_kind == "complete"
+    for territory in territories_with(elevated_leads(elevation, net, wide)[0]):
         labels.append(v.territory_label(v.ST_ELEVATION, territory))
-    for territory in territories_with([lead for lead in LEADS if st_depressed(st[lead]) and lead != "aVR"]):
+    for territory in territories_with(depressed_leads(st, {}, net, wide)):
         labels.append(v.territory_label(v.ST_DEPRESSION, territory))
-    q_leads = [lead for lead in LEADS
-               if pathological_q(whole(q.s("q_dur", leads[lead].q_ms)),
-                                 hundredths(q.s("q_amp", leads[lead].q_mv)) if leads[lead].q_mv > 0 else 0.0)]
-    if territories_with(q_leads):
-        labels.append(v.PATHOLOGICAL_Q_WAVES)
+    if not wide or q.side == "right":
+        q_by_lead = {}
+        for lead in LEADS:
+            qs = _qs_complex(leads[lead])
+            depth = max(leads[lead].q_mv, leads[lead].s_mv, leads[lead].qrs_pp_mv - leads[lead].r_mv) if qs \
+                else leads[lead].q_mv
+            q_by_lead[lead] = (whole(q.s("q_dur", leads[lead].q_ms)),
+                               hundredths(q.s("q_amp", depth)) if depth > 0 else 0.0, qs)
+        if q_wave_territories(q_by_lead):
+            labels.append(v.PATHOLOGICAL_Q_WAVES)
     # The protocol decides with Framingham's correction of the QT (adjusted for a wide QRS).
     rr_ms = 60000.0 / q.s("hr", q.hr)
     qt = q.s("qtc", q.qtc) * math.sqrt(rr_ms / 1000.0)

@@ -80,10 +80,10 @@ def _mimics(labels: list[str]) -> list[tuple[str, str]]:
     st_up = [label for label in labels if label in v.ST_ELEVATION_LABELS]
     st_down = [label for label in labels if label in v.ST_DEPRESSION_LABELS]
     blocks = [label for label in labels if label in _COMPLETE_BLOCKS]
-    if blocks and (st_up or st_down or v.PATHOLOGICAL_Q_WAVES in labels):
-        notes.append(("secondary to the conduction defect",
-                      f"ST and Q changes with {blocks[0]} may be secondary to the conduction defect (mimic); "
-                      "compare with a previous ECG."))
+    if blocks and (st_up or st_down):
+        notes.append(("concordant with the qrs",
+                      f"With {blocks[0]} only ST deviation concordant with the QRS was counted (Sgarbossa); "
+                      "discordant changes are secondary to the conduction defect: compare with a previous ECG."))
     if v.LVH in labels and st_down:
         notes.append(("strain pattern", f"ST depression with {v.LVH} voltage may be a strain pattern."))
     if st_up and st_down:
@@ -176,11 +176,13 @@ def _narrative(features: GroundingFeatures, findings: list[Finding], labels: lis
 def protocol_read(features: GroundingFeatures, demographics: Demographics | None = None) -> ProtocolRead:
     """Read one ECG's measured features by the protocol; never raises for missing values."""
     kind = rhythm_class(features.rhythm)
+    first = step1(features)
+    wide_tachycardia = any(f.label == v.WIDE_COMPLEX_TACHYCARDIA for f in first)
     findings = [
-        *step1(features),
+        *first,
         *step2(features, atrial_fibrillation=kind == "atrial fibrillation"),
         *step3(features),
-        *step4(features),
+        *step4(features, demographics, wide_complex_tachycardia=wide_tachycardia),
         *step5(features, demographics.sex if demographics else None, irregular=features.rhythm.regular is False),
     ]
     normal, unmeasured = _is_normal(findings)

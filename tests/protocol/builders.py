@@ -94,12 +94,18 @@ def with_median(features: GroundingFeatures, lead: str, **values: Any) -> Ground
     return changed
 
 
-def with_st(features: GroundingFeatures, levels: dict[str, float]) -> GroundingFeatures:
-    """ST levels (mV at J + 60 ms) in the given leads, in both places the features keep them."""
+def with_st(features: GroundingFeatures, levels: dict[str, float], j_levels: dict[str, float] | None = None,
+            form: str = "horizontal") -> GroundingFeatures:
+    """ST levels (mV at J + 60 ms) in the given leads, in both places the features keep them.
+
+    The ST at the J point is the same level (a horizontal ST) unless `j_levels` says otherwise.
+    """
     changed = features.model_copy(deep=True)
     for lead, level in levels.items():
         changed.st_deviation_mv[lead] = level
-        changed.leads[lead].median = changed.leads[lead].median.model_copy(update={"st_level_mv": level})
+        j = (j_levels or {}).get(lead, level)
+        changed.leads[lead].median = changed.leads[lead].median.model_copy(
+            update={"st_level_mv": level, "st_j_mv": j, "st_form": form})
     return changed
 
 
@@ -117,6 +123,15 @@ def with_q(features: GroundingFeatures, leads: list[str], width_ms: float, depth
     return changed
 
 
+def with_qs(features: GroundingFeatures, leads: list[str], depth_mv: float = 0.8) -> GroundingFeatures:
+    """QS complexes (one negative deflection, no R) in the given leads."""
+    changed = features
+    for lead in leads:
+        changed = with_median(changed, lead, qrs_morphology="QS", q_dur_ms=0.0, q_amp_mv=depth_mv, r_amp_mv=0.0,
+                              s_amp_mv=depth_mv, qrs_amp_mv=depth_mv, qrs_net_mv=-depth_mv)
+    return changed
+
+
 # Ready-made abnormal pictures, used by the reading and the claim-check tests.
 def first_degree_block_and_inferior_stemi() -> GroundingFeatures:
     features = with_global(normal_features(), pr_ms=212.0)
@@ -125,7 +140,8 @@ def first_degree_block_and_inferior_stemi() -> GroundingFeatures:
 
 def right_bundle_branch_block() -> GroundingFeatures:
     features = with_global(normal_features(), qrs_ms=138.0, qrs_axis_deg=95.0)
-    return with_median(features, "V1", qrs_morphology="rSR'", r_amp_mv=0.6, s_amp_mv=0.4)
+    features = with_median(features, "V1", qrs_morphology="rSR'", r_amp_mv=0.6, s_amp_mv=0.4, qrs_net_mv=0.2)
+    return with_median(features, "V2", qrs_morphology="rSR'", r_amp_mv=0.8, s_amp_mv=0.5, qrs_net_mv=0.3)
 
 
 def left_bundle_branch_block() -> GroundingFeatures:

@@ -128,8 +128,8 @@ def test_critical_labels_of_any_interpreter(labels: list[str], critical: list[st
 
 
 def test_step6_weighs_mimics() -> None:
-    lbbb_with_st = b.with_st(b.left_bundle_branch_block(), {"V1": 0.3, "V2": 0.35})
-    assert "may be secondary to the conduction defect" in protocol_read(lbbb_with_st).steps[6]
+    lbbb_with_st = b.with_st(b.left_bundle_branch_block(), {"I": 0.3, "aVL": 0.35})
+    assert "only ST deviation concordant with the QRS was counted" in protocol_read(lbbb_with_st).steps[6]
     assert "may be a strain pattern" in protocol_read(b.lvh_with_strain()).steps[6]
     assert "may be reciprocal" in protocol_read(b.first_degree_block_and_inferior_stemi()).steps[6]
     assert "may be" not in protocol_read(b.normal_features()).steps[6]

@@ -14,8 +14,10 @@ from ingest.ecg import Demographics, Sex
 from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import protocol_read
 from ingest.protocol import vocabulary as v
+from tests.protocol import builders as b
 from tests.protocol.builders import (
-    normal_features, with_global, with_median, with_q, with_qt, with_rhythm, with_st, with_t, with_voltages,
+    normal_features, with_global, with_median, with_q, with_qs, with_qt, with_rhythm, with_st, with_t,
+    with_voltages,
 )
 
 N = normal_features
@@ -141,36 +143,72 @@ CASES: list[tuple[str, Callable[[], GroundingFeatures], set[str], set[str]]] = [
      {v.LEFT_ATRIAL_ABNORMALITY}, set()),
     ("V1 terminal P 0.09: normal", lambda: with_median(N(), "V1", p_terminal_negative_mv=0.09), {v.NORMAL_ECG},
      {v.LEFT_ATRIAL_ABNORMALITY}),
-    # ST elevation: >= 0.1 mV limb, >= 0.2 mV precordial, in >= 2 leads of one territory
+    # ST elevation (fourth universal definition, sex unknown: V2-V3 >= 0.15 mV, other leads >= 0.1 mV)
+    # at J and J + 60 ms, in >= 2 leads of one territory
     ("II, III 0.10: inferior", lambda: with_st(N(), {"II": 0.1, "III": 0.1}), {"st elevation (inferior)"},
      {v.NORMAL_ECG}),
     ("II 0.10, III 0.09: none", lambda: with_st(N(), {"II": 0.1, "III": 0.09}), {v.NORMAL_ECG},
      {"st elevation (inferior)"}),
-    ("V2, V3 0.20: septal-anterior", lambda: with_st(N(), {"V2": 0.2, "V3": 0.2}),
+    ("V2, V3 0.15: septal-anterior", lambda: with_st(N(), {"V2": 0.15, "V3": 0.15}),
      {"st elevation (septal-anterior)"}, set()),
-    ("V2 0.20, V3 0.19: none", lambda: with_st(N(), {"V2": 0.2, "V3": 0.19}), {v.NORMAL_ECG},
+    ("V2 0.15, V3 0.14: none", lambda: with_st(N(), {"V2": 0.15, "V3": 0.14}), {v.NORMAL_ECG},
+     {"st elevation (septal-anterior)"}),
+    ("V3 0.14, V4 0.10: none (V3 by its own limit)", lambda: with_st(N(), {"V3": 0.14, "V4": 0.1}), {v.NORMAL_ECG},
      {"st elevation (septal-anterior)"}),
     ("II 0.30 alone: none", lambda: with_st(N(), {"II": 0.3}), {v.NORMAL_ECG}, {"st elevation (inferior)"}),
     ("II and V2 (two territories): none", lambda: with_st(N(), {"II": 0.3, "V2": 0.3}), {v.NORMAL_ECG}, set()),
-    ("I 0.10, V5 0.20: lateral", lambda: with_st(N(), {"I": 0.1, "V5": 0.2}), {"st elevation (lateral)"}, set()),
-    ("I 0.10, V5 0.19: none", lambda: with_st(N(), {"I": 0.1, "V5": 0.19}), {v.NORMAL_ECG},
+    ("I 0.10, V5 0.10: lateral", lambda: with_st(N(), {"I": 0.1, "V5": 0.1}), {"st elevation (lateral)"}, set()),
+    ("I 0.10, V5 0.09: none", lambda: with_st(N(), {"I": 0.1, "V5": 0.09}), {v.NORMAL_ECG},
      {"st elevation (lateral)"}),
-    # ST depression: <= -0.1 mV in >= 2 leads of one territory (aVR in none)
+    ("J 0.20 in II, III but 0.05 at J + 60: none", lambda: with_st(N(), {"II": 0.05, "III": 0.05},
+                                                                   {"II": 0.2, "III": 0.2}),
+     {v.NORMAL_ECG}, {"st elevation (inferior)"}),
+    ("0.25 at J + 60 but 0.05 at J in V2, V3: none", lambda: with_st(N(), {"V2": 0.25, "V3": 0.25},
+                                                                     {"V2": 0.05, "V3": 0.05}),
+     {v.NORMAL_ECG}, {"st elevation (septal-anterior)"}),
+    # with a wide QRS only ST deviation concordant with the QRS counts (Sgarbossa)
+    ("LBBB, V1-V2 0.30 discordant: none", lambda: with_st(b.left_bundle_branch_block(), {"V1": 0.3, "V2": 0.3}),
+     {v.LBBB}, {"st elevation (septal-anterior)"}),
+    ("LBBB, I and aVL 0.15 concordant: lateral", lambda: with_st(b.left_bundle_branch_block(),
+                                                                 {"I": 0.15, "aVL": 0.15}),
+     {v.LBBB, "st elevation (lateral)"}, set()),
+    ("RBBB, V1-V2 -0.20 discordant: none", lambda: with_st(b.right_bundle_branch_block(), {"V1": -0.2, "V2": -0.2}),
+     {v.RBBB}, {"st depression (septal-anterior)"}),
+    # ST depression: horizontal or downsloping <= -0.1 mV in >= 2 leads of one territory (aVR in none)
     ("V5, V6 -0.10: lateral depression", lambda: with_st(N(), {"V5": -0.1, "V6": -0.1}),
      {"st depression (lateral)"}, {v.NORMAL_ECG}),
+    ("V5, V6 -0.10 downsloping: lateral depression", lambda: with_st(N(), {"V5": -0.1, "V6": -0.1},
+                                                                     form="downsloping"),
+     {"st depression (lateral)"}, {v.NORMAL_ECG}),
+    ("V5, V6 -0.15 upsloping: none", lambda: with_st(N(), {"V5": -0.15, "V6": -0.15}, form="upsloping"),
+     {v.NORMAL_ECG}, {"st depression (lateral)"}),
     ("V5 -0.10, V6 -0.09: none", lambda: with_st(N(), {"V5": -0.1, "V6": -0.09}), {v.NORMAL_ECG},
      {"st depression (lateral)"}),
     ("aVR and V1 depressed: none", lambda: with_st(N(), {"aVR": -0.2, "V1": -0.2}), {v.NORMAL_ECG}, set()),
-    # pathological Q: > 30 ms or > 0.1 mV, in >= 2 leads of one territory
-    ("Q 31 ms in II, III", lambda: with_q(_q_free(N()), ["II", "III"], 31.0, 0.05), {v.PATHOLOGICAL_Q_WAVES},
+    # pathological Q: >= 30 ms and >= 0.1 mV (V2-V3: >= 20 ms), or a QS >= 0.1 mV; never aVR or V1;
+    # >= 2 leads of one territory
+    ("Q 30 ms 0.10 mV in II, III", lambda: with_q(_q_free(N()), ["II", "III"], 30.0, 0.1), {v.PATHOLOGICAL_Q_WAVES},
      {v.NORMAL_ECG}),
-    ("Q 30 ms in II, III", lambda: with_q(_q_free(N()), ["II", "III"], 30.0, 0.05), {v.NORMAL_ECG},
+    ("Q 29 ms 0.30 mV in II, III", lambda: with_q(_q_free(N()), ["II", "III"], 29.0, 0.3), {v.NORMAL_ECG},
      {v.PATHOLOGICAL_Q_WAVES}),
-    ("Q 0.11 mV in V1, V2", lambda: with_q(_q_free(N()), ["V1", "V2"], 20.0, 0.11), {v.PATHOLOGICAL_Q_WAVES}, set()),
-    ("Q 0.10 mV in V1, V2", lambda: with_q(_q_free(N()), ["V1", "V2"], 20.0, 0.1), {v.NORMAL_ECG},
+    ("Q 40 ms 0.09 mV in II, III", lambda: with_q(_q_free(N()), ["II", "III"], 40.0, 0.09), {v.NORMAL_ECG},
+     {v.PATHOLOGICAL_Q_WAVES}),
+    ("Q 20 ms in V2, V3", lambda: with_q(_q_free(N()), ["V2", "V3"], 20.0, 0.05), {v.PATHOLOGICAL_Q_WAVES}, set()),
+    ("Q 19 ms in V2, V3", lambda: with_q(_q_free(N()), ["V2", "V3"], 19.0, 0.2), {v.NORMAL_ECG},
+     {v.PATHOLOGICAL_Q_WAVES}),
+    ("QS 0.10 mV in V2, V3", lambda: with_qs(_q_free(N()), ["V2", "V3"], 0.1), {v.PATHOLOGICAL_Q_WAVES}, set()),
+    ("QS 0.09 mV in III, aVF: none", lambda: with_qs(_q_free(N()), ["III", "aVF"], 0.09), set(),
+     {v.PATHOLOGICAL_Q_WAVES}),
+    ("QS in V1, V2: none (V1 never counts)", lambda: with_qs(_q_free(N()), ["V1", "V2"]), set(),
      {v.PATHOLOGICAL_Q_WAVES}),
     ("Q 40 ms in III only", lambda: with_q(_q_free(N()), ["III"], 40.0, 0.3), {v.NORMAL_ECG},
      {v.PATHOLOGICAL_Q_WAVES}),
+    ("Q 40 ms in III and aVR: none", lambda: with_q(_q_free(N()), ["III", "aVR"], 40.0, 0.3), {v.NORMAL_ECG},
+     {v.PATHOLOGICAL_Q_WAVES}),
+    ("LBBB, QS in II, III, aVF: not assessed", lambda: with_qs(b.left_bundle_branch_block(), ["II", "III", "aVF"]),
+     {v.LBBB}, {v.PATHOLOGICAL_Q_WAVES}),
+    ("RBBB, Q 40 ms in II, III, aVF", lambda: with_q(b.right_bundle_branch_block(), ["II", "III", "aVF"], 40.0, 0.3),
+     {v.RBBB, v.PATHOLOGICAL_Q_WAVES}, set()),
     # QTc, decided by Framingham (sex unknown: the lower limit, 450 ms); at 60 bpm it is the QT
     ("qt 449 at 60 bpm normal", lambda: with_qt(N(), 449.0), {v.NORMAL_ECG}, {v.PROLONGED_QT}),
     ("qt 450 at 60 bpm prolonged", lambda: with_qt(N(), 450.0), {v.PROLONGED_QT}, {v.NORMAL_ECG}),
@@ -223,6 +261,25 @@ def test_qtc_limit_depends_on_sex(sex: Sex | None, qt: float, prolonged: bool) -
             in read.steps[5])
 
 
+@pytest.mark.parametrize(("sex", "age", "level", "elevated"), [
+    (Sex.MALE, 40, 0.20, True), (Sex.MALE, 40, 0.19, False),
+    (Sex.MALE, 39, 0.25, True), (Sex.MALE, 39, 0.24, False), (Sex.MALE, None, 0.20, True),
+    (Sex.FEMALE, 30, 0.15, True), (Sex.FEMALE, 30, 0.14, False),
+])
+def test_st_elevation_limit_in_v2_v3_depends_on_sex_and_age(sex: Sex, age: int | None, level: float,
+                                                            elevated: bool) -> None:
+    read = protocol_read(with_st(N(), {"V2": level, "V3": level}), Demographics(sex=sex, age_years=age))
+    assert ("st elevation (septal-anterior)" in read.labels) is elevated
+
+
+def test_no_st_reading_in_a_wide_complex_tachycardia() -> None:
+    wide = with_rhythm(with_st(with_global(N(), hr_bpm=160.0, qrs_ms=150.0), {"II": 0.3, "III": 0.3}), **NO_P)
+    read = protocol_read(wide)
+    assert v.WIDE_COMPLEX_TACHYCARDIA in read.labels
+    assert not [label for label in read.labels if label.startswith("st ")]
+    assert "ST segments not assessed in a wide complex tachycardia." in read.steps[4]
+
+
 def test_qtc_text_reports_bazett_and_names_the_deciding_correction() -> None:
     read = protocol_read(with_qt(N(), 340.0, hr_bpm=120.0, qrs_ms=130.0))
     assert "QT 340 ms, QTc 481 ms (Bazett, as devices report it)" in read.steps[5]
@@ -236,8 +293,8 @@ def test_statements_cite_value_threshold_and_leads() -> None:
     features = with_st(with_global(N(), pr_ms=212.0), {"V2": 0.25, "V3": 0.31})
     read = protocol_read(features)
     assert "PR interval 212 ms (> 200 ms): first degree AV block." in read.steps[2]
-    assert "ST elevation in V2 (+0.25 mV, horizontal), V3 (+0.31 mV, horizontal)" in read.steps[4]
-    assert ">= 0.20 mV precordial" in read.steps[4]
+    assert "ST elevation at J and J + 60 ms in V2 (+0.25 mV, horizontal), V3 (+0.31 mV, horizontal)" in read.steps[4]
+    assert ">= 0.10 mV, V2-V3 >= 0.15 mV (sex unknown)" in read.steps[4]
     assert "st elevation (septal-anterior)" in read.steps[4]
     finding = next(f for f in read.findings if f.rule == "st_elevation")
     assert finding.leads == ["V2", "V3"] and finding.values == {"st_V2_mv": 0.25, "st_V3_mv": 0.31}
