@@ -175,7 +175,7 @@ def _narrative(features: GroundingFeatures, findings: list[Finding], labels: lis
 
 def protocol_read(features: GroundingFeatures, demographics: Demographics | None = None) -> ProtocolRead:
     """Read one ECG's measured features by the protocol; never raises for missing values."""
-    kind = rhythm_class(features.rhythm)
+    kind = rhythm_class(features)
     first = step1(features)
     wide_tachycardia = any(f.label == v.WIDE_COMPLEX_TACHYCARDIA for f in first)
     findings = [
@@ -183,7 +183,7 @@ def protocol_read(features: GroundingFeatures, demographics: Demographics | None
         *step2(features, atrial_fibrillation=kind == "atrial fibrillation"),
         *step3(features),
         *step4(features, demographics, wide_complex_tachycardia=wide_tachycardia),
-        *step5(features, demographics.sex if demographics else None, irregular=features.rhythm.regular is False),
+        *step5(features, demographics.sex if demographics else None, irregular=kind == "atrial fibrillation"),
     ]
     normal, unmeasured = _is_normal(findings)
     labels = _labels(findings)

@@ -3,13 +3,23 @@
     technical_finding   how many leads were measured
     lead_reversal_finding  P, QRS and T all negative in I (only when suspected; a flat T is not negative)
     rate_finding        heart rate against 60 / 100 bpm
-    rhythm_finding      sinus (P before most beats, upright in II, not upright in aVR),
-                        atrial fibrillation (irregular RR without P waves), or undetermined
-    ectopic_finding     beats whose QRS differs from the dominant one
+    rhythm_finding      sinus: organised atrial activity (a P wave at a consistent PR before at
+                        least half the beats, `beat_pattern.atrial_activity`) with a sinus P axis
+                        (upright in II, or in I when II shows none, and not upright in aVR; a
+                        P axis that was not measured does not stop the call, the text says so);
+                        atrial fibrillation: an irregularly irregular RR once premature beats and
+                        their pauses are set aside (`beat_pattern.rr_pattern`) AND no organised
+                        atrial activity; otherwise undetermined (a wide QRS at a fast rate: wide
+                        complex tachycardia)
+    ectopic_finding     premature beats (early, abruptly, against the median RR and the RR before)
+                        -> "ectopic beats", the text saying which are supraventricular (the
+                        dominant QRS) and which ventricular or aberrant (another QRS); a beat of
+                        another shape that is not early (pacing, fusion, artefact) is not one;
+                        not assessed in atrial fibrillation
 
-The classifiers (`rate_class`, `sinus_p_waves`, `rhythm_class`) are pure functions of
-measured values, with their thresholds as named constants, so `reports.verify` applies
-the very same thresholds to other interpreters' claims.
+The classifiers (`rate_class`, `sinus_polarity`, `rhythm_class`) are pure functions of
+measured values, with their thresholds as named constants (here and in `beat_pattern`), so
+`reports.verify` applies the very same thresholds to other interpreters' claims.
 """
 
 from __future__ import annotations
@@ -19,13 +29,12 @@ from typing import Literal
 from ingest.ecg import STANDARD_LEADS
 from ingest.measure.measured import GroundingFeatures, Rhythm
 from ingest.protocol import vocabulary as v
+from ingest.protocol.beat_pattern import AtrialActivity, RrPattern, atrial_activity, rr_pattern
 from ingest.protocol.conduction import COMPLETE_BBB_FROM_MS
 from ingest.protocol.findings import Finding, hundredths, lead_list, not_measurable, signed_mv, whole
 
 BRADYCARDIA_BELOW_BPM = 60
 TACHYCARDIA_ABOVE_BPM = 100
-# "P present before most beats": more than this share of the beats has a P wave.
-SINUS_P_FRACTION_ABOVE = 0.5
 # A T in I counts as inverted (lead reversal) from this depth: a smaller one is a flat T,
 # which the measurer reports as a small signed number (ingest.measure.delineate.T_MIN_MV).
 INVERTED_T_FROM_MV = 0.05
@@ -42,25 +51,41 @@ def rate_class(hr_bpm: int) -> RateClass:
     return "normal"
 
 
-def p_before_most_beats(p_wave_fraction: float | None) -> bool | None:
-    return None if p_wave_fraction is None else p_wave_fraction > SINUS_P_FRACTION_ABOVE
+def _p_signs(features: GroundingFeatures) -> dict[str, int]:
+    """+1 / -1 per lead whose P polarity is known: the clear P waves first, else the median P's sign."""
+    rhythm = features.rhythm
+    signs = {}
+    for lead, lead_features in features.leads.items():
+        amplitude = hundredths(lead_features.median.p_amp_mv)
+        if amplitude:
+            signs[lead] = 1 if amplitude > 0 else -1
+    signs.update({lead: 1 for lead in rhythm.p_positive_in})
+    signs.update({lead: -1 for lead in rhythm.p_negative_in})
+    return signs
 
 
-def sinus_p_waves(rhythm: Rhythm) -> bool | None:
-    """P before most beats, upright in II and not upright in aVR; None when P was not assessed."""
-    most = p_before_most_beats(rhythm.p_wave_fraction)
-    if most is None:
+def sinus_polarity(features: GroundingFeatures) -> bool | None:
+    """A sinus P axis: upright in II (or in I when II shows no P) and not upright in aVR.
+
+    False when P is inverted in II or upright in aVR; None when no P polarity was measured.
+    """
+    signs = _p_signs(features)
+    if not signs:
         return None
-    return most and "II" in rhythm.p_positive_in and "aVR" not in rhythm.p_positive_in
+    if signs.get("II") == -1 or signs.get("aVR") == 1:
+        return False
+    if signs.get("II") == 1 or ("II" not in signs and signs.get("I") == 1):
+        return True
+    return None
 
 
-def rhythm_class(rhythm: Rhythm) -> RhythmClass:
-    sinus = sinus_p_waves(rhythm)
-    if sinus is None:
+def rhythm_class(features: GroundingFeatures) -> RhythmClass:
+    activity = atrial_activity(features)
+    if activity.organised is None:
         return "unmeasurable"
-    if sinus:
-        return "sinus"
-    if rhythm.regular is False and not p_before_most_beats(rhythm.p_wave_fraction):
+    if activity.organised:
+        return "undetermined" if sinus_polarity(features) is False else "sinus"
+    if rr_pattern(features.rhythm).irregular:
         return "atrial fibrillation"
     return "undetermined"
 
@@ -104,77 +129,112 @@ def rate_finding(features: GroundingFeatures) -> Finding:
                    evidence=f"heart rate {hr} bpm", abnormal=kind != "normal", values={"hr_bpm": float(hr)})
 
 
-def _rr_phrase(rhythm: Rhythm) -> str:
-    if rhythm.regular is None:
+def _rr_phrase(pattern: RrPattern, rhythm: Rhythm) -> str:
+    if pattern.irregular is None:
         return "RR regularity not measurable"
+    if pattern.irregularity is not None:
+        early = f", {len(pattern.premature)} premature set aside" if pattern.premature else ""
+        kind = "irregularly irregular" if pattern.irregular else "regular"
+        return f"{kind} RR (beat-to-beat change {whole(100.0 * pattern.irregularity)}%{early})"
+    if pattern.grouped:
+        return f"grouped beating ({len(pattern.premature)} premature, short and long RR each regular)"
+    if pattern.intervals:
+        return "irregularly irregular RR (short and long RR not each regular)"
     cv = f" (RR CV {rhythm.rr_cv:.2f})" if rhythm.rr_cv is not None else ""
-    return ("regular" if rhythm.regular else "irregular") + f" rhythm{cv}"
+    return ("irregular" if pattern.irregular else "regular") + f" rhythm{cv}"
 
 
-def _p_phrase(rhythm: Rhythm) -> str:
-    share = f"{whole(100.0 * rhythm.p_wave_fraction)}%" if rhythm.p_wave_fraction is not None else "?"
+def _p_phrase(features: GroundingFeatures, activity: AtrialActivity) -> str:
+    signs = _p_signs(features)
+    if activity.beats:
+        at = f" at a consistent PR ({whole(activity.pr_ms)} ms)" if activity.pr_ms is not None else ""
+        share = f"P waves{at} before {activity.consistent} of {activity.beats} beats"
+    else:
+        fraction = features.rhythm.p_wave_fraction
+        share = f"P waves before {'?' if fraction is None else str(whole(100.0 * fraction)) + '%'} of beats"
+    if not signs:
+        return share + ", P axis not measured"
     polarity = []
-    if "II" in rhythm.p_positive_in:
-        polarity.append("upright in II")
-    elif "II" in rhythm.p_negative_in:
-        polarity.append("inverted in II")
+    if "II" in signs:
+        polarity.append("upright in II" if signs["II"] > 0 else "inverted in II")
+    elif "I" in signs:
+        polarity.append("no P in II, " + ("upright" if signs["I"] > 0 else "inverted") + " in I")
     else:
         polarity.append("no clear P in II")
-    if "aVR" in rhythm.p_negative_in:
-        polarity.append("inverted in aVR")
-    elif "aVR" in rhythm.p_positive_in:
-        polarity.append("upright in aVR")
-    return f"P waves before {share} of beats, " + ", ".join(polarity)
+    if "aVR" in signs:
+        polarity.append("inverted in aVR" if signs["aVR"] < 0 else "upright in aVR")
+    return share + ", " + ", ".join(polarity)
 
 
 def rhythm_finding(features: GroundingFeatures) -> Finding:
     """The rhythm label, combined with the rate (sinus bradycardia, sinus tachycardia...)."""
     rhythm = features.rhythm
-    kind = rhythm_class(rhythm)
+    kind = rhythm_class(features)
+    activity, pattern = atrial_activity(features), rr_pattern(rhythm)
     hr = whole(features.global_.hr_bpm)
     rate = rate_class(hr) if hr is not None else None
     values: dict[str, float | str | None] = {"p_wave_fraction": rhythm.p_wave_fraction, "rr_cv": rhythm.rr_cv,
-                                             "rhythm": kind}
+                                             "organised_p_share": activity.share,
+                                             "rr_irregularity": pattern.irregularity, "rhythm": kind}
     if kind == "unmeasurable":
         return not_measurable(1, "rhythm", "P waves (rhythm)", values)
+    p_text, rr_text = _p_phrase(features, activity), _rr_phrase(pattern, rhythm)
     if kind == "sinus":
         label = {"bradycardia": v.SINUS_BRADYCARDIA, "tachycardia": v.SINUS_TACHYCARDIA}.get(rate or "", v.SINUS_RHYTHM)
         return Finding(step=1, rule="rhythm", label=label, abnormal=label != v.SINUS_RHYTHM, values=values,
-                       statement=f"{_p_phrase(rhythm)}; {_rr_phrase(rhythm)}: {label}.", evidence=label)
+                       statement=f"{p_text}; {rr_text}: {label}.", evidence=label)
     if kind == "atrial fibrillation":
         return Finding(step=1, rule="rhythm", label=v.ATRIAL_FIBRILLATION, abnormal=True, values=values,
-                       statement=f"{_rr_phrase(rhythm).capitalize()} without P waves before most beats "
-                                 f"({_p_phrase(rhythm)}): {v.ATRIAL_FIBRILLATION}.",
+                       statement=(f"{rr_text[0].upper() + rr_text[1:]} without organised atrial activity "
+                                  f"({p_text}): {v.ATRIAL_FIBRILLATION}."),
                        evidence=v.ATRIAL_FIBRILLATION)
     qrs = whole(features.global_.qrs_ms)
     if rate == "tachycardia" and qrs is not None and qrs >= COMPLETE_BBB_FROM_MS:
         return Finding(step=1, rule="rhythm", label=v.WIDE_COMPLEX_TACHYCARDIA, abnormal=True, values=values,
                        statement=(f"Wide QRS (>= {COMPLETE_BBB_FROM_MS} ms) tachycardia without sinus P waves "
-                                  f"({_p_phrase(rhythm)}): {v.WIDE_COMPLEX_TACHYCARDIA}."),
+                                  f"({p_text}): {v.WIDE_COMPLEX_TACHYCARDIA}."),
                        evidence=v.WIDE_COMPLEX_TACHYCARDIA)
     labels = [v.UNDETERMINED_RHYTHM]
     if rate in ("bradycardia", "tachycardia"):
         labels.append(v.BRADYCARDIA if rate == "bradycardia" else v.TACHYCARDIA)
+    why = "P axis not sinus" if activity.organised else "no organised atrial activity, RR not irregularly irregular"
     return Finding(step=1, rule="rhythm", label=v.UNDETERMINED_RHYTHM, labels=labels, abnormal=True, values=values,
-                   statement=f"{_p_phrase(rhythm)}; {_rr_phrase(rhythm)}: not sinus, rhythm undetermined.",
+                   statement=f"{p_text}; {rr_text}: {why}, rhythm undetermined.",
                    evidence="rhythm undetermined")
 
 
-def ectopic_finding(features: GroundingFeatures) -> Finding | None:
-    count = features.rhythm.ectopic_count
-    if count is None or features.rhythm.beat_count == 0:
+def ectopic_finding(features: GroundingFeatures, fibrillation: bool = False) -> Finding | None:
+    """Premature beats, by their QRS: the dominant one (supraventricular) or another (ventricular or aberrant).
+
+    In atrial fibrillation no beat is premature against an underlying rhythm: not assessed.
+    """
+    rhythm = features.rhythm
+    if rhythm.ectopic_count is None or rhythm.beat_count == 0 or fibrillation:
         return None
-    total = features.rhythm.beat_count
-    if count == 0:
-        return Finding(step=1, rule="ectopics", statement=f"No ectopic beats (all {total} beats of one shape).",
+    total = rhythm.beat_count
+    premature = rr_pattern(rhythm).premature
+    other_shape = [index for index in premature if index < len(rhythm.ectopic_beats) and rhythm.ectopic_beats[index]]
+    if not rhythm.rr_intervals_ms:  # features measured before the per-beat lists: the QRS shape alone
+        other_shape, premature = list(range(rhythm.ectopic_count)), list(range(rhythm.ectopic_count))
+    supraventricular = len(premature) - len(other_shape)
+    if not premature:
+        return Finding(step=1, rule="ectopics", statement=f"No ectopic beats (none of the {total} beats premature).",
                        evidence="no ectopic beats", values={"ectopic_count": 0.0})
+    parts = []
+    if supraventricular:
+        parts.append(f"{supraventricular} with the dominant QRS (supraventricular)")
+    if other_shape:
+        parts.append(f"{len(other_shape)} with another QRS shape (ventricular or aberrant)")
     return Finding(step=1, rule="ectopics", label=v.ECTOPIC_BEATS, abnormal=True,
-                   values={"ectopic_count": float(count)},
-                   statement=f"{count} of {total} beats differ in shape from the dominant beat: {v.ECTOPIC_BEATS}.",
+                   values={"ectopic_count": float(len(premature)), "premature_supraventricular": float(supraventricular),
+                           "premature_other_shape": float(len(other_shape))},
+                   statement=f"{len(premature)} of {total} beats premature, {' and '.join(parts)}: {v.ECTOPIC_BEATS}.",
                    evidence=v.ECTOPIC_BEATS)
 
 
 def step1(features: GroundingFeatures) -> list[Finding]:
-    found = [technical_finding(features), lead_reversal_finding(features), rate_finding(features),
-             rhythm_finding(features), ectopic_finding(features)]
+    rhythm = rhythm_finding(features)
+    fibrillation = rhythm.label == v.ATRIAL_FIBRILLATION
+    found = [technical_finding(features), lead_reversal_finding(features), rate_finding(features), rhythm,
+             ectopic_finding(features, fibrillation)]
     return [finding for finding in found if finding is not None]

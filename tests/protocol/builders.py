@@ -83,6 +83,32 @@ def with_voltages(features: GroundingFeatures, **values: float | None) -> Ground
     return changed
 
 
+def with_beats(features: GroundingFeatures, rr_ms: list[float | None], pr_ms: list[float | None],
+               other_shape: list[int] | None = None) -> GroundingFeatures:
+    """Per-beat rhythm facts: the RR before each beat, each beat's PR (None: no P wave found before it)
+    and which beats have another QRS shape. Four leads time each P wave, as the measurement would.
+    """
+    changed = features.model_copy(deep=True)
+    count = len(rr_ms)
+    ectopic = [index in (other_shape or []) for index in range(count)]
+    known = [value for value in rr_ms if value is not None]
+    mean = sum(known) / len(known)
+    sd = (sum((value - mean) ** 2 for value in known) / (len(known) - 1)) ** 0.5
+    times, clock = [], 400.0
+    for value in rr_ms:
+        clock += value or 0.0
+        times.append(clock)
+    changed.rhythm = changed.rhythm.model_copy(update=dict(
+        beat_count=count, rr_mean_ms=mean, rr_sd_ms=sd, rr_cv=sd / mean, regular=sd / mean < 0.1,
+        p_wave_fraction=sum(pr is not None for pr in pr_ms) / count, beat_times_ms=times,
+        ectopic_count=sum(ectopic), rr_intervals_ms=rr_ms, ectopic_beats=ectopic,
+        p_present=[pr is not None for pr in pr_ms]))
+    for lead in ("I", "II", "V1", "V2"):
+        changed.leads[lead].beats = [BeatFeatures(rr_ms=rr, pr_ms=pr) for rr, pr in zip(rr_ms, pr_ms, strict=True)]
+    changed.global_ = changed.global_.model_copy(update={"hr_bpm": round(60000.0 / mean, 1), "rr_ms": mean})
+    return changed
+
+
 def with_median(features: GroundingFeatures, lead: str, **values: Any) -> GroundingFeatures:
     """Change one lead's median beat (BeatFeatures fields) or its lead fields (qrs_morphology...)."""
     changed = features.model_copy(deep=True)

@@ -1,0 +1,136 @@
+"""What the rhythm rules read from the single beats: the RR pattern and the atrial activity.
+
+    rr_pattern(rhythm)          premature beats, and how irregular the rest of the rhythm is
+    atrial_activity(features)   how many beats have a P wave at a consistent PR
+
+Atrial fibrillation is an irregularly irregular rhythm without organised atrial activity.
+Two things imitate it in an RR list and must not be taken for it:
+
+- premature beats: a beat that comes early (its RR under PREMATURE_BELOW of the median RR
+  and of the RR before it, so not the gradual shortening of sinus arrhythmia), or whose QRS
+  differs from the dominant one, and the pause after it are two odd intervals. The
+  irregularity is measured on the other intervals only: the median change from one RR to
+  the next, as a share of the median RR (sinus arrhythmia changes the RR gradually, a few
+  per cent a beat; atrial fibrillation by 10-30 % from one beat to the next);
+- grouped beating (bigeminy, trigeminy): when premature beats are so frequent that too few
+  other intervals remain, the rhythm is regularly irregular if its short intervals and its
+  long intervals are each regular.
+
+Organised atrial activity is a P wave before the beat at a consistent PR in most (more than
+half of the) beats (those whose QRS is of the dominant shape and whose P segment was recorded) with a P
+wave whose PR lies within PR_CONSISTENT_MS of the median PR. Fibrillation waves that the
+P-wave search happens to find come at random PRs.
+
+Features measured before the per-beat lists existed fall back to the record-level values
+(`Rhythm.p_wave_fraction`, `Rhythm.regular`).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from pydantic import BaseModel
+
+from ingest.measure.measured import GroundingFeatures, Rhythm
+
+# A beat is premature when its RR is under this share of the median RR.
+PREMATURE_BELOW = 0.85
+# Irregularly irregular from this median beat-to-beat change of the RR (share of the median RR).
+IRREGULAR_FROM = 0.06
+# Fewer intervals than this outside premature beats and pauses: judge the grouping instead.
+MIN_INTERVALS = 4
+# Grouped beating: the short and the long intervals each vary less than this (coefficient of variation).
+GROUPED_CV_BELOW = 0.1
+# A P wave at a consistent PR: within this of the median PR of the beats.
+PR_CONSISTENT_MS = 30.0
+# Organised atrial activity: more than this share of the beats (most beats) has a P wave at a consistent PR.
+ORGANISED_ABOVE = 0.5
+# A beat's PR is taken when at least this many leads timed its P wave.
+MIN_PR_LEADS = 2
+
+
+class RrPattern(BaseModel):
+    """The RR intervals of a record, read for premature beats and irregularity."""
+
+    intervals: int = 0  # RR intervals known
+    premature: list[int] = []  # beats that came early (abruptly, against the median RR and the RR before)
+    set_aside: list[int] = []  # those and the beats of another QRS shape: left out of the irregularity
+    irregularity: float | None = None  # median RR change outside premature beats and their pauses
+    grouped: bool = False  # premature beats so regular in their own right that the rhythm is grouped
+    irregular: bool | None = None  # irregularly irregular (None: too few intervals to say)
+
+
+def rr_pattern(rhythm: Rhythm) -> RrPattern:
+    """Premature beats and the irregularity of the rest (see the module's docstring)."""
+    rr = {index: value for index, value in enumerate(rhythm.rr_intervals_ms) if value is not None}
+    if len(rr) < MIN_INTERVALS:
+        regular = rhythm.regular
+        return RrPattern(intervals=len(rr), irregular=None if regular is None else not regular)
+    reference = statistics.median(rr.values())
+    premature = [index for index, value in rr.items() if _premature(value, rr.get(index - 1), reference)]
+    other_shape = {index for index, flag in enumerate(rhythm.ectopic_beats) if flag and index in rr}
+    set_aside = sorted(set(premature) | other_shape)
+    odd = set(set_aside) | {index + 1 for index in set_aside}
+    rest = [index for index in rr if index not in odd]
+    changes = [abs(rr[index + 1] - rr[index]) / reference for index in rest if index + 1 in rest]
+    if len(changes) >= MIN_INTERVALS - 1:
+        irregularity = round(statistics.median(changes), 3)
+        return RrPattern(intervals=len(rr), premature=premature, set_aside=set_aside, irregularity=irregularity,
+                         irregular=irregularity >= IRREGULAR_FROM)
+    grouped = _grouped(list(rr.values()))
+    return RrPattern(intervals=len(rr), premature=premature, set_aside=set_aside, grouped=grouped,
+                     irregular=not grouped)
+
+
+def _premature(rr: float, previous: float | None, reference: float) -> bool:
+    """Early against the median RR and abruptly shorter than the RR before (sinus arrhythmia shortens gradually)."""
+    return previous is not None and rr < PREMATURE_BELOW * reference and rr < PREMATURE_BELOW * previous
+
+
+def _grouped(values: list[float]) -> bool:
+    """The short and the long intervals (split at the median) are each regular."""
+    middle = statistics.median(values)
+    short = [value for value in values if value < middle]
+    long = [value for value in values if value >= middle]
+    return all(len(group) >= 2 and statistics.pstdev(group) / statistics.mean(group) < GROUPED_CV_BELOW
+               for group in (short, long))
+
+
+class AtrialActivity(BaseModel):
+    """P waves before the beats: how many, at which PR, and whether they are organised."""
+
+    beats: int = 0  # beats whose P segment was recorded (dominant QRS)
+    consistent: int = 0  # of them, with a P wave at a consistent PR
+    pr_ms: float | None = None  # the median PR of the beats with a P wave
+    share: float | None = None  # consistent / beats (or the record's P wave fraction)
+    organised: bool | None = None
+
+
+def atrial_activity(features: GroundingFeatures) -> AtrialActivity:
+    rhythm = features.rhythm
+    count = len(rhythm.p_present)
+    if count == 0 or count != len(rhythm.ectopic_beats):
+        share = rhythm.p_wave_fraction
+        return AtrialActivity(share=share, organised=None if share is None else share > ORGANISED_ABOVE)
+    per_beat_pr = _per_beat_pr(features, count)
+    assessed = [i for i in range(count) if rhythm.p_present[i] is not None and not rhythm.ectopic_beats[i]]
+    timed = [pr for i in assessed if rhythm.p_present[i] and (pr := per_beat_pr[i]) is not None]
+    if not assessed:
+        return AtrialActivity()
+    if not timed:
+        return AtrialActivity(beats=len(assessed), share=0.0, organised=False)
+    median_pr = statistics.median(timed)
+    consistent = sum(1 for pr in timed if abs(pr - median_pr) <= PR_CONSISTENT_MS)
+    share = round(consistent / len(assessed), 3)
+    return AtrialActivity(beats=len(assessed), consistent=consistent, pr_ms=round(median_pr, 1), share=share,
+                          organised=share > ORGANISED_ABOVE)
+
+
+def _per_beat_pr(features: GroundingFeatures, count: int) -> list[float | None]:
+    """Each beat's PR: the median over the leads that timed its P wave (None with fewer than two)."""
+    prs: list[float | None] = []
+    leads = [lead for lead in features.leads.values() if len(lead.beats) == count]
+    for index in range(count):
+        values = [pr for lead in leads if (pr := lead.beats[index].pr_ms) is not None]
+        prs.append(statistics.median(values) if len(values) >= MIN_PR_LEADS else None)
+    return prs

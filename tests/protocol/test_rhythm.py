@@ -1,0 +1,102 @@
+"""The rhythm rules on per-beat facts: premature beats are not atrial fibrillation, P waves at a
+consistent PR are organised atrial activity, and an irregularly irregular rhythm without them is.
+
+Each case gives the RR before every beat and the PR of every beat (None: no P wave found), as
+`ingest.measure` reports them, on an otherwise normal ECG.
+"""
+
+from __future__ import annotations
+
+from ingest.protocol import protocol_read
+from ingest.protocol import vocabulary as v
+from ingest.protocol.beat_pattern import atrial_activity, rr_pattern
+from tests.protocol import builders as b
+
+SINUS_RR = [None, 800, 810, 805, 795, 800, 810, 800, 805, 800, 795, 805]
+PR = 160.0
+# Atrial fibrillation: RR changing by 10-40 % from beat to beat, no run of similar intervals.
+AF_RR = [None, 620, 900, 540, 760, 1010, 650, 880, 560, 940, 700, 520, 830]
+
+
+def _with_pacs(rr: list[float | None]) -> list[float | None]:
+    """Two premature beats (at 62 % of the RR), each followed by a pause."""
+    rr = list(rr)
+    for index in (4, 8):
+        rr[index], rr[index + 1] = 500.0, 1100.0
+    return rr
+
+
+def test_sinus_rhythm_with_premature_atrial_beats_is_sinus_with_ectopic_beats():
+    read = protocol_read(b.with_beats(b.normal_features(), _with_pacs(SINUS_RR), [PR] * 12))
+    assert v.SINUS_RHYTHM in read.labels and v.ATRIAL_FIBRILLATION not in read.labels
+    assert v.ECTOPIC_BEATS in read.labels
+    assert "2 of 12 beats premature, 2 with the dominant QRS (supraventricular)" in read.steps[1]
+    assert "regular RR (beat-to-beat change 1%, 2 premature set aside)" in read.steps[1]
+
+
+def test_premature_beats_without_visible_p_waves_are_not_atrial_fibrillation():
+    """P waves lost in noise (found before 3 of 12 beats) and a CV of 0.2 from two premature beats and
+    their pauses: the rest of the rhythm is regular, so not atrial fibrillation."""
+    pr = [PR if index in (1, 2, 3) else None for index in range(12)]
+    features = b.with_beats(b.normal_features(), _with_pacs(SINUS_RR), pr)
+    assert features.rhythm.rr_cv > 0.15
+    read = protocol_read(features)
+    assert v.ATRIAL_FIBRILLATION not in read.labels
+    assert v.UNDETERMINED_RHYTHM in read.labels
+
+
+def test_irregularly_irregular_without_p_waves_is_atrial_fibrillation():
+    read = protocol_read(b.with_beats(b.normal_features(), AF_RR, [None] * 13))
+    assert read.labels[0] == v.ATRIAL_FIBRILLATION
+    assert "without organised atrial activity" in read.steps[1]
+    assert v.ECTOPIC_BEATS not in read.labels  # no underlying rhythm to be premature against
+
+
+def test_p_like_waves_at_random_pr_are_not_organised():
+    """Fibrillation waves found before every beat, at PRs from 80 to 320 ms."""
+    pr = [80.0, 320.0, 150.0, 260.0, 110.0, 300.0, 190.0, 90.0, 240.0, 140.0, 310.0, 200.0, 120.0]
+    features = b.with_beats(b.normal_features(), AF_RR, pr)
+    activity = atrial_activity(features)
+    assert activity.share is not None and activity.share <= 0.5 and activity.organised is False
+    assert protocol_read(features).labels[0] == v.ATRIAL_FIBRILLATION
+
+
+def test_irregular_rhythm_with_p_waves_at_a_consistent_pr_is_sinus():
+    """Sinus arrhythmia: the RR lengthens and shortens by 3-6 % a beat, a P wave before every beat."""
+    rr = [None, 700, 740, 790, 840, 880, 900, 870, 820, 770, 730, 700, 690]
+    read = protocol_read(b.with_beats(b.normal_features(), rr, [PR] * 13))
+    assert v.SINUS_RHYTHM in read.labels
+    assert v.ECTOPIC_BEATS not in read.labels  # a gradual shortening is not a premature beat
+
+
+def test_bigeminy_is_regularly_irregular():
+    rr = [None] + [520.0, 1080.0] * 6
+    pattern = rr_pattern(b.with_beats(b.normal_features(), rr, [None] * 13).rhythm)
+    assert pattern.grouped is True and pattern.irregular is False
+    assert v.ATRIAL_FIBRILLATION not in protocol_read(b.with_beats(b.normal_features(), rr, [None] * 13)).labels
+
+
+def test_a_premature_beat_of_another_shape_is_ventricular_or_aberrant_and_a_late_one_is_no_ectopic():
+    early = b.with_beats(b.normal_features(), _with_pacs(SINUS_RR), [PR] * 12, other_shape=[4])
+    statement = protocol_read(early).steps[1]
+    assert "1 with the dominant QRS (supraventricular) and 1 with another QRS shape (ventricular or aberrant)" \
+        in statement
+    on_time = b.with_beats(b.normal_features(), SINUS_RR, [PR] * 12, other_shape=[6])
+    assert v.ECTOPIC_BEATS not in protocol_read(on_time).labels
+
+
+def test_organised_p_waves_of_unmeasured_axis_still_read_as_sinus():
+    features = b.with_beats(b.normal_features(), SINUS_RR, [PR] * 12)
+    features = b.with_rhythm(features, p_positive_in=[], p_negative_in=[])
+    for lead in features.leads.values():
+        lead.median.p_amp_mv = None
+    read = protocol_read(features)
+    assert v.SINUS_RHYTHM in read.labels
+    assert "P axis not measured" in read.steps[1]
+
+
+def test_a_small_upright_p_in_ii_is_upright():
+    """P +0.04 mV in II (too small to time the P onset on, a clear P elsewhere) is still upright."""
+    features = b.with_rhythm(b.normal_features(), p_positive_in=["I", "aVL"], p_negative_in=["aVR"])
+    features = b.with_median(features, "II", p_amp_mv=0.04)
+    assert v.SINUS_RHYTHM in protocol_read(features).labels
