@@ -9,13 +9,14 @@ stays a table of contents:
     cli_review   review serve, users add, deliver              (sign-off and HL7 delivery)
     cli_train    train ...                                     (the bundled training pipeline)
     cli_validate validate                                      (figures on the real recordings in data/real)
+    cli_deploy   metrics serve, health                         (running it in containers and clusters)
 """
 
 from __future__ import annotations
 
 import click
 
-from worker import cli_db, cli_ingest, cli_pipeline, cli_review, cli_train, cli_validate
+from worker import cli_db, cli_deploy, cli_ingest, cli_pipeline, cli_review, cli_train, cli_validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,6 +24,6 @@ def main() -> None:
     """ecg-worklist: offline batch worklist for 12-lead ECGs (drafts need a cardiologist's signature)."""
 
 
-for module in (cli_ingest, cli_db, cli_pipeline, cli_review, cli_train, cli_validate):
+for module in (cli_ingest, cli_db, cli_pipeline, cli_review, cli_train, cli_validate, cli_deploy):
     for command in module.commands:
         main.add_command(command)

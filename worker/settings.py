@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     # says why: hr_bpm 10, pr_ms 20, qrs_ms 20, qt_ms 30, qtc_ms 30, qrs_axis_deg 30).
     review_change_thresholds: dict[str, float] = Field(default_factory=dict)
 
+    # Prometheus exporter (`ecg-worklist metrics serve`, worker/metrics.py). Localhost by default;
+    # a container sets 0.0.0.0 so the scraper can reach it. A reading of Postgres and Redis is
+    # reused for this long, however many scrapers ask.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    metrics_min_interval_seconds: float = 10.0
+
     # TEST-ONLY: every pipeline stage sleeps this long before its work, so a test can kill a
     # worker in the middle of a task. Always 0 in production.
     test_stage_delay_seconds: float = 0.0

@@ -2,9 +2,10 @@
 
     watch(ctx, stop=threading.Event())      until `stop` is set (SIGTERM/SIGINT in the CLI)
 
-One loop, every `poll_seconds`: scan every inbox (`ingest.intake.watch.InboxScanner`), take each
-complete arrival (`worker.intake.take_arrival`), every `reconcile_every_seconds` run
-the reconciler, and every `audit_checkpoint_every_seconds` sign the audit chain's head into
+One loop, every `poll_seconds`: scan every inbox whose lock this watcher holds
+(`worker.watch_lock`: one watcher per inbox; a second one stands by and takes over) with
+`ingest.intake.watch.InboxScanner`, take each complete arrival (`worker.intake.take_arrival`),
+every `reconcile_every_seconds` run the reconciler, and every `audit_checkpoint_every_seconds` sign the audit chain's head into
 the checkpoint file outside the database (`reports.audit_anchor`, when a key is set). With
 no broker (the embedded default) it also runs the queued stages in this process after each
 scan. An arrival that fails to be taken (database down, disk
@@ -27,6 +28,7 @@ from worker.context import PipelineContext
 from worker.dispatch import InProcessDispatcher
 from worker.intake import take_arrival
 from worker.reconcile import reconcile
+from worker.watch_lock import InboxLocks
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +99,24 @@ def checkpoint_audit(ctx: PipelineContext) -> None:
 
 def watch(ctx: PipelineContext, stop: threading.Event) -> None:
     settings = ctx.settings
-    scanner = InboxScanner(list(settings.inbox_dirs), stable_seconds=settings.stable_seconds,
-                           orphan_seconds=settings.orphan_seconds)
+    # One watcher per inbox (worker/watch_lock.py): each scan covers only the inboxes whose
+    # lock this process holds; another watcher's inboxes are checked again every poll.
+    locks = InboxLocks.create(list(settings.inbox_dirs), ctx.engine, settings.data_dir)
+    scanner = InboxScanner([], stable_seconds=settings.stable_seconds, orphan_seconds=settings.orphan_seconds)
     log.info("watching %d inbox folder(s), taking files stable for %.1f s",
-             len(scanner.inboxes), settings.stable_seconds)
+             len(settings.inbox_dirs), settings.stable_seconds)
+    try:
+        _watch_loop(ctx, scanner, locks, stop)
+    finally:
+        locks.close()
+
+
+def _watch_loop(ctx: PipelineContext, scanner: InboxScanner, locks: InboxLocks, stop: threading.Event) -> None:
+    settings = ctx.settings
     last_reconcile = last_checkpoint = 0.0
     failures = FailureLog()
     while not stop.is_set():
+        scanner.inboxes = locks.refresh()
         taken = scan_once(ctx, scanner, failures)
         if taken:
             log.info("scan: %s", dict(taken))
