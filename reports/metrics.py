@@ -10,9 +10,11 @@
 Every query here must stay cheap with a million studies, because Prometheus asks every 15-60 s:
 
 - `study_counts_by_state` is one GROUP BY over the index `ix_studies_state_changed`
-  (state first), an index-only scan on a vacuumed table; `benchmarks/metrics.py` times it at
-  1M studies. Code that needs the counts (the exporter, a progress bar) calls this function,
-  so when the counts become maintained counters, only this function changes.
+  (state first): exact, but it reads every index entry (about 240 ms at 1M studies,
+  `benchmarks/metrics.py`). So the exporter runs it rarely (`counts_with_head`, once an hour
+  by default) and keeps the counts current in between from the audit tail: every state
+  change is an audit row (`TailBatch.state_moves`). Code that needs the counts calls this
+  function, so when they become maintained counters in the database, only it changes.
 - `delivery_backlog` reads only the rows not yet delivered (state pending/sent/error, the
   first column of `ix_outbox_state_next_attempt`), never the delivered history.
 - `AuditTail` reads only the events after the last one it saw (primary key range), so its
@@ -55,6 +57,21 @@ def study_counts_by_state(session: Session) -> dict[str, int]:
     for state, count in session.execute(sa.select(Study.state, sa.func.count()).group_by(Study.state)):
         counts[state] = count
     return counts
+
+
+def counts_with_head(engine: sa.Engine) -> tuple[dict[str, int], int]:
+    """The counts by state and the id of the newest audit event they include, from ONE snapshot.
+
+    A state change and its audit row commit together, and audit ids are handed out under the
+    audit head's lock in commit order, so these counts are exactly the sum of every audit event
+    up to that id: the moves of later events can be added to them one by one.
+    """
+    with Session(engine) as session:
+        if engine.dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        head = session.scalar(sa.select(sa.func.coalesce(sa.func.max(AuditEvent.id), 0)))
+        counts = study_counts_by_state(session)
+    return counts, int(head or 0)
 
 
 class DestinationBacklog(BaseModel):
@@ -126,6 +143,8 @@ class TailBatch:
     delivery_changes: dict[tuple[str, str], int] = field(default_factory=dict)  # (destination, to)
     spans: list[StateSpan] = field(default_factory=list)  # time in each state left
     to_draft_seconds: list[float] = field(default_factory=list)  # registration -> awaiting sign-off
+    # (audit event id, state left or None for a new study, state entered): keeps counts current
+    state_moves: list[tuple[int, str | None, str]] = field(default_factory=list)
     events: int = 0
 
 
@@ -163,7 +182,7 @@ class AuditTail:
                 batch.events += 1
                 batch.actions[action] = batch.actions.get(action, 0) + 1
                 if entity_type == "study":
-                    drafted = self._study_event(batch, int(entity_id), action, at, details or {})
+                    drafted = self._study_event(batch, event_id, int(entity_id), action, at, details or {})
                     if drafted:
                         leaving_for_draft.append((int(entity_id), at))
                 elif entity_type == "outbox" and action.startswith("outbox.") and details:
@@ -173,16 +192,19 @@ class AuditTail:
             batch.to_draft_seconds = self._to_draft(session, leaving_for_draft)
         return batch
 
-    def _study_event(self, batch: TailBatch, study_id: int, action: str, at: dt.datetime,
+    def _study_event(self, batch: TailBatch, event_id: int, study_id: int, action: str, at: dt.datetime,
                      details: dict) -> bool:
         """Count one study event; True when the study just reached awaiting sign-off."""
         if action == "study.registered":
-            self.entered_at[study_id] = (str(details.get("state", StudyState.RECEIVED.value)), at)
+            state = str(details.get("state", StudyState.RECEIVED.value))
+            self.entered_at[study_id] = (state, at)
+            batch.state_moves.append((event_id, None, state))
             return False
         if action != "study.state":
             return False
         left, entered = str(details.get("from", "")), str(details.get("to", ""))
         batch.transitions[(left, entered)] = batch.transitions.get((left, entered), 0) + 1
+        batch.state_moves.append((event_id, left, entered))
         known = self.entered_at.get(study_id)
         if known is not None:
             batch.spans.append(StateSpan(left, entered, max(0.0, (at - known[1]).total_seconds())))

@@ -6,7 +6,10 @@
 One small process for the whole installation, not an endpoint in every worker: the queue
 depths live in Redis and the states in Postgres, so one reader sees them all, and the
 Celery prefork children need no shared-memory metrics. Each scrape reads (at most once per
-`metrics_min_interval_seconds`, however many Prometheus servers ask):
+`metrics_min_interval_seconds`, however many Prometheus servers ask) the Redis list lengths,
+the undelivered outbox rows and the audit events since the last scrape; the studies by state
+are counted exactly once every `metrics_recount_seconds` and kept current in between from
+those audit events (reports/metrics.py says why that is exact). It publishes:
 
     ecgwl_queue_messages{queue}                  Celery messages waiting in each Redis queue
     ecgwl_queue_unacked_messages                 messages a worker took and has not finished
@@ -47,7 +50,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from reports.metrics import AuditTail, DestinationBacklog, TailBatch, delivery_backlog, study_counts_by_state
+from reports.metrics import AuditTail, DestinationBacklog, TailBatch, counts_with_head, delivery_backlog
 from worker.dispatch import Stage
 from worker.settings import Settings
 
@@ -142,13 +145,17 @@ class WorklistExporter:
     """A prometheus_client collector over Postgres and Redis, with its own registry."""
 
     def __init__(self, engine: sa.Engine, redis_client: redis.Redis | None, *, destinations: Sequence[str],
-                 min_interval_seconds: float = 10.0) -> None:
+                 min_interval_seconds: float = 10.0, recount_seconds: float = 3600.0) -> None:
         self.engine = engine
         self.redis = redis_client
         self.destinations = list(destinations)
         self.min_interval_seconds = min_interval_seconds
+        self.recount_seconds = recount_seconds
         self.tail = AuditTail(engine)
         self.totals = Totals()
+        self.studies: dict[str, int] | None = None  # by state, exact as of audit event `studies_as_of`
+        self.studies_as_of = 0
+        self._counted_at = 0.0
         self._snapshot: Snapshot | None = None
         self._lock = threading.RLock()  # the HTTP server answers scrapes on several threads
         self.registry = CollectorRegistry(auto_describe=False)
@@ -165,7 +172,8 @@ class WorklistExporter:
             redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
         engine = store.make_engine(settings.effective_database_url)
         return cls(engine, redis_client, destinations=settings.hl7_destination_names,
-                   min_interval_seconds=settings.metrics_min_interval_seconds)
+                   min_interval_seconds=settings.metrics_min_interval_seconds,
+                   recount_seconds=settings.metrics_recount_seconds)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -191,14 +199,32 @@ class WorklistExporter:
 
         started = time.perf_counter()
         try:
+            batch = self.tail.advance()
+            self.totals.add(batch)
+            if self.studies is None or time.monotonic() - self._counted_at >= self.recount_seconds:
+                # Exact, from one snapshot that includes every event the tail has read.
+                self.studies, self.studies_as_of = counts_with_head(self.engine)
+                self._counted_at = time.monotonic()
+            else:
+                self._apply_moves(batch)
+            snapshot.studies = dict(self.studies)
             with Session(self.engine) as session:
-                snapshot.studies = study_counts_by_state(session)
                 snapshot.backlog = delivery_backlog(session)
-            self.totals.add(self.tail.advance())
             snapshot.postgres_up = True
         except Exception as exc:  # the database is down or restarting: publish that, keep serving
             log.warning("metrics: the database did not answer (%s)", type(exc).__name__)
         snapshot.postgres_seconds = time.perf_counter() - started
+
+    def _apply_moves(self, batch: TailBatch) -> None:
+        """Keep the counts by state current: each audited move after the last exact count."""
+        assert self.studies is not None
+        for event_id, left, entered in batch.state_moves:
+            if event_id <= self.studies_as_of:
+                continue  # already in the exact count
+            if left is not None:
+                self.studies[left] = self.studies.get(left, 0) - 1
+            self.studies[entered] = self.studies.get(entered, 0) + 1
+        self.studies_as_of = max([self.studies_as_of, *(event_id for event_id, _, _ in batch.state_moves)])
 
     def _read_redis(self, snapshot: Snapshot) -> None:
         if self.redis is None:

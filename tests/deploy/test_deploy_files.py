@@ -108,6 +108,14 @@ def test_every_target_runs_unprivileged_and_everything_copied_exists() -> None:
             sources = [a for a in shlex.split(args) if not a.startswith("--")][:-1]
             for source in sources:
                 assert (REPO / source).exists(), f"COPY {source}: not in the repository"
+    # ...and none of them is left out of the build context by the .dockerignore beside the Dockerfile.
+    ignored = {line.strip().rstrip("/") for line in (DEPLOY / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    for instruction, args in base:
+        if instruction == "COPY":
+            for source in [a for a in shlex.split(args) if not a.startswith("--")][:-1]:
+                parts = Path(source).parts
+                assert not any("/".join(parts[:n]) in ignored for n in range(1, len(parts) + 1)), source
     assert entrypoint == ["/usr/local/bin/ecg-worklist-entrypoint"]
     assert os.access(DEPLOY / "docker" / "entrypoint.sh", os.X_OK)
     # The package's own folders are all copied: the install would miss a module otherwise.

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from reports import store
 from reports.db import OutboxItem
 from reports.delivery_view import GAVE_UP
+from reports.metrics import study_counts_by_state
 from tests.worker.conftest import copy_sample
 from worker.batch import run_batch, run_in_process
 from worker.context import PipelineContext
@@ -98,6 +99,10 @@ def test_metrics_endpoint_reports_queues_states_latencies_and_delivery_alerts(
     assert value("ecgwl_queue_unacked_messages") == 1
     assert value("ecgwl_studies", state="awaiting_signoff") == 3
     assert value("ecgwl_studies", state="queued_prepare") == 0
+    # Counted once before the work, then kept current from the audit events: still exact.
+    with ctx.session() as session:
+        exact = study_counts_by_state(session)
+    assert {state: value("ecgwl_studies", state=state) for state in exact} == exact
 
     assert value("ecgwl_delivery_backlog_messages", destination="his", reason="held_for_person") == 1
     assert value("ecgwl_delivery_backlog_messages", destination="his", reason="retrying") == 1
@@ -161,3 +166,26 @@ def test_one_reading_serves_every_scrape_within_the_interval(pipeline: tuple[Pip
     first = exporter.refresh()
     assert exporter.refresh() is first
     assert exporter.refresh(force=True) is not first
+
+
+def test_counts_by_state_kept_from_the_audit_events_match_an_exact_recount(
+        pipeline: tuple[PipelineContext, str], tmp_path: Path) -> None:
+    """The counts the tail keeps between recounts equal a recount, whenever the recount happens."""
+    ctx, _ = pipeline
+    kept = WorklistExporter(ctx.engine, None, destinations=["his"], min_interval_seconds=0, recount_seconds=3600)
+    recounting = WorklistExporter(ctx.engine, None, destinations=["his"], min_interval_seconds=0, recount_seconds=0)
+    batch = tmp_path / "batch"
+    copy_sample("wfdb", batch / "first")
+    run_batch(ctx, batch, progress=False)  # one study queued for preparation, before either exporter counts
+    kept.refresh()
+    copy_sample("dicom", batch / "second")
+    run_batch(ctx, batch, progress=False)
+    run_in_process(ctx, progress=False)
+    copy_sample("pdf", batch / "third")
+    run_batch(ctx, batch, progress=False)  # one more, registered and queued, not prepared
+    with ctx.session() as session:
+        exact = study_counts_by_state(session)
+    assert exact["awaiting_signoff"] == 2 and exact["queued_prepare"] == 1
+    assert kept.refresh().studies == exact
+    assert kept.studies_as_of > 0
+    assert recounting.refresh().studies == exact
