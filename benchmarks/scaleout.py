@@ -552,16 +552,22 @@ def scaleout_lab(max_hosts: int) -> Iterator[tuple[TestNetwork, CpuGroups, Serve
                 yield network, groups, servers, work
 
 
-def run_scaleout(host_counts: Sequence[int], studies: int, cpu_per_host: float) -> list[RoundResult]:
+def run_scaleout(host_counts: Sequence[int], studies: int, cpu_per_host: float, *,
+                 progress: bool = False) -> list[RoundResult]:
+    """One round per host count, in order, on one set of hosts and servers."""
     with scaleout_lab(max(host_counts)) as (network, groups, servers, work):
         studies_dir = work / "studies"
         make_studies(studies_dir, studies)
         results = []
         for hosts in host_counts:
+            if progress:
+                print(f"round with {hosts} host(s): {studies} studies...", file=sys.stderr, flush=True)
             before = servers.cpu_seconds()
             result = run_round(network, groups, servers, studies_dir, studies, hosts, cpu_per_host, work)
             result.servers_cpu_seconds = servers.cpu_seconds() - before
             results.append(result)
+            if progress:
+                print(f"  {result.throughput:.2f} drafts/s", file=sys.stderr, flush=True)
         return results
 
 
@@ -597,7 +603,7 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(n) for n in args.hosts.split(",")]
     try:
-        results = run_scaleout(counts, args.studies, args.cpu)
+        results = run_scaleout(counts, args.studies, args.cpu, progress=True)
     except Unavailable as exc:
         raise SystemExit(f"scale-out cannot run here: {exc}") from None
     print(report(results))

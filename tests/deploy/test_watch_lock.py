@@ -139,7 +139,7 @@ def test_two_watch_processes_on_one_inbox_one_scans_the_other_takes_over_when_it
 
         copy_sample("dicom", tmp_path / "inbox")
         _wait_for(lambda: _sources(engine) == ["demo-dicom.dcm"])
-        assert "scan: " in first_log.read_text()
+        _wait_for(lambda: "scan: " in first_log.read_text())  # logged once the scan is over
         assert "scan: " not in second_log.read_text()
 
         os.killpg(first.pid, signal.SIGKILL)  # no clean exit: Postgres frees the lock with the connection
@@ -147,7 +147,7 @@ def test_two_watch_processes_on_one_inbox_one_scans_the_other_takes_over_when_it
         _wait_for(lambda: "lock taken" in second_log.read_text())
         copy_sample("pdf", tmp_path / "inbox")
         _wait_for(lambda: _sources(engine) == ["demo-dicom.dcm", "demo-report.pdf"])
-        assert "scan: " in second_log.read_text()
+        _wait_for(lambda: "scan: " in second_log.read_text())
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:
