@@ -40,6 +40,7 @@ on one core (benchmarks/features.py).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,7 @@ from ingest.measure.beat_measures import measure_rows
 from ingest.measure.beats import (
     Beats,
     classify_and_align,
+    FLAT_LEAD_SD_MV,
     complete,
     detect_qrs,
     filtfilt,
@@ -114,6 +116,7 @@ class _Windows:
     smooth_beats: np.ndarray  # the same at 40 Hz, for boundaries and ST
     meas_median: np.ndarray
     smooth_median: np.ndarray
+    recorded: np.ndarray | None = None  # (beats, 12): the lead recorded the beat's whole window
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,12 @@ def measure(signal: np.ndarray, fs: float) -> GroundingFeatures:
 
     Trailing all-zero samples (the padding of a short record) are ignored, as are NaN/Inf
     samples (read as 0). Raises ValueError only for an argument that is not a 12-lead signal.
+
+    Leads recorded for part of the record only (a printed 3x4 page shows each lead for 2.5 s
+    and lead II for 10 s; the PDF reader marks the rest NaN): when some lead is NaN over
+    between 10 % and 90 % of the record, NaN means "not recorded". Beats are then found on
+    the leads recorded throughout (the rhythm strip), and each lead's median beat and
+    per-beat values come from the beats wholly inside its recorded stretch.
     """
     x = np.asarray(signal, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != len(STANDARD_LEADS):
@@ -140,7 +149,9 @@ def measure(signal: np.ndarray, fs: float) -> GroundingFeatures:
     if not (fs > 0 and math.isfinite(fs)):
         raise ValueError(f"invalid sampling rate {fs!r}")
     notes: list[str] = []
-    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    recorded = np.isfinite(x)
+    partly = _partly_recorded(recorded)
+    x = _hold_gaps(x, recorded) if partly else np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
     length = valid_length(x)
     if length < x.shape[1]:
         notes.append(f"trailing zero padding of {(x.shape[1] - length) / fs:.2f} s ignored")
@@ -148,7 +159,7 @@ def measure(signal: np.ndarray, fs: float) -> GroundingFeatures:
         notes.append(f"only {length / fs:.2f} s of signal: nothing measured")
         return GroundingFeatures(notes=notes)
     try:
-        return _measure(x[:, :length], float(fs), notes)
+        return _measure(x[:, :length], float(fs), notes, recorded[:, :length] if partly else None)
     except _NothingMeasured as stop:
         beat_rhythm = stop.rhythm or Rhythm()
         rate = Measurements()
@@ -157,10 +168,10 @@ def measure(signal: np.ndarray, fs: float) -> GroundingFeatures:
         return GroundingFeatures(global_=rate, rhythm=beat_rhythm, notes=notes)
 
 
-def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
-    found = _find_beats(x, fs, notes)
+def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | None = None) -> GroundingFeatures:
+    found = _find_beats(x, fs, notes, recorded)
     beats = found.beats
-    view = _beat_windows(x, fs, found)
+    view = _beat_windows(x, fs, found, recorded)
     measured, noise_beat = _lead_quality(view, found, fs, notes)
     noise_median = noise_beat / math.sqrt(max(1, int((beats.dominant & view.whole).sum())))
     waves = _median_waves(view, found.rr_s, measured, noise_median, fs, notes)
@@ -197,17 +208,28 @@ def _measure(x: np.ndarray, fs: float, notes: list[str]) -> GroundingFeatures:
 
 # --- stages ------------------------------------------------------------------------------------
 
-def _find_beats(x: np.ndarray, fs: float, notes: list[str]) -> _Found:
-    """Detect, clean up, align and classify the beats; the valid RR intervals between them."""
+def _find_beats(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | None = None) -> _Found:
+    """Detect, clean up, align and classify the beats; the valid RR intervals between them.
+
+    With leads recorded in part (`recorded`), flatness is judged on what each lead recorded,
+    and beats are found on the leads recorded throughout when there are any.
+    """
     band = qrs_band(x, fs)
-    flat = flat_leads(band)
+    if recorded is None:
+        flat = flat_leads(band)
+    else:
+        flat = np.array([not row.any() or band[i, row].std() < FLAT_LEAD_SD_MV for i, row in enumerate(recorded)])
     for lead in _names(flat):
         notes.append(f"lead {lead} is flat: not measured")
     if (~flat).sum() < 2:
         notes.append("fewer than two leads carry a signal: nothing measured")
         raise _NothingMeasured
 
-    energy = qrs_energy(band[~flat], fs)
+    use = ~flat
+    if recorded is not None and (throughout := ~flat & (recorded.mean(axis=1) >= 0.95)).any():
+        use = throughout
+        notes.append(f"leads recorded in part: beats found on {', '.join(_names(use))} (recorded throughout)")
+    energy = qrs_energy(band[use], fs)
     detections = detect_qrs(energy, fs)
     noise = in_noise(energy, detections, fs)
     if noise.any():
@@ -223,7 +245,7 @@ def _find_beats(x: np.ndarray, fs: float, notes: list[str]) -> _Found:
         notes.append("fewer than two QRS complexes in a row found: nothing measured")
         raise _NothingMeasured(Rhythm(beat_count=int(kept.size)))
 
-    beats = classify_and_align(band[~flat], kept, fs)
+    beats = classify_and_align(band[use], kept, fs)
     dominant, classified = int(beats.dominant.sum()), int((~beats.edge).sum())
     if dominant < 2 or dominant < classified / 3:
         notes.append(f"no consistent QRS morphology ({dominant} of {classified} detections alike): "
@@ -237,19 +259,24 @@ def _find_beats(x: np.ndarray, fs: float, notes: list[str]) -> _Found:
     return _Found(beats=beats, flat=flat, rr_beat_ms=rr_beat, rr_s=rr_s)
 
 
-def _beat_windows(x: np.ndarray, fs: float, found: _Found) -> _Windows:
+def _beat_windows(x: np.ndarray, fs: float, found: _Found, recorded: np.ndarray | None = None) -> _Windows:
     """Baseline-corrected beat windows and median beats.
 
     The baseline is a spline through each dominant beat's PR segment (15 ms before its QRS
     onset), so ST levels keep their true offset from the PR baseline; the QRS onset for
     placing it comes from a first, rough median beat of the signal as recorded (slopes,
-    which find the onset, barely change with the baseline).
+    which find the onset, barely change with the baseline). With leads recorded in part,
+    a lead's windows outside its recorded stretch are NaN and left out of its median.
     """
     beats = found.beats
     # The rough median needs only the QRS and what precedes it: +-250 ms.
     span = samples(0.25, fs)
-    rough = median_beat(windows(x, beats.fiducial, span, span), beats.dominant,
-                        complete(beats.fiducial, span, span, x.shape[1]))
+    if recorded is None:
+        rough = median_beat(windows(x, beats.fiducial, span, span), beats.dominant,
+                            complete(beats.fiducial, span, span, x.shape[1]))
+    else:
+        rough = np.nan_to_num(_recorded_median(windows(np.where(recorded, x, np.nan), beats.fiducial, span, span),
+                                               beats.dominant & complete(beats.fiducial, span, span, x.shape[1])))
     rough_on, _ = _consensus(qrs_bounds(filtfilt(rough, "lowpass", 40.0, fs), fs, span).onset[~found.flat], fs,
                              "qrs_on", earliest=True)
     onset_offset = (rough_on if rough_on is not None else span - samples(0.05, fs)) - span
@@ -258,11 +285,48 @@ def _beat_windows(x: np.ndarray, fs: float, found: _Found) -> _Windows:
 
     before, after = window_extent(found.rr_s, fs)
     whole = complete(beats.fiducial, before, after, x.shape[1])
-    meas_beats = windows(corrected, beats.fiducial, before, after)
-    smooth_beats = windows(filtfilt(corrected, "lowpass", 40.0, fs), beats.fiducial, before, after)
-    meas_median = median_beat(meas_beats, beats.dominant, whole)
+    smooth = filtfilt(corrected, "lowpass", 40.0, fs)
+    if recorded is None:
+        meas_beats = windows(corrected, beats.fiducial, before, after)
+        smooth_beats = windows(smooth, beats.fiducial, before, after)
+        meas_median = median_beat(meas_beats, beats.dominant, whole)
+        beat_recorded = None
+    else:
+        meas_beats = windows(np.where(recorded, corrected, np.nan), beats.fiducial, before, after)
+        smooth_beats = windows(np.where(recorded, smooth, np.nan), beats.fiducial, before, after)
+        beat_recorded = ~np.isnan(meas_beats).any(axis=2) & whole[:, None]
+        meas_median = _recorded_median(meas_beats, beats.dominant & whole)
     return _Windows(before=before, whole=whole, meas_beats=meas_beats, smooth_beats=smooth_beats,
-                    meas_median=meas_median, smooth_median=filtfilt(meas_median, "lowpass", 40.0, fs))
+                    meas_median=meas_median, smooth_median=filtfilt(np.nan_to_num(meas_median), "lowpass", 40.0, fs),
+                    recorded=beat_recorded)
+
+
+def _recorded_median(beat_windows: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """(leads, samples) median per lead of the chosen beats whose window that lead recorded
+    wholly; NaN for a lead that recorded none of them."""
+    chosen = beat_windows[use]
+    wholly = ~np.isnan(chosen).any(axis=2, keepdims=True)
+    stack = np.where(wholly, chosen, np.nan)
+    with warnings.catch_warnings():  # an all-NaN lead is expected: it recorded no whole beat
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(stack, axis=0) if stack.shape[0] else np.full(beat_windows.shape[1:], np.nan)
+
+
+def _partly_recorded(recorded: np.ndarray) -> bool:
+    """Some lead is recorded over 10-90 % of the record: NaN then means "not recorded here"."""
+    share = recorded.mean(axis=1)
+    return bool(((share >= 0.1) & (share <= 0.9)).any())
+
+
+def _hold_gaps(x: np.ndarray, recorded: np.ndarray) -> np.ndarray:
+    """Each lead's unrecorded samples held at its nearest recorded value (0 for a lead with none),
+    so filters see no steps; the gaps are masked again wherever a value is measured."""
+    held = np.zeros_like(x)
+    positions = np.arange(x.shape[1])
+    for i, row in enumerate(recorded):
+        if row.any():
+            held[i] = np.interp(positions, positions[row], x[i, row])
+    return held
 
 
 def _lead_quality(view: _Windows, found: _Found, fs: float, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -276,15 +340,25 @@ def _lead_quality(view: _Windows, found: _Found, fs: float, notes: list[str]) ->
     chosen = view.meas_beats[use] if use.sum() >= 2 else view.meas_beats
     median = view.meas_median
     deviation = np.abs(chosen[:, :, ::3] - median[None, :, ::3]).transpose(1, 0, 2).reshape(median.shape[0], -1)
-    noise = 1.4826 * np.median(deviation, axis=1)
     half = samples(0.06, fs)
     qrs = median[:, view.before - half:view.before + half]
-    qrs_size = qrs.max(axis=1) - qrs.min(axis=1)
-    noisy = ~found.flat & ((noise > np.maximum(MAX_NOISE_FRACTION * qrs_size, NOISE_FLOOR_MV))
-                           | (noise > NOISE_LIMIT_MV))
+    if view.recorded is None:
+        noise = 1.4826 * np.median(deviation, axis=1)
+        qrs_size = qrs.max(axis=1) - qrs.min(axis=1)
+        unrecorded = np.zeros(12, dtype=bool)
+    else:  # leads recorded in part: NaN where a lead recorded no whole beat
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            noise = np.nan_to_num(1.4826 * np.nanmedian(deviation, axis=1), nan=np.inf)
+            qrs_size = np.nan_to_num(np.nanmax(qrs, axis=1) - np.nanmin(qrs, axis=1))
+        unrecorded = ~found.flat & np.isnan(median).all(axis=1)
+        for lead in _names(unrecorded):
+            notes.append(f"lead {lead} recorded no whole beat: not measured")
+    noisy = ~found.flat & ~unrecorded & ((noise > np.maximum(MAX_NOISE_FRACTION * qrs_size, NOISE_FLOOR_MV))
+                                         | (noise > NOISE_LIMIT_MV))
     for lead in _names(noisy):
         notes.append(f"lead {lead} is too noisy: not measured")
-    measured = ~found.flat & ~noisy
+    measured = ~found.flat & ~noisy & ~unrecorded
     if measured.sum() < MIN_AGREEING_LEADS:
         notes.append("fewer than three leads are clean enough to measure: nothing measured")
         raise _NothingMeasured(rhythm(found.beats, found.rr_ms, fs, None, [], [], found.rr_beat_ms))
@@ -368,8 +442,9 @@ def _per_beat(view: _Windows, found: _Found, qrs: tuple[int, int] | None, qt_sam
     """
     beats, before = found.beats, view.before
     count, leads, length = view.meas_beats.shape
-    meas_rows = view.meas_beats.reshape(count * leads, length)
-    smooth_rows = view.smooth_beats.reshape(count * leads, length)
+    # A lead recorded in part has NaN windows where it was not recorded: measured as flat, then dropped.
+    meas_rows = np.nan_to_num(view.meas_beats.reshape(count * leads, length))
+    smooth_rows = np.nan_to_num(view.smooth_beats.reshape(count * leads, length))
     bounds = qrs_bounds(smooth_rows, fs, before)
     dominant_rows = np.repeat(beats.dominant, leads)
     if qrs is not None:  # the global QRS window of the median beat
@@ -388,6 +463,8 @@ def _per_beat(view: _Windows, found: _Found, qrs: tuple[int, int] | None, qt_sam
     starts_cut = np.repeat(beats.fiducial - before < 0, leads)
     ends_cut = np.repeat(~view.whole, leads) & ~starts_cut
     lead_ok = np.tile(measured, count)
+    if view.recorded is not None:
+        lead_ok &= view.recorded.reshape(-1)
     for name, values in rows.items():
         values[~lead_ok] = np.nan
         if name.startswith(("p_", "pr_")):
@@ -397,8 +474,8 @@ def _per_beat(view: _Windows, found: _Found, qrs: tuple[int, int] | None, qt_sam
     per_beat = {name: values.reshape(count, leads) for name, values in rows.items()}
     # Whether a beat has a P is known only where the record holds the 400 ms before its QRS.
     known = (beats.fiducial - samples(0.4, fs) >= 0) & ~beats.edge
-    peaks = np.where(dominant_rows & ~starts_cut, p.peak, -1).reshape(count, leads)
-    return per_beat, _p_presence(peaks, measured, fs, known)
+    peaks = np.where(dominant_rows & ~starts_cut & lead_ok, p.peak, -1).reshape(count, leads)
+    return per_beat, _p_presence(peaks, measured, fs, known, view.recorded)
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -413,7 +490,8 @@ def _boundaries(fiducials: Fiducials, before: int, dominant: np.ndarray, fs: flo
                           dominant_beats=np.flatnonzero(dominant).tolist())
 
 
-def _p_presence(peaks: np.ndarray, measured: np.ndarray, fs: float, known: np.ndarray) -> np.ndarray:
+def _p_presence(peaks: np.ndarray, measured: np.ndarray, fs: float, known: np.ndarray,
+                recorded: np.ndarray | None = None) -> np.ndarray:
     """Per beat 1.0 (a P wave) or 0.0 (none), NaN where unknown; peaks: (beats, 12) P peak samples.
 
     A beat has a P wave when several measured leads (3, or a quarter of them) found one within
@@ -425,7 +503,9 @@ def _p_presence(peaks: np.ndarray, measured: np.ndarray, fs: float, known: np.nd
     ordered = np.sort(times, axis=1)  # NaN last
     centre = np.take_along_axis(ordered, np.maximum(found - 1, 0)[:, None] // 2, axis=1)
     agreeing = (np.abs(times - centre) <= samples(0.04, fs)).sum(axis=1)
-    present = agreeing >= max(3, int(measured.sum()) // 4)
+    # Of the leads measured in each beat (all measured leads, unless leads were recorded in part).
+    in_beat = measured.sum() if recorded is None else (measured[None, :] & recorded).sum(axis=1)
+    present = agreeing >= np.maximum(np.minimum(3, in_beat), in_beat // 4)
     return np.where(known, present.astype(float), np.nan)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.ecg import Ecg
+from ingest.ecg import MODEL_SAMPLING_RATE_HZ, STANDARD_LEADS, Ecg
 from ingest.measure.measured import GroundingFeatures
 
 
@@ -53,7 +53,27 @@ def prepare(ecg: Ecg) -> PreparedEcg:
                            notes=["no signal in source: image-only interpretation"])
 
     window = to_model_window(ecg)
-    features = measure(window.signal, window.sampling_rate_hz)
+    features = measure(_unrecorded_as_nan(ecg, window.signal), window.sampling_rate_hz)
     image = render_12lead(window.signal, window.sampling_rate_hz)
     return PreparedEcg(ecg=ecg, model_signal=window.signal, image=image, features=features,
                        window_note=window.note)
+
+
+def _unrecorded_as_nan(ecg: Ecg, window: np.ndarray) -> np.ndarray:
+    """The model window with NaN again where the source had no samples, for measurement.
+
+    The model reads those samples as 0 (as ECG-R1's release does); measurement must know
+    they were never recorded (a printed 3x4 page shows each lead for 2.5 s only), so it
+    gets them back as NaN. Sources without missing samples are passed through unchanged.
+    """
+    signal = np.asarray(ecg.signal)
+    if np.isfinite(signal).all() or not ecg.sampling_rate_hz:
+        return window
+    rows = [ecg.lead_names.index(lead) for lead in STANDARD_LEADS]
+    recorded = np.isfinite(signal[rows])
+    # Each window sample's nearest source sample (the window starts at the source's start).
+    source_index = np.round(np.arange(window.shape[1]) * ecg.sampling_rate_hz / MODEL_SAMPLING_RATE_HZ).astype(int)
+    inside = source_index < recorded.shape[1]
+    mask = np.ones_like(window, dtype=bool)  # padding past the record stays as the window has it
+    mask[:, inside] = recorded[:, source_index[inside]]
+    return np.where(mask, window, np.nan)

@@ -140,44 +140,45 @@ def write_dicom_ecg(path: Path, groups: list, *, sop_class: str = TWELVE_LEAD_SO
     return path
 
 
+def synthetic_12lead(fs: float = 500.0, seconds: float = 10.0, rate_bpm: float = 75.0) -> np.ndarray:
+    """A cheap, deterministic (12, N) mV ECG: Gaussian P, QRS and T waves on a 60-degree axis.
+
+    Not physiology: just a signal with the shape and scale of an ECG, for tests that need
+    a page to show one (neurokit2's simulator is the better signal but takes ~0.7 s).
+    """
+    t = np.arange(int(seconds * fs)) / fs
+    beat = np.zeros_like(t)
+    for r in np.arange(0.4, seconds, 60.0 / rate_bpm):
+        for offset, width, height in ((-0.16, 0.025, 0.12), (-0.02, 0.008, -0.1), (0.0, 0.011, 1.0),
+                                      (0.025, 0.01, -0.25), (0.3, 0.05, 0.3)):
+            beat += height * np.exp(-0.5 * ((t - r - offset) / width) ** 2)
+    angles = {"I": 0, "II": 60, "III": 120, "aVR": -150, "aVL": -30, "aVF": 90}
+    limb = {lead: beat * np.cos(np.deg2rad(60 - angle)) for lead, angle in angles.items()}
+    chest = {f"V{k}": beat * weight for k, weight in zip(range(1, 7), (-0.6, -0.2, 0.4, 1.2, 1.1, 0.8), strict=True)}
+    return np.stack([{**limb, **chest}[lead] for lead in STANDARD_LEADS])
+
+
 def write_report_pdf(path: Path, header_lines: Sequence[str], trace_mv: np.ndarray | None = None) -> Path:
-    """A vector ECG report like a management system exports: text fields and drawn traces."""
-    from reportlab.lib.pagesizes import landscape, letter
-    from reportlab.pdfgen import canvas
+    """A vector ECG report like a management system exports: header text, grid, labelled traces
+    (3x4 + rhythm strip) of `trace_mv` (12 x N mV at 500 Hz) or of `synthetic_12lead()`."""
+    from tests.ingest_readers.ecg_pages import write_ecg_pdf
 
-    width, height = landscape(letter)
-    page = canvas.Canvas(str(path), pagesize=(width, height))
-    y = height - 40
-    for line in header_lines:
-        page.drawString(40, y, line)
-        y -= 16
-    if trace_mv is not None:  # 12 rows of trace, 25 mm/s is not the point here: just real paths
-        for row, lead in enumerate(trace_mv[:, :2500]):
-            baseline = y - 30 - row * 38
-            path_obj = page.beginPath()
-            xs = np.linspace(40, width - 40, lead.size)
-            path_obj.moveTo(xs[0], baseline + lead[0] * 20)
-            for x, v in zip(xs[1::4], lead[1::4], strict=True):
-                path_obj.lineTo(x, baseline + v * 20)
-            page.drawPath(path_obj, stroke=1, fill=0)
-    page.showPage()
-    page.save()
-    return path
+    signal = synthetic_12lead() if trace_mv is None else trace_mv
+    return write_ecg_pdf(path, signal, 500.0, header=list(header_lines))
 
 
-def write_scan_pdf(path: Path, size: tuple[int, int] = (1650, 1275)) -> Path:
-    """A raster-only 'scan': a Pillow image with grid and a trace saved as PDF (no text layer)."""
-    from PIL import Image, ImageDraw
+def write_scan_pdf(path: Path, *, blur_px: float = 0.0, rotation_deg: float = 0.0, dpi: float = 150.0) -> Path:
+    """A raster-only scan of a 12-lead printout (no text layer): a page of `synthetic_12lead()`
+    rendered at `dpi`, optionally blurred and tilted, saved as an image PDF at the paper's size.
+    A blur of 3 px or more leaves a page that is plainly an ECG but too soft to digitise."""
+    import tempfile
 
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    for x in range(0, size[0], 25):
-        draw.line([(x, 0), (x, size[1])], fill=(255, 200, 200))
-    t = np.linspace(0, 20 * np.pi, size[0])
-    ys = size[1] / 2 - 80 * np.sin(t) ** 15
-    draw.line(list(zip(range(size[0]), ys.tolist(), strict=True)), fill="black", width=2)
-    image.save(path, "PDF", resolution=150)
-    return path
+    from tests.ingest_readers.ecg_pages import degrade, page_image, write_ecg_pdf, write_image_pdf
+
+    with tempfile.TemporaryDirectory() as folder:
+        vector = write_ecg_pdf(Path(folder) / "page.pdf", synthetic_12lead(), 500.0, header=None)
+        image = degrade(page_image(vector, dpi), blur_px=blur_px, rotation_deg=rotation_deg)
+    return write_image_pdf(path, image, dpi=dpi)
 
 
 def write_encrypted_pdf(path: Path, password: str = "secret") -> Path:

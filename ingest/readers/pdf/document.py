@@ -1,0 +1,303 @@
+"""One PDF page as the other PDF modules see it: its image, its words and its drawn lines.
+
+    open_document(path)  -> pdfium document (IngestError for a damaged or locked file)
+    read_page(page, ...) -> PageContent:
+        image   the page rendered as an RGB PIL image (what people and the image model see)
+        words   every text object with its box, in display millimetres
+        paths   every stroked path as polylines of points, in display millimetres, with colour
+        images  how many raster images the page draws (a scan is one big image)
+
+Display millimetres. Everything downstream works in one coordinate system: millimetres on
+the page as it is displayed (the page's /Rotate applied), origin at the top-left corner,
+x to the right, y down, from the crop box. PDF user space is 1/72 inch, so 1 unit =
+25.4/72 mm before any scaling the exporter applied (which the grid tells, see `vector`).
+Paths inside form XObjects are followed with their form's matrix composed in.
+
+pypdfium2 only (Apache-2.0/BSD): never PyMuPDF (AGPL) nor poppler (GPL).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ingest.errors import IngestError
+from ingest.readers.limits import DEFAULT_LIMITS, InputLimits, check_page_pixels
+
+MM_PER_PT = 25.4 / 72.0
+MAX_PAGE_WIDTH_PX = 2200
+MAX_SCALE = 300 / 72  # never beyond 300 dpi, even for a small page
+# A 12-lead page draws a few thousand path segments per lead and a grid; far more means a
+# drawing that is not an ECG (a map, a chart export): its paths are not read, only rendered.
+MAX_PATH_SEGMENTS = 400_000
+_MAX_FORM_DEPTH = 8
+
+_PDFIUM_PASSWORD_ERROR = 4  # FPDF_ERR_PASSWORD
+
+
+@dataclass(frozen=True)
+class Word:
+    """One text object: its text and its box (x0, y0, x1, y1) in display mm."""
+
+    text: str
+    box: tuple[float, float, float, float]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return (self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2
+
+
+@dataclass(frozen=True)
+class Polyline:
+    """One subpath of a stroked path: (n, 2) points in display mm, and how it was drawn."""
+
+    points: np.ndarray
+    colour: tuple[int, int, int]
+    closed: bool = False
+
+    @property
+    def x_extent(self) -> float:
+        return float(np.ptp(self.points[:, 0]))
+
+    @property
+    def y_extent(self) -> float:
+        return float(np.ptp(self.points[:, 1]))
+
+
+@dataclass
+class PageContent:
+    """What one page holds. `paths_complete` is False when MAX_PATH_SEGMENTS cut the reading short."""
+
+    index: int
+    width_mm: float
+    height_mm: float
+    image: Any  # PIL.Image.Image, RGB
+    text: str
+    words: list[Word] = field(default_factory=list)
+    paths: list[Polyline] = field(default_factory=list)
+    images: int = 0
+    paths_complete: bool = True
+
+    @property
+    def pixels_per_mm(self) -> float:
+        return self.image.width / self.width_mm
+
+
+def open_document(path: Path) -> Any:
+    """The pdfium document, or an IngestError naming why it cannot be opened."""
+    import pypdfium2 as pdfium  # here, so that reading other formats does not load pdfium
+
+    try:
+        return pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as exc:
+        if getattr(exc, "err_code", None) == _PDFIUM_PASSWORD_ERROR:
+            raise IngestError(path, "password-protected PDF: cannot be opened without its password") from exc
+        # pdfium refuses damaged files and files without pages alike (and its error code
+        # for the latter is whatever the previous failure left), so the reason names both.
+        raise IngestError(path, f"unreadable PDF, damaged or without pages ({exc})") from exc
+
+
+def check_page_sizes(document: Any, n_pages: int, path: Path, limits: InputLimits) -> None:
+    """Every page's rendered size, and their total, against the limits before any is rendered
+    (from the page boxes alone: no page is loaded or drawn)."""
+    total = 0
+    for index in range(n_pages):
+        width, height = document.get_page_size(index)  # as displayed, like `render_scale`
+        if width <= 0 or height <= 0:
+            raise IngestError(path, f"page {index + 1} has no size")
+        scale = min(MAX_PAGE_WIDTH_PX / width, MAX_SCALE)
+        width_px, height_px = math.ceil(width * scale), math.ceil(height * scale)
+        check_page_pixels(path, index + 1, width_px, height_px, limits, pixels_so_far=total)
+        total += width_px * height_px
+
+
+def render_scale(page: Any) -> float:
+    """The render scale for a page: at most MAX_PAGE_WIDTH_PX wide (displayed), at most 300 dpi."""
+    width, height = _display_size_pt(page)
+    return min(MAX_PAGE_WIDTH_PX / width, MAX_SCALE)
+
+
+def read_page(page: Any, index: int, path: Path, limits: InputLimits = DEFAULT_LIMITS,
+              pixels_so_far: int = 0) -> PageContent:
+    """Render one page and read its words and paths. IngestError for a damaged page, and
+    `LimitExceeded` (before rendering) for a page larger than `limits` allow."""
+    try:
+        width_pt, height_pt = _display_size_pt(page)
+        if width_pt <= 0 or height_pt <= 0:
+            raise IngestError(path, f"page {index + 1} has no size")
+        scale = render_scale(page)
+        check_page_pixels(path, index + 1, math.ceil(width_pt * scale), math.ceil(height_pt * scale), limits,
+                          pixels_so_far=pixels_so_far)
+        image = page.render(scale=scale).to_pil()  # an independent copy of pdfium's bitmap
+        if image.mode != "RGB":  # grey or RGBA renderings; RGB is already what we want
+            image = image.convert("RGB")
+        transform = _DisplayTransform.of(page)
+        textpage = page.get_textpage()
+        try:
+            text = textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n")
+            content = PageContent(index=index, width_mm=width_pt * MM_PER_PT, height_mm=height_pt * MM_PER_PT,
+                                  image=image, text=text)
+            _read_objects(page, textpage, transform, content)
+        finally:
+            textpage.close()
+    except IngestError:
+        raise
+    except Exception as exc:  # pdfium reports damaged page content in several ways
+        raise IngestError(path, f"page {index + 1} could not be rendered ({exc})") from exc
+    finally:
+        page.close()
+    return content
+
+
+def _display_size_pt(page: Any) -> tuple[float, float]:
+    left, bottom, right, top = page.get_cropbox()
+    width, height = right - left, top - bottom
+    return (height, width) if page.get_rotation() in (90, 270) else (width, height)
+
+
+@dataclass(frozen=True)
+class _DisplayTransform:
+    """PDF page space (points, y up, before /Rotate) to display mm (y down, rotation applied)."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+    rotation: int
+
+    @classmethod
+    def of(cls, page: Any) -> _DisplayTransform:
+        left, bottom, right, top = page.get_cropbox()
+        return cls(left, top, right - left, top - bottom, page.get_rotation() % 360)
+
+    def points(self, xy: np.ndarray) -> np.ndarray:
+        u = xy[:, 0] - self.left  # unrotated, y down, in points
+        v = self.top - xy[:, 1]
+        if self.rotation == 90:
+            u, v = self.height - v, u
+        elif self.rotation == 180:
+            u, v = self.width - u, self.height - v
+        elif self.rotation == 270:
+            u, v = v, self.width - u
+        return np.column_stack([u, v]) * MM_PER_PT
+
+    def box(self, left: float, bottom: float, right: float, top: float) -> tuple[float, float, float, float]:
+        corners = self.points(np.array([[left, bottom], [right, top]], dtype=np.float64))
+        x0, x1 = sorted(corners[:, 0])
+        y0, y1 = sorted(corners[:, 1])
+        return float(x0), float(y0), float(x1), float(y1)
+
+
+def _read_objects(page: Any, textpage: Any, transform: _DisplayTransform, content: PageContent) -> None:
+    import pypdfium2.raw as pdfium_c
+
+    budget = [MAX_PATH_SEGMENTS]
+    count = pdfium_c.FPDFPage_CountObjects(page.raw)
+    objects = [pdfium_c.FPDFPage_GetObject(page.raw, i) for i in range(count)]
+    _walk(objects, np.eye(3), textpage, transform, content, budget, depth=0)
+    content.paths_complete = budget[0] > 0
+
+
+def _matrix(obj: Any) -> np.ndarray:
+    """The object's matrix as a 3x3 (row vector convention: [x y 1] @ M)."""
+    import pypdfium2.raw as pdfium_c
+
+    m = pdfium_c.FS_MATRIX()
+    if not pdfium_c.FPDFPageObj_GetMatrix(obj, m):
+        return np.eye(3)
+    return np.array([[m.a, m.b, 0.0], [m.c, m.d, 0.0], [m.e, m.f, 1.0]])
+
+
+def _walk(objects: list[Any], outer: np.ndarray, textpage: Any, transform: _DisplayTransform,
+          content: PageContent, budget: list[int], depth: int) -> None:
+    import pypdfium2.raw as pdfium_c
+
+    for obj in objects:
+        kind = pdfium_c.FPDFPageObj_GetType(obj)
+        if kind == pdfium_c.FPDF_PAGEOBJ_TEXT:
+            word = _word(obj, textpage, outer, transform)
+            if word is not None:
+                content.words.append(word)
+        elif kind == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+            content.images += 1
+        elif kind == pdfium_c.FPDF_PAGEOBJ_PATH and budget[0] > 0:
+            content.paths.extend(_polylines(obj, _matrix(obj) @ outer, transform, budget))
+        elif kind == pdfium_c.FPDF_PAGEOBJ_FORM and depth < _MAX_FORM_DEPTH:
+            n = pdfium_c.FPDFFormObj_CountObjects(obj)
+            children = [pdfium_c.FPDFFormObj_GetObject(obj, i) for i in range(max(n, 0))]
+            _walk(children, _matrix(obj) @ outer, textpage, transform, content, budget, depth + 1)
+
+
+def _word(obj: Any, textpage: Any, outer: np.ndarray, transform: _DisplayTransform) -> Word | None:
+    import pypdfium2.raw as pdfium_c
+
+    size = pdfium_c.FPDFTextObj_GetText(obj, textpage.raw, None, 0)  # bytes, with the UTF-16 NUL
+    if size <= 2:
+        return None
+    buffer = ctypes.create_string_buffer(size)
+    pdfium_c.FPDFTextObj_GetText(obj, textpage.raw, ctypes.cast(buffer, ctypes.POINTER(pdfium_c.FPDF_WCHAR)), size)
+    text = buffer.raw[: size - 2].decode("utf-16-le", errors="replace")
+    # Non-breaking spaces and hyphens (U+00A0, U+2011) as plain ones; NULs some exporters pad with.
+    text = text.replace("\x00", "").replace("\xa0", " ").replace("\u2011", "-").strip()
+    if not text:
+        return None
+    left, bottom, right, top = (ctypes.c_float() for _ in range(4))
+    if not pdfium_c.FPDFPageObj_GetBounds(obj, left, bottom, right, top):
+        return None
+    corners = np.array([[left.value, bottom.value, 1.0], [right.value, top.value, 1.0]])
+    # Bounds of an object inside a form are in the form's space: carry them to the page.
+    page_corners = (corners @ outer)[:, :2]
+    (x0, y0), (x1, y1) = page_corners.min(axis=0), page_corners.max(axis=0)
+    return Word(text=text, box=transform.box(x0, y0, x1, y1))
+
+
+def _colour(obj: Any) -> tuple[int, int, int]:
+    import pypdfium2.raw as pdfium_c
+
+    r, g, b, a = (ctypes.c_uint() for _ in range(4))
+    if not pdfium_c.FPDFPageObj_GetStrokeColor(obj, r, g, b, a):
+        return (0, 0, 0)
+    return (r.value, g.value, b.value)
+
+
+def _polylines(obj: Any, matrix: np.ndarray, transform: _DisplayTransform, budget: list[int]) -> list[Polyline]:
+    """The subpaths of a stroked path object (fill-only shapes, such as text boxes, are skipped)."""
+    import pypdfium2.raw as pdfium_c
+
+    fill_mode, stroke = ctypes.c_int(), ctypes.c_int()
+    if not pdfium_c.FPDFPath_GetDrawMode(obj, fill_mode, stroke) or not stroke.value:
+        return []
+    n = pdfium_c.FPDFPath_CountSegments(obj)
+    if n <= 1:
+        return []
+    n = min(n, budget[0])
+    budget[0] -= n
+    xy = np.empty((n, 2), dtype=np.float64)
+    starts = np.zeros(n, dtype=bool)
+    closes = np.zeros(n, dtype=bool)
+    x, y = ctypes.c_float(), ctypes.c_float()
+    for i in range(n):
+        segment = pdfium_c.FPDFPath_GetPathSegment(obj, i)
+        pdfium_c.FPDFPathSegment_GetPoint(segment, x, y)
+        xy[i] = x.value, y.value
+        starts[i] = pdfium_c.FPDFPathSegment_GetType(segment) == pdfium_c.FPDF_SEGMENT_MOVETO
+        closes[i] = bool(pdfium_c.FPDFPathSegment_GetClose(segment))
+    page_xy = np.column_stack([xy, np.ones(n)]) @ matrix
+    points = transform.points(page_xy[:, :2])
+    colour = _colour(obj)
+    starts[0] = True
+    bounds = np.flatnonzero(starts).tolist() + [n]
+    lines = []
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        if stop - start >= 2:
+            lines.append(Polyline(points=points[start:stop], colour=colour, closed=bool(closes[start:stop].any())))
+    return lines
