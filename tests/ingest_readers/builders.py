@@ -141,7 +141,7 @@ def write_dicom_ecg(path: Path, groups: list, *, sop_class: str = TWELVE_LEAD_SO
 
 
 def synthetic_12lead(fs: float = 500.0, seconds: float = 10.0, rate_bpm: float = 75.0) -> np.ndarray:
-    """A cheap, deterministic (12, N) mV ECG: Gaussian P, QRS and T waves on a 60-degree axis.
+    """A cheap, deterministic (12, N) mV ECG: Gaussian P, QRS and T waves on a 45-degree axis.
 
     Not physiology: just a signal with the shape and scale of an ECG, for tests that need
     a page to show one (neurokit2's simulator is the better signal but takes ~0.7 s).
@@ -153,7 +153,7 @@ def synthetic_12lead(fs: float = 500.0, seconds: float = 10.0, rate_bpm: float =
                                       (0.025, 0.01, -0.25), (0.3, 0.05, 0.3)):
             beat += height * np.exp(-0.5 * ((t - r - offset) / width) ** 2)
     angles = {"I": 0, "II": 60, "III": 120, "aVR": -150, "aVL": -30, "aVF": 90}
-    limb = {lead: beat * np.cos(np.deg2rad(60 - angle)) for lead, angle in angles.items()}
+    limb = {lead: beat * np.cos(np.deg2rad(45 - angle)) for lead, angle in angles.items()}
     chest = {f"V{k}": beat * weight for k, weight in zip(range(1, 7), (-0.6, -0.2, 0.4, 1.2, 1.1, 0.8), strict=True)}
     return np.stack([{**limb, **chest}[lead] for lead in STANDARD_LEADS])
 

@@ -131,5 +131,6 @@ def _worth_digitising(page: PageContent, found: VectorPage) -> bool:
 def _evidence(page: PageContent, found: VectorPage, scan: object) -> PageEvidence:
     labels = {lead for word in page.words if (lead := lead_label(word.text)) is not None}
     return PageEvidence(vector_leads=len(found.traces), vector_traces=found.candidate_traces,
+                        vector_rows=found.trace_rows,
                         vector_grid=found.grid_pitch_mm is not None, lead_labels=len(labels),
                         raster_ecg=bool(scan is not None and getattr(scan, "looks_like_ecg", False)))

@@ -4,8 +4,8 @@ An inbox receives what people put in it: letters, invoices, blank scans, photogr
 alone proves nothing (a discharge letter says "ECG: sinus rhythm, QRS 90 ms"), so a PDF is
 taken as an ECG only when one of its pages SHOWS one:
 
-- vector traces read as leads (`vector`), or drawn traces beside printed lead labels or
-  on a grid; or
+- vector traces read as leads (`vector`), or drawn traces in three or more rows on a 1 or
+  5 mm grid or beside printed lead labels; or
 - a page image with an ECG grid and rows of traces (`raster.looks_like_ecg`), whether or
   not its signal could be digitised.
 
@@ -26,13 +26,16 @@ class PageEvidence:
 
     vector_leads: int = 0  # traces read as leads
     vector_traces: int = 0  # drawn polylines that look like traces
-    vector_grid: bool = False
+    vector_rows: int = 0  # distinct rows those lie in
+    vector_grid: bool = False  # a drawn grid of 1 or 5 mm
     lead_labels: int = 0  # distinct standard lead labels in the text
     raster_ecg: bool = False  # the page image has an ECG grid and trace rows
 
     @property
     def shows_ecg(self) -> bool:
-        drawn = self.vector_traces >= 3 and (self.vector_grid or self.lead_labels >= 6)
+        # Traces in separate rows on an ECG grid, or beside lead labels (a chart's series share
+        # one plot area, and a chart's grid is rarely 1 or 5 mm).
+        drawn = self.vector_traces >= 3 and self.vector_rows >= 3 and (self.vector_grid or self.lead_labels >= 6)
         return self.vector_leads > 0 or drawn or self.raster_ecg
 
 

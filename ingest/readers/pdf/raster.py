@@ -53,6 +53,7 @@ MAX_ROTATION_DEG = 6.0
 MIN_COVERAGE = 0.95
 MAX_LINE_MM = 0.8  # a trace thicker than this (median run) is a smudge or a photo, not a line
 _MAX_POINTS_FOR_ANGLE = 250_000
+MIN_AGREEMENT_DB = 10.0  # a lead printed twice must read alike (panel vs rhythm strip)
 BOUNDARY_GUARD_S = 0.014  # 0.35 mm at 25 mm/s: the separator tick and the pen's jump
 
 
@@ -202,19 +203,29 @@ def _period(profile: np.ndarray, low: float, high: float) -> tuple[float | None,
 
 
 def _grid_scale(grid_map: np.ndarray, prior: float) -> tuple[float, bool]:
-    """Pixels per paper mm from the grid (1 or 5 mm lines, the one that agrees with the page's
-    size), and whether a grid was found; the page's own scale otherwise."""
-    estimates = []
+    """Pixels per paper mm from the grid, and whether a grid was found; the page's scale otherwise.
+
+    A grid is a square pattern: the same strong period across and down the page (a table's
+    ruled rows or a photo's texture are periodic one way at most). The period is 1 mm or 5 mm,
+    whichever agrees with the page's size.
+    """
+    periods = []
     for axis in (0, 1):
         period, strength = _period(grid_map.mean(axis=axis).astype(np.float64), 2.5, 8.0 * prior)
         if period is None or strength < 20.0:
-            continue
-        for mm in (1.0, 5.0):
-            if 0.7 * prior <= period / mm <= 1.4 * prior:
-                estimates.append(period / mm)
-    if not estimates:
+            return prior, False
+        periods.append(period)
+    # The two directions must agree, up to a harmonic (one direction may ring stronger at half
+    # or a fifth of the period, when the 1 mm lines are faint or the traces add their own rhythm).
+    long, short = max(periods), min(periods)
+    harmonic = round(long / short)
+    if harmonic > 5 or abs(long / (short * harmonic) - 1.0) > 0.03:
         return prior, False
-    return float(np.mean(estimates)), True
+    period = long
+    for mm in (1.0, 5.0):
+        if 0.7 * prior <= period / mm <= 1.4 * prior:
+            return period / mm, True
+    return prior, False
 
 
 # --- rows -----------------------------------------------------------------------------------------
@@ -246,7 +257,8 @@ def _rows(mask: np.ndarray, px_per_mm: float) -> list[_Row]:
         if end - start < 60.0 * px_per_mm:
             continue
         near = [pulse for pulse in pulses if abs(pulse.foot - level) < 0.4 * spacing and pulse.right < start + px_per_mm]
-        pulse = min(near, key=lambda pulse: abs(pulse.foot - level)) if near else None
+        pulse = min(near, key=lambda pulse: abs(pulse.foot - level)) if near else _attached_pulse(mask, level, start,
+                                                                                                   px_per_mm)
         rows.append(_Row(level=level, zero=pulse.foot if pulse else level, x_start=float(start), x_end=float(end),
                          gain_px_per_mv=pulse.height if pulse else None))
     return rows
@@ -297,6 +309,29 @@ def _pulses(mask: np.ndarray, labels: np.ndarray, slices: list, x_first: int, px
     return found
 
 
+def _attached_pulse(mask: np.ndarray, level: float, start: int, px_per_mm: float) -> _Pulse | None:
+    """A pulse drawn so close to its row's trace that they touch: the first two tall stroke
+    groups within the row's first 12 mm, and the block around them checked as a pulse."""
+    x0, x1 = int(start), int(start + 12.0 * px_per_mm)
+    y0 = int(max(0, level - 23.0 * px_per_mm))
+    region = mask[y0:int(level + 3.0 * px_per_mm), x0:x1]
+    if region.size == 0:
+        return None
+    has = region.any(axis=0)
+    top = region.argmax(axis=0)
+    bottom = region.shape[0] - 1 - region[::-1].argmax(axis=0)
+    tall = np.flatnonzero(has & (bottom - top + 1 >= 4.0 * px_per_mm))
+    if tall.size < 2:
+        return None
+    groups = np.split(tall, np.flatnonzero(np.diff(tall) > 2) + 1)
+    if len(groups) < 2:
+        return None
+    first, second = groups[0], groups[1]
+    rows = slice(max(0, int(top[first].min()) - 1), int(bottom[first].max()) + 2)
+    columns = slice(0, min(region.shape[1], int(second.max() + 1.5 * px_per_mm)))
+    return _pulse_shape(region[rows, columns], y0 + rows.start, x0, px_per_mm)
+
+
 def _pulse_shape(block: np.ndarray, top: int, left: int, px_per_mm: float) -> _Pulse | None:
     """Foot and height of a pulse drawn in `block` (its component), or None if it is no pulse."""
     column_ink = block.sum(axis=0)
@@ -315,9 +350,13 @@ def _pulse_shape(block: np.ndarray, top: int, left: int, px_per_mm: float) -> _P
     between = block[:reach, first.max() + 1 + margin:second.min() - margin]
     lower = block[-reach:]
     outside = np.concatenate([lower[:, :max(0, first.min() - margin)], lower[:, second.max() + 1 + margin:]], axis=1)
-    if between.size == 0 or not between.any() or outside.size == 0 or not outside.any():
+    if between.size == 0 or not between.any():
         return None
-    top_y, foot_y = _centroid(between), block.shape[0] - reach + _centroid(outside)
+    top_y = _centroid(between)
+    if outside.size and outside.any():
+        foot_y = block.shape[0] - reach + _centroid(outside)
+    else:  # a pulse without a foot (GE MUSE): its strokes end on the baseline
+        foot_y = float(np.flatnonzero(block[:, np.concatenate([first, second])].any(axis=1)).max())
     if foot_y - top_y < 3.5 * px_per_mm:
         return None
     return _Pulse(foot=top + foot_y, height=foot_y - top_y, right=float(left + block.shape[1] - 1))
@@ -353,7 +392,7 @@ def _read_rows(mask: np.ndarray, ink: np.ndarray, rows: list[_Row], layout: tupl
     if px_per_s is None:
         failures.append("the rows' length disagrees with 10 s at 25 mm/s on this grid")
         return [], failures
-    x_origin = _time_origin(float(np.median(starts)), float(np.median(ends)), px_per_s, px_per_mm)
+    x_origin = _time_origin(starts, ends, px_per_s, px_per_mm)
     traces: list[PanelTrace] = []
     for index, (row, leads) in enumerate(zip(ordered, layout, strict=True)):
         above = levels[index - 1] if index > 0 else row.level - 2.0 * (levels[1] - levels[0])
@@ -374,22 +413,47 @@ def _read_rows(mask: np.ndarray, ink: np.ndarray, rows: list[_Row], layout: tupl
             failures.append(f"row {index + 1} reaches {np.abs(millivolts).max():.0f} mV")
             continue
         traces += _panels(seconds, millivolts, leads, page_index)
+    if not failures and (disagreement := _twice_printed_disagree(traces)) is not None:
+        failures.append(disagreement)
     return traces, failures
+
+
+def _twice_printed_disagree(traces: list[PanelTrace]) -> str | None:
+    """A lead printed twice (II in its panel and in the rhythm strip) must read the same both
+    times: if not, the time axis or the rows were read wrong, and nothing is trusted."""
+    by_lead: dict[str, list[PanelTrace]] = {}
+    for trace in traces:
+        by_lead.setdefault(trace.lead, []).append(trace)
+    for lead, printed in by_lead.items():
+        if len(printed) < 2:
+            continue
+        strip, panel = sorted(printed, key=lambda trace: -trace.samples.size)[:2]
+        offset = int(round((panel.start_s - strip.start_s) * 500.0))
+        if offset < 0 or offset + panel.samples.size > strip.samples.size:
+            continue
+        same = strip.samples[offset:offset + panel.samples.size]
+        inner = slice(10, -10)  # the panel's edges hold values; compare what was read
+        power = float(np.mean(panel.samples[inner] ** 2))
+        noise = float(np.mean((same[inner] - panel.samples[inner]) ** 2))
+        if noise > 0 and power > 0 and 10 * np.log10(power / noise) < MIN_AGREEMENT_DB:
+            return (f"lead {lead} reads differently in its panel and in the rhythm strip "
+                    f"({10 * np.log10(power / noise):.1f} dB)")
+    return None
 
 
 def _panels(seconds: np.ndarray, millivolts: np.ndarray, leads: tuple[str, ...], page_index: int) -> list[PanelTrace]:
     """A row's trace cut into its panels, each sampled at 500 Hz over its whole span.
 
-    Near an inner panel boundary the row holds the separator tick and the jump from one lead
-    to the next, so points within BOUNDARY_GUARD_S of it are left out and the panel's edge
-    holds its nearest read value.
+    Near a panel boundary the row holds the separator tick and the jump from one lead to the
+    next (at the row's start, perhaps the calibration pulse), so points within
+    BOUNDARY_GUARD_S of it are left out and the panel's edge holds its nearest read value.
     """
     panel = PAGE_SECONDS / len(leads)
     traces = []
     for column, lead in enumerate(leads):
         lo, hi = column * panel, (column + 1) * panel
-        keep = ((seconds >= lo + (BOUNDARY_GUARD_S if column > 0 else -1.0))
-                & (seconds < hi - (BOUNDARY_GUARD_S if column < len(leads) - 1 else -1.0)))
+        # The row's own ends too: a calibration pulse may touch its start.
+        keep = (seconds >= lo + BOUNDARY_GUARD_S) & (seconds < hi - BOUNDARY_GUARD_S)
         if keep.sum() < 10:
             continue
         grid = np.arange(round(lo * 500.0), round(hi * 500.0)) / 500.0
@@ -399,21 +463,24 @@ def _panels(seconds: np.ndarray, millivolts: np.ndarray, leads: tuple[str, ...],
     return traces
 
 
-def _time_origin(first: float, last: float, px_per_s: float, px_per_mm: float) -> float:
+def _time_origin(starts: np.ndarray, ends: np.ndarray, px_per_s: float, px_per_mm: float) -> float:
     """The column index (pixel centres at index + 0.5) where 0 s lies, to a fraction of a pixel.
 
-    The rows run from 0 s to the last sample just before 10 s. A line's ends stick out of
-    its true ends by its cap, as much on the left as on the right, so the middle of the first
-    and last ink columns is the middle of the recording. When the calibration pulse touches
-    the trace (the row is too long on the left), only the right end can tell.
+    A row that runs the whole 10 s (a rhythm strip; with some exporters every row) tells best:
+    its line sticks out of its true ends by its cap, as much on the left as on the right, so
+    the middle of its first and last ink columns is the middle of the recording. Panel rows
+    may stop a few samples short of 10 s (GE MUSE draws 2.476 s panels); without a full row,
+    the rows' first ink column is the start.
     """
     span = (PAGE_SECONDS - 0.002) * px_per_s  # 10 s less one sample at 500 Hz
-    drawn = last + 1.0 - first
-    if abs(drawn - span) <= 0.5 * px_per_mm:
-        start = (first + last + 1.0 - span) / 2.0
-    else:
-        start = last + 1.0 - 0.1 * px_per_mm - span  # a 0.2 mm line's cap
-    return start - 0.5
+    drawn = ends + 1.0 - starts
+    full = np.abs(drawn - span) <= 0.3 * px_per_mm
+    if full.any():
+        return float(np.median((starts[full] + ends[full] + 1.0 - span) / 2.0)) - 0.5
+    # No row is exactly 10 s long: its start is hidden in a calibration pulse that touches it.
+    # The longest-reaching row (the rhythm strip) still ends at 10 s: count back from its end,
+    # less half a line (0.1 mm) for the cap.
+    return float(ends.max() + 1.0 - 0.1 * px_per_mm - span) - 0.5
 
 
 def _time_axis(x_end: float, x_origin: float, px_per_mm: float) -> float | None:

@@ -143,7 +143,8 @@ _INTERVAL = r"(?:[\s-]*(?:interval|intervall|int\.?|dauer|duration|dur\.?|zeit))
 _MEASUREMENT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern, re.IGNORECASE)) for name, pattern in (
         ("hr", r"(?<![\w/])(?:vent\.?\s*rate|ventricular\s+rate|heart\s*rate|herzfrequenz|frequenz|fr[ée]quence"
-               r"|hf|hr|rate|v-rate)" + _SEP + r"(?P<value>\d{2,3})(?![\d.,])\s*(?P<unit>bpm|/\s*min|1/min|b/min)?"),
+               r"|hf|hr|rate)" + _SEP + r"(?P<value>\d{2,3})(?![\d.,])(?!\s*-\s*\d)"  # "V-rate 50-99" is a range
+               r"\s*(?P<unit>bpm|/\s*min|1/min|b/min)?"),
         ("rr", r"(?<![\w/])RR(?:\s*/\s*PP)?" + _INTERVAL + _SEP + r"(?P<value>\d{3,4})(?![\d.,])(?:\s*/\s*\d{3,4})?" + _MS),
         ("pr", r"(?<![\w/-])(?:PR|PQ|P-R|P-Q)(?![\w-])" + _INTERVAL + _SEP + r"(?P<value>\d{2,3})(?![\d.,])" + _MS),
         ("qrs", r"(?<![\w/-])QRS(?:d|-?dauer|\s+duration|\s+dur\.?|\s+dauer)?(?![\w-])" + _SEP
@@ -164,7 +165,7 @@ _MEASUREMENT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 _RANGES = {"hr_bpm": (20, 300), "rr_ms": (200, 3000), "pr_ms": (60, 400), "qrs_ms": (40, 250),
            "qt_ms": (200, 700), "qtc_ms": (250, 750), "qtc_fridericia_ms": (250, 750),
            "p_axis_deg": (-180, 360), "qrs_axis_deg": (-180, 360), "t_axis_deg": (-180, 360)}
-_AXIS_HEADER = re.compile(r"^-*\s*(?:axis|axes|achsen|axe)\s*-*$", re.IGNORECASE)
+_AXIS_HEADER = re.compile(r"^-+\s*(?:axis|axes|achsen|axe)\s*-+|^(?:axis|axes|achsen)$", re.IGNORECASE)
 _AXIS_ROW = re.compile(r"^(P|QRS|T)\s*[:=]?\s*(-?\d{1,3})(?![\d.,])", re.IGNORECASE)
 
 

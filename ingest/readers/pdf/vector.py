@@ -97,9 +97,10 @@ class VectorPage:
 
     traces: list[PanelTrace] = field(default_factory=list)
     trace_top: float | None = None  # top of the trace area (display mm): the header is above it
-    grid_pitch_mm: float | None = None
+    grid_pitch_mm: float | None = None  # only a pitch of 1 or 5 mm (within 25 %) counts as an ECG grid
     pulses: int = 0
     candidate_traces: int = 0
+    trace_rows: int = 0  # distinct rows (baselines at least 8 mm apart) the candidate traces lie in
     scale: PageScale | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -110,7 +111,9 @@ def recover_vector_page(page: PageContent) -> VectorPage:
     labels = [word for word in page.words if lead_label(word.text) is not None]
     chains = _chains(page.paths, labels)
     grid = [chain for chain in chains if _is_grid_line(chain)]
-    result.grid_pitch_mm = _grid_pitch(grid)
+    pitch = _grid_pitch(grid)
+    ecg_pitch = pitch is not None and any(0.8 * mm <= pitch <= 1.25 * mm for mm in (1.0, 5.0))
+    result.grid_pitch_mm = pitch if ecg_pitch else None
     pulses = [pulse for chain in chains if (pulse := _pulse(chain)) is not None]
     result.pulses = len(pulses)
     # The grid's colours: those of many straight lines (a single black frame line is no grid).
@@ -121,6 +124,8 @@ def recover_vector_page(page: PageContent) -> VectorPage:
     result.candidate_traces = len(traces)
     if not traces:
         return result
+    baselines = np.sort([trace.baseline for trace in traces])
+    result.trace_rows = 1 + int((np.diff(baselines) >= 8.0).sum())
     result.trace_top = min(float(trace.points[:, 1].min()) for trace in traces)
     scale = _page_scale(page.words, result.grid_pitch_mm, pulses)
     result.scale = scale
@@ -209,7 +214,9 @@ def _pulse(chain: Polyline) -> Pulse | None:
 
 def _is_trace(chain: Polyline) -> bool:
     points = chain.points
-    if len(points) < MIN_TRACE_POINTS or chain.x_extent < MIN_TRACE_WIDTH_MM or chain.y_extent < 0.3:
+    # A flat lead (aVL on a 60-degree axis) is still a trace: many points on one level, where
+    # a grid line has two.
+    if len(points) < MIN_TRACE_POINTS or chain.x_extent < MIN_TRACE_WIDTH_MM:
         return False
     steps = np.diff(points[:, 0])
     return float((steps < -0.05).mean()) <= MAX_BACKWARD_FRACTION
@@ -320,7 +327,10 @@ def isoelectric_level(y: np.ndarray, mm_per_mv: float) -> float:
     counts, _ = np.histogram(y, bins=edges)
     smooth = np.convolve(counts, np.ones(5) / 5, mode="same")
     peak = int(np.argmax(smooth))
-    return float((edges[peak] + edges[peak + 1]) / 2)
+    coarse = (edges[peak] + edges[peak + 1]) / 2
+    # Refined: the median of the points within 0.05 mV of the coarse mode.
+    near = y[np.abs(y - coarse) <= 2.5 * bin_mm]
+    return float(np.median(near)) if near.size else float(coarse)
 
 
 def _row_pulse(trace: Trace, pulses: Sequence[Pulse]) -> Pulse | None:

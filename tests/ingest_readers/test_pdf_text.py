@@ -1,0 +1,149 @@
+"""The text layer of cart PDFs: device measurements, statements and demographics by layout.
+
+Real PDFs (tests/data/pdf/, see its MANIFEST): GE MUSE, GE CardioSoft, Schiller. Philips and
+Mortara layouts are written here by the tests (no real sample was found). Every field is
+read only with confidence: a garbled text layer gives nothing, and garbage never reaches PID.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from ingest.ecg import Sex
+from ingest.readers.read import read_ecg
+from tests.ingest_readers.builders import synthetic_12lead
+from tests.ingest_readers.ecg_pages import write_ecg_pdf
+
+REAL = Path(__file__).resolve().parents[1] / "data" / "pdf"
+
+# What each device printed (read off the page; see MANIFEST.md).
+PRINTED = {
+    "ge_muse_1.pdf": dict(hr_bpm=80, pr_ms=146, qrs_ms=84, qt_ms=362, qtc_ms=417, p_axis_deg=-5, qrs_axis_deg=34,
+                          t_axis_deg=11),
+    "ge_muse_2.pdf": dict(hr_bpm=52, pr_ms=194, qrs_ms=112, qt_ms=502, qtc_ms=466, p_axis_deg=38, qrs_axis_deg=16,
+                          t_axis_deg=77),
+    "ge_cardiosoft_1.pdf": dict(hr_bpm=55, rr_ms=1082, pr_ms=190, qrs_ms=100, qt_ms=408, qtc_ms=390, p_axis_deg=66,
+                                qrs_axis_deg=86, t_axis_deg=23),
+    "ge_cardiosoft_2.pdf": dict(hr_bpm=75, rr_ms=804, pr_ms=158, qrs_ms=100, qt_ms=366, qtc_ms=408, p_axis_deg=68,
+                                qrs_axis_deg=69, t_axis_deg=60),
+    "schiller_1.pdf": dict(hr_bpm=63, rr_ms=948, pr_ms=170, qrs_ms=94, qt_ms=362, qtc_ms=373, p_axis_deg=53,
+                           qrs_axis_deg=48, t_axis_deg=40),
+}
+
+
+@pytest.fixture(scope="module")
+def real() -> dict[str, object]:
+    return {name: read_ecg(REAL / name) for name in PRINTED}
+
+
+@pytest.mark.parametrize("name", sorted(PRINTED))
+def test_real_cart_pdf_measurements_are_the_printed_ones(real: dict, name: str) -> None:
+    measured = real[name].device_measurements
+    assert measured is not None
+    printed = PRINTED[name]
+    found = {field: getattr(measured, field) for field in printed}
+    assert found == {field: float(value) for field, value in printed.items()}
+    # Nothing the page does not print is invented.
+    assert measured.qtc_fridericia_ms is None
+
+
+def test_real_cart_pdfs_statements_and_whose_they_are(real: dict) -> None:
+    muse = real["ge_muse_2.pdf"].device_statements
+    assert [s.text for s in muse] == ["Sinus bradycardia, 竇性緩脈",
+                                      "Incomplete left bundle branch block, 不完全性左側束枝傳導阻斷",
+                                      "Prolonged QT", "Abnormal ECG, 異常心電圖"]
+    schiller = real["schiller_1.pdf"].device_statements
+    assert [s.text for s in schiller] == ["SINUSRHYTHMUS", "LAGETYP NORMAL", "SONST NORMALES EKG"]
+    # "Unbestätigter Bericht": the device's own reading, not confirmed by a physician.
+    assert all(s.confirmed is False for s in schiller)
+    # CardioSoft prints "nicht befundet" and no interpretation: no statements.
+    assert real["ge_cardiosoft_1.pdf"].device_statements == []
+    assert {real[name].device_name for name in PRINTED} == {"GE MUSE", "GE CardioSoft", "Schiller"}
+
+
+def test_real_cart_pdfs_demographics_by_layout(real: dict) -> None:
+    muse = real["ge_muse_1.pdf"].demographics
+    assert muse.patient_id == "500"  # "ID:500" only: not the rest of the header line
+    assert muse.acquired_at == dt.datetime(2020, 2, 11, 11, 31, 29)
+    assert muse.birth_date == dt.date(1997, 9, 8) and muse.age_years == 23  # as printed: "(23 歲)"
+    cardiosoft = real["ge_cardiosoft_2.pdf"].demographics
+    assert (cardiosoft.patient_id, cardiosoft.patient_name, cardiosoft.sex) == ("1282423", "testmann^test", Sex.FEMALE)
+    assert cardiosoft.acquired_at == dt.datetime(2021, 2, 5, 13, 36, 10) and cardiosoft.age_years == 20
+    schiller = real["schiller_1.pdf"].demographics
+    assert (schiller.patient_id, schiller.patient_name, schiller.sex) == ("1282423", "test testmann", Sex.MALE)
+    assert schiller.birth_date == dt.date(2001, 1, 1) and schiller.acquired_at == dt.datetime(2021, 2, 5, 13, 39, 33)
+
+
+def _page(tmp_path: Path, name: str, header: list[str]) -> object:
+    return read_ecg(write_ecg_pdf(tmp_path / name, synthetic_12lead(), 500.0, header=header))
+
+
+def test_philips_style_block_with_its_axis_block(tmp_path: Path) -> None:
+    """PageWriter prints one field a line and the axes under "--AXIS--" (written here: no real sample)."""
+    ecg = _page(tmp_path, "philips.pdf", [
+        "Rate 61      . Sinus rhythm ...................... normal P axis, V-rate 50- 99",
+        "PR   161",
+        "QRSD  75     . Borderline T abnormalities, anterior leads",
+        "QT   368",
+        "QTc  370",
+        "--AXIS--     - BORDERLINE ECG -",
+        "P     74",
+        "QRS   52",
+        "T     57",
+        "Unconfirmed Diagnosis",
+    ])
+    m = ecg.device_measurements
+    assert (m.hr_bpm, m.pr_ms, m.qrs_ms, m.qt_ms, m.qtc_ms) == (61, 161, 75, 368, 370)
+    assert (m.p_axis_deg, m.qrs_axis_deg, m.t_axis_deg) == (74, 52, 57)  # "QRS 52" under AXIS is no QRS duration
+
+
+def test_mortara_style_labels_on_one_line(tmp_path: Path) -> None:
+    """ELI-style "Label: value unit" fields side by side (written here: no real sample)."""
+    ecg = _page(tmp_path, "mortara.pdf", [
+        "ID: 12345678",
+        "Name: DOE, JANE   Sex: Female   Age: 54",
+        "Rate: 61 bpm   PR: 161 ms   QRSD: 75 ms   QT: 368 ms   QTcB: 370 ms   QTcF: 369 ms",
+        "P-R-T axes: 74 52 57",
+    ])
+    m = ecg.device_measurements
+    assert (m.hr_bpm, m.pr_ms, m.qrs_ms, m.qt_ms, m.qtc_ms, m.qtc_fridericia_ms) == (61, 161, 75, 368, 370, 369)
+    assert (m.p_axis_deg, m.qrs_axis_deg, m.t_axis_deg) == (74, 52, 57)
+    d = ecg.demographics
+    assert (d.patient_id, d.patient_name, d.sex, d.age_years) == ("12345678", "DOE^JANE", Sex.FEMALE, 54)
+
+
+def test_values_out_of_range_or_contradictory_are_not_taken(tmp_path: Path) -> None:
+    ecg = _page(tmp_path, "odd.pdf", ["Vent. rate 7 BPM   PR interval 900 ms   QRS duration 90 ms",
+                                      "QRS duration 95 ms"])
+    m = ecg.device_measurements
+    assert m is None or (m.hr_bpm is None and m.pr_ms is None and m.qrs_ms is None)
+    notes = ecg.provenance["text_notes"]
+    assert "pr printed outside" in notes and "qrs printed with different values" in notes
+
+
+def test_garbage_never_reaches_the_patient_id(tmp_path: Path) -> None:
+    """A whole header line in one text object after "ID:" (the bug that put a GE PDF's header
+    in PID-3) is not an identifier; nor is a name made of digits and symbols."""
+    ecg = _page(tmp_path, "garbage.pdf", ["Patient ID: 500 2020/02/11 11:31:29 Chang Gung Memorial",
+                                          "Name: 12:34:56 ;;; 0000"])
+    assert ecg.demographics.patient_id is None and ecg.demographics.patient_name is None
+    assert "not a single clean identifier" in ecg.provenance["demographics_notes"]
+
+
+def test_unmapped_text_layer_is_not_read() -> None:
+    """Fonts without a character map give control and private-use codes: nothing is read, not
+    even the words that happen to look like fields."""
+    from ingest.readers.pdf.document import PageContent, Word
+    from ingest.readers.pdf.text import read_text_layer
+
+    garbled = "".join(chr(code) for code in (0xE001, 0xE002, 0x0003, 0xE004))
+    words = [Word(garbled, (10.0 + 20 * i, 10.0, 25.0 + 20 * i, 13.0)) for i in range(6)]
+    words += [Word("ID:4711", (10.0, 20.0, 30.0, 23.0)), Word("Vent. rate 80 BPM", (40.0, 20.0, 80.0, 23.0))]
+    page = PageContent(index=0, width_mm=279.4, height_mm=215.9, image=None, text="", words=words)
+    findings = read_text_layer([page], [None])
+    assert not findings.readable and findings.measurements is None
+    assert findings.demographics.patient_id is None
+    assert "cannot be read" in findings.notes[0]
