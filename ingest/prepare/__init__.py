@@ -4,7 +4,8 @@
         --(render the 12-lead paper layout)------> image (PIL, in memory)
         --(delineate and measure)----------------> features (GroundingFeatures)
 
-A scanned PDF has no signal: its page image is the image, and there are no features.
+A PDF's first page is its image, whether or not a signal was recovered from it; a PDF
+without a recovered signal (a scan too poor to digitise) has no features.
 Rendering stays in memory (the model takes the PIL image directly); PNG files are
 written only for people (the review page, `ecg-worklist render`).
 """
@@ -54,7 +55,10 @@ def prepare(ecg: Ecg) -> PreparedEcg:
 
     window = to_model_window(ecg)
     features = measure(_unrecorded_as_nan(ecg, window.signal), window.sampling_rate_hz)
-    image = render_12lead(window.signal, window.sampling_rate_hz)
+    # A PDF's signal was read off its page: the page itself (what the device printed, scan
+    # marks and all) stays the image, for people and for the model; a rendering of the
+    # recovered signal would only be a copy of it.
+    image = ecg.pages[0] if ecg.pages else render_12lead(window.signal, window.sampling_rate_hz)
     return PreparedEcg(ecg=ecg, model_signal=window.signal, image=image, features=features,
                        window_note=window.note)
 

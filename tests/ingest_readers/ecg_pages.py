@@ -82,7 +82,9 @@ def write_ecg_pdf(path: Path, signal: np.ndarray, fs: float, *, layout: str = "3
     data = np.asarray(signal, dtype=np.float64)
     page_w, page_h = 279.4 * MM, 215.9 * MM  # displayed size
     if rotate in (90, 270):
-        doc = canvas.Canvas(str(path), pagesize=(page_h, page_w))
+        # reportlab writes a /Rotate 90 page's MediaBox with the sides swapped: asking for a
+        # landscape size gives a portrait MediaBox that displays as landscape (as GE MUSE does).
+        doc = canvas.Canvas(str(path), pagesize=(page_w, page_h))
         doc.setPageRotation(rotate)
         # Draw in displayed coordinates: map them into the unrotated page.
         if rotate == 90:

@@ -49,7 +49,7 @@ def test_bad_file_exits_non_zero_with_file_and_reason(tmp_path: Path) -> None:
 
 
 def test_render_writes_a_png_of_a_scan(tmp_path: Path) -> None:
-    pdf = write_scan_pdf(tmp_path / "scan.pdf", size=(1100, 850))
+    pdf = write_scan_pdf(tmp_path / "scan.pdf")
     out = tmp_path / "scan.png"
     result = CliRunner().invoke(main, ["render", str(pdf), "-o", str(out)])
     assert result.exit_code == 0, result.output

@@ -41,7 +41,7 @@ def test_dicom_without_preamble_is_recognised(tmp_path: Path) -> None:
 
 
 def test_pdf_is_recognised_by_content(tmp_path: Path) -> None:
-    pdf = write_scan_pdf(tmp_path / "scan.pdf", size=(200, 100))
+    pdf = write_scan_pdf(tmp_path / "scan.pdf")
     renamed = tmp_path / "scan.dat"
     shutil.copy(pdf, renamed)
     assert detect_format(pdf) is SourceFormat.PDF

@@ -50,7 +50,7 @@ def test_measurements_come_from_the_prepared_features(mortara_dicom_path: Path) 
 
 
 def test_summary_of_a_scan_and_of_derived_leads(tmp_path: Path, ecg12: np.ndarray) -> None:
-    scan = summarize(read_ecg(write_scan_pdf(tmp_path / "scan.pdf", size=(400, 300))))
+    scan = summarize(read_ecg(write_scan_pdf(tmp_path / "scan.pdf", blur_px=3.0)))
     assert not scan.has_signal and scan.has_image and scan.n_pages == 1
     assert scan.leads == [] and scan.missing_leads == list(STANDARD_LEADS)
     assert scan.device_measurements is None

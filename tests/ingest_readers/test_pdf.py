@@ -1,5 +1,6 @@
-"""The PDF reader: a vector report with a text layer (reportlab), a raster scan (Pillow), bad PDFs,
-and the demographics helpers (labelled fields, dates, the JSON sidecar)."""
+"""The PDF reader as a whole: a vector report with a text layer, a raster scan, sidecars, bad PDFs,
+and the demographics helpers (labelled fields, dates). The parts have their own tests:
+test_pdf_text.py (device fields), test_pdf_vector.py, test_pdf_raster.py, test_pdf_not_ecg.py."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ingest.errors import IngestError
 from ingest.readers.read import read_ecg
 from ingest.readers.demographics import labelled_fields, parse_date
 from ingest.readers.pdf import MAX_PAGE_WIDTH_PX
+from ingest.readers.pdf.document import MM_PER_PT
 from tests.ingest_readers.builders import write_encrypted_pdf, write_report_pdf, write_scan_pdf
 
 HEADER = [
@@ -25,10 +27,14 @@ HEADER = [
 ]
 
 
-def test_vector_report_pages_and_text_layer_demographics(tmp_path: Path, ecg12: np.ndarray) -> None:
+def test_vector_report_pages_signal_and_text_layer_demographics(tmp_path: Path, ecg12: np.ndarray) -> None:
     ecg = read_ecg(write_report_pdf(tmp_path / "report.pdf", HEADER, np.array(ecg12)))
     assert ecg.source_format is SourceFormat.PDF
-    assert ecg.signal is None and ecg.sampling_rate_hz is None and not ecg.has_signal
+    # The traces are paths: the signal comes back, 10 s at 500 Hz, each lead where it is printed.
+    assert ecg.has_signal and ecg.sampling_rate_hz == 500 and ecg.signal.shape == (12, 5000)
+    assert ecg.provenance["signal"] == "vector traces"
+    assert np.isfinite(ecg.signal[1]).all()  # lead II: its panel and the 10 s rhythm strip
+    assert np.isfinite(ecg.signal[0]).sum() == 1250  # lead I: its 2.5 s panel only
     assert len(ecg.pages) == 1
     page = ecg.pages[0]
     assert page.mode == "RGB"
@@ -36,7 +42,7 @@ def test_vector_report_pages_and_text_layer_demographics(tmp_path: Path, ecg12: 
     assert page.height == round(612 * MAX_PAGE_WIDTH_PX / 792)
     # The drawn traces are on the page: a good share of dark pixels below the header.
     pixels = np.asarray(page.convert("L"))
-    assert (pixels[400:] < 128).mean() > 0.005
+    assert (pixels[400:] < 128).mean() > 0.003
     demographics = ecg.demographics
     assert demographics.patient_name == "DOE^JANE"
     assert demographics.patient_id == "MRN-778899"  # "Device ID: 17" is not the patient
@@ -45,6 +51,27 @@ def test_vector_report_pages_and_text_layer_demographics(tmp_path: Path, ecg12: 
     assert demographics.accession == "ACC-2024-0042"
     assert demographics.acquired_at == dt.datetime(2024, 3, 1, 14, 22, 33)
     assert ecg.provenance["text_layer"] == "yes"
+    assert ecg.device_measurements.hr_bpm == 72 and ecg.device_measurements.pr_ms == 160
+
+
+def test_display_coordinates_match_the_rendered_page(tmp_path: Path) -> None:
+    """Words and paths are placed in display millimetres (the page's /Rotate applied): a lead
+    label found there is dark in the rendered image at that place, for every rotation."""
+    from ingest.readers.pdf.document import open_document, read_page
+    from tests.ingest_readers.builders import synthetic_12lead
+    from tests.ingest_readers.ecg_pages import write_ecg_pdf
+
+    for rotate in (0, 90, 270):
+        pdf = write_ecg_pdf(tmp_path / f"r{rotate}.pdf", synthetic_12lead(), 500.0, rotate=rotate)
+        document = open_document(pdf)
+        page = read_page(document[0], 0, pdf)
+        document.close()
+        assert (round(page.width_mm), round(page.height_mm)) == (279, 216)  # landscape as displayed
+        label = next(word for word in page.words if word.text == "aVF")
+        x0, y0, x1, y1 = (round(v * page.pixels_per_mm) for v in label.box)
+        ink = np.asarray(page.image.convert("L"))[y0:y1 + 1, x0:x1 + 1]
+        assert (ink < 100).any(), rotate
+        assert 0.3 < MM_PER_PT < 0.36
 
 
 def test_raster_scan_has_its_page_and_demographics_from_the_sidecar(tmp_path: Path) -> None:
@@ -58,6 +85,7 @@ def test_raster_scan_has_its_page_and_demographics_from_the_sidecar(tmp_path: Pa
     assert ecg.provenance["sidecar"] == "yes"
     assert len(ecg.pages) == 1 and ecg.pages[0].mode == "RGB"
     assert ecg.pages[0].width == MAX_PAGE_WIDTH_PX  # 11 in at 150 dpi, scaled to 200 dpi
+    assert ecg.provenance["signal"] == "digitised from the page image"
     d = ecg.demographics
     assert (d.patient_id, d.patient_name, d.sex) == ("SC-1", "ROE^RICHARD", Sex.MALE)
     assert d.birth_date == dt.date(1949, 7, 30)
@@ -80,13 +108,20 @@ def test_sidecar_naming_another_patient_is_rejected(tmp_path: Path) -> None:
 
 
 def test_unreadable_sidecar_is_rejected(tmp_path: Path) -> None:
-    pdf = write_scan_pdf(tmp_path / "s.pdf", size=(300, 200))
+    pdf = write_scan_pdf(tmp_path / "s.pdf", blur_px=3.0)
     (tmp_path / "s.pdf.json").write_text("{not json")
     with pytest.raises(IngestError, match=r"sidecar s\.pdf\.json is not readable JSON"):
         read_ecg(pdf)
 
 
-def test_multi_page_pdf_renders_every_page(tmp_path: Path) -> None:
+def test_every_page_is_rendered_and_pages_without_ecg_are_left_out_of_the_signal(tmp_path: Path) -> None:
+    """A real 3-page GE CardioSoft export: limb leads, chest leads, then extra leads."""
+    ecg = read_ecg(Path(__file__).resolve().parents[1] / "data" / "pdf" / "ge_cardiosoft_2.pdf")
+    assert len(ecg.pages) == 3 and ecg.provenance["pages"] == "3"
+    assert ecg.signal.shape[1] == pytest.approx(2500, abs=3)  # 5 s at 500 Hz: pages 1 and 2, simultaneous
+
+
+def test_pages_of_text_only_are_not_an_ecg(tmp_path: Path) -> None:
     from reportlab.pdfgen import canvas
 
     path = tmp_path / "three.pdf"
@@ -95,9 +130,8 @@ def test_multi_page_pdf_renders_every_page(tmp_path: Path) -> None:
         doc.drawString(72, 720, f"page {number + 1}")
         doc.showPage()
     doc.save()
-    ecg = read_ecg(path)
-    assert len(ecg.pages) == 3
-    assert ecg.provenance["pages"] == "3"
+    with pytest.raises(IngestError, match="no ECG found in this PDF"):
+        read_ecg(path)
 
 
 # --- bad input ---------------------------------------------------------------------------
