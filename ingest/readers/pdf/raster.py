@@ -549,7 +549,9 @@ def _follow(mask: np.ndarray, ink: np.ndarray, band: tuple[int, int], x0: int, x
     columns = np.array(chosen_columns)
     tops, bottoms = run_top[path], run_bottom[path]
     lengths = bottoms - tops + 1
-    thickness = float(np.median(lengths))
+    # The pen's width: the short runs, where the line crosses its column flat (a noisy trace
+    # moves within most columns, which lengthens their runs, but not all of them).
+    thickness = float(np.percentile(lengths, 25))
     centres = _ink_centres(ink, columns + x0, tops, bottoms)
     xs, ys = _stroke_points(columns + x0, tops, bottoms, centres, thickness)
     return xs, ys, columns.size / max(width, 1), thickness

@@ -68,6 +68,7 @@ RHYTHM_STRIPS = {1: ("II",), 2: ("II", "V5"), 3: ("V1", "II", "V5")}
 class Pulse:
     """A calibration pulse: a step of 1 mV. base_y is 0 mV of its row, height the gain (page mm)."""
 
+    colour: tuple[int, int, int]
     x0: float
     x1: float
     base_y: float
@@ -77,6 +78,7 @@ class Pulse:
 @dataclass(frozen=True)
 class Trace:
     points: np.ndarray  # (n, 2) display mm
+    colour: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def x0(self) -> float:
@@ -119,7 +121,7 @@ def recover_vector_page(page: PageContent) -> VectorPage:
     # The grid's colours: those of many straight lines (a single black frame line is no grid).
     per_colour = Counter(chain.colour for chain in grid)
     grid_colours = {colour for colour, count in per_colour.items() if count >= 10}
-    traces = [Trace(chain.points) for chain in chains
+    traces = [Trace(chain.points, chain.colour) for chain in chains
               if chain.colour not in grid_colours and _is_trace(chain)]
     result.candidate_traces = len(traces)
     if not traces:
@@ -136,8 +138,13 @@ def recover_vector_page(page: PageContent) -> VectorPage:
                                 "or a standard arrangement: not read as leads")
         return result
     x_origin = min(trace.x0 for trace, _ in named)
+    # Pulses mark each row's 0 mV only when there is one per row (a single legend pulse, as
+    # Schiller prints, gives the gain and nothing about where any row's 0 mV lies).
+    row_spacing = _row_spacing([trace for trace, _ in named])
+    per_row = len(pulses) >= 0.5 * _count_rows([trace for trace, _ in named], row_spacing)
+    zero_pulses = pulses if per_row else []
     for trace, lead in named:
-        pulse = _row_pulse(trace, pulses)
+        pulse = _row_pulse(trace, zero_pulses, row_spacing)
         gain_page_mm = pulse.height if pulse is not None else scale.gain_mm_mv / scale.mm_per_page_mm
         base = pulse.base_y if pulse is not None else isoelectric_level(trace.points[:, 1], gain_page_mm)
         seconds = (trace.points[:, 0] - x_origin) * scale.mm_per_page_mm / scale.speed_mm_s
@@ -146,7 +153,7 @@ def recover_vector_page(page: PageContent) -> VectorPage:
         if samples.size / 500.0 < MIN_PANEL_S:
             continue
         result.traces.append(PanelTrace(lead=lead, start_s=start, samples=samples, page=page.index))
-    with_pulse = sum(_row_pulse(trace, pulses) is not None for trace, _ in named)
+    with_pulse = sum(_row_pulse(trace, zero_pulses, row_spacing) is not None for trace, _ in named)
     result.notes.append(
         f"page {page.index + 1}: {len(result.traces)} trace(s) read as leads ({how}); "
         f"{scale.speed_mm_s:g} mm/s ({scale.speed_source}), {scale.gain_mm_mv:.3g} mm/mV ({scale.gain_source}); "
@@ -209,7 +216,8 @@ def _pulse(chain: Polyline) -> Pulse | None:
     on_levels = (np.abs(y - top) <= 0.05 * height) | (np.abs(y - base) <= 0.05 * height)
     if on_levels.mean() < 0.9 or not (np.abs(y - top) <= 0.05 * height).any():
         return None
-    return Pulse(x0=float(points[:, 0].min()), x1=float(points[:, 0].max()), base_y=base, height=base - top)
+    return Pulse(colour=chain.colour, x0=float(points[:, 0].min()), x1=float(points[:, 0].max()), base_y=base,
+                 height=base - top)
 
 
 def _is_trace(chain: Polyline) -> bool:
@@ -333,13 +341,20 @@ def isoelectric_level(y: np.ndarray, mm_per_mv: float) -> float:
     return float(np.median(near)) if near.size else float(coarse)
 
 
-def _row_pulse(trace: Trace, pulses: Sequence[Pulse]) -> Pulse | None:
-    """The calibration pulse of a trace's row: left of the row's traces, its foot at their baseline."""
+def _count_rows(traces: Sequence[Trace], spacing: float) -> int:
+    """How many rows the traces lie in (baselines less than half a row apart share one)."""
+    baselines = np.sort([trace.baseline for trace in traces])
+    return 1 + int((np.diff(baselines) > 0.5 * spacing).sum()) if baselines.size else 0
+
+
+def _row_pulse(trace: Trace, pulses: Sequence[Pulse], row_spacing: float) -> Pulse | None:
+    """The calibration pulse of a trace's row: drawn in the trace's colour, left of it, its foot
+    nearer the trace's baseline than any other pulse's and within 40 % of a row."""
     best = None
     for pulse in pulses:
-        if pulse.x0 > trace.x0 + 1.0:
+        if pulse.x0 > trace.x0 + 1.0 or pulse.colour != trace.colour:
             continue
         distance = abs(pulse.base_y - trace.baseline)
-        if distance <= 0.25 * pulse.height and (best is None or distance < best[0]):
+        if distance <= 0.4 * row_spacing and (best is None or distance < best[0]):
             best = (distance, pulse)
     return best[1] if best else None
