@@ -21,6 +21,9 @@ pypdfium2 only (Apache-2.0/BSD): never PyMuPDF (AGPL) nor poppler (GPL).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ingest.ecg import STANDARD_LEADS, Ecg, SourceFormat
 from ingest.errors import IngestError
@@ -33,9 +36,12 @@ from ingest.readers.pdf.document import (
     read_page,
 )
 from ingest.readers.pdf.evidence import PageEvidence, no_ecg_reason
-from ingest.readers.pdf.layout import SAMPLING_RATE_HZ, PanelTrace, assemble, coverage
+from ingest.readers.pdf.layout import SAMPLING_RATE_HZ, assemble, coverage
 from ingest.readers.pdf.text import lead_label, read_text_layer
 from ingest.readers.pdf.vector import VectorPage, recover_vector_page
+
+if TYPE_CHECKING:  # raster pulls in scipy.ndimage: loaded only when a page must be digitised
+    from ingest.readers.pdf.raster import RasterPage
 
 __all__ = ["MAX_PAGE_WIDTH_PX", "read_pdf"]
 
@@ -46,7 +52,6 @@ def read_pdf(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
     The file's streams are checked against `limits` before pdfium opens it (`pdf_streams`),
     the page count and each page's pixel size before anything is rendered.
     """
-    from ingest.readers.pdf.raster import RasterPage, digitise_page
     from ingest.readers.pdf_streams import check_pdf_streams
 
     check_pdf_streams(path, limits)
@@ -67,24 +72,7 @@ def read_pdf(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
         document.close()
 
     vector = [recover_vector_page(page) for page in pages]
-    vector_traces = [trace for page in vector for trace in page.traces]
-    notes: list[str] = []
-    signal, signal_notes = assemble(vector_traces) if vector_traces else (None, [])
-    source = "vector traces" if signal is not None else None
-    notes += [note for page in vector for note in page.notes] + signal_notes
-
-    raster: list[RasterPage | None] = [None] * len(pages)
-    if signal is None:
-        for index, (page, found) in enumerate(zip(pages, vector, strict=True)):
-            if not found.traces and _worth_digitising(page, found):
-                raster[index] = digitise_page(page)
-        raster_traces: list[PanelTrace] = [trace for page in raster if page is not None and page.confident
-                                           for trace in page.traces]
-        notes += [note for page in raster if page is not None for note in page.notes]
-        if raster_traces:
-            signal, raster_notes = assemble(raster_traces)
-            notes += raster_notes
-            source = "digitised from the page image" if signal is not None else None
+    signal, source, notes, raster = _recover_signal(pages, vector)
 
     evidence = [_evidence(page, found, scan) for page, found, scan in zip(pages, vector, raster, strict=True)]
     if not any(item.shows_ecg for item in evidence):
@@ -121,6 +109,31 @@ def read_pdf(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
         device_name=findings.device,
         provenance=provenance,
     )
+
+
+def _recover_signal(pages: list[PageContent], vector: list[VectorPage]) -> tuple[
+        np.ndarray | None, str | None, list[str], list[RasterPage | None]]:
+    """The signal from the vector traces, else from the page images when the digitiser is
+    confident: (signal or None, where it came from, notes, each page's digitisation or None)."""
+    from ingest.readers.pdf.raster import digitise_page
+
+    notes = [note for page in vector for note in page.notes]
+    traces = [trace for page in vector for trace in page.traces]
+    raster: list[RasterPage | None] = [None] * len(pages)
+    if traces:
+        signal, assembly_notes = assemble(traces)
+        notes += assembly_notes
+        if signal is not None:
+            return signal, "vector traces", notes, raster
+    for index, (page, found) in enumerate(zip(pages, vector, strict=True)):
+        if not found.traces and _worth_digitising(page, found):
+            raster[index] = digitise_page(page)
+    notes += [note for page in raster if page is not None for note in page.notes]
+    traces = [trace for page in raster if page is not None and page.confident for trace in page.traces]
+    if not traces:
+        return None, None, notes, raster
+    signal, assembly_notes = assemble(traces)
+    return signal, "digitised from the page image" if signal is not None else None, notes + assembly_notes, raster
 
 
 def _worth_digitising(page: PageContent, found: VectorPage) -> bool:
