@@ -263,30 +263,26 @@ _NOT_A_STATEMENT = re.compile(r"^(?:referred\s+by|requested\s+by|technician|tech
 
 
 def read_statements(lines: Sequence[Line], measurement_lines: Sequence[Line],
-                    trace_top: float | None) -> tuple[list[DeviceStatement], list[str]]:
+                    trace_top: float | None) -> list[DeviceStatement]:
     """The interpretation column beside the measurement block, top to bottom.
 
-    It starts right of the widest measurement line on the first measurement line and
-    runs down while lines start at the same x (within 4 mm), above the traces and with
-    no gap over 8 mm. Status lines set `confirmed` and are not statements themselves.
+    It starts right of the measurement values, at the first measurement line, and runs down
+    while lines start at the same x (within 4 mm), above the traces and with no gap over 8 mm.
+    Status lines set `confirmed` and are not statements themselves.
     """
-    if not measurement_lines:
-        return [], []
     edges = [edge for line in measurement_lines if (edge := _measurement_right_edge(line)) is not None]
     if not edges:
-        return [], []
+        return []
     block_right = max(edges)
     first = min(line.top for line in measurement_lines)
     candidates = [word for line in lines for word in line.words
                   if word.box[0] > block_right + 1.0 and word.box[1] >= first - 2.0
                   and (trace_top is None or word.box[3] <= trace_top)]
-    if not candidates:
-        return [], []
-    column_x = min(word.box[0] for word in candidates if word.box[1] < first + 6.0) if any(
-        word.box[1] < first + 6.0 for word in candidates) else None
-    if column_x is None:
-        return [], []
-    column = sorted((word for word in candidates if abs(word.box[0] - column_x) <= 4.0), key=lambda w: w.box[1])
+    starting = [word.box[0] for word in candidates if word.box[1] < first + 6.0]
+    if not starting:
+        return []
+    column_x = min(starting)
+    column = [word for word in candidates if abs(word.box[0] - column_x) <= 4.0]
     texts: list[str] = []
     confirmed: bool | None = None
     previous_bottom = None
@@ -304,7 +300,7 @@ def read_statements(lines: Sequence[Line], measurement_lines: Sequence[Line],
         if len(text) < 3 or _NOT_A_STATEMENT.match(text) or not any(ch.isalpha() for ch in text):
             continue
         texts.append(text)
-    return [DeviceStatement(text=text, confirmed=confirmed) for text in texts], []
+    return [DeviceStatement(text=text, confirmed=confirmed) for text in texts]
 
 
 # --- demographics -----------------------------------------------------------------------------
@@ -378,9 +374,8 @@ def _neighbour(line: Line, index: int, max_gap_mm: float = 40.0) -> Word | None:
     return following if following.box[0] - this.box[2] <= max_gap_mm else None
 
 
-def read_demographics(lines: Sequence[Line], header_bottom: float | None) -> tuple[Demographics, list[str]]:
+def read_demographics(header: Sequence[Line]) -> tuple[Demographics, list[str]]:
     """Demographics from the lines above the traces, each field only when its layout is clear."""
-    header = [line for line in lines if header_bottom is None or line.top < header_bottom]
     found: dict[str, set[str]] = {}
 
     def offer(name: str, value: str | None) -> None:
@@ -510,19 +505,17 @@ def read_text_layer(pages: Sequence[PageContent], trace_tops: Sequence[float | N
         findings.notes.append("the text layer cannot be read (its fonts map no characters): "
                               "no measurements, statements or demographics taken from it")
         return findings
-    all_lines: list[Line] = []
     header_lines: list[Line] = []
     statements: list[DeviceStatement] = []
     for words, trace_top in zip(words_per_page, trace_tops, strict=True):
         lines = lines_of(words)
         above = [line for line in lines if trace_top is None or line.top < trace_top]
-        all_lines += above
         header_lines += above
         if not statements:
             _, _, holding = read_measurements(above)
-            statements, _ = read_statements(above, holding, trace_top)
-    findings.measurements, notes, _ = read_measurements(all_lines)
+            statements = read_statements(above, holding, trace_top)
+    findings.measurements, notes, _ = read_measurements(header_lines)
     findings.notes += notes
     findings.statements = statements
-    findings.demographics, findings.demographics_notes = read_demographics(header_lines, None)
+    findings.demographics, findings.demographics_notes = read_demographics(header_lines)
     return findings

@@ -98,7 +98,7 @@ class VectorPage:
     """What the vector reading of one page found."""
 
     traces: list[PanelTrace] = field(default_factory=list)
-    trace_top: float | None = None  # top of the trace area (display mm): the header is above it
+    trace_top: float | None = None  # where the traces begin (display mm): the header is above it
     grid_pitch_mm: float | None = None  # only a pitch of 1 or 5 mm (within 25 %) counts as an ECG grid
     pulses: int = 0
     candidate_traces: int = 0
@@ -128,7 +128,9 @@ def recover_vector_page(page: PageContent) -> VectorPage:
         return result
     baselines = np.sort([trace.baseline for trace in traces])
     result.trace_rows = 1 + int((np.diff(baselines) >= 8.0).sum())
-    result.trace_top = min(float(trace.points[:, 1].min()) for trace in traces)
+    # Where the header ends: 8 mm over the first row's baseline (not the highest point of a
+    # trace: a tall R wave of the first row may reach up beside the header's text).
+    result.trace_top = min(trace.baseline for trace in traces) - 8.0
     scale = _page_scale(page.words, result.grid_pitch_mm, pulses)
     result.scale = scale
     named, how = _name_traces(traces, page.words)
