@@ -39,6 +39,9 @@ def load_interpreter(settings: Settings) -> Interpreter:
     path = settings.model_path or demo_model_path()
     log.info("loading ECG-R1 (%s engine) once for this process", settings.engine)
     options: dict[str, object] = {"max_new_tokens": settings.max_new_tokens}
+    # The batch the GPU queue hands over (ECGWL_INTERPRET_BATCH_SIZE) is the batch decoded:
+    # hf pads and decodes it as one, vLLM schedules at most that many sequences at once.
+    options["batch_size" if settings.engine == "hf" else "max_num_seqs"] = settings.interpret_batch_size
     if settings.ecg_tower_path:
         options["ecg_tower_path"] = settings.ecg_tower_path
     return load_engine(settings.engine, path, **options)
