@@ -80,7 +80,7 @@ def summarize(ecg: Ecg, prepared: PreparedEcg | None = None) -> InspectSummary:
         notes += [note for note in (prepared.window_note, *prepared.notes) if note]
         if features is not None:
             notes += features.notes
-        has_image = prepared.image is not None
+        has_image = "image" in prepared.modalities
     else:
         has_image = bool(ecg.pages)
     derived = ecg.provenance.get("derived_leads", "")

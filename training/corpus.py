@@ -349,7 +349,7 @@ def record_row(ref: RecordRef, source: str, out_dir: Path) -> TrainingRow:
     if prepared.model_signal is None or prepared.features is None:
         raise IngestError(ref.path, "no signal (image-only record): nothing measured to ground the reasoning on")
     origin = "reference report" if ref.labels is not None else "protocol reader"
-    return build_row(RowInput(id=ref.id, source=source, signal=prepared.model_signal, image=prepared.image,
+    return build_row(RowInput(id=ref.id, source=source, signal=prepared.model_signal, image=prepared.page(),
                               features=prepared.features, reference_labels=ref.labels, label_origin=origin,
                               split=ref.split, demographics=ecg.demographics,
                               meta={**ref.meta, "record": str(ref.path), "window": prepared.window_note}), out_dir)

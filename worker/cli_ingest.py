@@ -68,7 +68,7 @@ def render_command(file: Path, output: Path) -> None:
     """Write the 12-lead image of FILE (the page image for a PDF) as a PNG."""
     ecg = _read(file)
     prepared = _prepare(ecg)
-    image = prepared.image
+    image = prepared.page()
     if image is None:
         _fail(f"{file}: nothing to render (no signal and no page image)")
     image.save(output, format="PNG")

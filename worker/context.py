@@ -41,15 +41,15 @@ class PipelineContext:
     def create(cls, settings: Settings, *, dispatcher: Dispatcher | None = None) -> PipelineContext:
         """A context for this process: Celery/Redis when `redis_url` is set, else in-process.
 
-        Folders are made absolute here, so the paths stored in the database (archive,
-        images) mean the same to every process whatever its working directory.
+        Folders are made absolute here, so the paths stored in the database (the archive)
+        mean the same to every process whatever its working directory.
         """
         settings = settings.model_copy(update={
             "data_dir": settings.data_dir.resolve(),
             "inbox_dirs": [folder.resolve() for folder in settings.inbox_dirs],
         })
         for folder in (settings.data_dir, settings.archive_dir, settings.quarantine_dir,
-                       settings.outbound_dir, settings.images_dir):
+                       settings.outbound_dir):
             folder.mkdir(parents=True, exist_ok=True)
         engine = store.make_engine(settings.effective_database_url)
         if dispatcher is None:

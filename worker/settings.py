@@ -155,10 +155,6 @@ class Settings(BaseSettings):
         return self.data_dir / "outbound"
 
     @property
-    def images_dir(self) -> Path:
-        return self.data_dir / "images"
-
-    @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -137,13 +137,12 @@ def prepare_study(ctx: PipelineContext, study_id: int) -> Outcome:
     except IngestError as exc:
         _quarantine_study(ctx, view, exc.reason)
         return Outcome.QUARANTINED
-    png = artifacts.save_prepared(ctx.settings.data_dir, view.sha256, prepared)
+    artifacts.save_prepared(ctx.settings.data_dir, view.sha256, prepared)
     with ctx.session() as session:
         if store.claim_study(session, study_id, S.QUEUED_PREPARE) is None:
             return Outcome.SKIPPED  # another delivery of this task finished first
         store.save_prepared(session, study_id, actor=actor, demographics=ecg.demographics,
-                            measurements=_report_measurements(ecg, prepared), features=prepared.features,
-                            image_path=str(png) if png else None)
+                            measurements=_report_measurements(ecg, prepared), features=prepared.features)
         store.set_state(session, study_id, S.QUEUED_INTERPRET, actor=actor)
     ctx.dispatcher.interpret([study_id])
     return Outcome.DONE
@@ -166,7 +165,9 @@ def check_claims(prepared: PreparedEcg, interpretation: Interpretation) -> tuple
 def _load_for_interpretation(ctx: PipelineContext, view: _StudyView) -> PreparedEcg:
     """Preparation's saved output; prepared again from the file if those files are gone."""
     try:
-        return artifacts.load_prepared(ctx.settings.data_dir, view.sha256, view.features)
+        return artifacts.load_prepared(
+            ctx.settings.data_dir, view.sha256, view.features,
+            page_loader=artifacts.source_page_loader(view.path, view.source_format, ctx.settings.input_limits))
     except artifacts.ArtifactsMissing:
         log.warning("study %s: prepared files missing, preparing again", view.id)
         return _read_and_prepare(view, ctx.settings.input_limits)[1]

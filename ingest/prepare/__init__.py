@@ -1,17 +1,22 @@
 """From a canonical `Ecg` to a `PreparedEcg`: what the interpreters need, computed once on CPU.
 
     Ecg --(resample to 500 Hz, fix a 10 s window)--> model_signal (12 x 5000, mV)
-        --(render the 12-lead paper layout)------> image (PIL, in memory)
         --(delineate and measure)----------------> features (GroundingFeatures)
+        --(the 12-lead paper layout, ON DEMAND)--> page() (PIL, in memory)
 
-A PDF's first page is its image, whether or not a signal was recovered from it; a PDF
-without a recovered signal (a scan too poor to digitise) has no features.
-Rendering stays in memory (the model takes the PIL image directly); PNG files are
-written only for people (the review page, `ecg-worklist render`).
+The image is not drawn here: most readers never look at it (the protocol reader reads the
+features), and a model whose checkpoint reads images draws it from the model window when it
+asks (`PreparedEcg.page()`, a few milliseconds), so no stage writes an image and reads it
+back. A PDF's first page is its image, whether or not a signal was recovered from it (what
+the device printed, not a copy drawn from the recovered signal): `image` holds it when the
+reader rendered it, and a stage that kept only the file gives a `page_loader` that renders
+it again when asked. A PDF without a recovered signal (a scan too poor to digitise) has no
+features.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,27 +30,39 @@ from ingest.measure.measured import GroundingFeatures
 class PreparedEcg:
     ecg: Ecg
     model_signal: np.ndarray | None  # (12, 5000) float32 mV in STANDARD_LEADS order, or None
-    image: Any  # PIL.Image.Image: the rendered 12-lead, or the PDF's first page
+    image: Any  # PIL.Image.Image once there is one: the source's page, or the 12-lead `page()` drew
     features: GroundingFeatures | None  # None when there is no signal to measure
     window_note: str = ""  # how the 10 s window was taken (padding/cropping policy applied)
     notes: list[str] = field(default_factory=list)
+    # Renders the source's own page (a PDF kept on disk) when `page()` is first asked for it.
+    page_loader: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def modalities(self) -> list[str]:
-        """What an interpreter can be given: the signal, the image, or both."""
+        """What an interpreter can be given: the signal, the image (drawn or loaded on demand), or both."""
         present = []
         if self.model_signal is not None:
             present.append("ecg")
-        if self.image is not None:
+        if self.image is not None or self.page_loader is not None or self.model_signal is not None:
             present.append("image")
         return present
+
+    def page(self) -> Any:
+        """The image an image reader sees (PIL RGB), made on first call and kept: the source's
+        page when it has one, else the 12-lead paper layout drawn from the model window."""
+        if self.image is None and self.page_loader is not None:
+            self.image = self.page_loader()
+        if self.image is None and self.model_signal is not None:
+            from ingest.prepare.render import render_12lead
+
+            self.image = render_12lead(self.model_signal, MODEL_SAMPLING_RATE_HZ)
+        return self.image
 
 
 def prepare(ecg: Ecg) -> PreparedEcg:
     """Prepare one ECG for interpretation. Raises `IngestError` for unusable signals."""
-    # Imported here so that reading `PreparedEcg` does not pull in the renderer.
+    # Imported here so that reading `PreparedEcg` does not pull in the measurement code.
     from ingest.measure.features import measure
-    from ingest.prepare.render import render_12lead
     from ingest.prepare.signal import to_model_window
 
     if ecg.signal is None:
@@ -57,8 +74,8 @@ def prepare(ecg: Ecg) -> PreparedEcg:
     features = measure(_unrecorded_as_nan(ecg, window.signal), window.sampling_rate_hz)
     # A PDF's signal was read off its page: the page itself (what the device printed, scan
     # marks and all) stays the image, for people and for the model; a rendering of the
-    # recovered signal would only be a copy of it.
-    image = ecg.pages[0] if ecg.pages else render_12lead(window.signal, window.sampling_rate_hz)
+    # recovered signal would only be a copy of it. Other sources: drawn on demand (page()).
+    image = ecg.pages[0] if ecg.pages else None
     return PreparedEcg(ecg=ecg, model_signal=window.signal, image=image, features=features,
                        window_note=window.note)
 

@@ -54,8 +54,9 @@ class GenerationResult:
 
 
 def request_from_prepared(prepared: PreparedEcg) -> GenerationRequest:
-    """Whatever the prepared ECG has: signal and image, signal only (never here), or image only (scans)."""
-    return GenerationRequest(signal=prepared.model_signal, image=prepared.image)
+    """Whatever the prepared ECG has: signal and image (the 12-lead drawn now from the signal,
+    or the source's page), or image only (scans)."""
+    return GenerationRequest(signal=prepared.model_signal, image=prepared.page())
 
 
 def cut_at_stop(token_ids: Sequence[int], stop_ids: Sequence[int]) -> tuple[list[int], bool]:

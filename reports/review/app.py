@@ -8,7 +8,7 @@
                                                  the previous ECG and what changed, deliveries, history;
                                                  the sign-off forms; keyboard shortcuts
     GET  /studies/{id}/ecg.svg                   the ECG for people, from the file (ecg_view, cached)
-    GET  /studies/{id}/image.png                 the model's 12-lead image (or the scanned page)
+    GET  /studies/{id}/image.png                 a scan's page (from the file, PNG, cached)
     POST /studies/{id}/sign                      sign | sign and next | amend (a correction)
     POST /studies/{id}/reject                    withdraw the draft with a reason
     POST /studies/{id}/deliveries/{outbox}/retry     a refused or retrying message: due at once
@@ -414,10 +414,14 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
     def study_image(study_id: int, who: Annotated[Viewer, Depends(viewer)],
                     session: Annotated[Session, Depends(db)]) -> Response:
         study = session.get(Study, study_id)
+        headers = {"Cache-Control": "private, no-store"}
         path = _image_file(study, image_roots) if study is not None else None
-        if path is None:
+        if path is not None:  # a study prepared before the pipeline stopped writing images
+            return FileResponse(path, media_type="image/png", headers=headers)
+        page = views.page_png(study.sha256, source_file(study)) if study is not None else None
+        if page is None:
             raise HTTPException(404, "No image for this study.")
-        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, no-store"})
+        return Response(page, media_type="image/png", headers=headers)
 
     def refuse_unless_signer(who: Viewer) -> None:
         if not who.can_sign:

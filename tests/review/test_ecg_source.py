@@ -70,6 +70,21 @@ def test_a_scan_has_no_drawing(tmp_path: Path) -> None:
     view = cache.view("12" * 32, scan)
     assert not view.has_signal and view.problem is None and "page image" in view.notes[0]
     assert cache.svg_gz("12" * 32, scan) is None
+    # Its page is what people see: a PNG encoded once, on this first request, and kept.
+    assert view.has_page
+    page = cache.page_png("12" * 32, scan)
+    assert page is not None and page.startswith(b"\x89PNG")
+    assert list((tmp_path / "views").rglob("*.page.png"))
+    scan.unlink()
+    assert cache.page_png("12" * 32, scan) == page  # served from the cache, the file is not read again
+
+
+def test_a_recording_has_no_page_image(tmp_path: Path) -> None:
+    from pydicom.data import get_testdata_file
+
+    cache = ViewCache(tmp_path / "views")
+    mortara = Path(get_testdata_file("waveform_ecg.dcm"))
+    assert cache.page_png("34" * 32, mortara) is None and not cache.view("34" * 32, mortara).has_page
 
 
 def test_a_longer_record_shows_its_first_10_s_and_says_so(tmp_path: Path) -> None:

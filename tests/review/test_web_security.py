@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -242,6 +243,25 @@ def test_image_only_for_a_session_and_only_from_the_image_folder(
     with review_engine.begin() as connection:
         connection.execute(sa.update(Study).where(Study.id == study_id).values(image_path=str(outside)))
     assert client.get(f"/studies/{study_id}/image.png").status_code == 404
+
+
+def test_a_scan_without_a_stored_image_is_shown_from_its_file(
+    logged_in: Callable[[str], TestClient], make_study: Callable[..., int], review_engine: sa.Engine, tmp_path,
+) -> None:
+    """The pipeline keeps no image: a scan's page is rendered from the kept file when asked."""
+    import shutil
+
+    from reports.db import Study
+
+    scan = shutil.copy(Path(__file__).resolve().parents[2] / "samples" / "demo-scan.pdf", tmp_path / "scan.pdf")
+    study_id = make_study(source_format="pdf")
+    with review_engine.begin() as connection:
+        connection.execute(sa.update(Study).where(Study.id == study_id).values(image_path=None, source_path=str(scan)))
+    client = logged_in("viewer1")
+    assert f'src="/studies/{study_id}/image.png"' in client.get(f"/studies/{study_id}").text
+    image = client.get(f"/studies/{study_id}/image.png")
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    assert logged_in("cardio1").get(f"/studies/{study_id}/image.png").content == image.content
 
 
 def test_only_an_admin_manages_accounts(logged_in: Callable[[str], TestClient], review_engine: sa.Engine) -> None:

@@ -82,7 +82,9 @@ def test_every_stage_is_idempotent_on_redelivery(ctx: PipelineContext, tmp_path:
     assert [(sid, version, status) for sid, version, status, _ in reports(ctx.engine)] == [(study_id, 1, "P")]
     [study] = studies(ctx.engine)
     assert study.state == StudyState.AWAITING_SIGNOFF and study.features and study.measurements
-    assert Path(study.image_path).is_file() and study.demographics["patient_id"] == "DEMO-0001"
+    assert study.demographics["patient_id"] == "DEMO-0001"
+    # No image is written by the pipeline: the review page draws from the file, a model from the window.
+    assert study.image_path is None and not (ctx.settings.data_dir / "images").exists()
 
 
 def test_the_in_process_runner_interprets_full_batches(ctx: PipelineContext, tmp_path: Path) -> None:
@@ -102,12 +104,39 @@ def test_interpretation_uses_the_saved_preparation_or_prepares_again(ctx: Pipeli
     prepare_study(ctx, study_id)
     [study] = studies(ctx.engine)
     loaded = artifacts.load_prepared(ctx.settings.data_dir, study.sha256, study.features)
-    assert loaded.model_signal.shape == (12, 5000) and loaded.image is not None
-    assert loaded.ecg.demographics.patient_id == "DEMO-0001"
+    assert loaded.model_signal.shape == (12, 5000) and loaded.ecg.demographics.patient_id == "DEMO-0001"
+    # Nothing is decoded or drawn until an image reader asks; then the 12-lead is drawn from the window.
+    assert loaded.image is None and "image" in loaded.modalities
+    assert loaded.page().size == (1056, 640) and loaded.image is loaded.page()
     shutil.rmtree(artifacts.prepared_folder(ctx.settings.data_dir, study.sha256))
     with pytest.raises(artifacts.ArtifactsMissing):
         artifacts.load_prepared(ctx.settings.data_dir, study.sha256, study.features)
     assert interpret_studies(ctx, [study_id]) == {study_id: Outcome.DONE}
+
+
+def test_a_pdf_page_is_rendered_from_the_kept_file_only_when_an_image_reader_asks(
+    ctx: PipelineContext, tmp_path: Path,
+) -> None:
+    copy_sample("scan", tmp_path / "src")
+    [study_id] = _register(ctx, tmp_path / "src")
+    ctx.dispatcher.queues[Stage.PREPARE].clear()
+    assert prepare_study(ctx, study_id) is Outcome.DONE
+    [study] = studies(ctx.engine)
+    path = Path(study.archive_path or study.source_path)
+    asked: list[Path] = []
+
+    def loader() -> object:
+        asked.append(path)
+        return artifacts.source_page_loader(path, study.source_format, ctx.settings.input_limits)()
+
+    loaded = artifacts.load_prepared(ctx.settings.data_dir, study.sha256, study.features, page_loader=loader)
+    assert loaded.model_signal is None and loaded.image is None and asked == []
+    assert loaded.modalities == ["image"]
+    page = loaded.page()
+    assert page.width > 1000 and asked == [path]
+    loaded.page()
+    assert asked == [path]  # rendered once, then kept
+    assert artifacts.source_page_loader(path, "dicom", ctx.settings.input_limits) is None
 
 
 def test_unusable_input_is_quarantined_at_preparation(ctx: PipelineContext, tmp_path: Path) -> None:
