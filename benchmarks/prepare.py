@@ -1,20 +1,24 @@
-"""CPU preparation per ECG: our read + window + render + measure against the naive pipeline.
+"""CPU time of preparation per ECG, ours against the naive pipeline, on real recordings, interleaved.
 
-Same run, same ECGs, one thread. Inputs: N simulated 10 s 12-lead ECGs (neurokit2
-`ecg_simulate(method="multileads")`, 500 Hz) written as WFDB records, plus the real Mortara
-DICOM shipped with pydicom (1000 Hz). Stages, per ECG:
+Inputs: `--count` real recordings in the formats and rates hospitals send (`benchmarks/mix.py`:
+40 % DICOM at 1000 Hz, WFDB at 250, 500 and 1000 Hz, 20 % PDF pages; every input a
+different real record). Per ECG, what the prepare stage does, and the naive way:
 
-    stage    ours                                    naive baseline
-    read     ingest.readers.read.read_ecg                    (the same)
-    window   ingest.prepare.signal.to_model_window           (the same)
-    render   ingest.prepare.render.render_12lead (PIL)       matplotlib 12-lead layout, same pixel size
-    measure  ingest.measure.features.measure                 neurokit2 ecg_clean + ecg_peaks +
-                                                     ecg_delineate(method="dwt") on every lead
+    ours    read_ecg (DICOM/WFDB/PDF reader) -> ingest.prepare.prepare (the 10 s, 500 Hz window
+            with resampling, our measurement) -> worker.artifacts.save_prepared (what the stage
+            stores for the later stages: the model window and the ECG's metadata; no image:
+            a model draws its page from the window when it asks)
+    naive   the same read and window -> neurokit2 ecg_clean + ecg_peaks + ecg_delineate(dwt)
+            on each of the 12 leads -> a matplotlib 12-lead figure of the same layout saved as
+            the PNG a naive stage would store (a PDF's page saved as PNG)
 
-Both renders stay in memory (an RGB image), as preparation keeps them; neither encodes a PNG.
-The design budget is < 50 ms per ECG per core; the naive pipeline costs ~0.6 s.
+Both run in this process, one thread (OMP/MKL/OpenBLAS set to 1 before numpy loads), ECG by
+ECG, ours and naive interleaved (which goes first alternates by round), so load from other
+jobs falls on both alike. Times are CPU seconds of this process (`time.process_time`), with
+wall time beside them. Every round is printed, then min/median/max over the rounds, per
+input kind, and ours per step. The machine's load average is printed before and after.
 
-Run: .venv/bin/python benchmarks/prepare.py [--count 20] [--repeat 3]
+Run: .venv/bin/python benchmarks/prepare.py [--count 40] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -27,41 +31,69 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", 
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from collections import defaultdict  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ingest.ecg import STANDARD_LEADS  # noqa: E402
-from ingest.prepare.render import LAYOUT, image_size, render_12lead  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-STAGES = ("read", "window", "render", "measure")
+from benchmarks.mix import MixItem, mix_summary, write_mix  # noqa: E402
+from ingest.ecg import MODEL_SAMPLING_RATE_HZ, STANDARD_LEADS  # noqa: E402
+from ingest.prepare import prepare  # noqa: E402
+from ingest.prepare.render import LAYOUT, image_size  # noqa: E402
+from ingest.prepare.signal import to_model_window  # noqa: E402
+from ingest.readers.read import read_ecg  # noqa: E402
+from worker import artifacts  # noqa: E402
 
-
-def _write_inputs(folder: Path, count: int) -> list[Path]:
-    """`count` simulated ECGs as WFDB records, and the Mortara DICOM."""
-    import neurokit2 as nk
-    import wfdb
-    from pydicom.data import get_testdata_file
-
-    paths = []
-    for seed in range(count):
-        frame = nk.ecg_simulate(duration=10, sampling_rate=500, method="multileads",
-                                random_state=seed, heart_rate=55 + 3 * seed)
-        name = f"sim{seed:02d}"
-        wfdb.wrsamp(name, fs=500, units=["mV"] * 12, sig_name=list(frame.columns),
-                    p_signal=frame.to_numpy(), fmt=["16"] * 12, adc_gain=[1000.0] * 12,
-                    baseline=[0] * 12, write_dir=str(folder))
-        paths.append(folder / f"{name}.hea")
-    paths.append(Path(get_testdata_file("waveform_ecg.dcm")))
-    return paths
+GOAL_MS = 25.0
+GOAL_RATIO = 30.0
+KINDS = ("dicom-1000", "wfdb-250", "wfdb-500", "wfdb-1000", "pdf")
 
 
-def _matplotlib_12lead(signal: np.ndarray, fs: float, size: tuple[int, int]) -> np.ndarray:
-    """The naive renderer: a fresh matplotlib figure per ECG, the same layout, to an RGB array."""
+class Clock:
+    """CPU and wall milliseconds of the steps of one run, by step name."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, float] = {}
+        self.wall: dict[str, float] = {}
+
+    def step(self, name: str, action: Callable[[], Any]) -> Any:
+        cpu, wall = time.process_time(), time.perf_counter()
+        result = action()
+        self.cpu[name] = self.cpu.get(name, 0.0) + (time.process_time() - cpu) * 1000
+        self.wall[name] = self.wall.get(name, 0.0) + (time.perf_counter() - wall) * 1000
+        return result
+
+    @property
+    def total_cpu(self) -> float:
+        return sum(self.cpu.values())
+
+    @property
+    def total_wall(self) -> float:
+        return sum(self.wall.values())
+
+
+# ---------------------------------------------------------------- ours and the naive pipeline
+
+
+def ours(item: MixItem, data_dir: Path, key: str) -> Clock:
+    clock = Clock()
+    ecg = clock.step("read", lambda: read_ecg(item.path))
+    prepared = clock.step("prepare", lambda: prepare(ecg))
+    clock.step("store", lambda: artifacts.save_prepared(data_dir, key, prepared))
+    return clock
+
+
+def _matplotlib_12lead(signal: np.ndarray, fs: float, size: tuple[int, int], out: Path) -> None:
+    """The naive renderer: a fresh matplotlib figure per ECG, the same layout, saved as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,10 +127,8 @@ def _matplotlib_12lead(signal: np.ndarray, fs: float, size: tuple[int, int]) -> 
     for base in (125, 90, 55, 20):  # the 1 mV calibration pulse of each row
         axes.plot([1, 3, 3, 8, 8, 9.5], [base, base, base + 10, base + 10, base, base], color="black")
     figure.text(0.99, 0.97, f"25 mm/s  10 mm/mV  {fs:g} Hz", ha="right")
-    figure.canvas.draw()
-    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    figure.savefig(out, format="png", dpi=dpi)
     plt.close(figure)
-    return pixels
 
 
 def _neurokit_delineation(signal: np.ndarray, fs: float) -> int:
@@ -117,98 +147,98 @@ def _neurokit_delineation(signal: np.ndarray, fs: float) -> int:
     return delineated
 
 
-def _features() -> Callable | None:
-    try:
-        from ingest.measure.features import measure
-    except ModuleNotFoundError as exc:
-        if exc.name != "ingest.measure.features":
-            raise
-        return None
-    return measure
+def naive(item: MixItem, out: Path) -> Clock:
+    clock = Clock()
+    ecg = clock.step("read", lambda: read_ecg(item.path))
+    if ecg.signal is None:  # a scan: its page is all there is, kept as a PNG
+        clock.step("store", lambda: ecg.pages[0].save(out, format="PNG"))
+        return clock
+    window = clock.step("window", lambda: to_model_window(ecg))
+    clock.step("measure", lambda: _neurokit_delineation(window.signal, MODEL_SAMPLING_RATE_HZ))
+    clock.step("store", lambda: _matplotlib_12lead(window.signal, MODEL_SAMPLING_RATE_HZ, image_size(4), out))
+    return clock
 
 
-def _time(function: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = function()
-    return (time.perf_counter() - start) * 1000, result
+# ---------------------------------------------------------------- the run
 
 
-def _best_of(function: Callable[[], object], repeat: int) -> float:
-    return min(_time(function)[0] for _ in range(repeat))
+def _stats(values: list[float]) -> str:
+    return f"{min(values):8.1f} {statistics.median(values):8.1f} {max(values):8.1f}"
+
+
+def run(count: int, rounds: int) -> dict[str, Any]:
+    warnings.simplefilter("ignore")  # neurokit2 warns on some leads; the timing is the point
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="ecgwl-bench-prepare-") as folder:
+        root = Path(folder)
+        items = write_mix(root / "inputs", count)
+        # Warm imports and caches once, outside the timings (one input of each kind).
+        for item in {item.kind: item for item in items}.values():
+            ours(item, root / "warm", "0" * 64)
+            naive(item, root / "warm.png")
+        per_round: list[dict[str, float]] = []
+        by_kind: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        steps: dict[str, list[float]] = defaultdict(list)
+        for number in range(rounds):
+            totals = {"ours_cpu": 0.0, "ours_wall": 0.0, "naive_cpu": 0.0, "naive_wall": 0.0}
+            for n, item in enumerate(items):
+                key = f"{number:02d}{n:06d}".ljust(64, "0")
+                if number % 2 == 0:
+                    mine, theirs = ours(item, root / "data", key), naive(item, root / "naive.png")
+                else:
+                    theirs, mine = naive(item, root / "naive.png"), ours(item, root / "data", key)
+                totals["ours_cpu"] += mine.total_cpu
+                totals["ours_wall"] += mine.total_wall
+                totals["naive_cpu"] += theirs.total_cpu
+                totals["naive_wall"] += theirs.total_wall
+                by_kind[item.kind]["ours"].append(mine.total_cpu)
+                by_kind[item.kind]["naive"].append(theirs.total_cpu)
+                for step, ms in mine.cpu.items():
+                    steps[f"{item.kind}:{step}"].append(ms)
+            per_round.append({key: value / len(items) for key, value in totals.items()})
+    return {"items": items, "rounds": per_round, "by_kind": by_kind, "steps": steps,
+            "load": (load_before, os.getloadavg())}
+
+
+def report(result: dict[str, Any]) -> None:
+    items, rounds = result["items"], result["rounds"]
+    before, after = result["load"]
+    print(f"{mix_summary(items)} (real recordings, benchmarks/mix.py); one thread; "
+          f"ms per ECG; {os.cpu_count()} cores, load average {before[0]:.1f} before, {after[0]:.1f} after")
+    print(f"{'round':<8}{'ours CPU':>10}{'ours wall':>11}{'naive CPU':>11}{'naive wall':>12}{'naive/ours CPU':>16}")
+    for number, row in enumerate(rounds, 1):
+        print(f"{number:<8}{row['ours_cpu']:10.1f}{row['ours_wall']:11.1f}{row['naive_cpu']:11.1f}"
+              f"{row['naive_wall']:12.1f}{row['naive_cpu'] / row['ours_cpu']:16.1f}")
+    print(f"{'':<24}{'min':>8} {'median':>8} {'max':>8}")
+    for label, key in (("ours CPU", "ours_cpu"), ("ours wall", "ours_wall"), ("naive CPU", "naive_cpu"),
+                       ("naive wall", "naive_wall")):
+        print(f"{label:<24}{_stats([row[key] for row in rounds])}")
+    ratios = [row["naive_cpu"] / row["ours_cpu"] for row in rounds]
+    print(f"{'naive/ours CPU':<24}{_stats(ratios)}")
+    print("per input kind (CPU ms per ECG, median over rounds and inputs)")
+    print(f"  {'kind':<12}{'n':>4}{'ours':>9}{'naive':>10}{'naive/ours':>12}   ours by step")
+    for kind in KINDS:
+        if kind not in result["by_kind"]:
+            continue
+        data = result["by_kind"][kind]
+        mine, theirs = statistics.median(data["ours"]), statistics.median(data["naive"])
+        by_step = "  ".join(f"{step} {statistics.median(result['steps'][f'{kind}:{step}']):.1f}"
+                            for step in ("read", "prepare", "store"))
+        print(f"  {kind:<12}{sum(1 for i in items if i.kind == kind):4d}{mine:9.1f}{theirs:10.1f}"
+              f"{theirs / mine:12.1f}   {by_step}")
+    median_ours = statistics.median(row["ours_cpu"] for row in rounds)
+    median_ratio = statistics.median(ratios)
+    print(f"goal: <= {GOAL_MS:g} ms CPU per ECG on the mix: {median_ours:.1f} ms (median round) "
+          f"{'met' if median_ours <= GOAL_MS else 'NOT met'}; >= {GOAL_RATIO:g}x the naive pipeline: "
+          f"{median_ratio:.1f}x {'met' if median_ratio >= GOAL_RATIO else 'NOT met'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=20, help="simulated ECGs (plus the Mortara DICOM)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each of our stages (best kept)")
+    parser.add_argument("--count", type=int, default=40, help="inputs in the mix")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over all inputs, ours and naive interleaved")
     args = parser.parse_args()
-    warnings.simplefilter("ignore")  # neurokit2 warns on some simulated leads; the timing is the point
-
-    from ingest.readers.read import read_ecg
-    from ingest.prepare.signal import to_model_window
-
-    measure = _features()
-    model_size, people_size = image_size(4), image_size(8)
-    rows: dict[str, list[float]] = {f"{who}:{stage}": [] for who in ("ours", "naive") for stage in STAGES}
-    extra: dict[str, list[float]] = {"ours:render 8 px/mm": [], "naive:render 8 px/mm": [], "prepare()": []}
-    with tempfile.TemporaryDirectory() as folder:
-        paths = _write_inputs(Path(folder), args.count)
-        # Warm imports and caches once, outside the timings.
-        warm = to_model_window(read_ecg(paths[0]))
-        render_12lead(warm.signal, 500)
-        render_12lead(warm.signal, 500, pixels_per_mm=8)
-        _matplotlib_12lead(warm.signal, 500, model_size)
-        _neurokit_delineation(warm.signal[:1], 500)
-        if measure is not None:
-            measure(warm.signal, 500)
-
-        for path in paths:
-            read_ms = _best_of(lambda path=path: read_ecg(path), args.repeat)
-            ecg = read_ecg(path)
-            window_ms = _best_of(lambda ecg=ecg: to_model_window(ecg), args.repeat)
-            signal = to_model_window(ecg).signal
-            for who in ("ours", "naive"):  # the shared stages count in both totals
-                rows[f"{who}:read"].append(read_ms)
-                rows[f"{who}:window"].append(window_ms)
-            rows["ours:render"].append(_best_of(lambda s=signal: render_12lead(s, 500), args.repeat))
-            extra["ours:render 8 px/mm"].append(
-                _best_of(lambda s=signal: render_12lead(s, 500, pixels_per_mm=8), args.repeat))
-            if measure is not None:
-                rows["ours:measure"].append(_best_of(lambda s=signal: measure(s, 500), args.repeat))
-                from ingest.prepare import prepare
-                extra["prepare()"].append(_best_of(lambda ecg=ecg: prepare(ecg), args.repeat))
-            # The baseline once per ECG: it is slow, and its spread is small next to the ratio.
-            rows["naive:render"].append(_time(lambda s=signal: _matplotlib_12lead(s, 500, model_size))[0])
-            extra["naive:render 8 px/mm"].append(
-                _time(lambda s=signal: _matplotlib_12lead(s, 500, people_size))[0])
-            rows["naive:measure"].append(_time(lambda s=signal: _neurokit_delineation(s, 500))[0])
-
-    def mean(values: list[float]) -> float | None:
-        return statistics.fmean(values) if values else None
-
-    def cell(value: float | None) -> str:
-        return f"{value:>12.2f}" if value is not None else f"{'n/a':>12}"
-
-    print(f"{len(paths)} ECGs ({args.count} simulated WFDB at 500 Hz + Mortara DICOM at 1000 Hz), "
-          f"one thread, mean ms per ECG")
-    print(f"{'stage':<26}{'ours':>12}{'naive':>12}{'naive/ours':>12}")
-    totals = {"ours": 0.0, "naive": 0.0}
-    for stage in STAGES:
-        ours, naive = mean(rows[f"ours:{stage}"]), mean(rows[f"naive:{stage}"])
-        label = {"render": f"render {model_size[0]}x{model_size[1]}"}.get(stage, stage)
-        ratio = f"{naive / ours:>12.1f}" if ours and naive else f"{'':>12}"
-        print(f"{label:<26}{cell(ours)}{cell(naive)}{ratio}")
-        totals["ours"] += ours or 0.0
-        totals["naive"] += naive or 0.0
-    complete = measure is not None
-    print(f"{'total' if complete else 'total (no measure yet)':<26}{totals['ours']:>12.2f}"
-          f"{totals['naive']:>12.2f}{totals['naive'] / totals['ours']:>12.1f}")
-    ours8, naive8 = mean(extra["ours:render 8 px/mm"]), mean(extra["naive:render 8 px/mm"])
-    print(f"{f'render {people_size[0]}x{people_size[1]}':<26}{cell(ours8)}{cell(naive8)}{naive8 / ours8:>12.1f}")
-    if complete:
-        print(f"{'prepare() end to end':<26}{cell(mean(extra['prepare()']))}")
-    else:
-        print("ingest.measure.features is not installed yet: the measure stage of our pipeline is missing")
+    report(run(args.count, args.rounds))
 
 
 if __name__ == "__main__":
