@@ -528,8 +528,8 @@ def truth_labels(q: Quantities) -> list[str]:
         elif kind == "long":
             labels.append(v.FIRST_DEGREE_AV_BLOCK)
     qrs_kind = qrs_class(whole(q.s("qrs", q.qrs)) or 0)
-    if qrs_kind == "incomplete":
-        labels.append(v.INCOMPLETE_BBB)
+    if qrs_kind == "incomplete":  # 110-119 ms: incomplete with a bundle branch pattern, else non-specific
+        labels.append(v.INCOMPLETE_BBB if q.side else v.IVCD)
     elif qrs_kind == "complete":
         labels.append({"right": v.RBBB, "left": v.LBBB, None: v.IVCD}[q.side])
     axis_kind = axis_class(whole(q.s("axis", q.axis)) or 0)
@@ -622,7 +622,7 @@ def quantities(params: Params) -> Quantities:
     rr = np.diff(inside)
     hr = 60000.0 / float(rr.mean())
     leads, axis, p_ii, p_term = lead_truth(params)
-    side = {"rbbb": "right", "lbbb": "left"}.get(params.conduction)
+    side = {"rbbb": "right", "incomplete": "right", "lbbb": "left"}.get(params.conduction)
     qtc = params.qt_ms / math.sqrt(float(rr.mean()) / 1000.0)
     return Quantities(hr=hr, rhythm=params.rhythm, pr=params.pr_ms, qrs=params.qrs_ms,
                       side=side,  # type: ignore[arg-type]

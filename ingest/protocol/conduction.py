@@ -1,9 +1,16 @@
 """Step 2 of the protocol: conduction, axis and intervals.
 
     pr_finding    PR against 120 / 200 ms (short PR, first degree AV block)
-    qrs_finding   QRS against 100 / 120 ms, and for a wide QRS the bundle branch pattern:
-                  right when V1 has an R' or a dominant R, left when V1 is QS/rS and V6 or I
-                  has a broad R without a q
+    qrs_finding   QRS by the AHA/ACCF/HRS 2009 recommendations (part III, adults):
+                  >= 120 ms: right bundle branch block with an R' in V1 or V2 or a dominant R
+                  in V1; left bundle branch block with a dominant S in V1 (QS, rS) and a broad
+                  R without a q in both I and V6; otherwise a non-specific intraventricular
+                  conduction delay;
+                  110-119 ms: incomplete bundle branch block with the same right-sided
+                  (R' in V1 or V2) or left-sided morphology; otherwise a non-specific
+                  intraventricular conduction delay (QRS > 110 ms without either pattern);
+                  under 110 ms: normal intraventricular conduction (an rSr' in V1 with a
+                  normal QRS is a normal variant, not a block)
     axis_finding  QRS axis against -30 / +90 degrees, or from the QRS polarity in I, II and
                   aVF when the angle was not measured
 """
@@ -19,7 +26,7 @@ from ingest.protocol.findings import Finding, hundredths, not_measurable, whole
 
 SHORT_PR_BELOW_MS = 120
 FIRST_DEGREE_AV_BLOCK_ABOVE_MS = 200
-INCOMPLETE_BBB_FROM_MS = 100
+INCOMPLETE_BBB_FROM_MS = 110
 COMPLETE_BBB_FROM_MS = 120
 LEFT_AXIS_BELOW_DEG = -30
 RIGHT_AXIS_ABOVE_DEG = 90
@@ -78,6 +85,10 @@ def axis_class_from_signs(net_i: float | None, net_ii: float | None, net_avf: fl
     return "normal" if net_ii > 0 else "left"
 
 
+def has_r_prime(lead: LeadFeatures | None) -> bool:
+    return bool(lead is not None and lead.qrs_morphology and _PRIMED_R.search(lead.qrs_morphology))
+
+
 def v1_pattern(lead: LeadFeatures | None) -> V1Pattern | None:
     """V1's QRS: an R' (rSR', rsR'), a dominant R, or a dominant S (QS, rS); None when unmeasured."""
     if lead is None:
@@ -93,11 +104,12 @@ def v1_pattern(lead: LeadFeatures | None) -> V1Pattern | None:
 
 
 def broad_r_without_q(lead: LeadFeatures | None) -> bool | None:
-    """A left-ventricular lead whose QRS is an R with no septal q (the LBBB sign in V6 and I)."""
+    """A left-ventricular lead whose QRS is a dominant R (notched or slurred: R, RS, rsR'...) with no
+    septal q before it (the LBBB sign in V6 and I)."""
     if lead is None:
         return None
     if lead.qrs_morphology:
-        return lead.qrs_morphology.startswith("R")
+        return not lead.qrs_morphology.lower().startswith("q") and "R" in lead.qrs_morphology
     r, q, s = lead.median.r_amp_mv, lead.median.q_amp_mv, lead.median.s_amp_mv
     if r is None or q is None or s is None:
         return None
@@ -105,11 +117,14 @@ def broad_r_without_q(lead: LeadFeatures | None) -> bool | None:
 
 
 def bundle_branch_pattern(features: GroundingFeatures) -> Literal["right", "left"] | None:
+    """Right: an R' in V1 or V2, or a dominant R in V1. Left: a dominant S in V1 and a broad R
+    without q in both I and V6 (V5 standing in for an unmeasured V6)."""
     pattern = v1_pattern(features.leads.get("V1"))
-    if pattern in ("rsr", "r_dominant"):
+    if pattern in ("rsr", "r_dominant") or has_r_prime(features.leads.get("V2")):
         return "right"
-    lateral = [broad_r_without_q(features.leads.get(lead)) for lead in ("V6", "I")]
-    if pattern == "s_dominant" and any(lateral):
+    left_lateral = features.leads.get("V6") or features.leads.get("V5")
+    lateral = [broad_r_without_q(lead) for lead in (features.leads.get("I"), left_lateral)]
+    if pattern == "s_dominant" and all(lateral):
         return "left"
     return None
 
@@ -156,26 +171,26 @@ def qrs_finding(features: GroundingFeatures) -> Finding:
     side = bundle_branch_pattern(features)
     values["pattern"] = side
     v1 = _describe(features.leads.get("V1"), "V1")
-    if kind == "incomplete":
-        where = f", {side}-sided pattern" if side else ""
-        return Finding(step=2, rule="qrs_duration", label=v.INCOMPLETE_BBB, abnormal=True, evidence=evidence,
-                       values=values, leads=["V1"],
-                       statement=(f"{head} ({INCOMPLETE_BBB_FROM_MS}-{COMPLETE_BBB_FROM_MS - 1} ms) with {v1}"
-                                  f"{where}: incomplete bundle branch block."))
-    if side == "right":
-        return Finding(step=2, rule="qrs_duration", label=v.RBBB, abnormal=True, evidence=evidence, values=values,
-                       leads=["V1"],
-                       statement=(f"{head} (>= {COMPLETE_BBB_FROM_MS} ms) with {v1} (R' or dominant R in V1): "
-                                  "right bundle branch block."))
-    if side == "left":
-        lateral = _describe(features.leads.get("V6"), "V6") + ", " + _describe(features.leads.get("I"), "I")
-        return Finding(step=2, rule="qrs_duration", label=v.LBBB, abnormal=True, evidence=evidence, values=values,
+    lateral = _describe(features.leads.get("V6") or features.leads.get("V5"), "V6") + ", " + _describe(
+        features.leads.get("I"), "I")
+    if side is None:
+        limits = (f">= {COMPLETE_BBB_FROM_MS} ms" if kind == "complete"
+                  else f"{INCOMPLETE_BBB_FROM_MS}-{COMPLETE_BBB_FROM_MS - 1} ms")
+        return Finding(step=2, rule="qrs_duration", label=v.IVCD, abnormal=True, evidence=evidence, values=values,
                        leads=["V1", "V6", "I"],
-                       statement=(f"{head} (>= {COMPLETE_BBB_FROM_MS} ms) with {v1} and a broad R without q "
-                                  f"({lateral}): left bundle branch block."))
-    return Finding(step=2, rule="qrs_duration", label=v.IVCD, abnormal=True, evidence=evidence, values=values,
-                   statement=(f"{head} (>= {COMPLETE_BBB_FROM_MS} ms) with {v1}, neither a right nor a left "
-                              "bundle branch pattern: intraventricular conduction delay."))
+                       statement=(f"{head} ({limits}) with {v1}, {lateral}: neither a right nor a left bundle branch "
+                                  f"pattern, non-specific {v.IVCD}."))
+    pattern = (f"{v1} (R' in V1 or V2, or a dominant R in V1)" if side == "right"
+               else f"{v1} and a broad R without q ({lateral})")
+    if kind == "incomplete":
+        return Finding(step=2, rule="qrs_duration", label=v.INCOMPLETE_BBB, abnormal=True, evidence=evidence,
+                       values=values, leads=["V1", "V6", "I"],
+                       statement=(f"{head} ({INCOMPLETE_BBB_FROM_MS}-{COMPLETE_BBB_FROM_MS - 1} ms) with {pattern}: "
+                                  f"{side}-sided {v.INCOMPLETE_BBB}."))
+    label = v.RBBB if side == "right" else v.LBBB
+    return Finding(step=2, rule="qrs_duration", label=label, abnormal=True, evidence=evidence, values=values,
+                   leads=["V1", "V6", "I"],
+                   statement=f"{head} (>= {COMPLETE_BBB_FROM_MS} ms) with {pattern}: {label}.")
 
 
 def _polarity(features: GroundingFeatures) -> dict[str, float | None]:

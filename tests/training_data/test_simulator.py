@@ -95,7 +95,7 @@ def test_interval_axis_and_voltage_labels_follow_the_parameters(records):
         if truth.pr_ms is not None:
             assert (v.FIRST_DEGREE_AV_BLOCK in labels) == (truth.pr_ms > 200)
             assert (v.SHORT_PR in labels) == (truth.pr_ms < 120)
-        assert (v.INCOMPLETE_BBB in labels) == (100 <= truth.qrs_ms < 120)
+        assert (v.INCOMPLETE_BBB in labels) == (110 <= truth.qrs_ms < 120 and truth.conduction != "normal")
         assert (v.RBBB in labels) == (truth.qrs_ms >= 120 and truth.conduction == "rbbb")
         assert (v.LBBB in labels) == (truth.qrs_ms >= 120 and truth.conduction == "lbbb")
         assert (v.LEFT_AXIS_DEVIATION in labels) == (-90 <= truth.axis_deg < -30)
