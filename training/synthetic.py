@@ -66,6 +66,7 @@ from ingest.protocol.repolarisation import (
 )
 from ingest.protocol.rhythm import rate_class
 from ingest.protocol.voltage import (
+    LAA_V1_TERMINAL_P_FROM_MS,
     LAA_V1_TERMINAL_P_FROM_MV,
     POOR_R_PROGRESSION_V3_BELOW_MV,
     RAA_P_II_ABOVE_MV,
@@ -479,6 +480,9 @@ def lead_truth(params: Params) -> tuple[dict[str, LeadTruth], float, float | Non
         v1 = p_leads[6]
         half = v1.size // 2
         p_term = float(max(0.0, -v1[half:].min())) if v1[:half].max() >= 0.03 else 0.0
+        # A P negative throughout V1 and >= 80 ms wide counts by its depth (ingest.protocol.voltage).
+        if params.p_ms >= 2 * LAA_V1_TERMINAL_P_FROM_MS:
+            p_term = max(p_term, float(max(0.0, -v1[np.argmax(np.abs(v1))])))
     return leads, axis, p_ii, p_term
 
 

@@ -3,13 +3,16 @@
     lvh_finding          Sokolow-Lyon S(V1) + R(V5 or V6) > 3.5 mV, R(I) > 1.5 mV, R(aVL) > 1.1 mV
     low_voltage_finding  every limb lead's QRS < 0.5 mV, or every precordial lead's < 1.0 mV
     r_progression_finding  R in V3 < 0.3 mV
-    atrial_finding       P in II > 0.25 mV (right); notched P in II > 120 ms or a terminal
-                         negative P in V1 >= 0.1 mV deep (left)
+    atrial_finding       P in II > 0.25 mV (right); notched P in II > 120 ms, or a terminal
+                         negative P in V1 >= 0.1 mV deep (left): the negative part of a biphasic
+                         P, or of a P negative throughout that is at least 80 ms wide (its
+                         terminal half then >= 40 ms: the P terminal force criterion, AHA/ACCF/HRS
+                         2009 part V)
 """
 
 from __future__ import annotations
 
-from ingest.measure.measured import GroundingFeatures
+from ingest.measure.measured import GroundingFeatures, LeadFeatures
 from ingest.protocol import vocabulary as v
 from ingest.protocol.findings import Finding, hundredths, mv, not_measurable, whole
 
@@ -22,6 +25,7 @@ POOR_R_PROGRESSION_V3_BELOW_MV = 0.3
 RAA_P_II_ABOVE_MV = 0.25
 LAA_P_II_ABOVE_MS = 120
 LAA_V1_TERMINAL_P_FROM_MV = 0.1
+LAA_V1_TERMINAL_P_FROM_MS = 40
 
 
 def sokolow_lyon_mv(s_v1: float | None, r_v5: float | None, r_v6: float | None) -> float | None:
@@ -122,12 +126,26 @@ def r_progression_finding(features: GroundingFeatures) -> Finding:
                              "normal R wave progression.")
 
 
+def v1_negative_p_mv(lead_v1: LeadFeatures | None) -> float | None:
+    """Depth (mV, as written) of V1's terminal negative P: the negative part of a biphasic P, or a P
+    negative throughout whose terminal half is at least LAA_V1_TERMINAL_P_FROM_MS wide (a P of twice
+    that); None when V1's P was not measured."""
+    if lead_v1 is None:
+        return None
+    terminal, amplitude, duration = (lead_v1.p_terminal_negative_mv, lead_v1.median.p_amp_mv,
+                                     lead_v1.median.p_dur_ms)
+    if terminal is None and amplitude is None:
+        return None
+    negative_throughout = -(amplitude or 0.0) if (duration or 0.0) >= 2 * LAA_V1_TERMINAL_P_FROM_MS else 0.0
+    return hundredths(max(terminal or 0.0, negative_throughout))
+
+
 def atrial_finding(features: GroundingFeatures) -> Finding:
     lead_ii, lead_v1 = features.leads.get("II"), features.leads.get("V1")
     p_amp = hundredths(lead_ii.median.p_amp_mv) if lead_ii else None
     p_dur = whole(lead_ii.median.p_dur_ms) if lead_ii else None
     notched = lead_ii.p_notched if lead_ii else None
-    terminal = hundredths(lead_v1.p_terminal_negative_mv) if lead_v1 else None
+    terminal = v1_negative_p_mv(lead_v1)
     values: dict[str, float | str | None] = {"p_ii_mv": p_amp, "p_ii_ms": None if p_dur is None else float(p_dur),
                                              "p_v1_terminal_mv": terminal}
     if p_amp is None and p_dur is None and terminal is None:
@@ -145,7 +163,7 @@ def atrial_finding(features: GroundingFeatures) -> Finding:
                      f"{LAA_P_II_ABOVE_MS} ms)")
     left_v1 = terminal is not None and terminal >= LAA_V1_TERMINAL_P_FROM_MV
     if terminal is not None:
-        cited.append(f"terminal negative P in V1 {mv(terminal)} ({'>=' if left_v1 else '<'} "
+        cited.append(f"negative P in V1 (terminal or throughout) {mv(terminal)} ({'>=' if left_v1 else '<'} "
                      f"{mv(LAA_V1_TERMINAL_P_FROM_MV)})")
     if left_ii or left_v1:
         labels.append(v.LEFT_ATRIAL_ABNORMALITY)
