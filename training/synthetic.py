@@ -68,10 +68,10 @@ from ingest.protocol.rhythm import rate_class
 from ingest.protocol.voltage import (
     LAA_V1_TERMINAL_P_FROM_MS,
     LAA_V1_TERMINAL_P_FROM_MV,
-    POOR_R_PROGRESSION_V3_BELOW_MV,
     RAA_P_II_ABOVE_MV,
     low_voltage,
     lvh_criteria,
+    poor_r_progression,
     sokolow_lyon_mv,
 )
 from training.build import CORPUS_FILE, REJECTED_FILE, RowInput, build_row, split_for, summarise, write_summary
@@ -552,7 +552,7 @@ def truth_labels(q: Quantities) -> list[str]:
     precordial = max(volt(leads[lead].qrs_pp_mv) for lead in LEADS[6:])
     if low_voltage(limb, precordial):
         labels.append(v.LOW_QRS_VOLTAGE)
-    if volt(leads["V3"].r_mv) < POOR_R_PROGRESSION_V3_BELOW_MV:
+    if poor_r_progression(volt(leads["V2"].r_mv), volt(leads["V3"].r_mv), volt(leads["V4"].r_mv)):
         labels.append(v.POOR_R_PROGRESSION)
     if q.p_ii is not None and hundredths(q.s("p", q.p_ii)) > RAA_P_II_ABOVE_MV:  # type: ignore[operator]
         labels.append(v.RIGHT_ATRIAL_ABNORMALITY)

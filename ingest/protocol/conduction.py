@@ -1,6 +1,7 @@
 """Step 2 of the protocol: conduction, axis and intervals.
 
-    pr_finding    PR against 120 / 200 ms (short PR, first degree AV block)
+    pr_finding    PR against 120 / 200 ms (short PR, first degree AV block); not applicable in
+                  atrial fibrillation
     qrs_finding   QRS by the AHA/ACCF/HRS 2009 recommendations (part III, adults):
                   >= 120 ms: right bundle branch block with an R' in V1 or V2 or a dominant R
                   in V1; left bundle branch block with a dominant S in V1 (QS, rS) and a broad
@@ -142,7 +143,7 @@ def _describe(lead: LeadFeatures | None, name: str) -> str:
 
 def pr_finding(features: GroundingFeatures, atrial_fibrillation: bool = False) -> Finding:
     pr = whole(features.global_.pr_ms)
-    if atrial_fibrillation and pr is None:
+    if atrial_fibrillation:  # a P-like wave the median beat may still hold is no P wave: no PR to judge
         return Finding(step=2, rule="pr_interval", statement="PR interval not applicable: no P waves.",
                        evidence="pr interval not applicable")
     if pr is None:

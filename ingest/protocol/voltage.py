@@ -2,7 +2,8 @@
 
     lvh_finding          Sokolow-Lyon S(V1) + R(V5 or V6) > 3.5 mV, R(I) > 1.5 mV, R(aVL) > 1.1 mV
     low_voltage_finding  every limb lead's QRS < 0.5 mV, or every precordial lead's < 1.0 mV
-    r_progression_finding  R in V3 < 0.3 mV
+    r_progression_finding  R in V3 < 0.3 mV that does not grow from V2 or stays < 0.3 mV in V4
+                         (a small R in V3 before a tall one in V4 is a late normal transition)
     atrial_finding       P in II > 0.25 mV (right); notched P in II > 120 ms, or a terminal
                          negative P in V1 >= 0.1 mV deep (left): the negative part of a biphasic
                          P, or of a P negative throughout that is at least 80 ms wide (its
@@ -110,20 +111,34 @@ def low_voltage_finding(features: GroundingFeatures) -> Finding:
                    evidence="no low voltage")
 
 
+def poor_r_progression(r_v2: float | None, r_v3: float | None, r_v4: float | None) -> bool:
+    """R in V3 under 0.3 mV that does not grow from V2 (flat or reversed), or is still under 0.3 mV in V4.
+
+    A small R in V3 followed by a tall one in V4 is a late but normal transition.
+    """
+    if r_v3 is None or r_v3 >= POOR_R_PROGRESSION_V3_BELOW_MV:
+        return False
+    no_growth = r_v2 is not None and r_v3 <= r_v2
+    late = r_v4 is not None and r_v4 < POOR_R_PROGRESSION_V3_BELOW_MV
+    return no_growth or late
+
+
 def r_progression_finding(features: GroundingFeatures) -> Finding:
-    lead = features.leads.get("V3")
-    r_v3 = hundredths(lead.median.r_amp_mv) if lead else None
+    r_v2, r_v3, r_v4 = (hundredths(features.leads[lead].median.r_amp_mv) if lead in features.leads else None
+                        for lead in ("V2", "V3", "V4"))
     if r_v3 is None:
         return not_measurable(3, "r_progression", "R wave in V3")
-    if r_v3 < POOR_R_PROGRESSION_V3_BELOW_MV:
-        return Finding(step=3, rule="r_progression", label=v.POOR_R_PROGRESSION, abnormal=True, leads=["V3"],
-                       values={"r_v3_mv": r_v3}, evidence=v.POOR_R_PROGRESSION,
-                       statement=f"R wave in V3 {mv(r_v3)} (< {mv(POOR_R_PROGRESSION_V3_BELOW_MV)}): "
-                                 f"{v.POOR_R_PROGRESSION}.")
-    return Finding(step=3, rule="r_progression", leads=["V3"], values={"r_v3_mv": r_v3},
+    values: dict[str, float | str | None] = {"r_v2_mv": r_v2, "r_v3_mv": r_v3, "r_v4_mv": r_v4}
+    cited = ", ".join(f"{lead} {'not measured' if r is None else mv(r)}"
+                      for lead, r in (("V2", r_v2), ("V3", r_v3), ("V4", r_v4)))
+    if poor_r_progression(r_v2, r_v3, r_v4):
+        return Finding(step=3, rule="r_progression", label=v.POOR_R_PROGRESSION, abnormal=True,
+                       leads=["V2", "V3", "V4"], values=values, evidence=v.POOR_R_PROGRESSION,
+                       statement=(f"R wave {cited} (V3 < {mv(POOR_R_PROGRESSION_V3_BELOW_MV)}, not growing from V2 "
+                                  f"or still small in V4): {v.POOR_R_PROGRESSION}."))
+    return Finding(step=3, rule="r_progression", leads=["V2", "V3", "V4"], values=values,
                    evidence="normal r wave progression",
-                   statement=f"R wave in V3 {mv(r_v3)} (>= {mv(POOR_R_PROGRESSION_V3_BELOW_MV)}): "
-                             "normal R wave progression.")
+                   statement=f"R wave {cited}: normal R wave progression.")
 
 
 def v1_negative_p_mv(lead_v1: LeadFeatures | None) -> float | None:

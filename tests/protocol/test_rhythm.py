@@ -100,3 +100,11 @@ def test_a_small_upright_p_in_ii_is_upright():
     features = b.with_rhythm(b.normal_features(), p_positive_in=["I", "aVL"], p_negative_in=["aVR"])
     features = b.with_median(features, "II", p_amp_mv=0.04)
     assert v.SINUS_RHYTHM in protocol_read(features).labels
+
+
+def test_no_pr_conclusion_in_atrial_fibrillation_even_if_the_median_beat_holds_a_p_like_wave():
+    features = b.with_global(b.with_beats(b.normal_features(), AF_RR, [None] * 13), pr_ms=260.0)
+    read = protocol_read(features)
+    assert read.labels[0] == v.ATRIAL_FIBRILLATION
+    assert v.FIRST_DEGREE_AV_BLOCK not in read.labels
+    assert "PR interval not applicable: no P waves." in read.steps[2]

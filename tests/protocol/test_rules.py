@@ -137,6 +137,12 @@ CASES: list[tuple[str, Callable[[], GroundingFeatures], set[str], set[str]]] = [
     # R wave progression
     ("R(V3) 0.29 poor", lambda: with_median(N(), "V3", r_amp_mv=0.29), {v.POOR_R_PROGRESSION}, {v.NORMAL_ECG}),
     ("R(V3) 0.30 normal", lambda: with_median(N(), "V3", r_amp_mv=0.3), {v.NORMAL_ECG}, {v.POOR_R_PROGRESSION}),
+    ("R(V3) 0.25 after V2 0.20, V4 1.40: late normal transition",
+     lambda: with_median(with_median(N(), "V2", r_amp_mv=0.2), "V3", r_amp_mv=0.25), {v.NORMAL_ECG},
+     {v.POOR_R_PROGRESSION}),
+    ("R(V3) 0.25 after V2 0.20, V4 0.29: poor",
+     lambda: with_median(with_median(with_median(N(), "V2", r_amp_mv=0.2), "V3", r_amp_mv=0.25), "V4",
+                         r_amp_mv=0.29), {v.POOR_R_PROGRESSION}, {v.NORMAL_ECG}),
     # atria
     ("P(II) 0.25 normal", lambda: with_median(N(), "II", p_amp_mv=0.25), {v.NORMAL_ECG},
      {v.RIGHT_ATRIAL_ABNORMALITY}),
