@@ -3,10 +3,14 @@
     protocol_read(features, demographics=None) -> ProtocolRead   text, labels, evidence, critical
     ProtocolReader().interpret(batch) -> list[Interpretation]     the `Interpreter` the worker holds
 
-Laid out along the protocol's steps: `rhythm` (1: technical, rate, rhythm), `conduction`
-(2: PR, QRS, axis), `voltage` (3: hypertrophy, voltage, atria), `ischemia` (4: ST, Q),
-`repolarisation` (5: QT, T), `read` (6: weighing, narrative, labels, evidence), `reader`
-(the Interpreter). `vocabulary` holds the label strings and `CRITICAL_LABELS`; `findings`
+Laid out along the protocol's steps: `rhythm` (1: technical, rate, rhythm; it reads the
+single beats through `beat_pattern`: premature beats, RR irregularity, P waves at a
+consistent PR), `conduction` (2: PR, QRS and bundle branch blocks, axis), `voltage`
+(3: hypertrophy, voltage, R progression, atria), `ischemia` (4: ST by the fourth universal
+definition, Q waves, secondary changes of a wide QRS), `repolarisation` (5: QT decided by
+Framingham's correction, T), `read` (6: weighing, narrative, labels, evidence), `reader`
+(the Interpreter). Each module's docstring states its rules and the standard they follow;
+their figures on real recordings are in the README ("Measured on real recordings"). `vocabulary` holds the label strings and `CRITICAL_LABELS`; `findings`
 the `Finding` type and how numbers are written. Every threshold is a named constant of the
 module that applies it, and `reports.verify` checks other interpreters' claims with them.
 """
