@@ -13,6 +13,9 @@ migrations in `migrations/`; these models must match them (a test compares the t
     audit_events   the append-only, hash-chained trail of every state change
     audit_head     one row: the id and hash of the newest audit event; locking it
                    serialises appends so the chain never forks
+    study_counts, study_counts_by_day
+                   how many studies per state, critical flag, format and origin (and per
+                   day), kept by triggers in the transaction of every change
     users          accounts of the sign-off web app (argon2 hash, role, lock-out counters)
     web_sessions   the web app's logins: the SHA-256 of the session token, expiry, CSRF token
 
@@ -171,6 +174,39 @@ class Study(Base):
         *(sa.Index(f"ix_studies_{column}", column, postgresql_ops={column: "text_pattern_ops"})
           for column in ("patient_id_key", "patient_name_key", "accession_key")),
     )
+
+
+class StudyCount(Base):
+    """How many studies have this state, critical flag, source format and origin ('' for none).
+
+    Kept by triggers on `studies` in the transaction of every change (migration
+    0005_study_counts), never written by application code; read through `reports.counts`.
+    """
+
+    __tablename__ = "study_counts"
+
+    state: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    critical: Mapped[bool] = mapped_column(sa.Boolean, primary_key=True)
+    source_format: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    origin: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    n: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class StudyCountByDay(Base):
+    """The same counts per UTC day the study was received (`created_at`) or acquired
+    (`acquired_at`, only for studies that have one): the queue's counts under a date filter."""
+
+    __tablename__ = "study_counts_by_day"
+
+    day_kind: Mapped[str] = mapped_column(sa.String(8), primary_key=True)  # "received" | "acquired"
+    day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    state: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    critical: Mapped[bool] = mapped_column(sa.Boolean, primary_key=True)
+    source_format: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    origin: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    n: Mapped[int] = mapped_column(sa.BigInteger)
+
+    __table_args__ = (sa.CheckConstraint("day_kind IN ('received', 'acquired')", name="day_kind"),)
 
 
 class Report(Base):

@@ -9,12 +9,12 @@
 
 Every query here must stay cheap with a million studies, because Prometheus asks every 15-60 s:
 
-- `study_counts_by_state` is one GROUP BY over the index `ix_studies_state_changed`
-  (state first): exact, but it reads every index entry (about 240 ms at 1M studies,
-  `benchmarks/metrics.py`). So the exporter runs it rarely (`counts_with_head`, once an hour
-  by default) and keeps the counts current in between from the audit tail: every state
-  change is an audit row (`TailBatch.state_moves`). Code that needs the counts calls this
-  function, so when they become maintained counters in the database, only it changes.
+- `study_counts_by_state` reads the counters the database keeps in the transaction of every
+  change (`reports.counts`; a GROUP BY over every study took about 240 ms at 1M studies,
+  `benchmarks/metrics.py`), so the exporter reads it every scrape by default. With
+  `ECGWL_METRICS_RECOUNT_SECONDS` > 0 it reads it that often (`counts_with_head`) and keeps
+  the counts current in between from the audit tail: every state change is an audit row
+  (`TailBatch.state_moves`).
 - `delivery_backlog` reads only the rows not yet delivered (state pending/sent/error, the
   first column of `ix_outbox_state_next_attempt`), never the delivered history.
 - `AuditTail` reads only the events after the last one it saw (primary key range), so its
@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from reports.counts import counts_by_state
 from reports.db import AuditEvent, OutboxItem, OutboxState, Study, StudyState
 from reports.delivery_view import GAVE_UP, UNENCODABLE
 
@@ -50,13 +51,10 @@ _RESTING_STATES = frozenset({StudyState.SIGNED.value, StudyState.REJECTED.value,
 def study_counts_by_state(session: Session) -> dict[str, int]:
     """How many studies are in each state (every state listed, 0 where none).
 
-    One GROUP BY on `ix_studies_state_changed`: the single place to make O(1) later
-    (maintained counters), so keep every caller on this function.
+    Read from the counters the database keeps in the transaction of every change
+    (`reports.counts`): exact, and a few small rows whatever the number of studies.
     """
-    counts = {state.value: 0 for state in StudyState}
-    for state, count in session.execute(sa.select(Study.state, sa.func.count()).group_by(Study.state)):
-        counts[state] = count
-    return counts
+    return counts_by_state(session)
 
 
 def counts_with_head(engine: sa.Engine) -> tuple[dict[str, int], int]:

@@ -8,8 +8,9 @@ depths live in Redis and the states in Postgres, so one reader sees them all, an
 Celery prefork children need no shared-memory metrics. Each scrape reads (at most once per
 `metrics_min_interval_seconds`, however many Prometheus servers ask) the Redis list lengths,
 the undelivered outbox rows and the audit events since the last scrape; the studies by state
-are counted exactly once every `metrics_recount_seconds` and kept current in between from
-those audit events (reports/metrics.py says why that is exact). It publishes:
+are read from the counters the database keeps (every scrape by default; with
+`metrics_recount_seconds` > 0 that often, kept current in between from those audit events:
+reports/metrics.py says why that is exact). It publishes:
 
     ecgwl_queue_messages{queue}                  Celery messages waiting in each Redis queue
     ecgwl_queue_unacked_messages                 messages a worker took and has not finished

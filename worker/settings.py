@@ -110,9 +110,10 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     metrics_min_interval_seconds: float = 10.0
-    # Studies by state are counted exactly this often (a GROUP BY over every study: ~0.25 s at
-    # 1M) and kept current in between from the audit events each scrape reads.
-    metrics_recount_seconds: float = 3600.0
+    # Studies by state are read from the counters the database keeps (reports/counts.py: a few
+    # rows, exact) every scrape with 0; a positive value reads them this often and keeps them
+    # current in between from the audit events each scrape reads.
+    metrics_recount_seconds: float = 0.0
 
     # TEST-ONLY: every pipeline stage sleeps this long before its work, so a test can kill a
     # worker in the middle of a task. Always 0 in production.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
 
 from reports import audit
 from reports.db import Role, User, WebSession, utcnow
@@ -142,7 +142,7 @@ def session_for_token(session: Session, token: str | None, *, now: dt.datetime |
         sa.select(WebSession).join(User).where(
             WebSession.token_digest == security.token_digest(token), WebSession.expires_at > now,
             User.active.is_(True),
-        )
+        ).options(contains_eager(WebSession.user))  # the account comes with it: one query per request
     ).scalar_one_or_none()
     return found
 

@@ -9,8 +9,9 @@ from alembic.runtime.migration import MigrationContext
 from reports import store
 from reports.db import Base
 
-TABLES = {"studies", "reports", "outbox", "audit_events", "audit_head", "users", "web_sessions"}
-HEAD = "0004_patient_search"
+TABLES = {"studies", "reports", "outbox", "audit_events", "audit_head", "users", "web_sessions", "study_counts",
+          "study_counts_by_day"}
+HEAD = "0005_study_counts"
 
 
 def _tables(url: str) -> set[str]:
@@ -107,7 +108,7 @@ def test_db_commands_make_and_drop_the_embedded_sqlite_schema(tmp_path, monkeypa
 def test_review_accounts_migration_goes_down_to_the_initial_schema(postgres_url: str) -> None:
     store.upgrade(postgres_url)
     store.downgrade(postgres_url, "0001_initial")
-    assert _tables(postgres_url) == TABLES - {"users", "web_sessions"}
+    assert _tables(postgres_url) == TABLES - {"users", "web_sessions", "study_counts", "study_counts_by_day"}
     engine = sa.create_engine(postgres_url)
     try:
         indexes = {ix["name"] for ix in sa.inspect(engine).get_indexes("studies")}
