@@ -1,24 +1,31 @@
-"""Studies per second through the pipeline, and what the database and the queue cost per study.
+"""CPU per study through the worklist against the stage work alone, on real recordings, interleaved.
 
-The same N ECG files (DICOM, WFDB and PDF variants of the samples, each distinct content)
-go through four set-ups, each on a fresh Postgres database and Redis db, measured in this run:
+The same N distinct real ECGs (`benchmarks/mix.py`: DICOM at 1000 Hz, WFDB at 250/500/1000 Hz,
+vector PDF pages, each a different record) go through these set-ups, each on a fresh Postgres
+database and a Redis database of its own, in the same run:
 
-    work only         read_ecg + prepare + ProtocolReader.interpret (batches) + claim checks +
-                      ORU build and validation: the work itself, no database, no queue (baseline)
+    work only         the stage work itself, in this process, no database, no queue, no files:
+                      read, prepare, interpret (the protocol reader, in batches), the claim
+                      checks, the HL7 draft built and validated (`work_only` below)  (baseline)
     stages in-process the stage functions with the in-process dispatcher on Postgres: register,
                       prepare_study, interpret_studies, build_report            (+ database, files)
     through Celery    the same stages as Celery tasks on Redis, one solo worker for all three
-                      queues (one process, like the row above)                  (+ queue)
+                      queues                                                    (+ queue)
     watch -> report   the deployment shape: `ecg-worklist watch` + a CPU worker (prefork, one
                       process per core) + a GPU worker (solo); files dropped into the inbox;
-                      from the drop to the last draft, stable-file wait included
+                      from the drop to the last draft, stable-file wait and archive copy included
 
-Processes are started and ready before the clock starts. The database overhead per study is
-(in-process - work): transactions with their audit rows, and the files preparation leaves
-for the later stages (PNG, model window) written and read back; the queue overhead is
-(Celery - in-process). Both in ms; ratios are against the work-only baseline.
+Each round runs every set-up once; the order of the set-ups alternates between rounds, so
+the load of other jobs on the machine falls on all of them alike. For every set-up and round:
+wall time, and CPU time of EVERY process doing its work: this process (`time.process_time`,
+which registers the studies in the Celery set-ups), the worker and watcher processes with
+their prefork children, and the Postgres backends serving the set-up's database, read from
+/proc (benchmarks/cpu.py) while they run (sampled every 0.2 s, so a process that exits is
+counted up to its last sample). The shared Redis server is not counted (it serves every job
+on the machine; its share is small: a few commands per study). Processes are started and
+ready before the clock starts.
 
-Run: .venv/bin/python benchmarks/pipeline.py [--studies 40] [--batch-size 16]
+Run: .venv/bin/python benchmarks/pipeline.py [--studies 40] [--rounds 3] [--batch-size 16]
 Needs PostgreSQL and Redis (ECGWL_TEST_POSTGRES_URL / ECGWL_TEST_REDIS_URL, or the local servers).
 """
 
@@ -29,76 +36,98 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.cpu import database_backends, load_average, process_cpu, tree_pids  # noqa: E402
+from benchmarks.mix import MixItem, mix_summary, write_mix  # noqa: E402
+from ingest.intake.watch import walk_records  # noqa: E402
 from ingest.prepare import prepare  # noqa: E402
 from ingest.protocol import ProtocolReader  # noqa: E402
 from ingest.readers.read import read_ecg  # noqa: E402
-from ingest.intake.watch import walk_records  # noqa: E402
 from reports import store  # noqa: E402
 from reports.hl7_oru import HL7Endpoints, OruReport, OruStudy, build_oru, new_control_id  # noqa: E402
 from reports.hl7_validate import validate_oru  # noqa: E402
-from reports.verify import verify  # noqa: E402
 from worker.context import PipelineContext  # noqa: E402
 from worker.intake import register_batch_item  # noqa: E402
 from worker.settings import Settings  # noqa: E402
+from worker.stages import check_claims  # noqa: E402
 
 ADMIN_URL = os.environ.get("ECGWL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("ECGWL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-SAMPLES = REPO / "samples"
 ECG_WORKLIST = Path(sys.executable).parent / "ecg-worklist"
+GOAL_RATIO = 1.2
+SETUPS = ("work", "inproc", "celery", "watch")
+LABELS = {"work": "work only (no database, no queue)", "inproc": "stages in-process on Postgres",
+          "celery": "stages through Redis/Celery (1 process)", "watch": "watch -> queues -> report (3 processes)"}
 
 
-# ---------------------------------------------------------------- inputs
+# ---------------------------------------------------------------- CPU of every process
 
 
-def make_inputs(folder: Path, count: int) -> dict[str, int]:
-    """`count` distinct ECGs: 40 % DICOM, 40 % WFDB, 20 % PDF (variants of the samples)."""
-    import pydicom
+@dataclass
+class CpuMeter:
+    """CPU seconds used since `start()` by this process and by the watched processes (and their
+    children), sampled so a process that exits mid-run keeps what it had used."""
 
-    folder.mkdir(parents=True)
-    n_pdf = max(1, count // 5)
-    n_wfdb = (count - n_pdf) // 2
-    n_dicom = count - n_pdf - n_wfdb
-    dataset = pydicom.dcmread(SAMPLES / "demo-dicom.dcm")
-    for i in range(n_dicom):
-        dataset.AccessionNumber = f"BENCH-{i:05d}"
-        dataset.save_as(folder / f"d{i:05d}.dcm")
-    header = (SAMPLES / "demo-wfdb.hea").read_text()
-    for i in range(n_wfdb):
-        # A record keeps the name its header gives it; the variant differs in a comment line.
-        record = folder / f"w{i:05d}"
-        record.mkdir()
-        shutil.copy(SAMPLES / "demo-wfdb.dat", record / "demo-wfdb.dat")
-        (record / "demo-wfdb.hea").write_text(header + f"# bench variant {i}\n")
-    pdf = (SAMPLES / "demo-report.pdf").read_bytes()
-    for i in range(n_pdf):
-        (folder / f"p{i:05d}.pdf").write_bytes(pdf + f"% bench variant {i}\n".encode())
-    return {"dicom": n_dicom, "wfdb": n_wfdb, "pdf": n_pdf}
+    roots: list[int] = field(default_factory=list)  # started processes: each with its descendants
+    engine: sa.Engine | None = None  # whose database's backends to watch
+    database: str = ""
+    _start: dict[int, float] = field(default_factory=dict)
+    _last: dict[int, float] = field(default_factory=dict)
+    _own_start: float = 0.0
+
+    def _pids(self) -> list[int]:
+        pids = [pid for root in self.roots for pid in tree_pids(root)]
+        if self.engine is not None:
+            pids += database_backends(self.engine, self.database)
+        return pids
+
+    def start(self) -> None:
+        self._own_start = time.process_time()
+        self._start = {pid: process_cpu(pid) for pid in self._pids()}
+        self._last = dict(self._start)
+
+    def sample(self) -> None:
+        for pid in self._pids():
+            used = process_cpu(pid)
+            if used:
+                self._last[pid] = used
+
+    def seconds(self) -> float:
+        self.sample()
+        others = sum(used - self._start.get(pid, 0.0) for pid, used in self._last.items())
+        return time.process_time() - self._own_start + others
 
 
 # ---------------------------------------------------------------- services
 
 
+def _database_name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
 @contextmanager
-def scratch_database() -> Iterator[str]:
+def scratch_database(admin_url: str) -> Iterator[str]:
     name = f"ecgwl_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
     try:
         store.upgrade(url)
         yield url
@@ -109,10 +138,36 @@ def scratch_database() -> Iterator[str]:
 
 
 @contextmanager
-def scratch_redis() -> Iterator[str]:
+def claimed_redis(base_url: str) -> Iterator[str]:
+    """A Redis database (1-15) of our own, claimed the way the tests claim one (SET NX in db 0),
+    so a benchmark never empties a database another run is using."""
     import redis
 
-    url = f"{REDIS_URL}/{14}"
+    registry = redis.Redis.from_url(f"{base_url}/0")
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + 120
+    while True:
+        free = [db for db in range(1, 16) if registry.set(f"ecgwl-test-db-claim:{db}", token, nx=True, ex=3600)]
+        if free:
+            db = free[0]
+            for extra in free[1:]:
+                registry.delete(f"ecgwl-test-db-claim:{extra}")
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError("no free Redis database (1-15) for two minutes")
+        time.sleep(0.5)
+    try:
+        yield f"{base_url}/{db}"
+    finally:
+        if registry.get(f"ecgwl-test-db-claim:{db}") == token.encode():
+            registry.delete(f"ecgwl-test-db-claim:{db}")
+        registry.close()
+
+
+@contextmanager
+def empty_redis(url: str) -> Iterator[str]:
+    import redis
+
     client = redis.Redis.from_url(url)
     client.flushdb()
     try:
@@ -124,23 +179,25 @@ def scratch_redis() -> Iterator[str]:
 
 def settings_for(root: Path, database_url: str, redis_url: str | None, batch_size: int) -> Settings:
     return Settings(data_dir=root / "var", inbox_dirs=[root / "inbox"], database_url=database_url,
-                    redis_url=redis_url, interpret_batch_size=batch_size, stable_seconds=0.2, poll_seconds=0.1,
+                    redis_url=redis_url, interpret_batch_size=batch_size, stable_seconds=1.0, poll_seconds=1.0,
                     reconcile_every_seconds=3600)
 
 
 def env_for(settings: Settings) -> dict[str, str]:
+    """The settings as the ECGWL_ environment a worker process reads (JSON for lists and objects)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("ECGWL_")}
-    for key, value in settings.model_dump().items():
+    for key, value in settings.model_dump(mode="json").items():
         if value is None:
             continue
-        env[f"ECGWL_{key.upper()}"] = json.dumps([str(v) for v in value]) if isinstance(value, list) else str(value)
+        env[f"ECGWL_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     return env
 
 
 @contextmanager
-def processes(settings: Settings, root: Path, commands: list[list[str]]) -> Iterator[None]:
-    """Start `ecg-worklist` processes and wait until every worker says it is ready."""
+def processes(settings: Settings, root: Path, commands: list[list[str]]) -> Iterator[list[int]]:
+    """Start `ecg-worklist` processes, wait until every worker says it is ready; yields their pids."""
     started = []
+    root.mkdir(parents=True, exist_ok=True)
     for n, args in enumerate(commands):
         log = root / f"process-{n}.log"
         with log.open("wb") as handle:
@@ -148,14 +205,16 @@ def processes(settings: Settings, root: Path, commands: list[list[str]]) -> Iter
                                      stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
         started.append((popen, log, args[0] == "worker"))
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while not all(not is_worker or " ready." in log.read_text(errors="replace")
                       for _, log, is_worker in started):
-            if time.monotonic() > deadline:
-                raise RuntimeError("workers did not start: " + " ".join(str(log) for _, log, _ in started))
+            exited = [log for popen, log, _ in started if popen.poll() is not None]
+            if exited or time.monotonic() > deadline:
+                tails = "\n".join(f"--- {log}:\n{log.read_text(errors='replace')[-2000:]}" for _, log, _ in started)
+                raise RuntimeError(f"workers did not start:\n{tails}")
             time.sleep(0.2)
         time.sleep(1.0)  # the watcher's first scan
-        yield
+        yield [popen.pid for popen, _, _ in started]
     finally:
         for popen, _, _ in started:
             if popen.poll() is None:
@@ -167,69 +226,86 @@ def processes(settings: Settings, root: Path, commands: list[list[str]]) -> Iter
                 os.killpg(popen.pid, signal.SIGKILL)
 
 
-def wait_for_drafts(engine: sa.Engine, count: int, timeout: float = 1800) -> None:
+def wait_for_drafts(engine: sa.Engine, count: int, meter: CpuMeter, timeout: float = 3600) -> None:
     deadline = time.monotonic() + timeout
     query = sa.text("SELECT count(*) FROM studies WHERE state IN ('awaiting_signoff', 'quarantined', 'failed')")
     while time.monotonic() < deadline:
         with engine.connect() as conn:
             if conn.execute(query).scalar_one() >= count:
                 return
-        time.sleep(0.05)
+        meter.sample()
+        time.sleep(0.2)
     raise RuntimeError("timed out waiting for the drafts")
 
 
-# ---------------------------------------------------------------- the four set-ups
+def outcome(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text("SELECT state, count(*) FROM studies GROUP BY state")).all())
 
 
-def work_only(inputs: Path, batch_size: int) -> float:
-    """Seconds for the work itself: read, prepare, interpret in batches, build + validate the ORU."""
+# ---------------------------------------------------------------- the set-ups
+
+
+@dataclass
+class Run:
+    wall: float  # seconds
+    cpu: float  # CPU seconds of every process counted
+    states: dict[str, int] = field(default_factory=dict)
+
+
+def work_only(items: list[MixItem], batch_size: int) -> Run:
+    """The stage work itself: read, prepare, interpret in batches, claim checks, ORU built and validated."""
     reader = ProtocolReader()
-    arrivals = [a for a in walk_records(inputs) if a.problem is None]
-    start = time.perf_counter()
-    for first in range(0, len(arrivals), batch_size):
-        batch = [prepare(read_ecg(a.main)) for a in arrivals[first:first + batch_size]]
+    wall, cpu = time.perf_counter(), time.process_time()
+    for first in range(0, len(items), batch_size):
+        batch = [prepare(read_ecg(item.path)) for item in items[first:first + batch_size]]
         for n, (prepared, interpretation) in enumerate(zip(batch, reader.interpret(batch), strict=True)):
-            verify(interpretation.parsed, prepared.features)
+            flags, _critical = check_claims(prepared, interpretation)
             study = OruStudy(study_id=first + n + 1, demographics=prepared.ecg.demographics,
                              placer_order_number=f"P{first + n}", filler_order_number=f"F{first + n}")
-            report = OruReport(labels=interpretation.parsed.labels, impression=interpretation.parsed.narrative)
+            report = OruReport(labels=interpretation.parsed.labels, impression=interpretation.parsed.narrative,
+                               flags=flags)
             measurements = prepared.features.global_ if prepared.features else None
             message = build_oru(study, report, measurements, interpretation, result_status="P",
                                 endpoints=HL7Endpoints(), control_id=new_control_id())
             assert validate_oru(message) == []
-    return time.perf_counter() - start
+    return Run(time.perf_counter() - wall, time.process_time() - cpu, {"awaiting_signoff": len(items)})
 
 
-def in_process(inputs: Path, root: Path, batch_size: int) -> float:
-    with scratch_database() as url:
+def in_process(inputs: Path, root: Path, batch_size: int, admin_url: str) -> Run:
+    with scratch_database(admin_url) as url:
         ctx = PipelineContext.create(settings_for(root, url, None, batch_size))
         try:
-            start = time.perf_counter()
+            meter = CpuMeter(engine=ctx.engine, database=_database_name(url))
+            meter.start()
+            wall = time.perf_counter()
             for arrival in walk_records(inputs):
                 register_batch_item(ctx, arrival, origin="bench")
             ctx.dispatcher.run_until_idle(ctx)
-            return time.perf_counter() - start
+            return Run(time.perf_counter() - wall, meter.seconds(), outcome(ctx.engine))
         finally:
             ctx.close()
 
 
-def through_celery(inputs: Path, root: Path, batch_size: int, count: int) -> float:
-    with scratch_database() as url, scratch_redis() as redis_url:
+def through_celery(inputs: Path, root: Path, batch_size: int, count: int, admin_url: str, redis_url: str) -> Run:
+    with scratch_database(admin_url) as url, empty_redis(redis_url):
         settings = settings_for(root, url, redis_url, batch_size)
         ctx = PipelineContext.create(settings)
         try:
-            with processes(settings, root, [["worker", "--queues", "prepare,interpret,report"]]):
-                start = time.perf_counter()
+            with processes(settings, root, [["worker", "--queues", "prepare,interpret,report"]]) as pids:
+                meter = CpuMeter(roots=pids, engine=ctx.engine, database=_database_name(url))
+                meter.start()
+                wall = time.perf_counter()
                 for arrival in walk_records(inputs):
                     register_batch_item(ctx, arrival, origin="bench")
-                wait_for_drafts(ctx.engine, count)
-                return time.perf_counter() - start
+                wait_for_drafts(ctx.engine, count, meter)
+                return Run(time.perf_counter() - wall, meter.seconds(), outcome(ctx.engine))
         finally:
             ctx.close()
 
 
-def watch_to_report(inputs: Path, root: Path, batch_size: int, count: int) -> float:
-    with scratch_database() as url, scratch_redis() as redis_url:
+def watch_to_report(inputs: Path, root: Path, batch_size: int, count: int, admin_url: str, redis_url: str) -> Run:
+    with scratch_database(admin_url) as url, empty_redis(redis_url):
         settings = settings_for(root, url, redis_url, batch_size)
         inbox = settings.inbox_dirs[0]
         inbox.mkdir(parents=True)
@@ -241,46 +317,118 @@ def watch_to_report(inputs: Path, root: Path, batch_size: int, count: int) -> fl
                 ["worker", "--queues", "prepare,report"],
                 ["worker", "--queues", "interpret"],
                 ["watch"],
-            ]):
-                start = time.perf_counter()
+            ]) as pids:
+                meter = CpuMeter(roots=pids, engine=engine, database=_database_name(url))
+                meter.start()
+                wall = time.perf_counter()
                 for entry in sorted(staged.iterdir()):
                     entry.rename(inbox / entry.name)
-                wait_for_drafts(engine, count)
-                return time.perf_counter() - start
+                wait_for_drafts(engine, count, meter)
+                return Run(time.perf_counter() - wall, meter.seconds(), outcome(engine))
         finally:
             engine.dispose()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--studies", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=16)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="ecgwl-bench-") as tmp:
+# ---------------------------------------------------------------- the run
+
+
+def _inputs_folder(items: list[MixItem], folder: Path) -> Path:
+    """One folder holding every input (a WFDB record keeps its own folder), as an inbox or archive would."""
+    folder.mkdir(parents=True)
+    for n, item in enumerate(items):
+        if item.path.suffix == ".hea":
+            shutil.copytree(item.path.parent, folder / f"{n:05d}-{item.path.parent.name}")
+        else:
+            shutil.copy(item.path, folder / f"{n:05d}-{item.path.name}")
+    return folder
+
+
+def run(count: int, rounds: int, batch_size: int, setups: tuple[str, ...], admin_url: str,
+        redis_url: str | None) -> tuple[list[MixItem], list[dict[str, Run]]]:
+    with tempfile.TemporaryDirectory(prefix="ecgwl-bench-") as tmp, \
+            (claimed_redis(REDIS_URL) if redis_url is None else _given(redis_url)) as redis_db:
         tmp_path = Path(tmp)
-        mix = make_inputs(tmp_path / "inputs", args.studies)
-        n = args.studies
-        work_only(tmp_path / "inputs", args.batch_size)  # warm-up: imports, caches
-        rows = {
-            "work only (no database, no queue)": work_only(tmp_path / "inputs", args.batch_size),
-            "stages in-process on Postgres": in_process(tmp_path / "inputs", tmp_path / "inproc", args.batch_size),
-            "stages through Redis/Celery (1 process)": through_celery(tmp_path / "inputs", tmp_path / "celery",
-                                                                      args.batch_size, n),
-            "watch -> queues -> report (3 processes)": watch_to_report(tmp_path / "inputs", tmp_path / "watch",
-                                                                       args.batch_size, n),
+        items = write_mix(tmp_path / "mix", count)
+        inputs = _inputs_folder(items, tmp_path / "inputs")
+        work_only(items[: min(len(items), 5)], batch_size)  # warm-up: imports, caches
+        actions: dict[str, Callable[[Path], Run]] = {
+            "work": lambda _root: work_only(items, batch_size),
+            "inproc": lambda root: in_process(inputs, root, batch_size, admin_url),
+            "celery": lambda root: through_celery(inputs, root, batch_size, count, admin_url, redis_db),
+            "watch": lambda root: watch_to_report(inputs, root, batch_size, count, admin_url, redis_db),
         }
-    print(f"{n} studies ({mix['dicom']} DICOM, {mix['wfdb']} WFDB, {mix['pdf']} PDF), protocol reader, "
-          f"interpret batch {args.batch_size}, {os.cpu_count()} cores")
-    base = rows["work only (no database, no queue)"]
-    print(f"{'set-up':42s} {'ms/study':>9s} {'studies/s':>10s} {'vs work':>8s}")
-    for name, seconds in rows.items():
-        print(f"{name:42s} {seconds * 1000 / n:9.1f} {n / seconds:10.1f} {seconds / base:8.2f}")
-    database = rows["stages in-process on Postgres"] - base
-    queue = rows["stages through Redis/Celery (1 process)"] - rows["stages in-process on Postgres"]
-    print(f"database + files overhead per study (in-process - work): {database * 1000 / n:7.1f} ms")
-    print(f"queue overhead per study (Celery - in-process):          {queue * 1000 / n:7.1f} ms")
-    print(f"queue + database overhead per study:                     {(database + queue) * 1000 / n:7.1f} ms "
-          f"({(database + queue) / base:.2f} x the work)")
+        results: list[dict[str, Run]] = []
+        for number in range(rounds):
+            order = list(setups) if number % 2 == 0 else list(reversed(setups))
+            results.append({name: actions[name](tmp_path / f"round{number}-{name}") for name in order})
+            print(f"round {number + 1}: " + ", ".join(
+                f"{name} {results[-1][name].cpu * 1000 / count:.1f} ms CPU/study" for name in setups), flush=True)
+    return items, results
+
+
+@contextmanager
+def _given(url: str) -> Iterator[str]:
+    yield url
+
+
+def report(items: list[MixItem], results: list[dict[str, Run]], batch_size: int) -> None:
+    n = len(items)
+    setups = list(results[0])
+    print(f"{mix_summary(items)} (real recordings, benchmarks/mix.py), protocol reader, interpret batch "
+          f"{batch_size}; {load_average()} at the end")
+    print("CPU is every process's: this one, the workers and watcher with their children, the set-up's "
+          "Postgres backends")
+    print(f"{'round':<6}{'set-up':<42}{'wall ms/study':>14}{'CPU ms/study':>14}{'CPU / work CPU':>16}  outcome")
+    ordered = [name for name in SETUPS if name in setups]
+    for number, result in enumerate(results, 1):
+        base = result["work"].cpu if "work" in result else None
+        for name in ordered:
+            row = result[name]
+            ratio = f"{row.cpu / base:16.2f}" if base else f"{'':>16}"
+            states = ", ".join(f"{k} {v}" for k, v in sorted(row.states.items()))
+            print(f"{number:<6}{LABELS[name]:<42}{row.wall * 1000 / n:14.1f}{row.cpu * 1000 / n:14.1f}{ratio}  {states}")
+    print(f"{'over rounds (min / median / max)':<48}{'wall ms/study':>24}{'CPU ms/study':>24}{'CPU / work CPU':>22}")
+    summary: dict[str, list[float]] = {}
+    for name in ordered:
+        walls = [r[name].wall * 1000 / n for r in results]
+        cpus = [r[name].cpu * 1000 / n for r in results]
+        ratios = [r[name].cpu / r["work"].cpu for r in results] if "work" in setups else []
+        summary[name] = ratios
+
+        def triple(values: list[float], digits: int = 1) -> str:
+            if not values:
+                return f"{'':>24}"
+            return f"{min(values):8.{digits}f}{statistics.median(values):8.{digits}f}{max(values):8.{digits}f}"
+
+        print(f"  {LABELS[name]:<46}{triple(walls)}{triple(cpus)}{triple(ratios, 2)}")
+    if "work" in setups:
+        for name in ("celery", "watch"):
+            if name in setups:
+                ratio = statistics.median(summary[name])
+                print(f"goal: end-to-end CPU per study <= {GOAL_RATIO:g}x the stage work alone, {LABELS[name]}: "
+                      f"{ratio:.2f}x (median round) {'met' if ratio <= GOAL_RATIO else 'NOT met'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--setups", default=",".join(SETUPS), help=f"comma-separated, of {', '.join(SETUPS)}")
+    parser.add_argument("--postgres-admin-url", default=ADMIN_URL)
+    parser.add_argument("--redis-url", default=None, help="a Redis database of our own (default: claim one)")
+    args = parser.parse_args()
+    setups = tuple(s for s in args.setups.split(",") if s)
+    unknown = set(setups) - set(SETUPS)
+    if unknown:
+        parser.error(f"unknown set-ups {sorted(unknown)}")
+    items, results = run(args.studies, args.rounds, args.batch_size, setups, args.postgres_admin_url, args.redis_url)
+    report(items, results, args.batch_size)
+    failed = [name for result in results for name, r in result.items()
+              if r.states.get("awaiting_signoff", 0) != args.studies]
+    if failed:
+        print(f"not every study reached a draft in: {sorted(set(failed))}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

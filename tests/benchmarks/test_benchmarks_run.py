@@ -1,0 +1,41 @@
+"""The benchmarks run: each is started at a small size, as CI does, so none can rot unnoticed.
+
+Timings are not asserted here (they belong to the benchmarks' own output); what is asserted
+is that every set-up ran to the end on real services and printed its rows and its goal line.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import POSTGRES_ADMIN_URL, require_service
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(script: str, *args: str, env: dict[str, str] | None = None, timeout: int = 900) -> str:
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_the_pipeline_benchmark_runs_every_set_up_to_the_last_draft(redis_url: str) -> None:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    out = _run("pipeline.py", "--studies", "5", "--rounds", "1", "--batch-size", "4",
+               "--postgres-admin-url", POSTGRES_ADMIN_URL, "--redis-url", redis_url)
+    for label in ("work only", "stages in-process on Postgres", "through Redis/Celery", "watch -> queues -> report"):
+        assert label in out
+    assert "5 inputs: 2 dicom-1000" in out and out.count("goal: end-to-end CPU per study") == 2
+
+
+@pytest.mark.slow
+def test_the_preparation_benchmark_runs_ours_and_the_naive_pipeline() -> None:
+    out = _run("prepare.py", "--count", "5", "--rounds", "1")
+    assert "5 inputs: 2 dicom-1000" in out and "naive/ours CPU" in out and "goal: <= 25 ms CPU per ECG" in out
