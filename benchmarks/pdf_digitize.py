@@ -15,9 +15,13 @@ Prints, all measured in this run:
    rest stay image-only: the confidence test refused them), the mean SNR over the digitised
    pages, and the mean counting a refused page as 0 dB (the Challenge's score for no output),
    beside the published figures of the Challenge leaders.
-3. The real cart PDFs in tests/data/pdf/: fields read from the text layer, and our measurement
-   of the recovered signal beside the values the device printed; the real GE MUSE pages
-   scanned, against the signal of their own vector paths.
+3. The real cart PDFs in tests/data/pdf/ (GE CardioSoft, Schiller): fields read from the text
+   layer, and our measurement of the recovered signal beside the values the device printed.
+   Then GE MUSE-style pages written by tests/ingest_readers/muse_page.py (no real MUSE PDF we
+   may redistribute was found) of the ten Chapman-Shaoxing recordings in data/real/, each
+   printing GE MUSE's own measurements of that recording: our measurement of the signal read
+   back from the page, and of the recording itself, beside GE MUSE's; and those pages scanned
+   (with and without the "ROOM #:" line above the first row), against their own vector paths.
 4. The non-ECG corpus of tests/ingest_readers/test_pdf_not_ecg.py: how many are accepted.
 
 Time per page: `read_ecg` (read, text, signal) against the baseline of the same run, pypdfium2
@@ -40,6 +44,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -59,11 +64,12 @@ from tests.ingest_readers.ecg_pages import (  # noqa: E402
     write_ecg_pdf,
     write_image_pdf,
 )
+from tests.ingest_readers.muse_page import chapman_record, chapman_records, write_muse_style_pdf  # noqa: E402
 
 VARIANTS = {
     "3x4 + II (plain)": {},
     "scaled to fit (95 %)": {"fit": 0.95},
-    "/Rotate 90 (as GE MUSE)": {"rotate": 90},
+    "/Rotate 90 (as GE MUSE does)": {"rotate": 90},
     "paths split every 0.5 s": {"split_every_s": 0.5},
     "6x2": {"layout": "6x2"},
     "12x1": {"layout": "12x1"},
@@ -197,8 +203,17 @@ def scan_section(data: list, folder: Path, dpi: float) -> None:
         print(f"  {label:84s} {value:>6s} dB")
 
 
-def real_section(folder: Path, dpi: float) -> None:
-    print("\n== 3. Real cart PDFs (tests/data/pdf) ==")
+def _cells(printed: object, measured: object) -> str:
+    """ "device / ours" for each of DEVICE_FIELDS (a dash where a value is missing)."""
+    cells = []
+    for name in DEVICE_FIELDS:
+        device, ours = getattr(printed, name, None), getattr(measured, name, None)
+        cells.append(f"{'-' if device is None else round(device)!s:>6s} / {'-' if ours is None else round(ours)!s:>6s}")
+    return "  ".join(f"{c:>16s}" for c in cells)
+
+
+def real_section() -> None:
+    print("\n== 3a. Real cart PDFs (tests/data/pdf) ==")
     print(f"{'file':22s} {'device':14s} {'fields':>6s}  " + "  ".join(f"{f:>16s}" for f in DEVICE_FIELDS))
     for pdf in sorted((REPO / "tests" / "data" / "pdf").glob("*.pdf")):
         ecg = read_ecg(pdf)
@@ -207,24 +222,43 @@ def real_section(folder: Path, dpi: float) -> None:
         fields = sum(value is not None for value in device.model_dump().values()) + len(demographics) + (
             1 if ecg.device_statements else 0)
         ours = prepare(ecg).features.global_
-        cells = []
-        for name in DEVICE_FIELDS:
-            printed, measured = getattr(device, name), getattr(ours, name)
-            cells.append(f"{printed!s:>6s} / {measured if measured is None else round(measured)!s:>6s}")
-        print(f"{pdf.name:22s} {ecg.device_name or '-':14s} {fields:>6d}  " + "  ".join(f"{c:>16s}" for c in cells))
+        print(f"{pdf.name:22s} {ecg.device_name or '-':14s} {fields:>6d}  " + _cells(device, ours))
     print("(cells: printed by the device / ours from the recovered signal; fields: measurements, demographics and "
           "statements read from the text layer)")
-    for name in ("ge_muse_1.pdf", "ge_muse_2.pdf"):
-        vector = read_ecg(REPO / "tests" / "data" / "pdf" / name).signal.astype(np.float64)
-        image = degrade(page_image(REPO / "tests" / "data" / "pdf" / name, dpi), rotation_deg=1.0, noise_sd=6.0,
-                        jpeg_quality=70)
-        got, _ = recovered(write_image_pdf(folder / f"real-{name}", image, dpi=dpi))
-        if got is None:
-            print(f"{name} scanned: not digitised (image-only)")
-            continue
-        snr = snr_db(vector, got[:, :vector.shape[1]])
-        print(f"{name} scanned at {dpi:g} dpi (1 deg, noise, JPEG 70) vs its vector paths: mean {snr.mean():.1f} dB, "
-              f"min {snr.min():.1f} dB")
+
+
+def muse_style_section(folder: Path, dpi: float) -> None:
+    print("\n== 3b. GE MUSE-style pages written by the tests, of the Chapman-Shaoxing recordings (data/real) ==")
+    print(f"{'record':8s} {'page read':>9s}  " + "  ".join(f"{f:>16s}" for f in DEVICE_FIELDS))
+    scans: dict[bool, list[float | None]] = {True: [], False: []}
+    for name in chapman_records():
+        record = chapman_record(name)
+        device = SimpleNamespace(**record.device)
+        page = write_muse_style_pdf(folder / f"muse-{name}.pdf", record.signal, record.fs, record.page_text())
+        ecg = read_ecg(page)
+        printed = ecg.device_measurements
+        read_back = all(getattr(printed, field) == value for field, value in record.device.items()
+                        if field in ("hr_bpm", "qrs_ms", "qt_ms", "qtc_ms"))
+        from_page = prepare(ecg).features.global_
+        from_recording = prepare(read_wfdb(REPO / "data" / "real" / "chapman_shaoxing" / f"{name}.hea")).features.global_
+        print(f"{name:8s} {'yes' if read_back else 'NO':>9s}  " + _cells(device, from_page))
+        print(f"{'':8s} {'recording':>9s}  " + _cells(device, from_recording))
+        vector = ecg.signal.astype(np.float64)
+        for room in (True, False):
+            if not room:
+                page = write_muse_style_pdf(folder / f"muse-{name}.pdf", record.signal, record.fs,
+                                            record.page_text(room_label=False))
+            image = degrade(page_image(page, dpi), rotation_deg=1.0, noise_sd=6.0, jpeg_quality=70)
+            got, _ = recovered(write_image_pdf(folder / f"muse-{name}-scan.pdf", image, dpi=dpi))
+            scans[room].append(None if got is None else float(snr_db(vector, got[:, :vector.shape[1]]).mean()))
+    print("(cells: GE MUSE's measurement of the recording / ours from the signal read back from the page, then ours "
+          "from the recording itself; 'page read': the printed values came back from the text layer)")
+    for room, values in scans.items():
+        done = [value for value in values if value is not None]
+        per_record = ", ".join("image-only" if value is None else f"{value:.1f}" for value in values)
+        print(f"scanned at {dpi:g} dpi (1 deg, noise 6, JPEG 70), {'with' if room else 'without'} the ROOM line, vs "
+              f"its vector paths: digitised {len(done)}/{len(values)}, mean {statistics.mean(done):.1f} dB "
+              f"(per record: {per_record})")
 
 
 def corpus_section(folder: Path) -> None:
@@ -253,7 +287,8 @@ def main() -> None:
         read_ecg(write_ecg_pdf(Path(folder) / "warm.pdf", data[0][1], data[0][2]))  # lazy imports
         vector_section(data, Path(folder))
         scan_section(data, Path(folder), args.dpi)
-        real_section(Path(folder), args.dpi)
+        real_section()
+        muse_style_section(Path(folder), args.dpi)
         corpus_section(Path(folder))
 
 

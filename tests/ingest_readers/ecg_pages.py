@@ -4,6 +4,9 @@
                                            text with device measurements, 1/5 mm grid, a 1 mV
                                            calibration pulse per row, lead labels, the traces as
                                            paths in a 3x4 + rhythm (or 6x2, 12x1) layout
+    landscape_canvas(path, rotate, fit)    a reportlab page drawn in display millimetres (y down),
+    draw_text(doc, x, y, value)            one text object there (tests/ingest_readers/muse_page.py
+                                           lays out its GE MUSE-style page with these two)
     printed_reference(signal, fs, layout)  the (12, N) 500 Hz signal as the page prints it:
                                            each lead where its panel shows it, NaN elsewhere
     page_image(pdf, dpi)                   a page rendered to an RGB image (pypdfium2)
@@ -19,6 +22,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -48,8 +52,10 @@ def _panel_span(layout: str, column: int, columns: int) -> tuple[float, float]:
     return column * width, (column + 1) * width
 
 
-def printed_reference(signal: np.ndarray, fs: float, layout: str = "3x4") -> np.ndarray:
-    """The signal at 500 Hz as the page prints it: each lead in its panels, NaN elsewhere."""
+def printed_reference(signal: np.ndarray, fs: float, layout: str = "3x4",
+                      panel_s: float | None = None) -> np.ndarray:
+    """The signal at 500 Hz as the page prints it: each lead in its panels, NaN elsewhere.
+    panel_s: a panel shows only its column's first panel_s seconds (GE MUSE: 2.476 of 2.5 s)."""
     from ingest.prepare.signal import resample
 
     data = resample(np.asarray(signal, dtype=np.float64), fs, 500.0).astype(np.float64)[:, :5000]
@@ -59,12 +65,54 @@ def printed_reference(signal: np.ndarray, fs: float, layout: str = "3x4") -> np.
     for row in rows:
         for column, lead in enumerate(row):
             start, stop = _panel_span(layout, column, columns)
+            stop = stop if panel_s is None else start + panel_s
             i = STANDARD_LEADS.index(lead)
             reference[i, round(start * 500):round(stop * 500)] = data[i, round(start * 500):round(stop * 500)]
     for lead in RHYTHM[layout]:
         i = STANDARD_LEADS.index(lead)
         reference[i] = data[i]
     return reference
+
+
+def landscape_canvas(path: Path, *, rotate: int = 0, fit: float = 1.0, title: str = "ECG test page") -> Any:
+    """A reportlab canvas for one landscape letter page, set up to draw in millimetres from the
+    displayed top-left corner (y down), whatever the page's /Rotate.
+
+    fit scales the whole drawing (0.95: a page printed "fit to page", so its millimetres are
+    not the paper's); rotate sets the page's /Rotate, the drawing laid out so that the
+    displayed page is landscape (as GE MUSE does).
+    """
+    from reportlab.pdfgen import canvas
+
+    page_w, page_h = 279.4 * MM, 215.9 * MM  # displayed size
+    doc = canvas.Canvas(str(path), pagesize=(page_w, page_h))
+    if rotate in (90, 270):
+        # reportlab writes a /Rotate 90 page's MediaBox with the sides swapped: asking for a
+        # landscape size gives a portrait MediaBox that displays as landscape (as GE MUSE does).
+        doc.setPageRotation(rotate)
+        # Draw in displayed coordinates: map them into the unrotated page.
+        if rotate == 90:
+            doc.transform(0, 1, -1, 0, page_h, 0)
+        else:
+            doc.transform(0, -1, 1, 0, 0, page_w)
+    doc.setTitle(title)
+    doc.translate(0, page_h)
+    doc.scale(MM * fit, -MM * fit)
+    return doc
+
+
+def draw_text(doc: Any, x_mm: float, y_mm: float, value: str, size: float = 3.0, *, font: str = "Helvetica",
+              right_aligned: bool = False) -> None:
+    """One text object: `value` with its baseline at y_mm, starting (or ending) at x_mm."""
+    doc.saveState()
+    doc.translate(x_mm, y_mm)
+    doc.scale(1, -1)
+    doc.setFont(font, size)
+    if right_aligned:
+        doc.drawRightString(0, 0, value)
+    else:
+        doc.drawString(0, 0, value)
+    doc.restoreState()
 
 
 def write_ecg_pdf(path: Path, signal: np.ndarray, fs: float, *, layout: str = "3x4",
@@ -77,34 +125,11 @@ def write_ecg_pdf(path: Path, signal: np.ndarray, fs: float, *, layout: str = "3
     not the paper's); rotate sets the page's /Rotate (the drawing is laid out so that the
     displayed page is landscape, as GE MUSE does); split_every_s draws each trace in pieces.
     """
-    from reportlab.pdfgen import canvas
-
     data = np.asarray(signal, dtype=np.float64)
-    page_w, page_h = 279.4 * MM, 215.9 * MM  # displayed size
-    if rotate in (90, 270):
-        # reportlab writes a /Rotate 90 page's MediaBox with the sides swapped: asking for a
-        # landscape size gives a portrait MediaBox that displays as landscape (as GE MUSE does).
-        doc = canvas.Canvas(str(path), pagesize=(page_w, page_h))
-        doc.setPageRotation(rotate)
-        # Draw in displayed coordinates: map them into the unrotated page.
-        if rotate == 90:
-            doc.transform(0, 1, -1, 0, page_h, 0)
-        else:
-            doc.transform(0, -1, 1, 0, 0, page_w)
-    else:
-        doc = canvas.Canvas(str(path), pagesize=(page_w, page_h))
-    doc.setTitle("ECG test page")
-    # Everything below is laid out in millimetres from the displayed top-left corner.
-    doc.translate(0, page_h)
-    doc.scale(MM * fit, -MM * fit)
+    doc = landscape_canvas(path, rotate=rotate, fit=fit)
 
     def text(x_mm: float, y_mm: float, value: str, size: float = 3.0) -> None:
-        doc.saveState()
-        doc.translate(x_mm, y_mm)
-        doc.scale(1, -1)
-        doc.setFont("Helvetica", size)
-        doc.drawString(0, 0, value)
-        doc.restoreState()
+        draw_text(doc, x_mm, y_mm, value, size)
 
     rows = LAYOUTS[layout]
     strips = RHYTHM[layout]

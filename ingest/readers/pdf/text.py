@@ -25,9 +25,11 @@ ordered its drawing, and each field is read by the layout that cart prints:
 A text layer whose characters cannot be mapped to letters (fonts without a character
 map give private-use or control codes) is reported as unreadable and nothing is taken
 from it. Real cart PDFs these rules were written on: GE MUSE (two), GE CardioSoft (two)
-and Schiller (one), in tests/data/pdf/ (see its MANIFEST). No real Philips or Mortara
-PDF was found; their layouts follow the field labels those carts print, tested on PDFs
-written by the tests.
+and Schiller (one). The CardioSoft and Schiller files are in tests/data/pdf/ (see its
+MANIFEST); the two MUSE files came from a public repository without a licence, so they may
+not be redistributed, and the tests use a page they write in MUSE's layout instead
+(tests/ingest_readers/muse_page.py). No real Philips or Mortara PDF was found; their
+layouts follow the field labels those carts print, tested on PDFs written by the tests.
 """
 
 from __future__ import annotations
