@@ -14,7 +14,7 @@ different real record). Per ECG, what the prepare stage does, and the naive way:
 
 Both run in this process, one thread (OMP/MKL/OpenBLAS set to 1 before numpy loads), ECG by
 ECG, ours and naive interleaved (which goes first alternates by round), so load from other
-jobs falls on both alike. Times are CPU seconds of this process (`time.process_time`), with
+jobs falls on both alike; garbage left by one is collected before the other starts. Times are CPU seconds of this process (`time.process_time`), with
 wall time beside them. Every round is printed, then min/median/max over the rounds, per
 input kind, and ours per step. The machine's load average is printed before and after.
 
@@ -30,6 +30,7 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", 
     os.environ[_variable] = "1"
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -85,6 +86,7 @@ class Clock:
 
 
 def ours(item: MixItem, data_dir: Path, key: str) -> Clock:
+    gc.collect()  # the other pipeline's garbage (matplotlib's figures are large cycles) is not ours to free
     clock = Clock()
     ecg = clock.step("read", lambda: read_ecg(item.path))
     prepared = clock.step("prepare", lambda: prepare(ecg))
@@ -148,6 +150,7 @@ def _neurokit_delineation(signal: np.ndarray, fs: float) -> int:
 
 
 def naive(item: MixItem, out: Path) -> Clock:
+    gc.collect()  # nor ours theirs
     clock = Clock()
     ecg = clock.step("read", lambda: read_ecg(item.path))
     if ecg.signal is None:  # a scan: its page is all there is, kept as a PNG

@@ -66,10 +66,9 @@ def source_page_loader(path: Path, source_format: str, limits: InputLimits) -> C
         return None
 
     def first_page() -> Any:
-        from ingest.readers.read import read_ecg
+        from ingest.readers.pdf import read_page_image
 
-        pages = read_ecg(path, limits).pages
-        return pages[0] if pages else None
+        return read_page_image(path, 0, limits)
 
     return first_page
 

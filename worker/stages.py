@@ -112,15 +112,16 @@ def _quarantine_study(ctx: PipelineContext, view: _StudyView, reason: str) -> No
     log.warning("study %s quarantined: %s", view.id, reason)
 
 
-def _read_and_prepare(view: _StudyView, limits: InputLimits) -> tuple[Ecg, PreparedEcg]:
-    """Read the study's file (checking it is still the content registered) and prepare it."""
+def _read_and_prepare(view: _StudyView, limits: InputLimits, *, page_images: bool = False) -> tuple[Ecg, PreparedEcg]:
+    """Read the study's file (checking it is still the content registered) and prepare it.
+    A PDF's pages are drawn only with `page_images` (nothing kept from preparation needs them)."""
     try:
         files = record_files(view.path, view.source_format)
         if record_sha256(files) != view.sha256:
             raise IngestError(view.path, "content changed since it was registered (sha256 differs)")
     except OSError as exc:
         raise IngestError(view.path, f"cannot read the registered file ({type(exc).__name__})") from exc
-    ecg = read_ecg(view.path, limits)
+    ecg = read_ecg(view.path, limits, page_images=page_images)
     return ecg, prepare(ecg)
 
 
@@ -170,7 +171,7 @@ def _load_for_interpretation(ctx: PipelineContext, view: _StudyView) -> Prepared
             page_loader=artifacts.source_page_loader(view.path, view.source_format, ctx.settings.input_limits))
     except artifacts.ArtifactsMissing:
         log.warning("study %s: prepared files missing, preparing again", view.id)
-        return _read_and_prepare(view, ctx.settings.input_limits)[1]
+        return _read_and_prepare(view, ctx.settings.input_limits, page_images=True)[1]
 
 
 def interpret_studies(ctx: PipelineContext, study_ids: Sequence[int]) -> dict[int, Outcome]:

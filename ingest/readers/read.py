@@ -26,7 +26,7 @@ from ingest.readers.demographics import check_identifiers, merge_demographics, r
 from ingest.readers.limits import DEFAULT_LIMITS, InputLimits, check_sampling_rate, check_signal_size
 
 
-def _reader(source_format: SourceFormat) -> Callable[[Path, InputLimits], Ecg]:
+def _reader(source_format: SourceFormat, page_images: bool = True) -> Callable[[Path, InputLimits], Ecg]:
     # Imported on demand: each reader pulls in its own heavy library.
     if source_format is SourceFormat.DICOM:
         from ingest.readers.dicom import read_dicom
@@ -36,7 +36,7 @@ def _reader(source_format: SourceFormat) -> Callable[[Path, InputLimits], Ecg]:
         return read_wfdb
     if source_format is SourceFormat.PDF:
         from ingest.readers.pdf import read_pdf
-        return read_pdf
+        return lambda path, limits: read_pdf(path, limits, page_images=page_images)
     # The archive-format readers bound their input with their own constants
     # (`ingest.readers.archive_common`) until they take `limits`; what they return is
     # checked against `limits` in `read_ecg` all the same.
@@ -53,8 +53,12 @@ def _reader(source_format: SourceFormat) -> Callable[[Path, InputLimits], Ecg]:
     return lambda path, _limits: read_scp(path)
 
 
-def read_ecg(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
-    """Read one ECG file. Raises `IngestError` naming the file and the reason if it is unusable."""
+def read_ecg(path: Path, limits: InputLimits = DEFAULT_LIMITS, *, page_images: bool = True) -> Ecg:
+    """Read one ECG file. Raises `IngestError` naming the file and the reason if it is unusable.
+
+    `page_images=False`: a PDF's pages are not drawn unless reading needs them (a scan to
+    digitise), and `Ecg.pages` stays empty: for a caller that keeps only the signal and the
+    text (the pipeline's prepare stage; a page is rendered from the kept file when asked)."""
     path = Path(path)
     if not path.exists():
         raise IngestError(path, "file not found")
@@ -71,7 +75,7 @@ def read_ecg(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
         raise IngestError(path, UNRECOGNISED)
 
     try:
-        ecg = _reader(source_format)(path, limits)
+        ecg = _reader(source_format, page_images)(path, limits)
     except IngestError:
         raise
     except Exception as exc:  # a reader bug or a library surprise must still name the file

@@ -21,7 +21,7 @@ pypdfium2 only (Apache-2.0/BSD): never PyMuPDF (AGPL) nor poppler (GPL).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,7 +33,9 @@ from ingest.readers.pdf.document import (
     PageContent,
     check_page_sizes,
     open_document,
+    page_pixels,
     read_page,
+    render_scale,
 )
 from ingest.readers.pdf.evidence import PageEvidence, no_ecg_reason
 from ingest.readers.pdf.layout import SAMPLING_RATE_HZ, assemble, coverage
@@ -43,36 +45,44 @@ from ingest.readers.pdf.vector import VectorPage, recover_vector_page
 if TYPE_CHECKING:  # raster pulls in scipy.ndimage: loaded only when a page must be digitised
     from ingest.readers.pdf.raster import RasterPage
 
-__all__ = ["MAX_PAGE_WIDTH_PX", "read_pdf"]
+__all__ = ["MAX_PAGE_WIDTH_PX", "read_page_image", "read_pdf"]
 
 
-def read_pdf(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
+def read_pdf(path: Path, limits: InputLimits = DEFAULT_LIMITS, *, page_images: bool = True) -> Ecg:
     """Read an ECG PDF: its pages, the device's text, and the signal where it can be recovered.
 
     The file's streams are checked against `limits` before pdfium opens it (`pdf_streams`),
-    the page count and each page's pixel size before anything is rendered.
+    the page count and each page's pixel size before anything is rendered. A page is drawn
+    only when something needs its pixels: the digitiser (a scan), or the caller, who gets
+    every page image in `Ecg.pages` unless `page_images` is False (the pipeline's prepare
+    stage: what it keeps is the signal and the text; whoever needs a page later renders it
+    from the kept file).
     """
     from ingest.readers.pdf_streams import check_pdf_streams
 
     check_pdf_streams(path, limits)
     document = open_document(path)
+    pages: list[PageContent] = []
     try:
         n_pages = len(document)
         if n_pages == 0:
             raise IngestError(path, "PDF has no pages")
         check_page_count(path, n_pages, limits)
         check_page_sizes(document, n_pages, path, limits)
-        pages: list[PageContent] = []
         pixels = 0
         for index in range(n_pages):
-            pages.append(read_page(document[index], index, path, limits, pixels))
-            pixels += pages[-1].image.width * pages[-1].image.height
+            page = document[index]
+            width_px, height_px = page_pixels(page)
+            pages.append(read_page(page, index, path, limits, pixels, render=False))
+            pixels += width_px * height_px
         metadata = " ".join(str(value) for value in document.get_metadata_dict().values())
+        vector = [recover_vector_page(page) for page in pages]
+        signal, source, notes, raster = _recover_signal(pages, vector, path)
+        images = [_rendered(page, path) for page in pages] if page_images else []
     finally:
+        for page in pages:
+            page.close()
         document.close()
-
-    vector = [recover_vector_page(page) for page in pages]
-    signal, source, notes, raster = _recover_signal(pages, vector)
 
     evidence = [_evidence(page, found, scan) for page, found, scan in zip(pages, vector, raster, strict=True)]
     if not any(item.shows_ecg for item in evidence):
@@ -87,6 +97,8 @@ def read_pdf(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
         "text_layer": "yes" if any(page.text.strip() for page in pages) else "no",
         "signal": source or "none: image-only interpretation",
     }
+    if not page_images:
+        provenance["page_images"] = "not kept (asked for the signal and text only)"
     if signal is not None:
         printed = coverage(signal)
         provenance["printed_seconds"] = ", ".join(f"{lead} {seconds:.1f}" for lead, seconds in printed.items())
@@ -102,7 +114,7 @@ def read_pdf(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
         signal=signal,
         sampling_rate_hz=SAMPLING_RATE_HZ if signal is not None else None,
         lead_names=list(STANDARD_LEADS) if signal is not None else [],
-        pages=[page.image for page in pages],
+        pages=images,
         demographics=findings.demographics,
         device_measurements=findings.measurements,
         device_statements=findings.statements,
@@ -111,7 +123,38 @@ def read_pdf(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
     )
 
 
-def _recover_signal(pages: list[PageContent], vector: list[VectorPage]) -> tuple[
+def read_page_image(path: Path, index: int = 0, limits: InputLimits = DEFAULT_LIMITS) -> Any:
+    """Page `index` of the PDF drawn as an RGB image, and nothing else read: for a stage that
+    needs what the device printed after preparation kept only the signal and the text."""
+    from ingest.readers.pdf_streams import check_pdf_streams
+
+    check_pdf_streams(path, limits)
+    document = open_document(path)
+    try:
+        check_page_count(path, len(document), limits)
+        check_page_sizes(document, len(document), path, limits)
+        if not 0 <= index < len(document):
+            raise IngestError(path, f"PDF has no page {index + 1}")
+        page = document[index]
+        content = PageContent(index=index, width_mm=0.0, height_mm=0.0, image=None, text="", pdfium_page=page,
+                              scale=render_scale(page))
+        try:
+            return _rendered(content, path)
+        finally:
+            content.close()
+    finally:
+        document.close()
+
+
+def _rendered(page: PageContent, path: Path) -> Any:
+    """The page's image; IngestError naming the file and the page when pdfium cannot draw it."""
+    try:
+        return page.render()
+    except Exception as exc:  # pdfium reports damaged page content in several ways
+        raise IngestError(path, f"page {page.index + 1} could not be rendered ({exc})") from exc
+
+
+def _recover_signal(pages: list[PageContent], vector: list[VectorPage], path: Path) -> tuple[
         np.ndarray | None, str | None, list[str], list[RasterPage | None]]:
     """The signal from the vector traces, else from the page images when the digitiser is
     confident: (signal or None, where it came from, notes, each page's digitisation or None)."""
@@ -127,6 +170,7 @@ def _recover_signal(pages: list[PageContent], vector: list[VectorPage]) -> tuple
             return signal, "vector traces", notes, raster
     for index, (page, found) in enumerate(zip(pages, vector, strict=True)):
         if not found.traces and _worth_digitising(page, found):
+            _rendered(page, path)  # the digitiser reads pixels: drawn here, where a failure names the file
             raster[index] = digitise_page(page)
     notes += [note for page in raster if page is not None for note in page.notes]
     traces = [trace for page in raster if page is not None and page.confident for trace in page.traces]

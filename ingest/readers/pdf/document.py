@@ -2,7 +2,9 @@
 
     open_document(path)  -> pdfium document (IngestError for a damaged or locked file)
     read_page(page, ...) -> PageContent:
-        image   the page rendered as an RGB PIL image (what people and the image model see)
+        image   the page rendered as an RGB PIL image (what people and the image model see);
+                with render=False drawn only when `render()` is first called, so a page whose
+                traces are read as vectors is never drawn in the pipeline
         words   every text object with its box, in display millimetres
         paths   every stroked path as polylines of points, in display millimetres, with colour
         images  how many raster images the page draws (a scan is one big image)
@@ -80,16 +82,31 @@ class PageContent:
     index: int
     width_mm: float
     height_mm: float
-    image: Any  # PIL.Image.Image, RGB
+    image: Any  # PIL.Image.Image, RGB; None until `render()` for a page read with render=False
     text: str
     words: list[Word] = field(default_factory=list)
     paths: list[Polyline] = field(default_factory=list)
     images: int = 0
     paths_complete: bool = True
+    # The open pdfium page and its render scale while the image is not drawn yet (render=False).
+    pdfium_page: Any = field(default=None, repr=False, compare=False)
+    scale: float = 0.0
+
+    def render(self) -> Any:
+        """The page as an RGB image, drawn on the first call (from the still open page) and kept."""
+        if self.image is None and self.pdfium_page is not None:
+            self.image = _render(self.pdfium_page, self.scale)
+        return self.image
+
+    def close(self) -> None:
+        """Let pdfium free the page (nothing more can be drawn from it)."""
+        if self.pdfium_page is not None:
+            self.pdfium_page.close()
+            self.pdfium_page = None
 
     @property
     def pixels_per_mm(self) -> float:
-        return self.image.width / self.width_mm
+        return self.render().width / self.width_mm
 
 
 def open_document(path: Path) -> Any:
@@ -126,10 +143,29 @@ def render_scale(page: Any) -> float:
     return min(MAX_PAGE_WIDTH_PX / width, MAX_SCALE)
 
 
+def page_pixels(page: Any) -> tuple[int, int]:
+    """(width, height) in pixels the page renders to (at `render_scale`)."""
+    width_pt, height_pt = _display_size_pt(page)
+    scale = render_scale(page)
+    return math.ceil(width_pt * scale), math.ceil(height_pt * scale)
+
+
+def _render(page: Any, scale: float) -> Any:
+    image = page.render(scale=scale).to_pil()  # an independent copy of pdfium's bitmap
+    if image.mode != "RGB":  # grey or RGBA renderings; RGB is already what we want
+        image = image.convert("RGB")
+    return image
+
+
 def read_page(page: Any, index: int, path: Path, limits: InputLimits = DEFAULT_LIMITS,
-              pixels_so_far: int = 0) -> PageContent:
-    """Render one page and read its words and paths. IngestError for a damaged page, and
-    `LimitExceeded` (before rendering) for a page larger than `limits` allow."""
+              pixels_so_far: int = 0, *, render: bool = True) -> PageContent:
+    """Read one page's words and paths, and render it. IngestError for a damaged page, and
+    `LimitExceeded` (before rendering) for a page larger than `limits` allow.
+
+    `render=False` leaves the drawing to `PageContent.render()` and the page open for it: the
+    caller closes it (`PageContent.close()`) when done. Rendering a page costs more than reading
+    its paths, and a page whose traces are vectors need never be drawn in the pipeline."""
+    keep_open = False
     try:
         width_pt, height_pt = _display_size_pt(page)
         if width_pt <= 0 or height_pt <= 0:
@@ -137,24 +173,24 @@ def read_page(page: Any, index: int, path: Path, limits: InputLimits = DEFAULT_L
         scale = render_scale(page)
         check_page_pixels(path, index + 1, math.ceil(width_pt * scale), math.ceil(height_pt * scale), limits,
                           pixels_so_far=pixels_so_far)
-        image = page.render(scale=scale).to_pil()  # an independent copy of pdfium's bitmap
-        if image.mode != "RGB":  # grey or RGBA renderings; RGB is already what we want
-            image = image.convert("RGB")
         transform = _DisplayTransform.of(page)
         textpage = page.get_textpage()
         try:
             text = textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n")
             content = PageContent(index=index, width_mm=width_pt * MM_PER_PT, height_mm=height_pt * MM_PER_PT,
-                                  image=image, text=text)
+                                  image=_render(page, scale) if render else None, text=text,
+                                  pdfium_page=None if render else page, scale=scale)
             _read_objects(page, textpage, transform, content)
         finally:
             textpage.close()
+        keep_open = not render
     except IngestError:
         raise
     except Exception as exc:  # pdfium reports damaged page content in several ways
         raise IngestError(path, f"page {index + 1} could not be rendered ({exc})") from exc
     finally:
-        page.close()
+        if not keep_open:
+            page.close()
     return content
 
 
@@ -281,16 +317,21 @@ def _polylines(obj: Any, matrix: np.ndarray, transform: _DisplayTransform, budge
         return []
     n = min(n, budget[0])
     budget[0] -= n
-    xy = np.empty((n, 2), dtype=np.float64)
-    starts = np.zeros(n, dtype=bool)
-    closes = np.zeros(n, dtype=bool)
+    # Four pdfium calls per point, a trace has thousands: the loop keeps to local names and
+    # plain lists (numpy element writes cost more than the calls themselves).
+    get_segment, get_point = pdfium_c.FPDFPath_GetPathSegment, pdfium_c.FPDFPathSegment_GetPoint
+    get_type, get_close = pdfium_c.FPDFPathSegment_GetType, pdfium_c.FPDFPathSegment_GetClose
     x, y = ctypes.c_float(), ctypes.c_float()
+    x_ref, y_ref = ctypes.byref(x), ctypes.byref(y)
+    coordinates, kinds, closing = [0.0] * (2 * n), [0] * n, [0] * n
     for i in range(n):
-        segment = pdfium_c.FPDFPath_GetPathSegment(obj, i)
-        pdfium_c.FPDFPathSegment_GetPoint(segment, x, y)
-        xy[i] = x.value, y.value
-        starts[i] = pdfium_c.FPDFPathSegment_GetType(segment) == pdfium_c.FPDF_SEGMENT_MOVETO
-        closes[i] = bool(pdfium_c.FPDFPathSegment_GetClose(segment))
+        segment = get_segment(obj, i)
+        get_point(segment, x_ref, y_ref)
+        coordinates[2 * i], coordinates[2 * i + 1] = x.value, y.value
+        kinds[i], closing[i] = get_type(segment), get_close(segment)
+    xy = np.array(coordinates, dtype=np.float64).reshape(n, 2)
+    starts = np.array(kinds) == pdfium_c.FPDF_SEGMENT_MOVETO
+    closes = np.array(closing, dtype=bool)
     page_xy = np.column_stack([xy, np.ones(n)]) @ matrix
     points = transform.points(page_xy[:, :2])
     colour = _colour(obj)

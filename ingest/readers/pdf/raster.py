@@ -89,7 +89,7 @@ class _Pulse:
 def digitise_page(page: PageContent) -> RasterPage:
     """Digitise one page image; see the module's docstring for the steps and the confidence test."""
     result = RasterPage()
-    rgb = np.asarray(page.image.convert("RGB"))
+    rgb = np.asarray(page.render().convert("RGB"))
     # Per pixel, the brightest and the darkest channel (elementwise: reducing over a length-3
     # axis is several times slower in numpy).
     brightest = np.maximum(np.maximum(rgb[:, :, 0], rgb[:, :, 1]), rgb[:, :, 2])
