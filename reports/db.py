@@ -100,8 +100,8 @@ class StudyState(StrEnum):
     AWAITING_SIGNOFF = "awaiting_signoff"  # the draft report (v1, status P) exists
     SIGNED = "signed"  # a cardiologist signed (OBR-25 F), possibly amended later (C)
     REJECTED = "rejected"  # a cardiologist rejected the draft
-    QUARANTINED = "quarantined"  # the input is unusable (IngestError); the file is kept
-    FAILED = "failed"  # processing failed too often; an operator may retry
+    QUARANTINED = "quarantined"  # the input is unusable, or it killed its worker N times; the file is kept
+    FAILED = "failed"  # an error retrying would only repeat (a bug); the reason is in last_error
 
 
 class ReportStatus(StrEnum):
@@ -156,6 +156,12 @@ class Study(Base):
     patient_id_key: Mapped[str | None] = mapped_column(sa.String(128))
     patient_name_key: Mapped[str | None] = mapped_column(sa.String(255))
     accession_key: Mapped[str | None] = mapped_column(sa.String(128))
+    # Who is working on the study now, and until when (worker/leases.py has the rules): the
+    # holder renews `lease_expires_at` while it works; a lease past it means the holder is gone.
+    lease_holder: Mapped[str | None] = mapped_column(sa.String(255))  # "host:pid:start"
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    holder_deaths: Mapped[int] = mapped_column(sa.Integer, server_default="0")  # at this stage: the poison counter
+    retry_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # a transient failure waits until then
 
     reports: Mapped[list[Report]] = relationship(back_populates="study", order_by="Report.version")
 
@@ -173,6 +179,7 @@ class Study(Base):
         # Postgres use the index for LIKE 'abc%' whatever the database's collation.
         *(sa.Index(f"ix_studies_{column}", column, postgresql_ops={column: "text_pattern_ops"})
           for column in ("patient_id_key", "patient_name_key", "accession_key")),
+        sa.Index("ix_studies_lease_expires_at", "lease_expires_at"),
     )
 
 

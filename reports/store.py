@@ -9,6 +9,7 @@ functions below; none of them commits.
     studies           register_study, get_study, claim_study, study_by_sha256, set_state, quarantine, fail,
                       save_prepared, save_interpretation, studies_in_state_older_than
     reports           draft_report (build + validate + store v1 + outbox, the worker's call),
+                      publish_draft (v1's outbound file is written: -> awaiting_signoff),
                       create_draft_report (store a given v1 message), add_report_version
                       (sign / amend / reject), latest_report, order_numbers
     outbox            add_outbox, due_outbox, record_delivery, hold_outbox, release_outbox
@@ -52,19 +53,24 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 S = StudyState
 QUEUED_STATES: frozenset[StudyState] = frozenset({S.QUEUED_PREPARE, S.QUEUED_INTERPRET})
 
-# The state machine. A move not listed here raises InvalidTransition.
+# The state machine. A move not listed here raises InvalidTransition. The three waiting
+# states (queued_prepare, queued_interpret, interpreted) may be leased to one worker at a
+# time (reports/leases.py; the rules are in worker/leases.py).
 TRANSITIONS: dict[StudyState, frozenset[StudyState]] = {
     S.RECEIVED: frozenset({S.QUEUED_PREPARE, S.QUARANTINED, S.FAILED}),
     S.QUEUED_PREPARE: frozenset({S.QUEUED_PREPARE, S.PREPARED, S.QUARANTINED, S.FAILED}),
     S.PREPARED: frozenset({S.QUEUED_INTERPRET, S.FAILED}),
-    S.QUEUED_INTERPRET: frozenset({S.QUEUED_INTERPRET, S.INTERPRETED, S.FAILED}),
-    S.INTERPRETED: frozenset({S.AWAITING_SIGNOFF, S.FAILED}),
+    # Quarantine from the later waiting states: a study that keeps killing its workers
+    # (poison), or whose draft cannot be a valid message because of what the file holds.
+    S.QUEUED_INTERPRET: frozenset({S.QUEUED_INTERPRET, S.INTERPRETED, S.QUARANTINED, S.FAILED}),
+    # awaiting_signoff only once the draft's outbound .hl7 file is written (`publish_draft`).
+    S.INTERPRETED: frozenset({S.AWAITING_SIGNOFF, S.QUARANTINED, S.FAILED}),
     S.AWAITING_SIGNOFF: frozenset({S.SIGNED, S.REJECTED}),
     S.SIGNED: frozenset(),  # corrections are new report versions; the study stays signed
     S.REJECTED: frozenset(),
-    # An operator may retry after fixing the cause (a stopped worker, a repaired file).
+    # An operator may retry after fixing the cause (`ecg-worklist requeue`).
     S.QUARANTINED: frozenset({S.QUEUED_PREPARE}),
-    S.FAILED: frozenset({S.QUEUED_PREPARE, S.QUEUED_INTERPRET}),
+    S.FAILED: frozenset({S.QUEUED_PREPARE, S.QUEUED_INTERPRET, S.INTERPRETED}),
 }
 
 # Which study state each kind of report version moves the study to.
@@ -268,6 +274,9 @@ def set_state(
       except for a queued state, where it is a re-enqueue: `attempts` + 1, the clock restarts;
     - entering a queued state from elsewhere sets `attempts` to 1; reaching `prepared`
       or `interpreted` resets it to 0 and clears `last_error`;
+    - any move to another state ends the study's lease and retry time (the work of the
+      state it leaves is done) and resets `holder_deaths`, except into `quarantined` or
+      `failed`, where the count stays as evidence;
     - `error` is stored in `last_error` (text about the file or the failure, never
       patient identifiers) and copied into the audit details.
     Raises InvalidTransition for any other move.
@@ -286,6 +295,10 @@ def set_state(
         study.last_error = None
     if error is not None:
         study.last_error = error
+    if new_state != current:
+        study.lease_holder = study.lease_expires_at = study.retry_at = None
+        if new_state not in (S.QUARANTINED, S.FAILED):
+            study.holder_deaths = 0
     study.state = new_state.value
     study.state_changed_at = utcnow()
     record = {**(details or {}), "from": current.value, "to": new_state.value, "attempts": study.attempts}
@@ -303,7 +316,7 @@ def quarantine(session: Session, study_id: int, reason: str, *, actor: str) -> S
 
 
 def fail(session: Session, study_id: int, error: str, *, actor: str) -> Study:
-    """Give up on a study after repeated failures; an operator may re-queue it."""
+    """An error retrying would only repeat (a bug, an interpreter crash); an operator may re-queue it."""
     return set_state(session, study_id, S.FAILED, actor=actor, error=error)
 
 
@@ -454,9 +467,10 @@ def _checked_message(message: str, study: Study, status: ReportStatus) -> tuple[
 
 def create_draft_report(
     session: Session, study_id: int, message: str, *, created_by: str, actor: str,
-    impression: str | None = None, labels: list[str] | None = None,
+    impression: str | None = None, labels: list[str] | None = None, publish: bool = True,
 ) -> Report:
-    """Store the machine draft (report version 1) and move the study to `awaiting_signoff`.
+    """Store the machine draft (report version 1) and move the study to `awaiting_signoff`
+    (with `publish=False` the study stays `interpreted` until `publish_draft`).
 
     The message must validate (`validate_oru`), carry OBR-25 P or R and the study's order
     numbers (see `order_numbers`); otherwise InvalidMessage is raised and nothing is
@@ -469,7 +483,7 @@ def create_draft_report(
     if StudyState(study.state) != S.INTERPRETED:
         raise InvalidTransition(study_id, study.state, S.AWAITING_SIGNOFF.value)
     return _insert_report(session, study, 1, message, status=ReportStatus.DRAFT, created_by=created_by,
-                          actor=actor, impression=impression, labels=labels)
+                          actor=actor, impression=impression, labels=labels, move_study=publish)
 
 
 def add_report_version(
@@ -509,7 +523,7 @@ def add_report_version(
 def _insert_report(
     session: Session, study: Study, version: int, message: str, *, status: ReportStatus, created_by: str,
     actor: str, impression: str | None, labels: list[str] | None,
-    signed_by: str | None = None, signed_at: dt.datetime | None = None,
+    signed_by: str | None = None, signed_at: dt.datetime | None = None, move_study: bool = True,
 ) -> Report:
     order_numbers(session, study)
     control_id, result_status = _checked_message(message, study, status)
@@ -526,7 +540,7 @@ def _insert_report(
                           "message_control_id": control_id, "created_by": created_by,
                           "signed_by": signed_by})
     target = _STUDY_STATE_FOR_REPORT[status]
-    if StudyState(study.state) != target:
+    if move_study and StudyState(study.state) != target:
         set_state(session, study.id, target, actor=actor, details={"report_version": version})
     return report
 
@@ -558,14 +572,16 @@ def oru_inputs(
 
 def draft_report(
     session: Session, study_id: int, *, endpoints: HL7Endpoints, actor: str,
-    result_status: str = "P", destinations: Iterable[str] = (),
+    result_status: str = "P", destinations: Iterable[str] = (), publish: bool = True,
 ) -> Report:
-    """The worker's one call after interpretation: build, validate and store the v1 draft.
+    """The worker's call after interpretation: build, validate and store the v1 draft.
 
     Builds the ORU^R01 (OBR-25 = `result_status`, P or R) from the study row, stores it as
     report version 1, moves the study to `awaiting_signoff`, and queues one outbox row per
     destination, all in the caller's transaction. Idempotent: a second call returns the
-    existing draft (and adds only outbox rows that are missing).
+    existing draft (and adds only outbox rows that are missing). With `publish=False` the
+    study stays `interpreted` (and `destinations` should be empty) until `publish_draft`,
+    called once the draft's outbound file is on disk.
     """
     study = get_study(session, study_id, for_update=True)
     report = _report_by_version(session, study_id, 1)
@@ -577,9 +593,31 @@ def draft_report(
                             endpoints=endpoints, control_id=new_control_id())
         created_by = interpretation.interpreter if interpretation else "unknown-interpreter"
         report = create_draft_report(session, study_id, message, created_by=created_by, actor=actor,
-                                     impression=oru_report.impression, labels=oru_report.labels)
+                                     impression=oru_report.impression, labels=oru_report.labels,
+                                     publish=publish)
     for destination in destinations:
         add_outbox(session, report.id, destination, actor=actor)
+    return report
+
+
+def publish_draft(
+    session: Session, study_id: int, *, actor: str, destinations: Iterable[str] = (),
+    outbound_file: str | None = None,
+) -> Report:
+    """The draft's outbound .hl7 file is written and synced: queue its deliveries and move the
+    study to `awaiting_signoff`, so the state never says more than the disk holds.
+
+    Idempotent: an already published draft is returned (missing outbox rows are added).
+    """
+    study = get_study(session, study_id, for_update=True)
+    report = _report_by_version(session, study_id, 1)
+    if report is None:
+        raise InvalidTransition(study_id, study.state, S.AWAITING_SIGNOFF.value)
+    for destination in destinations:
+        add_outbox(session, report.id, destination, actor=actor)
+    if StudyState(study.state) == S.INTERPRETED:
+        set_state(session, study_id, S.AWAITING_SIGNOFF, actor=actor,
+                  details={"report_version": 1, "outbound_file": outbound_file})
     return report
 
 

@@ -39,8 +39,11 @@ def prepared_folder(data_dir: Path, sha256: str) -> Path:
 def _write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:  # a full disk must not be left fuller by half a file
+        temporary.unlink(missing_ok=True)
 
 
 def save_prepared(data_dir: Path, sha256: str, prepared: PreparedEcg) -> None:

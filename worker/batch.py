@@ -47,14 +47,14 @@ class BatchCounts:
 
 
 def resume_leftovers(ctx: PipelineContext) -> ReconcileReport:
-    """Queue again what an earlier run left half-way.
+    """Queue again what an earlier run left half-way (one reconciler run).
 
-    In-process, nothing else runs these studies, so whatever waits in a queued state was
-    left by a stopped run: every such study is taken (`older_than=0`). With a broker,
-    only studies past `reconcile_after_seconds` without a live message are.
+    In-process, nothing else runs these studies, so a `received` study was left by a stopped
+    run and is queued at once; with a broker the watcher may be taking it right now, so only
+    after `reconcile_after_seconds`.
     """
     seconds = 0.0 if ctx.in_process else ctx.settings.reconcile_after_seconds
-    return reconcile(ctx, older_than=dt.timedelta(seconds=seconds))
+    return reconcile(ctx, received_after=dt.timedelta(seconds=seconds))
 
 
 def run_batch(ctx: PipelineContext, root: Path, *, progress: bool = True) -> BatchCounts:

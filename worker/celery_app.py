@@ -7,23 +7,25 @@ Queues (one worker kind each, see `ecg-worklist worker --queues ...`):
     interpret   GPU: batches of studies through the interpreter  solo pool, one per GPU
     report      CPU: HL7 draft, outbox row, .hl7 file          prefork pool (light)
 
-Guarantees, and why each setting is there:
+Guarantees, and why each setting is there. Recovery itself does not rest on the broker:
+the database knows who holds each study (worker/leases.py) and the reconciler makes up
+any message that is lost, so these settings only keep the normal path quick and cheap.
 - `task_acks_late`: a message is acknowledged when its task ENDS, not when it starts, so a
   worker that dies mid-task leaves the message to be delivered again;
 - `task_reject_on_worker_lost`: when a prefork child is killed, its task goes back to the
-  queue at once (instead of being marked failed and lost);
+  queue at once; the next task finds the study's holder dead on this machine and takes it;
 - `worker_prefetch_multiplier=1`: a worker holds one message per process, so a GPU
   worker busy with a batch does not sit on messages another worker could run, and a
-  crash returns at most one message per process;
+  crash strands at most one message per process (the reconciler makes it up);
 - Redis `visibility_timeout` (ECGWL_VISIBILITY_TIMEOUT_SECONDS, default 6 h): Redis gives a
-  taken-but-unacknowledged message to another worker after this long. With acks_late a
-  message stays unacknowledged for its whole queue wait in a worker's prefetch plus its
-  run time (an interpret batch of 256 ECGs on an 8B model takes minutes; a retry waits up
-  to `task_retry_backoff_max_seconds`). Celery's default of 1 h would silently run long
-  tasks twice; 6 h is far above anything seen, and the tasks are idempotent anyway. The
-  price: after a whole-worker crash, its message waits this long (or for the reconciler);
-- retries with exponential backoff and jitter for transient errors only (database or
-  broker unreachable), at most `task_max_retries` times (see `worker.tasks`);
+  taken-but-unacknowledged message to another worker after this long. Keep it above the
+  longest task (a GPU batch of an 8B model takes minutes), or a healthy task is woken twice
+  (harmless: it finds its studies held or done). It plays no part in recovery;
+- a lost broker connection does NOT cancel running tasks: they finish and save their
+  results (the database is the record); their acknowledgement may be lost, which costs one
+  empty task later;
+- no Celery retries: a task waits out a database outage itself and frees a study with a
+  retry time for other passing troubles (see worker.runner);
 - JSON only: task arguments are study ids, never pickled objects or patient data;
 - no result backend: results live in the database.
 """
@@ -47,9 +49,9 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
         broker_connection_retry_on_startup=True,
-        # On a lost broker connection, stop running tasks so their unacknowledged messages
-        # are redelivered once, instead of finishing and acknowledging on a dead channel.
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Running tasks finish when the broker connection drops (cancelling would kill the
+        # child mid-study, which the leases would count as a death of the study's holder).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",
@@ -66,10 +68,6 @@ def make_celery(settings: Settings) -> Celery:
             TASK_INTERPRET_DRAIN: {"queue": Stage.INTERPRET.value},
             TASK_REPORT: {"queue": Stage.REPORT.value},
         },
-        task_annotations={"*": {
-            "max_retries": settings.task_max_retries,
-            "retry_backoff_max": settings.task_retry_backoff_max_seconds,
-        }},
         enable_utc=True,
         timezone="UTC",
         worker_send_task_events=False,

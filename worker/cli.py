@@ -6,6 +6,7 @@ stays a table of contents:
     cli_ingest   inspect FILE, render FILE, read FILE          (look at one ECG)
     cli_db       db upgrade/downgrade, audit verify            (schema and audit trail)
     cli_pipeline watch, batch, worker, reconcile, demo         (the worklist itself)
+    cli_ops      check [--repair], requeue                     (after a bad night)
     cli_review   review serve, users add, deliver              (sign-off and HL7 delivery)
     cli_train    train ...                                     (the bundled training pipeline)
     cli_validate validate                                      (figures on the real recordings in data/real)
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import click
 
-from worker import cli_db, cli_deploy, cli_ingest, cli_pipeline, cli_review, cli_train, cli_validate
+from worker import cli_db, cli_deploy, cli_ingest, cli_ops, cli_pipeline, cli_review, cli_train, cli_validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,6 +25,6 @@ def main() -> None:
     """ecg-worklist: offline batch worklist for 12-lead ECGs (drafts need a cardiologist's signature)."""
 
 
-for module in (cli_ingest, cli_db, cli_pipeline, cli_review, cli_train, cli_validate, cli_deploy):
+for module in (cli_ingest, cli_db, cli_pipeline, cli_ops, cli_review, cli_train, cli_validate, cli_deploy):
     for command in module.commands:
         main.add_command(command)

@@ -4,7 +4,7 @@
     ecg-worklist batch DIR [--wait S]           the nightly job over an existing archive (read-only)
     ecg-worklist worker --queues prepare,report a Celery worker (CPU queues, prefork pool)
     ecg-worklist worker --queues interpret      the GPU worker (solo pool, model loaded once)
-    ecg-worklist reconcile [--older-than S]     re-enqueue studies whose message was lost
+    ecg-worklist reconcile                      free studies whose worker is gone, re-send lost messages
     ecg-worklist demo                           the main job: db upgrade + batch over samples/
 
 Configuration comes from `ECGWL_*` environment variables (worker/settings.py). With no
@@ -117,12 +117,13 @@ def watch_command() -> None:
 
 
 @click.command("reconcile")
-@click.option("--older-than", type=float, default=None,
-              help="Seconds a study must have waited (default ECGWL_RECONCILE_AFTER_SECONDS).")
-def reconcile_command(older_than: float | None) -> None:
-    """Re-enqueue studies stuck in a queued state (e.g. after Redis lost its messages).
+@click.option("--received-after", type=float, default=None,
+              help="Seconds a registered but unqueued study must have waited (default ECGWL_RECONCILE_AFTER_SECONDS).")
+def reconcile_command(received_after: float | None) -> None:
+    """Free studies whose worker is gone and send the messages that are missing (one run).
 
-    With no broker configured, the re-enqueued studies are then run here.
+    `watch` runs this every ECGWL_RECONCILE_EVERY_SECONDS. With no broker configured, the
+    re-enqueued studies are then run here.
     """
     from worker.dispatch import InProcessDispatcher
     from worker.reconcile import reconcile
@@ -130,8 +131,8 @@ def reconcile_command(older_than: float | None) -> None:
     settings = Settings()
     ctx = _context(settings)
     try:
-        seconds = settings.reconcile_after_seconds if older_than is None else older_than
-        report = reconcile(ctx, older_than=dt.timedelta(seconds=seconds))
+        after = None if received_after is None else dt.timedelta(seconds=received_after)
+        report = reconcile(ctx, received_after=after)
         click.echo(report.describe())
         if isinstance(ctx.dispatcher, InProcessDispatcher):
             ctx.dispatcher.run_until_idle(ctx)

@@ -3,6 +3,7 @@
     ctx = PipelineContext.create(settings)        # in each process's entry point
     with ctx.session() as session: ...            # one transaction (commits at the end)
     ctx.interpreter()                             # loaded on first use, then kept
+    ctx.leases                                    # this process's leases and their heartbeat (worker/leases.py)
 
 A process builds one context from `Settings()` at its edge (the CLI command, or the first
 task a Celery worker process runs) and passes it down; stage functions never read the
@@ -28,6 +29,7 @@ from worker.settings import Settings
 
 if TYPE_CHECKING:
     from ingest.interpretation import Interpreter
+    from worker.leases import LeaseKeeper
 
 
 @dataclass
@@ -36,6 +38,7 @@ class PipelineContext:
     engine: sa.Engine
     dispatcher: Dispatcher
     _interpreter: Interpreter | None = field(default=None, repr=False)
+    _leases: LeaseKeeper | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, settings: Settings, *, dispatcher: Dispatcher | None = None) -> PipelineContext:
@@ -70,6 +73,16 @@ class PipelineContext:
         return self._interpreter
 
     @property
+    def leases(self) -> LeaseKeeper:
+        """This process's lease holder and heartbeat, made on first use (after any fork)."""
+        if self._leases is None:
+            from worker.leases import LeaseKeeper
+
+            self._leases = LeaseKeeper(self.engine, lease_seconds=self.settings.lease_seconds,
+                                       heartbeat_seconds=self.settings.heartbeat_seconds)
+        return self._leases
+
+    @property
     def endpoints(self) -> HL7Endpoints:
         return HL7Endpoints(sending_facility=self.settings.sending_facility,
                             receiving_facility=self.settings.receiving_facility)
@@ -79,6 +92,8 @@ class PipelineContext:
         return isinstance(self.dispatcher, InProcessDispatcher)
 
     def close(self) -> None:
+        if self._leases is not None:
+            self._leases.close()
         self.engine.dispose()
 
 
@@ -89,8 +104,7 @@ def make_dispatcher(settings: Settings) -> Dispatcher:
 
     from worker.celery_app import make_celery
 
-    return CeleryDispatcher(make_celery(settings), redis.Redis.from_url(settings.redis_url),
-                            inflight_ttl_seconds=settings.visibility_timeout_seconds * 2)
+    return CeleryDispatcher(make_celery(settings), redis.Redis.from_url(settings.redis_url))
 
 
 _process_context: dict[int, PipelineContext] = {}

@@ -1,40 +1,36 @@
 """How one stage hands studies to the next: through Redis/Celery, or in this process.
 
-    dispatcher.prepare([study_id, ...])     CPU queue `prepare`: one task per study
-    dispatcher.interpret([study_id, ...])   GPU queue `interpret`: studies grouped into batches
-    dispatcher.report([study_id, ...])      queue `report`: one task per study
-    dispatcher.done(stage, [study_id, ...]) a stage's task for these studies has ended
+    dispatcher.prepare([study_id, ...])     CPU queue `prepare`: one message per study
+    dispatcher.interpret([study_id, ...])   GPU queue `interpret`: one message per call, for a batch
+    dispatcher.report([study_id, ...])      queue `report`: one message per study
+    dispatcher.queued(stage)                messages waiting in that stage's queue (the reconciler counts)
 
 Both dispatchers are called only AFTER the study's new state is committed, so the
-database is always at least as far along as the queue (Postgres is the source of truth;
-a message lost between the commit and the send is found by the reconciler).
+database is always at least as far along as the queue. A message is a wake-up, not the
+work itself (worker/leases.py, rule 4): the task it starts takes its study if that study
+is free, else the oldest free study of the stage, else nothing. A message lost between the
+commit and the send, or with Redis, is made up by the reconciler, which compares the free
+studies of each stage with `queued(stage)`.
 
 `CeleryDispatcher` (ECGWL_REDIS_URL set) sends task messages by name, so the watcher and
-the batch command never import the heavy stage code. It also keeps, per stage, a Redis
-sorted set of the studies that have a live message (score: when it was sent); the
-reconciler re-enqueues a stale study only when its entry is missing (Redis was flushed
-or restarted) or older than the visibility timeout (the message should have come back).
+the batch command never import the heavy stage code.
 
-Batching for the GPU: `interpret` appends the ids to the Redis list `ecgwl:interpret:ready`
-and sends one small "drain" task per call to the `interpret` queue. The GPU worker (solo
-pool, one task at a time) takes a drain task, moves up to `interpret_batch_size` ids from
-the list into an in-flight list named after that task, and interprets them as ONE batch.
-While the GPU is busy, ids pile up, so the next drain takes a full batch; when it is idle
-a lone study goes at once. If the worker dies mid-batch, Redis re-delivers the drain task
-(acks_late) with the same task id, and it resumes the ids of its in-flight list. Drain
-tasks that find the list empty end at once.
+Batching for the GPU: `interpret` sends ONE "drain" message per call, naming the studies
+it was called with. The GPU worker (solo pool, one task at a time) takes up to
+`interpret_batch_size` free studies (those named first, then the oldest) and interprets
+them as ONE batch. While the GPU is busy, studies pile up, so the next drain takes a full
+batch; when it is idle a lone study goes at once. Drains that find nothing end at once.
 
 `InProcessDispatcher` (no broker: the embedded default) keeps the same three queues in
-memory and `run_until_idle` calls the SAME stage functions (`worker.stages`) directly:
-prepare each study, interpret in batches of `interpret_batch_size`, build each report.
-This is a tiny in-process runner, not Celery's eager mode: eager mode would run each
-`interpret` at the moment it is sent, one study at a time, and never batch.
+memory and `run_until_idle` calls the SAME stage runner (`worker.runner.run_stage`)
+directly: prepare each study, interpret in batches of `interpret_batch_size`, build each
+report. This is a tiny in-process runner, not Celery's eager mode: eager mode would run
+each `interpret` at the moment it is sent, one study at a time, and never batch.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from enum import StrEnum
@@ -55,13 +51,14 @@ class Stage(StrEnum):
     REPORT = "report"
 
 
-# Celery task names (worker/tasks.py registers them) and Redis keys.
+# Celery task names (worker/tasks.py registers them).
 TASK_PREPARE = "ecgwl.prepare"
 TASK_INTERPRET_DRAIN = "ecgwl.interpret_drain"
 TASK_REPORT = "ecgwl.report"
-READY_KEY = "ecgwl:interpret:ready"
-INFLIGHT_PREFIX = "ecgwl:interpret:inflight:"
-PENDING_PREFIX = "ecgwl:pending:"
+# kombu's Redis transport keeps a queue as one list per priority step: the queue's own name
+# (no priority) and the name + "\x06\x16" + step for steps 3, 6, 9 (kombu.transport.redis).
+_PRIORITY_SEPARATOR = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)
 
 
 class Dispatcher(Protocol):
@@ -71,78 +68,36 @@ class Dispatcher(Protocol):
 
     def report(self, study_ids: Sequence[int]) -> None: ...
 
-    def done(self, stage: Stage, study_ids: Sequence[int]) -> None: ...
-
-    def pending_since(self, stage: Stage) -> dict[int, float] | None:
-        """Studies with a live message for `stage` -> when it was sent; None if not tracked."""
+    def queued(self, stage: Stage) -> int:
+        """How many messages wait in `stage`'s queue (taken-but-unfinished ones not counted)."""
         ...
-
-
-def pending_key(stage: Stage) -> str:
-    return f"{PENDING_PREFIX}{stage.value}"
-
-
-# Moves up to ARGV[1] ids from the ready list into the task's in-flight list, atomically,
-# so no id is ever only in this process's memory. Returns the ids moved (or nil).
-_TAKE_BATCH = """
-local ids = redis.call('LPOP', KEYS[1], ARGV[1])
-if ids then
-  redis.call('RPUSH', KEYS[2], unpack(ids))
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-end
-return ids
-"""
 
 
 class CeleryDispatcher:
     """Sends stage tasks to Redis queues (the production path)."""
 
-    def __init__(self, app: Celery, redis_client: redis.Redis, *, inflight_ttl_seconds: int) -> None:
+    def __init__(self, app: Celery, redis_client: redis.Redis) -> None:
         self.app = app
         self.redis = redis_client
-        self.inflight_ttl_seconds = inflight_ttl_seconds
-        self._take_batch = redis_client.register_script(_TAKE_BATCH)
-
-    def _mark_pending(self, stage: Stage, study_ids: Sequence[int]) -> None:
-        if not study_ids:
-            return
-        now = time.time()
-        self.redis.zadd(pending_key(stage), {str(i): now for i in study_ids})
 
     def prepare(self, study_ids: Sequence[int]) -> None:
-        self._mark_pending(Stage.PREPARE, study_ids)
         for study_id in study_ids:
             self.app.send_task(TASK_PREPARE, args=[study_id], queue=Stage.PREPARE.value)
 
     def interpret(self, study_ids: Sequence[int]) -> None:
-        if not study_ids:
-            return
-        self._mark_pending(Stage.INTERPRET, study_ids)
-        self.redis.rpush(READY_KEY, *[str(i) for i in study_ids])
-        self.app.send_task(TASK_INTERPRET_DRAIN, queue=Stage.INTERPRET.value)
+        if study_ids:
+            self.app.send_task(TASK_INTERPRET_DRAIN, args=[list(study_ids)], queue=Stage.INTERPRET.value)
 
     def report(self, study_ids: Sequence[int]) -> None:
-        self._mark_pending(Stage.REPORT, study_ids)
         for study_id in study_ids:
             self.app.send_task(TASK_REPORT, args=[study_id], queue=Stage.REPORT.value)
 
-    def done(self, stage: Stage, study_ids: Sequence[int]) -> None:
-        if study_ids:
-            self.redis.zrem(pending_key(stage), *[str(i) for i in study_ids])
-
-    def pending_since(self, stage: Stage) -> dict[int, float]:
-        return {int(member): score for member, score in self.redis.zscan_iter(pending_key(stage))}
-
-    def take_batch(self, task_id: str, limit: int) -> list[int]:
-        """The ids the drain task `task_id` interprets: its in-flight list, else up to `limit` ready ids."""
-        inflight = INFLIGHT_PREFIX + task_id
-        ids = self.redis.lrange(inflight, 0, -1)
-        if not ids:
-            ids = self._take_batch(keys=[READY_KEY, inflight], args=[limit, self.inflight_ttl_seconds]) or []
-        return list(dict.fromkeys(int(i) for i in ids))  # unique, in order
-
-    def finish_batch(self, task_id: str) -> None:
-        self.redis.delete(INFLIGHT_PREFIX + task_id)
+    def queued(self, stage: Stage) -> int:
+        names = [stage.value] + [f"{stage.value}{_PRIORITY_SEPARATOR}{step}" for step in _PRIORITY_STEPS]
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(name)
+        return sum(int(length) for length in pipe.execute())
 
 
 # Called after each in-process step with the stage and each study's outcome ("done", ...).
@@ -164,11 +119,8 @@ class InProcessDispatcher:
     def report(self, study_ids: Sequence[int]) -> None:
         self.queues[Stage.REPORT].extend(study_ids)
 
-    def done(self, stage: Stage, study_ids: Sequence[int]) -> None:
-        """Nothing to clear: a message in memory is gone once taken."""
-
-    def pending_since(self, stage: Stage) -> None:
-        return None
+    def queued(self, stage: Stage) -> int:
+        return len(set(self.queues[stage]))
 
     @property
     def idle(self) -> bool:
@@ -199,13 +151,13 @@ class InProcessDispatcher:
 
         Preparation runs one study at a time, interpretation in batches of
         `interpret_batch_size`, reports one at a time, exactly as the Celery workers do;
-        a failure marks its studies failed (see `worker.stages.run_stage`) and the rest go on.
+        failures are sorted out by `worker.runner.run_stage` and the rest go on.
         """
-        from worker.stages import run_stage
+        from worker.runner import run_stage_in_process
 
         batch_size = max(1, ctx.settings.interpret_batch_size)
         while not self.idle:
             stage, ids = self._next(batch_size)
-            outcomes = run_stage(ctx, stage, ids)
+            outcomes = run_stage_in_process(ctx, stage, ids)
             if on_progress is not None:
                 on_progress(stage, outcomes)

@@ -15,7 +15,10 @@ Nothing is deleted from the inbox without a verified copy in the archive or quar
 The same content dropped again (a duplicate) makes no second study: the copy in the
 archive is checked, the inbox file removed, and a `study.duplicate` audit row written.
 Unrecognised or incomplete items are copied to quarantine with their reason and
-audited (`file.quarantined`), then removed from the inbox.
+audited (`file.quarantined`), then removed from the inbox, with one exception: the rest
+of a record a watcher was killed while removing (e.g. a WFDB signal file whose header was
+already unlinked) is byte for byte in the archive of the study it came in with, so it is
+removed as a leftover (`file.leftover_removed`), not quarantined as an orphan.
 
 Audit details carry hashes, states and the inbox's name, never file contents or names
 of patients.
@@ -27,11 +30,13 @@ import logging
 from enum import StrEnum
 from pathlib import Path
 
-from ingest.intake.archive import archive_folder, archive_record, record_sha256
+import sqlalchemy as sa
+
+from ingest.intake.archive import archive_folder, archive_record, file_sha256, record_sha256
 from ingest.intake.quarantine import quarantine_files, quarantine_folder
 from ingest.intake.watch import Arrival
 from reports import audit, store
-from reports.db import StudyState
+from reports.db import Study, StudyState
 from worker.context import PipelineContext
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,7 @@ class Taken(StrEnum):
     RESUMED = "resumed"  # a study registered before a crash, now archived and queued
     DUPLICATE = "duplicate"  # content already known: no second study
     QUARANTINED = "quarantined"  # unusable: copied to quarantine with its reason
+    LEFTOVER = "leftover"  # the rest of a record already taken (a watcher killed while clearing it)
     KNOWN = "known"  # batch: already registered, skipped
     UNUSABLE = "unusable"  # batch: not an ECG this system reads (left where it is)
 
@@ -67,9 +73,39 @@ def quarantine_arrival(ctx: PipelineContext, arrival: Arrival, reason: str) -> P
     return reason_file
 
 
+def _taken_before(ctx: PipelineContext, arrival: Arrival) -> int | None:
+    """The study whose archived record holds every file of this arrival, byte for byte, under
+    the same name: the arrival is what a take cut short left behind. Looked up among the
+    studies registered from this folder under the same record name ("x.hea" for "x.dat")."""
+    stem = arrival.main.name.split(".", 1)[0]
+    prefix = str(arrival.main.parent / stem) + "."
+    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    with ctx.session() as session:
+        candidates = session.execute(
+            sa.select(Study.id, Study.archive_path)
+            .where(Study.source_path.like(pattern, escape="\\"), Study.archive_path.is_not(None))
+            .order_by(Study.id.desc()).limit(20)).all()
+    for study_id, archive_path in candidates:
+        folder = Path(archive_path).parent
+        if all((folder / path.name).is_file() and file_sha256(folder / path.name) == file_sha256(path)
+               for path in arrival.files):
+            return study_id
+    return None
+
+
 def take_arrival(ctx: PipelineContext, arrival: Arrival) -> Taken:
     """Register, archive and queue one complete arrival from an inbox (see the module docstring)."""
     if arrival.problem is not None or arrival.source_format is None:
+        study_id = _taken_before(ctx, arrival)
+        if study_id is not None:
+            with ctx.session() as session:
+                audit.append(session, actor=WATCH_ACTOR, action="file.leftover_removed", entity_type="study",
+                             entity_id=study_id, details={"inbox": arrival.inbox.name, "files": len(arrival.files),
+                                                          "sha256": record_sha256(arrival.record_files)})
+            _remove(arrival.files)
+            log.info("study %s: removed %d leftover file(s) of its record from inbox %s", study_id,
+                     len(arrival.files), arrival.inbox.name)
+            return Taken.LEFTOVER
         quarantine_arrival(ctx, arrival, arrival.problem or "unrecognised content")
         return Taken.QUARANTINED
     sha = record_sha256(arrival.record_files)

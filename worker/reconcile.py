@@ -1,52 +1,55 @@
-"""The reconciler: finds studies whose message was lost and sends it again.
+"""The reconciler: frees studies whose holder is gone and sends the messages that are missing.
 
-    reconcile(ctx, older_than=timedelta(minutes=10)) -> ReconcileReport
+    reconciler = Reconciler(ctx)            one per process (it remembers database outages)
+    reconciler.run() -> ReconcileReport     every `reconcile_every_seconds` inside `watch`
+    reconcile(ctx, received_after=...)      one run (the `reconcile` command, the start of a batch)
 
-Postgres is the source of truth; Redis only carries messages. A study that sits in a
-state waiting for a stage (`received`, `queued_prepare`, `queued_interpret`, or
-`interpreted` waiting for its report) for longer than `older_than` may have lost its
-message: Redis was flushed or restarted, or a process died between its commit and its
-send. Such a study is enqueued again, unless the dispatcher knows a message for it is
-still live (sent less than `visibility_timeout + older_than` ago, see
-`worker.dispatch.CeleryDispatcher`), so a long but healthy queue is not doubled.
-Each re-enqueue is audited (`study.requeued`, attempts + 1); a study enqueued
-`max_attempts` times without getting further is marked `failed` for an operator.
+One run, in this order (the rules are those of `worker/leases.py`):
 
-Runs as `ecg-worklist reconcile`, every `reconcile_every_seconds` inside `watch`, and at
-the start of an in-process batch (with `older_than=0`: nothing else is running then).
+1. `received` studies older than `received_after` (registered and archived, but the watcher
+   stopped before queueing them) whose file is in place are moved to `queued_prepare`.
+2. Every lease on a waiting study is judged: run out, or (same machine) its process gone ->
+   the study is freed (`study.holder_lost`, holder_deaths + 1), or quarantined at
+   `poison_after` deaths. Not judged during one lease period after the database came back
+   from an outage this process saw, so holders that were only waiting for it renew first.
+3. Per stage, the free studies that may be taken now (retry time passed) are counted
+   against the messages waiting in that stage's queue; the oldest free studies beyond the
+   messages get one (the interpret stage: one per batch, suspects in smaller ones). Each
+   re-sent study is audited (`study.requeued`, attempts + 1). A long but healthy queue
+   has as many messages as free studies, so nothing is doubled.
+
+Also runs at the start of an in-process batch (`received_after=0`: nothing else runs then).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reports import audit, store
-from reports.db import Study, StudyState
+from reports import leases as lease_sql
+from reports.db import StudyState, utcnow
 from worker.context import PipelineContext
 from worker.dispatch import Stage
+from worker.failures import database_errors
+from worker.leases import RECONCILE_ACTOR, STAGE_OF, WAITING_FOR, local_holder_alive, lose_holder
 
 log = logging.getLogger(__name__)
 
-ACTOR = "worker:reconcile"
 S = StudyState
-# The stage each waiting state is waiting for.
-WAITING: dict[StudyState, Stage] = {
-    S.RECEIVED: Stage.PREPARE,
-    S.QUEUED_PREPARE: Stage.PREPARE,
-    S.QUEUED_INTERPRET: Stage.INTERPRET,
-    S.INTERPRETED: Stage.REPORT,
-}
 
 
 @dataclass
 class ReconcileReport:
+    received: list[int] = field(default_factory=list)  # queued for preparation
+    holders_lost: list[int] = field(default_factory=list)  # freed: their holder was gone
+    poisoned: list[int] = field(default_factory=list)  # quarantined: their holder died poison_after times
     requeued: dict[Stage, list[int]] = field(default_factory=lambda: {stage: [] for stage in Stage})
-    failed: list[int] = field(default_factory=list)
-    still_live: int = 0  # stale in the database, but their message is still out there
+    holders_judged: bool = True  # False during the grace period after a database outage
 
     @property
     def total_requeued(self) -> int:
@@ -55,64 +58,139 @@ class ReconcileReport:
     def describe(self) -> str:
         parts = [f"{stage.value}: {len(ids)}" for stage, ids in self.requeued.items() if ids]
         text = f"re-enqueued {self.total_requeued} studies" + (f" ({', '.join(parts)})" if parts else "")
-        if self.failed:
-            text += f"; {len(self.failed)} failed after too many attempts"
-        if self.still_live:
-            text += f"; {self.still_live} waiting on a live message"
+        if self.received:
+            text += f"; {len(self.received)} received studies queued"
+        if self.holders_lost:
+            text += f"; {len(self.holders_lost)} freed from a gone holder"
+        if self.poisoned:
+            text += f"; {len(self.poisoned)} quarantined as poison"
+        if not self.holders_judged:
+            text += "; holders not judged yet (the database was just unreachable)"
         return text
 
 
-def _file_present(study: Study) -> bool:
-    """A `received` study can only be queued once its file is where preparation reads it."""
-    return Path(study.archive_path or study.source_path).is_file()
+def _file_present(study_path: str | None) -> bool:
+    return bool(study_path) and Path(study_path).is_file()
 
 
-def _requeue_one(ctx: PipelineContext, study_id: int, expected: StudyState, stage: Stage,
-                 report: ReconcileReport) -> bool:
-    """Re-enqueue (or give up on) one study in its own short transaction; True if a message must be sent."""
-    max_attempts = ctx.settings.max_attempts
-    with ctx.session() as session:
-        study = store.claim_study(session, study_id, expected)
-        if study is None:
-            return False  # it moved on since the query
-        if expected is S.RECEIVED:
-            if not _file_present(study):
-                return False  # the watcher still has the file in its inbox and will resume it
-            store.set_state(session, study_id, S.QUEUED_PREPARE, actor=ACTOR, details={"reconciled": True})
-        elif study.attempts >= max_attempts:
-            store.fail(session, study_id, f"{stage.value}: gave up after {study.attempts} attempts", actor=ACTOR)
-            report.failed.append(study_id)
-            return False
-        elif expected is S.INTERPRETED:
-            # No queued state for the report stage: the re-enqueue is recorded as its own event.
-            audit.append(session, actor=ACTOR, action="study.requeued", entity_type="study", entity_id=study_id,
-                         details={"stage": stage.value, "state": study.state})
+class Reconciler:
+    """Runs the reconciler, remembering when this process last could not reach the database."""
+
+    def __init__(self, ctx: PipelineContext) -> None:
+        self.ctx = ctx
+        self._database_lost = False
+        self._judge_from = 0.0  # time.monotonic() before which leases are not judged
+
+    def run(self, *, received_after: dt.timedelta | None = None) -> ReconcileReport:
+        try:
+            return self._run(received_after)
+        except database_errors():
+            self._database_lost = True
+            raise
+
+    def _run(self, received_after: dt.timedelta | None) -> ReconcileReport:
+        ctx = self.ctx
+        if self._database_lost:  # it answers again: give live holders one lease to renew
+            self._database_lost = False
+            self._judge_from = time.monotonic() + ctx.settings.lease_seconds
+        report = ReconcileReport()
+        after = received_after if received_after is not None else dt.timedelta(seconds=ctx.settings.reconcile_after_seconds)
+        self._queue_received(after, report)
+        if time.monotonic() >= self._judge_from:
+            self._judge_holders(report)
         else:
-            store.set_state(session, study_id, expected, actor=ACTOR, details={"reconciled": True})
-    return True
+            report.holders_judged = False
+        self._send_missing(report)
+        if report.total_requeued or report.holders_lost or report.poisoned or report.received:
+            log.warning("reconciler: %s", report.describe())
+        return report
+
+    # 1. registered but never queued
+    def _queue_received(self, older_than: dt.timedelta, report: ReconcileReport) -> None:
+        ctx = self.ctx
+        with ctx.session() as session:
+            waiting = [(study.id, study.archive_path or study.source_path)
+                       for study in store.studies_in_state_older_than(session, [S.RECEIVED], older_than)]
+        for study_id, path in waiting:
+            if not _file_present(path):
+                continue  # the watcher still has the file in its inbox and will resume it
+            with ctx.session() as session:
+                if store.claim_study(session, study_id, S.RECEIVED) is not None:
+                    store.set_state(session, study_id, S.QUEUED_PREPARE, actor=RECONCILE_ACTOR,
+                                    details={"reconciled": True})
+                    report.received.append(study_id)
+
+    # 2. holders that are gone
+    def _judge_holders(self, report: ReconcileReport) -> None:
+        ctx = self.ctx
+        now = utcnow()
+        with ctx.session() as session:
+            held = lease_sql.held(session)
+        for lease in held:
+            if lease.expires_at is not None and lease.expires_at < now:
+                why = f"its lease ran out at {lease.expires_at.isoformat(timespec='seconds')}"
+            elif ctx.settings.check_local_holders and local_holder_alive(lease.holder) is False:
+                why = "its process on this machine is gone"
+            else:
+                continue
+            lost = lose_holder(ctx, lease.study_id, lease.holder, why=why)
+            if lost is not None:
+                (report.poisoned if lost.quarantined else report.holders_lost).append(lease.study_id)
+
+    # 3. free studies without a message
+    def _send_missing(self, report: ReconcileReport) -> None:
+        ctx = self.ctx
+        batch_size = max(1, ctx.settings.interpret_batch_size)
+        for stage, state in WAITING_FOR.items():
+            with ctx.session() as session:
+                free = lease_sql.free_due(session, state)
+            if not free:
+                continue
+            groups = _message_groups(stage, free, batch_size)
+            missing = len(groups) - ctx.dispatcher.queued(stage)
+            if missing <= 0:
+                continue
+            to_send = [study_id for group in groups[:missing] for study_id in group]
+            for study_id in to_send:
+                self._audit_requeue(study_id, state)
+            report.requeued[stage] += to_send
+            send = {Stage.PREPARE: ctx.dispatcher.prepare, Stage.REPORT: ctx.dispatcher.report}.get(stage)
+            if send is not None:
+                send(to_send)
+            else:
+                for group in groups[:missing]:
+                    ctx.dispatcher.interpret(group)
+
+    def _audit_requeue(self, study_id: int, state: StudyState) -> None:
+        with self.ctx.session() as session:
+            study = store.claim_study(session, study_id, state)
+            if study is None:
+                return
+            if state in store.QUEUED_STATES:
+                store.set_state(session, study_id, state, actor=RECONCILE_ACTOR, details={"reconciled": True})
+            else:  # `interpreted` has no queued state of its own: the re-send is its own event
+                study.attempts += 1
+                audit.append(session, actor=RECONCILE_ACTOR, action="study.requeued", entity_type="study",
+                             entity_id=study_id, details={"stage": STAGE_OF[state].value, "state": state.value,
+                                                          "attempts": study.attempts})
 
 
-def reconcile(ctx: PipelineContext, *, older_than: dt.timedelta, limit: int = 10_000) -> ReconcileReport:
-    """Re-enqueue studies that waited longer than `older_than` without a live message."""
-    report = ReconcileReport()
-    pending = {stage: ctx.dispatcher.pending_since(stage) for stage in Stage}
-    live_for = ctx.settings.visibility_timeout_seconds + older_than.total_seconds()
-    now = time.time()
-    with ctx.session() as session:
-        stale = [(study.id, S(study.state)) for study in
-                 store.studies_in_state_older_than(session, WAITING, older_than, limit=limit)]
-    for study_id, state in stale:
-        stage = WAITING[state]
-        sent_at = (pending[stage] or {}).get(study_id)
-        if sent_at is not None and now - sent_at < live_for:
-            report.still_live += 1
-            continue
-        if _requeue_one(ctx, study_id, state, stage, report):
-            report.requeued[stage].append(study_id)
-    # Send after every commit, grouped per stage (the interpret stage batches them).
-    ctx.dispatcher.prepare(report.requeued[Stage.PREPARE])
-    ctx.dispatcher.interpret(report.requeued[Stage.INTERPRET])
-    ctx.dispatcher.report(report.requeued[Stage.REPORT])
-    if report.total_requeued or report.failed:
-        log.warning("reconciler: %s", report.describe())
-    return report
+def _message_groups(stage: Stage, free: list[lease_sql.FreeStudy], batch_size: int) -> list[list[int]]:
+    """The messages the free studies need, oldest first: one per study, or for the interpret
+    stage one per batch, a batch holding studies with the same number of holder deaths
+    (at most `reports.leases.batch_limit` of them)."""
+    if stage is not Stage.INTERPRET:
+        return [[study.study_id] for study in free]
+    by_deaths: dict[int, list[int]] = {}
+    for study in free:
+        by_deaths.setdefault(study.holder_deaths, []).append(study.study_id)
+    groups = []
+    for deaths in sorted(by_deaths, reverse=True):  # suspects first: they were waiting longest
+        ids, size = by_deaths[deaths], lease_sql.batch_limit(batch_size, deaths)
+        groups += [ids[i * size:(i + 1) * size] for i in range(math.ceil(len(ids) / size))]
+    return groups
+
+
+def reconcile(ctx: PipelineContext, *, received_after: dt.timedelta | None = None) -> ReconcileReport:
+    """One reconciler run (see the module docstring)."""
+    return Reconciler(ctx).run(received_after=received_after)

@@ -39,22 +39,40 @@ class Settings(BaseSettings):
     inbox_dirs: list[Path] = Field(default_factory=lambda: [Path("var/inbox")])
     stable_seconds: float = 2.0  # a file is complete when size+mtime did not change this long
     poll_seconds: float = 1.0
-    reconcile_after_seconds: float = 600.0  # re-enqueue a study stuck in a queued state this long
-    reconcile_every_seconds: float = 60.0  # how often `watch` runs the reconciler
     orphan_seconds: float = 600.0  # a WFDB signal file without its header (or a header without its
     #                                signal file) waits this long for its companion, then is quarantined
-    max_attempts: int = 5  # a stage enqueued this many times without success: the study is failed
     # What one input file may make a reader allocate (ingest/readers/limits.py): samples, pages,
     # pixels, inflated bytes. Past a limit the file is quarantined with the limit's name.
     input_limits: InputLimits = Field(default_factory=InputLimits)
 
+    # Recovery (worker/leases.py states the rules). A worker holds each study it works on with
+    # a lease it renews every `heartbeat_seconds`; a lease not renewed for `lease_seconds`
+    # means its holder is gone, and the reconciler (inside `watch`, every
+    # `reconcile_every_seconds`) hands the study on: back in a queue within
+    # lease + reconcile interval (2 minutes with these defaults), whatever the broker does.
+    lease_seconds: float = 90.0
+    heartbeat_seconds: float = 15.0
+    reconcile_every_seconds: float = 30.0
+    # A `received` study (registered, archived, not yet queued) is queued by the reconciler
+    # after this long: the watcher normally queues it within a second.
+    reconcile_after_seconds: float = 120.0
+    # Holders on the reconciler's own machine are judged by their process id too, at once.
+    check_local_holders: bool = True
+    poison_after: int = 3  # a study that killed its worker this many times is quarantined
+    # A transient failure (disk full, read-only volume, broker unreachable) retries after
+    # retry_base_seconds, doubling up to retry_max_seconds, until it works: never `failed`.
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 60.0
+    # A task that cannot reach the database waits for it (up to this long) before letting go.
+    database_wait_seconds: float = 3600.0
+    # `ecg-worklist check` expects every draft awaiting sign-off to have its outbound .hl7 file;
+    # set false when a folder reader removes the files it takes.
+    check_outbound_files: bool = True
+
     # Queues (worker/celery_app.py). Redis re-delivers a message that was taken but not
-    # acknowledged after this long; with acks_late a message is only acknowledged when its
-    # task ends, so this must exceed the longest task PLUS the time a prefetched/ETA message
-    # waits, or Redis silently runs the task twice (Celery's default is 1 hour).
+    # acknowledged after this long. Recovery does not depend on it (the leases do); keep it
+    # above the longest task (a GPU batch), so a healthy task is not woken twice.
     visibility_timeout_seconds: int = 6 * 3600
-    task_max_retries: int = 8  # transient errors (database/broker unreachable): exponential backoff
-    task_retry_backoff_max_seconds: int = 600
 
     # HL7 receivers (reports/destinations.py): a JSON list of objects, e.g.
     # [{"name": "his", "host": "10.0.0.5", "port": 2575, "drafts": false}]; a bare name is
@@ -115,9 +133,13 @@ class Settings(BaseSettings):
     # current in between from the audit events each scrape reads.
     metrics_recount_seconds: float = 0.0
 
-    # TEST-ONLY: every pipeline stage sleeps this long before its work, so a test can kill a
-    # worker in the middle of a task. Always 0 in production.
+    # TEST-ONLY: every pipeline stage sleeps this long per study before its work, so a test can
+    # kill a worker in the middle of a task (or of a long batch). Always 0 in production.
     test_stage_delay_seconds: float = 0.0
+    # TEST-ONLY: "STAGE:TEXT" (e.g. "prepare:poison"): the worker process working on a study
+    # whose file name contains TEXT kills itself (SIGKILL) at that stage, as a file that crashes
+    # a reader would. The fault suite's poison file. Always unset in production.
+    test_poison: str | None = None
 
     @field_validator("hl7_destinations", mode="before")
     @classmethod

@@ -2,25 +2,30 @@
 
     prepare_study(ctx, study_id)        queued_prepare  -> (read, prepare, save)  -> queued_interpret
     interpret_studies(ctx, study_ids)   queued_interpret -> (one batch, verify)    -> interpreted
-    build_report(ctx, study_id)         interpreted     -> (ORU^R01 draft, outbox, .hl7 file) -> awaiting_signoff
+    build_report(ctx, study_id)         interpreted     -> (ORU^R01 draft, .hl7 file written, outbox) -> awaiting_signoff
 
 Each function starts by looking at the study's state in the database and does nothing
 for a study that is not in the state it expects, so a redelivered or duplicated task is
 harmless; the store's writes are themselves idempotent (keyed by study id and report
 version) and every state change writes its audit row in the same transaction. Work that
 takes time (reading, measuring, interpreting) runs OUTSIDE any transaction; the result is
-saved in a short transaction that first checks the state again.
+saved in a short transaction that first checks the state again. Which worker may run a
+stage on a study (its lease) is decided before, by `worker.runner.run_stage`.
 
-Unusable input found while preparing (`IngestError`) quarantines the study: its files are
-copied to `quarantine/<hash>/` with a `.reason` text beside them, and the study moves to
-`quarantined` with an audit row. Other errors are the caller's to handle (`run_stage` in
-process, `worker.tasks` under Celery).
+Input that cannot be used quarantines the study: its files are copied to
+`quarantine/<hash>/` with a `.reason` text beside them, and the study moves to
+`quarantined` with an audit row. That is any error of a reader or of preparation (an
+`IngestError` says exactly why; anything else is named by its type and place), and a draft
+that cannot be a valid HL7 message because of what the file holds. Other errors are
+`worker.runner`'s to sort out (wait, retry later, or `failed` with the reason).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +49,7 @@ from reports.db import Report, Study, StudyState
 from worker import artifacts
 from worker.context import PipelineContext
 from worker.dispatch import Stage
+from worker.failures import error_text, retry_later_reason, unreadable_reason
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,7 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"  # the study was not in the state this stage takes (already done, or moved on)
     QUARANTINED = "quarantined"
     FAILED = "failed"
+    RETRY = "retry"  # a passing condition (disk full, broker down): freed, retried after a backoff
 
 
 @dataclass(frozen=True)
@@ -75,10 +82,31 @@ class _StudyView:
                    Path(study.archive_path or study.source_path), study.features)
 
 
-def _test_delay(ctx: PipelineContext) -> None:
-    """TEST-ONLY hook (ECGWL_TEST_STAGE_DELAY_SECONDS): lets a test kill a worker mid-task."""
-    if ctx.settings.test_stage_delay_seconds > 0:
-        time.sleep(ctx.settings.test_stage_delay_seconds)
+def _test_hooks(ctx: PipelineContext, stage: Stage, views: list[_StudyView]) -> None:
+    """TEST-ONLY hooks, inert in production: ECGWL_TEST_STAGE_DELAY_SECONDS lets a test kill a
+    worker mid-task; ECGWL_TEST_POISON ("stage:text") makes a file that kills its worker."""
+    if ctx.settings.test_poison:
+        poison_stage, _, marker = ctx.settings.test_poison.partition(":")
+        if poison_stage == stage.value and any(marker in view.path.name for view in views):
+            log.error("TEST-ONLY poison file at %s: this process kills itself", stage.value)
+            os.kill(os.getpid(), signal.SIGKILL)
+    if ctx.settings.test_stage_delay_seconds > 0:  # per study: a GPU batch takes longer the larger it is
+        time.sleep(ctx.settings.test_stage_delay_seconds * len(views))
+
+
+def _hand_on(ctx: PipelineContext, stage: Stage, study_ids: list[int]) -> None:
+    """Send the next stage's messages. The new state is committed already: if the broker is
+    down now, the reconciler sends them once it is back (worker/leases.py, rule 4)."""
+    if not study_ids:
+        return
+    send = {Stage.INTERPRET: ctx.dispatcher.interpret, Stage.REPORT: ctx.dispatcher.report}[stage]
+    try:
+        send(study_ids)
+    except Exception as exc:  # noqa: BLE001 - the database is the record; a lost message is made up
+        if retry_later_reason(exc) is None:
+            raise
+        log.warning("could not send %d %s message(s) (%s); the reconciler will", len(study_ids), stage.value,
+                    type(exc).__name__)
 
 
 def record_files(main: Path, source_format: str) -> list[Path]:
@@ -99,16 +127,28 @@ def _report_measurements(ecg: Ecg, prepared: PreparedEcg) -> Measurements | None
     return prepared.features.global_ if prepared.features is not None else None
 
 
-def _quarantine_study(ctx: PipelineContext, view: _StudyView, reason: str) -> None:
-    """Copy the study's files to quarantine with the reason, then mark the study quarantined."""
+def _copy_to_quarantine(ctx: PipelineContext, view: _StudyView, reason: str) -> Path:
     files = [path for path in record_files(view.path, view.source_format) if path.is_file()]
     if files:
-        quarantine_files(files, ctx.settings.quarantine_dir, view.sha256, reason, main=view.path)
-    else:  # nothing left to copy: the reason alone still says what happened
-        quarantine_files([view.path], ctx.settings.quarantine_dir, view.sha256, reason + " (file missing)")
+        return quarantine_files(files, ctx.settings.quarantine_dir, view.sha256, reason, main=view.path)
+    # Nothing left to copy: the reason alone still says what happened.
+    return quarantine_files([view.path], ctx.settings.quarantine_dir, view.sha256, reason + " (file missing)")
+
+
+def keep_in_quarantine(ctx: PipelineContext, study_id: int, reason: str) -> Path:
+    """Copy a study's files to quarantine with `reason` beside them (no state change); the reason file."""
     with ctx.session() as session:
-        if store.claim_study(session, view.id, S.QUEUED_PREPARE) is not None:
-            store.quarantine(session, view.id, reason, actor=ACTORS[Stage.PREPARE])
+        view = _StudyView.of(store.get_study(session, study_id))
+    return _copy_to_quarantine(ctx, view, reason)
+
+
+def _quarantine_study(ctx: PipelineContext, view: _StudyView, reason: str, stage: Stage,
+                      expected: StudyState = S.QUEUED_PREPARE) -> None:
+    """Copy the study's files to quarantine with the reason, then mark the study quarantined."""
+    _copy_to_quarantine(ctx, view, reason)
+    with ctx.session() as session:
+        if store.claim_study(session, view.id, expected) is not None:
+            store.quarantine(session, view.id, reason, actor=ACTORS[stage])
     log.warning("study %s quarantined: %s", view.id, reason)
 
 
@@ -132,11 +172,15 @@ def prepare_study(ctx: PipelineContext, study_id: int) -> Outcome:
         view = _StudyView.of(store.get_study(session, study_id))
     if view.state != S.QUEUED_PREPARE:
         return Outcome.SKIPPED
-    _test_delay(ctx)
+    _test_hooks(ctx, Stage.PREPARE, [view])
     try:
         ecg, prepared = _read_and_prepare(view, ctx.settings.input_limits)
-    except IngestError as exc:
-        _quarantine_study(ctx, view, exc.reason)
+    except Exception as exc:
+        if retry_later_reason(exc) is not None:
+            raise
+        if not isinstance(exc, IngestError):  # a reader crashed on this file: it still gets a reason
+            log.exception("study %s: reading or preparing failed", view.id)
+        _quarantine_study(ctx, view, unreadable_reason(exc), Stage.PREPARE)
         return Outcome.QUARANTINED
     artifacts.save_prepared(ctx.settings.data_dir, view.sha256, prepared)
     with ctx.session() as session:
@@ -145,7 +189,7 @@ def prepare_study(ctx: PipelineContext, study_id: int) -> Outcome:
         store.save_prepared(session, study_id, actor=actor, demographics=ecg.demographics,
                             measurements=_report_measurements(ecg, prepared), features=prepared.features)
         store.set_state(session, study_id, S.QUEUED_INTERPRET, actor=actor)
-    ctx.dispatcher.interpret([study_id])
+    _hand_on(ctx, Stage.INTERPRET, [study_id])
     return Outcome.DONE
 
 
@@ -185,12 +229,14 @@ def interpret_studies(ctx: PipelineContext, study_ids: Sequence[int]) -> dict[in
     waiting = [views[i] for i in ids if i in views and views[i].state == S.QUEUED_INTERPRET]
     if not waiting:
         return outcomes
-    _test_delay(ctx)
+    _test_hooks(ctx, Stage.INTERPRET, waiting)
     batch: list[tuple[_StudyView, PreparedEcg]] = []
     for view in waiting:
         try:
             batch.append((view, _load_for_interpretation(ctx, view)))
         except Exception as exc:  # one unreadable study must not sink the batch
+            if retry_later_reason(exc) is not None:
+                raise
             mark_failed(ctx, [view.id], Stage.INTERPRET, exc)
             outcomes[view.id] = Outcome.FAILED
     if not batch:
@@ -207,7 +253,7 @@ def interpret_studies(ctx: PipelineContext, study_ids: Sequence[int]) -> dict[in
             store.save_interpretation(session, view.id, interpretation, actor=actor, critical=critical, flags=flags)
         saved.append(view.id)
         outcomes[view.id] = Outcome.DONE
-    ctx.dispatcher.report(saved)
+    _hand_on(ctx, Stage.REPORT, saved)
     return outcomes
 
 
@@ -219,69 +265,102 @@ def outbound_path(outbound_dir: Path, study_id: int, version: int) -> Path:
 
 
 def write_outbound(outbound_dir: Path, study_id: int, version: int, message: str) -> Path:
-    """The message as a `.hl7` file for interface engines that read folders (written atomically)."""
+    """The message as a `.hl7` file for interface engines that read folders: written under a
+    temporary name, synced, renamed, and the folder synced, so once this returns the file is
+    on disk under its name (a crash never leaves half a message). A full volume raises
+    OSError(ENOSPC) and leaves no temporary file behind."""
     path = outbound_path(outbound_dir, study_id, version)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temporary name ends in .tmp and starts with a dot: folder readers skip both.
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes((message + "\r").encode("utf-8"))
-    os.replace(temporary, path)
+    try:
+        with temporary.open("wb") as handle:
+            handle.write((message + "\r").encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
     return path
 
 
+def rewrite_outbound(ctx: PipelineContext, study_id: int) -> Path | None:
+    """Write a published draft's .hl7 file again if it is missing (what `ecg-worklist check
+    --repair` does): the stored message, so the same MSH-10. Only while the draft is current
+    (awaiting sign-off): a preliminary is never sent again after sign-off. None: nothing to do."""
+    path = outbound_path(ctx.settings.outbound_dir, study_id, 1)
+    with ctx.session() as session:
+        study = store.get_study(session, study_id)
+        if study.state != S.AWAITING_SIGNOFF or path.exists():
+            return None
+        message = session.execute(sa.select(Report.hl7_message).where(Report.study_id == study_id,
+                                                                      Report.version == 1)).scalar_one()
+    return write_outbound(ctx.settings.outbound_dir, study_id, 1, message)
+
+
+def rebuild_artifacts(ctx: PipelineContext, study_id: int) -> Path | None:
+    """Read and prepare a study's file again and write preparation's files (image, model window)
+    that went missing, without touching its state or stored measurements; the image path."""
+    with ctx.session() as session:
+        view = _StudyView.of(store.get_study(session, study_id))
+    _ecg, prepared = _read_and_prepare(view, ctx.settings.input_limits)
+    return artifacts.save_prepared(ctx.settings.data_dir, view.sha256, prepared)
+
+
+def _refusal_reason(exc: store.InvalidMessage) -> str:
+    """The validator's problems without the values they quote (those may be patient data)."""
+    problems = [re.sub(r"\(found [^)]*\)|'[^']*'|\"[^\"]*\"", "(value withheld)", problem)
+                for problem in exc.problems[:5]]
+    return "its draft cannot be a valid HL7 message: " + "; ".join(problems)
+
+
 def build_report(ctx: PipelineContext, study_id: int) -> Outcome:
-    """Build, validate and store the draft ORU^R01 (v1, OBR-25 P), its outbox rows and its .hl7 file."""
+    """Build, validate and store the draft ORU^R01 (v1, OBR-25 P), write its .hl7 file, then
+    queue its deliveries and move the study to `awaiting_signoff` (the file first: the state
+    never says more than the disk holds)."""
     actor = ACTORS[Stage.REPORT]
     settings = ctx.settings
     with ctx.session() as session:
-        state = store.get_study(session, study_id).state
-        if state == S.AWAITING_SIGNOFF and not outbound_path(settings.outbound_dir, study_id, 1).exists():
-            # A redelivered task after a crash between the commit and the file: write the file.
-            # (Only while the draft is current: never re-send a preliminary after sign-off.
-            # A folder engine that already took it gets the same MSH-10 again and can drop it.)
-            draft = session.execute(sa.select(Report).where(Report.study_id == study_id, Report.version == 1)
-                                    ).scalar_one()
-            write_outbound(settings.outbound_dir, study_id, 1, draft.hl7_message)
+        study = store.get_study(session, study_id)
+        state, view = study.state, _StudyView.of(study)
+    if state == S.AWAITING_SIGNOFF:
+        rewrite_outbound(ctx, study_id)
     if state != S.INTERPRETED:
         return Outcome.SKIPPED
-    _test_delay(ctx)
+    _test_hooks(ctx, Stage.REPORT, [view])
+    try:
+        with ctx.session() as session:
+            if store.claim_study(session, study_id, S.INTERPRETED) is None:
+                return Outcome.SKIPPED
+            # Stored, but not yet published: the study stays `interpreted` until its file is written.
+            report = store.draft_report(session, study_id, endpoints=ctx.endpoints, actor=actor,
+                                        result_status=settings.draft_result_status, publish=False)
+            version, message = report.version, report.hl7_message
+    except store.InvalidMessage as exc:
+        # What the file holds cannot make a valid message (e.g. a line break inside an
+        # identifier): set the study aside with the validator's reasons.
+        _quarantine_study(ctx, view, _refusal_reason(exc), Stage.REPORT, expected=S.INTERPRETED)
+        return Outcome.QUARANTINED
+    path = write_outbound(settings.outbound_dir, study_id, version, message)
     with ctx.session() as session:
         if store.claim_study(session, study_id, S.INTERPRETED) is None:
             return Outcome.SKIPPED
-        report = store.draft_report(session, study_id, endpoints=ctx.endpoints, actor=actor,
-                                    result_status=settings.draft_result_status,
-                                    destinations=settings.hl7_destination_names)
-        version, message = report.version, report.hl7_message
-    write_outbound(settings.outbound_dir, study_id, version, message)
+        store.publish_draft(session, study_id, actor=actor, destinations=settings.hl7_destination_names,
+                            outbound_file=path.name)
     return Outcome.DONE
 
 
 # ---------------------------------------------------------------- failures
 
 
-def transient_errors() -> tuple[type[BaseException], ...]:
-    """Errors worth retrying later: the database or the broker could not be reached."""
-    import kombu.exceptions
-    import redis.exceptions
-    import sqlalchemy.exc
-
-    return (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DisconnectionError,
-            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, kombu.exceptions.OperationalError,
-            ConnectionError, TimeoutError)
-
-
-def _error_text(stage: Stage, exc: BaseException) -> str:
-    """A failure as stored and audited: the stage and the error type. Messages of our own
-    errors are kept; other libraries' messages may quote values (patient data), so not."""
-    if isinstance(exc, (store.StoreError, IngestError)):
-        text = str(exc.reason) if isinstance(exc, IngestError) else str(exc)
-        return f"{stage.value} failed: {type(exc).__name__}: {text[:300]}"
-    return f"{stage.value} failed: {type(exc).__name__} (see the worker log)"
-
-
 def mark_failed(ctx: PipelineContext, study_ids: Sequence[int], stage: Stage, exc: BaseException) -> None:
     """Move the studies to `failed` with the error (an operator may re-queue them)."""
-    error = _error_text(stage, exc)
+    error = error_text(stage.value, exc)
     for study_id in study_ids:
         try:
             with ctx.session() as session:
@@ -290,21 +369,3 @@ def mark_failed(ctx: PipelineContext, study_ids: Sequence[int], stage: Stage, ex
             pass  # it moved on (or was already failed): nothing to record
         except Exception:  # noqa: BLE001 - failing to record a failure must not hide the first error
             log.exception("study %s: could not record the failure", study_id)
-
-
-def run_stage(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int]) -> dict[int, Outcome]:
-    """Run one stage in-process (the embedded runner). A transient error leaves the studies
-    queued (the reconciler retries them: outcome SKIPPED); any other error marks them failed."""
-    try:
-        if stage is Stage.INTERPRET:
-            return interpret_studies(ctx, study_ids)
-        runner = prepare_study if stage is Stage.PREPARE else build_report
-        return {study_id: runner(ctx, study_id) for study_id in study_ids}
-    except transient_errors() as exc:
-        log.warning("%s of studies %s: transient %s, left queued for the reconciler",
-                    stage.value, list(study_ids), type(exc).__name__)
-        return {study_id: Outcome.SKIPPED for study_id in study_ids}
-    except Exception as exc:
-        log.exception("%s of studies %s failed", stage.value, list(study_ids))
-        mark_failed(ctx, study_ids, stage, exc)
-        return {study_id: Outcome.FAILED for study_id in study_ids}

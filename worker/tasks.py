@@ -1,84 +1,81 @@
-"""Celery tasks: thin wrappers that run `worker.stages` functions in a worker process.
+"""Celery tasks: thin wrappers that run a stage (`worker.runner.run_stage`) in a worker process.
 
-    ecgwl.prepare(study_id)        queue prepare
-    ecgwl.interpret_drain()        queue interpret: takes a batch of ready studies (see worker.dispatch)
-    ecgwl.report(study_id)         queue report
+    ecgwl.prepare(study_id)              queue prepare
+    ecgwl.interpret_drain(study_ids)     queue interpret: one batch of free studies (see worker.dispatch)
+    ecgwl.report(study_id)               queue report
 
-Every task: builds (once per process) the pipeline context from the environment, runs the
-stage function, and on the way out clears the study's "message pending" mark. Transient
-errors (database or broker unreachable) are retried with exponential backoff and jitter;
-any other error marks the study `failed` with the error type (an operator can re-queue it)
-and the message is acknowledged: retrying a bug would only repeat it.
+A message is a wake-up (worker/leases.py, rule 4): each task takes the study it names if
+that study is free, else the oldest free study of its stage, else does nothing. Every task
+builds (once per process) the pipeline context from the environment and runs the stage.
+When the database cannot be reached the task waits for it, with backoff, and runs the
+stage again (every stage is idempotent); other errors are sorted out by the runner, so no
+task raises for a study's sake and none is retried by Celery itself.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from celery import Task, shared_task
 
 from worker.context import PipelineContext, process_context
-from worker.dispatch import TASK_INTERPRET_DRAIN, TASK_PREPARE, TASK_REPORT, CeleryDispatcher, Stage
-from worker.stages import build_report, interpret_studies, mark_failed, prepare_study, transient_errors
+from worker.dispatch import TASK_INTERPRET_DRAIN, TASK_PREPARE, TASK_REPORT, Stage
+from worker.failures import database_errors
+from worker.runner import run_stage
+from worker.stages import Outcome
 
 log = logging.getLogger(__name__)
+_WAIT_CAP_SECONDS = 10.0
 
 
 class StageTask(Task):
-    """Delivery settings shared by the stage tasks (the app sets max_retries / backoff cap)."""
+    """Delivery settings shared by the stage tasks (see worker/celery_app.py for why)."""
 
-    autoretry_for = transient_errors()
-    retry_backoff = 2  # seconds: 2, 4, 8, ... up to retry_backoff_max
-    retry_jitter = True
     acks_late = True
     reject_on_worker_lost = True
     ignore_result = True
 
 
-def _run(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int], work: Callable[[], object]) -> str:
-    """Run a stage; transient errors propagate (Celery retries), others fail the studies."""
-    try:
-        outcome = work()
-    except transient_errors():
-        raise
-    except Exception as exc:
-        log.exception("%s of studies %s failed", stage.value, list(study_ids))
-        mark_failed(ctx, study_ids, stage, exc)
-        outcome = "failed"
-    ctx.dispatcher.done(stage, study_ids)
-    # What the worker log shows for the task: "done", or per outcome for a batch ("done=3").
-    if isinstance(outcome, dict):
-        counts = Counter(str(value) for value in outcome.values())
-        return f"{len(outcome)} studies: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-    return str(outcome)
+def _run(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int]) -> str:
+    """Run the stage, waiting out a database outage; what the worker log shows for the task."""
+    delay, waited = 1.0, 0.0
+    while True:
+        try:
+            outcomes = run_stage(ctx, stage, study_ids, take_others=True)
+            break
+        except database_errors() as exc:
+            if waited >= ctx.settings.database_wait_seconds:
+                log.error("%s: the database stayed unreachable for %.0f s; letting go (the leases run out "
+                          "and the reconciler hands the studies on)", stage.value, waited)
+                return "database unreachable"
+            log.warning("%s: database unreachable (%s); trying again in %.0f s", stage.value, type(exc).__name__,
+                        delay)
+            time.sleep(delay)
+            waited += delay
+            # Capped well under a lease: once the database is back, the holder renews before
+            # the reconciler (which waits one lease after an outage) judges it.
+            delay = min(delay * 2, _WAIT_CAP_SECONDS, max(0.5, ctx.settings.lease_seconds / 3))
+    done = {study_id: outcome for study_id, outcome in outcomes.items() if outcome is not Outcome.SKIPPED}
+    if not done:
+        return "empty"
+    counts = Counter(str(outcome) for outcome in done.values())
+    return f"{len(done)} studies: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
 
 
 @shared_task(name=TASK_PREPARE, base=StageTask)
 def prepare_task(study_id: int) -> str:
-    ctx = process_context()
-    return _run(ctx, Stage.PREPARE, [study_id], lambda: prepare_study(ctx, study_id))
+    return _run(process_context(), Stage.PREPARE, [study_id])
 
 
 @shared_task(name=TASK_REPORT, base=StageTask)
 def report_task(study_id: int) -> str:
-    ctx = process_context()
-    return _run(ctx, Stage.REPORT, [study_id], lambda: build_report(ctx, study_id))
+    return _run(process_context(), Stage.REPORT, [study_id])
 
 
-@shared_task(name=TASK_INTERPRET_DRAIN, base=StageTask, bind=True)
-def interpret_drain_task(self: Task) -> str:
-    """Interpret the next batch of ready studies (nothing when another drain took them)."""
-    ctx = process_context()
-    dispatcher = ctx.dispatcher
-    if not isinstance(dispatcher, CeleryDispatcher):
-        raise RuntimeError("interpret_drain runs only with a broker (ECGWL_REDIS_URL)")
-    task_id = self.request.id
-    ids = dispatcher.take_batch(task_id, ctx.settings.interpret_batch_size)
-    if not ids:
-        return "empty"
-    log.info("interpreting a batch of %d studies", len(ids))
-    outcome = _run(ctx, Stage.INTERPRET, ids, lambda: interpret_studies(ctx, ids))
-    dispatcher.finish_batch(task_id)
-    return outcome
+@shared_task(name=TASK_INTERPRET_DRAIN, base=StageTask)
+def interpret_drain_task(study_ids: list[int] | None = None) -> str:
+    """Interpret the next batch of free studies, those named first (nothing when others took them)."""
+    return _run(process_context(), Stage.INTERPRET, list(study_ids or []))

@@ -5,7 +5,8 @@
 One loop, every `poll_seconds`: scan every inbox whose lock this watcher holds
 (`worker.watch_lock`: one watcher per inbox; a second one stands by and takes over) with
 `ingest.intake.watch.InboxScanner`, take each complete arrival (`worker.intake.take_arrival`),
-every `reconcile_every_seconds` run the reconciler, and every `audit_checkpoint_every_seconds` sign the audit chain's head into
+every `reconcile_every_seconds` run the reconciler (one `Reconciler` for the life of the
+process: it remembers database outages), and every `audit_checkpoint_every_seconds` sign the audit chain's head into
 the checkpoint file outside the database (`reports.audit_anchor`, when a key is set). With
 no broker (the embedded default) it also runs the queued stages in this process after each
 scan. An arrival that fails to be taken (database down, disk
@@ -15,7 +16,6 @@ full) stays in the inbox and is tried again on the next scan; its error is logge
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import time
@@ -27,7 +27,8 @@ from ingest.intake.watch import Arrival, InboxScanner
 from worker.context import PipelineContext
 from worker.dispatch import InProcessDispatcher
 from worker.intake import take_arrival
-from worker.reconcile import reconcile
+from worker.failures import database_errors
+from worker.reconcile import Reconciler
 from worker.watch_lock import InboxLocks
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ def watch(ctx: PipelineContext, stop: threading.Event) -> None:
 
 def _watch_loop(ctx: PipelineContext, scanner: InboxScanner, locks: InboxLocks, stop: threading.Event) -> None:
     settings = ctx.settings
+    reconciler = Reconciler(ctx)
     last_reconcile = last_checkpoint = 0.0
     failures = FailureLog()
     while not stop.is_set():
@@ -123,7 +125,10 @@ def _watch_loop(ctx: PipelineContext, scanner: InboxScanner, locks: InboxLocks, 
         if time.monotonic() - last_reconcile >= settings.reconcile_every_seconds:
             last_reconcile = time.monotonic()
             try:
-                reconcile(ctx, older_than=dt.timedelta(seconds=settings.reconcile_after_seconds))
+                reconciler.run()
+            except database_errors() as exc:
+                log.warning("reconciler: database unreachable (%s); trying again in %.0f s",
+                            type(exc).__name__, settings.reconcile_every_seconds)
             except Exception:
                 log.exception("reconciler run failed; trying again later")
         if time.monotonic() - last_checkpoint >= settings.audit_checkpoint_every_seconds:

@@ -11,7 +11,7 @@ from reports.db import Base
 
 TABLES = {"studies", "reports", "outbox", "audit_events", "audit_head", "users", "web_sessions", "study_counts",
           "study_counts_by_day"}
-HEAD = "0005_study_counts"
+HEAD = "0006_study_leases"
 
 
 def _tables(url: str) -> set[str]:

@@ -166,7 +166,7 @@ def test_reconcile_command_requeues_and_with_no_broker_runs_the_studies(
     ctx = PipelineContext.create(settings)
     run_batch(ctx, root, progress=False)  # registered and queued, then the process "died"
     ctx.close()
-    result = _run(["reconcile", "--older-than", "0"], settings.data_dir)
+    result = _run(["reconcile"], settings.data_dir)  # their messages died with the process: sent again
     assert "re-enqueued 4 studies (prepare: 4)" in result.output
     engine = store.make_engine(settings.effective_database_url)
     assert [study.state for study in studies(engine)] == ["awaiting_signoff"] * 4

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import redis.exceptions
-import sqlalchemy.exc
 
 from worker.celery_app import make_celery
 from worker.dispatch import TASK_INTERPRET_DRAIN, TASK_PREPARE, TASK_REPORT
@@ -13,8 +11,7 @@ from worker.settings import Settings
 
 @pytest.fixture
 def app():  # noqa: ANN201
-    settings = Settings(redis_url="redis://127.0.0.1:6379/0", visibility_timeout_seconds=7200, task_max_retries=4,
-                        task_retry_backoff_max_seconds=90)
+    settings = Settings(redis_url="redis://127.0.0.1:6379/0", visibility_timeout_seconds=7200)
     application = make_celery(settings)
     application.loader.import_default_modules()  # what a worker does at start: registers worker.tasks
     application.finalize(auto=True)
@@ -39,13 +36,13 @@ def test_each_task_goes_to_its_own_queue(app) -> None:  # noqa: ANN001
     assert keys == {"prepare": "prepare", "interpret": "interpret", "report": "report"}
 
 
-def test_transient_errors_are_retried_with_capped_exponential_backoff(app) -> None:  # noqa: ANN001
-    task = app.tasks[TASK_PREPARE]
-    assert sqlalchemy.exc.OperationalError in task.autoretry_for
-    assert redis.exceptions.ConnectionError in task.autoretry_for
-    assert ValueError not in task.autoretry_for  # a bug is not retried: the study is marked failed
-    assert task.retry_backoff and task.retry_jitter
-    assert task.max_retries == 4 and task.retry_backoff_max == 90  # from the settings
+def test_celery_never_retries_or_cancels_a_task_itself(app) -> None:  # noqa: ANN001
+    """Recovery is the leases' and the reconciler's (worker/leases.py): a task waits out a
+    database outage itself, and a lost broker connection does not kill running tasks (which
+    the leases would count as a death of each study's holder)."""
+    assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is False
+    for name in (TASK_PREPARE, TASK_INTERPRET_DRAIN, TASK_REPORT):
+        assert not getattr(app.tasks[name], "autoretry_for", ())
 
 
 def test_without_a_broker_there_is_no_celery_app() -> None:

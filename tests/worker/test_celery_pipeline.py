@@ -3,7 +3,6 @@ processes. Each test gets its own database and Redis db number (tests/conftest.p
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 import shutil
@@ -15,6 +14,7 @@ from pathlib import Path
 import hl7
 import pytest
 import redis
+import sqlalchemy as sa
 
 from ingest.intake.watch import walk_records
 from reports import audit
@@ -125,27 +125,38 @@ def test_dropped_files_become_validated_drafts_duplicates_and_corrupt_files_do_n
         assert audit.verify_chain(session).ok
 
 
-def test_a_worker_killed_mid_task_leaves_exactly_one_draft(pipeline: Pipeline, tmp_path: Path) -> None:
-    """SIGKILL a whole worker in the middle of preparing: its message was not acknowledged
-    (acks_late), Redis gives it to the next worker after the visibility timeout, and the
-    study ends with exactly one draft."""
+def test_a_worker_killed_mid_task_is_recovered_by_its_lease_not_the_visibility_timeout(
+    pipeline: Pipeline, tmp_path: Path,
+) -> None:
+    """SIGKILL a whole worker in the middle of preparing, with Redis's visibility timeout at its
+    6-hour default: the study's lease runs out (the reconciler is told to judge by leases only,
+    as for a worker on another machine), the reconciler frees it and sends a message, and a new
+    worker makes exactly one draft."""
     copy_sample("dicom", tmp_path / "source")
     [study_id] = _queue_studies(pipeline, tmp_path / "source")
     broker = redis.Redis.from_url(pipeline.redis_url)
+    short_lease = {"lease_seconds": 3, "heartbeat_seconds": 1}
     slow = pipeline.start("slow", "worker", "--queues", "prepare,report", "--concurrency", "1",
-                          test_stage_delay_seconds=30, visibility_timeout_seconds=3)
-    pipeline.wait_for(lambda: broker.hlen("unacked") == 1, 60, "the worker to take the prepare task")
+                          test_stage_delay_seconds=30, **short_lease)
+    pipeline.wait_for(lambda: _holder(pipeline, study_id) is not None, 60, "the worker to lease the study")
     time.sleep(1.0)  # well inside the 30 s the task sleeps
     slow.kill(signal.SIGKILL)
     assert pipeline.states() == ["queued_prepare"]
-    assert broker.hlen("unacked") == 1  # the message survived its worker
+    assert broker.hlen("unacked") == 1  # its message is stranded for the visibility timeout (6 h)
 
-    time.sleep(3.5)  # past the visibility timeout: the next worker restores the message at start
-    pipeline.start("fresh", "worker", "--queues", "prepare,interpret,report", visibility_timeout_seconds=3)
+    pipeline.start("watch", "watch", reconcile_every_seconds=1, check_local_holders=False, **short_lease)
+    pipeline.start("fresh", "worker", "--queues", "prepare,interpret,report", **short_lease)
     pipeline.wait_for(lambda: pipeline.states() == ["awaiting_signoff"], DONE_WITHIN, "the draft")
     time.sleep(1.0)  # let any duplicate delivery show itself
     assert [(sid, version) for sid, version, *_ in reports(pipeline.engine)] == [(study_id, 1)]
     assert audit_actions(pipeline.engine).count("report.draft") == 1
+    [lost] = audit_details(pipeline.engine, "study.holder_lost")
+    assert lost["why"].startswith("its lease ran out") and lost["holder_deaths"] == 1
+
+
+def _holder(pipeline: Pipeline, study_id: int) -> str | None:
+    with pipeline.engine.connect() as conn:
+        return conn.execute(sa.text("SELECT lease_holder FROM studies WHERE id = :id"), {"id": study_id}).scalar()
 
 
 def test_a_killed_pool_child_puts_its_task_back_at_once(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -165,21 +176,24 @@ def test_a_killed_pool_child_puts_its_task_back_at_once(pipeline: Pipeline, tmp_
     pipeline.wait_for(lambda: pipeline.states() == ["awaiting_signoff"], DONE_WITHIN, "the draft")
     assert [(sid, version) for sid, version, *_ in reports(pipeline.engine)] == [(study_id, 1)]
     assert "WorkerLostError" in cpu.log.read_text()
+    # The redelivered task found the study held by a process of this machine that is gone.
+    [lost] = audit_details(pipeline.engine, "study.holder_lost")
+    assert lost["why"] == "its process on this machine is gone" and lost["holder_deaths"] == 1
 
 
 def test_a_flushed_redis_loses_no_study(pipeline: Pipeline, tmp_path: Path) -> None:
-    """Studies queued, then Redis loses everything: the reconciler finds them in Postgres and
-    enqueues them again; it leaves alone those whose message is still live."""
+    """Studies queued, then Redis loses everything: the reconciler finds them free in Postgres
+    with no message waiting and sends them again; while their messages wait, it sends nothing."""
     _dicom_variants(tmp_path / "source", 2)
     ids = _queue_studies(pipeline, tmp_path / "source")
     broker = redis.Redis.from_url(pipeline.redis_url)
     assert broker.llen("prepare") == 2
     ctx = PipelineContext.create(pipeline.settings())
     try:
-        untouched = reconcile(ctx, older_than=dt.timedelta(0))
-        assert untouched.total_requeued == 0 and untouched.still_live == 2  # messages are live
+        untouched = reconcile(ctx)
+        assert untouched.total_requeued == 0  # two free studies, two messages waiting
         broker.flushdb()
-        report = reconcile(ctx, older_than=dt.timedelta(0))
+        report = reconcile(ctx)
     finally:
         ctx.close()
     assert sorted(report.requeued["prepare"]) == sorted(ids)

@@ -27,8 +27,21 @@ def _exec_start(unit: Path) -> list[str]:
 def test_there_is_a_unit_per_long_running_process_and_an_example_environment() -> None:
     assert LONG_RUNNING <= {path.name for path in UNITS.iterdir()}
     example = (REPO / "deploy" / "ecg-worklist.env.example").read_text()
-    for variable in ("ECGWL_DATABASE_URL", "ECGWL_REDIS_URL", "ECGWL_INBOX_DIRS", "ECGWL_VISIBILITY_TIMEOUT_SECONDS"):
+    for variable in ("ECGWL_DATABASE_URL", "ECGWL_REDIS_URL", "ECGWL_INBOX_DIRS", "ECGWL_VISIBILITY_TIMEOUT_SECONDS",
+                     "ECGWL_LEASE_SECONDS", "ECGWL_POISON_AFTER"):
         assert f"\n{variable}=" in example
+
+
+def test_every_variable_of_the_example_environment_is_a_setting() -> None:
+    """A variable the settings do not know is ignored silently: the example must not name one."""
+    import re
+
+    from worker.settings import Settings
+
+    example = (REPO / "deploy" / "ecg-worklist.env.example").read_text()
+    named = set(re.findall(r"^#?(ECGWL_[A-Z0-9_]+)=", example, flags=re.MULTILINE))
+    fields = {f"ECGWL_{name.upper()}" for name in Settings.model_fields}
+    assert named and named <= fields, sorted(named - fields)
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")

@@ -131,3 +131,40 @@ def test_the_embedded_watcher_takes_files_and_runs_the_stages_itself(ctx: Pipeli
         thread.join(timeout=30)
     assert [s.state for s in studies(ctx.engine)] == ["awaiting_signoff"]
     assert list(inbox.iterdir()) == [] and not thread.is_alive()
+
+
+@pytest.mark.parametrize("left_behind", [["demo-wfdb.dat", "demo-wfdb.json"], ["demo-wfdb.hea", "demo-wfdb.json"]])
+def test_a_watcher_killed_between_unlinks_leaves_leftovers_that_are_removed_not_quarantined(
+    ctx: PipelineContext, tmp_path: Path, left_behind: list[str],
+) -> None:
+    """The watcher archived a WFDB record and died after unlinking only some of its files: what
+    is left looks like an orphan (a signal file without its header, or a header without its
+    signal file), but every byte of it is in the study's archive, so it is removed, audited,
+    and nothing lands in quarantine."""
+    inbox = ctx.settings.inbox_dirs[0]
+    originals = {path.name: path.read_bytes() for path in copy_sample("wfdb", tmp_path / "kept")}
+    copy_sample("wfdb", inbox)
+    [arrival] = scan(ctx)
+    assert take_arrival(ctx, arrival) is Taken.NEW
+    for name in left_behind:  # as if these unlinks never ran
+        (inbox / name).write_bytes(originals[name])
+    [leftover] = InboxScanner(list(ctx.settings.inbox_dirs), stable_seconds=0.0, orphan_seconds=0.0).scan()
+    assert leftover.problem is not None  # the scanner sees an orphan
+    assert take_arrival(ctx, leftover) is Taken.LEFTOVER
+    assert list(inbox.iterdir()) == []
+    assert not ctx.settings.quarantine_dir.exists() or not any(ctx.settings.quarantine_dir.iterdir())
+    [study] = studies(ctx.engine)
+    [details] = audit_details(ctx.engine, "file.leftover_removed")
+    assert details["files"] == 2 and audit_actions(ctx.engine, entity_type="study", entity_id=study.id)[-1] \
+        == "file.leftover_removed"
+
+
+def test_an_orphan_that_differs_from_the_archived_record_is_still_quarantined(ctx: PipelineContext) -> None:
+    inbox = ctx.settings.inbox_dirs[0]
+    copy_sample("wfdb", inbox)
+    [arrival] = scan(ctx)
+    take_arrival(ctx, arrival)
+    (inbox / "demo-wfdb.dat").write_bytes(b"\x00\x01" * 500)  # same name, other content
+    [orphan] = InboxScanner(list(ctx.settings.inbox_dirs), stable_seconds=0.0, orphan_seconds=0.0).scan()
+    assert take_arrival(ctx, orphan) is Taken.QUARANTINED
+    assert "file.leftover_removed" not in audit_actions(ctx.engine)

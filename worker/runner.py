@@ -1,0 +1,94 @@
+"""Running one stage on leased studies: take them, hold them, run the stage, sort out what failed.
+
+    run_stage(ctx, stage, study_ids, take_others=False) -> {study_id: Outcome}
+
+The one way a stage runs, in a Celery task (`worker.tasks`, with `take_others=True`: a
+message is a wake-up, any free study of the stage will do) and in this process (the
+embedded runner in `worker.dispatch`). The rules are those of `worker/leases.py`:
+
+    take leases       the named studies if free, then (take_others) the oldest free ones:
+                      one for prepare and report, up to `interpret_batch_size` for interpret
+    hold them         the heartbeat renews the leases while the stage runs
+    run the stage     worker.stages.prepare_study / interpret_studies / build_report
+    on an error       database unreachable  -> raised: the caller waits and runs the stage again
+                      disk full, broker down -> each study freed with a retry time (Outcome.RETRY)
+                      anything else          -> `failed` with the reason (a bug: retrying repeats it)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+
+from reports import leases as lease_sql
+from reports.db import utcnow
+from worker import leases
+from worker.context import PipelineContext
+from worker.dispatch import Stage
+from worker.failures import database_errors, retry_later_reason
+from worker.stages import ACTORS, Outcome, build_report, interpret_studies, mark_failed, prepare_study
+
+log = logging.getLogger(__name__)
+
+
+def retry_delay(ctx: PipelineContext, attempts: int) -> dt.timedelta:
+    """Backoff for a study that has had `attempts` tries at its stage (1 = the first): base, doubling, capped."""
+    base, cap = ctx.settings.retry_base_seconds, ctx.settings.retry_max_seconds
+    return dt.timedelta(seconds=min(cap, base * 2 ** min(max(attempts - 1, 0), 20)))
+
+
+def _schedule_retries(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int], reason: str) -> None:
+    holder = ctx.leases.holder
+    for study_id in study_ids:
+        with ctx.session() as session:
+            from reports.store import get_study
+
+            attempts = get_study(session, study_id).attempts
+            lease_sql.schedule_retry(session, study_id, holder=holder, retry_at=utcnow() + retry_delay(ctx, attempts),
+                                     reason=f"{stage.value}: {reason}", actor=ACTORS[stage])
+    log.warning("%s of %d studies: %s", stage.value, len(study_ids), reason)
+
+
+def _run(ctx: PipelineContext, stage: Stage, held: list[int]) -> dict[int, Outcome]:
+    if stage is Stage.INTERPRET:
+        return interpret_studies(ctx, held)
+    runner = prepare_study if stage is Stage.PREPARE else build_report
+    return {study_id: runner(ctx, study_id) for study_id in held}
+
+
+def run_stage(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int], *,
+              take_others: bool = False) -> dict[int, Outcome]:
+    """Run `stage` on the named studies (and, with `take_others`, on other free ones)."""
+    wanted = list(dict.fromkeys(study_ids))
+    limit = max(1, ctx.settings.interpret_batch_size) if stage is Stage.INTERPRET else max(1, len(wanted))
+    held = leases.take(ctx, stage, wanted, limit=limit, others=take_others)
+    outcomes = {study_id: Outcome.SKIPPED for study_id in wanted}
+    if not held:
+        return outcomes
+    with leases.holding(ctx, held):
+        try:
+            outcomes.update(_run(ctx, stage, held))
+        except database_errors():
+            raise
+        except Exception as exc:
+            reason = retry_later_reason(exc)
+            if reason is None:
+                log.exception("%s of studies %s failed", stage.value, held)
+                mark_failed(ctx, held, stage, exc)
+                outcomes.update(dict.fromkeys(held, Outcome.FAILED))
+            else:
+                _schedule_retries(ctx, stage, held, reason)
+                outcomes.update(dict.fromkeys(held, Outcome.RETRY))
+    return outcomes
+
+
+def run_stage_in_process(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int]) -> dict[int, Outcome]:
+    """`run_stage` for the embedded runner: an unreachable database leaves the studies waiting
+    (the next reconciler run, or the next `batch`, takes them again)."""
+    try:
+        return run_stage(ctx, stage, study_ids)
+    except database_errors() as exc:
+        log.warning("%s of studies %s: database unreachable (%s), left waiting", stage.value, list(study_ids),
+                    type(exc).__name__)
+        return dict.fromkeys(study_ids, Outcome.SKIPPED)
