@@ -213,8 +213,9 @@ def test_the_model_interpreter_is_loaded_once_per_process(
 
 
 def test_a_reader_crash_quarantines_the_study_with_a_reason(ctx: PipelineContext, tmp_path: Path) -> None:
-    """A WFDB record at fs = 0.001 Hz makes preparation raise a plain ValueError (not an
-    IngestError): the study is still quarantined, with a reason naming the error and where."""
+    """A WFDB record at fs = 0.001 Hz: the input limits refuse it with their own reason; with
+    that limit lowered, preparation raises a plain ValueError (not an IngestError) and the
+    study is still quarantined, with a reason naming the error and where it happened."""
     import numpy as np
     import wfdb
 
@@ -223,6 +224,7 @@ def test_a_reader_crash_quarantines_the_study_with_a_reason(ctx: PipelineContext
     names = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
     wfdb.wrsamp("slow", fs=0.001, units=["mV"] * 12, sig_name=names, fmt=["16"] * 12, write_dir=str(src),
                 p_signal=np.random.default_rng(0).normal(0, 0.1, (5000, 12)))
+    ctx.settings.input_limits = ctx.settings.input_limits.model_copy(update={"min_sampling_rate_hz": 0.0001})
     [study_id] = _register(ctx, src)
     ctx.dispatcher.run_until_idle(ctx)
     [study] = studies(ctx.engine)
