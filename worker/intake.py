@@ -79,6 +79,10 @@ def _taken_before(ctx: PipelineContext, arrival: Arrival) -> int | None:
     studies registered from this folder under the same record name ("x.hea" for "x.dat")."""
     stem = arrival.main.name.split(".", 1)[0]
     prefix = str(arrival.main.parent / stem) + "."
+    try:
+        prefix.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8 was never registered as a study
+        return None
     pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     with ctx.session() as session:
         candidates = session.execute(
