@@ -42,8 +42,9 @@ def interpret_worker_kill(lab: FaultLab, prefix: str, arrive: Callable[[], None]
     # the GPU worker dies in the middle of the next one.
     _working(lab, prefix, states=("interpreted", "awaiting_signoff"), held=False, at_least=lab.scale.batch_size // 2)
     arrive()
-    _working(lab, prefix, states=("queued_interpret",))
-    time.sleep(lab.scale.gpu_seconds_per_study / 2)
+    # A batch of at least two is held: it has seconds left to run (1.5 s a study), so the
+    # kill lands inside it, not just after it.
+    _working(lab, prefix, states=("queued_interpret",), at_least=2)
     lab.supervisor.kill("gpu")
     return 0.0
 
