@@ -220,7 +220,7 @@ def send_back(session: Session, study_id: int, *, actor: str, reason: str | None
 
     Returns the waiting state it is now in, or why nothing was done. quarantined -> prepare
     again; failed -> the first stage whose result is missing (interpretation stored ->
-    report; measured -> interpret; else prepare); a waiting study is sent now (its retry
+    report; measured -> interpret; else prepare; a scan without measurements is prepared again); a waiting study is sent now (its retry
     time and death count cleared) unless a live holder has it. Audited with `reason`.
     """
     try:
@@ -245,7 +245,7 @@ def send_back(session: Session, study_id: int, *, actor: str, reason: str | None
         target = S.QUEUED_PREPARE
     elif state is S.FAILED:
         target = (S.INTERPRETED if study.interpretation
-                  else S.QUEUED_INTERPRET if (study.features or study.image_path) else S.QUEUED_PREPARE)
+                  else S.QUEUED_INTERPRET if study.features else S.QUEUED_PREPARE)
     else:
         return f"{state.value}: nothing to redo"
     store.set_state(session, study_id, target, actor=actor, details=details)

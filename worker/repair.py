@@ -7,8 +7,7 @@
 What each study is expected to have, by state:
 
     every state                 its original: the archived copy (watch) or the batch original
-    queued_interpret            preparation's files (model window, image, metadata)
-    interpreted and later       the rendered image, when preparation made one (the review page shows it)
+    queued_interpret            preparation's files (model window, metadata)
     awaiting_signoff and later  report version 1 (the draft); signed: a signed version; rejected: an X version
     awaiting_signoff            the draft's outbound .hl7 file (unless ECGWL_CHECK_OUTBOUND_FILES=false,
                                 for a folder reader that removes the files it takes)
@@ -42,14 +41,13 @@ log = logging.getLogger(__name__)
 
 S = StudyState
 _REPORTED = (S.AWAITING_SIGNOFF.value, S.SIGNED.value, S.REJECTED.value)
-_AFTER_INTERPRETATION = (S.INTERPRETED.value, *_REPORTED)
 
 
 @dataclass(frozen=True)
 class Missing:
     study_id: int
     state: str
-    what: str  # "original", "prepared files", "image", "report v1", "signed report", "outbound .hl7", "reason file"
+    what: str  # "original", "prepared files", "report v1", "signed report", "outbound .hl7", "reason file"
     path: str | None = None
 
     def describe(self) -> str:
@@ -73,12 +71,10 @@ def _study_missing(ctx: PipelineContext, study: Study, statuses: set[str]) -> li
     missing += [Missing(study.id, study.state, "original", str(path)) for path in lost]
     if study.state == S.QUEUED_INTERPRET.value:
         folder = artifacts.prepared_folder(settings.data_dir, study.sha256)
-        needed = [folder / "ecg.json", artifacts.image_path(settings.data_dir, study.sha256)]
+        needed = [folder / "ecg.json"]
         if study.source_format != "pdf":
             needed.append(folder / "signal.npy")
         missing += [Missing(study.id, study.state, "prepared files", str(p)) for p in needed if not p.is_file()]
-    if study.state in _AFTER_INTERPRETATION and study.image_path and not Path(study.image_path).is_file():
-        missing.append(Missing(study.id, study.state, "image", study.image_path))
     for what, wanted in _expected_reports(study.state):
         if not wanted & statuses:
             missing.append(Missing(study.id, study.state, what))
@@ -130,9 +126,6 @@ def repair(ctx: PipelineContext, missing: Sequence[Missing], *, actor: str) -> l
             if "prepared files" in kinds:  # the interpret stage prepares again by itself; do it now
                 rebuild_artifacts(ctx, study_id)
                 lines.append(f"study {study_id}: preparation's files written again")
-            if "image" in kinds:
-                rebuild_artifacts(ctx, study_id)
-                lines.append(f"study {study_id}: image rendered again")
             if "outbound .hl7" in kinds and rewrite_outbound(ctx, study_id) is not None:
                 lines.append(f"study {study_id}: outbound .hl7 written again (same MSH-10)")
             if "reason file" in kinds:

@@ -303,13 +303,13 @@ def rewrite_outbound(ctx: PipelineContext, study_id: int) -> Path | None:
     return write_outbound(ctx.settings.outbound_dir, study_id, 1, message)
 
 
-def rebuild_artifacts(ctx: PipelineContext, study_id: int) -> Path | None:
-    """Read and prepare a study's file again and write preparation's files (image, model window)
-    that went missing, without touching its state or stored measurements; the image path."""
+def rebuild_artifacts(ctx: PipelineContext, study_id: int) -> None:
+    """Read and prepare a study's file again and write preparation's files (model window,
+    metadata) that went missing, without touching its state or stored measurements."""
     with ctx.session() as session:
         view = _StudyView.of(store.get_study(session, study_id))
     _ecg, prepared = _read_and_prepare(view, ctx.settings.input_limits)
-    return artifacts.save_prepared(ctx.settings.data_dir, view.sha256, prepared)
+    artifacts.save_prepared(ctx.settings.data_dir, view.sha256, prepared)
 
 
 def _refusal_reason(exc: store.InvalidMessage) -> str:

@@ -553,7 +553,7 @@ class FaultLab:
 
     def _clear_volumes(self) -> None:
         """Counted: make room for the next fault (the studies are final; nothing reads these now)."""
-        for folder in ("archive", "prepared", "images"):
+        for folder in ("archive", "prepared"):
             shutil.rmtree(self.data_dir / folder, ignore_errors=True)
             (self.data_dir / folder).mkdir(exist_ok=True)
         for path in self.outbound_dir.glob("*.hl7"):

@@ -52,21 +52,46 @@ def test_check_lists_what_is_missing_and_repair_writes_it_again(
     hl7 = outbound_path(settings.data_dir.resolve() / "outbound", dicom.id, 1)
     message = hl7.read_bytes()
     hl7.unlink()  # e.g. the outbound volume was restored from an old backup
-    Path(wfdb.image_path).unlink()
     (Path(wfdb.archive_path or wfdb.source_path).with_suffix(".dat")).unlink()  # the original's signal file
     result = _cli(["check"], settings.data_dir)
     assert result.exit_code == 1
     assert f"study {dicom.id} (awaiting_signoff): outbound .hl7 missing: {hl7}" in result.output
-    assert f"study {wfdb.id} (awaiting_signoff): image missing" in result.output
     assert f"study {wfdb.id} (awaiting_signoff): original missing" in result.output
-    assert "3 missing" in result.output
+    assert "2 missing" in result.output
 
     repaired = _cli(["check", "--repair"], settings.data_dir)
     assert f"study {dicom.id}: outbound .hl7 written again (same MSH-10)" in repaired.output
-    assert f"study {wfdb.id}: cannot be repaired here" in repaired.output  # no original, no new image
+    assert f"study {wfdb.id}: cannot be repaired here (original)" in repaired.output
     assert hl7.read_bytes() == message
-    assert "after repair: 2 missing" in repaired.output and repaired.exit_code == 1
+    assert "after repair: 1 missing" in repaired.output and repaired.exit_code == 1
     engine.dispose()
+
+
+def test_check_finds_and_rewrites_missing_preparation_files(
+    make_settings: Callable[..., Settings], tmp_path: Path,
+) -> None:
+    import shutil
+
+    from worker import artifacts
+    from worker.stages import prepare_study
+
+    settings = make_settings()
+    store.upgrade(settings.effective_database_url)
+    copy_sample("dicom", tmp_path / "src")
+    ctx = PipelineContext.create(settings)
+    run_batch(ctx, tmp_path / "src", progress=False)
+    [study] = studies(ctx.engine)
+    prepare_study(ctx, study.id)  # prepared, waiting for the GPU
+    folder = artifacts.prepared_folder(ctx.settings.data_dir, study.sha256)
+    signal = (folder / "signal.npy").read_bytes()
+    shutil.rmtree(folder)
+    ctx.close()
+    result = _cli(["check"], settings.data_dir)
+    assert f"study {study.id} (queued_interpret): prepared files missing" in result.output
+    repaired = _cli(["check", "--repair"], settings.data_dir)
+    assert f"study {study.id}: preparation's files written again" in repaired.output
+    assert "after repair: 0 missing" in repaired.output and repaired.exit_code == 0
+    assert (folder / "signal.npy").read_bytes() == signal  # the same model window
 
 
 def test_requeue_sends_failed_and_quarantined_studies_back_audited(
