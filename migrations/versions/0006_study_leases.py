@@ -37,8 +37,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_studies_lease_expires_at", table_name="studies")
-    with op.batch_alter_table("studies") as batch:
-        batch.drop_column("retry_at")
-        batch.drop_column("holder_deaths")
-        batch.drop_column("lease_expires_at")
-        batch.drop_column("lease_holder")
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+ too): a batch rebuild of `studies` would
+    # drop the SQLite triggers that keep the study counts (0005_study_counts).
+    for column in ("retry_at", "holder_deaths", "lease_expires_at", "lease_holder"):
+        op.drop_column("studies", column)
