@@ -1,20 +1,22 @@
 """The sign-off web app in a real browser (Playwright driving Debian's Chromium), end to end.
 
 One site and one browser for the whole module. The studies come from `ecg-worklist demo`
-(the real pipeline) over the bundled samples, one of which reads as an inferior ST elevation
-(the critical one), plus three synthetic records with exactly known timing
+(the real pipeline, the protocol reader interpreting) over the bundled samples (none of them
+critical: the WFDB sample's highest ST is +0.05 mV) plus four synthetic records written here
 (tests/review/synthetic.py): patient CAL-0001's ECG at 75 /min and, later, at exactly 60 /min
-(R peaks 1000 ms apart: the calipers' test), and another patient's normal ECG. The app runs
+(R peaks 1000 ms apart: the calipers' test), another patient's normal ECG, and the critical
+one, an inferior STEMI (ST raised 0.3 mV from the J point in II, III and aVF, reciprocal
+depression in aVL), which the protocol reader reads as "st elevation (inferior)". The app runs
 under uvicorn on a free port, at 1600 x 1000. The tests run in file order and build on each
 other (the keyboard signs studies the later tests then see signed):
 
-    queue and search      critical first; MRN, name and accession, case ignored
+    queue and search      critical (the STEMI) first; MRN, name and accession, case ignored
     the study page        the SVG at 25 mm/s and 10 mm/mV with its grid and labels clear of the
                           traces, the device's statements and measurements, Sign above the fold
     calipers              two clicks on R peaks found in the page's pixels measure 1000 ms
     previous ECG          the patient's earlier ECG beside the list of changes
     keyboard              one keystroke per confirmed normal study; n / p; a critical study asks first
-    sign and deliver      the critical draft edited and signed; the final ORU reaches a real MLLP
+    sign and deliver      the critical (STEMI) draft edited and signed; the final ORU reaches a real MLLP
                           listener; a viewer sees no form and a crafted POST is refused
 
 Screenshots (docs/screenshots/: queue, study, calipers, previous) are taken every run and
@@ -62,6 +64,7 @@ VIEWPORT = {"width": 1600, "height": 1000}
 PASSWORD = "correct horse battery staple"
 EDITED = "Inferior ST elevation: acute inferior STEMI until proven otherwise. Cath lab informed."
 CALIPER_PATIENT = {"patient_id": "CAL-0001", "patient_name": "Calipers^Carla", "sex": "F"}
+CRITICAL = "stemi-inferior"  # the site's critical study (see the module docstring)
 
 
 def _require_chromium() -> None:
@@ -87,7 +90,7 @@ class Site:
 
 
 def _samples(folder: Path) -> Path:
-    """The bundled samples plus three synthetic records of known timing."""
+    """The bundled samples plus four synthetic records of known timing, one of them an inferior STEMI."""
     shutil.copytree(REPO / "samples", folder)
     write_record(folder, "paced-1-earlier", 800, CALIPER_PATIENT | {
         "accession": "CAL-ACC-1", "acquired_at": "2026-05-04T10:00:00"})
@@ -96,6 +99,10 @@ def _samples(folder: Path) -> Path:
     write_record(folder, "paced-3-normal", 1000, {"patient_id": "NRM-0002", "patient_name": "Normale^Nora",
                                                   "sex": "F", "accession": "NRM-ACC-1",
                                                   "acquired_at": "2026-11-20T09:40:00"})
+    # ST elevation 0.3 mV in II (so III and aVF): an inferior STEMI by the fourth universal definition.
+    write_record(folder, CRITICAL, 857, {"patient_id": "STE-0003", "patient_name": "Infero^Ivo", "sex": "M",
+                                         "birth_date": "1961-03-14", "accession": "STE-ACC-1",
+                                         "acquired_at": "2026-11-20T09:50:00"}, st_mv={"II": 0.3})
     return folder
 
 
@@ -126,8 +133,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             env.delenv("ECGWL_REDIS_URL", raising=False)
             env.delenv("ECGWL_HL7_DESTINATIONS", raising=False)
             env.setenv("ECGWL_REVIEW_SECURE_COOKIES", "false")  # Chromium on plain-http 127.0.0.1
-            # The protocol reader's drafts: its reading of the WFDB sample (inferior ST elevation) is
-            # the critical study; the demonstration model's reading varies with training.
+            # The protocol reader's drafts: its reading of the synthetic STEMI (st elevation
+            # (inferior)) is the critical study; the demonstration model's reading varies with training.
             env.setenv("ECGWL_INTERPRETER", "protocol")
             result = CliRunner().invoke(cli, ["demo", "--samples", str(_samples(folder / "samples"))])
             assert result.exit_code == 0, result.output
@@ -224,7 +231,7 @@ def test_queue_is_critical_first_and_search_finds_mrn_name_and_accession(site: S
     page.goto(f"{site.base}/queue")
     first_row = page.locator("table.queue tbody tr").first
     assert "CRITICAL" in first_row.inner_text()
-    assert f"/studies/{site.studies['demo-wfdb']}" in first_row.locator("a").first.get_attribute("href")
+    assert f"/studies/{site.studies[CRITICAL]}" in first_row.locator("a").first.get_attribute("href")
     page.screenshot(path=str(site.shots / "queue.png"))
 
     def found(text: str) -> set[int]:
@@ -250,7 +257,7 @@ def test_queue_is_critical_first_and_search_finds_mrn_name_and_accession(site: S
 
 def test_study_page_draws_the_ecg_to_scale_with_sign_above_the_fold(site: Site, cardiologist) -> None:
     page = cardiologist
-    critical = site.studies["demo-wfdb"]
+    critical = site.studies[CRITICAL]
     _open(page, site, critical)
     drawing = page.locator("img.ecg-drawing").first
     assert drawing.evaluate("img => img.complete && img.naturalWidth") > 0  # the SVG really loaded
@@ -395,7 +402,7 @@ def test_the_previous_ecg_beside_the_changes(site: Site, cardiologist) -> None:
 def test_one_keystroke_per_confirmed_normal_study(site: Site, cardiologist) -> None:
     page = cardiologist
     calipers, normal = site.studies["paced-2-calipers"], site.studies["paced-3-normal"]
-    critical = site.studies["demo-wfdb"]
+    critical = site.studies[CRITICAL]
     _open(page, site, normal)
     page.keyboard.press("p")  # previous in queue order
     page.wait_for_url(f"{site.base}/studies/{calipers}")
@@ -433,7 +440,7 @@ def test_cardiologist_signs_the_critical_draft_and_the_final_oru_arrives(site: S
     from reports.destinations import HL7Destination
 
     page = cardiologist
-    critical = site.studies["demo-wfdb"]
+    critical = site.studies[CRITICAL]
     _open(page, site, critical)
     page.fill("textarea[name=impression]", EDITED)
     page.click("button[value=sign]")
