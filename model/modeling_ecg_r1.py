@@ -71,6 +71,7 @@ class EcgR1Config(Qwen3VLConfig):
     ecg_end_token_id: int | None = None
     ecg_num_tokens: int | None = None  # 101 for 5000 samples / 50 per patch + CLS
     ecgwl_demonstration: bool = False  # True only for the bundled demonstration model
+    ecg_input: dict | None = None  # the input contract (lead order, rate, image style): model.input_contract
 
     def __post_init__(self, **kwargs):
         self.ecg_config = {**DEFAULT_ECG_CONFIG, **(self.ecg_config or {})}

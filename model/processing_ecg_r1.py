@@ -88,8 +88,10 @@ class EcgR1Processor:
     """Tokenizer + image processor + the ECG-R1 prompt. Special-token ids come from the tokenizer."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, image_processor: Qwen2VLImageProcessorPil | None = None,
-                 *, ecg_num_tokens: int = 101, system_prompt: str = SYSTEM_PROMPT) -> None:
+                 *, ecg_num_tokens: int = 101, system_prompt: str = SYSTEM_PROMPT,
+                 ecg_samples: int = MODEL_WINDOW_SAMPLES) -> None:
         self.tokenizer = tokenizer
+        self.ecg_samples = ecg_samples  # the tower's input length: signals are cut or padded to it
         self.image_processor = image_processor or make_image_processor()
         self.ecg_num_tokens = ecg_num_tokens
         self.system_prompt = system_prompt
@@ -109,8 +111,10 @@ class EcgR1Processor:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, max_image_tokens: int | None = MAX_IMAGE_TOKENS,
-                        ecg_num_tokens: int | None = None) -> EcgR1Processor:
-        """Tokenizer from `path`; image settings from its preprocessor_config.json, with the 768-token cap."""
+                        min_image_tokens: int = MIN_IMAGE_TOKENS, ecg_num_tokens: int | None = None,
+                        ) -> EcgR1Processor:
+        """Tokenizer from `path`; image settings from its preprocessor_config.json, with the
+        visual-token budget given (the 768-token cap unless told; engines pass the checkpoint's)."""
         path = Path(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
         settings: dict[str, Any] = {}
@@ -120,8 +124,13 @@ class EcgR1Processor:
                                               "image_mean", "image_std") if k in saved}
         if ecg_num_tokens is None and (path / "config.json").is_file():
             ecg_num_tokens = json.loads((path / "config.json").read_text()).get("ecg_num_tokens")
-        return cls(tokenizer, make_image_processor(**settings, max_image_tokens=max_image_tokens),
-                   ecg_num_tokens=ecg_num_tokens or 101)
+        ecg_samples = MODEL_WINDOW_SAMPLES
+        if (path / "config.json").is_file():
+            tower = json.loads((path / "config.json").read_text()).get("ecg_config") or {}
+            ecg_samples = int(tower.get("seq_length", ecg_samples))
+        return cls(tokenizer, make_image_processor(**settings, max_image_tokens=max_image_tokens,
+                                                   min_image_tokens=min_image_tokens),
+                   ecg_num_tokens=ecg_num_tokens or 101, ecg_samples=ecg_samples)
 
     def save_pretrained(self, path: str | Path) -> None:
         self.tokenizer.save_pretrained(path)
@@ -166,7 +175,8 @@ class EcgR1Processor:
         appended and `labels` mark only the target tokens."""
         orders = [s.modalities() for s in samples]
         images = [s.image.convert("RGB") for s, o in zip(samples, orders, strict=True) if "image" in o]
-        signals = [prepare_signal(s.signal) for s, o in zip(samples, orders, strict=True) if "ecg" in o]
+        signals = [prepare_signal(s.signal, self.ecg_samples) for s, o in zip(samples, orders, strict=True)
+                   if "ecg" in o]
 
         data: dict[str, Any] = {}
         counts: list[int] = []

@@ -54,7 +54,8 @@ from model.modeling_ecg_r1 import (
     EcgTower,
     build_ecg_projector,
 )
-from model.processing_ecg_r1 import MAX_IMAGE_TOKENS, make_image_processor, prepare_signal
+from model.input_contract import contract_for_config
+from model.processing_ecg_r1 import make_image_processor, prepare_signal
 
 ECG_MODALITY = "ecg"
 ECG_FIELD = "ecg_signals"  # the keyword under which signals reach embed_multimodal
@@ -165,10 +166,12 @@ class EcgR1ProcessingInfo(Qwen3VLProcessingInfo):
     @cached_property
     def _ecg_r1_image_processor(self) -> Any:
         saved = super().get_hf_processor().image_processor  # the checkpoint's settings
+        contract = contract_for_config(self.get_hf_config().to_dict())  # its "ecg_input" budget
         return make_image_processor(
             patch_size=saved.patch_size, merge_size=saved.merge_size,
             temporal_patch_size=saved.temporal_patch_size, image_mean=saved.image_mean,
-            image_std=saved.image_std, max_image_tokens=MAX_IMAGE_TOKENS)
+            image_std=saved.image_std, max_image_tokens=contract.max_image_tokens,
+            min_image_tokens=contract.min_image_tokens)
 
     def get_data_parser(self) -> EcgR1DataParser:
         return EcgR1DataParser(

@@ -36,6 +36,8 @@ class PreparedEcg:
     notes: list[str] = field(default_factory=list)
     # Renders the source's own page (a PDF kept on disk) when `page()` is first asked for it.
     page_loader: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+    # Pages drawn from the model window, by style (a source's own page is never redrawn).
+    _drawn: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def modalities(self) -> list[str]:
@@ -47,16 +49,24 @@ class PreparedEcg:
             present.append("image")
         return present
 
-    def page(self) -> Any:
+    def page(self, style: str = "ecgwl-12lead") -> Any:
         """The image an image reader sees (PIL RGB), made on first call and kept: the source's
-        page when it has one, else the 12-lead paper layout drawn from the model window."""
+        page when it has one, else the 12-lead page drawn from the model window in `style`
+        (`ingest.prepare.render.PAGE_STYLES`: our own layout, or the ECG-image-kit-like page
+        the released ECG-R1 was trained on; a checkpoint's config says which)."""
         if self.image is None and self.page_loader is not None:
             self.image = self.page_loader()
-        if self.image is None and self.model_signal is not None:
-            from ingest.prepare.render import render_12lead
+        if self.image is not None and not any(self.image is drawn for drawn in self._drawn.values()):
+            return self.image  # the source's own page, whatever the style
+        if self.model_signal is None:
+            return None
+        if style not in self._drawn:
+            from ingest.prepare.render import render_page
 
-            self.image = render_12lead(self.model_signal, MODEL_SAMPLING_RATE_HZ)
-        return self.image
+            self._drawn[style] = render_page(self.model_signal, MODEL_SAMPLING_RATE_HZ, style=style)
+            if style == "ecgwl-12lead":
+                self.image = self._drawn[style]
+        return self._drawn[style]
 
 
 def prepare(ecg: Ecg) -> PreparedEcg:

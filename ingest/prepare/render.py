@@ -188,6 +188,22 @@ def render_12lead(signal: np.ndarray, fs: float, *, pixels_per_mm: int = DEFAULT
     return image
 
 
+PAGE_STYLES = ("ecgwl-12lead", "ecg-image-kit")
+
+
+def render_page(signal: np.ndarray, fs: float, *, style: str = "ecgwl-12lead") -> Image.Image:
+    """The page a model reads, in the style its checkpoint was trained on (`model.input_contract`):
+    "ecgwl-12lead" is `render_12lead` at 4 px/mm (1056 x 640); "ecg-image-kit" is the
+    2200 x 1700 letter page of `ingest.prepare.render_kit` (the released ECG-R1's training style)."""
+    if style == "ecgwl-12lead":
+        return render_12lead(signal, fs)
+    if style == "ecg-image-kit":
+        from ingest.prepare.render_kit import render_image_kit
+
+        return render_image_kit(signal, fs)
+    raise ValueError(f"unknown page style {style!r}; known: {', '.join(PAGE_STYLES)}")
+
+
 def save_png(image: Image.Image, path: str | Path) -> Path:
     """Write `image` as a PNG for people (review page, `ecg-worklist render`); returns the path."""
     path = Path(path)

@@ -23,6 +23,7 @@ import numpy as np
 from ingest.interpretation import Interpretation
 from ingest.prepare import PreparedEcg
 from ingest.report_format import ParsedOutput, parse_output
+from model.input_contract import ECGWL_CONTRACT, EcgInputContract
 from model.processing_ecg_r1 import EcgR1Sample
 
 INTERPRETER_NAME = "ecg-r1"
@@ -53,10 +54,12 @@ class GenerationResult:
     finished: bool  # True when a stop token ended the output (False: max_new_tokens reached)
 
 
-def request_from_prepared(prepared: PreparedEcg) -> GenerationRequest:
-    """Whatever the prepared ECG has: signal and image (the 12-lead drawn now from the signal,
-    or the source's page), or image only (scans)."""
-    return GenerationRequest(signal=prepared.model_signal, image=prepared.page())
+def request_from_prepared(prepared: PreparedEcg, contract: EcgInputContract = ECGWL_CONTRACT) -> GenerationRequest:
+    """Whatever the prepared ECG has, as the checkpoint's `contract` wants it: the signal in its
+    lead order, rate and length, and the image (the source's page, or a page drawn now from the
+    signal in the checkpoint's style); or image only (scans)."""
+    signal = None if prepared.model_signal is None else contract.model_signal(prepared.model_signal)
+    return GenerationRequest(signal=signal, image=prepared.page(style=contract.image_style))
 
 
 def cut_at_stop(token_ids: Sequence[int], stop_ids: Sequence[int]) -> tuple[list[int], bool]:
@@ -74,6 +77,9 @@ class Engine(ABC):
     name: str = INTERPRETER_NAME
     version: str
     is_demonstration: bool
+    # What the checkpoint was trained on (config.json "ecg_input"); engines built from a
+    # checkpoint folder read it from there, engines built around a model object get ours.
+    contract: EcgInputContract = ECGWL_CONTRACT
 
     @abstractmethod
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
@@ -81,7 +87,7 @@ class Engine(ABC):
 
     def interpret(self, batch: list[PreparedEcg]) -> list[Interpretation]:
         """One Interpretation per prepared ECG, in order; an ECG with nothing to read is flagged, not dropped."""
-        requests = [request_from_prepared(p) for p in batch]
+        requests = [request_from_prepared(p, self.contract) for p in batch]
         usable = [i for i, r in enumerate(requests) if r.signal is not None or r.image is not None]
         results = dict(zip(usable, self.generate([requests[i] for i in usable]), strict=True))
         out = []

@@ -15,7 +15,8 @@ from transformers import GenerationConfig
 from model.checkpoint import load_ecg_r1, resolve_checkpoint
 from model.engines.base import DEFAULT_MAX_NEW_TOKENS, Engine, GenerationRequest, GenerationResult, cut_at_stop
 from model.modeling_ecg_r1 import ECGR1ForConditionalGeneration
-from model.processing_ecg_r1 import MAX_IMAGE_TOKENS, EcgR1Processor
+from model.input_contract import ECGWL_CONTRACT, EcgInputContract, contract_for_checkpoint
+from model.processing_ecg_r1 import EcgR1Processor
 
 
 def default_device() -> torch.device:
@@ -24,7 +25,8 @@ def default_device() -> torch.device:
 
 class HfEngine(Engine):
     def __init__(self, model: ECGR1ForConditionalGeneration, processor: EcgR1Processor, *, version: str,
-                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, batch_size: int = 8) -> None:
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, batch_size: int = 8,
+                 contract: EcgInputContract = ECGWL_CONTRACT) -> None:
         if batch_size < 1 or max_new_tokens < 1:
             raise ValueError("batch_size and max_new_tokens must be positive")
         self.model = model.eval()
@@ -33,6 +35,7 @@ class HfEngine(Engine):
         self.is_demonstration = bool(model.config.ecgwl_demonstration)
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
+        self.contract = contract
         self.stop_ids = processor.stop_token_ids
         if model.config.ecg_token_id != processor.ecg_token_id:
             raise ValueError(f"model ecg_token_id {model.config.ecg_token_id} != tokenizer's {processor.ecg_token_id}")
@@ -44,14 +47,17 @@ class HfEngine(Engine):
     def from_pretrained(cls, model_path: str | Path, *, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None, ecg_tower_path: str | Path | None = None,
                         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, batch_size: int = 8,
-                        max_image_tokens: int = MAX_IMAGE_TOKENS, version: str | None = None) -> HfEngine:
+                        contract: EcgInputContract | None = None, version: str | None = None) -> HfEngine:
+        """`contract`: the input contract, by default the checkpoint's own (config.json "ecg_input")."""
         folder = resolve_checkpoint(model_path)
+        contract = contract or contract_for_checkpoint(folder)
         device = torch.device(device) if device is not None else default_device()
         model = load_ecg_r1(folder, ecg_tower_path=ecg_tower_path, dtype=dtype, device=device)
-        processor = EcgR1Processor.from_pretrained(folder, max_image_tokens=max_image_tokens,
+        processor = EcgR1Processor.from_pretrained(folder, max_image_tokens=contract.max_image_tokens,
+                                                   min_image_tokens=contract.min_image_tokens,
                                                    ecg_num_tokens=model.config.ecg_num_tokens)
         return cls(model, processor, version=version or str(model_path), max_new_tokens=max_new_tokens,
-                   batch_size=batch_size)
+                   batch_size=batch_size, contract=contract)
 
     @property
     def device(self) -> torch.device:

@@ -21,7 +21,10 @@ from typing import Any
 from model.checkpoint import resolve_checkpoint
 from model.engines.base import DEFAULT_MAX_NEW_TOKENS, Engine, GenerationRequest, GenerationResult, cut_at_stop
 from model.modeling_ecg_r1 import EcgR1Config
+from model.input_contract import ECGWL_CONTRACT, EcgInputContract, contract_for_checkpoint
 from model.processing_ecg_r1 import MAX_IMAGE_TOKENS, EcgR1Processor
+
+UNCAPPED_IMAGE_TOKENS = 16384  # Qwen3-VL's own ceiling (16,777,216 pixels / 32^2) when a checkpoint sets no cap
 
 # One ECG and one image per prompt, never a video.
 LIMIT_MM_PER_PROMPT = {"image": 1, "ecg": 1, "video": 0}
@@ -35,17 +38,19 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def max_model_len_for(processor: EcgR1Processor, max_new_tokens: int) -> int:
+def max_model_len_for(processor: EcgR1Processor, max_new_tokens: int,
+                      max_image_tokens: int | None = MAX_IMAGE_TOKENS) -> int:
     """The longest sequence a request can make: the full prompt (system prompt, a capped image,
     an ECG, the instruction) plus the output."""
     ids = processor.tokenizer(processor.prompt(("ecg", "image")), add_special_tokens=False)["input_ids"]
+    image_tokens = UNCAPPED_IMAGE_TOKENS if max_image_tokens is None else max_image_tokens
     # The prompt holds one placeholder per modality; vLLM expands them to the real counts.
-    return len(ids) + (processor.ecg_num_tokens - 1) + (MAX_IMAGE_TOKENS - 1) + max_new_tokens
+    return len(ids) + (processor.ecg_num_tokens - 1) + (image_tokens - 1) + max_new_tokens
 
 
 class VllmEngine(Engine):
     def __init__(self, llm: Any, processor: EcgR1Processor, *, version: str, is_demonstration: bool,
-                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, contract: EcgInputContract = ECGWL_CONTRACT) -> None:
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be positive")
         self.llm = llm
@@ -53,6 +58,7 @@ class VllmEngine(Engine):
         self.version = version
         self.is_demonstration = is_demonstration
         self.max_new_tokens = max_new_tokens
+        self.contract = contract
         self.stop_ids = processor.stop_token_ids
 
     @classmethod
@@ -71,7 +77,10 @@ class VllmEngine(Engine):
 
         folder = resolve_checkpoint(model_path)
         config = EcgR1Config.from_pretrained(folder)
-        processor = EcgR1Processor.from_pretrained(folder, ecg_num_tokens=config.ecg_num_tokens)
+        contract = contract_for_checkpoint(folder)  # the model class reads the same block for its image cap
+        processor = EcgR1Processor.from_pretrained(folder, ecg_num_tokens=config.ecg_num_tokens,
+                                                   max_image_tokens=contract.max_image_tokens,
+                                                   min_image_tokens=contract.min_image_tokens)
         if config.ecg_token_id is not None and config.ecg_token_id != processor.ecg_token_id:
             raise ValueError(f"model ecg_token_id {config.ecg_token_id} != tokenizer's {processor.ecg_token_id}")
         gpu = _has_cuda()
@@ -83,7 +92,7 @@ class VllmEngine(Engine):
             dtype=dtype or ("bfloat16" if gpu else "float32"),
             gpu_memory_utilization=gpu_memory_utilization or (GPU_MEMORY_FRACTION if gpu else CPU_MEMORY_FRACTION),
             enforce_eager=(not gpu) if enforce_eager is None else enforce_eager,
-            max_model_len=max_model_len_for(processor, max_new_tokens),
+            max_model_len=max_model_len_for(processor, max_new_tokens, contract.max_image_tokens),
             limit_mm_per_prompt=LIMIT_MM_PER_PROMPT,
             mm_processor_cache_gb=0,  # every ECG is unique: caching processed inputs only costs memory
             generation_config="vllm",  # ignore the checkpoint's sampling settings: plain greedy
@@ -92,7 +101,8 @@ class VllmEngine(Engine):
             **llm_options,
         )
         return cls(llm, processor, version=version or str(model_path),
-                   is_demonstration=bool(config.ecgwl_demonstration), max_new_tokens=max_new_tokens)
+                   is_demonstration=bool(config.ecgwl_demonstration), max_new_tokens=max_new_tokens,
+                   contract=contract)
 
     def prompt_for(self, request: GenerationRequest) -> dict[str, Any]:
         """vLLM's input for one request: the prompt's token ids (one placeholder per modality,
