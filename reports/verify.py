@@ -7,7 +7,9 @@ measures nothing) writes numbers and labels. Two kinds of disagreement are flagg
 cardiologist who signs the report:
 
 - value: a number in the text (heart rate in bpm; PR, QRS, QT, QTc in ms or s; axes in
-  degrees) further from the measured value than `TOLERANCES` allows;
+  degrees) further from the measured value than `TOLERANCES` allows; a bound ("QRS duration
+  is normal at less than 100 ms", "a QTc value below 440 ms") is contradicted by a measurement
+  beyond it by more than the tolerance;
 - label: an answer label (or a label phrase in the narrative) that contradicts a measured
   value by the protocol's own thresholds (`ingest.protocol`): "sinus bradycardia" at
   85 bpm, "first degree av block" with PR 160 ms, "left bundle branch block" with QRS 90 ms.
@@ -66,6 +68,7 @@ class ValueClaim(BaseModel):
     field: str
     value: float
     upper: float | None = None  # the top of a claimed range ("70-75 bpm")
+    bound: Literal["<", ">"] | None = None  # "less than 100 ms": the value is a bound, not the value
     text: str
 
 
@@ -107,11 +110,16 @@ _KEYWORD = re.compile(r"""
   | (?P<rate_weak>\bbradycardia\b|\btachycardia\b|\brhythm\b|\bfibrillation\b)
 """, re.IGNORECASE | re.VERBOSE)
 # The words allowed between a field's name and its number ("heart rate of", "PR interval is").
-_GAP = re.compile(r"""(?:\s+|[:=~(,]|\b(?:
+_GAP = re.compile(r"""(?:\s+|\(\s*(?:qtc[bf]?|qt|pr|qrs|hr)\s*\)|[:=~(,]|\b(?:
     of|is|was|were|at|about|approximately|approx|around|roughly|near|nearly|measured|measures|measuring
   | interval|intervals|duration|width|calculated|corrected|value|estimated|prolonged|normal|short|shortened
   | long|borderline|slightly|mildly|moderately|markedly|be|to|appears|seems|a|an|the|rate|with|deviation
-  | now|still|only|ventricular|average|mean)\b\.?)*""", re.IGNORECASE | re.VERBOSE)
+  | now|still|only|ventricular|average|mean|within|limits|complex|complexes|narrow|wide|broad|when|are
+  )\b\.?)*""", re.IGNORECASE | re.VERBOSE)
+# A bound instead of a value: "normal at less than 100 ms", "a QTc value below 440 ms". In words
+# only: "(< 200 ms)" after a field's name is the threshold being applied, not a claim.
+_BOUND = re.compile(r"(?:(?P<lt>less\s+than|below|under|shorter\s+than)|(?P<gt>greater\s+than|more\s+than|above"
+                    r"|over|longer\s+than|exceeding))\s+", re.IGNORECASE)
 _NUMBER = r"(?P<sign>[+-])?\s?(?P<num>\d+(?:\.\d+)?)"
 _VALUE = re.compile(_NUMBER + r"""
     (?:\s*(?:-|to)\s*(?P<sign2>[+-])?(?P<num2>\d+(?:\.\d+)?))?
@@ -171,7 +179,9 @@ def extract_values(text: str) -> list[ValueClaim]:
                 claims += [ValueClaim(field="qt_ms", value=float(pair.group("qt")) * scale, text=words),
                            ValueClaim(field="qtc_ms", value=float(pair.group("qtc")) * scale, text=words)]
             continue
-        found = _VALUE.match(text, after)
+        bound_words = _BOUND.match(text, after)
+        bound = None if bound_words is None else ("<" if bound_words.group("lt") else ">")
+        found = _VALUE.match(text, after if bound_words is None else bound_words.end())
         if not found or found.start() in taken:
             continue
         field = {"axis": "qrs_axis_deg", "rate_strong": "hr_bpm", "rate_weak": "hr_bpm"}.get(group, group)
@@ -183,10 +193,10 @@ def extract_values(text: str) -> list[ValueClaim]:
         if value is None or (spec.kind != "angle" and low < 0):
             continue
         upper = None if high is None else _in_unit(high, unit, spec, strong_rate=True)
-        if upper is not None and upper < value and spec.kind != "angle":
+        if (upper is not None and upper < value and spec.kind != "angle") or bound is not None:
             upper = None
         taken.add(found.start())
-        claims.append(ValueClaim(field=field, value=value, upper=upper,
+        claims.append(ValueClaim(field=field, value=value, upper=upper, bound=bound,
                                  text=text[keyword.start():found.end()].strip()))
     return claims
 
@@ -196,13 +206,31 @@ def _signed(sign: str | None, number: str) -> float:
 
 
 def _difference(claim: ValueClaim, measured: float, angle: bool) -> float:
-    """How far the measurement lies from the claimed value (or outside the claimed range)."""
+    """How far the measurement lies from the claimed value (or outside the claimed range or bound)."""
+    if claim.bound == "<":
+        return max(0.0, measured - claim.value)
+    if claim.bound == ">":
+        return max(0.0, claim.value - measured)
     ends = [claim.value] if claim.upper is None else [claim.value, claim.upper]
     if claim.upper is not None and min(ends) <= measured <= max(ends):
         return 0.0
     if angle:
         return min(abs((end - measured + 180.0) % 360.0 - 180.0) for end in ends)
     return min(abs(end - measured) for end in ends)
+
+
+def claim_distance(claim: ValueClaim, measured: float) -> float:
+    """How far a measurement lies from what the claim says (0 inside a claimed range or bound),
+    in the field's unit: what the review page compares with the field's tolerance."""
+    return _difference(claim, measured, FIELDS[claim.field].kind == "angle")
+
+
+def claim_display(claim: ValueClaim) -> str:
+    """The claim as a reader would write it: "160 ms", "70-75 bpm", "< 100 ms"."""
+    unit = FIELDS[claim.field].unit
+    if claim.bound is not None:
+        return f"{claim.bound} {claim.value:.0f} {unit}"
+    return f"{claim.value:.0f}" + (f"-{claim.upper:.0f}" if claim.upper is not None else "") + f" {unit}"
 
 
 def check_values(claims: list[ValueClaim], features: GroundingFeatures) -> list[Flag]:
@@ -450,6 +478,24 @@ def _normal_ecg(f: GroundingFeatures, _: str) -> Contradiction | None:
     return Contradiction("findings", None, "the measured values give: " + "; ".join(abnormal))
 
 
+def _premature(kind: str) -> Check:
+    """Premature beats claimed, none measured: every RR of the record was on time."""
+    def contradicted(f: GroundingFeatures, _: str) -> Contradiction | None:
+        finding = rhythm.ectopic_finding(f)
+        if finding is None or finding.values.get("ectopic_count") != 0.0:
+            return None
+        return Contradiction("ectopic_count", 0.0, f"none of the {f.rhythm.beat_count} measured beats was premature "
+                                                   f"(no {kind} premature beat)")
+    return contradicted
+
+
+def _abnormal_ecg(f: GroundingFeatures, _: str) -> Contradiction | None:
+    abnormal = [finding for finding in protocol_read(f).findings if finding.abnormal and finding.step < 6]
+    if abnormal:
+        return None
+    return Contradiction("findings", None, "no measured value is abnormal by the protocol's thresholds")
+
+
 def _p(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
@@ -494,7 +540,40 @@ LABEL_CHECKS: tuple[LabelCheck, ...] = (
     LabelCheck("st depression", _p(r"\bst[- ]?(?:segment )?depression|^std$"), ST_CLAIM_MIN_MV, _st(-1)),
     LabelCheck("normal ecg", _p(r"\bnormal (?:ecg|ekg|electrocardiogram)\b|^norm$|within normal limits"), None,
                _normal_ecg),
+    # The release's labels (MIMIC-IV-ECG report statements): "Atrial premature complexes", "Abnormal ECG".
+    LabelCheck("atrial premature complexes",
+               _p(r"(?:atrial|supraventricular) premature (?:complex|beat|contraction|depolarization)s?"
+                  r"|premature (?:atrial|supraventricular) (?:complex|beat|contraction|depolarization)s?"
+                  r"|\b(?:apc|pac|spb|svpb|pabs?)s?\b"), None, _premature("atrial")),
+    LabelCheck("ventricular premature complexes",
+               _p(r"ventricular premature (?:complex|beat|contraction|depolarization)s?"
+                  r"|premature ventricular (?:complex|beat|contraction|depolarization)s?|\b(?:pvc|vpc|vpb)s?\b"),
+               None, _premature("ventricular")),
+    LabelCheck("abnormal ecg", _p(r"\babnormal (?:ecg|ekg|electrocardiogram|tracing)\b|^abnormal$"), None,
+               _abnormal_ecg),
 )
+# Labels the release writes that name no measured value this module can check (shape of the ST-T,
+# morphology): recognised, so that an unmapped label is told apart from one that cannot be checked.
+UNCHECKED_LABELS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("repolarization abnormality", _p(r"repolari[sz]ation (?:abnormalit(?:y|ies)|changes?)")),
+    ("st-t changes", _p(r"\bst-?t\b|t[- ]wave (?:abnormalit|inversion|changes?)|nonspecific (?:st|t)")),
+    ("infarction", _p(r"infarct|\bmi\b|q waves?")),
+    ("atrial abnormality", _p(r"atrial (?:abnormality|enlargement)")),
+    ("right ventricular hypertrophy", _p(r"right ventricular hypertrophy|\brvh\b")),
+    ("atrial flutter", _p(r"atrial flutter")),
+    ("pacing", _p(r"\bpac(?:ed|ing|emaker)\b")),
+    ("poor r wave progression", _p(r"poor r[- ]wave progression")),
+)
+
+
+def label_families(label: str) -> list[str]:
+    """The claim families a label belongs to: the label checks that read it, then any unchecked
+    family it names ("unchecked: ..."). Empty: the label is not recognised at all."""
+    phrase = label.strip().lower()
+    checked = [check.name for check in LABEL_CHECKS if _affirmed(check.pattern, phrase)
+               and not (check.exclude and check.exclude.search(phrase))]
+    unchecked = [f"unchecked: {name}" for name, pattern in UNCHECKED_LABELS if pattern.search(phrase)]
+    return checked + unchecked
 
 
 def check_labels(phrases: list[str], features: GroundingFeatures) -> list[Flag]:
