@@ -35,6 +35,11 @@ from worker.reconcile import ReconcileReport, reconcile
 from worker.stages import outbound_path
 
 
+# Studies still in a stage of the pipeline (not yet a draft, quarantined or failed).
+WAITING_STATES = (StudyState.RECEIVED, StudyState.QUEUED_PREPARE, StudyState.PREPARED,
+                  StudyState.QUEUED_INTERPRET, StudyState.INTERPRETED)
+
+
 @dataclass
 class BatchCounts:
     found: int = 0
@@ -95,6 +100,9 @@ def run_in_process(ctx: PipelineContext, *, progress: bool = True) -> None:
         dispatcher.run_until_idle(ctx, on_progress=finished)
 
 
+SUMMARY_FILES = 20  # draft files a summary lists by name
+
+
 class Summary(BaseModel):
     studies: int
     by_state: dict[str, int]
@@ -112,9 +120,9 @@ class Summary(BaseModel):
             f"draft reports awaiting cardiologist sign-off: {self.drafts} (HL7 ORU^R01, OBR-25 P)",
             f"  .hl7 files in {self.outbound_dir}",
         ]
-        lines += [f"    {path}" for path in self.draft_files[:20]]
-        if len(self.draft_files) > 20:
-            lines.append(f"    ... and {len(self.draft_files) - 20} more")
+        lines += [f"    {path}" for path in self.draft_files[:SUMMARY_FILES]]
+        if self.drafts > len(self.draft_files[:SUMMARY_FILES]):
+            lines.append(f"    ... and {self.drafts - len(self.draft_files[:SUMMARY_FILES])} more")
         lines.append(f"quarantined: {self.quarantined}" + (f" (reasons beside the files in {self.quarantine_dir})"
                                                           if self.quarantined else ""))
         if self.failed:
@@ -126,22 +134,24 @@ class Summary(BaseModel):
 
 
 def summarize(ctx: PipelineContext) -> Summary:
-    """What the database says now: studies by state, the drafts and their .hl7 files."""
+    """What the database says now: studies by state (its counters, `reports.counts`), the number
+    of drafts, and the first of their .hl7 files (a summary lists 20; reading every draft and
+    stat-ing every file would cost as much as the archive is large)."""
+    from reports.counts import counts_by_state
+
     settings = ctx.settings
+    draft_of_awaiting = (sa.select(Report.study_id, Report.version).join(Study)
+                         .where(Report.status == ReportStatus.DRAFT.value,
+                                Study.state == StudyState.AWAITING_SIGNOFF.value))
     with ctx.session() as session:
-        by_state = dict(session.execute(sa.select(Study.state, sa.func.count()).group_by(Study.state)).all())
-        drafts = session.execute(
-            sa.select(Report.study_id, Report.version).join(Study)
-            .where(Report.status == ReportStatus.DRAFT.value, Study.state == StudyState.AWAITING_SIGNOFF.value)
-            .order_by(Report.study_id)
-        ).all()
-    waiting_states = {StudyState.RECEIVED, StudyState.QUEUED_PREPARE, StudyState.PREPARED,
-                      StudyState.QUEUED_INTERPRET, StudyState.INTERPRETED}
-    files = [outbound_path(settings.outbound_dir, study_id, version) for study_id, version in drafts]
+        by_state = {state: n for state, n in counts_by_state(session).items() if n}
+        drafts = session.execute(sa.select(sa.func.count()).select_from(draft_of_awaiting.subquery())).scalar_one()
+        first = session.execute(draft_of_awaiting.order_by(Report.study_id).limit(SUMMARY_FILES)).all()
+    files = [outbound_path(settings.outbound_dir, study_id, version) for study_id, version in first]
     return Summary(
-        studies=sum(by_state.values()), by_state=by_state, drafts=len(drafts),
+        studies=sum(by_state.values()), by_state=by_state, drafts=drafts,
         draft_files=[str(path) for path in files if path.exists()],
         quarantined=by_state.get(StudyState.QUARANTINED.value, 0), failed=by_state.get(StudyState.FAILED.value, 0),
-        waiting=sum(by_state.get(state.value, 0) for state in waiting_states),
+        waiting=sum(by_state.get(state.value, 0) for state in WAITING_STATES),
         outbound_dir=str(settings.outbound_dir), quarantine_dir=str(settings.quarantine_dir),
     )

@@ -18,11 +18,18 @@ from __future__ import annotations
 import click
 
 from worker import cli_db, cli_deploy, cli_ingest, cli_ops, cli_pipeline, cli_review, cli_train, cli_validate
+from worker.cli_errors import WorklistGroup
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
-    """ecg-worklist: offline batch worklist for 12-lead ECGs (drafts need a cardiologist's signature)."""
+@click.group(cls=WorklistGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show the traceback of an error (also ECGWL_DEBUG=1).")
+def main(debug: bool) -> None:
+    """ecg-worklist: offline batch worklist for 12-lead ECGs (drafts need a cardiologist's signature).
+
+    Settings come from ECGWL_* environment variables (deploy/ecg-worklist.env.example). The data
+    folder is ECGWL_DATA_DIR, else ~/.local/state/ecg-worklist; a mistake is reported in a line
+    or two naming the setting or file (--debug shows the traceback).
+    """
 
 
 for module in (cli_ingest, cli_db, cli_pipeline, cli_ops, cli_review, cli_train, cli_validate, cli_deploy):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from worker.cli_errors import require_schema
 from worker.settings import Settings
 
 
@@ -78,6 +79,7 @@ def audit_verify(checkpoints: Path | None) -> None:
 
     settings = Settings()
     key = settings.audit_key_bytes
+    require_schema(settings.effective_database_url)
     engine = make_engine(settings.effective_database_url)
     try:
         with session_scope(engine) as session:
@@ -108,6 +110,7 @@ def audit_checkpoint() -> None:
     key = settings.audit_key_bytes
     if key is None:
         raise click.UsageError("ECGWL_AUDIT_CHECKPOINT_KEY is not set")
+    require_schema(settings.effective_database_url)
     engine = make_engine(settings.effective_database_url)
     try:
         with session_scope(engine) as session:

@@ -15,6 +15,7 @@ import signal
 import threading
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
@@ -31,12 +32,11 @@ def metrics() -> None:
 @click.option("--port", type=int, default=None, help="Port (default ECGWL_METRICS_PORT, 9464).")
 def metrics_serve(host: str | None, port: int | None) -> None:
     """Serve /metrics for Prometheus, read from Postgres and Redis at each scrape."""
-    import logging
-
+    from worker.logs import configure_logging
     from worker.metrics import WorklistExporter, serve
 
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    configure_logging(settings.log_format)
     exporter = WorklistExporter.create(settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -53,6 +53,9 @@ def _check_database(settings: Settings, schema: bool) -> str:
     from reports import store
 
     url = settings.effective_database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        # Connecting would make an empty file: say what is missing instead.
+        raise RuntimeError(f"no database at {url.removeprefix('sqlite:///')}: run `ecg-worklist db upgrade`")
     engine = store.make_engine(url)
     try:
         with engine.connect() as conn:

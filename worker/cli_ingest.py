@@ -66,12 +66,18 @@ def inspect_command(file: Path, as_json: bool) -> None:
               help="Where to write the PNG.")
 def render_command(file: Path, output: Path) -> None:
     """Write the 12-lead image of FILE (the page image for a PDF) as a PNG."""
+    folder = output.expanduser().absolute().parent
+    if not folder.is_dir():  # said before the reading work, not after it
+        _fail(f"-o {output}: the folder {folder} does not exist")
     ecg = _read(file)
     prepared = _prepare(ecg)
     image = prepared.page()
     if image is None:
         _fail(f"{file}: nothing to render (no signal and no page image)")
-    image.save(output, format="PNG")
+    try:
+        image.save(output, format="PNG")
+    except OSError as exc:
+        _fail(f"-o {output}: cannot write it ({exc.strerror or exc})")
     click.echo(f"{output} ({image.width}x{image.height})")
 
 

@@ -15,6 +15,7 @@ import getpass
 import click
 import sqlalchemy as sa
 
+from worker.cli_errors import require_schema
 from worker.settings import Settings
 
 REQUEUE_STATES = ["failed", "quarantined", "received", "queued_prepare", "queued_interpret", "interpreted"]
@@ -60,7 +61,9 @@ def check_command(do_repair: bool) -> None:
     from worker.dispatch import InProcessDispatcher
     from worker.repair import find_missing, repair
 
-    ctx = PipelineContext.create(Settings())
+    settings = Settings()
+    require_schema(settings.effective_database_url)
+    ctx = PipelineContext.create(settings)
     try:
         missing = find_missing(ctx)
         for item in missing:
@@ -101,7 +104,9 @@ def requeue_command(states: tuple[str, ...], study_ids: tuple[int, ...], reason:
 
     if not states and not study_ids:
         raise click.UsageError("say which studies: --state STATE or --study ID")
-    ctx = PipelineContext.create(Settings())
+    settings = Settings()
+    require_schema(settings.effective_database_url)
+    ctx = PipelineContext.create(settings)
     try:
         result = requeue(ctx, study_ids=study_ids, states=states, actor=_operator(), reason=reason)
         click.echo(result.describe())

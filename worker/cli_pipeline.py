@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from worker.cli_errors import require_schema
+from worker.progress import waiting
 from worker.settings import Settings
 
 if TYPE_CHECKING:  # imported late at run time: keeps `--help` fast
@@ -37,8 +39,10 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(1)
 
 
-def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(settings: Settings, level: str = "INFO") -> None:
+    from worker.logs import configure_logging
+
+    configure_logging(settings.log_format, level)
 
 
 def _context(settings: Settings) -> PipelineContext:
@@ -47,16 +51,32 @@ def _context(settings: Settings) -> PipelineContext:
     return PipelineContext.create(settings)
 
 
-def _wait_until_settled(ctx: PipelineContext, timeout: float) -> bool:
-    """With a broker: poll the database until no study is still in the pipeline (or timeout)."""
-    from worker.batch import summarize
+def _wait_until_settled(ctx: PipelineContext, timeout: float, *, progress: bool) -> bool:
+    """With a broker: until no study is still in a stage (or timeout), with a bar.
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if summarize(ctx).waiting == 0:
-            return True
-        time.sleep(1.0)
-    return False
+    Each poll reads the database's counters by state (`reports.counts`: a few rows), not the
+    studies or the drafts, so it costs the same at a hundred studies or a million."""
+    from reports.counts import counts_by_state
+    from worker.batch import WAITING_STATES
+    from worker.progress import watch_pipeline
+
+    def left() -> tuple[int, dict[str, int]]:
+        with ctx.session() as session:
+            counts = counts_by_state(session)
+        waiting = {state.value: counts.get(state.value, 0) for state in WAITING_STATES}
+        return sum(waiting.values()), waiting
+
+    return watch_pipeline(left, timeout, enabled=progress)
+
+
+def _load_interpreter(ctx: PipelineContext, *, progress: bool) -> None:
+    """Load the model before the work starts, saying so: it takes seconds to a minute, and a
+    bar at 0/4 that does not move meanwhile looks like a hang."""
+    if ctx.settings.interpreter != "model":
+        return
+    where = ctx.settings.model_path or "the bundled demonstration model (model/demo)"
+    with waiting(f"loading the interpreter ({where})", enabled=progress):
+        ctx.interpreter()
 
 
 def _run_batch(settings: Settings, folder: Path, *, wait: float, progress: bool) -> None:
@@ -73,11 +93,12 @@ def _run_batch(settings: Settings, folder: Path, *, wait: float, progress: bool)
         for line in counts.unusable[:10]:
             click.echo(f"  not usable: {line}")
         if ctx.in_process:
+            _load_interpreter(ctx, progress=progress)
             run_in_process(ctx, progress=progress)
         elif wait > 0:
             click.echo(f"queued on the broker; waiting up to {wait:.0f} s for the workers "
                        "(`ecg-worklist worker --queues prepare,report` and `--queues interpret`)")
-            if not _wait_until_settled(ctx, wait):
+            if not _wait_until_settled(ctx, wait, progress=progress):
                 click.echo("some studies are still in the pipeline; the workers will finish them")
         click.echo(summarize(ctx).describe())
         checkpoint_audit(ctx)  # a batch-only site anchors its audit trail too (with a key set)
@@ -96,7 +117,9 @@ def batch_command(folder: Path, wait: float, no_progress: bool) -> None:
     Already registered content is skipped, so a stopped batch can simply be run again.
     With no broker configured the stages run here, to the end, and a summary is printed.
     """
-    _run_batch(Settings(), folder, wait=wait, progress=not no_progress)
+    settings = Settings()
+    require_schema(settings.effective_database_url)
+    _run_batch(settings, folder, wait=wait, progress=not no_progress)
 
 
 @click.command("watch")
@@ -104,8 +127,9 @@ def watch_command() -> None:
     """Watch the inbox folders (ECGWL_INBOX_DIRS) until stopped (SIGTERM or Ctrl-C)."""
     from worker.watch_loop import watch
 
-    _logging()
     settings = Settings()
+    require_schema(settings.effective_database_url)
+    _logging(settings)
     ctx = _context(settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -129,6 +153,7 @@ def reconcile_command(received_after: float | None) -> None:
     from worker.reconcile import reconcile
 
     settings = Settings()
+    require_schema(settings.effective_database_url)
     ctx = _context(settings)
     try:
         after = None if received_after is None else dt.timedelta(seconds=received_after)
@@ -157,6 +182,7 @@ def worker_command(queues: str, concurrency: int | None, loglevel: str) -> None:
     unknown = sorted(set(names) - {stage.value for stage in Stage})
     if unknown or not names:
         _fail(f"unknown queue(s) {', '.join(unknown) or '(none given)'}: choose from prepare, interpret, report")
+    require_schema(settings.effective_database_url)
     app = make_celery(settings)
     argv = ["worker", "-Q", ",".join(names), "--loglevel", loglevel, "--without-gossip", "--without-mingle",
             "-n", f"{'-'.join(names)}.{os.getpid()}@%h"]
@@ -164,8 +190,13 @@ def worker_command(queues: str, concurrency: int | None, loglevel: str) -> None:
         # CUDA and vLLM do not survive forked children: one process, the model loaded once, here.
         from worker.context import process_context
 
-        _logging(loglevel)
-        process_context().interpreter()
+        _logging(settings, loglevel)
+        ctx = process_context()
+        log = logging.getLogger("worker.gpu")
+        log.info("loading the interpreter (%s) once for this worker", ctx.settings.interpreter)
+        started = time.monotonic()
+        ctx.interpreter()
+        log.info("interpreter loaded in %.1f s; taking batches from the interpret queue", time.monotonic() - started)
         argv += ["--pool", "solo"]
     else:
         argv += ["--pool", "prefork"] + (["--concurrency", str(concurrency)] if concurrency else [])

@@ -1,7 +1,7 @@
 """Commands of `ecg-worklist` for sign-off and delivery (see worker/cli.py for the table of contents).
 
     review serve      the sign-off queue web app (localhost by default)
-    users add NAME --role ROLE, users list, users disable NAME
+    users add NAME --role ROLE, users list, users disable NAME, users unlock NAME
                       accounts and roles for the web app
     deliver           send the outbox to the HL7 interface engines over MLLP
 """
@@ -12,9 +12,23 @@ from typing import TYPE_CHECKING
 
 import click
 
+from worker.cli_errors import require_schema
+
 if TYPE_CHECKING:  # imported late at run time: keeps `--help` fast
+    import sqlalchemy as sa
+
     from reports.review.config import ReviewConfig
     from worker.settings import Settings
+
+
+def _engine() -> sa.Engine:
+    """The database engine, once the schema is known to be at the newest revision."""
+    from reports.store import make_engine
+    from worker.settings import Settings
+
+    url = Settings().effective_database_url
+    require_schema(url)
+    return make_engine(url)
 
 
 @click.group()
@@ -57,6 +71,7 @@ def review_serve(host: str | None, port: int | None) -> None:
 
     settings = Settings()
     config = review_config(settings)
+    require_schema(config.database_url)
     engine = make_engine(config.database_url)
     with session_scope(engine) as session:
         changed = sync_critical(session, config.critical_labels, actor="review:serve")
@@ -91,30 +106,36 @@ def _password_from_prompt_or_env() -> str:
 @click.option("--name", "display_name", default=None, help="FAMILY^GIVEN, as the signature in OBR-32 shows it.")
 def users_add(username: str, role: str, display_name: str | None) -> None:
     """Add an account. The password is read from a prompt (or ECGWL_NEW_USER_PASSWORD)."""
-    from reports.review.accounts import add_user
-    from reports.store import make_engine, session_scope
-    from worker.settings import Settings
+    from reports.review.accounts import USERNAME, add_user, get_user
+    from reports.store import session_scope
 
-    password = _password_from_prompt_or_env()
-    engine = make_engine(Settings().effective_database_url)
+    name = username.strip().lower()
+    if not USERNAME.match(name):
+        raise click.ClickException("a user name is 2-64 characters: lower-case letters, digits, '.', '_', '-'")
+    engine = _engine()
     try:
+        # The name is checked before the password is asked for: nobody types a password twice
+        # to learn that the account exists already.
         with session_scope(engine) as session:
-            add_user(session, username, role, password, actor="cli:users", display_name=display_name)
+            if get_user(session, name) is not None:
+                raise click.ClickException(f"user {name!r} exists already")
+        password = _password_from_prompt_or_env()
+        with session_scope(engine) as session:
+            add_user(session, name, role, password, actor="cli:users", display_name=display_name)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         engine.dispose()
-    click.echo(f"added {username.strip().lower()} ({role})")
+    click.echo(f"added {name} ({role})")
 
 
 @users.command("list")
 def users_list() -> None:
     """Accounts: name, role, active, locked."""
     from reports.review.accounts import list_users
-    from reports.store import make_engine, session_scope
-    from worker.settings import Settings
+    from reports.store import session_scope
 
-    engine = make_engine(Settings().effective_database_url)
+    engine = _engine()
     try:
         with session_scope(engine) as session:
             for user in list_users(session):
@@ -129,10 +150,9 @@ def users_list() -> None:
 def users_disable(username: str) -> None:
     """Disable an account and end its sessions (audited)."""
     from reports.review.accounts import AccountError, set_active
-    from reports.store import make_engine, session_scope
-    from worker.settings import Settings
+    from reports.store import session_scope
 
-    engine = make_engine(Settings().effective_database_url)
+    engine = _engine()
     try:
         with session_scope(engine) as session:
             set_active(session, username, False, actor="cli:users")
@@ -141,6 +161,25 @@ def users_disable(username: str) -> None:
     finally:
         engine.dispose()
     click.echo(f"disabled {username}")
+
+
+@users.command("unlock")
+@click.argument("username")
+def users_unlock(username: str) -> None:
+    """End an account's lock-out after failed logins now, and clear its failure count (audited)."""
+    from reports.review.accounts import AccountError, unlock
+    from reports.store import session_scope
+
+    engine = _engine()
+    try:
+        with session_scope(engine) as session:
+            user = unlock(session, username, actor="cli:users")
+            name = user.username
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.dispose()
+    click.echo(f"unlocked {name}")
 
 
 @click.command()
@@ -152,8 +191,6 @@ def deliver(once: bool, names: tuple[str, ...]) -> None:
 
     Runs until SIGTERM unless --once. Prints counts only: no patient data.
     """
-    import logging
-
     from reports.delivery import DeliverySummary, deliver_due, run_delivery_loop
     from reports.store import make_engine
     from worker.settings import Settings
@@ -170,13 +207,16 @@ def deliver(once: bool, names: tuple[str, ...]) -> None:
         raise click.UsageError(f"destination(s) without host and port: {', '.join(no_address)}; set them in "
                                "ECGWL_HL7_DESTINATIONS, e.g. [{\"name\": \"his\", \"host\": \"10.0.0.5\", "
                                "\"port\": 2575}]")
+    require_schema(settings.effective_database_url)
     engine = make_engine(settings.effective_database_url)
     try:
         if once:
             summary = deliver_due(engine, chosen)
             click.echo(f"delivery: {summary.line()}")
             return
-        logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from worker.logs import configure_logging
+
+        configure_logging(settings.log_format)
         click.echo(f"delivering to {', '.join(d.name for d in chosen)} (every "
                    f"{settings.delivery_poll_seconds:g} s; SIGTERM stops)")
 

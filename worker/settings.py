@@ -6,16 +6,23 @@ what each function needs down as arguments: no module reads the environment itse
 Secrets (database password, session key) come from the environment only, never from a
 file in the repository.
 
-With nothing set, everything is embedded: SQLite under `var/`, tasks run in-process
+With nothing set, everything is embedded: SQLite in the data folder, tasks run in-process
 (no broker), the protocol reader or the bundled demo model interprets.
+
+The data folder is one absolute place whatever directory a command is typed in:
+ECGWL_DATA_DIR when set (a relative value is taken from the directory it was given in and
+made absolute at once), else the user's state directory, `$XDG_STATE_HOME/ecg-worklist` or
+`~/.local/state/ecg-worklist` (the service user's, for a systemd unit or a container, which
+set ECGWL_DATA_DIR=/var/lib/ecg-worklist). The inbox defaults to its `inbox/` folder.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.readers.limits import InputLimits
@@ -26,8 +33,9 @@ class Settings(BaseSettings):
     # `__` reaches into nested settings: ECGWL_INPUT_LIMITS__MAX_PDF_PAGES=30
     model_config = SettingsConfigDict(env_prefix="ECGWL_", env_file=None, extra="ignore", env_nested_delimiter="__")
 
-    # Where everything the system writes lives, unless a path below says otherwise.
-    data_dir: Path = Path("var")
+    # Where everything the system writes lives, unless a path below says otherwise: absolute,
+    # so every command and process finds the same database and files (see the module docstring).
+    data_dir: Path = Field(default_factory=lambda: default_data_dir())
 
     # Database: SQLite file under data_dir when unset; Postgres in production,
     # e.g. postgresql+psycopg://ecg@db/ecgworklist
@@ -36,7 +44,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
 
     # Ingest
-    inbox_dirs: list[Path] = Field(default_factory=lambda: [Path("var/inbox")])
+    inbox_dirs: list[Path] = Field(default_factory=list)  # empty: <data_dir>/inbox
     stable_seconds: float = 2.0  # a file is complete when size+mtime did not change this long
     poll_seconds: float = 1.0
     orphan_seconds: float = 600.0  # a WFDB signal file without its header (or a header without its
@@ -122,6 +130,10 @@ class Settings(BaseSettings):
     # says why: hr_bpm 10, pr_ms 20, qrs_ms 20, qt_ms 30, qtc_ms 30, qrs_axis_deg 30).
     review_change_thresholds: dict[str, float] = Field(default_factory=dict)
 
+    # Log lines of watch, deliver, metrics serve and the GPU worker's start (worker/logs.py):
+    # "text" (readable lines) or "json" (one JSON object per line, for a log shipper).
+    log_format: Literal["text", "json"] = "text"
+
     # Prometheus exporter (`ecg-worklist metrics serve`, worker/metrics.py). Localhost by default;
     # a container sets 0.0.0.0 so the scraper can reach it. A reading of Postgres and Redis is
     # reused for this long, however many scrapers ask.
@@ -140,6 +152,24 @@ class Settings(BaseSettings):
     # whose file name contains TEXT kills itself (SIGKILL) at that stage, as a file that crashes
     # a reader would. The fault suite's poison file. Always unset in production.
     test_poison: str | None = None
+
+    @field_validator("data_dir", "audit_checkpoint_path")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # Made absolute where it is read: a relative value means the directory it was typed in,
+        # never whichever directory a later process happens to run in.
+        return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("inbox_dirs")
+    @classmethod
+    def _absolute_inboxes(cls, value: list[Path]) -> list[Path]:
+        return [folder.expanduser().resolve() for folder in value]
+
+    @model_validator(mode="after")
+    def _default_inbox(self) -> Settings:
+        if not self.inbox_dirs:
+            self.inbox_dirs = [self.data_dir / "inbox"]
+        return self
 
     @field_validator("hl7_destinations", mode="before")
     @classmethod
@@ -182,3 +212,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'ecg-worklist.sqlite3').resolve()}"
+
+
+def default_data_dir() -> Path:
+    """The data folder when ECGWL_DATA_DIR is unset: the user's state directory (XDG)."""
+    state = os.environ.get("XDG_STATE_HOME", "").strip()
+    base = Path(state) if state and Path(state).is_absolute() else Path.home() / ".local" / "state"
+    return (base / "ecg-worklist").resolve()

@@ -78,6 +78,12 @@ def scan_once(ctx: PipelineContext, scanner: InboxScanner, failures: FailureLog 
     return taken
 
 
+def describe_taken(taken: Counter[str]) -> str:
+    """'2 new, 1 quarantined': how a scan's arrivals were taken, in words (never enum reprs)."""
+    return ", ".join(f"{number} {str(getattr(kind, 'value', kind))}" for kind, number in sorted(
+        taken.items(), key=lambda item: str(item[0])))
+
+
 def checkpoint_audit(ctx: PipelineContext) -> None:
     """Sign the audit chain's head into the checkpoint file outside the database (no key: nothing).
 
@@ -121,7 +127,7 @@ def _watch_loop(ctx: PipelineContext, scanner: InboxScanner, locks: InboxLocks, 
         scanner.inboxes = locks.refresh()
         taken = scan_once(ctx, scanner, failures)
         if taken:
-            log.info("scan: %s", dict(taken))
+            log.info("scan: %s", describe_taken(taken))
         if time.monotonic() - last_reconcile >= settings.reconcile_every_seconds:
             last_reconcile = time.monotonic()
             try:

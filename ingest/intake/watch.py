@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -196,16 +197,18 @@ def _wfdb_problems(header: Path) -> list[str]:
 
 def group_folder(
     inbox: Path, files: Iterable[Path], *, ready: Callable[[Path], bool], orphaned: Callable[[Path], bool],
-    abandoned: Callable[[Path], bool] | None = None,
+    abandoned: Callable[[Path], bool] | None = None, waiting: Callable[[Path, str], None] | None = None,
 ) -> list[Arrival]:
     """Group the regular files of one folder into arrivals.
 
     `ready(path)`: the file is complete (stable); `orphaned(path)`: it has waited for its
     companions long enough to give up; `abandoned(path)`: a temporary or hidden name has not
     changed for that long (default: `orphaned`). Files that are not ready, or that wait for a
-    companion, are left out (the next scan looks again).
+    companion, are left out (the next scan looks again); `waiting(path, why)` is told about
+    each one that waits for something other than its own last write (the watcher logs it).
     """
     abandoned = abandoned or orphaned
+    waiting = waiting or (lambda _path, _why: None)
     arrivals: list[Arrival] = []
     remaining: set[Path] = set()
     for path in files:
@@ -217,6 +220,9 @@ def group_folder(
                 arrivals.append(Arrival(inbox, path, (path,), problem=(
                     "temporary or hidden name (it starts with '.' or '~', or ends in .part/.tmp/...), unchanged "
                     "for the orphan wait: its sender never finished; rename it to drop it again")))
+            else:
+                waiting(path, "a temporary or hidden name (.part, .tmp, a leading '.'): waiting for its sender "
+                              "to rename it")
         else:
             remaining.add(path)
     claimed: set[Path] = set()
@@ -239,6 +245,8 @@ def group_folder(
             if orphaned(header):
                 arrivals.append(Arrival(inbox, header, (header, *present), source_format=SourceFormat.WFDB,
                                         problem="incomplete WFDB record: " + "; ".join(problems)))
+            else:
+                waiting(header, "a WFDB header waiting for its record: " + "; ".join(problems))
             continue
         if all(ready(path) for path in (header, *companions)):
             arrivals.append(Arrival(inbox, header, (header, *companions), source_format=SourceFormat.WFDB))
@@ -256,6 +264,8 @@ def group_folder(
             # Perhaps a signal file whose header has not arrived yet: wait for it a while.
             if orphaned(path):
                 arrivals.append(Arrival(inbox, path, (path,), problem="WFDB signal file without its header (.hea)"))
+            else:
+                waiting(path, "a WFDB signal file waiting for its header (.hea)")
             continue
         if source_format is None and wfdb_header_for(path) is not None:
             continue  # belongs to a header that is not complete yet
@@ -273,6 +283,7 @@ def group_folder(
         result.append(arrival)
     for path in sorted(p for p in remaining if p.suffix.lower() == ".json" and p not in attached):
         if _has_ecg_beside(path):
+            waiting(path, "a demographics sidecar waiting for its ECG to be complete")
             continue  # its ECG is still on its way
         if ready(path) and orphaned(path):
             result.append(Arrival(inbox, path, (path,), problem="demographics sidecar without its ECG"))
@@ -334,6 +345,23 @@ class InboxScanner:
     clock: Callable[[], float] = time.monotonic
     _seen: dict[Path, _Seen] = field(default_factory=dict, repr=False)
     _reported: set[Path] = field(default_factory=set, repr=False)
+    _waiting: dict[Path, str] = field(default_factory=dict, repr=False)  # path -> why, as last logged
+
+    def _log_waiting(self, inbox: Path, path: Path, why: str) -> None:
+        """One log line per waiting file, again only when the reason changes (not every poll).
+
+        Digits are left out of the comparison, so a signal file that grows while it is copied
+        is one line, not one per scan. Like every inbox log line it names the inbox and a hash
+        of the path, never the file's name (a name may carry a patient's).
+        """
+        key = re.sub(r"\d+", "#", why)
+        if self._waiting.get(path) == key:
+            return
+        self._waiting[path] = key
+        seen = self._seen.get(path)
+        left = self.orphan_seconds - (self.clock() - seen.first_seen) if seen is not None else self.orphan_seconds
+        log.info("inbox %s: waiting on %s (path hash %s); quarantined in %.0f s if nothing changes",
+                 inbox.name, why, hashlib.sha256(os.fsencode(path)).hexdigest()[:12], max(left, 0.0))
 
     def _observe(self, path: Path, now: float) -> None:
         try:
@@ -360,6 +388,7 @@ class InboxScanner:
         """The arrivals complete now, in every inbox (folders are created if missing)."""
         now = self.clock()
         present: set[Path] = set()
+        waiting_now: set[Path] = set()
         arrivals: list[Arrival] = []
         for inbox in self.inboxes:
             inbox.mkdir(parents=True, exist_ok=True)
@@ -383,8 +412,14 @@ class InboxScanner:
                 seen = self._seen.get(path)
                 return seen is not None and now - seen.since >= max(self.orphan_seconds, self.stable_seconds)
 
+            def waiting(path: Path, why: str, inbox: Path = inbox) -> None:
+                waiting_now.add(path)
+                self._log_waiting(inbox, path, why)
+
             for folder_files in _by_folder(listing.files).values():
-                arrivals += group_folder(inbox, folder_files, ready=ready, orphaned=orphaned, abandoned=abandoned)
+                arrivals += group_folder(inbox, folder_files, ready=ready, orphaned=orphaned, abandoned=abandoned,
+                                         waiting=waiting)
         for gone in set(self._seen) - present:
             del self._seen[gone]
+        self._waiting = {path: why for path, why in self._waiting.items() if path in waiting_now}
         return arrivals

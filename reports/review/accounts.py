@@ -1,6 +1,7 @@
 """Accounts and logins of the sign-off web app, over the `users` and `web_sessions` tables.
 
     add_user, list_users, set_active      what `ecg-worklist users ...` and an admin do
+    unlock                                end a lock-out before its time (an admin, or `users unlock`)
     login                                 password check with lock-out; a new server-side session
     session_for_token, logout             what every request does with its cookie
 
@@ -92,6 +93,24 @@ def set_active(session: Session, username: str, active: bool, *, actor: str) -> 
             session.execute(sa.delete(WebSession).where(WebSession.user_id == user.id))
         session.flush()
         _audit_user(session, user, "user.enabled" if active else "user.disabled", actor)
+    return user
+
+
+def unlock(session: Session, username: str, *, actor: str) -> User:
+    """End a lock-out now and clear the failure count (audited when there was something to clear).
+
+    The person who locked themselves out asked an administrator: the admin page's Unlock
+    button and `ecg-worklist users unlock NAME` both come here.
+    """
+    user = get_user(session, username.strip().lower())
+    if user is None:
+        raise AccountError(f"no user {username!r}")
+    if user.locked_until is not None or user.failed_logins:
+        was_locked_until = user.locked_until
+        user.locked_until, user.failed_logins = None, 0
+        session.flush()
+        _audit_user(session, user, "user.unlocked", actor,
+                    was_locked_until=was_locked_until.isoformat() if was_locked_until else None)
     return user
 
 

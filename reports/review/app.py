@@ -14,6 +14,7 @@
     POST /studies/{id}/deliveries/{outbox}/retry     a refused or retrying message: due at once
     POST /studies/{id}/deliveries/{outbox}/withdraw  ... or set aside, with a reason
     GET  /users, POST /users, POST /users/{name}/active    accounts (admin only)
+    POST /users/{name}/unlock                              end a lock-out (admin only, audited)
 
 Security choices, in one place:
 - every page but /login needs a session; the session is a random token in an HttpOnly,
@@ -529,7 +530,8 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
                    session: Annotated[Session, Depends(db)], done: str = "") -> Response:
         refuse_unless_admin(who)
         return render(request, "users.html", who, users=accounts.list_users(session), roles=list(Role),
-                      message={"added": "Account added.", "changed": "Account changed."}.get(done),
+                      message={"added": "Account added.", "changed": "Account changed.",
+                               "unlocked": "Account unlocked."}.get(done),
                       message_kind="ok")
 
     @app.post("/users")
@@ -560,6 +562,18 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
         except accounts.AccountError as exc:
             raise HTTPException(404, str(exc)) from exc
         return RedirectResponse("/users?done=changed", status_code=303)
+
+    @app.post("/users/{username}/unlock")
+    def unlock_user(username: str, who: Annotated[Viewer, Depends(viewer)],
+                    form: Annotated[CsrfForm, Depends(form_of(CsrfForm))]) -> Response:
+        check_csrf(who, form.csrf_token)
+        refuse_unless_admin(who)
+        try:
+            with store.session_scope(engine) as session:
+                accounts.unlock(session, username, actor=f"user:{who.username}")
+        except accounts.AccountError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        return RedirectResponse("/users?done=unlocked", status_code=303)
 
     app.state.engine = engine
     app.state.config = config

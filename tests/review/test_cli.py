@@ -63,6 +63,32 @@ def test_users_add_list_disable(env: dict[str, str], postgres_url: str, monkeypa
     assert not any("secret" in str(d.details) or "argon2" in str(d.details) for d in details)
 
 
+def test_users_unlock(env: dict[str, str], postgres_url: str) -> None:
+    """An account locked by failed logins is unlocked by `users unlock` (audited), not by waiting."""
+    import datetime as dt
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["users", "add", "drbianchi", "--role", "cardiologist"],
+                         env={"ECGWL_NEW_USER_PASSWORD": "a long enough secret"}).exit_code == 0
+    engine = store.make_engine(postgres_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.update(User).where(User.username == "drbianchi").values(
+                failed_logins=0, locked_until=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=15)))
+        assert "locked until" in runner.invoke(cli, ["users", "list"]).output
+        unlocked = runner.invoke(cli, ["users", "unlock", "DrBianchi"])
+        assert unlocked.exit_code == 0 and "unlocked drbianchi" in unlocked.output
+        with engine.connect() as connection:
+            assert connection.execute(sa.select(User.locked_until).where(User.username == "drbianchi")).scalar_one() \
+                is None
+            actors = connection.execute(sa.select(AuditEvent.actor).where(AuditEvent.action == "user.unlocked")).all()
+        assert [a.actor for a in actors] == ["cli:users"]
+        unknown = runner.invoke(cli, ["users", "unlock", "nobody"])
+        assert unknown.exit_code == 1 and "no user 'nobody'" in unknown.output
+    finally:
+        engine.dispose()
+
+
 def test_review_serve_listens_on_localhost_and_asks_for_a_login(env: dict[str, str]) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

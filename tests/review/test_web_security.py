@@ -31,6 +31,7 @@ GUARDED = [
     ("GET", "/users", None),
     ("POST", "/users", {"username": "mallory", "role": "cardiologist", "password": "0123456789ab"}),
     ("POST", "/users/{name}/active", {"active": "false"}),
+    ("POST", "/users/{name}/unlock", {}),
 ]
 OPEN = {"/login", "/", "/static"}
 
@@ -287,6 +288,35 @@ def test_only_an_admin_manages_accounts(logged_in: Callable[[str], TestClient], 
     assert not any("a long enough secret" in str(r.details) or "password" in str(r.details) for r in rows)
     fresh = TestClient(admin.app, follow_redirects=False)
     assert login(fresh, "newdoc", "a long enough secret").get("/queue").status_code == 200
+
+
+def test_an_admin_unlocks_a_locked_account(client: TestClient, logged_in: Callable[[str], TestClient],
+                                           review_engine: sa.Engine) -> None:
+    for _ in range(security.MAX_FAILED_LOGINS):
+        client.post("/login", data={"username": "cardio1", "password": "wrong password!",
+                                    "csrf_token": csrf_of(client.get("/login").text)})
+    assert "locked" in client.post("/login", data={"username": "cardio1", "password": PASSWORD,
+                                                   "csrf_token": csrf_of(client.get("/login").text)}).text
+    cardio = logged_in("cardio2")
+    refused = cardio.post("/users/cardio1/unlock", data={"csrf_token": csrf_of(cardio.get("/queue").text)})
+    assert refused.status_code == 403
+    admin = logged_in("admin1")
+    page = admin.get("/users")
+    assert 'action="/users/cardio1/unlock"' in page.text
+    assert 'action="/users/cardio2/unlock"' not in page.text  # only a locked account offers it
+    unlocked = admin.post("/users/cardio1/unlock", data={"csrf_token": csrf_of(page.text)})
+    assert unlocked.status_code == 303 and unlocked.headers["location"] == "/users?done=unlocked"
+    assert 'action="/users/cardio1/unlock"' not in admin.get("/users").text
+    assert admin.post("/users/nobody/unlock", data={"csrf_token": csrf_of(page.text)}).status_code == 404
+    with review_engine.connect() as connection:
+        row = connection.execute(sa.select(User.locked_until, User.failed_logins)
+                                 .where(User.username == "cardio1")).one()
+        events = connection.execute(sa.select(AuditEvent.actor, AuditEvent.details)
+                                    .where(AuditEvent.action == "user.unlocked")).all()
+    assert row.locked_until is None and row.failed_logins == 0
+    assert [(e.actor, e.details["username"]) for e in events] == [("user:admin1", "cardio1")]
+    fresh = TestClient(admin.app, follow_redirects=False)
+    assert login(fresh, "cardio1", PASSWORD).get("/queue").status_code == 200
 
 
 def test_text_from_the_interpreter_is_escaped(logged_in: Callable[[str], TestClient],
