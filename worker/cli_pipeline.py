@@ -239,9 +239,14 @@ def _with_demo_model(settings: Settings) -> Settings:
     configured default (the protocol reader) so a production host never falls back to a
     demonstration model by accident.
     """
+    import importlib.util
+
     from worker.interpreters import demo_model_path
 
     if "interpreter" in settings.model_fields_set or not (demo_model_path() / "config.json").is_file():
+        return settings
+    if importlib.util.find_spec("torch") is None:  # a host installed without the [model] extra
+        click.echo("no torch on this host (the [model] extra): the protocol reader interprets the demo")
         return settings
     return settings.model_copy(update={"interpreter": "model"})
 

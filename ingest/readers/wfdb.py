@@ -13,7 +13,9 @@ header comments; the acquisition time from the record line's base date and time.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -39,9 +41,24 @@ def units_to_mv(units: str) -> float | None:
     return _TO_MILLIVOLT.get(units.strip().lower())
 
 
+def load_wfdb() -> ModuleType:
+    """The wfdb package, imported on first use (reading other formats never imports it or pandas).
+
+    wfdb 4.3 builds its annotation tables at import time with `DataFrame.set_index(...,
+    inplace=True)`, which pandas 3.1 deprecates: two warnings per process that say nothing
+    about the ECG being read. They are silenced here, for that import only and by their
+    exact text, so any other warning from either library still shows.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.set_index is deprecated",
+                                category=DeprecationWarning)
+        import wfdb
+    return wfdb
+
+
 def read_wfdb(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
     """Read the WFDB record whose header is `path` (a `.hea` file)."""
-    import wfdb  # here, so that reading other formats does not import wfdb (and pandas)
+    wfdb = load_wfdb()
 
     header = parse_wfdb_header(path)
     if header is None:

@@ -117,7 +117,9 @@ def _reference(row: dict[str, str]) -> Reference:
 
 def ludb_boundaries(header: Path) -> list[AnnotatedBeat]:
     """The annotated beats of one LUDB record (a `.hea` path), with global boundaries, in time order."""
-    import wfdb
+    from ingest.readers.wfdb import load_wfdb
+
+    wfdb = load_wfdb()
 
     marks = []  # (lead, wave symbol, onset ms, peak ms, offset ms)
     for lead in LUDB_LEADS:

@@ -123,6 +123,32 @@ def test_every_target_runs_unprivileged_and_everything_copied_exists() -> None:
     assert {"ingest", "model", "reports", "training", "worker", "migrations"} <= copied
 
 
+def test_each_target_installs_its_roles_extra_and_only_the_gpu_one_torch() -> None:
+    """The images install the per-role extras of pyproject.toml; review and cpu-worker no torch."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert not any(dep.split("[")[0].split(">")[0].split("=")[0].strip() in ("torch", "transformers", "hl7")
+                   for dep in project["dependencies"])
+    installs: dict[str, list[str]] = {}
+    current = None
+    for instruction, args in _dockerfile_instructions():
+        if instruction == "FROM":
+            current = args.split(" AS ")[-1].strip()
+        elif instruction == "RUN" and current in TARGETS:
+            installs.setdefault(current, []).append(args)
+    for target in TARGETS:
+        named = re.findall(r'"\.\[([a-z0-9,-]+)\]"', " ".join(installs[target]))
+        assert named, target
+        for extra in named[0].split(","):
+            assert extra in extras, (target, extra)
+        assert target in named[0].split(","), target
+    for target in ("review", "cpu-worker"):
+        assert "torch" not in " ".join(installs[target]), target
+        assert not any("torch" in dep for dep in extras[target]), target
+
+
 def test_the_entry_point_reads_secret_files_and_runs_ecg_worklist(tmp_path: Path) -> None:
     fake = tmp_path / "bin"
     fake.mkdir()
