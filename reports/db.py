@@ -228,7 +228,7 @@ class Report(Base):
     message_control_id: Mapped[str] = mapped_column(sa.String(20), unique=True)  # MSH-10
     impression: Mapped[str | None] = mapped_column(sa.Text)
     labels: Mapped[list[str] | None] = mapped_column(sa.JSON)
-    # The measurements this version sends, each with its source (ReportedMeasurements dump).
+    # The measurements this version sends: {"values": {field: value}, "sources": {field: "device" | "computed" | "reviewer"}}.
     measurements: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     created_by: Mapped[str] = mapped_column(sa.String(255))  # interpreter name or user name
     signed_by: Mapped[str | None] = mapped_column(sa.String(255))

@@ -1,23 +1,40 @@
 """The HL7 v2.5.1 ORU^R01 message of one ECG report: built with hl7apy, escaped by hand.
 
     MSH  unique control id (MSH-10), ORU^R01^ORU_R01, processing id P/T, version 2.5.1
-    PID  patient id, name, birth date, sex (from the study's demographics)
+    PID  patient id, the full name (PID-5: family, given, middle, suffix, prefix), birth date, sex
     PV1  patient class (O outpatient, N not applicable)
     ORC  RE, placer and filler order numbers (stable per study, see reports.store.order_numbers)
-    OBR  34534-8 12 lead EKG panel (LOINC), acquisition time (OBR-7), result time (OBR-22),
-         diagnostic section EC, result status (OBR-25: P draft, R unverified, F signed,
-         C correction, X withdrawn), principal result interpreter when signed (OBR-32)
-    NTE  "machine draft awaiting cardiologist sign-off", the interpreter and its version,
-         "DEMONSTRATION MODEL - NOT FOR CLINICAL USE" for the demo model, claim-check flags
-    OBX  NM per measured interval/axis (LOINC + UCUM), skipping what was not measured;
-         TX 8601-7 EKG impression (labels, then the narrative); TX local code for the
+    OBR  34534-8 12 lead EKG panel (LOINC), observation time (OBR-7: always filled, the
+         acquisition time, else the time the file was received, and an NTE says which),
+         result time (OBR-22), diagnostic section EC, result status (OBR-25: P draft, R
+         unverified, F signed, C correction, X withdrawn), principal result interpreter when
+         signed (OBR-32)
+    NTE  the observation time's origin, where the measurements come from; a draft (P/R):
+         "machine draft awaiting cardiologist sign-off", the interpreter and its version (a
+         file path is cut to its last part: no server path leaves), "DEMONSTRATION MODEL - NOT
+         FOR CLINICAL USE" for the demo model, the claim-check flags ("Check: ..."); a signed
+         (F) or corrected (C) report: "Confirmed by NAME on DATE" and, for C, the reason
+    OBX  NM per measured interval/axis (LOINC + UCUM), one value per quantity, skipping what
+         was not measured, with its reference range (OBX-7), abnormal flag (OBX-8, table
+         0078) and source (OBX-17: the acquiring device or computed here); TX 8601-7 EKG
+         impression (statements, then the narrative); in a draft only, TX local code for the
          interpreter's reasoning steps. OBX-11 carries the same status as OBR-25.
+
+A signed or corrected message carries only what the cardiologist confirmed: the machine's
+reasoning, claim checks, the interpreter and demonstration notes and the draft notice stay
+with the draft (P) and in the audit trail, whatever the caller passes (`MACHINE_ONLY` lists
+the markers; `reports.hl7_validate` refuses an F/C message that contains one).
+
+QTc codes by method: the value computed here is Bazett's (76635-2), Fridericia's is 76634-5;
+a device's QTc, whose formula the file does not state, goes under the method-less 8636-3.
 
 hl7apy 1.3.5 ships the v2.5.1 structures, so the message is built and checked against
 v2.5.1 itself. hl7apy splits an assigned string at the delimiters, so every piece of free
 text is escaped here first (`escape`) and assigned as ready ER7; a line break becomes a new
-repetition of OBX-5 (TX cannot carry one). `reports.hl7_validate.validate_oru` checks a
-finished message; the store refuses to keep one that fails.
+repetition of OBX-5 (TX cannot carry one), and a line longer than a repetition holds (199
+characters) is split between sentences (between words only inside a sentence that alone is
+longer). `reports.hl7_validate.validate_oru` checks a finished message; the store refuses to
+keep one that fails.
 """
 
 from __future__ import annotations
@@ -36,6 +53,7 @@ from pydantic import BaseModel, Field
 from ingest.ecg import Demographics, Measurements, Sex
 from ingest.interpretation import Interpretation
 from ingest.report_format import STEP_HEADINGS
+from reports import measurements as measured
 
 HL7_VERSION = "2.5.1"
 SEGMENT_SEPARATOR = "\r"
@@ -57,6 +75,17 @@ MEASUREMENT_CODES: dict[str, tuple[str, str, str]] = {
     "qrs_axis_deg": ("8632-2", "QRS axis", "deg"),
     "t_axis_deg": ("8638-9", "T wave axis", "deg"),
 }
+# The QTc this system computes is Bazett's: coded by its method. A device's QTc keeps 8636-3.
+QTC_BAZETT_CODE = ("76635-2", "QTc interval Bazett", "ms")
+ALL_MEASUREMENT_CODES = frozenset({code for code, _name, _unit in MEASUREMENT_CODES.values()} | {QTC_BAZETT_CODE[0]})
+
+# OBX-17 observation method: who measured the value.
+MeasurementSource = Literal["device", "computed", "reviewer"]
+SOURCE_METHODS: dict[str, tuple[str, str, str]] = {
+    "device": ("DEVICE", "Measured by the acquiring device", "L"),
+    "computed": ("COMPUTED", "Computed by ecg-worklist from the signal", "L"),
+    "reviewer": ("REVIEWER", "Entered by the reviewing cardiologist", "L"),
+}
 
 # hl7apy (strict) holds OBX-5 and the name components to ST's 199 characters, counted
 # after escaping; longer text is wrapped into more repetitions (display lines) of OBX-5.
@@ -64,6 +93,14 @@ MAX_TEXT = 199
 
 DRAFT_NOTE = "Machine draft awaiting cardiologist sign-off"
 DEMONSTRATION_NOTE = "DEMONSTRATION MODEL - NOT FOR CLINICAL USE"
+INTERPRETER_NOTE = "Interpreter: "
+CHECK_NOTE = "Check: "
+# The interpreters' own closing sentence: it belongs to the draft, never to a signed report.
+PRELIMINARY_SENTENCE = re.compile(r"\s*Preliminary computer reading[^.]*\.?", re.IGNORECASE)
+# What only a machine draft may say: none of these in a signed (F) or corrected (C) message.
+MACHINE_ONLY: tuple[str, ...] = (DRAFT_NOTE, DEMONSTRATION_NOTE, INTERPRETER_NOTE, CHECK_NOTE,
+                                 "Preliminary computer reading", "requires cardiologist confirmation",
+                                 REASONING_CODE[0])
 
 ResultStatus = Literal["P", "R", "F", "C", "X"]
 
@@ -86,10 +123,21 @@ class OruStudy(BaseModel):
     placer_order_number: str
     filler_order_number: str
     patient_class: Literal["O", "N", "I", "E"] = "N"  # PV1-2: the worklist rarely knows the visit
+    received_at: dt.datetime | None = None  # when the file reached the worklist (OBR-7 without an acquisition time)
 
     @property
     def acquired_at(self) -> dt.datetime | None:
         return self.demographics.acquired_at
+
+    def observation_time(self, fallback: dt.datetime) -> tuple[dt.datetime, str]:
+        """(OBR-7, the NTE that says which time it is): acquisition, else reception, else `fallback`."""
+        if self.demographics.acquired_at is not None:
+            return self.demographics.acquired_at, "Observation time (OBR-7): the acquisition time recorded in the ECG file"
+        if self.received_at is not None:
+            return self.received_at, ("Observation time (OBR-7): the time the file was received; "
+                                      "the ECG file does not record its acquisition time")
+        return fallback, ("Observation time (OBR-7): the time of this report; neither the acquisition "
+                          "time nor the time the file was received is known")
 
 
 class OruReport(BaseModel):
@@ -104,6 +152,9 @@ class OruReport(BaseModel):
     signed_by_name: str | None = None  # "FAMILY^GIVEN" (OBR-32.1.2/3)
     signed_at: dt.datetime | None = None
     comments: list[str] = Field(default_factory=list)  # more NTE lines (e.g. an amendment's reason)
+    # Where each measurement came from ("device" or "computed"); a field missing here is
+    # sent as computed (what the pipeline reported when it recorded no sources).
+    measurement_sources: dict[str, MeasurementSource] = Field(default_factory=dict)
 
 
 class MessageHeader(BaseModel):
@@ -157,11 +208,12 @@ def _coded(code: tuple[str, str, str]) -> str:
     return "^".join(escape(part) for part in code)
 
 
-def _wrap(line: str, limit: int = MAX_TEXT) -> list[str]:
-    """One line of text as escaped pieces of at most `limit` characters, split between words."""
+def _split_words(text: str, limit: int) -> list[str]:
+    """Escaped pieces of at most `limit` characters, split between words (a word longer than a
+    line is cut: no other way to send it)."""
     pieces: list[str] = []
     current = ""
-    for word in line.split():
+    for word in text.split():
         candidate = f"{current} {word}" if current else word
         if len(escape(candidate)) <= limit:
             current = candidate
@@ -169,7 +221,7 @@ def _wrap(line: str, limit: int = MAX_TEXT) -> list[str]:
         if current:
             pieces.append(escape(current))
         current = ""
-        while len(escape(word)) > limit:  # a single word longer than a line: cut it
+        while len(escape(word)) > limit:
             cut = limit
             while len(escape(word[:cut])) > limit:
                 cut -= 1
@@ -181,20 +233,81 @@ def _wrap(line: str, limit: int = MAX_TEXT) -> list[str]:
     return pieces
 
 
+# A sentence ends at . ! ? or ; followed by a space (not inside "2.5" or "e.g.x").
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
+
+
+def _wrap(line: str, limit: int = MAX_TEXT) -> list[str]:
+    """One line of text as escaped pieces of at most `limit` characters, split between sentences.
+
+    Whole sentences are packed into each piece; only a sentence longer than a piece is split,
+    between words. So no repetition of OBX-5 ends in the middle of a sentence that would fit.
+    """
+    pieces: list[str] = []
+    current = ""
+    for sentence in (part for part in _SENTENCE_END.split(line.strip()) if part):
+        candidate = f"{current} {sentence}" if current else sentence
+        if len(escape(candidate)) <= limit:
+            current = candidate
+            continue
+        if current:
+            pieces.append(escape(current))
+            current = ""
+        if len(escape(sentence)) <= limit:
+            current = sentence
+        else:
+            pieces.extend(_split_words(sentence, limit))
+    if current:
+        pieces.append(escape(current))
+    return pieces
+
+
 def _lines(text: str) -> list[str]:
     """Text as escaped OBX-5 repetitions: one per line, long lines wrapped, blank lines dropped."""
     return [piece for line in text.splitlines() for piece in _wrap(line)]
 
 
-def _person_name(name: str | None) -> str:
-    """ "FAMILY^GIVEN" (or a plain name) as an escaped XPN/XCN family^given pair.
+# Demographics.patient_name holds the name's components in DICOM PN order (family, given,
+# middle, prefix, suffix: what the DICOM reader gives verbatim; the other readers give family
+# and given only); HL7's XPN and CNN put the suffix before the prefix.
+_PN_TO_XPN = (0, 1, 2, 4, 3)  # XPN component i is PN component _PN_TO_XPN[i]
+
+
+def _person_name(name: str | None, separator: str = "^") -> str:
+    """ "FAMILY^GIVEN^MIDDLE^PREFIX^SUFFIX" (or fewer parts, or a plain name) as escaped XPN
+    components family, given, middle, suffix, prefix joined by `separator` (^ in PID-5, & inside
+    OBR-32), trailing empty components left out.
 
     A component longer than HL7 allows is cut: no real name is that long, so it is garbage
     in the source, and the full text stays in the study's demographics.
     """
     if not name:
         return ""
-    return "^".join(_wrap(part, MAX_TEXT)[0] if part.strip() else "" for part in name.split("^")[:2])
+    parts = name.split("^")[:5] + [""] * 5
+    xpn = [parts[index].strip() for index in _PN_TO_XPN]
+    while xpn and not xpn[-1]:
+        xpn.pop()
+    return separator.join(_split_words(part, MAX_TEXT)[0] if part else "" for part in xpn)
+
+
+def display_name(name: str | None) -> str:
+    """A person's name as people write it in a note: "Rossi, Anna M." from "Rossi^Anna^M."."""
+    if not name:
+        return ""
+    parts = [part.strip() for part in name.split("^")[:5]] + [""] * 5
+    family, given, middle, prefix, suffix = parts[:5]
+    first = " ".join(part for part in (prefix, given, middle) if part)
+    text = ", ".join(part for part in (family, first) if part)
+    return f"{text}, {suffix}" if suffix else text
+
+
+def _public_version(version: str) -> str:
+    """An interpreter's version for a note: a file path (a checkpoint folder) is cut to its last
+    part, so no server path leaves in a message."""
+    text = version.strip().rstrip("/\\")
+    if "/" in text or "\\" in text:
+        text = re.split(r"[/\\]", text)[-1] or "local"
+    return text
 
 
 # ---------------------------------------------------------------- segments
@@ -242,40 +355,66 @@ def _obr(segment: Segment, study: OruStudy, report: OruReport, result_status: st
     segment.obr_2 = placer
     segment.obr_3 = filler
     segment.obr_4 = _coded(PANEL_CODE)
-    if study.acquired_at:
-        segment.obr_7 = format_ts(study.acquired_at)
+    segment.obr_7 = format_ts(study.observation_time(result_time)[0])  # required in a result (2.5.1)
     segment.obr_22 = format_ts(result_time)
     segment.obr_24 = "EC"  # table 0074: electrocardiac
     segment.obr_25 = result_status
     if report.signed_by and result_status in ("F", "C"):
-        signer = f"{escape(report.signed_by)}&{_person_name(report.signed_by_name).replace('^', '&')}"
+        signer = f"{escape(report.signed_by)}&{_person_name(report.signed_by_name, '&')}"
         signed_at = format_ts(report.signed_at) if report.signed_at else ""
         segment.obr_32 = f"{signer}^{signed_at}" if signed_at else signer
 
 
-def _notes(report: OruReport, interpretation: Interpretation | None, result_status: str) -> list[str]:
+def final(result_status: str) -> bool:
+    """F and C: a cardiologist's report, which carries only what the cardiologist confirmed."""
+    return result_status in ("F", "C")
+
+
+def _measurement_note(measurements: Measurements | None, sources: dict[str, str]) -> str | None:
+    sent = [name for name in MEASUREMENT_CODES if measurements is not None
+            and getattr(measurements, name, None) is not None and math.isfinite(getattr(measurements, name))]
+    if not sent:
+        return None
+    device = [MEASUREMENT_CODES[name][1] for name in sent if sources.get(name) == "device"]
+    reviewer = [MEASUREMENT_CODES[name][1] for name in sent if sources.get(name) == "reviewer"]
+    text = ("Measurements: one value per quantity; the acquiring device's where it printed one ("
+            + ", ".join(device) + "), otherwise computed by ecg-worklist from the signal" if device else
+            "Measurements: computed by ecg-worklist from the signal; the file carries no device measurements")
+    if reviewer:
+        text += "; entered by the reviewing cardiologist: " + ", ".join(reviewer)
+    return text + " (OBX-17 names each value's source)"
+
+
+def _notes(study: OruStudy, report: OruReport, measurements: Measurements | None,
+           interpretation: Interpretation | None, result_status: str, result_time: dt.datetime) -> list[str]:
     notes: list[str] = []
     if result_status in ("P", "R"):
         notes.append(DRAFT_NOTE)
     if result_status == "X":
         notes.append("The preliminary result was withdrawn by a cardiologist")
-    if result_status in ("F", "C") and report.signed_by:
-        who = report.signed_by_name.replace("^", ", ") if report.signed_by_name else report.signed_by
-        when = f" on {report.signed_at:%Y-%m-%d %H:%M}" if report.signed_at else ""
-        verb = "Corrected and confirmed" if result_status == "C" else "Confirmed"
-        notes.append(f"{verb} by {who}{when}")
-    if interpretation is not None:
+    if final(result_status) and report.signed_by:
+        who = display_name(report.signed_by_name) or report.signed_by
+        when = f" on {report.signed_at:%Y-%m-%d %H:%M} UTC" if report.signed_at else ""
+        notes.append(f"Confirmed by {who}{when}")
+    notes.append(study.observation_time(result_time)[1])
+    measurement_note = _measurement_note(measurements, report.measurement_sources)
+    if measurement_note:
+        notes.append(measurement_note)
+    if interpretation is not None and not final(result_status):
         modalities = "+".join(interpretation.modalities) or "unspecified input"
-        notes.append(f"Interpreter: {interpretation.interpreter} {interpretation.interpreter_version} ({modalities})")
+        notes.append(f"{INTERPRETER_NOTE}{interpretation.interpreter} "
+                     f"{_public_version(interpretation.interpreter_version)} ({modalities})")
         if interpretation.is_demonstration:
             notes.append(DEMONSTRATION_NOTE)
-    notes.extend(f"Check: {flag}" for flag in report.flags)
+    if not final(result_status):
+        notes.extend(f"{CHECK_NOTE}{flag}" for flag in report.flags)
     notes.extend(report.comments)
     return notes
 
 
 def _observation(parent: Segment, set_id: int, value_type: str, code: tuple[str, str, str], values: list[str],
-                 result_status: str, observed_at: dt.datetime | None, unit: str | None = None) -> None:
+                 result_status: str, observed_at: dt.datetime | None, unit: str | None = None, *,
+                 reference_range: str = "", flag: str = "", method: tuple[str, str, str] | None = None) -> None:
     """One OBX in its own OBSERVATION group; `values` are already escaped (one per repetition)."""
     obx = parent.add_group("ORU_R01_OBSERVATION").add_segment("OBX")
     obx.obx_1 = str(set_id)
@@ -285,15 +424,32 @@ def _observation(parent: Segment, set_id: int, value_type: str, code: tuple[str,
         obx.add_field("OBX_5").value = value
     if unit:
         obx.obx_6 = f"{escape(unit)}^{escape(unit)}^UCUM"
+    if reference_range:
+        obx.obx_7 = escape(reference_range)
+    if flag:
+        obx.obx_8 = flag
     obx.obx_11 = result_status
     if observed_at:
         obx.obx_14 = format_ts(observed_at)
+    if method:
+        obx.obx_17 = _coded(method)
 
 
-def _impression_lines(report: OruReport) -> list[str]:
+def _impression_lines(report: OruReport, result_status: str) -> list[str]:
     lines = [piece for label in report.labels for piece in _wrap(label)]
-    lines += _lines(report.impression)
+    impression = report.impression
+    if final(result_status):
+        # A signed report never repeats the draft's "preliminary, requires confirmation" sentence.
+        impression = "\n".join(PRELIMINARY_SENTENCE.sub("", line).strip() for line in impression.splitlines())
+    lines += _lines(impression)
     return lines or [escape("No interpretation available")]
+
+
+def _measurement_code(field_name: str, source: str) -> tuple[str, str, str]:
+    code, name, _unit = MEASUREMENT_CODES[field_name]
+    if field_name == "qtc_ms" and source == "computed":
+        return QTC_BAZETT_CODE[0], QTC_BAZETT_CODE[1], "LN"
+    return code, name, "LN"
 
 
 def _reasoning_lines(interpretation: Interpretation) -> list[str]:
@@ -337,7 +493,8 @@ def _assemble(
     orc.orc_2, orc.orc_3 = _order_ids(study, endpoints)
     _obr(order.add_segment("OBR"), study, report, result_status, endpoints, report.result_time or now)
     stage[:] = ["NTE (notes, flags, comments)"]
-    for number, note in enumerate(_notes(report, interpretation, result_status), start=1):
+    for number, note in enumerate(_notes(study, report, measurements, interpretation, result_status,
+                                         report.result_time or now), start=1):
         nte = order.add_segment("NTE")
         nte.nte_1 = str(number)
         nte.nte_2 = "L"  # table 0105: comment from the ancillary (filler) department
@@ -345,17 +502,24 @@ def _assemble(
 
     stage[:] = ["OBX (measurements, impression, reasoning)"]
     set_id = 0
-    observed_at = study.acquired_at
-    for field_name, (code, name, unit) in MEASUREMENT_CODES.items():
+    observed_at = study.observation_time(report.result_time or now)[0]
+    sex = study.demographics.sex
+    for field_name, (_code, _name, unit) in MEASUREMENT_CODES.items():
         value = getattr(measurements, field_name, None) if measurements is not None else None
         if value is None or not math.isfinite(value):
             continue  # not measured reliably: absent, never zero
+        source = report.measurement_sources.get(field_name, "computed")
         set_id += 1
-        _observation(order, set_id, "NM", (code, name, "LN"), [format_number(value)], result_status,
-                     observed_at, unit)
+        _observation(order, set_id, "NM", _measurement_code(field_name, source), [format_number(value)],
+                     result_status, observed_at, unit,
+                     reference_range=measured.reference_range(field_name, measurements, sex),
+                     flag=measured.abnormal_flag(field_name, value, measurements, sex),
+                     method=SOURCE_METHODS[source])
     set_id += 1
-    _observation(order, set_id, "TX", IMPRESSION_CODE, _impression_lines(report), result_status, observed_at)
-    reasoning = _reasoning_lines(interpretation) if interpretation is not None else []
+    _observation(order, set_id, "TX", IMPRESSION_CODE, _impression_lines(report, result_status), result_status,
+                 observed_at)
+    # The interpreter's reasoning is the machine's: a draft carries it, a signed report never.
+    reasoning = _reasoning_lines(interpretation) if interpretation is not None and not final(result_status) else []
     if reasoning:
         set_id += 1
         _observation(order, set_id, "TX", REASONING_CODE, reasoning, result_status, observed_at)

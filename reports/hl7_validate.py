@@ -7,7 +7,14 @@
   0123, every OBX-11 in table 0085 and consistent with OBR-25, PID-8 in table 0001, the
   panel code on OBR-4, LOINC codes this system knows, NM values that are numbers with the
   expected UCUM unit, time stamps in TS form, a signer on final/corrected results, and
-  escape sequences that are well formed.
+  escape sequences that are well formed;
+- what an interface analyst asks of an ECG result (issue 11): OBR-7 filled; every NM
+  measurement with its reference range (OBX-7), an abnormal flag from table 0078 (OBX-8) and
+  its source (OBX-17: device or computed); one value per quantity (QTc: one of 8636-3 and
+  76635-2); no server path in any NTE; and in a signed (F) or corrected (C) message nothing
+  that only a machine draft may say (`reports.hl7_oru.MACHINE_ONLY`: the draft notice,
+  the interpreter and demonstration notes, claim checks, the reasoning OBX, the
+  "preliminary computer reading" sentence).
 
 The store calls it before keeping any message: a message that fails is never stored.
 """
@@ -20,12 +27,28 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.exceptions import HL7apyException
 from hl7apy.parser import parse_message
 
-from reports.hl7_oru import HL7_VERSION, IMPRESSION_CODE, MEASUREMENT_CODES, PANEL_CODE, SEGMENT_SEPARATOR
+from reports.hl7_oru import (
+    HL7_VERSION,
+    IMPRESSION_CODE,
+    MACHINE_ONLY,
+    MEASUREMENT_CODES,
+    PANEL_CODE,
+    QTC_BAZETT_CODE,
+    SEGMENT_SEPARATOR,
+    SOURCE_METHODS,
+    unescape,
+)
 
 TABLE_0123 = frozenset("A C F I O P R S X Y Z".split())  # OBR-25 result status
 TABLE_0085 = frozenset("C D F I N O P R S U W X".split())  # OBX-11 observation result status
 TABLE_0001 = frozenset("A F M N O U".split())  # administrative sex
 VALUE_TYPES = frozenset({"NM", "TX", "FT", "ST", "ED", "CE", "CWE"})
+TABLE_0078 = frozenset("L H LL HH N A AA < > U D B W S R I MS VS".split())  # OBX-8 abnormal flags
+SOURCE_CODES = frozenset(code for code, _name, _system in SOURCE_METHODS.values())
+# Codes of one quantity: a message sends at most one of each group.
+SAME_QUANTITY = (frozenset({MEASUREMENT_CODES["qtc_ms"][0], QTC_BAZETT_CODE[0]}),)
+# An absolute file path (/srv/..., C:\...) in a note: server internals, never sent.
+_PATH = re.compile(r"(?:^|[\s(=:'\"])(?:/[\w.-]+){2,}|\b[A-Za-z]:\\")
 
 # Which OBX-11 values fit a report whose OBR-25 is ... (a correction may leave unchanged
 # observations final; a withdrawn report may mark observations wrong or deleted).
@@ -38,6 +61,7 @@ CONSISTENT_OBX_STATUS: dict[str, frozenset[str]] = {
 }
 
 KNOWN_LOINC: dict[str, str | None] = {code: unit for code, _name, unit in MEASUREMENT_CODES.values()}
+KNOWN_LOINC[QTC_BAZETT_CODE[0]] = QTC_BAZETT_CODE[2]
 KNOWN_LOINC[IMPRESSION_CODE[0]] = None
 KNOWN_LOINC[PANEL_CODE[0]] = None
 
@@ -114,6 +138,12 @@ def _obx_problems(obx: list[str], number: int, obr_status: str) -> list[str]:
         unit_parts = _field(obx, 6).split("^")
         if expected_unit and (unit_parts[0] != expected_unit or _field(unit_parts, 2) != "UCUM"):
             problems.append(f"{where}: {code} needs the UCUM unit {expected_unit!r} (found {_field(obx, 6)!r})")
+        if not _field(obx, 7):
+            problems.append(f"{where}: OBX-7 reference range is missing")
+        if _field(obx, 8) not in TABLE_0078:
+            problems.append(f"{where}: OBX-8 abnormal flag {_field(obx, 8)!r} is not in HL7 table 0078")
+        if _field(obx, 17).split("^")[0] not in SOURCE_CODES:
+            problems.append(f"{where}: OBX-17 must say where the value comes from (device or computed)")
     status = _field(obx, 11)
     if status not in TABLE_0085:
         problems.append(f"{where}: OBX-11 {status!r} is not in HL7 table 0085")
@@ -134,6 +164,8 @@ def _obr_problems(obr: list[str]) -> list[str]:
         problems.append(f"OBR-4 must be the {PANEL_CODE[0]} {PANEL_CODE[1]} panel (LN)")
     if not _field(obr, 2) and not _field(obr, 3):
         problems.append("OBR-2/OBR-3: an order number is required")
+    if not _field(obr, 7):
+        problems.append("OBR-7 observation date/time is required in a result")
     for index in (7, 22):
         value = _field(obr, index).split("^")[0]
         if value and not _TS.match(value):
@@ -170,8 +202,24 @@ def validate_oru(message: str) -> list[str]:
         problems.append("no OBX: a result message needs at least the impression")
     for number, obx in enumerate(obx_segments, start=1):
         problems += _obx_problems(obx, number, obr_status)
+    codes = [_field(obx, 3).split("^")[0] for obx in obx_segments]
+    for group in SAME_QUANTITY:
+        if sum(code in group for code in codes) > 1:
+            problems.append(f"more than one value of one quantity ({' / '.join(sorted(group))})")
+    for number, nte in enumerate((s for s in segments if s[0] == "NTE"), start=1):
+        if _PATH.search(unescape(_field(nte, 3))):
+            problems.append(f"NTE #{number}: a file path (server internals) in a note")
+    if obr_status in ("F", "C"):
+        problems += [f"a {obr_status} message carries machine-only content: {marker!r}"
+                     for marker in machine_only_content(message)]
     for index, segment in enumerate(segments):
         text = "|".join(segment[2:] if segment[0] == "MSH" else segment[1:])
         if not _escapes_ok(text):
             problems.append(f"segment {index + 1} ({segment[0]}): a backslash that is not a valid escape sequence")
     return problems
+
+
+def machine_only_content(message: str) -> list[str]:
+    """The `MACHINE_ONLY` markers found in a message's notes and observations (case ignored)."""
+    text = unescape(message).lower()
+    return [marker for marker in MACHINE_ONLY if marker.lower() in text]

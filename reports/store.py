@@ -353,12 +353,14 @@ def save_prepared(
     measurements: Measurements | dict[str, Any] | None = None,
     features: GroundingFeatures | dict[str, Any] | None = None,
     image_path: str | None = None,
+    measurement_sources: dict[str, str] | None = None,
 ) -> Study:
     """Store what preparation read and measured, and move the study to `prepared`.
 
-    `measurements` are the global measurements to report (the device's own when it
-    printed them, else the measured ones: the caller decides). Idempotent: a study that
-    is already prepared (or further) is returned unchanged.
+    `measurements` are the global measurements to report, one value per quantity (the
+    device's where it printed one, else the measured one: `reports.measurements.merge`), and
+    `measurement_sources` says which ("device" or "computed") per field. Idempotent: a study
+    that is already prepared (or further) is returned unchanged.
     """
     study = get_study(session, study_id, for_update=True)
     if StudyState(study.state) != S.QUEUED_PREPARE:
@@ -370,6 +372,7 @@ def save_prepared(
     study.acquired_at = _acquired_at(demographics_json)
     study.patient_id_key, study.patient_name_key, study.accession_key = _search_keys(demographics_json)
     study.measurements = _dump(measurements)
+    study.measurement_sources = dict(measurement_sources) if measurement_sources is not None else None
     study.features = _dump(features)
     study.image_path = image_path
     return set_state(session, study_id, S.PREPARED, actor=actor,
@@ -490,8 +493,13 @@ def add_report_version(
     session: Session, study_id: int, message: str, *, status: ReportStatus | str, actor: str,
     created_by: str, impression: str | None = None, labels: list[str] | None = None,
     signed_by: str | None = None, signed_at: dt.datetime | None = None, destinations: Iterable[str] = (),
+    measurements: dict[str, Any] | None = None, audit_details: dict[str, Any] | None = None,
 ) -> Report:
     """Store the next report version after a cardiologist's act, and move the study.
+
+    `measurements` ({"values", "sources"}) are what the version sends; `audit_details` what the
+    cardiologist confirmed (statements, impression, entered measurements, an amendment's reason
+    and changes), written into the report's audit row.
 
     - `signed`   (OBR-25 F) from a study awaiting sign-off; the study becomes `signed`;
     - `amended`  (C) a correction of a signed study; it stays `signed`;
@@ -514,7 +522,8 @@ def add_report_version(
     version = (previous.version if previous else 0) + 1
     report = _insert_report(session, study, version, message, status=status, created_by=created_by, actor=actor,
                             impression=impression, labels=labels, signed_by=signed_by,
-                            signed_at=signed_at or (utcnow() if signed_by else None))
+                            signed_at=signed_at or (utcnow() if signed_by else None), measurements=measurements,
+                            audit_details=audit_details)
     for destination in destinations:
         add_outbox(session, report.id, destination, actor=actor)
     return report
@@ -524,6 +533,7 @@ def _insert_report(
     session: Session, study: Study, version: int, message: str, *, status: ReportStatus, created_by: str,
     actor: str, impression: str | None, labels: list[str] | None,
     signed_by: str | None = None, signed_at: dt.datetime | None = None, move_study: bool = True,
+    measurements: dict[str, Any] | None = None, audit_details: dict[str, Any] | None = None,
 ) -> Report:
     order_numbers(session, study)
     control_id, result_status = _checked_message(message, study, status)
@@ -531,14 +541,14 @@ def _insert_report(
         study_id=study.id, version=version, status=status.value, result_status=result_status,
         hl7_message=message, message_control_id=control_id, impression=impression,
         labels=list(labels) if labels is not None else None, created_by=created_by,
-        signed_by=signed_by, signed_at=signed_at, created_at=utcnow(),
+        signed_by=signed_by, signed_at=signed_at, created_at=utcnow(), measurements=measurements,
     )
     session.add(report)
     session.flush()
     audit.append(session, actor=actor, action=f"report.{status.value}", entity_type="report", entity_id=report.id,
                  details={"study_id": study.id, "version": version, "result_status": result_status,
                           "message_control_id": control_id, "created_by": created_by,
-                          "signed_by": signed_by})
+                          "signed_by": signed_by} | (audit_details or {}))
     target = _STUDY_STATE_FOR_REPORT[status]
     if move_study and StudyState(study.state) != target:
         set_state(session, study.id, target, actor=actor, details={"report_version": version})
@@ -556,7 +566,7 @@ def oru_inputs(
     narrative = interpretation.parsed.narrative if interpretation else ""
     oru_study = OruStudy(
         study_id=study.id, demographics=Demographics.model_validate(study.demographics or {}),
-        placer_order_number=placer, filler_order_number=filler,
+        placer_order_number=placer, filler_order_number=filler, received_at=study.created_at,
     )
     oru_report = OruReport(
         version=version,
@@ -564,7 +574,7 @@ def oru_inputs(
         impression=impression if impression is not None else narrative,
         flags=list((study.interpretation or {}).get("flags", [])),
         signed_by=signed_by, signed_by_name=signed_by_name, signed_at=signed_at,
-        comments=list(comments or []),
+        comments=list(comments or []), measurement_sources=dict(study.measurement_sources or {}),
     )
     measurements = Measurements.model_validate(study.measurements) if study.measurements else None
     return oru_study, oru_report, measurements, interpretation

@@ -119,12 +119,12 @@ def record_files(main: Path, source_format: str) -> list[Path]:
 # ---------------------------------------------------------------- prepare
 
 
-def _report_measurements(ecg: Ecg, prepared: PreparedEcg) -> Measurements | None:
-    """The global measurements the draft reports: the device's own when it printed any, else ours."""
-    device = ecg.device_measurements
-    if device is not None and any(value is not None for value in device.model_dump().values()):
-        return device
-    return prepared.features.global_ if prepared.features is not None else None
+def _report_measurements(ecg: Ecg, prepared: PreparedEcg) -> tuple[Measurements | None, dict[str, str]]:
+    """The global measurements the draft reports, one value per quantity: the device's where it
+    printed one, ours otherwise, and where each came from (`reports.measurements.merge`)."""
+    from reports.measurements import merge
+
+    return merge(ecg.device_measurements, prepared.features.global_ if prepared.features is not None else None)
 
 
 def _copy_to_quarantine(ctx: PipelineContext, view: _StudyView, reason: str) -> Path:
@@ -186,8 +186,9 @@ def prepare_study(ctx: PipelineContext, study_id: int) -> Outcome:
     with ctx.session() as session:
         if store.claim_study(session, study_id, S.QUEUED_PREPARE) is None:
             return Outcome.SKIPPED  # another delivery of this task finished first
+        measurements, sources = _report_measurements(ecg, prepared)
         store.save_prepared(session, study_id, actor=actor, demographics=ecg.demographics,
-                            measurements=_report_measurements(ecg, prepared), features=prepared.features)
+                            measurements=measurements, measurement_sources=sources, features=prepared.features)
         store.set_state(session, study_id, S.QUEUED_INTERPRET, actor=actor)
     _hand_on(ctx, Stage.INTERPRET, [study_id])
     return Outcome.DONE

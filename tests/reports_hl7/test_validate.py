@@ -53,6 +53,11 @@ def test_the_built_draft_is_valid(draft: str) -> None:
     ("PID", 8, "X", "PID-8 sex 'X'"),
     ("OBR", 7, "yesterday", "OBR-7 is not an HL7 time stamp"),
     ("OBX", 5, "7\\Z\\2", "not a valid escape sequence"),
+    ("OBR", 7, "", "OBR-7 observation date/time is required"),
+    ("OBX", 7, "", "OBX-7 reference range is missing"),
+    ("OBX", 8, "Z", "OBX-8 abnormal flag 'Z' is not in HL7 table 0078"),
+    ("OBX", 17, "", "OBX-17 must say where the value comes from"),
+    ("NTE", 3, "Interpreter: ecg-r1 /opt/models/demo (ecg)", "a file path (server internals)"),
 ])
 def test_each_rule_rejects_its_fault(draft: str, name: str, index: int, value: str, problem: str) -> None:
     broken = _replace_field(draft, name, index, value)
@@ -65,7 +70,22 @@ def test_a_final_result_needs_its_signer(draft: str) -> None:
     final = _replace_field(draft, "OBR", 25, "F")
     for occurrence in range(len([s for s in draft.split("\r") if s.startswith("OBX|")])):
         final = _replace_field(final, "OBX", 11, "F", occurrence=occurrence)
-    assert validate_oru(final) == ["OBR-32 principal result interpreter is required for a F result"]
+    problems = validate_oru(final)
+    assert "OBR-32 principal result interpreter is required for a F result" in problems
+    # ... and the draft's notice left in it is machine-only content, refused in a final result.
+    assert "a F message carries machine-only content: 'Machine draft awaiting cardiologist sign-off'" in problems
+    assert len(problems) == 2
+
+
+def test_two_values_of_one_quantity_are_refused(draft: str) -> None:
+    segments = draft.split("\r")
+    qrs = next(s for s in segments if s.startswith("OBX|2|"))
+    first = qrs.replace("8633-0^QRS duration", "8636-3^Q-T interval corrected")
+    second = first.replace("OBX|2|", "OBX|3|").replace("8636-3^Q-T interval corrected", "76635-2^QTc interval Bazett")
+    impression = next(s for s in segments if s.startswith("OBX|3|")).replace("OBX|3|", "OBX|4|")
+    doubled = "\r".join([s for s in segments if not s.startswith("OBX|2|") and not s.startswith("OBX|3|")]
+                        + [first, second, impression])
+    assert any("more than one value of one quantity" in p for p in validate_oru(doubled))
 
 
 def test_missing_obr_fails_the_structure_check(draft: str) -> None:
