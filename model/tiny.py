@@ -30,7 +30,7 @@ from model.processing_ecg_r1 import EcgR1Processor, make_image_processor
 SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>", "<|im_start|>", "<|im_end|>",
     "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
-    "<|ecg_start|>", "<|ecg_pad|>", "<|ecg_end|>",
+    "<|ecg_pad|>", "<|ecg_start|>", "<|ecg_end|>",  # the release's order: pad, start, end
 )
 THINK_TOKENS: tuple[str, ...] = ("<think>", "</think>")
 
@@ -135,8 +135,8 @@ def real_8b_config(tokenizer: PreTrainedTokenizerBase | None = None) -> EcgR1Con
     """
     ids = _token_ids(tokenizer) if tokenizer is not None else {
         "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652,
-        "vision_end_token_id": 151653, "ecg_start_token_id": 151669, "ecg_token_id": 151670,
-        "ecg_end_token_id": 151671}
+        "vision_end_token_id": 151653, "ecg_token_id": 151669, "ecg_start_token_id": 151670,
+        "ecg_end_token_id": 151671}  # the release's order: pad, start, end
     return EcgR1Config(
         text_config={"vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 12288,
                      "num_hidden_layers": 36, "num_attention_heads": 32, "num_key_value_heads": 8,

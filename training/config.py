@@ -58,7 +58,7 @@ class SftConfig(_Strict):
     pretrain_ecg_tower_epochs: int = 0  # tiny model only: label-prediction pretraining of its tower (training/tower.py)
     p_drop: float = 0.5  # Interleaved Modality Dropout, once per sample
     p_swap: float = 0.1
-    deepspeed: str | None = None  # a DeepSpeed JSON (ZeRO-3 on GPUs), relative to configs/ or absolute
+    deepspeed: str | None = None  # a DeepSpeed JSON (ZeRO-2 on GPUs, as the release), relative to configs/ or absolute
     logging_steps: int = 10
     save_steps: int = 500
     save_total_limit: int = 2
@@ -98,6 +98,11 @@ class RlConfig(_Strict):
     max_resample_rounds: int = 3  # extra prompt batches drawn to refill a step emptied by dynamic sampling
     overlong_filtering: bool = True  # completions cut at max_completion_length carry no loss
     reward_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # diagnosis, evidence, format (EDER)
+    # IMD on the loss side, as the release (its template re-encodes each completion's prompt in train
+    # mode): rollouts see the full prompt, the log-probabilities a prompt with dropout/swap.
+    p_drop: float = 0.5
+    p_swap: float = 0.1
+    warmup_ratio: float = 0.01  # release: warm-up 0.01 of the updates (linear), then constant
     rollout_batch_size: int = 16  # completions generated together
     micro_batch_size: int = 4  # completions per forward/backward in the update
     bf16: bool = True

@@ -5,10 +5,11 @@
     then: sft-8b-gpu.toml with base_model = "/models/ecg-r1-8b-init"
 
 What it does, as the release's model is built (ECG-R1-FACTS "Architecture"):
-- the Qwen3-VL tokenizer gets `<|ecg_start|>`, `<|ecg_pad|>`, `<|ecg_end|>` as added special
-  tokens; their ids are read back from the tokenizer (never assumed). Qwen3's embedding
-  matrix already has spare rows past the tokenizer's length, so no resize is needed when the
-  new ids fit; otherwise the embeddings are resized. The new rows start at the mean embedding;
+- the Qwen3-VL tokenizer gets `<|ecg_pad|>`, `<|ecg_start|>`, `<|ecg_end|>` as added special
+  tokens, in the release's order (pad, start, end: ids 151669, 151670, 151671 on Qwen3's
+  151,669 tokens); their ids are read back from the tokenizer (never assumed). The embeddings
+  are resized to the tokenizer's length, the release's vocabulary of 151,672 rows (Qwen3's
+  matrix has 151,936, spare rows included). The new rows start at the mean embedding;
 - Qwen3-VL's weights (`model.visual.*`, `model.language_model.*`, `lm_head.*`) load by name;
 - `model.ecg_tower.*` comes from the ECG-CoCa file (`module.ecg.*` keys), and the decoupled
   projector (Linear-GELU-Linear) starts random: SFT trains it;
@@ -35,7 +36,7 @@ from model.modeling_ecg_r1 import ECG_END_TOKEN, ECG_PAD_TOKEN, ECG_START_TOKEN,
 from model.processing_ecg_r1 import EcgR1Processor, make_image_processor
 from training.sft import set_generation_config
 
-ECG_TOKENS = (ECG_START_TOKEN, ECG_PAD_TOKEN, ECG_END_TOKEN)
+ECG_TOKENS = (ECG_PAD_TOKEN, ECG_START_TOKEN, ECG_END_TOKEN)  # the release's order
 
 
 def _image_settings(folder: Path) -> dict[str, object]:
@@ -69,8 +70,8 @@ def init_from_qwen3_vl(qwen: str | Path, out: Path | str, *, ecg_tower_path: str
 
     torch.manual_seed(seed)  # the projector's random start
     model = ECGR1ForConditionalGeneration.from_pretrained(folder, config=config, dtype=dtype)
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))
+    if len(tokenizer) != model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))  # the release's vocabulary: the tokenizer's length
     with torch.no_grad():
         for matrix in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
             known = matrix[:min(ids.values())]

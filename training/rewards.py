@@ -9,14 +9,14 @@ Each reward scores one completion (the model's text) against one corpus row's re
   several `<answer>` sections the first one counts, as in the HL7 builder.
 - `evidence_reward`: for each of the six steps that has reference evidence, the fraction of its
   phrases found (case-insensitive substring, the phrase exactly as written, so a negation such
-  as "no st elevation" must appear with its "no") in THAT step's paragraph of the `<think>`;
-  the mean over those steps. A step whose heading is missing scores 0 for that step; evidence
-  written in another step's paragraph does not count. No non-empty `<think>` -> 0.0.
-  No reference evidence at all (or only blank phrases) -> 1.0 when the completion has a
-  non-empty `<think>`, 0.0 otherwise: there is nothing to miss, the same convention as the
-  Jaccard's "both empty = 1", and the no-`<think>` rule still wins. Under GRPO a reward that is
-  equal for every completion of a prompt carries no advantage, so this choice never pushes
-  the policy; it only keeps the total on the same [0, 3] scale for every row.
+  as "no st elevation" must appear with its "no") in THAT step's text of the `<think>`; the
+  mean over those steps. As the release's `KeyDiagnosticEvidenceORM` scores it: a step's text
+  is its heading's title ("Technical, Rate & Rhythm") and the paragraph after it, up to the
+  next heading; a heading written twice keeps the LAST non-empty text; a step whose heading
+  is missing scores 0 for that step; evidence written in another step does not count. No
+  non-empty `<think>`, or no step heading in it -> 0.0. No reference evidence at all (or only
+  blank phrases) -> 0.0, as the release (under GRPO a reward equal for every completion of a
+  prompt carries no advantage, so this only moves the total's scale for such rows).
 - `format_reward`: 1.0 iff a `<think>...</think>` with non-whitespace content is present.
 
 The total is the unweighted sum (weights 1, as in the release), in [0, 3].
@@ -26,8 +26,8 @@ uses: its `has_think` is exactly "a non-empty think", its `labels` are the ';' s
 of empties, and its steps are the paragraphs after each `**Step N: ...**` heading up to the
 next heading (the heading text itself is not part of the paragraph, so a phrase that only
 occurs in a heading, e.g. "rhythm", is not found). Two places where it is not the spec are
-handled here: labels are lower-cased here (the parser keeps the model's case), and a step
-heading written twice keeps both paragraphs here (the parser keeps the last one only).
+handled here: labels are lower-cased here (the parser keeps the model's case), and a step's
+text includes its heading's title here (the parser drops the heading), as the release does.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ STEPS = range(1, 7)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 # Same heading shape as ingest.report_format: "**Step N: title**", tolerant of spacing and case.
-_STEP_HEADING = re.compile(r"\*\*\s*Step\s*([1-6])\s*:[^*]*\*\*", re.IGNORECASE)
+_STEP_HEADING = re.compile(r"\*\*\s*Step\s*([1-6])\s*:([^*]*)\*\*", re.IGNORECASE)
 
 
 def label_set(labels: Sequence[str]) -> frozenset[str]:
@@ -77,10 +77,10 @@ def diagnosis_reward(completion: str, reference_labels: Sequence[str]) -> float:
 
 
 def step_paragraphs(completion: str) -> dict[int, str] | None:
-    """Step number -> its paragraph(s) in the first non-empty `<think>`; None without one.
+    """Step number -> its text (heading title + paragraph) in the first non-empty `<think>`; None without one.
 
-    A heading repeated later in the think adds its paragraph to the same step rather than
-    replacing the first one, so the model is not penalised for restating a step.
+    The release's reward keeps the title in the step text (its pattern resumes right after
+    "**Step N" and the colon) and, for a heading written twice, the last non-empty text.
     """
     if not parse_output(completion).has_think:
         return None
@@ -88,11 +88,13 @@ def step_paragraphs(completion: str) -> dict[int, str] | None:
     assert match is not None  # has_think implies the tag pair is there
     think = match.group(1)
     headings = list(_STEP_HEADING.finditer(think))
-    paragraphs: dict[int, list[str]] = {}
+    paragraphs: dict[int, str] = {}
     for i, heading in enumerate(headings):
         end = headings[i + 1].start() if i + 1 < len(headings) else len(think)
-        paragraphs.setdefault(int(heading.group(1)), []).append(think[heading.end():end])
-    return {step: "\n".join(parts) for step, parts in paragraphs.items()}
+        text = (heading.group(2) + "\n" + think[heading.end():end]).strip()
+        if text:
+            paragraphs[int(heading.group(1))] = text
+    return paragraphs
 
 
 def _reference_phrases(evidence: Mapping[int, Sequence[str]]) -> dict[int, list[str]]:
@@ -115,11 +117,11 @@ def _reference_phrases(evidence: Mapping[int, Sequence[str]]) -> dict[int, list[
 def evidence_reward(completion: str, evidence: Mapping[int, Sequence[str]]) -> float:
     """Mean over the steps with reference evidence of the fraction of phrases found in that step."""
     paragraphs = step_paragraphs(completion)
-    if paragraphs is None:
+    if not paragraphs:
         return 0.0
     reference = _reference_phrases(evidence)
     if not reference:
-        return 1.0
+        return 0.0  # the release: no reference evidence scores 0
     scores: list[float] = []
     for step, phrases in reference.items():
         paragraph = paragraphs.get(step)

@@ -16,7 +16,12 @@ One update ("step"):
 4. Advantages: per group, (r - mean) / (std + 1e-4) (std with Bessel's correction, as TRL).
 5. Overlong filtering: a completion cut at `max_completion_length` (no stop token) gets a
    zero loss mask: its truncated reasoning is neither rewarded nor punished.
-6. Loss: token-level clipped surrogate, summed over every kept token of the step and divided
+6. IMD on the loss side (as the release, whose template re-encodes each completion's prompt in
+   train mode): each completion's log-probabilities are computed on its prompt with
+   Interleaved Modality Dropout applied once (p_drop, p_swap; rng from step seed, group and
+   index), while its rollout saw the full prompt. The learning rate warms up linearly over
+   the first `warmup_ratio` of the planned updates (release 0.01), then stays constant.
+7. Loss: token-level clipped surrogate, summed over every kept token of the step and divided
    by their count (DAPO's token-level mean, TRL's "bnpo"):
        -min(ratio * A, clip(ratio, 1 - epsilon, 1 + epsilon_high) * A),  ratio = pi / pi_old
    beta = 0: no KL term and no reference model. One optimiser step per rollout batch, so the
@@ -43,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import random
 import tempfile
 import time
@@ -56,6 +62,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from model.dropout import apply_modality_dropout
 from model.engines.base import cut_at_stop
 from model.modeling_ecg_r1 import ECGR1ForConditionalGeneration
 from model.processing_ecg_r1 import EcgR1Processor, EcgR1Sample
@@ -122,13 +129,20 @@ class Completion:
 
     group: int  # index of its prompt within the step
     row: TrainingRow
-    sample: EcgR1Sample
+    sample: EcgR1Sample  # the rollout's prompt: every modality the row has (inference mode)
     token_ids: list[int]  # generated ids before the stop token, plus the stop token when finished
     text: str
     finished: bool
     rewards: RewardBreakdown | None = None
     reward: float = 0.0
     advantage: float = 0.0
+    # The prompt the loss is computed on: IMD applied (the release's template in train mode
+    # re-encodes each completion's prompt with dropout), None = the rollout's prompt.
+    loss_sample: EcgR1Sample | None = None
+
+    @property
+    def scored_sample(self) -> EcgR1Sample:
+        return self.loss_sample if self.loss_sample is not None else self.sample
 
 
 def placeholder_ids(processor: EcgR1Processor) -> list[int]:
@@ -252,7 +266,7 @@ def sequence_batch(processor: EcgR1Processor, completions: Sequence[Completion],
                    device: torch.device) -> tuple[dict[str, torch.Tensor], int]:
     """Prompt (left padded, as sampled) + completion (right padded) for each completion; returns
     the model inputs and the completion width."""
-    inputs = processor([c.sample for c in completions], padding_side="left")
+    inputs = processor([c.scored_sample for c in completions], padding_side="left")
     width = max(len(c.token_ids) for c in completions)
     pad = processor.tokenizer.pad_token_id
     tail = torch.full((len(completions), width), pad, dtype=torch.long)
@@ -356,6 +370,8 @@ def rollout_step(sampler: Sampler, processor: EcgR1Processor, stream: PromptStre
             group = [Completion(group=groups, row=row, sample=sample, token_ids=ids, finished=done,
                                 text=processor.decode(ids)) for ids, done in group_outputs]
             score(group, config.reward_weights)
+            for index, completion in enumerate(group):
+                completion.loss_sample = loss_side_sample(sample, config, seed, completion.group, index)
             sampled.extend(group)
             rewards = [c.reward for c in group]
             if config.dynamic_sampling and not informative(rewards):
@@ -365,6 +381,26 @@ def rollout_step(sampler: Sampler, processor: EcgR1Processor, stream: PromptStre
             kept.extend(group)
             groups += 1
     return kept, sampled
+
+
+def imd_rl_rng(seed: int, group: int, index: int) -> random.Random:
+    """The loss-side dropout rng of one completion: a pure function of (step seed, group, index)."""
+    return random.Random(f"imd-rl:{seed}:{group}:{index}")
+
+
+def loss_side_sample(sample: EcgR1Sample, config: RlConfig, seed: int, group: int, index: int) -> EcgR1Sample | None:
+    """IMD on the loss side, as the release: rollouts see the full prompt, but each completion's
+    log-probabilities are computed on the prompt re-encoded in train mode (dropout and swap
+    applied once). None when IMD is off (p_drop = p_swap = 0)."""
+    if config.p_drop <= 0 and config.p_swap <= 0:
+        return None
+    return apply_modality_dropout(sample, imd_rl_rng(seed, group, index), config.p_drop, config.p_swap)
+
+
+def warmup_factor(step: int, steps: int, ratio: float) -> float:
+    """Linear warm-up over the first ceil(ratio * steps) updates, then 1 (the release's 0.01)."""
+    warm = math.ceil(ratio * steps) if ratio > 0 else 0
+    return 1.0 if warm == 0 or step >= warm else (step + 1) / warm
 
 
 def kept_tokens(completions: Sequence[Completion], config: RlConfig) -> float:
@@ -460,6 +496,7 @@ class PolicyRun:
     save: Callable[[Path], None]
     should_stop: Callable[[bool], bool]  # this process's wish -> the decision every process takes
     close: Callable[[], None]
+    optimizer: torch.optim.Optimizer | None = None  # its learning rate follows the warm-up
 
 
 def _unsharded_run(config: RlConfig, model: ECGR1ForConditionalGeneration, processor: EcgR1Processor) -> PolicyRun:
@@ -483,7 +520,7 @@ def _unsharded_run(config: RlConfig, model: ECGR1ForConditionalGeneration, proce
 
     return PolicyRun(sampler=sampler, rollouts=nullcontext, process_index=accelerator.process_index,
                      num_processes=accelerator.num_processes, is_main=accelerator.is_main_process, update=update,
-                     save=save, should_stop=lambda wish: wish, close=lambda: None)
+                     save=save, should_stop=lambda wish: wish, close=lambda: None, optimizer=optimizer)
 
 
 def _sharded_run(config: RlConfig, model: ECGR1ForConditionalGeneration, processor: EcgR1Processor,
@@ -519,7 +556,7 @@ def _sharded_run(config: RlConfig, model: ECGR1ForConditionalGeneration, process
     return PolicyRun(sampler=sampler, rollouts=rollouts, process_index=ranks.rank, num_processes=ranks.world_size,
                      is_main=ranks.is_main, update=update, save=save,
                      should_stop=lambda wish: all_reduce(float(wish), dist.ReduceOp.MAX) > 0,
-                     close=dist.destroy_process_group if ranks.owns_group else lambda: None)
+                     close=dist.destroy_process_group if ranks.owns_group else lambda: None, optimizer=optimizer)
 
 
 @contextmanager
@@ -567,6 +604,9 @@ def train_rl(config: RlConfig, corpus_file: Path, policy_dir: Path | str | None,
         step_started = time.monotonic()
         with run.rollouts():
             kept, sampled = rollout_step(run.sampler, processor, stream, corpus_file, config, seed=config.seed + step)
+        if run.optimizer is not None:
+            for group in run.optimizer.param_groups:
+                group["lr"] = config.learning_rate * warmup_factor(step, steps, config.warmup_ratio)
         loss = run.update(kept, sampled)
         entry = StepLog(step=step + 1, reward_mean=_mean([c.reward for c in sampled]),
                         diagnosis=_mean([c.rewards.diagnosis for c in sampled if c.rewards]),

@@ -54,8 +54,10 @@ def test_qwen3_vl_plus_tower_file_becomes_an_ecg_r1_checkpoint(tmp_path: Path) -
     layer = "model.language_model.layers.0.self_attn.q_proj.weight"
     assert torch.equal(model.state_dict()[layer], qwen.state_dict()[layer])
     assert torch.equal(model.model.ecg_tower.conv1.weight, tower.conv1.weight)
-    # three new tokens, ids from the tokenizer, embeddings grown to hold them
-    assert model.config.ecg_token_id == len(tokenizer) + 1
-    assert model.get_input_embeddings().weight.shape[0] >= len(tokenizer) + 3
+    # three new tokens in the release's order (pad, start, end), embeddings sized to the tokenizer
+    n = len(tokenizer)
+    assert (model.config.ecg_token_id, model.config.ecg_start_token_id, model.config.ecg_end_token_id) == (n, n + 1, n + 2)
+    assert model.get_input_embeddings().weight.shape[0] == n + 3
+    assert model.config.text_config.vocab_size == n + 3
     engine = load_engine("hf", out, max_new_tokens=2, device="cpu")
     assert engine.processor.ecg_token_id == model.config.ecg_token_id

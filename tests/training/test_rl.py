@@ -13,6 +13,7 @@ import torch
 from model.processing_ecg_r1 import EcgR1Sample
 from training.config import load_rl_config
 from training.rl import (HfSampler, PromptStream, clipped_token_loss, completion_logprobs, group_advantages,
+                         loss_side_sample, warmup_factor,
                          informative, overlong_mask, placeholder_ids, policy_update, rollout_step, sanitise,
                          sequence_batch)
 from training.rows import read_rows
@@ -90,6 +91,33 @@ def test_gpu_config_has_the_release_dapo_settings() -> None:
     assert config.loss_type == "token" and config.dynamic_sampling and config.overlong_filtering
     assert (config.num_generations, config.temperature, config.max_completion_length) == (6, 1.0, 2048)
     assert config.learning_rate == 1e-6 and config.engine == "vllm"
+    # the release's rl_train_dapo.sh: 8 prompts x 6 completions per update, warm-up 0.01, IMD on the loss side
+    assert (config.prompts_per_step, config.rollout_batch_size, config.warmup_ratio) == (8, 48, 0.01)
+    assert (config.p_drop, config.p_swap) == (0.5, 0.1)
+
+
+def test_warmup_is_linear_over_the_first_share_of_updates() -> None:
+    assert [warmup_factor(step, 300, 0.01) for step in range(4)] == [1 / 3, 2 / 3, 1.0, 1.0]
+    assert warmup_factor(0, 32, 0.01) == 1.0  # ceil(0.32) = 1 warm-up update: the first runs at 1/1
+    assert warmup_factor(0, 10, 0.0) == 1.0
+
+
+def test_loss_side_imd_drops_a_modality_once_while_rollouts_keep_both() -> None:
+    import numpy as np
+    from PIL import Image
+
+    config = load_rl_config("rl-tiny-cpu")
+    full = EcgR1Sample(signal=np.zeros((12, 5000), dtype=np.float32), image=Image.new("RGB", (64, 64)))
+    seen = {"signal": 0, "image": 0, "both": 0, "swapped": 0}
+    for index in range(4000):
+        loss = loss_side_sample(full, config, seed=7, group=index // 6, index=index % 6)
+        kinds = loss.modalities()
+        seen["both" if len(kinds) == 2 else ("signal" if "ecg" in kinds[0] else "image")] += 1
+        seen["swapped"] += kinds == ("image", "ecg")
+    assert full.modalities() == ("ecg", "image")  # the rollout's prompt is untouched
+    assert abs(seen["signal"] / 4000 - 0.25) < 0.03 and abs(seen["image"] / 4000 - 0.25) < 0.03
+    assert abs(seen["swapped"] / 4000 - 0.05) < 0.015  # swap applied once, only when both remain
+    assert loss_side_sample(full, load_rl_config("rl-tiny-cpu", p_drop=0.0, p_swap=0.0), 7, 0, 0) is None
 
 
 # -- a tiny RL step ---------------------------------------------------------------------------
