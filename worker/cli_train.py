@@ -2,8 +2,10 @@
 
     train synth OUT         the bundled synthetic set (simulated 12-lead ECGs with known labels)
     train corpus DIR OUT    training rows from a folder of records (PTB-XL, MIMIC-IV-ECG, manifest CSV)
+    train import-release F OUT  the ECG-R1 release's corpus JSONL (`solution` with <|answer|>) as training rows
     train sft / rl          supervised fine-tuning with modality dropout; GRPO/DAPO with evidence rewards
     train eval              held-out figures for a model and the protocol reader, side by side
+    train eval-real         the same on real recordings (data/real's test split): rhythm, heart rate, variety
     train export            a checkpoint folder both engines load
     train demo              all of the above on the synthetic set: the shipped demonstration model
 
@@ -46,6 +48,26 @@ def eval_command(model_path: str, corpus_file: Path, split: str, limit: int | No
     click.echo(f"report written to {out}")
 
 
+@train.command("eval-real")
+@click.option("--model", "model_path", required=True, help="ECG-R1 checkpoint folder (hf engine).")
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=Path("data/real"), show_default=True, help="The real recordings (references.csv).")
+@click.option("--split", type=click.Choice(["test", "dev", "all"]), default="test", show_default=True,
+              help="data/real's split: test is held out (never trained on); dev is the training side.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many records.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="JSON report.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+def eval_real_command(model_path: str, data_dir: Path, split: str, limit: int | None, out: Path | None,
+                      batch_size: int) -> None:
+    """Rhythm, stated heart rate and label variety of MODEL and the protocol reader on real ECGs (training/evaluate_real.py)."""
+    from training.evaluate_real import evaluate_real
+
+    report = evaluate_real(model_path, data_dir, split=split, limit=limit, batch_size=batch_size)
+    if out is not None:
+        out.write_text(report.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    click.echo(report.table())
+
+
 @train.command("synth")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--count", type=click.IntRange(min=1), default=600, show_default=True, help="How many ECGs.")
@@ -85,6 +107,24 @@ def corpus_command(directory: Path, out: Path, layout: str | None, limit: int | 
         raise click.ClickException(str(error)) from error
     click.echo("\n".join(result.summary.lines()))
     click.echo(f"corpus written to {result.path}; rejected records listed in {result.rejected_path}")
+
+
+@train.command("import-release")
+@click.argument("jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--ecg-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder the rows' ECG (WFDB) paths are relative to (the release's ROOT_ECG_DIR).")
+@click.option("--image-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder the rows' image paths are relative to (the release's ROOT_IMAGE_DIR).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many lines.")
+def import_release_command(jsonl: Path, out: Path, ecg_root: Path | None, image_root: Path | None,
+                           limit: int | None) -> None:
+    """The ECG-R1 release's corpus JSONL -> OUT/corpus.jsonl (training/release_corpus.py)."""
+    from training.release_corpus import import_release_corpus
+
+    result = import_release_corpus(jsonl, out, ecg_root=ecg_root, image_root=image_root, limit=limit)
+    click.echo(f"{result.rows} rows ({result.splits}) written to {result.path}; {result.rejected} rejected "
+               f"(listed in {out / 'rejected.csv'})")
 
 
 @train.command("sft")
