@@ -31,6 +31,7 @@ from reports.db import Report, ReportStatus, Study, StudyState
 from worker.context import PipelineContext
 from worker.dispatch import InProcessDispatcher, Stage
 from worker.intake import Taken, register_batch_item
+from worker.progress import ticking
 from worker.reconcile import ReconcileReport, reconcile
 from worker.stages import outbound_path
 
@@ -90,14 +91,21 @@ def run_in_process(ctx: PipelineContext, *, progress: bool = True) -> None:
         raise RuntimeError("in-process running needs the in-process dispatcher (no ECGWL_REDIS_URL)")
     total = len(set(dispatcher.queues[Stage.PREPARE]) | set(dispatcher.queues[Stage.INTERPRET])
                 | set(dispatcher.queues[Stage.REPORT]))
-    with tqdm(total=total, desc="process", unit="ecg", disable=not progress) as bar:
+    with tqdm(total=total, desc="process", unit="ecg", disable=not progress) as bar, ticking(bar, progress):
+        def started(stage: Stage, ids: list[int]) -> None:
+            # Said before the work: an interpretation batch can take minutes on a CPU.
+            bar.set_postfix_str(f"{_DOING[stage]} {len(ids)}")
+
         def finished(stage: Stage, outcomes: dict[int, str]) -> None:
             # A study leaves the pipeline with its report, or when quarantined or failed.
             done = sum(1 for outcome in outcomes.values()
                        if outcome in ("quarantined", "failed") or (stage is Stage.REPORT and outcome == "done"))
             bar.update(done)
 
-        dispatcher.run_until_idle(ctx, on_progress=finished)
+        dispatcher.run_until_idle(ctx, on_progress=finished, on_start=started)
+
+
+_DOING = {Stage.PREPARE: "preparing", Stage.INTERPRET: "interpreting", Stage.REPORT: "reporting"}
 
 
 SUMMARY_FILES = 20  # draft files a summary lists by name

@@ -74,7 +74,7 @@ def _load_interpreter(ctx: PipelineContext, *, progress: bool) -> None:
     bar at 0/4 that does not move meanwhile looks like a hang."""
     if ctx.settings.interpreter != "model":
         return
-    where = ctx.settings.model_path or "the bundled demonstration model (model/demo)"
+    where = ctx.settings.model_path or "model/demo, the bundled demonstration model"
     with waiting(f"loading the interpreter ({where})", enabled=progress):
         ctx.interpreter()
 

@@ -146,7 +146,8 @@ class InProcessDispatcher:
             return Stage.INTERPRET, self._take(Stage.INTERPRET, batch_size)
         return Stage.PREPARE, self._take(Stage.PREPARE, 1)
 
-    def run_until_idle(self, ctx: PipelineContext, *, on_progress: ProgressCallback | None = None) -> None:
+    def run_until_idle(self, ctx: PipelineContext, *, on_progress: ProgressCallback | None = None,
+                       on_start: Callable[[Stage, list[int]], None] | None = None) -> None:
         """Run every queued stage until all three queues are empty.
 
         Preparation runs one study at a time, interpretation in batches of
@@ -158,6 +159,8 @@ class InProcessDispatcher:
         batch_size = max(1, ctx.settings.interpret_batch_size)
         while not self.idle:
             stage, ids = self._next(batch_size)
+            if on_start is not None:
+                on_start(stage, list(ids))
             outcomes = run_stage_in_process(ctx, stage, ids)
             if on_progress is not None:
                 on_progress(stage, outcomes)

@@ -3,6 +3,9 @@
     with waiting("loading the demonstration model", enabled=progress):
         ctx.interpreter()                      # seconds to minutes, no steps to count
 
+    with tqdm(total=n) as bar, ticking(bar):   # a bar whose clock moves during a long step
+        ...
+
     watch_pipeline(read_counts, timeout, enabled=progress)   # `batch --wait`: studies left, by state
 
 `waiting` prints its message at once and, on a terminal, a bar that shows the seconds
@@ -23,12 +26,12 @@ from tqdm import tqdm
 
 
 @contextmanager
-def waiting(message: str, *, enabled: bool = True, tick_seconds: float = 0.5) -> Iterator[None]:
-    """Say what is being waited for, show the time passing, and say how long it took."""
-    click.echo(f"{message} ...", err=True)
-    started = time.monotonic()
+def ticking(bar: tqdm, enabled: bool = True, tick_seconds: float = 1.0) -> Iterator[None]:
+    """Redraw `bar` every `tick_seconds` while the block runs, so its clock moves during a long step."""
+    if not enabled:
+        yield
+        return
     stop = threading.Event()
-    bar = tqdm(desc=message.split(" (")[0][:40], bar_format="{desc}: {elapsed}", disable=not enabled, leave=False)
 
     def tick() -> None:
         while not stop.wait(tick_seconds):
@@ -41,6 +44,18 @@ def waiting(message: str, *, enabled: bool = True, tick_seconds: float = 0.5) ->
     finally:
         stop.set()
         ticker.join()
+
+
+@contextmanager
+def waiting(message: str, *, enabled: bool = True, tick_seconds: float = 0.5) -> Iterator[None]:
+    """Say what is being waited for, show the time passing, and say how long it took."""
+    click.echo(f"{message} ...", err=True)
+    started = time.monotonic()
+    bar = tqdm(desc=message.split(" (")[0][:40], bar_format="{desc}: {elapsed}", disable=not enabled, leave=False)
+    try:
+        with ticking(bar, enabled, tick_seconds):
+            yield
+    finally:
         bar.close()
     click.echo(f"{message}: done in {time.monotonic() - started:.1f} s", err=True)
 
