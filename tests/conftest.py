@@ -20,6 +20,19 @@ POSTGRES_ADMIN_URL = os.environ.get("ECGWL_TEST_POSTGRES_URL", "postgresql+psyco
 REDIS_TEST_URL = os.environ.get("ECGWL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A test that sets no ECGWL_DATA_DIR gets the default data folder under XDG_STATE_HOME:
+    point that at this run's temporary folder, never at the user's own ~/.local/state."""
+    saved = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = saved
+
+
 def _reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=2):
