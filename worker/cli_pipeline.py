@@ -186,6 +186,16 @@ def worker_command(queues: str, concurrency: int | None, loglevel: str) -> None:
     app = make_celery(settings)
     argv = ["worker", "-Q", ",".join(names), "--loglevel", loglevel, "--without-gossip", "--without-mingle",
             "-n", f"{'-'.join(names)}.{os.getpid()}@%h"]
+    if settings.log_format == "json":
+        # Celery leaves logging alone when someone answers its setup_logging signal: every line of
+        # the worker (and its pool children) is then one JSON object; no banner on stdout.
+        from celery.signals import setup_logging
+
+        from worker.logs import configure_logging
+
+        configure_logging("json", loglevel)  # now, for what Celery warns about before it sets up
+        setup_logging.connect(lambda **_kwargs: configure_logging("json", loglevel), weak=False)
+        argv.insert(0, "--quiet")  # celery's own option, before its subcommand
     if Stage.INTERPRET.value in names:
         # CUDA and vLLM do not survive forked children: one process, the model loaded once, here.
         from worker.context import process_context

@@ -1,4 +1,4 @@
-"""Log lines of the long-running commands (`watch`, `deliver`, `metrics serve`, the GPU worker).
+"""Log lines of the long-running commands (`watch`, `deliver`, `metrics serve`, the workers).
 
     configure_logging(settings.log_format, level="INFO")
 
@@ -42,5 +42,7 @@ def configure_logging(log_format: str = "text", level: str = "INFO") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Python warnings (a library's, Celery's "running as root") become log lines in the same form.
+    logging.captureWarnings(True)
     # Alembic announces each of its plugins at INFO whenever a revision is read: noise, not news.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

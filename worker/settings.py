@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     # says why: hr_bpm 10, pr_ms 20, qrs_ms 20, qt_ms 30, qtc_ms 30, qrs_axis_deg 30).
     review_change_thresholds: dict[str, float] = Field(default_factory=dict)
 
-    # Log lines of watch, deliver, metrics serve and the GPU worker's start (worker/logs.py):
+    # Log lines of watch, deliver, metrics serve and the workers (worker/logs.py):
     # "text" (readable lines) or "json" (one JSON object per line, for a log shipper).
     log_format: Literal["text", "json"] = "text"
 

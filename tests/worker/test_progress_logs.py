@@ -123,6 +123,7 @@ def test_configure_logging_switches_the_root_handler(capsys: pytest.CaptureFixtu
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+        logging.captureWarnings(False)
 
 
 def test_the_wait_follows_the_counts_until_nothing_is_left() -> None:
@@ -136,3 +137,36 @@ def test_the_wait_follows_the_counts_until_nothing_is_left() -> None:
     assert watch_pipeline(left, timeout=10, enabled=False, poll_seconds=0.0) is True
     assert calls["n"] == 3
     assert watch_pipeline(lambda: (1, {"prepared": 1}), timeout=0.05, enabled=False, poll_seconds=0.01) is False
+
+
+@pytest.mark.services
+def test_a_worker_logs_json_when_asked(tmp_path: Path, redis_url: str) -> None:
+    """ECGWL_LOG_FORMAT=json reaches Celery's own lines too: every line the worker writes parses."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    exe = str(Path(sys.executable).parent / "ecg-worklist")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECGWL_")}
+    env |= {"ECGWL_DATA_DIR": str(tmp_path / "var"), "ECGWL_REDIS_URL": redis_url, "ECGWL_LOG_FORMAT": "json"}
+    subprocess.run([exe, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen([exe, "worker", "--queues", "prepare", "--concurrency", "1"], env=env,
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and "ready" not in log.read_text():
+            time.sleep(0.5)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+    # Every line up to "ready" (Celery prints its shutdown notice itself, after SIGTERM).
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    ready = next(i for i, line in enumerate(lines) if "ready" in line)
+    for line in lines[:ready + 1]:
+        entry = json.loads(line)  # Celery's lines and Python warnings included
+        assert {"time", "level", "logger", "message"} <= set(entry)
+    assert json.loads(lines[ready])["logger"].startswith("celery")
