@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from reports import row_locks
 from reports.db import AuditEvent, AuditHead, utcnow
 
 GENESIS_HASH = "0" * 64  # the prev_hash of the first event
@@ -118,9 +119,14 @@ def append(
         raise ValueError(f"audit details must be plain JSON: {exc}") from exc
     # Postgres and SQLite keep microseconds; anything finer would not survive the round trip.
     at = (at or utcnow()).astimezone(dt.UTC)
-    head = session.execute(sa.select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
+    # Locked once per transaction: a second event in it appends after the first without a read.
+    head = row_locks.held(session, AuditHead, 1)
     if head is None:
-        raise RuntimeError("audit_head row is missing: was the database made by `ecg-worklist db upgrade`?")
+        head = session.execute(sa.select(AuditHead).where(AuditHead.id == 1).with_for_update()
+                               .execution_options(populate_existing=True)).scalar_one_or_none()
+        if head is None:
+            raise RuntimeError("audit_head row is missing: was the database made by `ecg-worklist db upgrade`?")
+        row_locks.remember(session, AuditHead, 1, head)
     event = AuditEvent(
         id=head.last_id + 1, at=at, actor=actor, action=action, entity_type=entity_type,
         entity_id=str(entity_id), details=details, prev_hash=head.last_hash,

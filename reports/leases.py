@@ -1,6 +1,7 @@
 """The lease columns of a study in SQL: take, renew, release, retry later, and a holder gone.
 
     take(session, state, holder=..., until=..., prefer=[...], limit=n)   -> ids now leased to holder
+    take_rows(... same, content=[...])                                  -> the leased rows themselves
     renew(session, holder, ids, until)                                  -> how many were still ours
     release(session, holder, ids)                                       free them, nothing else changes
     schedule_retry(session, id, holder=..., retry_at=..., reason=...)    free it until retry_at (audited)
@@ -21,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from reports import audit, store
 from reports.db import Study, StudyState, utcnow
@@ -40,8 +41,12 @@ def _free_for(holder: str | None, now: dt.datetime) -> sa.ColumnElement[bool]:
 
 
 def _candidates(session: Session, state: StudyState, holder: str, now: dt.datetime, *,
-                among: Sequence[int] | None, excluding: Sequence[int], limit: int) -> list[Study]:
+                among: Sequence[int] | None, excluding: Sequence[int], limit: int,
+                content: Sequence[str]) -> list[Study]:
+    # The JSON documents stay unread but for those the stage uses (`content`).
+    unread = [defer(getattr(Study, name)) for name in store.CONTENT_COLUMNS if name not in content]
     query = (sa.select(Study)
+             .options(*unread)
              .where(Study.state == state.value, _free_for(holder, now))
              .order_by(Study.state_changed_at, Study.id)
              .limit(limit)
@@ -73,20 +78,32 @@ def take(
     studies of that state. With `isolate_suspects` (the interpret stage's batches) a batch
     holds only studies with as many holder deaths as its first one, at most `batch_limit`.
     """
+    return [study.id for study in take_rows(session, state, holder=holder, until=until, prefer=prefer, limit=limit,
+                                            others=others, isolate_suspects=isolate_suspects, now=now)]
+
+
+def take_rows(
+    session: Session, state: StudyState | str, *, holder: str, until: dt.datetime,
+    prefer: Sequence[int] = (), limit: int = 1, others: bool = True, isolate_suspects: bool = False,
+    now: dt.datetime | None = None, content: Sequence[str] = (),
+) -> list[Study]:
+    """`take`, returning the leased rows as read under the lock: the stage works from them and
+    reads nothing again before it saves. Of the JSON documents only `content` is read."""
     state, now = StudyState(state), now or utcnow()
     chosen: list[Study] = []
     if prefer:
-        chosen += _candidates(session, state, holder, now, among=list(prefer), excluding=[], limit=limit)
+        chosen += _candidates(session, state, holder, now, among=list(prefer), excluding=[], limit=limit,
+                              content=content)
     if others and len(chosen) < limit:
-        chosen += _candidates(session, state, holder, now, among=None,
-                              excluding=[study.id for study in chosen], limit=limit - len(chosen))
+        chosen += _candidates(session, state, holder, now, among=None, excluding=[study.id for study in chosen],
+                              limit=limit - len(chosen), content=content)
     if isolate_suspects and chosen:
         deaths = chosen[0].holder_deaths
         chosen = [study for study in chosen if study.holder_deaths == deaths][:batch_limit(limit, deaths)]
     for study in chosen:
         study.lease_holder, study.lease_expires_at = holder, until
     session.flush()
-    return [study.id for study in chosen]
+    return chosen
 
 
 def renew(session: Session, holder: str, ids: Iterable[int], until: dt.datetime) -> int:
@@ -110,7 +127,7 @@ def release(session: Session, holder: str, ids: Iterable[int]) -> None:
 
 def _locked_waiting(session: Session, study_id: int, holder: str | None) -> Study | None:
     """The study, locked, if it still waits for a stage and `holder` (when given) still holds it."""
-    study = store.get_study(session, study_id, for_update=True)
+    study = store.get_study(session, study_id, for_update=True, content=False)
     if study.state not in {s.value for s in WAITING_STATES}:
         return None
     if holder is not None and study.lease_holder not in (None, holder):
@@ -163,7 +180,7 @@ def holder_gone(
     count reaches `poison_after` the study moves to `quarantined` with `poison_reason`. None
     when the study is no longer held by `holder` (it was freed or moved on meanwhile).
     """
-    study = store.get_study(session, study_id, for_update=True)
+    study = store.get_study(session, study_id, for_update=True, content=False)
     if study.lease_holder != holder or study.state not in {s.value for s in WAITING_STATES}:
         return None
     study.lease_holder = study.lease_expires_at = None

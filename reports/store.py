@@ -35,12 +35,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from ingest.ecg import Demographics, Measurements
 from ingest.interpretation import Interpretation
 from ingest.measure.measured import GroundingFeatures
-from reports import audit
+from reports import audit, row_locks
 from reports.db import OutboxItem, OutboxState, Report, ReportStatus, Study, StudyState, utcnow
 from reports.hl7_oru import HL7Endpoints, OruReport, OruStudy, build_oru, new_control_id, read_header
 from reports.hl7_validate import validate_oru
@@ -237,26 +237,65 @@ def register_study(
     return study, True
 
 
-def get_study(session: Session, study_id: int, *, for_update: bool = False) -> Study:
-    """The study `study_id` (locked until the transaction ends with `for_update`)."""
+# The study's JSON documents: read only by the code that uses them (the interpret stage the
+# features, the report the demographics, measurements and interpretation), never by a lock
+# or a state change. A deferred column loads on first access, in the same transaction.
+CONTENT_COLUMNS = ("demographics", "measurements", "features", "interpretation", "triage", "measurement_sources")
+DRAFT_CONTENT = ("demographics", "measurements", "interpretation")  # what `draft_report` builds from
+
+
+def without_content(but: Iterable[str] = ()) -> tuple[Any, ...]:
+    """Loader options for a `select(Study)` that leaves the JSON documents unread (deferred),
+    but those named in `but`."""
+    wanted = set(but)
+    return tuple(defer(getattr(Study, name)) for name in CONTENT_COLUMNS if name not in wanted)
+
+
+def load_content(session: Session, study: Study, *names: str) -> None:
+    """Read the study's JSON documents `names` (all of them when none are named) that are not
+    loaded yet, in one SELECT, instead of one per attribute on first access."""
+    unloaded = sa.inspect(study).unloaded
+    missing = [name for name in (names or CONTENT_COLUMNS) if name in unloaded]
+    if missing:
+        session.refresh(study, attribute_names=missing)
+
+
+def get_study(session: Session, study_id: int, *, for_update: bool = False,
+              content: bool | Iterable[str] = True) -> Study:
+    """The study `study_id` (locked until the transaction ends with `for_update`).
+
+    A study this transaction has locked already is returned as it is, without selecting it
+    again: nobody else can have changed the row since, and the session's copy carries this
+    transaction's own changes. So a stage that claims a study and then saves, moves and
+    audits it reads the row once. With `content=False` the JSON documents are left unread
+    until something touches them (`CONTENT_COLUMNS`); with a list of names, only those are read.
+    """
+    if for_update and (locked := row_locks.held(session, Study, study_id)) is not None:
+        return locked  # type: ignore[no-any-return]
     query = sa.select(Study).where(Study.id == study_id)
+    if content is not True:
+        query = query.options(*without_content(() if content is False else content))
     if for_update:
         # Refresh a copy this session already holds: the lock is only worth the row as it is now.
         query = query.with_for_update().execution_options(populate_existing=True)
     study = session.execute(query).scalar_one_or_none()
     if study is None:
         raise StudyNotFound(f"study {study_id} does not exist")
+    if for_update:
+        row_locks.remember(session, Study, study_id, study)
     return study
 
 
-def claim_study(session: Session, study_id: int, expected_state: StudyState | str) -> Study | None:
+def claim_study(session: Session, study_id: int, expected_state: StudyState | str, *,
+                content: Iterable[str] = ()) -> Study | None:
     """The study, locked for this transaction, if it is in `expected_state`; else None.
 
     How a task starts: `claim_study(session, id, "queued_prepare")` returns None for a
     stale or redelivered task (the study moved on, or was quarantined), which the task
-    then skips. Raises StudyNotFound for an unknown id.
+    then skips. Raises StudyNotFound for an unknown id. Of the JSON documents only `content`
+    is read (e.g. `DRAFT_CONTENT` before `draft_report`).
     """
-    study = get_study(session, study_id, for_update=True)
+    study = get_study(session, study_id, for_update=True, content=content)
     return study if study.state == StudyState(expected_state).value else None
 
 
@@ -282,7 +321,7 @@ def set_state(
     Raises InvalidTransition for any other move.
     """
     new_state = StudyState(new_state)
-    study = get_study(session, study_id, for_update=True)
+    study = get_study(session, study_id, for_update=True, content=False)
     current = StudyState(study.state)
     if new_state == current and new_state not in QUEUED_STATES:
         return study
@@ -362,7 +401,7 @@ def save_prepared(
     `measurement_sources` says which ("device" or "computed") per field. Idempotent: a study
     that is already prepared (or further) is returned unchanged.
     """
-    study = get_study(session, study_id, for_update=True)
+    study = get_study(session, study_id, for_update=True, content=False)
     if StudyState(study.state) != S.QUEUED_PREPARE:
         if study.state in (S.PREPARED, S.QUEUED_INTERPRET, S.INTERPRETED, S.AWAITING_SIGNOFF, S.SIGNED, S.REJECTED):
             return study
@@ -405,7 +444,7 @@ def save_interpretation(
     (e.g. "QTc claimed 420 ms, measured 510 ms"), kept beside the interpretation and shown
     to the cardiologist. Idempotent like `save_prepared`.
     """
-    study = get_study(session, study_id, for_update=True)
+    study = get_study(session, study_id, for_update=True, content=False)
     if StudyState(study.state) != S.QUEUED_INTERPRET:
         if study.state in (S.INTERPRETED, S.AWAITING_SIGNOFF, S.SIGNED, S.REJECTED):
             return study
@@ -479,7 +518,7 @@ def create_draft_report(
     numbers (see `order_numbers`); otherwise InvalidMessage is raised and nothing is
     stored. Idempotent: when version 1 exists it is returned unchanged.
     """
-    study = get_study(session, study_id, for_update=True)
+    study = get_study(session, study_id, for_update=True, content=False)
     existing = _report_by_version(session, study_id, 1)
     if existing is not None:
         return existing
@@ -513,7 +552,7 @@ def add_report_version(
         raise ValueError("a draft is version 1: use create_draft_report")
     if status in (ReportStatus.SIGNED, ReportStatus.AMENDED) and not signed_by:
         raise ValueError(f"a {status.value} report needs signed_by")
-    study = get_study(session, study_id, for_update=True)
+    study = get_study(session, study_id, for_update=True, content=False)
     current = StudyState(study.state)
     needed = S.SIGNED if status is ReportStatus.AMENDED else S.AWAITING_SIGNOFF
     if current != needed:
@@ -593,18 +632,20 @@ def draft_report(
     study stays `interpreted` (and `destinations` should be empty) until `publish_draft`,
     called once the draft's outbound file is on disk.
     """
-    study = get_study(session, study_id, for_update=True)
+    study = get_study(session, study_id, for_update=True, content=False)
     report = _report_by_version(session, study_id, 1)
     if report is None:
         if StudyState(study.state) != S.INTERPRETED:
             raise InvalidTransition(study_id, study.state, S.AWAITING_SIGNOFF.value)
+        load_content(session, study, *DRAFT_CONTENT)
         oru_study, oru_report, measurements, interpretation = oru_inputs(session, study, version=1)
         message = build_oru(oru_study, oru_report, measurements, interpretation, result_status=result_status,
                             endpoints=endpoints, control_id=new_control_id())
         created_by = interpretation.interpreter if interpretation else "unknown-interpreter"
-        report = create_draft_report(session, study_id, message, created_by=created_by, actor=actor,
-                                     impression=oru_report.impression, labels=oru_report.labels,
-                                     publish=publish)
+        # What create_draft_report checks first (no version 1, state interpreted) was checked above.
+        report = _insert_report(session, study, 1, message, status=ReportStatus.DRAFT, created_by=created_by,
+                                actor=actor, impression=oru_report.impression, labels=oru_report.labels,
+                                move_study=publish)
     for destination in destinations:
         add_outbox(session, report.id, destination, actor=actor)
     return report
@@ -619,7 +660,7 @@ def publish_draft(
 
     Idempotent: an already published draft is returned (missing outbox rows are added).
     """
-    study = get_study(session, study_id, for_update=True)
+    study = get_study(session, study_id, for_update=True, content=False)
     report = _report_by_version(session, study_id, 1)
     if report is None:
         raise InvalidTransition(study_id, study.state, S.AWAITING_SIGNOFF.value)

@@ -71,14 +71,16 @@ import socket
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from reports import leases as lease_sql
-from reports.db import StudyState, utcnow
+from reports.db import Study, StudyState, utcnow
 from reports.store import session_scope
 from worker.dispatch import Stage
 
@@ -193,49 +195,85 @@ class LeaseKeeper:
         self._stop.set()
 
 
-def take(ctx: PipelineContext, stage: Stage, prefer: Sequence[int], *, limit: int, others: bool) -> list[int]:
+@dataclass(frozen=True)
+class StudyView:
+    """What a stage reads from the study row before working outside a transaction."""
+
+    id: int
+    state: str
+    sha256: str
+    source_format: str
+    path: Path  # the archived copy, or the original for a batch study
+    features: dict[str, Any] | None  # only for the interpret stage (the others leave it unread)
+
+    @classmethod
+    def of(cls, study: Study, *, features: bool = False) -> StudyView:
+        return cls(study.id, study.state, study.sha256, study.source_format,
+                   Path(study.archive_path or study.source_path), study.features if features else None)
+
+
+# The JSON documents a stage works from, read with its lease (the others stay unread).
+STAGE_CONTENT: dict[Stage, tuple[str, ...]] = {Stage.PREPARE: (), Stage.INTERPRET: ("features",), Stage.REPORT: ()}
+
+
+def take(ctx: PipelineContext, stage: Stage, prefer: Sequence[int], *, limit: int, others: bool) -> list[StudyView]:
     """Lease studies waiting for `stage` to this process: `prefer` first, then (with `others`)
-    the oldest free ones, up to `limit`. Own studies held by a dead local process are freed first."""
+    the oldest free ones, up to `limit`; the rows as read under the lock, so the stage need
+    not read them again. Preferred studies held by a dead process on this machine are freed
+    first (rule 3), in the same transaction."""
     keeper = ctx.leases
-    if prefer and ctx.settings.check_local_holders:
-        _free_if_holder_died_here(ctx, stage, prefer, keeper.holder)
+    content = STAGE_CONTENT[stage]
+    lost: list[tuple[str, lease_sql.HolderLost]] = []
     with ctx.session() as session:
-        return lease_sql.take(session, WAITING_FOR[stage], holder=keeper.holder, until=keeper.until(),
-                              prefer=list(prefer), limit=limit, others=others,
-                              isolate_suspects=stage is Stage.INTERPRET)
+        if prefer and ctx.settings.check_local_holders:
+            lost = _free_if_holder_died_here(ctx, session, stage, prefer, keeper.holder)
+        rows = lease_sql.take_rows(session, WAITING_FOR[stage], holder=keeper.holder, until=keeper.until(),
+                                   prefer=list(prefer), limit=limit, others=others,
+                                   isolate_suspects=stage is Stage.INTERPRET, content=content)
+        views = [StudyView.of(row, features="features" in content) for row in rows]
+    for holder, loss in lost:
+        _after_loss(ctx, holder, "its process on this machine is gone", loss)
+    return views
 
 
-def _free_if_holder_died_here(ctx: PipelineContext, stage: Stage, ids: Sequence[int], me: str) -> None:
-    from reports.db import Study
-
-    with ctx.session() as session:
-        rows = session.execute(sa.select(Study.id, Study.lease_holder).where(
-            Study.id.in_(list(ids)), Study.state == WAITING_FOR[stage].value,
-            Study.lease_holder.is_not(None), Study.lease_holder != me)).all()
+def _free_if_holder_died_here(ctx: PipelineContext, session: Session, stage: Stage, ids: Sequence[int],
+                              me: str) -> list[tuple[str, lease_sql.HolderLost]]:
+    rows = session.execute(sa.select(Study.id, Study.lease_holder).where(
+        Study.id.in_(list(ids)), Study.state == WAITING_FOR[stage].value,
+        Study.lease_holder.is_not(None), Study.lease_holder != me)).all()
+    lost = []
     for study_id, holder in rows:
         if local_holder_alive(holder) is False:
-            lose_holder(ctx, study_id, holder, why="its process on this machine is gone", actor=f"worker:{stage.value}")
+            loss = lease_sql.holder_gone(session, study_id, holder=holder, why="its process on this machine is gone",
+                                         poison_after=ctx.settings.poison_after, actor=f"worker:{stage.value}")
+            if loss is not None:
+                lost.append((holder, loss))
+    return lost
 
 
 @contextmanager
-def holding(ctx: PipelineContext, ids: Sequence[int]) -> Iterator[None]:
+def holding(ctx: PipelineContext, ids: Sequence[int]) -> Iterator[set[int]]:
     """Keep the leases on `ids` renewed while the block runs; free what is still held after it.
 
-    A stage that completes has already ended its lease (the state moved on); a study skipped
-    or failed is freed here. If the database is unreachable the leases simply run out.
+    Yields the ids to free afterwards: the block removes those whose lease its stage ended
+    already (a state change ends it), so a stage that completes costs no extra transaction.
+    A study skipped or failed is freed here. If the database is unreachable the leases simply
+    run out.
     """
     keeper = ctx.leases
     keeper.hold(ids)
+    to_free = set(ids)
     try:
-        yield
+        yield to_free
     finally:
         keeper.let_go(ids)
-        try:
-            with ctx.session() as session:
-                lease_sql.release(session, keeper.holder, ids)
-        except Exception as exc:  # noqa: BLE001 - never hide the block's own error
-            log.warning("could not free leases on %d studies (%s); they run out by themselves",
-                        len(ids), type(exc).__name__)
+        if to_free:
+            try:
+                with ctx.session() as session:
+                    lease_sql.release(session, keeper.holder, sorted(to_free))
+            except Exception as exc:  # noqa: BLE001 - never hide the block's own error
+                log.warning("could not free leases on %d studies (%s); they run out by themselves",
+                            len(to_free), type(exc).__name__)
 
 
 # ---------------------------------------------------------------- a holder is gone
@@ -247,8 +285,14 @@ def lose_holder(ctx: PipelineContext, study_id: int, holder: str, *, why: str,
     with ctx.session() as session:
         lost = lease_sql.holder_gone(session, study_id, holder=holder, why=why,
                                      poison_after=ctx.settings.poison_after, actor=actor)
-    if lost is None:
-        return None
+    if lost is not None:
+        _after_loss(ctx, holder, why, lost)
+    return lost
+
+
+def _after_loss(ctx: PipelineContext, holder: str, why: str, lost: lease_sql.HolderLost) -> None:
+    """Once the loss is committed: a poisoned study's files to quarantine, and the log line."""
+    study_id = lost.study_id
     if lost.quarantined and lost.reason:
         from worker.stages import keep_in_quarantine
 
@@ -260,4 +304,3 @@ def lose_holder(ctx: PipelineContext, study_id: int, holder: str, *, why: str,
     else:
         log.warning("study %s: holder %s is gone (%s); freed (%d death(s) at %s)",
                     study_id, holder, why, lost.deaths, lost.state)
-    return lost

@@ -27,6 +27,7 @@ from worker import leases
 from worker.context import PipelineContext
 from worker.dispatch import Stage
 from worker.failures import database_errors, retry_later_reason
+from worker.leases import StudyView
 from worker.stages import ACTORS, Outcome, build_report, interpret_studies, mark_failed, prepare_study
 
 log = logging.getLogger(__name__)
@@ -44,17 +45,24 @@ def _schedule_retries(ctx: PipelineContext, stage: Stage, study_ids: Sequence[in
         with ctx.session() as session:
             from reports.store import get_study
 
-            attempts = get_study(session, study_id).attempts
+            # Locked here already: schedule_retry's own lock reads nothing again.
+            attempts = get_study(session, study_id, for_update=True, content=False).attempts
             lease_sql.schedule_retry(session, study_id, holder=holder, retry_at=utcnow() + retry_delay(ctx, attempts),
                                      reason=f"{stage.value}: {reason}", actor=ACTORS[stage])
     log.warning("%s of %d studies: %s", stage.value, len(study_ids), reason)
 
 
-def _run(ctx: PipelineContext, stage: Stage, held: list[int]) -> dict[int, Outcome]:
+def _run(ctx: PipelineContext, stage: Stage, held: list[StudyView]) -> dict[int, Outcome]:
     if stage is Stage.INTERPRET:
-        return interpret_studies(ctx, held)
+        return interpret_studies(ctx, [view.id for view in held], views=held)
     runner = prepare_study if stage is Stage.PREPARE else build_report
-    return {study_id: runner(ctx, study_id) for study_id in held}
+    return {view.id: runner(ctx, view.id, view=view) for view in held}
+
+
+# Outcomes after which the study's lease is already over: its state moved on (done, quarantined)
+# or it was freed with a retry time. A skipped study is still held, and is freed (so is a failed
+# one: recording the failure may itself have failed).
+_LEASE_ENDED = frozenset({Outcome.DONE, Outcome.QUARANTINED, Outcome.RETRY})
 
 
 def run_stage(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int], *,
@@ -62,13 +70,14 @@ def run_stage(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int], *,
     """Run `stage` on the named studies (and, with `take_others`, on other free ones)."""
     wanted = list(dict.fromkeys(study_ids))
     limit = max(1, ctx.settings.interpret_batch_size) if stage is Stage.INTERPRET else max(1, len(wanted))
-    held = leases.take(ctx, stage, wanted, limit=limit, others=take_others)
+    views = leases.take(ctx, stage, wanted, limit=limit, others=take_others)
     outcomes = {study_id: Outcome.SKIPPED for study_id in wanted}
-    if not held:
+    if not views:
         return outcomes
-    with leases.holding(ctx, held):
+    held = [view.id for view in views]
+    with leases.holding(ctx, held) as to_free:
         try:
-            outcomes.update(_run(ctx, stage, held))
+            done = _run(ctx, stage, views)
         except database_errors():
             raise
         except Exception as exc:
@@ -76,10 +85,12 @@ def run_stage(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int], *,
             if reason is None:
                 log.exception("%s of studies %s failed", stage.value, held)
                 mark_failed(ctx, held, stage, exc)
-                outcomes.update(dict.fromkeys(held, Outcome.FAILED))
+                done = dict.fromkeys(held, Outcome.FAILED)
             else:
                 _schedule_retries(ctx, stage, held, reason)
-                outcomes.update(dict.fromkeys(held, Outcome.RETRY))
+                done = dict.fromkeys(held, Outcome.RETRY)
+        outcomes.update(done)
+        to_free.difference_update(study_id for study_id, outcome in done.items() if outcome in _LEASE_ENDED)
     return outcomes
 
 

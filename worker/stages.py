@@ -28,12 +28,11 @@ import re
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import defer
 
 from ingest.intake.archive import record_sha256
 from ingest.ecg import Ecg, Measurements, SourceFormat
@@ -50,6 +49,7 @@ from worker import artifacts
 from worker.context import PipelineContext
 from worker.dispatch import Stage
 from worker.failures import error_text, retry_later_reason, unreadable_reason
+from worker.leases import StudyView
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +65,7 @@ class Outcome(StrEnum):
     RETRY = "retry"  # a passing condition (disk full, broker down): freed, retried after a backoff
 
 
-@dataclass(frozen=True)
-class _StudyView:
-    """What a stage reads from the study row before working outside a transaction."""
-
-    id: int
-    state: str
-    sha256: str
-    source_format: str
-    path: Path  # the archived copy, or the original for a batch study
-    features: dict[str, Any] | None
-
-    @classmethod
-    def of(cls, study: Study) -> _StudyView:
-        return cls(study.id, study.state, study.sha256, study.source_format,
-                   Path(study.archive_path or study.source_path), study.features)
-
-
-def _test_hooks(ctx: PipelineContext, stage: Stage, views: list[_StudyView]) -> None:
+def _test_hooks(ctx: PipelineContext, stage: Stage, views: list[StudyView]) -> None:
     """TEST-ONLY hooks, inert in production: ECGWL_TEST_STAGE_DELAY_SECONDS lets a test kill a
     worker mid-task; ECGWL_TEST_POISON ("stage:text") makes a file that kills its worker."""
     if ctx.settings.test_poison:
@@ -127,7 +110,7 @@ def _report_measurements(ecg: Ecg, prepared: PreparedEcg) -> tuple[Measurements 
     return merge(ecg.device_measurements, prepared.features.global_ if prepared.features is not None else None)
 
 
-def _copy_to_quarantine(ctx: PipelineContext, view: _StudyView, reason: str) -> Path:
+def _copy_to_quarantine(ctx: PipelineContext, view: StudyView, reason: str) -> Path:
     files = [path for path in record_files(view.path, view.source_format) if path.is_file()]
     if files:
         return quarantine_files(files, ctx.settings.quarantine_dir, view.sha256, reason, main=view.path)
@@ -137,12 +120,10 @@ def _copy_to_quarantine(ctx: PipelineContext, view: _StudyView, reason: str) -> 
 
 def keep_in_quarantine(ctx: PipelineContext, study_id: int, reason: str) -> Path:
     """Copy a study's files to quarantine with `reason` beside them (no state change); the reason file."""
-    with ctx.session() as session:
-        view = _StudyView.of(store.get_study(session, study_id))
-    return _copy_to_quarantine(ctx, view, reason)
+    return _copy_to_quarantine(ctx, _read_view(ctx, study_id), reason)
 
 
-def _quarantine_study(ctx: PipelineContext, view: _StudyView, reason: str, stage: Stage,
+def _quarantine_study(ctx: PipelineContext, view: StudyView, reason: str, stage: Stage,
                       expected: StudyState = S.QUEUED_PREPARE) -> None:
     """Copy the study's files to quarantine with the reason, then mark the study quarantined."""
     _copy_to_quarantine(ctx, view, reason)
@@ -152,7 +133,7 @@ def _quarantine_study(ctx: PipelineContext, view: _StudyView, reason: str, stage
     log.warning("study %s quarantined: %s", view.id, reason)
 
 
-def _read_and_prepare(view: _StudyView, limits: InputLimits, *, page_images: bool = False) -> tuple[Ecg, PreparedEcg]:
+def _read_and_prepare(view: StudyView, limits: InputLimits, *, page_images: bool = False) -> tuple[Ecg, PreparedEcg]:
     """Read the study's file (checking it is still the content registered) and prepare it.
     A PDF's pages are drawn only with `page_images` (nothing kept from preparation needs them)."""
     try:
@@ -165,11 +146,17 @@ def _read_and_prepare(view: _StudyView, limits: InputLimits, *, page_images: boo
     return ecg, prepare(ecg)
 
 
-def prepare_study(ctx: PipelineContext, study_id: int) -> Outcome:
-    """Read, prepare and save one study; then queue it for interpretation."""
-    actor = ACTORS[Stage.PREPARE]
+def _read_view(ctx: PipelineContext, study_id: int) -> StudyView:
+    """The study row as a stage starts from it, when its lease did not bring it (JSON unread)."""
     with ctx.session() as session:
-        view = _StudyView.of(store.get_study(session, study_id))
+        return StudyView.of(store.get_study(session, study_id, content=False))
+
+
+def prepare_study(ctx: PipelineContext, study_id: int, *, view: StudyView | None = None) -> Outcome:
+    """Read, prepare and save one study; then queue it for interpretation. `view`: the row as
+    its lease read it (`worker.runner`), else it is read here."""
+    actor = ACTORS[Stage.PREPARE]
+    view = view or _read_view(ctx, study_id)
     if view.state != S.QUEUED_PREPARE:
         return Outcome.SKIPPED
     _test_hooks(ctx, Stage.PREPARE, [view])
@@ -208,7 +195,7 @@ def check_claims(prepared: PreparedEcg, interpretation: Interpretation) -> tuple
     return flags, is_critical(interpretation.parsed.labels)
 
 
-def _load_for_interpretation(ctx: PipelineContext, view: _StudyView) -> PreparedEcg:
+def _load_for_interpretation(ctx: PipelineContext, view: StudyView) -> PreparedEcg:
     """Preparation's saved output; prepared again from the file if those files are gone."""
     try:
         return artifacts.load_prepared(
@@ -219,19 +206,24 @@ def _load_for_interpretation(ctx: PipelineContext, view: _StudyView) -> Prepared
         return _read_and_prepare(view, ctx.settings.input_limits, page_images=True)[1]
 
 
-def interpret_studies(ctx: PipelineContext, study_ids: Sequence[int]) -> dict[int, Outcome]:
-    """Interpret a batch of prepared studies in ONE call of the interpreter; queue their reports."""
+def interpret_studies(ctx: PipelineContext, study_ids: Sequence[int], *,
+                      views: Sequence[StudyView] | None = None) -> dict[int, Outcome]:
+    """Interpret a batch of prepared studies in ONE call of the interpreter; queue their reports.
+    `views`: the rows (with their features) as their leases read them, else they are read here."""
     actor = ACTORS[Stage.INTERPRET]
     ids = list(dict.fromkeys(study_ids))
-    with ctx.session() as session:
-        rows = session.execute(sa.select(Study).where(Study.id.in_(ids))).scalars().all()
-        views = {row.id: _StudyView.of(row) for row in rows}
+    if views is None:
+        unread = [defer(getattr(Study, name)) for name in store.CONTENT_COLUMNS if name != "features"]
+        with ctx.session() as session:
+            rows = session.execute(sa.select(Study).options(*unread).where(Study.id.in_(ids))).scalars().all()
+            views = [StudyView.of(row, features=True) for row in rows]
+    by_id = {view.id: view for view in views}
     outcomes = {study_id: Outcome.SKIPPED for study_id in ids}
-    waiting = [views[i] for i in ids if i in views and views[i].state == S.QUEUED_INTERPRET]
+    waiting = [by_id[i] for i in ids if i in by_id and by_id[i].state == S.QUEUED_INTERPRET]
     if not waiting:
         return outcomes
     _test_hooks(ctx, Stage.INTERPRET, waiting)
-    batch: list[tuple[_StudyView, PreparedEcg]] = []
+    batch: list[tuple[StudyView, PreparedEcg]] = []
     for view in waiting:
         try:
             batch.append((view, _load_for_interpretation(ctx, view)))
@@ -245,15 +237,20 @@ def interpret_studies(ctx: PipelineContext, study_ids: Sequence[int]) -> dict[in
     interpretations = ctx.interpreter().interpret([prepared for _, prepared in batch])
     if len(interpretations) != len(batch):
         raise RuntimeError(f"interpreter returned {len(interpretations)} results for {len(batch)} ECGs")
+    checked = [(view, interpretation, *check_claims(prepared, interpretation))
+               for (view, prepared), interpretation in zip(batch, interpretations, strict=True)]
     saved = []
-    for (view, prepared), interpretation in zip(batch, interpretations, strict=True):
-        flags, critical = check_claims(prepared, interpretation)
-        with ctx.session() as session:
-            if store.claim_study(session, view.id, S.QUEUED_INTERPRET) is None:
-                continue
-            store.save_interpretation(session, view.id, interpretation, actor=actor, critical=critical, flags=flags)
-        saved.append(view.id)
-        outcomes[view.id] = Outcome.DONE
+    with ctx.session() as session:  # the whole batch in one transaction: one commit, not one per ECG
+        # Every row locked first, in id order, before the first audit row locks the audit head:
+        # a transaction never waits for a study while holding the head, so none can deadlock.
+        claimed = {view.id for view in sorted((c[0] for c in checked), key=lambda v: v.id)
+                   if store.claim_study(session, view.id, S.QUEUED_INTERPRET) is not None}
+        for view, interpretation, flags, critical in checked:
+            if view.id in claimed:
+                store.save_interpretation(session, view.id, interpretation, actor=actor, critical=critical,
+                                          flags=flags)
+                saved.append(view.id)
+    outcomes.update(dict.fromkeys(saved, Outcome.DONE))
     _hand_on(ctx, Stage.REPORT, saved)
     return outcomes
 
@@ -296,7 +293,7 @@ def rewrite_outbound(ctx: PipelineContext, study_id: int) -> Path | None:
     (awaiting sign-off): a preliminary is never sent again after sign-off. None: nothing to do."""
     path = outbound_path(ctx.settings.outbound_dir, study_id, 1)
     with ctx.session() as session:
-        study = store.get_study(session, study_id)
+        study = store.get_study(session, study_id, content=False)
         if study.state != S.AWAITING_SIGNOFF or path.exists():
             return None
         message = session.execute(sa.select(Report.hl7_message).where(Report.study_id == study_id,
@@ -307,8 +304,7 @@ def rewrite_outbound(ctx: PipelineContext, study_id: int) -> Path | None:
 def rebuild_artifacts(ctx: PipelineContext, study_id: int) -> None:
     """Read and prepare a study's file again and write preparation's files (model window,
     metadata) that went missing, without touching its state or stored measurements."""
-    with ctx.session() as session:
-        view = _StudyView.of(store.get_study(session, study_id))
+    view = _read_view(ctx, study_id)
     _ecg, prepared = _read_and_prepare(view, ctx.settings.input_limits)
     artifacts.save_prepared(ctx.settings.data_dir, view.sha256, prepared)
 
@@ -320,15 +316,14 @@ def _refusal_reason(exc: store.InvalidMessage) -> str:
     return "its draft cannot be a valid HL7 message: " + "; ".join(problems)
 
 
-def build_report(ctx: PipelineContext, study_id: int) -> Outcome:
+def build_report(ctx: PipelineContext, study_id: int, *, view: StudyView | None = None) -> Outcome:
     """Build, validate and store the draft ORU^R01 (v1, OBR-25 P), write its .hl7 file, then
     queue its deliveries and move the study to `awaiting_signoff` (the file first: the state
-    never says more than the disk holds)."""
+    never says more than the disk holds). `view`: the row as its lease read it, else read here."""
     actor = ACTORS[Stage.REPORT]
     settings = ctx.settings
-    with ctx.session() as session:
-        study = store.get_study(session, study_id)
-        state, view = study.state, _StudyView.of(study)
+    view = view or _read_view(ctx, study_id)
+    state = view.state
     if state == S.AWAITING_SIGNOFF:
         rewrite_outbound(ctx, study_id)
     if state != S.INTERPRETED:
@@ -336,7 +331,7 @@ def build_report(ctx: PipelineContext, study_id: int) -> Outcome:
     _test_hooks(ctx, Stage.REPORT, [view])
     try:
         with ctx.session() as session:
-            if store.claim_study(session, study_id, S.INTERPRETED) is None:
+            if store.claim_study(session, study_id, S.INTERPRETED, content=store.DRAFT_CONTENT) is None:
                 return Outcome.SKIPPED
             # Stored, but not yet published: the study stays `interpreted` until its file is written.
             report = store.draft_report(session, study_id, endpoints=ctx.endpoints, actor=actor,

@@ -328,3 +328,43 @@ def test_times_come_back_as_the_same_instant_in_utc(engine: sa.Engine) -> None:
         stored = session.get(Report, report.id)
         assert stored.signed_at == signed_at and stored.signed_at.utcoffset() == dt.timedelta(0)
         assert store.get_study(session, study.id).acquired_at == dt.datetime(2026, 11, 20, 8, 30, tzinfo=dt.UTC)
+
+
+# ---------------------------------------------------------------- one read of a locked row
+
+
+def _statements(engine: sa.Engine) -> list[str]:
+    seen: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute",
+                    lambda _c, _cur, statement, *_rest: seen.append(" ".join(statement.split())))
+    return seen
+
+
+def test_a_locked_study_is_read_once_per_transaction(engine: sa.Engine) -> None:
+    with store.session_scope(engine) as session:
+        study_id = interpreted_study(session).id
+    seen = _statements(engine)
+    with store.session_scope(engine) as session:
+        claimed = store.claim_study(session, study_id, "interpreted")
+        assert claimed is not None
+        reads = [s for s in seen if s.startswith("SELECT") and "FROM studies" in s]
+        assert len(reads) == 1 and "studies.features" not in reads[0]  # the JSON is left unread
+        # Drafting, the state change and its audit rows use the locked row: no second read of it.
+        store.draft_report(session, study_id, endpoints=ENDPOINTS, actor="worker:report")
+        reads = [s for s in seen if s.startswith("SELECT") and "FROM studies" in s]
+        assert len(reads) == 2  # the one lock, then the documents the draft is built from
+        assert "studies.demographics" in reads[1] and "studies.features" not in reads[1]
+        assert store.get_study(session, study_id, for_update=True) is claimed
+        assert claimed.state == "awaiting_signoff"
+        heads = [s for s in seen if s.startswith("SELECT") and "FROM audit_head" in s]
+        assert len(heads) == 1  # the report row and the state change appended after one lock of the head
+        # A bulk UPDATE may change the row behind the session's copy: the next lock reads it again.
+        session.execute(sa.update(Study).where(Study.id == study_id).values(attempts=7)
+                        .execution_options(synchronize_session=False))
+        assert store.get_study(session, study_id, for_update=True).attempts == 7
+    with store.session_scope(engine) as session:  # a new transaction locks again
+        before = len(seen)
+        store.get_study(session, study_id, for_update=True)
+        assert any("FROM studies" in s for s in seen[before:])
+    with store.session_scope(engine) as session:
+        assert verify_chain(session).ok  # the events appended after one read of the head still chain

@@ -258,3 +258,29 @@ def test_a_draft_that_cannot_be_valid_hl7_quarantines_the_study_without_quoting_
     assert "4711" not in study.last_error  # the reason names the problem, not the value
     reason = ctx.settings.quarantine_dir / study.sha256[:16] / "crlf.dcm.reason"
     assert reason.read_text().startswith(study.last_error)
+
+
+def test_each_stage_reads_the_study_with_its_lease_and_once_to_save(ctx: PipelineContext, tmp_path: Path) -> None:
+    """The row a stage works from comes with its lease; saving locks it once more; only the
+    interpret stage reads the features; a completed stage needs no transaction to free its lease."""
+    import sqlalchemy as sa
+
+    from worker.runner import run_stage
+
+    copy_sample("dicom", tmp_path / "src")
+    [study_id] = _register(ctx, tmp_path / "src")
+    ctx.dispatcher.queues[Stage.PREPARE].clear()
+    seen: list[str] = []
+    sa.event.listen(ctx.engine, "before_cursor_execute",
+                    lambda _c, _cur, statement, *_rest: seen.append(" ".join(statement.split())))
+    for stage, saves in ((Stage.PREPARE, 1), (Stage.INTERPRET, 1), (Stage.REPORT, 2)):
+        seen.clear()
+        assert run_stage(ctx, stage, [study_id]) == {study_id: Outcome.DONE}
+        whole_rows = [s for s in seen if s.startswith("SELECT studies.id, studies.sha256")]
+        assert len(whole_rows) == 1 + saves, (stage, whole_rows)  # the lease, then each saving transaction
+        assert any("studies.features" in s for s in whole_rows) == (stage is Stage.INTERPRET)
+        assert sum(s.startswith("SELECT audit_head") for s in seen) == saves  # one head lock per transaction
+        assert not any(s.startswith("UPDATE studies SET lease_holder=?, lease_expires_at=? WHERE studies.id IN")
+                       for s in seen)  # no release: the state change ended the lease
+    assert studies(ctx.engine)[0].state == StudyState.AWAITING_SIGNOFF
+    assert studies(ctx.engine)[0].lease_holder is None
