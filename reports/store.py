@@ -241,7 +241,8 @@ def register_study(
 # features, the report the demographics, measurements and interpretation), never by a lock
 # or a state change. A deferred column loads on first access, in the same transaction.
 CONTENT_COLUMNS = ("demographics", "measurements", "features", "interpretation", "triage", "measurement_sources")
-DRAFT_CONTENT = ("demographics", "measurements", "interpretation")  # what `draft_report` builds from
+# What `draft_report` builds the message from.
+DRAFT_CONTENT = ("demographics", "measurements", "interpretation", "measurement_sources")
 
 
 def without_content(but: Iterable[str] = ()) -> tuple[Any, ...]:
