@@ -47,6 +47,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 MODALITIES = {"signal+image": ("ecg", "image"), "signal": ("ecg",), "image": ("image",)}
+PHASE_WEIGHT = {"vllm": 2.0, "hf": 1.0}
 
 
 @dataclass
@@ -387,7 +388,10 @@ def main(argv: list[str] | None = None, run: Callable[..., Any] = subprocess.run
         folder = write_checkpoint(Path(tmp) / "ecg-r1-random", args.tiny)
         for index, engine in enumerate(engines):
             left = args.budget_s - (time.monotonic() - started)
-            share = left / (len(engines) - index)  # what is left, split over the engines still to run
+            # What is left, split over the engines still to run: vLLM (start-up, compile, 750-token
+            # reports, the overlap) needs about twice what transformers' 64-token runs need.
+            weights = [PHASE_WEIGHT.get(name, 1.0) for name in engines[index:]]
+            share = left * weights[0] / sum(weights)
             command = [sys.executable, str(Path(__file__).resolve()), "--phase", engine, "--checkpoint", str(folder),
                        "--phase-budget-s", f"{share:.0f}", "--batch-sizes", *map(str, args.batch_sizes),
                        "--report-tokens", str(args.report_tokens), "--hf-tokens", str(args.hf_tokens),

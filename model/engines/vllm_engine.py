@@ -21,6 +21,7 @@ from typing import Any
 from model.checkpoint import resolve_checkpoint
 from model.engines.base import DEFAULT_MAX_NEW_TOKENS, Engine, GenerationRequest, GenerationResult, cut_at_stop
 from model.modeling_ecg_r1 import EcgR1Config
+from model.vllm_plugin import OWN_ARCHITECTURE
 from model.input_contract import ECGWL_CONTRACT, EcgInputContract, contract_for_checkpoint
 from model.processing_ecg_r1 import MAX_IMAGE_TOKENS, EcgR1Processor
 
@@ -84,7 +85,9 @@ class VllmEngine(Engine):
         if config.ecg_token_id is not None and config.ecg_token_id != processor.ecg_token_id:
             raise ValueError(f"model ecg_token_id {config.ecg_token_id} != tokenizer's {processor.ecg_token_id}")
         gpu = _has_cuda()
-        overrides = dict(llm_options.pop("hf_overrides", None) or {})
+        # Our class by our own name: with the release's vLLM plugin installed too, the checkpoint's
+        # architecture name may belong to the release's class (model.vllm_plugin).
+        overrides = {"architectures": [OWN_ARCHITECTURE], **(llm_options.pop("hf_overrides", None) or {})}
         if ecg_tower_path is not None:
             overrides["ecg_tower_path"] = str(Path(ecg_tower_path).resolve())
         llm = LLM(
@@ -96,7 +99,7 @@ class VllmEngine(Engine):
             limit_mm_per_prompt=LIMIT_MM_PER_PROMPT,
             mm_processor_cache_gb=0,  # every ECG is unique: caching processed inputs only costs memory
             generation_config="vllm",  # ignore the checkpoint's sampling settings: plain greedy
-            hf_overrides=overrides or None,
+            hf_overrides=overrides,
             seed=seed,
             **llm_options,
         )

@@ -46,7 +46,7 @@ def test_entry_point_registers_the_architecture():
 
     from model.vllm_plugin import ARCHITECTURE, register
 
-    [plugin] = [ep for ep in entry_points(group="vllm.general_plugins") if ep.name == "ecg_r1"]
+    [plugin] = [ep for ep in entry_points(group="vllm.general_plugins") if ep.name == "ecgwl_ecg_r1"]
     assert plugin.value == "model.vllm_plugin:register"
     plugin.load()()
     register()  # vLLM loads plugins once per process, several times in all: must be idempotent
@@ -153,3 +153,19 @@ def test_ecg_tokens_are_text_positions_for_mrope(tiny_checkpoint, mm_processor, 
             attention_mask=inputs["attention_mask"], past_key_values=None,
             mm_token_type_ids=inputs["mm_token_type_ids"])
         assert torch.equal(positions, expected[:, 0, :])
+
+
+def test_the_release_plugin_cannot_replace_our_class():
+    """The release's plugin registers its own class as ECGR1ForConditionalGeneration; our engine
+    asks for OWN_ARCHITECTURE, which only ours registers, whichever plugin ran first."""
+    from vllm import ModelRegistry
+
+    from model.vllm_plugin import ARCHITECTURE, OWN_ARCHITECTURE, register
+
+    # As if the release's plugin had run first and taken the shared name with another class.
+    ModelRegistry.register_model(ARCHITECTURE, "tests.model_vllm.conftest:NotOurs")
+    register()
+    resolved = ModelRegistry.models[OWN_ARCHITECTURE]
+    assert (resolved.module_name, resolved.class_name) == ("model.vllm_ecg_r1", "ECGR1ForConditionalGeneration")
+    assert ModelRegistry.models[ARCHITECTURE].module_name == "tests.model_vllm.conftest"  # left as it was
+    ModelRegistry.register_model(ARCHITECTURE, "model.vllm_ecg_r1:ECGR1ForConditionalGeneration")  # restore
