@@ -175,13 +175,19 @@ def _obr_problems(obr: list[str]) -> list[str]:
     return problems
 
 
-def validate_oru(message: str) -> list[str]:
-    """Every problem found in `message` (ER7 text); an empty list means valid."""
+def validate_oru(message: str, *, structure: bool = True) -> list[str]:
+    """Every problem found in `message` (ER7 text); an empty list means valid.
+
+    `structure=False` leaves out hl7apy's parse, for a message `build_oru` made a moment ago:
+    hl7apy checked it strictly while building it (every value as it was set, the v2.5.1
+    structure at the end), so parsing it again would check the same thing twice (most of the
+    cost). Every other check still runs. A message from anywhere else gets both.
+    """
     if not message.startswith("MSH|"):
         return ["the message does not start with an MSH segment"]
     if "\n" in message:
         return ["segments must be separated by \\r only (found \\n)"]
-    problems = _structure_problems(message)
+    problems = _structure_problems(message) if structure else []
     segments = [s.split("|") for s in message.split(SEGMENT_SEPARATOR) if s]
     names = [s[0] for s in segments]
     problems += _msh_problems(segments[0])

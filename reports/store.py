@@ -491,9 +491,11 @@ def _report_by_version(session: Session, study_id: int, version: int) -> Report 
     ).scalar_one_or_none()
 
 
-def _checked_message(message: str, study: Study, status: ReportStatus) -> tuple[str, str]:
-    """Validate `message` for this study and kind of report; (control id, result status)."""
-    problems = validate_oru(message)
+def _checked_message(message: str, study: Study, status: ReportStatus, *,
+                     built_here: bool = False) -> tuple[str, str]:
+    """Validate `message` for this study and kind of report; (control id, result status).
+    `built_here`: `build_oru` made it in this call, its structure checked as it was built."""
+    problems = validate_oru(message, structure=not built_here)
     header = read_header(message)
     placer, filler = study.placer_order_number, study.filler_order_number
     if header.result_status not in _RESULT_STATUSES_FOR_REPORT[status]:
@@ -574,9 +576,10 @@ def _insert_report(
     actor: str, impression: str | None, labels: list[str] | None,
     signed_by: str | None = None, signed_at: dt.datetime | None = None, move_study: bool = True,
     measurements: dict[str, Any] | None = None, audit_details: dict[str, Any] | None = None,
+    built_here: bool = False,
 ) -> Report:
     order_numbers(session, study)
-    control_id, result_status = _checked_message(message, study, status)
+    control_id, result_status = _checked_message(message, study, status, built_here=built_here)
     report = Report(
         study_id=study.id, version=version, status=status.value, result_status=result_status,
         hl7_message=message, message_control_id=control_id, impression=impression,
@@ -643,10 +646,11 @@ def draft_report(
         message = build_oru(oru_study, oru_report, measurements, interpretation, result_status=result_status,
                             endpoints=endpoints, control_id=new_control_id())
         created_by = interpretation.interpreter if interpretation else "unknown-interpreter"
-        # What create_draft_report checks first (no version 1, state interpreted) was checked above.
+        # What create_draft_report checks first (no version 1, state interpreted) was checked above;
+        # hl7apy validated the structure while building it: the store's check does the rest once.
         report = _insert_report(session, study, 1, message, status=ReportStatus.DRAFT, created_by=created_by,
                                 actor=actor, impression=oru_report.impression, labels=oru_report.labels,
-                                move_study=publish)
+                                move_study=publish, built_here=True)
     for destination in destinations:
         add_outbox(session, report.id, destination, actor=actor)
     return report

@@ -368,3 +368,25 @@ def test_a_locked_study_is_read_once_per_transaction(engine: sa.Engine) -> None:
         assert any("FROM studies" in s for s in seen[before:])
     with store.session_scope(engine) as session:
         assert verify_chain(session).ok  # the events appended after one read of the head still chain
+
+
+def test_a_draft_is_parsed_by_hl7apy_once_while_built_and_never_again(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker's draft: hl7apy checks it strictly as it is built, the store's check does the
+    rest without parsing it again; a message handed in from outside is parsed."""
+    from reports import hl7_validate
+
+    parses: list[str] = []
+    real_parse = hl7_validate.parse_message
+    monkeypatch.setattr(hl7_validate, "parse_message", lambda text, **kw: parses.append(text) or real_parse(text, **kw))
+    with store.session_scope(engine) as session:
+        drafted = interpreted_study(session)
+        report = store.draft_report(session, drafted.id, endpoints=ENDPOINTS, actor="worker:report")
+    assert report.hl7_message.startswith("MSH|") and parses == []
+    assert hl7_validate.validate_oru(report.hl7_message) == [] and len(parses) == 1  # it does pass the parse
+    with store.session_scope(engine) as session:
+        given = interpreted_study(session)
+        message = _message(session, given)
+        store.create_draft_report(session, given.id, message, created_by="protocol-reader", actor="test")
+    assert parses[1:] == [message]
