@@ -58,6 +58,9 @@ class SftConfig(_Strict):
     pretrain_ecg_tower_epochs: int = 0  # tiny model only: label-prediction pretraining of its tower (training/tower.py)
     p_drop: float = 0.5  # Interleaved Modality Dropout, once per sample
     p_swap: float = 0.1
+    # Curriculum (tiny demo): the first `brief_epochs` epochs train on a brief target (Step 1's
+    # rate-and-rhythm paragraph and the answer) so that most target tokens depend on the input.
+    brief_epochs: float = 0.0
     deepspeed: str | None = None  # a DeepSpeed JSON (ZeRO-2 on GPUs, as the release), relative to configs/ or absolute
     logging_steps: int = 10
     save_steps: int = 500
@@ -129,6 +132,9 @@ class DemoConfig(_Strict):
     """`ecg-worklist train demo`: sizes chosen to finish well inside 30 minutes on 2 CPU cores."""
 
     corpus_count: int = 360
+    # data/real's DEV split (never its test split) joins the training rows: real signals for the
+    # tower and SFT. Relative to the repository; None leaves it out.
+    real_dev: str | None = None
     seed: int = 20260
     sft: str = "sft-tiny-cpu"
     rl: str = "rl-tiny-cpu"

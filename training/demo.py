@@ -32,7 +32,8 @@ from pydantic import BaseModel, Field
 from model.engines.base import DEMONSTRATION_BANNER
 from training.config import DemoConfig, load_demo_config, load_rl_config, load_sft_config
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "model" / "demo"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_DIR = REPO_ROOT / "model" / "demo"
 MAX_DEMO_BYTES = 20 * 1024 * 1024  # the shipped folder stays under ~20 MB
 SFT_BUDGET_SHARE = 0.45  # SFT stops after the step that passes this share of the budget (busy machines)
 RL_BUDGET_SHARE = 0.65  # RL stops between steps once this share of the budget is spent
@@ -93,7 +94,9 @@ def run_demo(out: Path = DEMO_DIR, *, config: DemoConfig | None = None, minutes_
     try:
         t = time.monotonic()
         corpus = generate_synthetic_corpus(work_dir / "corpus", config.corpus_count, seed=config.seed,
-                                           progress=progress)
+                                           progress=progress, workers=2)
+        if config.real_dev:
+            corpus = with_real_dev(corpus, REPO_ROOT / config.real_dev, work_dir, progress=progress)
         for split in ("train", "val", "test"):
             record.corpus_rows[split] = sum(1 for _ in read_rows(corpus, split=split))
         t = stage("corpus", t)
@@ -138,6 +141,47 @@ def run_demo(out: Path = DEMO_DIR, *, config: DemoConfig | None = None, minutes_
     if size > MAX_DEMO_BYTES:
         raise RuntimeError(f"{out} is {size / 2**20:.1f} MB, over the {MAX_DEMO_BYTES / 2**20:.0f} MB the project ships")
     return record
+
+
+def real_dev_manifest(data_dir: Path, out: Path) -> Path:
+    """A manifest CSV (training.corpus layout) of data/real's DEV records, all in the train split.
+
+    The test split is never listed: it is what `train eval-real` reports on. Labels are the
+    references' codes mapped to the vocabulary (`ingest.validation.labels`); a record whose codes
+    map to nothing gets the protocol reader's labels (empty column)."""
+    import csv
+
+    from ingest.validation.references import load_references
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "labels", "split"])
+        for reference in load_references(data_dir, split="dev"):
+            if reference.split != "dev":  # belt and braces: the held-out split never trains
+                raise ValueError(f"{reference.key}: not a dev record")
+            writer.writerow([str(reference.file(data_dir).resolve()), ";".join(reference.labels.labels), "train"])
+    return out
+
+
+def with_real_dev(synthetic: Path, data_dir: Path, work_dir: Path, *, progress: bool = True) -> Path:
+    """One corpus file holding the synthetic rows and data/real's dev rows (train split only)."""
+    from training.corpus import generate_corpus
+    from training.rows import read_rows, write_rows
+
+    manifest = real_dev_manifest(data_dir, work_dir / "real" / "manifest.csv")
+    real = generate_corpus(manifest, work_dir / "real", layout="manifest", progress=progress, workers=2)
+    merged = work_dir / "all" / "corpus.jsonl"
+
+    def moved(path: Path, rows):  # paths stay relative to the merged file's folder
+        prefix = "../" + path.parent.name + "/"
+        for row in rows:
+            yield row.model_copy(update={
+                "signal_path": prefix + row.signal_path if row.signal_path else None,
+                "image_path": prefix + row.image_path if row.image_path else None})
+
+    write_rows(merged, [*moved(synthetic, read_rows(synthetic)), *moved(real.path, read_rows(real.path))])
+    return merged
 
 
 def _tower_line(tower: dict[str, object]) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import logging
 import random
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,14 +70,32 @@ def imd_rng(seed: int, epoch: int, index: int) -> random.Random:
     return random.Random(f"imd:{seed}:{epoch}:{index}")
 
 
+_STEP_ONE = re.compile(r"\*\*Step 1:[^*]*\*\*\n(.*?)(?=\n\s*\*\*Step 2|</think>)", re.DOTALL)
+_ANSWER = re.compile(r"<answer>.*?</answer>", re.DOTALL)
+
+
+def brief_target(answer: str) -> str:
+    """The curriculum's first target: Step 1 (rate, rhythm) and the answer, in the output format.
+
+    Nearly every token of it depends on the ECG (the heart rate, the rhythm, the labels), where
+    the full reading is mostly fixed wording; a tiny model trained on the full text first learns
+    the wording and ignores its input. A text without Step 1 or an answer is kept whole."""
+    step, labels = _STEP_ONE.search(answer), _ANSWER.search(answer)
+    if step is None or labels is None:
+        return answer
+    return f"<think>\n**Step 1: Technical, Rate & Rhythm**\n{step.group(1).strip()}\n</think>\n{labels.group(0)}"
+
+
 class SftDataset(torch.utils.data.Dataset):
-    """Rows of one corpus split as (sample after IMD, target text). `set_epoch` picks the epoch's dropout."""
+    """Rows of one corpus split as (sample after IMD, target text). `set_epoch` picks the epoch's dropout
+    (and, for the first `brief_epochs` epochs, the brief curriculum target)."""
 
     def __init__(self, corpus_file: Path, rows: Sequence[TrainingRow], *, seed: int, p_drop: float,
-                 p_swap: float) -> None:
+                 p_swap: float, brief_epochs: float = 0.0) -> None:
         self.corpus_file = corpus_file
         self.rows = list(rows)
         self.seed, self.p_drop, self.p_swap = seed, p_drop, p_swap
+        self.brief_epochs = brief_epochs
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -89,7 +108,8 @@ class SftDataset(torch.utils.data.Dataset):
         row = self.rows[index]
         sample = load_sample(row, self.corpus_file)
         sample = apply_modality_dropout(sample, imd_rng(self.seed, self.epoch, index), self.p_drop, self.p_swap)
-        return {"sample": sample, "target": row.answer, "index": index}
+        target = brief_target(row.answer) if self.epoch < self.brief_epochs else row.answer
+        return {"sample": sample, "target": target, "index": index}
 
 
 class ImdEpochCallback(TrainerCallback):
@@ -289,7 +309,8 @@ def train_sft(config: SftConfig, corpus_file: Path, out_dir: Path, *, resume: bo
     model.config.use_cache = False
     log.info("SFT on %d rows: %d trainable / %d frozen parameters", len(rows), counts["trainable"], counts["frozen"])
 
-    dataset = SftDataset(corpus_file, rows, seed=config.seed, p_drop=config.p_drop, p_swap=config.p_swap)
+    dataset = SftDataset(corpus_file, rows, seed=config.seed, p_drop=config.p_drop, p_swap=config.p_swap,
+                         brief_epochs=config.brief_epochs)
     callbacks: list[TrainerCallback] = [ImdEpochCallback(dataset)]
     timer = TimeLimitCallback(time_limit_s - (time.monotonic() - started)) if time_limit_s is not None else None
     if timer is not None:

@@ -183,8 +183,9 @@ def export_command(source: Path, out: Path, demonstration: bool | None) -> None:
 
 @train.command("demo")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the demonstration checkpoint goes (default: the package's model/demo).")
-@click.option("--minutes-budget", type=click.FloatRange(min=5), default=30.0, show_default=True,
+              help="Where the demonstration checkpoint goes (default: a new folder demo-model-<UTC time>; "
+                   "the shipped one is model/demo).")
+@click.option("--minutes-budget", type=click.FloatRange(min=5), default=60.0, show_default=True,
               help="On a busy machine SFT stops at 45% and RL at 65% of this, so eval and export fit.")
 @click.option("--config", "config_name", default="demo", show_default=True, help="training/configs/demo.toml or a file.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -192,13 +193,15 @@ def export_command(source: Path, out: Path, demonstration: bool | None) -> None:
 def demo_command(out: Path | None, minutes_budget: float, config_name: str, work: Path | None) -> None:
     """Synthetic corpus -> SFT -> short RL -> export -> eval: the shipped demonstration model (training/demo.py)."""
     from training.config import load_demo_config
-    from training.demo import DEMO_DIR, run_demo
+    import datetime as dt
 
-    record = run_demo(out or DEMO_DIR, config=load_demo_config(config_name), minutes_budget=minutes_budget,
-                      work=work)
+    from training.demo import run_demo
+
+    out = out or Path("demo-model-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S"))
+    record = run_demo(out, config=load_demo_config(config_name), minutes_budget=minutes_budget, work=work)
     click.echo(record.eval_table)
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in record.stage_seconds.items())
-    click.echo(f"demonstration model written to {out or DEMO_DIR} in {record.total_seconds / 60:.1f} min ({stages})")
+    click.echo(f"demonstration model written to {out} in {record.total_seconds / 60:.1f} min ({stages})")
 
 
 commands: list[click.Command] = [train]

@@ -23,4 +23,20 @@ def test_readme_and_log_say_demonstration_and_how_to_reproduce() -> None:
 
 def test_demo_sizes_fit_the_budget() -> None:
     config = load_demo_config()
-    assert config.corpus_count <= 400 and config.eval_limit is not None and config.eval_limit <= 50
+    assert config.corpus_count <= 800 and config.eval_limit is not None and config.eval_limit <= 50
+    assert config.real_dev == "data/real"
+
+
+def test_real_rows_for_training_come_from_the_dev_split_only(tmp_path) -> None:
+    import csv
+
+    from ingest.validation.references import load_references
+    from training.demo import REPO_ROOT, real_dev_manifest
+
+    data = REPO_ROOT / "data" / "real"
+    manifest = real_dev_manifest(data, tmp_path / "manifest.csv")
+    with manifest.open(newline="") as handle:
+        listed = {row["path"] for row in csv.DictReader(handle)}
+    dev = {str(r.file(data).resolve()) for r in load_references(data, split="dev")}
+    test = {str(r.file(data).resolve()) for r in load_references(data, split="test")}
+    assert listed == dev and not listed & test and len(test) > 100
