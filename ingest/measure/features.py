@@ -4,12 +4,15 @@ What the interpreters reason on, the protocol reader thresholds, the HL7 draft r
 and the review page shows. The stages, each in its own function or module:
 
     signal (12 x N mV, STANDARD_LEADS order, maybe zero-padded at the end)
+      remove_mains         a 50/60 Hz mains line notched out where it stands out of a lead's
+                           spectrum (ingest.measure.conditioning)
       _find_beats          padding cut, flat leads set aside, QRS detection over all leads
                            (ingest.measure.beats), detections in artefact dropped, beats aligned and
                            classified (dominant / ectopic)
       _beat_windows        baseline removed by a spline through the PR segments, a window
                            around every beat, the median beat of the dominant beats
-      _lead_quality        leads whose beats do not repeat (noise) set aside
+      _lead_quality        leads whose beats do not repeat (noise) set aside, judged where
+                           each beat holds only its own waves (ingest.measure.conditioning)
       _median_waves        per lead (ingest.measure.delineate): QRS onset/offset, T and P waves; the
                            leads combined into global fiducials as devices do: QRS onset =
                            the earliest onset other leads confirm, QRS offset and T end the
@@ -49,6 +52,7 @@ from ingest.measure.beat_measures import measure_rows
 from ingest.measure.beats import (
     Beats,
     classify_and_align,
+    lagged_correlation,
     FLAT_LEAD_SD_MV,
     complete,
     detect_qrs,
@@ -64,6 +68,7 @@ from ingest.measure.beats import (
     window_extent,
     windows,
 )
+from ingest.measure.conditioning import beat_noise, own_beat_mask, remove_mains
 from ingest.measure.delineate import P_MIN_MV, T_MIN_MV, QrsBounds, Wave, p_waves, qrs_bounds, t_waves
 from ingest.ecg import STANDARD_LEADS, Measurements
 from ingest.measure.grounding import Fiducials, global_measurements, lead_features, rhythm, voltages
@@ -82,6 +87,24 @@ AGREEMENT_MS = {"qrs_on": 30.0, "qrs_off": 40.0, "p_on": 40.0, "p_off": 40.0, "t
 MIN_AGREEING_LEADS = 3
 # The median beat's P is taken as the rhythm's P only when at least this share of beats has one.
 MIN_P_FRACTION = 0.5
+# A beat's PR is taken when at least this many leads timed its P wave; it is consistent with
+# another within PR_CONSISTENT_MS (as the rhythm rules judge it, ingest.protocol.beat_pattern).
+MIN_PR_LEADS = 2
+PR_CONSISTENT_MS = 30.0
+# The median beat's P sought in each beat (`_matched_p`): leads with a clear P the template
+# needs, the correlation a beat's P segment must reach, the largest shift (within the 30 ms
+# of a consistent PR), and where the template stops before the QRS onset.
+P_TEMPLATE_MIN_LEADS = 6
+P_MATCH_CORRELATION = 0.8
+P_MATCH_SHIFT_MS = 10.0
+P_TEMPLATE_QRS_GAP_MS = 25.0
+# ... the size the beat's P must have against the median beat's, and how far before it the
+# match must not repeat.
+P_MATCH_SIZE = (0.5, 2.0)
+P_UNIQUE_MS = 250.0
+# The noise is judged on each beat's own samples when they number at least this many (every
+# third sample, all beats); else on the whole windows.
+MIN_NOISE_SAMPLES = 60
 
 
 class _NothingMeasured(Exception):
@@ -117,6 +140,7 @@ class _Windows:
     meas_median: np.ndarray
     smooth_median: np.ndarray
     recorded: np.ndarray | None = None  # (beats, 12): the lead recorded the beat's whole window
+    smooth_signal: np.ndarray | None = None  # (12, N): the whole baseline-corrected 40 Hz signal
 
 
 @dataclass(frozen=True)
@@ -169,10 +193,12 @@ def measure(signal: np.ndarray, fs: float) -> GroundingFeatures:
 
 
 def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | None = None) -> GroundingFeatures:
+    x, mains = remove_mains(x, fs)
+    notes.extend(mains)
     found = _find_beats(x, fs, notes, recorded)
     beats = found.beats
     view = _beat_windows(x, fs, found, recorded)
-    measured, noise_beat = _lead_quality(view, found, fs, notes)
+    measured, _, noise_beat = _lead_quality(view, found, fs, notes)
     noise_median = noise_beat / math.sqrt(max(1, int((beats.dominant & view.whole).sum())))
     waves = _median_waves(view, found.rr_s, measured, noise_median, fs, notes)
     qrs = waves.fiducials
@@ -180,8 +206,9 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
 
     beat_rows, p_present = _per_beat(view, found, (qrs.qrs_on, qrs.qrs_off) if have_qrs else None,
                                      waves.qt_samples, noise_beat, measured, fs)
+    p_present, beat_pr = _matched_p(view, found, waves, beat_rows["pr_ms"], p_present, fs, notes)
     p_fraction = _fraction(p_present)
-    p_median, clear_p, fiducials = _checked_p(waves, p_fraction, have_qrs, notes)
+    p_median, clear_p, fiducials = _checked_p(waves, p_fraction, have_qrs, beat_pr, fs, notes)
 
     on_rows = np.full(12, qrs.qrs_on if have_qrs else -1)
     off_rows = np.full(12, qrs.qrs_off if have_qrs else -1)
@@ -195,7 +222,8 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
     p_negative = _names(clear_p & (np.nan_to_num(p_median.amplitude) < 0))
     return GroundingFeatures(
         global_=global_measurements(fiducials, found.rr_s, fs, view.meas_median, measured, notes),
-        rhythm=rhythm(beats, found.rr_ms, fs, p_fraction, p_positive, p_negative, found.rr_beat_ms, p_present),
+        rhythm=rhythm(beats, found.rr_ms, fs, p_fraction, p_positive, p_negative, found.rr_beat_ms, p_present,
+                      beat_pr),
         voltages=voltages(leads),
         leads=leads,
         st_deviation_mv={lead: features.median.st_level_mv for lead, features in leads.items()
@@ -298,7 +326,7 @@ def _beat_windows(x: np.ndarray, fs: float, found: _Found, recorded: np.ndarray 
         meas_median = _recorded_median(meas_beats, beats.dominant & whole)
     return _Windows(before=before, whole=whole, meas_beats=meas_beats, smooth_beats=smooth_beats,
                     meas_median=meas_median, smooth_median=filtfilt(np.nan_to_num(meas_median), "lowpass", 40.0, fs),
-                    recorded=beat_recorded)
+                    recorded=beat_recorded, smooth_signal=smooth)
 
 
 def _recorded_median(beat_windows: np.ndarray, use: np.ndarray) -> np.ndarray:
@@ -329,27 +357,35 @@ def _hold_gaps(x: np.ndarray, recorded: np.ndarray) -> np.ndarray:
     return held
 
 
-def _lead_quality(view: _Windows, found: _Found, fs: float, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(measured per lead, noise per lead in mV): leads whose beats repeat well enough to measure.
+def _lead_quality(view: _Windows, found: _Found, fs: float,
+                  notes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(measured per lead, noise per lead in mV, the same on the 40 Hz rows): leads whose beats
+    repeat well enough to measure, and the noise P and T waves must stand out of.
 
     The noise is a robust spread of the beats around the median beat (1.4826 x the median
-    absolute residual, the SD for Gaussian noise): at an irregular rate the neighbouring
-    beats' waves fall into the windows at varying places and must not count as noise.
+    absolute residual, the SD for Gaussian noise), over the samples of each window that hold
+    that beat's own waves only (`ingest.measure.conditioning`): at an irregular rate the
+    neighbouring beats' waves fall into the windows at varying places and are not noise.
+    Whether a lead is measured is judged on the signal as recorded; the threshold a P or T
+    wave must clear on the 40 Hz rows they are found on (the smoothing takes most of the
+    muscle noise away, and a P wave had to clear three times noise it was never measured on).
     """
     use = found.beats.dominant & view.whole
-    chosen = view.meas_beats[use] if use.sum() >= 2 else view.meas_beats
+    if use.sum() < 2:
+        use = np.ones_like(use)
+    after = view.meas_beats.shape[2] - view.before
+    own = own_beat_mask(found.beats.fiducial, view.before, after, found.rr_s, fs)[use]
+    noise = _spread(view.meas_beats[use], view.meas_median, own, view.recorded is not None)
+    smooth_noise = _spread(view.smooth_beats[use], view.smooth_median, own, view.recorded is not None)
     median = view.meas_median
-    deviation = np.abs(chosen[:, :, ::3] - median[None, :, ::3]).transpose(1, 0, 2).reshape(median.shape[0], -1)
     half = samples(0.06, fs)
     qrs = median[:, view.before - half:view.before + half]
     if view.recorded is None:
-        noise = 1.4826 * np.median(deviation, axis=1)
         qrs_size = qrs.max(axis=1) - qrs.min(axis=1)
         unrecorded = np.zeros(12, dtype=bool)
     else:  # leads recorded in part: NaN where a lead recorded no whole beat
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            noise = np.nan_to_num(1.4826 * np.nanmedian(deviation, axis=1), nan=np.inf)
             qrs_size = np.nan_to_num(np.nanmax(qrs, axis=1) - np.nanmin(qrs, axis=1))
         unrecorded = ~found.flat & np.isnan(median).all(axis=1)
         for lead in _names(unrecorded):
@@ -362,7 +398,20 @@ def _lead_quality(view: _Windows, found: _Found, fs: float, notes: list[str]) ->
     if measured.sum() < MIN_AGREEING_LEADS:
         notes.append("fewer than three leads are clean enough to measure: nothing measured")
         raise _NothingMeasured(rhythm(found.beats, found.rr_ms, fs, None, [], [], found.rr_beat_ms))
-    return measured, noise
+    return measured, noise, smooth_noise
+
+
+def _spread(chosen: np.ndarray, median: np.ndarray, own: np.ndarray, partly: bool) -> np.ndarray:
+    """Per lead, the beats' noise around the median beat over each beat's own samples (`own`);
+    over the whole windows where that leaves too little (a very fast rate) or nothing (a lead
+    recorded in part). Infinite for a lead with no whole beat recorded."""
+    noise = beat_noise(chosen, median, own)
+    if own[:, ::3].sum() < MIN_NOISE_SAMPLES:
+        noise = np.full_like(noise, np.nan)
+    if not np.isfinite(noise).all():
+        everywhere = beat_noise(chosen, median, np.ones_like(own))
+        noise = np.where(np.isfinite(noise), noise, everywhere)
+    return np.nan_to_num(noise, nan=np.inf) if partly else noise
 
 
 def _median_waves(view: _Windows, rr_s: float, measured: np.ndarray, noise_median: np.ndarray, fs: float,
@@ -412,12 +461,15 @@ def _median_waves(view: _Windows, rr_s: float, measured: np.ndarray, noise_media
     return _MedianWaves(bounds=bounds, t=t, p=p, clear_p=clear_p, fiducials=fiducials, qt_samples=qt_samples)
 
 
-def _checked_p(waves: _MedianWaves, p_fraction: float | None, have_qrs: bool,
+def _checked_p(waves: _MedianWaves, p_fraction: float | None, have_qrs: bool, beat_pr_ms: np.ndarray, fs: float,
                notes: list[str]) -> tuple[Wave, np.ndarray, Fiducials]:
-    """The median beat's P wave, kept only if most single beats have one too.
+    """The median beat's P wave, kept only if most single beats have one too, at its PR.
 
     At an irregular rate (atrial fibrillation) the previous beats' T waves pile up before
     the QRS in the median beat and can look like a P there; the single beats know better.
+    They also tell which deflection is the P: when most of the beats timed put their P at
+    another PR (more than PR_CONSISTENT_MS away), the median beat's largest deflection before
+    the QRS was something else (a U wave, wander) and is not reported as the P.
     Returns the P wave per lead, the leads with a clear P and the final global fiducials.
     """
     fiducials = waves.fiducials
@@ -425,6 +477,14 @@ def _checked_p(waves: _MedianWaves, p_fraction: float | None, have_qrs: bool,
         notes.append(f"no P wave found in most single beats ({p_fraction or 0:.0%}): the median beat's "
                      "P-like wave is not taken as a P; PR, P axis and P duration not measured")
         fiducials = Fiducials(fiducials.qrs_on, fiducials.qrs_off, None, None, fiducials.t_end)
+    if fiducials.p_on is not None and fiducials.qrs_on is not None:
+        median_pr = (fiducials.qrs_on - fiducials.p_on) * 1000.0 / fs
+        timed = beat_pr_ms[np.isfinite(beat_pr_ms)]
+        agreeing = int((np.abs(timed - median_pr) <= PR_CONSISTENT_MS).sum())
+        if timed.size and agreeing < timed.size / 2:
+            notes.append(f"the median beat's P-like wave (PR {median_pr:.0f} ms) is at the PR of {agreeing} of the "
+                         f"{timed.size} beats timed: not taken as a P; PR, P axis and P duration not measured")
+            fiducials = Fiducials(fiducials.qrs_on, fiducials.qrs_off, None, None, fiducials.t_end)
     if fiducials.p_on is None or not have_qrs:
         none = np.zeros(12, dtype=bool)
         return _masked(waves.p, none), none, fiducials
@@ -476,6 +536,80 @@ def _per_beat(view: _Windows, found: _Found, qrs: tuple[int, int] | None, qt_sam
     known = (beats.fiducial - samples(0.4, fs) >= 0) & ~beats.edge
     peaks = np.where(dominant_rows & ~starts_cut & lead_ok, p.peak, -1).reshape(count, leads)
     return per_beat, _p_presence(peaks, measured, fs, known, view.recorded)
+
+
+def _matched_p(view: _Windows, found: _Found, waves: _MedianWaves, lead_pr_ms: np.ndarray, p_present: np.ndarray,
+               fs: float, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(P presence per beat, each beat's PR in ms or NaN), with the median beat's P sought in every beat.
+
+    A single beat's P is found lead by lead (`_per_beat`) only where it clears three times the
+    lead's noise: on a fast or noisy record (ST-T that varies from beat to beat, wander the
+    baseline spline cannot follow, muscle noise) most beats' P waves fail that, though the P
+    is plain to see. A reader sees one event in many leads; so, where enough leads agree on
+    the median beat's P (P_TEMPLATE_MIN_LEADS with a clear P), it is the template, and a beat
+    has that P when its P segment in those leads together:
+    - correlates with it at P_MATCH_CORRELATION or more, at a shift of at most
+      P_MATCH_SHIFT_MS (a PR consistent with the median's), with a like size (P_MATCH_SIZE);
+    - matches it nowhere else in the P_UNIQUE_MS before (as far as the previous beat's T
+      allows): fibrillation or flutter waves repeat, and with them the match, a P does not;
+    - lies after the previous beat's T (by the median QT and the beat's own RR): in a short
+      RR the T may sit there, and a median beat at an irregular rate holds such Ts smeared.
+    The template stops P_TEMPLATE_QRS_GAP_MS before the QRS onset, so the QRS itself never
+    makes a beat match. A matched beat's PR is the median beat's PR plus its shift; other
+    beats keep the median of their leads' PRs (MIN_PR_LEADS needed), as before.
+    """
+    beats = found.beats
+    count = beats.fiducial.size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        timed = np.isfinite(lead_pr_ms).sum(axis=1) >= MIN_PR_LEADS
+        beat_pr = np.where(timed, np.nanmedian(lead_pr_ms, axis=1), np.nan)
+    fiducials = waves.fiducials
+    leads = waves.clear_p
+    if fiducials.p_on is None or fiducials.p_off is None or fiducials.qrs_on is None \
+            or leads.sum() < P_TEMPLATE_MIN_LEADS or view.recorded is not None:
+        return p_present, beat_pr
+    shift = samples(P_MATCH_SHIFT_MS / 1000.0, fs)
+    start = fiducials.p_on - samples(0.02, fs)
+    stop = min(fiducials.p_off + samples(0.01, fs), fiducials.qrs_on - samples(P_TEMPLATE_QRS_GAP_MS / 1000.0, fs))
+    earlier = samples(P_UNIQUE_MS / 1000.0, fs)
+    if stop - start < samples(0.06, fs) or view.smooth_signal is None:
+        return p_present, beat_pr
+    template = view.smooth_median[leads, start:stop]
+    # Each beat's signal from `earlier` samples before the template's place to `shift` after its
+    # end (beyond the record's start: its first sample repeated, where nothing matches).
+    reach = view.before - start + earlier  # the stretch starts this far before each fiducial point
+    stretch = windows(view.smooth_signal[leads], beats.fiducial, reach, 0)[:, :, :earlier + stop - start + shift]
+    scores = lagged_correlation(stretch, template)
+    lags = np.arange(-earlier, shift + 1)
+    near = np.abs(lags) <= shift
+    best = np.argmax(np.where(near[None, :], scores, -np.inf), axis=1)
+    correlation = scores[np.arange(count), best]
+    offset = lags[best]  # the beat's P later (+) or earlier (-) than the median's
+    # The previous beat's T end in this beat's window, by its own RR and the median QT.
+    rr = np.where(np.isnan(found.rr_beat_ms), found.rr_s * 1000.0, found.rr_beat_ms) * fs / 1000.0
+    previous_t_end = fiducials.qrs_on + waves.qt_samples - rr
+    clear = previous_t_end < start - shift
+    elsewhere = (lags[None, :] <= -2 * shift - samples(0.02, fs)) & (start + lags[None, :] > previous_t_end[:, None])
+    repeated = np.where(elsewhere, scores, -np.inf).max(axis=1) >= P_MATCH_CORRELATION
+    # The size of the beat's P against the template's (least squares, each lead centred).
+    width = stop - start
+    index = earlier + offset[:, None] + np.arange(width)[None, :]
+    segment = np.take_along_axis(stretch, index[:, None, :].repeat(leads.sum(), axis=1), axis=2)
+    centred = template - template.mean(axis=-1, keepdims=True)
+    size = np.einsum("blw,lw->b", segment - segment.mean(axis=-1, keepdims=True), centred) \
+        / max(float((centred ** 2).sum()), 1e-12)
+    known = ~np.isnan(p_present)
+    matched = (known & beats.dominant & clear & ~repeated & (correlation >= P_MATCH_CORRELATION)
+               & (size >= P_MATCH_SIZE[0]) & (size <= P_MATCH_SIZE[1]))
+    present = np.where(matched, 1.0, p_present)
+    lead_by_lead, together = _fraction(p_present), _fraction(present)
+    # Said when it decides whether most beats have a P wave (the rhythm's verdict).
+    if lead_by_lead is not None and together is not None and lead_by_lead < MIN_P_FRACTION <= together:
+        notes.append(f"P waves found lead by lead before {lead_by_lead:.0%} of beats, by the median beat's P "
+                     f"across {int(leads.sum())} leads before {together:.0%}")
+    pr_ms = (fiducials.qrs_on - fiducials.p_on - offset) * 1000.0 / fs
+    return present, np.where(matched, pr_ms, beat_pr)
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -155,10 +155,11 @@ def frontal_axis(meas_median: np.ndarray, measured: np.ndarray, span: tuple[int 
 
 def rhythm(beats: Beats, rr_ms: np.ndarray, fs: float, p_fraction: float | None, p_positive: list[str],
            p_negative: list[str], rr_beat_ms: np.ndarray | None = None,
-           p_present: np.ndarray | None = None) -> Rhythm:
+           p_present: np.ndarray | None = None, beat_pr_ms: np.ndarray | None = None) -> Rhythm:
     """Rate and rhythm from the valid RR intervals (ms) and the beats' P waves.
 
-    rr_beat_ms: the RR before each beat (NaN where unknown); p_present: 1.0 / 0.0 / NaN per beat.
+    rr_beat_ms: the RR before each beat (NaN where unknown); p_present: 1.0 / 0.0 / NaN per beat;
+    beat_pr_ms: each beat's PR (NaN where not timed).
     """
     mean = float(rr_ms.mean()) if rr_ms.size else None
     sd = float(rr_ms.std(ddof=1)) if rr_ms.size >= 2 else None
@@ -178,6 +179,8 @@ def rhythm(beats: Beats, rr_ms: np.ndarray, fs: float, p_fraction: float | None,
         [None if not math.isfinite(v) else round(v, 1) for v in rr_beat_ms.tolist()],
         ectopic_beats=beats.ectopic.tolist(),
         p_present=[] if p_present is None else [None if not math.isfinite(v) else bool(v) for v in p_present.tolist()],
+        beat_pr_ms=[] if beat_pr_ms is None else
+        [None if not math.isfinite(v) else round(v, 1) for v in beat_pr_ms.tolist()],
     )
 
 

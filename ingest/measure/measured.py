@@ -83,6 +83,9 @@ class Rhythm(BaseModel):
     rr_intervals_ms: list[float | None] = Field(default_factory=list)
     ectopic_beats: list[bool] = Field(default_factory=list)
     p_present: list[bool | None] = Field(default_factory=list)
+    # Each beat's PR (ms): its P found across the leads (the median beat's P matched in it, or the
+    # median of its leads' PRs where two or more timed it); None where not timed.
+    beat_pr_ms: list[float | None] = Field(default_factory=list)
 
 
 class WaveBoundaries(BaseModel):

@@ -127,7 +127,10 @@ def atrial_activity(features: GroundingFeatures) -> AtrialActivity:
 
 
 def _per_beat_pr(features: GroundingFeatures, count: int) -> list[float | None]:
-    """Each beat's PR: the median over the leads that timed its P wave (None with fewer than two)."""
+    """Each beat's PR: as measured across the leads (`Rhythm.beat_pr_ms`), or for features measured
+    before that list existed, the median over the leads that timed its P wave (None with fewer than two)."""
+    if len(features.rhythm.beat_pr_ms) == count:
+        return list(features.rhythm.beat_pr_ms)
     prs: list[float | None] = []
     leads = [lead for lead in features.leads.values() if len(lead.beats) == count]
     for index in range(count):
