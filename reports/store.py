@@ -438,6 +438,7 @@ def _acquired_at(demographics: dict[str, Any] | None) -> dt.datetime | None:
 def save_interpretation(
     session: Session, study_id: int, interpretation: Interpretation, *, actor: str,
     critical: bool = False, labels: list[str] | None = None, flags: list[str] | None = None,
+    triage: dict[str, Any] | None = None,
 ) -> Study:
     """Store the interpreter's output (verbatim and parsed) and move the study to `interpreted`.
 
@@ -455,9 +456,11 @@ def save_interpretation(
     study.interpretation = record
     study.labels = list(labels if labels is not None else interpretation.parsed.labels)
     study.critical = bool(critical)
+    study.triage = triage  # reports.triage.Triage: who found what (None: not triaged, e.g. older rows)
     return set_state(session, study_id, S.INTERPRETED, actor=actor, details={
         "interpreter": interpretation.interpreter, "interpreter_version": interpretation.interpreter_version,
         "demonstration": interpretation.is_demonstration, "critical": study.critical,
+        "critical_by": sorted({f["by"] for f in (triage or {}).get("findings", [])}),
         "well_formed": interpretation.parsed.well_formed, "flags": len(record["flags"]),
     })
 

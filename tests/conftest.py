@@ -16,6 +16,30 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _record_every_message() -> None:
+    """Wrap the ORU builder before any test module imports it (tests/hl7_every_message.py)."""
+    import reports.hl7_oru
+    from tests.hl7_every_message import recording
+
+    if not hasattr(reports.hl7_oru.build_oru, "__wrapped__"):
+        reports.hl7_oru.build_oru = recording(reports.hl7_oru.build_oru)
+
+
+_record_every_message()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_message_checked() -> Iterator[None]:
+    """At the end: every ORU^R01 built in this run, by python-hl7 and hl7apy strict, F/C without machine content."""
+    yield
+    from tests.hl7_every_message import MESSAGES, summary
+
+    statuses, problems = summary()
+    print(f"\nHL7: {len(MESSAGES)} ORU^R01 built in this run checked by python-hl7 and hl7apy strict "
+          f"({dict(sorted(statuses.items()))}); {len(problems)} problems")
+    assert not problems, "\n".join(problems[:20])
 POSTGRES_ADMIN_URL = os.environ.get("ECGWL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("ECGWL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 

@@ -45,6 +45,7 @@ from ingest.readers.read import read_ecg
 from ingest.intake.watch import wfdb_record_files
 from reports import store
 from reports.db import Report, Study, StudyState
+from reports.triage import Triage
 from worker import artifacts
 from worker.context import PipelineContext
 from worker.dispatch import Stage
@@ -184,15 +185,24 @@ def prepare_study(ctx: PipelineContext, study_id: int, *, view: StudyView | None
 # ---------------------------------------------------------------- interpret
 
 
-def check_claims(prepared: PreparedEcg, interpretation: Interpretation) -> tuple[list[str], bool]:
-    """(flags, critical): where the interpretation's numbers or labels disagree with the
-    measured features (`reports.verify`; none for an image-only study, nothing was measured),
-    and whether its labels name a critical finding (sorted first on the sign-off queue)."""
-    from ingest.protocol import is_critical
+def check_claims(prepared: PreparedEcg, interpretation: Interpretation,
+                 critical_labels: list[str] | None = None) -> tuple[list[str], Triage]:
+    """(flags, triage): where the interpretation's numbers or labels disagree with the measured
+    features (`reports.verify`; none for an image-only study, nothing was measured), and the
+    study's urgency from every reader (`reports.triage`): the measured values, the protocol
+    reader as a second reader beside a model (it reads every study with a signal), and the
+    interpreter itself."""
+    from ingest.protocol import ProtocolReader
+    from ingest.protocol.reader import PROTOCOL_READER_NAME
+    from reports.triage import triage
     from reports.verify import verify
 
     flags = [flag.message for flag in verify(interpretation.parsed, prepared.features)]
-    return flags, is_critical(interpretation.parsed.labels)
+    second = None
+    if interpretation.interpreter != PROTOCOL_READER_NAME and prepared.features is not None:
+        second = ProtocolReader().interpret_one(prepared).parsed.labels
+    demographics = prepared.ecg.demographics if prepared.ecg is not None else None
+    return flags, triage(prepared.features, demographics, interpretation, second, critical_labels)
 
 
 def _load_for_interpretation(ctx: PipelineContext, view: StudyView) -> PreparedEcg:
@@ -237,7 +247,7 @@ def interpret_studies(ctx: PipelineContext, study_ids: Sequence[int], *,
     interpretations = ctx.interpreter().interpret([prepared for _, prepared in batch])
     if len(interpretations) != len(batch):
         raise RuntimeError(f"interpreter returned {len(interpretations)} results for {len(batch)} ECGs")
-    checked = [(view, interpretation, *check_claims(prepared, interpretation))
+    checked = [(view, interpretation, *check_claims(prepared, interpretation, ctx.settings.review_critical_labels))
                for (view, prepared), interpretation in zip(batch, interpretations, strict=True)]
     saved = []
     with ctx.session() as session:  # the whole batch in one transaction: one commit, not one per ECG
@@ -245,10 +255,10 @@ def interpret_studies(ctx: PipelineContext, study_ids: Sequence[int], *,
         # a transaction never waits for a study while holding the head, so none can deadlock.
         claimed = {view.id for view in sorted((c[0] for c in checked), key=lambda v: v.id)
                    if store.claim_study(session, view.id, S.QUEUED_INTERPRET) is not None}
-        for view, interpretation, flags, critical in checked:
+        for view, interpretation, flags, found in checked:
             if view.id in claimed:
-                store.save_interpretation(session, view.id, interpretation, actor=actor, critical=critical,
-                                          flags=flags)
+                store.save_interpretation(session, view.id, interpretation, actor=actor, critical=found.critical,
+                                          flags=flags, triage=found.model_dump(mode="json"))
                 saved.append(view.id)
     outcomes.update(dict.fromkeys(saved, Outcome.DONE))
     _hand_on(ctx, Stage.REPORT, saved)

@@ -49,14 +49,17 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.interpretation import Interpretation
+from ingest.protocol import vocabulary
 from ingest.report_format import STEP_HEADINGS
 from reports import delivery_view, store
+from reports.hl7_oru import MEASUREMENT_CODES
 from reports.db import OutboxState, Report, Role, Study, User
 from reports.review import accounts, security, signoff
 from reports.review.config import ReviewConfig, critical_in
 from reports.review.ecg_source import ViewCache
 from reports.review.queue import Cursor, QueueFilters, QueueStatus, next_awaiting, queue_counts, queue_page, search
 from reports.review.study_view import source_file, study_extras
+from reports.triage import stored_summary
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +128,41 @@ class SignForm(BaseModel):
     csrf_token: str = ""
     based_on_version: int
     impression: str = ""
-    labels: str = ""
+    labels: str = ""  # the statements, ';'-separated: the draft's as offered, edited, or free text
+    add_statement: str = ""  # one more statement picked from the library
     reason: str = ""
     action: Literal["sign", "sign_next", "amend"] = "sign"
+    # Measurements the reviewer entered (blank: the report keeps the study's value).
+    m_hr_bpm: str = ""
+    m_pr_ms: str = ""
+    m_qrs_ms: str = ""
+    m_qt_ms: str = ""
+    m_qtc_ms: str = ""
+    m_qrs_axis_deg: str = ""
+
+    def statements(self) -> list[str]:
+        labels = split_labels(self.labels)
+        return labels + [self.add_statement.strip()] if self.add_statement.strip() else labels
+
+    def measurements(self) -> dict[str, float | None]:
+        """The entered values; a value that is not a number is refused with the field's name."""
+        entered: dict[str, float | None] = {}
+        for name in MEASUREMENT_FIELDS:
+            text = getattr(self, f"m_{name}").strip()
+            if not text:
+                continue
+            try:
+                entered[name] = float(text)
+            except ValueError:
+                raise signoff.InvalidInput(f"{MEASUREMENT_CODES[name][1]}: {text[:20]!r} is not a number") from None
+        return entered
+
+    def echo(self) -> dict[str, str]:
+        """What was typed, for the form shown again after a refusal."""
+        return {"impression": self.impression, "labels": "; ".join(self.statements()), "reason": self.reason}
+
+
+MEASUREMENT_FIELDS = ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms", "qrs_axis_deg")
 
 
 class RejectForm(BaseModel):
@@ -156,6 +191,18 @@ class NewUserForm(BaseModel):
 class ActiveForm(BaseModel):
     csrf_token: str = ""
     active: bool
+
+
+def _form_measurements(study: Study, report: Report | None) -> list[tuple[str, str, str, str]]:
+    """(field, name, unit, the value the report sends now) for the form's measurement inputs."""
+    current = ((report.measurements or {}).get("values") if report is not None and report.measurements
+               else None) or study.measurements or {}
+    rows = []
+    for name in MEASUREMENT_FIELDS:
+        value = current.get(name)
+        rows.append((name, MEASUREMENT_CODES[name][1], MEASUREMENT_CODES[name][2],
+                     "" if value is None else str(int(round(value)))))
+    return rows
 
 
 def split_labels(text: str) -> list[str]:
@@ -360,6 +407,8 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
         return {
             "study": study, "report": report, "history": list(reversed(reports)), "labels": labels,
             "critical": bool(study.critical or critical_in(labels, config.critical_labels)),
+            "triage": stored_summary(study.triage),
+            "has_signal": (study.triage or {}).get("has_signal", study.features is not None),
             "critical_labels": set(critical_in(labels, config.critical_labels)),
             "is_demonstration": bool(interpretation and interpretation.is_demonstration),
             "interpreter": f"{interpretation.interpreter} {interpretation.interpreter_version}"
@@ -378,6 +427,12 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
             "can_act_on_delivery": who.can_act_on_delivery,
             "actionable_deliveries": {row.outbox_id for row in deliveries if _needs_a_person(row)},
             "can_sign": who.can_sign and report is not None,
+            # The form offers the draft's statements and impression to confirm, without the
+            # interpreter's "preliminary ... requires confirmation" sentence; a signed report's as signed.
+            "form_impression": (signoff.draft_impression(report.impression) if report is not None
+                                and report.status == "draft" else (report.impression or "") if report else ""),
+            "statement_library": [label for label in vocabulary.LABELS if label not in labels],
+            "form_measurements": _form_measurements(study, report),
             "signed": report is not None and report.status in ("signed", "amended"),
             "is_draft": report is not None and report.status == "draft",
         }
@@ -433,19 +488,20 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
              form: Annotated[SignForm, Depends(form_of(SignForm))]) -> Response:
         check_csrf(who, form.csrf_token)
         refuse_unless_signer(who)
-        labels = split_labels(form.labels)
+        labels = form.statements()
         try:
+            entered = form.measurements()
             with store.session_scope(engine) as session:
                 user = signing_user(session, who)
                 if form.action == "amend":
                     signoff.amend(session, study_id, user, form.based_on_version, form.impression, labels,
-                                  form.reason, policy=policy)
+                                  form.reason, policy=policy, measurements=entered)
                 else:
                     signoff.sign(session, study_id, user, form.based_on_version, form.impression, labels,
-                                 policy=policy)
+                                 policy=policy, measurements=entered)
                 following = next_awaiting(session, study_id) if form.action == "sign_next" else None
         except (signoff.SignoffError, store.StudyNotFound) as exc:
-            return refused(request, study_id, who, exc, form={"impression": form.impression, "labels": form.labels})
+            return refused(request, study_id, who, exc, form=form.echo())
         done = "amended" if form.action == "amend" else "signed"
         if form.action == "sign_next":
             target = f"/studies/{following}?done=signed" if following else "/queue?done=queue_empty"

@@ -36,6 +36,7 @@ from reports.counts import count_studies
 from reports.db import Study, StudyState
 from reports.patient_keys import search_key
 from reports.review.config import critical_in
+from reports.triage import critical_now, stored_summary
 
 
 class QueueStatus(StrEnum):
@@ -100,6 +101,8 @@ class QueueRow(BaseModel):
     demonstration: bool
     patient_id: str | None = None
     accession: str | None = None
+    triage: str | None = None  # "critical: measured ST elevation II, III, aVF (measured values)" (reports.triage)
+    has_signal: bool = True  # False: an image-only study, nothing was measured
 
     @property
     def cursor(self) -> Cursor:
@@ -126,7 +129,7 @@ class QueueCounts(BaseModel):
 # Only what a queue row shows: of the interpretation (with its verbatim text) only the claim
 # checks' flags and the demonstration mark are read, by the database, for the rows shown.
 _COLUMNS = (Study.id, Study.critical, Study.created_at, Study.acquired_at, Study.source_format, Study.origin,
-            Study.state, Study.demographics, Study.labels,
+            Study.state, Study.demographics, Study.labels, Study.triage,
             Study.interpretation["flags"].label("flags"),
             Study.interpretation["is_demonstration"].label("is_demonstration"))
 
@@ -189,6 +192,7 @@ def _row(raw: Any) -> QueueRow:
         source=raw.source_format, origin=raw.origin, state=raw.state, patient=_patient(raw.demographics),
         patient_id=(raw.demographics or {}).get("patient_id"), accession=(raw.demographics or {}).get("accession"),
         labels=list(raw.labels or []), flag_count=len(raw.flags or []), demonstration=bool(raw.is_demonstration),
+        triage=stored_summary(raw.triage), has_signal=(raw.triage or {}).get("has_signal", True),
     )
 
 
@@ -266,15 +270,17 @@ def previous_awaiting(session: Session, before_study_id: int) -> int | None:
 def sync_critical(session: Session, critical_labels: list[str] | None, *, actor: str, batch: int = 1000) -> int:
     """Re-mark which awaiting drafts are critical under this site's list; the number changed.
 
-    The pipeline marks `critical` with the protocol vocabulary when it interprets; a site
-    that configures its own list gets the queue re-sorted by it when the web app starts.
+    The pipeline marks `critical` from every reader when it interprets (`reports.triage`); a
+    site that configures its own list gets the queue re-sorted by it when the web app starts:
+    the draft's labels and the protocol reader's second reading by that list, and what the
+    measured values found always (a site list never makes a measured STEMI routine).
     One audit row records how many studies changed (no identifiers).
     """
     changed = 0
     last_id = 0
     while True:
         rows = session.execute(
-            sa.select(Study.id, Study.labels, Study.critical)
+            sa.select(Study.id, Study.labels, Study.critical, Study.triage)
             .where(Study.state == StudyState.AWAITING_SIGNOFF.value, Study.id > last_id)
             .order_by(Study.id).limit(batch)
         ).all()
@@ -282,7 +288,7 @@ def sync_critical(session: Session, critical_labels: list[str] | None, *, actor:
             break
         last_id = rows[-1].id
         for row in rows:
-            wanted = bool(critical_in(row.labels, critical_labels))
+            wanted = critical_now(row.triage, row.labels, critical_labels)
             if wanted != bool(row.critical):
                 session.execute(sa.update(Study).where(Study.id == row.id).values(critical=wanted))
                 changed += 1

@@ -10,13 +10,15 @@ depression in aVL), which the protocol reader reads as "st elevation (inferior)"
 under uvicorn on a free port, at 1600 x 1000. The tests run in file order and build on each
 other (the keyboard signs studies the later tests then see signed):
 
-    queue and search      critical (the STEMI) first; MRN, name and accession, case ignored
+    queue and search      critical (the STEMI) first, saying which readers found it; the scan
+                          marked "no signal: not measured"; MRN, name and accession, case ignored
     the study page        the SVG at 25 mm/s and 10 mm/mV with its grid and labels clear of the
                           traces, the device's statements and measurements, Sign above the fold
     calipers              two clicks on R peaks found in the page's pixels measure 1000 ms
     previous ECG          the patient's earlier ECG beside the list of changes
     keyboard              one keystroke per confirmed normal study; n / p; a critical study asks first
-    sign and deliver      the critical (STEMI) draft edited and signed; the final ORU reaches a real MLLP
+    sign and deliver      the critical (STEMI) draft edited and signed (the F message: "Confirmed
+                          by", no machine-only content); the final ORU reaches a real MLLP
                           listener; a viewer sees no form and a crafted POST is refused
 
 Screenshots (docs/screenshots/: queue, study, calipers, previous) are taken every run and
@@ -232,6 +234,11 @@ def test_queue_is_critical_first_and_search_finds_mrn_name_and_accession(site: S
     first_row = page.locator("table.queue tbody tr").first
     assert "CRITICAL" in first_row.inner_text()
     assert f"/studies/{site.studies[CRITICAL]}" in first_row.locator("a").first.get_attribute("href")
+    # Which reader found it (reports/triage.py): the measured values and the protocol reader.
+    assert first_row.locator(".triage").inner_text() == (
+        "critical: measured ST elevation II, III, aVF (measured values); st elevation (inferior) (protocol reader)")
+    scan_row = page.locator("table.queue tbody tr", has=page.locator(f"a[href='/studies/{site.studies['demo-scan']}']"))
+    assert "no signal: not measured" in scan_row.inner_text()
     page.screenshot(path=str(site.shots / "queue.png"))
 
     def found(text: str) -> set[int]:
@@ -270,6 +277,10 @@ def test_study_page_draws_the_ecg_to_scale_with_sign_above_the_fold(site: Site, 
         print(f"\n{action}: button bottom at {box['y'] + box['height']:.0f} px of a 1600 x 1000 viewport, no scrolling")
     assert page.locator(".key-hint").is_visible()  # the shortcuts are named on screen
     assert "st elevation (inferior)" in page.locator("section.statements").inner_text()
+    assert page.locator(".study-head .triage").inner_text().startswith("critical: measured ST elevation II, III, aVF")
+    # The form offers the draft's statements and impression to confirm, without "preliminary ... confirmation".
+    assert "st elevation (inferior)" in page.locator("input[name=labels]").input_value()
+    assert "Preliminary computer reading" not in page.locator("textarea[name=impression]").input_value()
     assert not page.locator("section.statements details").first.evaluate("d => d.open")  # reasoning folded
     page.screenshot(path=str(site.shots / "study.png"))
 
@@ -296,6 +307,7 @@ def test_study_page_draws_the_ecg_to_scale_with_sign_above_the_fold(site: Site, 
     _open(page, site, site.studies["demo-scan"])
     scan = page.locator(".ecg-frame.scan img")
     assert scan.get_attribute("src").endswith("/image.png") and scan.evaluate("img => img.naturalWidth") > 0
+    assert page.locator(".study-head .tag.nosignal").inner_text() == "no signal: not measured"
     assert page.locator("section.ecg .ecg-frame.measurable").count() == 0  # (its previous ECG may be measurable)
 
 
@@ -461,6 +473,11 @@ def test_cardiologist_signs_the_critical_draft_and_the_final_oru_arrives(site: S
     assert str(final.segment("MSH")[10]) == signed.message_control_id in accepted
     assert EDITED.split(":")[0] in str(final)
     assert {str(obx[11]) for obx in final.segments("OBX")} == {"F"}
+    # The cardiologist's report: "Confirmed by", none of the draft's machine content.
+    from reports.hl7_validate import machine_only_content
+
+    assert any(str(nte[3]).startswith("Confirmed by Rossi, Anna on ") for nte in final.segments("NTE"))
+    assert machine_only_content(str(final)) == [] and "ECGWL-REASONING" not in str(final)
     assert str(final.segment("OBR")[32]).startswith("drrossi&Rossi&Anna")
     page.reload()
     assert "delivered" in page.locator("section.card", has_text="Delivery").inner_text()

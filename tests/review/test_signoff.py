@@ -1,4 +1,9 @@
-"""Sign (F), amend (C), reject (X): the messages, the outbox, optimistic locking and the audit chain."""
+"""Sign (F), amend (C), reject (X): the messages, the outbox, optimistic locking and the audit chain.
+
+The signed report is the cardiologist's: the F/C message carries the confirmed statements,
+impression and measurements and "Confirmed by", never the machine's reasoning, claim checks,
+notes or "preliminary" sentence; an amendment needs a reason and a change.
+"""
 
 from __future__ import annotations
 
@@ -224,7 +229,8 @@ def test_every_act_is_in_the_audit_chain_and_it_verifies(
     _sign_via_web(client, signed, "Normal")
     page = client.get(f"/studies/{signed}").text
     client.post(f"/studies/{signed}/sign", data={"csrf_token": csrf_of(page), "based_on_version": "2",
-                                                 "impression": "Normal, amended", "action": "amend"})
+                                                 "impression": "Normal, amended", "action": "amend",
+                                                 "reason": "wording"})
     client.post(f"/studies/{rejected}/reject", data={"csrf_token": csrf_of(page), "based_on_version": "1",
                                                      "reason": "noise"})
     with store.session_scope(review_engine) as session:
@@ -240,3 +246,94 @@ def test_every_act_is_in_the_audit_chain_and_it_verifies(
     monkeypatch.setenv("ECGWL_DATABASE_URL", postgres_url)
     result = CliRunner().invoke(cli, ["audit", "verify"])
     assert result.exit_code == 0, result.output
+
+
+def _notes(message: hl7.Message) -> list[str]:
+    return [message.unescape(str(nte[3])) for nte in message.segments("NTE")]
+
+
+def test_the_signed_report_carries_only_what_the_cardiologist_confirmed(
+    logged_in: Callable[[str], TestClient], make_study: Callable[..., int], review_engine: sa.Engine,
+) -> None:
+    # A demonstration-model draft with a claim check, and the interpreter's "preliminary" sentence.
+    study_id = make_study(["sinus rhythm", "normal ecg"], demonstration=True, qtc_ms=520,
+                          narrative="Sinus rhythm. Preliminary computer reading of the measured signal; requires "
+                                    "cardiologist confirmation.")
+    client = logged_in("cardio1")
+    page = client.get(f"/studies/{study_id}").text
+    # The form offers the draft's statements and impression without the machine's sentence, and the library.
+    assert 'name="labels" value="sinus rhythm; normal ecg"' in page
+    assert ">Sinus rhythm.</textarea>" in page and '<option value="st elevation (inferior)">' in page
+    draft = hl7.parse(_versions(review_engine, study_id)[0].hl7_message)
+    assert "DEMONSTRATION MODEL - NOT FOR CLINICAL USE" in _notes(draft)
+    assert any(note.startswith("Check: ") for note in _notes(draft))
+    response = client.post(f"/studies/{study_id}/sign", data={
+        "csrf_token": csrf_of(page), "based_on_version": "1", "impression": "Sinus rhythm. Long QT.",
+        "labels": "sinus rhythm", "add_statement": "marked qt prolongation", "m_qtc_ms": "520", "m_pr_ms": "172",
+        "action": "sign"})
+    assert response.status_code == 303, response.text
+    final = _versions(review_engine, study_id)[1]
+    message = hl7.parse(final.hl7_message)
+    impression = next(obx for obx in message.segments("OBX") if str(obx[3][0][0]) == "8601-7")
+    assert [str(r) for r in impression[5]] == ["sinus rhythm", "marked qt prolongation", "Sinus rhythm. Long QT."]
+    notes = _notes(message)
+    assert any(note.startswith("Confirmed by Rossi, Anna on ") for note in notes)
+    assert not any(note.startswith(("Check:", "Interpreter:", "Machine draft")) for note in notes)
+    assert "DEMONSTRATION" not in final.hl7_message and "Preliminary computer reading" not in final.hl7_message
+    assert "ECGWL-REASONING" not in final.hl7_message
+    # The measurement the reviewer changed says so; the one left as it was keeps its source.
+    sources = {str(obx[3][0][0]): str(obx[17][0][0]) for obx in message.segments("OBX") if str(obx[2]) == "NM"}
+    values = {str(obx[3][0][0]): str(obx[5]) for obx in message.segments("OBX") if str(obx[2]) == "NM"}
+    assert sources["8625-6"] == "REVIEWER" and values["8625-6"] == "172"
+    assert sources["76635-2"] == "COMPUTED" and values["76635-2"] == "520"
+    assert final.measurements["sources"]["pr_ms"] == "reviewer"
+    with store.session_scope(review_engine) as session:
+        details = session.execute(sa.select(AuditEvent.details).where(AuditEvent.action == "report.signed")
+                                  .order_by(AuditEvent.id.desc()).limit(1)).scalar_one()
+    assert details["statements"] == ["sinus rhythm", "marked qt prolongation"]
+    assert details["entered_measurements"] == {"pr_ms": 172.0, "qtc_ms": 520.0}  # as posted
+
+
+def test_signing_the_preliminary_sentence_is_refused(
+    logged_in: Callable[[str], TestClient], make_study: Callable[..., int], review_engine: sa.Engine,
+) -> None:
+    study_id = make_study()
+    client = logged_in("cardio1")
+    response = _sign_via_web(client, study_id, "Normal. Preliminary computer reading; requires cardiologist "
+                                                "confirmation.")
+    assert response.status_code == 400 and "your signature is the confirmation" in response.text
+    assert len(_versions(review_engine, study_id)) == 1
+
+
+def test_an_amendment_needs_a_reason_and_a_change_and_the_c_message_carries_both(
+    logged_in: Callable[[str], TestClient], make_study: Callable[..., int], review_engine: sa.Engine,
+) -> None:
+    study_id = make_study()
+    client = logged_in("cardio1")
+    assert _sign_via_web(client, study_id, "Sinus rhythm.", "sinus rhythm; normal ecg").status_code == 303
+
+    def amend(**fields: str):
+        page = client.get(f"/studies/{study_id}").text
+        return client.post(f"/studies/{study_id}/sign", data={
+            "csrf_token": csrf_of(page), "based_on_version": "2", "impression": "Sinus rhythm.",
+            "labels": "sinus rhythm; normal ecg", "action": "amend"} | fields)
+
+    no_reason = amend(labels="sinus rhythm; first degree av block")
+    assert no_reason.status_code == 400 and "the reason for the correction is required" in no_reason.text
+    no_change = amend(reason="checked again")
+    assert no_change.status_code == 400 and "nothing to correct" in no_change.text
+    assert len(_versions(review_engine, study_id)) == 2  # both refused, nothing written
+    done = amend(reason="PR re-measured on the rhythm strip", labels="sinus rhythm; first degree av block",
+                 m_pr_ms="212")
+    assert done.status_code == 303, done.text
+    corrected = _versions(review_engine, study_id)[2]
+    notes = _notes(hl7.parse(corrected.hl7_message))
+    assert "Correction of the report signed as v2: PR re-measured on the rhythm strip" in notes
+    changed = next(note for note in notes if note.startswith("Changed: "))
+    assert "statements added: first degree av block" in changed and "statements removed: normal ecg" in changed
+    assert "P-R Interval 160 -> 212 ms" in changed
+    with store.session_scope(review_engine) as session:
+        details = session.execute(sa.select(AuditEvent.details).where(AuditEvent.action == "report.amended")
+                                  ).scalar_one()
+    assert details["reason"] == "PR re-measured on the rhythm strip" and details["corrects_version"] == 2
+    assert "P-R Interval 160 -> 212 ms" in details["changes"]
