@@ -22,6 +22,8 @@ Bazett at 0.45 s) and the next beat's beginning (its fiducial point less 300 ms:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.signal import iirnotch, sosfiltfilt, tf2sos
 
@@ -91,14 +93,17 @@ def beat_noise(beat_windows: np.ndarray, median: np.ndarray, mask: np.ndarray, s
     """Per lead, the robust SD (mV) of the beats around the median beat over the masked samples.
 
     beat_windows: (beats, leads, L), NaN where a lead was not recorded; median: (leads, L);
-    mask: (beats, L). Every `step`-th sample is plenty. NaN for a lead with no sample to judge.
+    mask: (beats, L), the same for every lead. Every `step`-th sample is plenty. NaN for a lead
+    with no sample to judge.
     """
+    chosen = mask[:, ::step].ravel()
+    leads = median.shape[0]
+    if not chosen.any():
+        return np.full(leads, np.nan)
     deviation = np.abs(beat_windows[:, :, ::step] - median[None, :, ::step])
-    deviation = np.where(mask[:, None, ::step], deviation, np.nan)
-    flat = deviation.transpose(1, 0, 2).reshape(median.shape[0], -1)
-    with np.errstate(all="ignore"):
-        counts = np.isfinite(flat).sum(axis=1)
-        noise = np.full(median.shape[0], np.nan)
-        for lead in np.flatnonzero(counts):
-            noise[lead] = ROBUST_SD * np.median(flat[lead][np.isfinite(flat[lead])])
-    return noise
+    flat = deviation.transpose(1, 0, 2).reshape(leads, -1)[:, chosen]
+    if not np.isnan(flat).any():
+        return ROBUST_SD * np.median(flat, axis=1)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a lead with no recorded sample: NaN
+        return ROBUST_SD * np.nanmedian(flat, axis=1)
