@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -41,17 +43,24 @@ def units_to_mv(units: str) -> float | None:
     return _TO_MILLIVOLT.get(units.strip().lower())
 
 
-def load_wfdb() -> ModuleType:
-    """The wfdb package, imported on first use (reading other formats never imports it or pandas).
+@contextmanager
+def quiet_wfdb_pandas() -> Iterator[None]:
+    """Silence pandas' deprecation of `inplace=` where wfdb uses it, by the warning's exact text.
 
-    wfdb 4.3 builds its annotation tables at import time with `DataFrame.set_index(...,
-    inplace=True)`, which pandas 3.1 deprecates: two warnings per process that say nothing
-    about the ECG being read. They are silenced here, for that import only and by their
-    exact text, so any other warning from either library still shows.
+    wfdb 4.3 calls `DataFrame.set_index(..., inplace=True)` when it is imported and
+    `DataFrame.drop(..., inplace=True)` when it reads some headers; pandas 3.1 deprecates both.
+    The warnings say nothing about the ECG being read, so they are silenced around those
+    calls only; any other warning from either library still shows.
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.set_index is deprecated",
+        warnings.filterwarnings("ignore", message=r"The inplace keyword in DataFrame\.\w+ is deprecated",
                                 category=DeprecationWarning)
+        yield
+
+
+def load_wfdb() -> ModuleType:
+    """The wfdb package, imported on first use (reading other formats never imports it or pandas)."""
+    with quiet_wfdb_pandas():
         import wfdb
     return wfdb
 
@@ -71,7 +80,8 @@ def read_wfdb(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
     _check_size_before_reading(path, header, limits)
 
     try:
-        record = wfdb.rdrecord(str(path.with_suffix("")), physical=True)
+        with quiet_wfdb_pandas():
+            record = wfdb.rdrecord(str(path.with_suffix("")), physical=True)
     except Exception as exc:  # wfdb raises many types for malformed records
         raise IngestError(path, f"WFDB record could not be read ({type(exc).__name__}: {exc})") from exc
     if record.p_signal is None or record.p_signal.size == 0:

@@ -117,13 +117,14 @@ def _reference(row: dict[str, str]) -> Reference:
 
 def ludb_boundaries(header: Path) -> list[AnnotatedBeat]:
     """The annotated beats of one LUDB record (a `.hea` path), with global boundaries, in time order."""
-    from ingest.readers.wfdb import load_wfdb
+    from ingest.readers.wfdb import load_wfdb, quiet_wfdb_pandas
 
     wfdb = load_wfdb()
 
     marks = []  # (lead, wave symbol, onset ms, peak ms, offset ms)
     for lead in LUDB_LEADS:
-        annotation = wfdb.rdann(str(header.with_suffix("")), lead)
+        with quiet_wfdb_pandas():
+            annotation = wfdb.rdann(str(header.with_suffix("")), lead)
         symbols, positions = list(annotation.symbol), np.asarray(annotation.sample) * 1000.0 / LUDB_FS
         for i, symbol in enumerate(symbols):
             if symbol in ("p", "N", "t") and 0 < i < len(symbols) - 1 \
