@@ -16,8 +16,8 @@ and a reading never disagree: heart rate 60-100 /min; PR 120-200 ms; QRS up to 1
 conduction delay beyond, AHA/ACCF/HRS 2009 part III); QTc 350 ms to 450 ms (men, sex unknown)
 or 460 ms (women), marked prolongation above 500 ms (part IV); QT, which has no rate-free
 range, against the QTc limits converted back to the record's RR by Bazett (QT = QTc x sqrt(RR
-s)); QRS axis -30 to +90 degrees; P axis 0 to +75 degrees; T axis 0 to +90 degrees (the
-commonly quoted adult ranges). LL/HH are the critical limits `reports.triage` also uses:
+s), at 60 /min when the rate is unknown); QRS axis -30 to +90 degrees; P axis 0 to +75
+degrees; T axis 0 to +90 degrees (the commonly quoted adult ranges). LL/HH are the critical limits `reports.triage` also uses:
 heart rate below 40 or above 150 /min, QTc above 500 ms.
 """
 
@@ -93,9 +93,9 @@ def limits(field: str, measurements: Measurements, sex: Sex | None = None) -> tu
     if field in ("qtc_ms", "qtc_fridericia_ms"):
         return _qtc_limits(sex)
     if field == "qt_ms":
-        rr = _rr_s(measurements)
-        if rr is None:
-            return None, None
+        # Without a rate (never in practice: a QT needs beats) the range at 60 /min, where QT = QTc,
+        # so OBX-7 is never empty and the message is never refused for it.
+        rr = _rr_s(measurements) or 1.0
         low, high = _qtc_limits(sex)
         return round(low * math.sqrt(rr)), round(high * math.sqrt(rr))
     return _RANGES.get(field, (None, None))

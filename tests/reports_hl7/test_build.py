@@ -113,6 +113,9 @@ def test_draft_message_fields_read_back_by_the_hl7_package() -> None:
 def test_unmeasured_values_are_left_out_not_zero() -> None:
     parsed = hl7.parse(_build(Measurements(hr_bpm=88, qrs_ms=float("nan"))))
     assert set(_observations(parsed)) == {"8867-4", "8601-7"}
+    # A QT without a rate still gets its range (the one at 60 /min): OBX-7 is never empty.
+    qt_only = _observations(hl7.parse(_build(Measurements(qt_ms=470))))["8634-8"]
+    assert (str(qt_only[7]), str(qt_only[8])) == ("350-460", "H")
 
 
 def test_pdf_report_without_measurements_is_just_the_impression() -> None:
