@@ -119,7 +119,7 @@ def _reading(text: str) -> dict[str, Any]:
 
 def evaluate_real(model_dir: Path | str, data_dir: Path | str = Path("data/real"), split: str = "test",
                   limit: int | None = None, *, batch_size: int = 8, max_new_tokens: int = 1024,
-                  progress: bool = True) -> RealEvalReport:
+                  inputs: Sequence[str] = INPUT_KINDS, progress: bool = True) -> RealEvalReport:
     """The model (hf engine, greedy) and the protocol reader on data/real's `split`."""
     from tqdm import tqdm
 
@@ -154,6 +154,7 @@ def evaluate_real(model_dir: Path | str, data_dir: Path | str = Path("data/real"
         requests = {"signal+image": [GenerationRequest(signal=p.model_signal, image=p.page()) for _, p in chunk],
                     "signal only": [GenerationRequest(signal=p.model_signal) for _, p in chunk],
                     "image only": [GenerationRequest(image=p.page()) for _, p in chunk]}
+        requests = {kind: batch for kind, batch in requests.items() if kind in inputs}
         texts = {kind: [r.text for r in engine.generate(batch)] for kind, batch in requests.items()}
         reader_texts = [i.raw_text for i in reader.interpret([p for _, p in chunk])]
         for i, (reference, prepared) in enumerate(chunk):
@@ -161,11 +162,11 @@ def evaluate_real(model_dir: Path | str, data_dir: Path | str = Path("data/real"
             hr = prepared.features.global_.hr_bpm if prepared.features is not None else None
             row = RealRecordRow(key=reference.key, reference_rhythm=reference.labels.rhythm,
                                 measured_hr=float(hr) if hr is not None else None)
-            for kind in INPUT_KINDS:
+            for kind in inputs:
                 row.readings[f"model/{kind}"] = _reading(texts[kind][i])
             row.readings["protocol reader/signal+image"] = _reading(reader_texts[i])
             rows.append(row)
-    figures = [_figures("model", kind, rows) for kind in INPUT_KINDS]
+    figures = [_figures("model", kind, rows) for kind in inputs]
     figures.append(_figures("protocol reader", "signal+image", rows))
     return RealEvalReport(data_dir=str(data_dir), split=split, sources=sources, unreadable=unreadable,
                           figures=figures, records=rows)

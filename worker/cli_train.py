@@ -57,12 +57,15 @@ def eval_command(model_path: str, corpus_file: Path, split: str, limit: int | No
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many records.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="JSON report.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--inputs", multiple=True, type=click.Choice(["signal+image", "signal only", "image only"]),
+              help="Which inputs the model is given (default: all three).")
 def eval_real_command(model_path: str, data_dir: Path, split: str, limit: int | None, out: Path | None,
-                      batch_size: int) -> None:
+                      batch_size: int, inputs: tuple[str, ...]) -> None:
     """Rhythm, stated heart rate and label variety of MODEL and the protocol reader on real ECGs (training/evaluate_real.py)."""
     from training.evaluate_real import evaluate_real
 
-    report = evaluate_real(model_path, data_dir, split=split, limit=limit, batch_size=batch_size)
+    report = evaluate_real(model_path, data_dir, split=split, limit=limit, batch_size=batch_size,
+                           **({"inputs": inputs} if inputs else {}))
     if out is not None:
         out.write_text(report.model_dump_json(indent=1) + "\n", encoding="utf-8")
     click.echo(report.table())
