@@ -238,7 +238,7 @@ def _falling_limb_end(y: np.ndarray, sign: np.ndarray, amplitude: np.ndarray, pe
 
 def _wave(y: np.ndarray, fs: float, peak_from: np.ndarray, peak_to: np.ndarray,
           rise_from: np.ndarray, fall_to: np.ndarray, limb_s: float, min_mv: float,
-          noise_mv: np.ndarray, keep_flat: bool = False) -> Wave:
+          noise_mv: np.ndarray, keep_flat: bool = False, turning_peak: bool = False) -> Wave:
     """Delineate the largest deflection of each row between peak_from and peak_to.
 
     rise_from/fall_to bound where the wave's onset and end may lie; limb_s is how far
@@ -247,7 +247,19 @@ def _wave(y: np.ndarray, fs: float, peak_from: np.ndarray, peak_to: np.ndarray,
     its amplitude is kept all the same (a flat wave), otherwise it is NaN (no wave).
     """
     usable = peak_to > peak_from
-    peak = argmax_between(np.abs(y), np.where(usable, peak_from, 0), np.where(usable, peak_to, 0))
+    size = np.abs(y)
+    peak = argmax_between(size, np.where(usable, peak_from, 0), np.where(usable, peak_to, 0))
+    if turning_peak:
+        # The peak is a turning point inside the search: where the largest value sits on the
+        # search's last sample, the deflection there is still rising beyond it (a U wave or the
+        # next P beyond a flat T's window), so the largest turning point inside is taken.
+        turning = np.zeros_like(size, dtype=bool)
+        turning[:, 1:-1] = (size[:, 1:-1] >= size[:, :-2]) & (size[:, 1:-1] >= size[:, 2:])
+        inner = argmax_between(np.where(turning, size, -1.0), np.where(usable, peak_from, 0),
+                               np.where(usable, peak_to, 0))
+        at_end = peak >= np.asarray(peak_to) - 1
+        inside = (inner > np.asarray(peak_from)) & turning[np.arange(len(inner)), np.maximum(inner, 0)]
+        peak = np.where(at_end & inside, inner, peak)
     amplitude = take(y, peak)
     present = (peak >= 0) & (np.abs(amplitude) >= np.maximum(min_mv, WAVE_SNR * noise_mv))
     sign = np.sign(np.nan_to_num(amplitude))
@@ -311,7 +323,7 @@ def t_waves(smooth: np.ndarray, fs: float, qrs_onset: np.ndarray, qrs_offset: np
     latest_end = np.minimum(onset + samples(min(0.75, 0.92 * rr_s), fs), length - 1)
     wave = _wave(np.nan_to_num(y), fs, peak_from=offset + samples(0.06, fs), peak_to=latest_peak,
                  rise_from=offset, fall_to=latest_end, limb_s=0.1, min_mv=T_MIN_MV, noise_mv=noise,
-                 keep_flat=True)
+                 keep_flat=True, turning_peak=True)
     return _without(wave, (onset < 0) | (offset < 0))
 
 
