@@ -103,7 +103,7 @@ assert torch.__version__.startswith("2.14.1"), torch.__version__
 major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
 assert (major, minor) == (5, 19), transformers.__version__
 names = [ep.name for ep in entry_points(group="vllm.general_plugins")]
-assert "ecg_r1" in names, names
+assert "ecgwl_ecg_r1" in names, names  # our plugin (pyproject.toml: not the release's "ecg_r1")
 print(f"torch {torch.__version__}, torchvision {version('torchvision')}, "
       f"transformers {transformers.__version__}, vllm {vllm.__version__}, plugins {names}")
 PY
