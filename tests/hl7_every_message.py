@@ -12,16 +12,32 @@ problem fails the session's last test (its teardown), naming the message's contr
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 MESSAGES: list[str] = []
+# Messages a test builds on purpose to see them refused (a final without its signer): they
+# never reach the store, so they are counted apart and not held to the end-of-run check.
+DELIBERATELY_INVALID: list[str] = []
+_building_invalid = False
+
+
+@contextmanager
+def deliberately_invalid() -> Iterator[None]:
+    """Inside this block, messages built are a test's invalid input, not the pipeline's output."""
+    global _building_invalid
+    _building_invalid = True
+    try:
+        yield
+    finally:
+        _building_invalid = False
 
 
 def recording(build: Callable[..., str]) -> Callable[..., str]:
     def build_and_record(*args: Any, **kwargs: Any) -> str:
         message = build(*args, **kwargs)
-        MESSAGES.append(message)
+        (DELIBERATELY_INVALID if _building_invalid else MESSAGES).append(message)
         return message
 
     build_and_record.__wrapped__ = build  # type: ignore[attr-defined]

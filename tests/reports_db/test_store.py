@@ -14,6 +14,7 @@ from reports.audit import verify_chain
 from reports.db import AuditEvent, OutboxItem, Report, Study, utcnow
 from reports.hl7_oru import HL7Endpoints, build_oru, new_control_id
 from tests.reports_db.helpers import PATIENT, interpreted_study, new_sha
+from tests.hl7_every_message import deliberately_invalid
 
 ENDPOINTS = HL7Endpoints(sending_facility="HOSP", receiving_facility="HIS")
 
@@ -240,8 +241,10 @@ def test_sign_amend_and_the_versions_they_make(engine: sa.Engine) -> None:
     with store.session_scope(engine) as session:
         study = interpreted_study(session)
         draft = store.draft_report(session, study.id, endpoints=ENDPOINTS, actor="worker")
+        with deliberately_invalid():  # a final without its signer, built to be refused
+            unsigned_final = _message(session, study, result_status="F")
         with pytest.raises(store.InvalidMessage, match="OBR-32"):  # a final needs its signer
-            store.add_report_version(session, study.id, _message(session, study, result_status="F"),
+            store.add_report_version(session, study.id, unsigned_final,
                                      status="signed", created_by="jdoe", signed_by="jdoe", actor="user:jdoe")
         signer = {"signed_by": "jdoe", "signed_by_name": "Doe^Jane", "signed_at": signed_at}
         final = _message(session, study, result_status="F", **signer)

@@ -26,12 +26,17 @@ SAMPLE_FILES = {
 
 
 def copy_sample(kind: str, folder: Path) -> list[Path]:
-    """Copy one sample ECG's files into `folder`; returns the copies."""
+    """Copy one sample ECG's files into `folder`; returns the copies (in SAMPLE_FILES order).
+
+    The demographics sidecar is copied first, as a sender writes it before the record: a
+    watcher running meanwhile must not find the record complete and take it without its
+    sidecar (a late sidecar is rightly left to the orphan wait).
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    copies = []
-    for name in SAMPLE_FILES[kind]:
-        copies.append(Path(shutil.copy2(SAMPLES / name, folder / name)))
-    return copies
+    names = SAMPLE_FILES[kind]
+    for name in sorted(names, key=lambda name: not name.endswith(".json")):
+        shutil.copy2(SAMPLES / name, folder / name)
+    return [folder / name for name in names]
 
 
 @pytest.fixture
