@@ -2,13 +2,16 @@
 
     prepared/ab/<sha256>/signal.npy     the 12 x 5000 model window (float32 mV, 500 Hz)
     prepared/ab/<sha256>/ecg.json       the canonical ECG without its arrays (demographics, device data)
+    prepared/ab/<sha256>/display.npy    what the review page draws: the first 10 s at the recording's
+    prepared/ab/<sha256>/display.json   own rate (<= 1000 Hz), and what the device said (reports.review.ecg_source)
 
 The interpret stage (often on another machine, the GPU host, sharing the data folder)
 rebuilds the `PreparedEcg` from these instead of reading and measuring the file again;
 the features come from the study row. No image is kept: a model that reads images draws
 the 12-lead from the model window when it asks (`PreparedEcg.page()`), and a PDF's page is
 rendered again from the archived file by the `page_loader` the caller gives (only then).
-People see the ECG drawn from the file by the review page (`reports.review.ecg_source`).
+People see the ECG drawn by the review page from the display copy (`reports.review.ecg_source`),
+so the review host needs no reader.
 Every file is written under a temporary name and renamed, so a reader never sees half a
 file, and writing the same study twice is harmless.
 """
@@ -28,12 +31,13 @@ from ingest.ecg import MODEL_SAMPLING_RATE_HZ, STANDARD_LEADS, Ecg, SourceFormat
 from ingest.measure.measured import GroundingFeatures
 from ingest.prepare import PreparedEcg
 from ingest.readers.limits import InputLimits
+from reports.review import ecg_source
 
 _ECG_ARRAYS = {"signal", "median_beat", "pages"}
 
 
 def prepared_folder(data_dir: Path, sha256: str) -> Path:
-    return data_dir / "prepared" / sha256[:2] / sha256
+    return ecg_source.prepared_folder(data_dir / "prepared", sha256)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -59,6 +63,8 @@ def save_prepared(data_dir: Path, sha256: str, prepared: PreparedEcg) -> None:
         "notes": prepared.notes,
     }
     _write_atomically(folder / "ecg.json", json.dumps(meta).encode())
+    # What the review page draws (the recording's own rate), so a review host never reads the file.
+    ecg_source.save_display_copy(folder, prepared.ecg)
 
 
 def source_page_loader(path: Path, source_format: str, limits: InputLimits) -> Callable[[], Any] | None:

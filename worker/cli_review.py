@@ -53,6 +53,7 @@ def review_config(settings: Settings) -> ReviewConfig:
         session_hours=settings.review_session_hours,
         secure_cookies=settings.review_secure_cookies,
         view_cache_dir=settings.data_dir.resolve() / "views",
+        prepared_dir=settings.data_dir.resolve() / "prepared",
         change_thresholds=ChangeThresholds.model_validate(settings.review_change_thresholds),
     )
 

@@ -34,9 +34,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ingest.ecg import STANDARD_LEADS
+# The layout lives in ingest.paper (the review host draws it too, without Pillow); used here and re-exported.
+from ingest.paper import COLUMN_S, LAYOUT, MM_PER_MV, MM_PER_S, RHYTHM_LEAD, RHYTHM_S  # noqa: F401
 
-MM_PER_S = 25.0
-MM_PER_MV = 10.0
 DEFAULT_PIXELS_PER_MM = 4
 
 # Paper geometry in millimetres. The grid starts below the header band; x = 0 is the left edge.
@@ -45,17 +45,9 @@ PAPER_HEIGHT_MM = 160
 HEADER_MM = 10
 CALIBRATION_MM = 10  # space before the traces: the 1 mV pulse sits in it
 TRACE_START_MM = CALIBRATION_MM
-COLUMN_S = 2.5
-RHYTHM_S = 10.0
 # Baselines (0 mV) of the three lead rows and the rhythm strip, measured from the grid top;
 # on major lines so the calibration pulse spans exactly two large squares.
 ROW_BASELINES_MM = (25, 60, 95, 130)
-LAYOUT: tuple[tuple[str, ...], ...] = (
-    ("I", "aVR", "V1", "V4"),
-    ("II", "aVL", "V2", "V5"),
-    ("III", "aVF", "V3", "V6"),
-)
-RHYTHM_LEAD = "II"
 # The calibration pulse: rises CAL_RISE_MM after the row start, 0.2 s (5 mm) wide, 1 mV (10 mm) high.
 CAL_START_MM, CAL_RISE_MM, CAL_WIDTH_S, CAL_END_MM = 1.0, 3.0, 0.2, 9.5
 

@@ -219,7 +219,7 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
     policy = signoff.SignoffPolicy(endpoints=config.endpoints, destinations=config.destinations,
                                    reject_action=config.reject_action)
     image_roots = [root.resolve() for root in config.image_roots]
-    views = ViewCache(config.view_cache_dir)
+    views = ViewCache(config.view_cache_dir, config.prepared_dir)
 
     @app.middleware("http")
     async def ids_in_range(request: Request, call_next: Callable[[Request], Any]) -> Response:

@@ -38,6 +38,8 @@ class ReviewConfig(BaseModel):
     page_size: int = Field(default=50, ge=1, le=500)
     # Where the drawings of the ECGs for people are kept once made (None: drawn on every request).
     view_cache_dir: Path | None = None
+    # Preparation's files (ECGWL_DATA_DIR/prepared): the display copies the drawings are made from.
+    prepared_dir: Path | None = None
     # How far a measurement must move from the patient's previous ECG to be listed as a change.
     change_thresholds: ChangeThresholds = Field(default_factory=ChangeThresholds)
 

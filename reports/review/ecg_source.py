@@ -1,20 +1,21 @@
-"""A study's ECG as the review page shows it: read from the kept file on demand, drawn, cached.
+"""A study's ECG as the review page shows it: drawn from the copy preparation kept, cached.
 
-    archived file --read_ecg--> Ecg --first 10 s, <= 1000 Hz--> ecg_view.render_svg --> <sha>.vN.svg.gz
-                                    \\--a scan's first page, as PNG----------------------> <sha>.vN.page.png
-                                    \\--device name, statements, measurements---------> <sha>.vN.json
+    prepare stage: Ecg --first 10 s, <= 1000 Hz--> prepared/ab/<sha>/display.npy + display.json
+    review page:   display copy --ecg_view.render_svg--> <sha>.vN.svg.gz
+                                \\--device name, statements, measurements--> <sha>.vN.json
+                   a scan (no signal): its first page read from the archived file --> <sha>.vN.page.png
 
-Nothing here runs in the pipeline: the first time a reviewer opens a study its file is read
-again (tens of milliseconds for a DICOM) and the drawing and what the device said are kept
-in the cache folder (`ECGWL_DATA_DIR/views` by default), named by the study's content hash
-and the drawing's version, so a changed renderer never serves an old drawing. Without a
-cache folder every request reads and draws afresh (tests).
-
-The shown window is the one the interpreter read (the first 10 s, see
-`ingest.prepare.signal.to_model_window`) at the recording's own rate: the page shows the
-recording, not the model's 500 Hz copy of it. A scan has no signal: the page shows its
-page image instead (`has_signal` False, `has_page` True), encoded as PNG here, once, when
-a reviewer first opens the study: the pipeline itself never encodes an image.
+The review host installs no reader (pyproject.toml: base install): it draws from the display
+copy the prepare stage wrote beside the model window (`save_display_copy`, a few hundred kB,
+about a millisecond), which holds exactly what the page shows: the window the interpreter
+read (the first 10 s, see `ingest.prepare.signal.to_model_window`) at the recording's own
+rate, so the page shows the recording, not the model's 500 Hz copy of it. Where there is no
+copy (a study prepared before copies were kept) and for a scan's page image, the archived
+file is read again, which needs the readers (`pip install 'ecg-worklist[watch]'`); a host
+without them says so on the page. The first time a reviewer opens a study the drawing and
+what the device said are kept in the cache folder (`ECGWL_DATA_DIR/views` by default),
+named by the study's content hash and the drawing's version, so a changed renderer never
+serves an old drawing. Without a cache folder every request draws afresh (tests).
 """
 
 from __future__ import annotations
@@ -31,16 +32,18 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from ingest.ecg import DeviceStatement, Ecg, Measurements
+from ingest.ecg import MODEL_SAMPLING_RATE_HZ, MODEL_WINDOW_SAMPLES, DeviceStatement, Ecg, Measurements
 from ingest.errors import IngestError
-from ingest.prepare.signal import WINDOW_S, resample
-from ingest.readers.read import read_ecg
+from ingest.host import missing_reader_library, readers_hint
 from reports.review.ecg_view import MAX_DISPLAY_RATE_HZ, Geometry, render_svg
 
 log = logging.getLogger(__name__)
 
 # Bump when the drawing or what is kept beside it changes: old cache files are then ignored.
 VIEW_VERSION = 2
+
+WINDOW_S = MODEL_WINDOW_SAMPLES / MODEL_SAMPLING_RATE_HZ  # 10 s: the window the interpreter read
+DISPLAY_SIGNAL, DISPLAY_META = "display.npy", "display.json"  # in the study's prepared folder
 
 
 class EcgView(BaseModel):
@@ -73,6 +76,8 @@ def display_window(ecg: Ecg) -> tuple[np.ndarray, float, list[str]]:
     elif recorded_s < WINDOW_S:
         notes.append(f"{recorded_s:.4g} s recorded: nothing drawn after that")
     if fs > MAX_DISPLAY_RATE_HZ:
+        from ingest.prepare.signal import resample  # scipy: only where the file is read (the readers' hosts)
+
         gaps = ~np.isfinite(signal)
         signal = resample(np.where(gaps, 0.0, signal), fs, MAX_DISPLAY_RATE_HZ).astype(np.float64)
         notes.append(f"drawn at {MAX_DISPLAY_RATE_HZ:g} Hz from {fs:g} Hz"
@@ -94,24 +99,102 @@ def _png(image: Any) -> bytes:
     return buffer.getvalue()
 
 
-def build_view(path: Path) -> tuple[EcgView, Drawing]:
-    """Read the file and draw it: the view, and the gzipped SVG (or a scan's page as PNG)."""
+class DisplayCopy(BaseModel):
+    """What preparation keeps for the review page (`display.json`; the signal is `display.npy`)."""
+
+    sampling_rate_hz: float | None = None  # of display.npy; None: no signal (a scan)
+    lead_names: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)  # what was done to the window (see display_window)
+    recorded_s: float | None = None
+    device_name: str | None = None
+    device_statements: list[DeviceStatement] = Field(default_factory=list)
+    device_measurements: Measurements | None = None
+
+
+def prepared_folder(prepared_root: Path, sha256: str) -> Path:
+    """A study's folder of preparation's files (`worker.artifacts`), by its content hash."""
+    return prepared_root / sha256[:2] / sha256
+
+
+def display_copy(ecg: Ecg) -> tuple[DisplayCopy, np.ndarray | None]:
+    """What the page shows of `ecg`: the displayed window (float64 mV) and what is said about it."""
+    copy = DisplayCopy(recorded_s=ecg.duration_s, device_name=ecg.device_name,
+                       device_statements=ecg.device_statements, device_measurements=ecg.device_measurements)
+    if ecg.signal is None or not ecg.sampling_rate_hz:
+        return copy, None
+    signal, fs, notes = display_window(ecg)
+    copy.sampling_rate_hz, copy.lead_names, copy.notes = fs, list(ecg.lead_names), notes
+    return copy, signal
+
+
+def save_display_copy(folder: Path, ecg: Ecg) -> None:
+    """Write the display copy of `ecg` into its prepared folder (the prepare stage, on a reader host)."""
+    copy, signal = display_copy(ecg)
+    if signal is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, signal.astype(np.float32))  # float32: 1 uV is far below what 0.01 mm shows
+        _write_atomically(folder / DISPLAY_SIGNAL, buffer.getvalue())
+    _write_atomically(folder / DISPLAY_META, copy.model_dump_json().encode())  # last: it promises the signal
+
+
+def load_display_copy(folder: Path | None) -> tuple[DisplayCopy, np.ndarray | None] | None:
+    """The display copy kept in `folder`, or None when there is none (or it cannot be read)."""
+    if folder is None or not (folder / DISPLAY_META).is_file():
+        return None
+    try:
+        copy = DisplayCopy.model_validate_json((folder / DISPLAY_META).read_bytes())
+        signal = (np.load(folder / DISPLAY_SIGNAL, allow_pickle=False).astype(np.float64)
+                  if copy.sampling_rate_hz else None)
+    except (ValueError, OSError):
+        log.warning("review: unreadable display copy, reading the file instead")
+        return None
+    return copy, signal
+
+
+def _draw(copy: DisplayCopy, signal: np.ndarray | None) -> tuple[EcgView, Drawing]:
+    """The view and the gzipped SVG of a display copy (a scan: the view only, no drawing)."""
+    view = EcgView(device_name=copy.device_name, device_statements=copy.device_statements,
+                   device_measurements=copy.device_measurements, recorded_s=copy.recorded_s)
+    if signal is None or not copy.sampling_rate_hz:
+        return view, Drawing()
+    fs = copy.sampling_rate_hz
+    svg = render_svg(signal, fs, copy.lead_names)
+    view.has_signal, view.geometry, view.sampling_rate_hz = True, Geometry(), fs
+    view.shown_s, view.notes = min(WINDOW_S, signal.shape[1] / fs), list(copy.notes)
+    return view, Drawing(svg_gz=gzip.compress(svg.encode(), compresslevel=6, mtime=0))
+
+
+def _no_readers(what: str) -> str:
+    return (f"{what} is read from the ECG file, and this host has no readers "
+            f"({readers_hint('drawing it here', 'watch')})")
+
+
+def build_view(path: Path, prepared: Path | None = None) -> tuple[EcgView, Drawing]:
+    """The view and its drawing: from the display copy in `prepared` if preparation kept one,
+    else by reading the file (which needs the readers); a scan's page is always read from the file."""
+    kept = load_display_copy(prepared)
+    if kept is not None and kept[1] is not None:
+        return _draw(*kept)
+    missing = missing_reader_library()
+    if missing is not None:
+        if kept is None:
+            return EcgView(problem=_no_readers("this study's ECG (prepared before display copies were kept)")), Drawing()
+        view = _draw(*kept)[0]  # what the device said, from the copy; the page itself needs the file
+        view.problem = _no_readers("a scan's page image")
+        return view, Drawing()
+    from ingest.readers.read import read_ecg
+
     try:
         ecg = read_ecg(path)
     except IngestError as exc:
         log.warning("review: cannot read a study's file again: %s", exc.reason)
         return EcgView(problem=f"the ECG file could not be read again: {exc.reason}"), Drawing()
-    view = EcgView(device_name=ecg.device_name, device_statements=ecg.device_statements,
-                   device_measurements=ecg.device_measurements, recorded_s=ecg.duration_s)
-    if ecg.signal is None or not ecg.sampling_rate_hz:
+    view, drawing = _draw(*display_copy(ecg))
+    if not view.has_signal:
         view.notes.append("no signal in the file (a scan): its page image is shown")
         view.has_page = bool(ecg.pages)
-        return view, Drawing(page_png=_png(ecg.pages[0]) if ecg.pages else None)
-    signal, fs, notes = display_window(ecg)
-    svg = render_svg(signal, fs, ecg.lead_names)
-    view.has_signal, view.geometry, view.sampling_rate_hz = True, Geometry(), fs
-    view.shown_s, view.notes = min(WINDOW_S, signal.shape[1] / fs), notes
-    return view, Drawing(svg_gz=gzip.compress(svg.encode(), compresslevel=6, mtime=0))
+        drawing.page_png = _png(ecg.pages[0]) if ecg.pages else None
+    return view, drawing
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -122,10 +205,12 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 class ViewCache:
-    """Views and drawings by content hash, in `folder` (None: nothing kept, drawn every time)."""
+    """Views and drawings by content hash, in `folder` (None: nothing kept, drawn every time),
+    drawn from the display copies under `prepared_root` (ECGWL_DATA_DIR/prepared) when there."""
 
-    def __init__(self, folder: Path | None) -> None:
+    def __init__(self, folder: Path | None, prepared_root: Path | None = None) -> None:
         self.folder = folder
+        self.prepared_root = prepared_root
 
     def _paths(self, sha256: str) -> tuple[Path, Path, Path] | None:
         """(view JSON, SVG drawing, page PNG) in the cache folder; None without one."""
@@ -136,7 +221,8 @@ class ViewCache:
                      for suffix in (".json", ".svg.gz", ".page.png"))
 
     def _build_and_keep(self, sha256: str, source: Path) -> tuple[EcgView, Drawing]:
-        view, drawing = build_view(source)
+        prepared = prepared_folder(self.prepared_root, sha256) if self.prepared_root is not None else None
+        view, drawing = build_view(source, prepared)
         paths = self._paths(sha256)
         if paths is not None and view.problem is None:  # a passing read error is not cached
             # The drawings first: a view file promises they exist.

@@ -34,7 +34,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 from pydantic import BaseModel
 
-from ingest.prepare.render import COLUMN_S, LAYOUT, MM_PER_MV, MM_PER_S, RHYTHM_LEAD, RHYTHM_S
+from ingest.paper import COLUMN_S, LAYOUT, MM_PER_MV, MM_PER_S, RHYTHM_LEAD, RHYTHM_S
 
 # Paper geometry, millimetres. x = 0 is the left edge, y = 0 the top edge (SVG's y grows down).
 TRACE_X0_MM = 15.0  # t = 0 of every row; the calibration pulse sits left of it

@@ -1,4 +1,4 @@
-"""The study's ECG for the page (reports/review/ecg_source.py): read from the file, drawn, cached."""
+"""The study's ECG for the page (reports/review/ecg_source.py): from the display copy or the file, drawn, cached."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import gzip
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
@@ -48,7 +49,7 @@ def test_cached_by_content_hash_and_version_and_the_file_is_not_read_again(morta
     def no_reading(path: Path):  # noqa: ANN202
         raise AssertionError("the file was read again")
 
-    monkeypatch.setattr(ecg_source, "read_ecg", no_reading)
+    monkeypatch.setattr("ingest.readers.read.read_ecg", no_reading)
     assert cache.view("cd" * 32, mortara) == first and cache.svg_gz("cd" * 32, mortara) == svg
     # A new drawing version ignores the old files.
     monkeypatch.setattr(ecg_source, "VIEW_VERSION", VIEW_VERSION + 1)
@@ -102,3 +103,66 @@ def test_a_longer_record_shows_its_first_10_s_and_says_so(tmp_path: Path) -> Non
     assert view.notes == ["first 10 s of 20 s shown (the part the interpreter read)"]
     short = write_record(tmp_path, "short", 1000, {"patient_id": "X"})
     assert ViewCache(None).view("56" * 32, short).notes == []
+
+
+def _prepared(root: Path, sha256: str, source: Path) -> Path:
+    """The display copy preparation keeps for `source`, as the prepare stage writes it."""
+    from ingest.readers.read import read_ecg
+
+    folder = ecg_source.prepared_folder(root, sha256)
+    ecg_source.save_display_copy(folder, read_ecg(source, page_images=False))
+    return folder
+
+
+def test_a_display_copy_draws_what_the_file_draws_without_the_file(mortara: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from_file = ViewCache(None)
+    view, svg = from_file.view("ab" * 32, mortara), gzip.decompress(from_file.svg_gz("ab" * 32, mortara)).decode()
+    folder = _prepared(tmp_path / "prepared", "ab" * 32, mortara)
+    assert sorted(p.name for p in folder.iterdir()) == ["display.json", "display.npy"]
+    mortara.unlink()
+
+    def no_reading(path: Path):  # noqa: ANN202
+        raise AssertionError("the file was read")
+
+    monkeypatch.setattr("ingest.readers.read.read_ecg", no_reading)
+    from_copy = ViewCache(tmp_path / "views", tmp_path / "prepared")
+    assert from_copy.view("ab" * 32, mortara) == view
+    copied = read_drawing(gzip.decompress(from_copy.svg_gz("ab" * 32, mortara)).decode())
+    original = read_drawing(svg)
+    assert [(lead, rhythm) for lead, rhythm, _, _ in copied.traces] == [(lead, rhythm) for lead, rhythm, _, _ in
+                                                                       original.traces]
+    for (_, _, xs, ys), (_, _, xs0, ys0) in zip(copied.traces, original.traces, strict=True):
+        assert np.array_equal(xs, xs0)  # every sample at the recording's own rate, at the same place on the paper
+        assert np.abs(np.asarray(ys) - np.asarray(ys0)).max() <= 0.01  # float32: within the 0.01 mm written
+
+
+def test_a_review_host_without_readers_draws_from_the_copy_and_names_the_extra_otherwise(mortara: Path,
+                                                                                         tmp_path: Path) -> None:
+    from tests.without_readers import run_without_readers
+
+    _prepared(tmp_path / "prepared", "ab" * 32, mortara)
+    scan = Path(shutil.copy(REPO / "samples" / "demo-scan.pdf", tmp_path / "scan.pdf"))
+    _prepared(tmp_path / "prepared", "12" * 32, scan)
+    code = """
+import json, sys
+from pathlib import Path
+import reports.review.app  # the whole web app imports on such a host
+from reports.review.ecg_source import ViewCache
+cache = ViewCache(None, Path(sys.argv[1]))
+out = {}
+for name, sha, source in (("copy", "ab" * 32, sys.argv[2]), ("none", "cd" * 32, sys.argv[2]), ("scan", "12" * 32, sys.argv[3])):
+    view = cache.view(sha, Path(source))
+    out[name] = [view.has_signal, view.sampling_rate_hz, view.problem, view.device_name]
+out["svg"] = len(cache.svg_gz("ab" * 32, Path(sys.argv[2])) or b"")
+print(json.dumps(out))
+"""
+    result = run_without_readers(code, str(tmp_path / "prepared"), str(mortara), str(scan))
+    assert result.returncode == 0, result.stderr
+    import json
+
+    out = json.loads(result.stdout)
+    assert out["copy"][:3] == [True, 1000.0, None] and "el250" in out["copy"][3] and out["svg"] > 10_000
+    hint = "pip install 'ecg-worklist[watch]'"
+    assert out["none"][0] is False and hint in out["none"][2] and "prepared before display copies" in out["none"][2]
+    assert out["scan"][0] is False and hint in out["scan"][2] and "scan's page image" in out["scan"][2]

@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ingest.interpretation import Interpretation
@@ -107,6 +108,14 @@ def test_interpretation_uses_the_saved_preparation_or_prepares_again(ctx: Pipeli
     # Nothing is decoded or drawn until an image reader asks; then the 12-lead is drawn from the window.
     assert loaded.image is None and "image" in loaded.modalities
     assert loaded.page().size == (1056, 640) and loaded.image is loaded.page()
+    # Beside it, what the review page draws: the recording at its own rate, not the model's 500 Hz copy.
+    from ingest.readers.read import read_ecg
+    from reports.review.ecg_source import load_display_copy
+
+    recorded = read_ecg(Path(study.source_path))
+    copy, shown = load_display_copy(artifacts.prepared_folder(ctx.settings.data_dir, study.sha256))
+    assert copy.sampling_rate_hz == recorded.sampling_rate_hz and copy.lead_names == recorded.lead_names
+    assert np.allclose(shown, recorded.signal[:, :shown.shape[1]], atol=1e-6)
     shutil.rmtree(artifacts.prepared_folder(ctx.settings.data_dir, study.sha256))
     with pytest.raises(artifacts.ArtifactsMissing):
         artifacts.load_prepared(ctx.settings.data_dir, study.sha256, study.features)
