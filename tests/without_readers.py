@@ -30,7 +30,11 @@ sys.meta_path.insert(0, _NotInstalled())
 """
 
 
-def run_without_readers(code: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `code` (after the import hook) with `args` as sys.argv[1:]; stdout and stderr captured."""
+def run_without_readers(code: str, *args: str,
+                        env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `code` (after the import hook) with `args` as sys.argv[1:]; stdout and stderr captured.
+    `env` changes this environment: a value of None removes the variable."""
+    changes = env or {}
+    full = {k: v for k, v in os.environ.items() if k not in changes} | {k: v for k, v in changes.items() if v is not None}
     return subprocess.run([sys.executable, "-c", _BLOCKER + code, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **(env or {})}, check=False)
+                          timeout=120, env=full, check=False, stdin=subprocess.DEVNULL)

@@ -12,17 +12,27 @@ mistakes raise into a short message and exit status 1:
 `--debug` (or ECGWL_DEBUG=1) lets the exception through with its traceback. Setting values
 are never echoed for secret settings (the database URL, keys, passwords).
 
-`require_schema` is what every command that reads or writes the tables calls first.
+`require_schema` is what every command that reads or writes the tables calls first;
+`needs_readers` marks the commands that read ECG files, so that on a review or deliver host
+(which installs no reader) they stop with the extra to install instead of a traceback:
+
+    ecg-worklist watch needs the readers: pip install 'ecg-worklist[watch]'
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
+
+from ingest.host import READER_LIBRARIES, READERS_EXTRA, missing_reader_library, readers_hint
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Settings whose value must never be printed, even in an error message.
 _SECRET_WORDS = ("url", "key", "password", "secret", "token")
@@ -170,16 +180,20 @@ def _os_error(exc: Any) -> str | None:  # noqa: ANN401 - OSError
 
 # Which extra brings a package a role may lack (pyproject.toml's optional dependencies).
 _EXTRA_OF = {"torch": "model", "transformers": "model", "safetensors": "model", "tokenizers": "model",
-             "accelerate": "train", "sklearn": "train", "sacrebleu": "train", "vllm": "vllm"}
+             "accelerate": "train", "sklearn": "train", "sacrebleu": "train", "vllm": "vllm",
+             "celery": READERS_EXTRA, "kombu": READERS_EXTRA,
+             **{name: READERS_EXTRA for name in READER_LIBRARIES}}
 
 
 def _missing_module(exc: Any) -> str | None:  # noqa: ANN401 - ModuleNotFoundError
+    """The backstop for a command not marked `needs_readers` that still reached a missing library."""
     top = (getattr(exc, "name", None) or "").split(".")[0]
     extra = _EXTRA_OF.get(top)
     if extra is None:
         return None
+    hosts = "a review or deliver host" if extra == READERS_EXTRA else "a review, deliver or watch host"
     return (f"this host has no {top}: this command needs the [{extra}] extra "
-            f"(pip install 'ecg-worklist[{extra}]'); a review, deliver or watch host does not install it")
+            f"(pip install 'ecg-worklist[{extra}]'); {hosts} does not install it")
 
 
 def _redis_error(exc: Any) -> str:  # noqa: ANN401 - redis.exceptions.ConnectionError
@@ -206,6 +220,38 @@ _WORDINGS: list[tuple[str, Any]] = [
 ]
 
 NO_SCHEMA = "the database has no schema yet: run `ecg-worklist db upgrade` first"
+
+
+# ---------------------------------------------------------------- the readers
+
+
+def _command_name(ctx: click.Context | None) -> str:
+    """`ecg-worklist watch`, `ecg-worklist train`: the words typed, whatever the program was called."""
+    words = []
+    while ctx is not None and ctx.parent is not None:
+        words.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(["ecg-worklist", *reversed(words)])
+
+
+def require_readers(extra: str = READERS_EXTRA) -> None:
+    """Stop with one line when this host lacks the reader libraries (a review or deliver host)."""
+    if missing_reader_library() is not None:
+        raise UserFacingError(readers_hint(_command_name(click.get_current_context(silent=True)), extra))
+
+
+def needs_readers(extra: str = READERS_EXTRA) -> Callable[[F], F]:
+    """Mark a command that reads ECG files: on a host without the readers it names `extra` and stops
+    before any work (a watcher that started would take every file for an unreadable one)."""
+    def mark(command: F) -> F:
+        @wraps(command)
+        def checked(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - whatever the command returns
+            require_readers(extra)
+            return command(*args, **kwargs)
+
+        return checked  # type: ignore[return-value]
+
+    return mark
 
 
 # ---------------------------------------------------------------- the schema

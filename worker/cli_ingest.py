@@ -22,6 +22,7 @@ from ingest.inspect import format_summary, summarize
 from ingest.prepare import PreparedEcg, prepare
 from ingest.protocol import ProtocolReader
 from ingest.readers.read import read_ecg
+from worker.cli_errors import needs_readers
 
 
 def _fail(message: str) -> NoReturn:
@@ -49,6 +50,7 @@ def _prepare(ecg: Ecg) -> PreparedEcg:
 @click.command("inspect")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@needs_readers()
 def inspect_command(file: Path, as_json: bool) -> None:
     """Read FILE (DICOM, WFDB .hea or PDF), prepare it, and summarise what was found."""
     ecg = _read(file)
@@ -64,6 +66,7 @@ def inspect_command(file: Path, as_json: bool) -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Where to write the PNG.")
+@needs_readers()
 def render_command(file: Path, output: Path) -> None:
     """Write the 12-lead image of FILE (the page image for a PDF) as a PNG."""
     folder = output.expanduser().absolute().parent
@@ -83,6 +86,7 @@ def render_command(file: Path, output: Path) -> None:
 
 @click.command("read")
 @click.argument("file", type=click.Path(path_type=Path))
+@needs_readers()
 def read_command(file: Path) -> None:
     """Print the protocol reader's draft interpretation of FILE (a draft: never a signed report)."""
     ecg = _read(file)

@@ -15,7 +15,7 @@ import getpass
 import click
 import sqlalchemy as sa
 
-from worker.cli_errors import require_schema
+from worker.cli_errors import needs_readers, require_readers, require_schema
 from worker.settings import Settings
 
 REQUEUE_STATES = ["failed", "quarantined", "received", "queued_prepare", "queued_interpret", "interpreted"]
@@ -57,6 +57,8 @@ def check_command(do_repair: bool) -> None:
     report rows, a draft's outbound .hl7 file, a quarantined study's reason file. Also lists
     failed studies with their reasons and studies waiting to retry.
     """
+    if do_repair:  # preparing again reads the files
+        require_readers()
     from worker.context import PipelineContext
     from worker.dispatch import InProcessDispatcher
     from worker.repair import find_missing, repair
@@ -91,6 +93,7 @@ def check_command(do_repair: bool) -> None:
               help="Every study in this state (repeatable).")
 @click.option("--study", "study_ids", multiple=True, type=int, help="This study (repeatable).")
 @click.option("--reason", default=None, help="Why (kept in the audit row).")
+@needs_readers()
 def requeue_command(states: tuple[str, ...], study_ids: tuple[int, ...], reason: str | None) -> None:
     """Send studies back to the stage that can finish them, audited with who and why.
 

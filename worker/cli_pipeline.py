@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from worker.cli_errors import require_schema
+from worker.cli_errors import needs_readers, require_schema
 from worker.progress import waiting
 from worker.settings import Settings
 
@@ -111,6 +111,7 @@ def _run_batch(settings: Settings, folder: Path, *, wait: float, progress: bool)
 @click.option("--wait", type=float, default=0.0, show_default=True,
               help="With a broker: seconds to wait for the workers to finish before the summary.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
+@needs_readers()
 def batch_command(folder: Path, wait: float, no_progress: bool) -> None:
     """Register every new ECG under FOLDER (read-only; originals stay where they are) and process them.
 
@@ -123,6 +124,7 @@ def batch_command(folder: Path, wait: float, no_progress: bool) -> None:
 
 
 @click.command("watch")
+@needs_readers()
 def watch_command() -> None:
     """Watch the inbox folders (ECGWL_INBOX_DIRS) until stopped (SIGTERM or Ctrl-C)."""
     from worker.watch_loop import watch
@@ -143,6 +145,7 @@ def watch_command() -> None:
 @click.command("reconcile")
 @click.option("--received-after", type=float, default=None,
               help="Seconds a registered but unqueued study must have waited (default ECGWL_RECONCILE_AFTER_SECONDS).")
+@needs_readers()
 def reconcile_command(received_after: float | None) -> None:
     """Free studies whose worker is gone and send the messages that are missing (one run).
 
@@ -170,6 +173,7 @@ def reconcile_command(received_after: float | None) -> None:
               help="Comma-separated: prepare, interpret, report. A worker with `interpret` uses the solo pool.")
 @click.option("--concurrency", type=int, default=None, help="Prefork processes (default: one per core).")
 @click.option("--loglevel", default="INFO", show_default=True)
+@needs_readers("cpu-worker")
 def worker_command(queues: str, concurrency: int | None, loglevel: str) -> None:
     """Start a Celery worker on the given queues (needs ECGWL_REDIS_URL)."""
     from worker.celery_app import make_celery
@@ -218,6 +222,7 @@ def worker_command(queues: str, concurrency: int | None, loglevel: str) -> None:
               show_default=True, help="The folder of ECGs to run.")
 @click.option("--wait", type=float, default=300.0, show_default=True,
               help="With a broker: seconds to wait for the workers.")
+@needs_readers()
 def demo_command(samples: Path, wait: float) -> None:
     """The main job: make the database, run the batch over the bundled sample ECGs, summarise."""
     from reports.store import current_revision, upgrade

@@ -19,8 +19,11 @@ from pathlib import Path
 
 import click
 
+from worker.cli_errors import needs_readers
+
 
 @click.group()
+@needs_readers("train")
 def train() -> None:
     """Train ECG-R1: corpus -> SFT -> RL -> eval -> export (tiny config on CPU, 8B config on GPUs)."""
 

@@ -23,6 +23,7 @@ from ingest.validation.evaluate import evaluate
 from ingest.validation.references import DEFAULT_DATA_DIR, load_references
 from ingest.validation.report import compare_with_baseline, format_text, write_baseline, write_rows_csv
 from ingest.validation.run import NEUROKIT2, NEUROKIT2_LEADS, OURS
+from worker.cli_errors import needs_readers
 
 _DELINEATORS = {"both": (OURS, NEUROKIT2), "ours": (OURS,), "neurokit2": (NEUROKIT2,)}
 
@@ -41,6 +42,7 @@ _DELINEATORS = {"both": (OURS, NEUROKIT2), "ours": (OURS,), "neurokit2": (NEUROK
               help="Write one row per record and delineator here (to find the worst records).")
 @click.option("--check-baseline", is_flag=True, help="Exit 1 if a figure is worse than data/real/baseline.json.")
 @click.option("--write-baseline", is_flag=True, help="Rewrite data/real/baseline.json with this run's figures.")
+@needs_readers()
 def validate_command(data_dir: Path, split: str, sources: tuple[str, ...], delineator: str, neurokit2_leads: str,
                      as_json: bool, csv_path: Path | None, check_baseline: bool, write_baseline_flag: bool) -> None:
     """Measure and read every record of the real-data set and print how the figures compare."""

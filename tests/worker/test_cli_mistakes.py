@@ -186,3 +186,30 @@ def test_account_mistakes(home: dict[str, str | None], tmp_path: Path) -> None:
     _refused(_run(home, cwd, "users", "add", "eve", "--role", "root"), "--role")
     unlocked = _run(home, cwd, "users", "unlock", "drrossi")
     assert unlocked.returncode == 0 and "unlocked drrossi" in unlocked.stdout
+
+
+def test_a_reader_command_on_a_review_host_names_the_extra_and_the_hosts_own_commands_work(
+        home: dict[str, str | None], tmp_path: Path) -> None:
+    """A host that installed only the base package (review, deliver): the reader libraries are absent."""
+    from tests.without_readers import run_without_readers
+
+    env = home | {"ECGWL_DATA_DIR": str(tmp_path / "data"), "ECGWL_HL7_DESTINATIONS": ADDRESSED}
+    cli = "import sys; from worker.cli import main; main(sys.argv[1:], prog_name='ecg-worklist')"
+
+    def ecgwl(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_without_readers(cli, *args, env=env)
+
+    for args, extra in [(["watch"], "watch"), (["batch", str(tmp_path)], "watch"), (["demo"], "watch"),
+                        (["worker", "--queues", "prepare"], "cpu-worker"), (["inspect", str(SAMPLE)], "watch"),
+                        (["check", "--repair"], "watch"), (["train", "synth", str(tmp_path / "t")], "train")]:
+        done = ecgwl(*args)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, (args, done.stderr)
+        assert done.stderr.strip() == (f"Error: ecg-worklist {args[0]} needs the readers: "
+                                       f"pip install 'ecg-worklist[{extra}]'"), args
+    # What such a host is for runs without them.
+    for args in (["--help"], ["watch", "--help"], ["review", "serve", "--help"], ["deliver", "--help"],
+                 ["metrics", "serve", "--help"], ["db", "upgrade"], ["users", "add", "drrossi", "--role", "cardiologist"],
+                 ["users", "list"], ["audit", "verify"], ["check"], ["deliver", "--once"]):
+        done = ecgwl(*args)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    assert "drrossi" in ecgwl("users", "list").stdout
