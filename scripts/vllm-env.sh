@@ -71,8 +71,22 @@ for line in metadata.get_all("Requires-Dist") or []:
     wanted.append(str(req))
 
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-# The base dependencies and the model extra (transformers, safetensors, tokenizers), torch left out.
-for line in project["dependencies"] + project["optional-dependencies"]["model"]:
+
+
+def expanded(lines):
+    """The requirement lines, with the project's own extras ("ecg-worklist[watch]") spelt out."""
+    for line in lines:
+        req = Requirement(line)
+        if req.name.lower() == project["name"]:
+            for extra in sorted(req.extras):
+                yield from expanded(project["optional-dependencies"][extra])
+        else:
+            yield line
+
+
+# The base dependencies and the model extra (the readers, Celery, transformers, safetensors,
+# tokenizers), torch left out.
+for line in expanded(project["dependencies"] + project["optional-dependencies"]["model"]):
     if Requirement(line).name.lower() not in SKIP:
         wanted.append(line)
 # Only the test runner from the test extra (no browsers or report generators here), and

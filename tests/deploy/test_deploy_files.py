@@ -209,9 +209,11 @@ def test_compose_services_run_real_commands_with_their_secrets_and_volumes() -> 
     for service in services.values():
         for secret in service.get("secrets", []):
             assert secret in compose["secrets"]
-    # The merge order gives these the review image (no torch needed there once extras split).
-    for name in ("migrate", "watch", "deliver", "review", "metrics"):
+    # The merge order gives these the review image (no reader, no torch: the base install);
+    # the watcher reads files, so it runs on the workers' image.
+    for name in ("migrate", "deliver", "review", "metrics"):
         assert services[name]["build"]["target"] == "review", name
+    assert services["watch"]["build"]["target"] == "cpu-worker"
     assert services["migrate"]["restart"] == "no"
     assert services["migrate"]["environment"]["ECGWL_DATABASE_URL_FILE"].endswith("owner_database_url")
     for name in ("watch", "worker-cpu", "deliver", "review", "metrics"):
