@@ -6,10 +6,10 @@
                    a scan (no signal): its first page read from the archived file --> <sha>.vN.page.png
 
 The review host installs no reader (pyproject.toml: base install): it draws from the display
-copy the prepare stage wrote beside the model window (`save_display_copy`, a few hundred kB,
-about a millisecond), which holds exactly what the page shows: the window the interpreter
-read (the first 10 s, see `ingest.prepare.signal.to_model_window`) at the recording's own
-rate, so the page shows the recording, not the model's 500 Hz copy of it. Where there is no
+copy the prepare stage wrote beside the model window (`save_display_copy`: 240 kB at
+500 Hz, 480 kB at 1000 Hz; a few milliseconds), which holds exactly what the page shows:
+the window the interpreter read (the first 10 s, see `ingest.prepare.signal.to_model_window`)
+at the recording's own rate, so the page shows the recording, not the model's 500 Hz copy of it. Where there is no
 copy (a study prepared before copies were kept) and for a scan's page image, the archived
 file is read again, which needs the readers (`pip install 'ecg-worklist[watch]'`); a host
 without them says so on the page. The first time a reviewer opens a study the drawing and
