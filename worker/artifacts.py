@@ -3,12 +3,13 @@
     prepared/ab/<sha256>/signal.npy     the 12 x 5000 model window (float32 mV, 500 Hz)
     prepared/ab/<sha256>/ecg.json       the canonical ECG without its arrays (demographics, device data)
     prepared/ab/<sha256>/display.npy    what the review page draws: the first 10 s at the recording's
-    prepared/ab/<sha256>/display.json   own rate (<= 1000 Hz), and what the device said (reports.review.ecg_source)
+    prepared/ab/<sha256>/display.json   own rate (<= 1000 Hz), and what the device said (reports.review.ecg_source);
+    prepared/ab/<sha256>/display.page.png  for a scan (no signal), its first page instead
 
 The interpret stage (often on another machine, the GPU host, sharing the data folder)
 rebuilds the `PreparedEcg` from these instead of reading and measuring the file again;
-the features come from the study row. No image is kept: a model that reads images draws
-the 12-lead from the model window when it asks (`PreparedEcg.page()`), and a PDF's page is
+the features come from the study row. No image is kept for the model: a model that reads
+images draws the 12-lead from the model window when it asks (`PreparedEcg.page()`), and a PDF's page is
 rendered again from the archived file by the `page_loader` the caller gives (only then).
 People see the ECG drawn by the review page from the display copy (`reports.review.ecg_source`),
 so the review host needs no reader.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +34,8 @@ from ingest.measure.measured import GroundingFeatures
 from ingest.prepare import PreparedEcg
 from ingest.readers.limits import InputLimits
 from reports.review import ecg_source
+
+log = logging.getLogger(__name__)
 
 _ECG_ARRAYS = {"signal", "median_beat", "pages"}
 
@@ -50,8 +54,11 @@ def _write_atomically(path: Path, data: bytes) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def save_prepared(data_dir: Path, sha256: str, prepared: PreparedEcg) -> None:
-    """Write the model window and the ECG's metadata (no image: see the module docstring)."""
+def save_prepared(data_dir: Path, sha256: str, prepared: PreparedEcg,
+                  page_loader: Callable[[], Any] | None = None) -> None:
+    """Write the model window, the ECG's metadata and the review page's display copy. No image
+    for the model (see the module docstring); a scan's page (`prepared.image`, else what
+    `page_loader` renders from the kept PDF) is kept for people, since it has nothing to draw."""
     folder = prepared_folder(data_dir, sha256)
     if prepared.model_signal is not None:
         buffer = io.BytesIO()
@@ -64,7 +71,13 @@ def save_prepared(data_dir: Path, sha256: str, prepared: PreparedEcg) -> None:
     }
     _write_atomically(folder / "ecg.json", json.dumps(meta).encode())
     # What the review page draws (the recording's own rate), so a review host never reads the file.
-    ecg_source.save_display_copy(folder, prepared.ecg)
+    page = None
+    if prepared.ecg.signal is None:
+        try:
+            page = prepared.image if prepared.image is not None else (page_loader() if page_loader else None)
+        except Exception:  # noqa: BLE001 - the study is prepared all the same; the review page reads the file
+            log.warning("a scan's page could not be rendered for the review page's copy", exc_info=True)
+    ecg_source.save_display_copy(folder, prepared.ecg, page)
 
 
 def source_page_loader(path: Path, source_format: str, limits: InputLimits) -> Callable[[], Any] | None:

@@ -170,7 +170,8 @@ def prepare_study(ctx: PipelineContext, study_id: int, *, view: StudyView | None
             log.exception("study %s: reading or preparing failed", view.id)
         _quarantine_study(ctx, view, unreadable_reason(exc), Stage.PREPARE)
         return Outcome.QUARANTINED
-    artifacts.save_prepared(ctx.settings.data_dir, view.sha256, prepared)
+    artifacts.save_prepared(ctx.settings.data_dir, view.sha256, prepared,
+                            artifacts.source_page_loader(view.path, view.source_format, ctx.settings.input_limits))
     with ctx.session() as session:
         if store.claim_study(session, study_id, S.QUEUED_PREPARE) is None:
             return Outcome.SKIPPED  # another delivery of this task finished first
@@ -316,7 +317,8 @@ def rebuild_artifacts(ctx: PipelineContext, study_id: int) -> None:
     metadata) that went missing, without touching its state or stored measurements."""
     view = _read_view(ctx, study_id)
     _ecg, prepared = _read_and_prepare(view, ctx.settings.input_limits)
-    artifacts.save_prepared(ctx.settings.data_dir, view.sha256, prepared)
+    artifacts.save_prepared(ctx.settings.data_dir, view.sha256, prepared,
+                            artifacts.source_page_loader(view.path, view.source_format, ctx.settings.input_limits))
 
 
 def _refusal_reason(exc: store.InvalidMessage) -> str:

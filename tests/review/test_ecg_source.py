@@ -110,7 +110,8 @@ def _prepared(root: Path, sha256: str, source: Path) -> Path:
     from ingest.readers.read import read_ecg
 
     folder = ecg_source.prepared_folder(root, sha256)
-    ecg_source.save_display_copy(folder, read_ecg(source, page_images=False))
+    ecg = read_ecg(source)
+    ecg_source.save_display_copy(folder, ecg, ecg.pages[0] if ecg.signal is None and ecg.pages else None)
     return folder
 
 
@@ -155,6 +156,9 @@ for name, sha, source in (("copy", "ab" * 32, sys.argv[2]), ("none", "cd" * 32, 
     view = cache.view(sha, Path(source))
     out[name] = [view.has_signal, view.sampling_rate_hz, view.problem, view.device_name]
 out["svg"] = len(cache.svg_gz("ab" * 32, Path(sys.argv[2])) or b"")
+out["page"] = (cache.page_png("12" * 32, Path(sys.argv[3])) or b"")[:4].hex()
+cache.prepared_root.joinpath("12", "12" * 32, "display.page.png").unlink()  # a copy without its page
+out["no page"] = cache.view("12" * 32, Path(sys.argv[3])).problem
 print(json.dumps(out))
 """
     result = run_without_readers(code, str(tmp_path / "prepared"), str(mortara), str(scan))
@@ -165,4 +169,5 @@ print(json.dumps(out))
     assert out["copy"][:3] == [True, 1000.0, None] and "el250" in out["copy"][3] and out["svg"] > 10_000
     hint = "pip install 'ecg-worklist[watch]'"
     assert out["none"][0] is False and hint in out["none"][2] and "prepared before display copies" in out["none"][2]
-    assert out["scan"][0] is False and hint in out["scan"][2] and "scan's page image" in out["scan"][2]
+    assert out["scan"][:3] == [False, None, None] and out["page"] == b"\x89PNG".hex()  # the kept page
+    assert hint in out["no page"] and "scan's page image" in out["no page"]

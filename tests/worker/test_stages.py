@@ -145,6 +145,15 @@ def test_a_pdf_page_is_rendered_from_the_kept_file_only_when_an_image_reader_ask
     loaded.page()
     assert asked == [path]  # rendered once, then kept
     assert artifacts.source_page_loader(path, "dicom", ctx.settings.input_limits) is None
+    # For people, preparation kept the scan's page beside the display copy: the review host
+    # shows it without a PDF library.
+    from reports.review.ecg_source import DISPLAY_PAGE, load_display_copy
+
+    folder = artifacts.prepared_folder(ctx.settings.data_dir, study.sha256)
+    copy, shown = load_display_copy(folder)
+    assert copy.has_page and shown is None
+    kept = (folder / DISPLAY_PAGE).read_bytes()
+    assert kept.startswith(b"\x89PNG") and int.from_bytes(kept[16:20], "big") == page.width
 
 
 def test_unusable_input_is_quarantined_at_preparation(ctx: PipelineContext, tmp_path: Path) -> None:
