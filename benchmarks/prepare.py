@@ -6,8 +6,9 @@ different real record). Per ECG, what the prepare stage does, and the naive way:
 
     ours    read_ecg (DICOM/WFDB/PDF reader; a PDF page not drawn, as in the stage) -> ingest.prepare.prepare (the 10 s, 500 Hz window
             with resampling, our measurement) -> worker.artifacts.save_prepared (what the stage
-            stores for the later stages: the model window and the ECG's metadata; no image:
-            a model draws its page from the window when it asks)
+            stores for the later stages: the model window and the ECG's metadata, and the
+            review page's display copy; no image for the model: it draws its page from the
+            window when it asks; a scan without a signal would have its page kept for people)
     naive   the same read and window -> neurokit2 ecg_clean + ecg_peaks + ecg_delineate(dwt)
             on each of the 12 leads -> a matplotlib 12-lead figure of the same layout saved as
             the PNG a naive stage would store (a PDF's page saved as PNG)
@@ -51,6 +52,7 @@ from ingest.ecg import MODEL_SAMPLING_RATE_HZ, STANDARD_LEADS  # noqa: E402
 from ingest.prepare import prepare  # noqa: E402
 from ingest.prepare.render import LAYOUT, image_size  # noqa: E402
 from ingest.prepare.signal import to_model_window  # noqa: E402
+from ingest.readers.limits import DEFAULT_LIMITS  # noqa: E402
 from ingest.readers.read import read_ecg  # noqa: E402
 from worker import artifacts  # noqa: E402
 
@@ -91,7 +93,8 @@ def ours(item: MixItem, data_dir: Path, key: str) -> Clock:
     # As the prepare stage reads (worker.stages._read_and_prepare): a PDF's page is not drawn.
     ecg = clock.step("read", lambda: read_ecg(item.path, page_images=False))
     prepared = clock.step("prepare", lambda: prepare(ecg))
-    clock.step("store", lambda: artifacts.save_prepared(data_dir, key, prepared))
+    page_loader = artifacts.source_page_loader(item.path, ecg.source_format.value, DEFAULT_LIMITS)  # as the stage
+    clock.step("store", lambda: artifacts.save_prepared(data_dir, key, prepared, page_loader))
     return clock
 
 
