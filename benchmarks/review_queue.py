@@ -16,9 +16,11 @@ would leave it. Then, median (and min/max) of `--repeat` runs each, in the same 
     counts               `queue_counts`: the counters the database keeps (reports/counts.py),
                          vs the GROUP BY over the studies they replace
 
-The database is dropped at the end.
+The database is dropped at the end, unless `--keep NAME` names it: then it is kept, and a
+later run with the same NAME and `--studies` reuses it instead of filling it again (filling a
+million rows costs minutes of CPU; a database of another size is dropped and filled anew).
 
-Run: .venv/bin/python benchmarks/review_queue.py [--studies 1000000] [--repeat 15]
+Run: .venv/bin/python benchmarks/review_queue.py [--studies 1000000] [--repeat 15] [--keep NAME]
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ def _logged_in_client(engine: sa.Engine, url: str) -> Any:
     from reports.review.config import ReviewConfig
 
     with store.session_scope(engine) as session:
-        accounts.add_user(session, "bench", "cardiologist", PASSWORD, actor="bench", display_name="Bench^Mark")
+        if accounts.get_user(session, "bench") is None:  # a kept database has it from an earlier run
+            accounts.add_user(session, "bench", "cardiologist", PASSWORD, actor="bench", display_name="Bench^Mark")
     config = ReviewConfig(database_url=url, destinations=["his"], secure_cookies=False)
     client = TestClient(create_app(config, engine=engine), follow_redirects=False)
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
@@ -142,30 +145,63 @@ def _cursor_at(session: sa.orm.Session, offset: int) -> Cursor:
     return Cursor(critical=row.critical, created_at=row.created_at, id=row.id)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--studies", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=15)
-    args = parser.parse_args()
-
-    name = f"ecgwl_bench_queue_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    engine = None
+def _filled(url: str, studies: int) -> bool:
+    """Whether the kept database at `url` is this benchmark's, filled with `studies` studies."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
-        store.upgrade(url)
-        engine = store.make_engine(url)
+        with engine.connect() as connection:
+            found = connection.execute(sa.text(
+                "SELECT count(*) FROM studies WHERE source_path LIKE '/inbox/ecg-%'")).scalar_one()
+            indexed = connection.execute(sa.text("SELECT to_regclass('ix_bench_offset') IS NOT NULL")).scalar_one()
+        return found == studies and bool(indexed)
+    except sa.exc.DBAPIError:  # no such database, or not migrated
+        return False
+    finally:
+        engine.dispose()
+
+
+def _fill(url: str, studies: int) -> None:
+    store.upgrade(url)
+    engine = store.make_engine(url)
+    try:
         start = time.perf_counter()
         with engine.begin() as connection:
-            connection.execute(sa.text(FILL), {"n": args.studies})
+            connection.execute(sa.text(FILL), {"n": studies})
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             # OFFSET's best case: an index in exactly its mixed order, so it walks instead of sorting
             # (made only here; the app's keyset segments need no DESC index).
             connection.execute(sa.text("CREATE INDEX ix_bench_offset ON studies (state, critical DESC, created_at, id)"))
             connection.execute(sa.text("VACUUM ANALYZE studies"))
-        print(f"filled {args.studies:,} studies in {time.perf_counter() - start:.1f} s")
+        print(f"filled {studies:,} studies in {time.perf_counter() - start:.1f} s")
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--keep", metavar="NAME", default=None,
+                        help="keep the scratch database under this name, and reuse it when it holds --studies studies")
+    args = parser.parse_args()
+    if args.keep is not None and not args.keep.replace("_", "").isalnum():
+        parser.error(f"--keep {args.keep!r}: a database name of letters, digits and '_' only")
+
+    name = args.keep or f"ecgwl_bench_queue_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    reuse = args.keep is not None and _filled(url, args.studies)
+    if not reuse:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine = None
+    try:
+        if reuse:
+            print(f"reusing database {name} ({args.studies:,} studies)")
+        else:
+            _fill(url, args.studies)
+        engine = store.make_engine(url)
 
         filters = QueueFilters()
         client = _logged_in_client(engine, url)
@@ -221,8 +257,9 @@ def main() -> None:
     finally:
         if engine is not None:
             engine.dispose()
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if args.keep is None:
+            with admin.connect() as connection:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 
