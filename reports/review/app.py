@@ -25,7 +25,8 @@ Security choices, in one place:
 - CSP allows only the app's own script files (static/review.js: zoom, calipers, shortcuts), no
   inline script, no other origin; frames are refused (X-Frame-Options DENY, frame-ancestors
   'none'), pages are not cached (they carry patient data);
-- each request opens its own short database transaction (`store.session_scope`).
+- each request opens its own short database transactions (`store.session_scope`): a page one, for
+  the session check and its reads together; an act (POST) one for the session check, then its own.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route annotations at run time,
@@ -250,15 +251,24 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
         with store.session_scope(engine) as session:
             yield session
 
+    def viewer_in(session: Session, request: Request) -> Viewer:
+        found = accounts.session_for_token(session, request.cookies.get(SESSION_COOKIE))
+        if found is None:
+            raise NeedLogin()
+        user = found.user
+        return Viewer(user_id=user.id, username=user.username, display_name=user.display_name,
+                      role=Role(user.role), csrf_token=found.csrf_token)
+
     def viewer(request: Request) -> Viewer:
-        token = request.cookies.get(SESSION_COOKIE)
+        """Who is asking, for an act (POST): checked in a transaction of its own, ended before
+        the act opens the transaction that writes."""
         with store.session_scope(engine) as session:
-            found = accounts.session_for_token(session, token)
-            if found is None:
-                raise NeedLogin()
-            user = found.user
-            return Viewer(user_id=user.id, username=user.username, display_name=user.display_name,
-                          role=Role(user.role), csrf_token=found.csrf_token)
+            return viewer_in(session, request)
+
+    def reader(request: Request, session: Annotated[Session, Depends(db)]) -> Viewer:
+        """Who is asking, for a page (GET): checked in the page's own transaction (`db` is made
+        once a request), so a page costs one connection checkout and one transaction, not two."""
+        return viewer_in(session, request)
 
     def check_csrf(who: Viewer, given: str) -> None:
         if not security.tokens_match(who.csrf_token, given):
@@ -344,7 +354,7 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
 
     @app.get("/queue")
     def queue(
-        request: Request, who: Annotated[Viewer, Depends(viewer)], session: Annotated[Session, Depends(db)],
+        request: Request, who: Annotated[Viewer, Depends(reader)], session: Annotated[Session, Depends(db)],
         status: str = "awaiting", source: str = "", date_from: str = "", date_to: str = "",
         date_on: str = "received", after: str = "", before: str = "", done: str = "",
     ) -> Response:
@@ -384,7 +394,7 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
         )
 
     @app.get("/search")
-    def search_page(request: Request, who: Annotated[Viewer, Depends(viewer)],
+    def search_page(request: Request, who: Annotated[Viewer, Depends(reader)],
                     session: Annotated[Session, Depends(db)], q: str = "") -> Response:
         found = search(session, q[:200])
         for row in found.rows:
@@ -447,13 +457,13 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
                       message_kind=message_kind, form=form or {}, **context)
 
     @app.get("/studies/{study_id}")
-    def study_page(request: Request, study_id: int, who: Annotated[Viewer, Depends(viewer)],
+    def study_page(request: Request, study_id: int, who: Annotated[Viewer, Depends(reader)],
                    session: Annotated[Session, Depends(db)], done: str = "") -> Response:
         return show_study(request, session, study_id, who, message=DONE_MESSAGES.get(done),
                           message_kind="ok")
 
     @app.get("/studies/{study_id}/ecg.svg")
-    def study_svg(request: Request, study_id: int, who: Annotated[Viewer, Depends(viewer)],
+    def study_svg(request: Request, study_id: int, who: Annotated[Viewer, Depends(reader)],
                   session: Annotated[Session, Depends(db)]) -> Response:
         study = session.get(Study, study_id)
         if study is None or study.state not in REVIEWABLE_STATES:
@@ -467,7 +477,7 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
         return Response(gzip.decompress(drawing), media_type="image/svg+xml", headers=headers)
 
     @app.get("/studies/{study_id}/image.png")
-    def study_image(study_id: int, who: Annotated[Viewer, Depends(viewer)],
+    def study_image(study_id: int, who: Annotated[Viewer, Depends(reader)],
                     session: Annotated[Session, Depends(db)]) -> Response:
         study = session.get(Study, study_id)
         headers = {"Cache-Control": "private, no-store"}
@@ -582,7 +592,7 @@ def create_app(config: ReviewConfig, *, engine: sa.Engine | None = None) -> Fast
             raise HTTPException(403, "Only an administrator manages accounts.")
 
     @app.get("/users")
-    def users_page(request: Request, who: Annotated[Viewer, Depends(viewer)],
+    def users_page(request: Request, who: Annotated[Viewer, Depends(reader)],
                    session: Annotated[Session, Depends(db)], done: str = "") -> Response:
         refuse_unless_admin(who)
         return render(request, "users.html", who, users=accounts.list_users(session), roles=list(Role),
