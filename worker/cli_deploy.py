@@ -35,8 +35,13 @@ def metrics_serve(host: str | None, port: int | None) -> None:
     from worker.logs import configure_logging
     from worker.metrics import WorklistExporter, serve
 
+    from worker.cli_errors import require_schema
+
     settings = Settings()
     configure_logging(settings.log_format)
+    # A scrape of a database without its tables would fail at every scrape, far from the cause:
+    # say it once, at start, as every other command that reads the tables does.
+    require_schema(settings.effective_database_url)
     exporter = WorklistExporter.create(settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

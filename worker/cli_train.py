@@ -204,10 +204,26 @@ def demo_command(out: Path | None, minutes_budget: float, config_name: str, work
     from training.demo import run_demo
 
     out = out or Path("demo-model-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S"))
+    _require_writable_folder(out)  # an hour of training must not end on a folder it cannot write
     record = run_demo(out, config=load_demo_config(config_name), minutes_budget=minutes_budget, work=work)
     click.echo(record.eval_table)
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in record.stage_seconds.items())
     click.echo(f"demonstration model written to {out} in {record.total_seconds / 60:.1f} min ({stages})")
+
+
+def _require_writable_folder(out: Path) -> None:
+    """Stop with one line unless `out` is (or can be made) a folder this process can write.
+
+    (click's `file_okay=False` already refuses a file.)"""
+    from worker.cli_errors import UserFacingError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise UserFacingError(f"--out {out}: cannot write there ({error.strerror or error})") from None
 
 
 commands: list[click.Command] = [train]

@@ -108,6 +108,7 @@ def test_commands_before_db_upgrade_say_so(home: dict[str, str | None], tmp_path
         (["check"], {}),
         (["requeue", "--state", "failed"], {}),
         (["worker", "--queues", "prepare"], broker | {"real": True}),
+        (["metrics", "serve", "--port", "1"], {}),
     ]:
         _refused(_run(home, cwd, *args, **extra), "db upgrade")
     # Nothing was made by asking: the state directory has no database file yet.
@@ -168,6 +169,10 @@ def test_path_mistakes_name_the_file(home: dict[str, str | None], tmp_path: Path
     _refused(_run(home, cwd, "batch", str(tmp_path / "no-archive")), "no-archive")
     (tmp_path / "a-file").write_text("not a folder")
     _refused(_run(home, cwd, "db", "upgrade", ECGWL_DATA_DIR=str(tmp_path / "a-file")), "a-file")
+    # An hour of training must not end on an output folder it cannot write: refused before it starts.
+    _refused(_run(home, cwd, "train", "demo", "--out", "/proc/no-demo-here"), "/proc/no-demo-here",
+             "cannot write")
+    _refused(_run(home, cwd, "train", "demo", "--out", str(tmp_path / "a-file")), "a-file", "is a file")
     rendered = _run(home, cwd, "render", str(SAMPLE), "-o", "out.png")
     assert rendered.returncode == 0 and (cwd / "out.png").is_file()
 
