@@ -1,4 +1,4 @@
-"""The HL7 v2.5.1 ORU^R01 message of one ECG report: built with hl7apy, escaped by hand.
+"""The HL7 v2.5.1 ORU^R01 message of one ECG report: written segment by segment, escaped by hand.
 
     MSH  unique control id (MSH-10), ORU^R01^ORU_R01, processing id P/T, version 2.5.1
     PID  patient id, the full name (PID-5: family, given, middle, suffix, prefix), birth date, sex
@@ -28,13 +28,16 @@ the markers; `reports.hl7_validate` refuses an F/C message that contains one).
 QTc codes by method: the value computed here is Bazett's (76635-2), Fridericia's is 76634-5;
 a device's QTc, whose formula the file does not state, goes under the method-less 8636-3.
 
-hl7apy 1.3.5 ships the v2.5.1 structures, so the message is built and checked against
-v2.5.1 itself. hl7apy splits an assigned string at the delimiters, so every piece of free
-text is escaped here first (`escape`) and assigned as ready ER7; a line break becomes a new
-repetition of OBX-5 (TX cannot carry one), and a line longer than a repetition holds (199
-characters) is split between sentences (between words only inside a sentence that alone is
-longer). `reports.hl7_validate.validate_oru` checks a finished message; the store refuses to
-keep one that fails.
+The segments are written directly as ER7 text (a few microseconds per field, where hl7apy's
+per-field parser took ~20x as long); every piece of free text is escaped here (`escape`); a
+line break becomes a new repetition of OBX-5 (TX cannot carry one), and a line longer than a
+repetition holds (199 characters) is split between sentences (between words only inside a
+sentence that alone is longer). What hl7apy's strict mode would refuse from our inputs (a
+component over its length) is refused as it is written. hl7apy 1.3.5, which ships the v2.5.1
+structures, stays the judge: the tests parse and validate every message the suite builds with
+it in strict mode (tests/hl7_every_message.py), and `reports.hl7_validate.validate_oru` (its
+table checks on the hot path, hl7apy's parse too for a message from elsewhere) checks a
+finished message; the store refuses to keep one that fails.
 """
 
 from __future__ import annotations
@@ -45,9 +48,6 @@ import re
 import secrets
 from typing import Literal
 
-from hl7apy.consts import VALIDATION_LEVEL
-from hl7apy.core import Message, Segment
-from hl7apy.exceptions import HL7apyException
 from pydantic import BaseModel, Field
 
 from ingest.ecg import Demographics, Measurements, Sex
@@ -311,58 +311,91 @@ def _public_version(version: str) -> str:
 
 
 # ---------------------------------------------------------------- segments
+#
+# Each segment is written as ER7 text directly: a list of fields (already escaped), joined by
+# "|", trailing empty fields left out. hl7apy builds the same text field by field through its
+# parser, about 20 times slower (benchmarks/reports_store.py); it stays the judge in the tests,
+# where every message the suite builds is parsed and validated by hl7apy in strict mode
+# (tests/hl7_every_message.py). What hl7apy's strict mode would refuse from OUR inputs is
+# checked here, as it is written: a component longer than its data type allows.
+
+MAX_NAMESPACE = 20  # HD.1 / EI.2 namespace ids (IS): MSH-3..6, the assigning authority, the filler's namespace
+MAX_FORMATTED_TEXT = 65536  # NTE-3 (FT)
 
 
-def _msh(message: Message, endpoints: HL7Endpoints, control_id: str, message_time: dt.datetime) -> None:
-    msh = message.msh
-    msh.msh_3 = escape(endpoints.sending_application)
-    msh.msh_4 = escape(endpoints.sending_facility)
-    msh.msh_5 = escape(endpoints.receiving_application)
-    msh.msh_6 = escape(endpoints.receiving_facility)
-    msh.msh_7 = format_ts(message_time)
-    msh.msh_9 = "ORU^R01^ORU_R01"
-    msh.msh_10 = escape(control_id)
-    msh.msh_11 = endpoints.processing_id
-    msh.msh_12 = HL7_VERSION
-    msh.msh_18 = "UNICODE UTF-8"
+class _DoesNotFit(Exception):
+    """A value longer than its HL7 component allows (the value itself is never quoted)."""
 
 
-def _pid(segment: Segment, study: OruStudy, endpoints: HL7Endpoints) -> None:
+def _fit(escaped: str, limit: int) -> str:
+    if len(escaped) > limit:
+        raise _DoesNotFit
+    return escaped
+
+
+def _segment(name: str, fields: list[str]) -> str:
+    """NAME|field 1|field 2|...: `fields[0]` is field 1; trailing empty fields are not written."""
+    while fields and not fields[-1]:
+        fields = fields[:-1]
+    return "|".join([name, *fields])
+
+
+def _msh(endpoints: HL7Endpoints, control_id: str, message_time: dt.datetime) -> str:
+    # MSH-1 is the field separator itself, so the list starts at MSH-2 (the encoding characters).
+    fields = [""] * 17
+    fields[0] = "^~\\&"
+    fields[1] = _fit(escape(endpoints.sending_application), MAX_NAMESPACE)
+    fields[2] = _fit(escape(endpoints.sending_facility), MAX_NAMESPACE)
+    fields[3] = _fit(escape(endpoints.receiving_application), MAX_NAMESPACE)
+    fields[4] = _fit(escape(endpoints.receiving_facility), MAX_NAMESPACE)
+    fields[5] = format_ts(message_time)
+    fields[7] = "ORU^R01^ORU_R01"
+    fields[8] = escape(control_id)
+    fields[9] = endpoints.processing_id
+    fields[10] = HL7_VERSION
+    fields[16] = "UNICODE UTF-8"  # MSH-18
+    return _segment("MSH", fields)
+
+
+def _pid(study: OruStudy, endpoints: HL7Endpoints) -> str:
     demographics = study.demographics
-    segment.pid_1 = "1"
+    fields = [""] * 8
+    fields[0] = "1"
     if demographics.patient_id:
-        segment.pid_3 = f"{escape(demographics.patient_id)}^^^^MR"
+        fields[2] = f"{_fit(escape(demographics.patient_id), MAX_TEXT)}^^^^MR"
     else:
         # PID-3 is required; without a hospital id the study's own id (type PI) stands in.
-        segment.pid_3 = f"ECGWL{study.study_id}^^^{escape(endpoints.sending_application)}^PI"
+        fields[2] = f"ECGWL{study.study_id}^^^{_fit(escape(endpoints.sending_application), MAX_NAMESPACE)}^PI"
     # PID-5 is required: an unnamed patient (an anonymised file) is "UNKNOWN", name type U.
-    segment.pid_5 = _person_name(demographics.patient_name) if demographics.patient_name else "UNKNOWN^^^^^^U"
+    fields[4] = _person_name(demographics.patient_name) if demographics.patient_name else "UNKNOWN^^^^^^U"
     if demographics.birth_date:
-        segment.pid_7 = demographics.birth_date.strftime("%Y%m%d")
-    segment.pid_8 = (demographics.sex or Sex.UNKNOWN).value
+        fields[6] = demographics.birth_date.strftime("%Y%m%d")
+    fields[7] = (demographics.sex or Sex.UNKNOWN).value
+    return _segment("PID", fields)
 
 
 def _order_ids(study: OruStudy, endpoints: HL7Endpoints) -> tuple[str, str]:
-    placer = escape(study.placer_order_number)
-    filler = f"{escape(study.filler_order_number)}^{escape(endpoints.sending_application)}"
+    placer = _fit(escape(study.placer_order_number), MAX_TEXT)
+    filler = (f"{_fit(escape(study.filler_order_number), MAX_TEXT)}"
+              f"^{_fit(escape(endpoints.sending_application), MAX_NAMESPACE)}")
     return placer, filler
 
 
-def _obr(segment: Segment, study: OruStudy, report: OruReport, result_status: str, endpoints: HL7Endpoints,
-         result_time: dt.datetime) -> None:
-    placer, filler = _order_ids(study, endpoints)
-    segment.obr_1 = "1"
-    segment.obr_2 = placer
-    segment.obr_3 = filler
-    segment.obr_4 = _coded(PANEL_CODE)
-    segment.obr_7 = format_ts(study.observation_time(result_time)[0])  # required in a result (2.5.1)
-    segment.obr_22 = format_ts(result_time)
-    segment.obr_24 = "EC"  # table 0074: electrocardiac
-    segment.obr_25 = result_status
+def _obr(study: OruStudy, report: OruReport, result_status: str, endpoints: HL7Endpoints,
+         result_time: dt.datetime) -> str:
+    fields = [""] * 32
+    fields[0] = "1"
+    fields[1], fields[2] = _order_ids(study, endpoints)
+    fields[3] = _coded(PANEL_CODE)
+    fields[6] = format_ts(study.observation_time(result_time)[0])  # OBR-7: required in a result (2.5.1)
+    fields[21] = format_ts(result_time)  # OBR-22
+    fields[23] = "EC"  # OBR-24, table 0074: electrocardiac
+    fields[24] = result_status  # OBR-25
     if report.signed_by and result_status in ("F", "C"):
-        signer = f"{escape(report.signed_by)}&{_person_name(report.signed_by_name, '&')}"
+        signer = f"{_fit(escape(report.signed_by), MAX_TEXT)}&{_person_name(report.signed_by_name, '&')}"
         signed_at = format_ts(report.signed_at) if report.signed_at else ""
-        segment.obr_32 = f"{signer}^{signed_at}" if signed_at else signer
+        fields[31] = f"{signer}^{signed_at}" if signed_at else signer  # OBR-32
+    return _segment("OBR", fields)
 
 
 def final(result_status: str) -> bool:
@@ -412,27 +445,30 @@ def _notes(study: OruStudy, report: OruReport, measurements: Measurements | None
     return notes
 
 
-def _observation(parent: Segment, set_id: int, value_type: str, code: tuple[str, str, str], values: list[str],
+def _nte(number: int, note: str) -> str:
+    # NTE-2 "L", table 0105: comment from the ancillary (filler) department.
+    return _segment("NTE", [str(number), "L", _fit(escape(note), MAX_FORMATTED_TEXT)])
+
+
+def _observation(set_id: int, value_type: str, code: tuple[str, str, str], values: list[str],
                  result_status: str, observed_at: dt.datetime | None, unit: str | None = None, *,
-                 reference_range: str = "", flag: str = "", method: tuple[str, str, str] | None = None) -> None:
-    """One OBX in its own OBSERVATION group; `values` are already escaped (one per repetition)."""
-    obx = parent.add_group("ORU_R01_OBSERVATION").add_segment("OBX")
-    obx.obx_1 = str(set_id)
-    obx.obx_2 = value_type
-    obx.obx_3 = _coded(code)
-    for value in values:
-        obx.add_field("OBX_5").value = value
+                 reference_range: str = "", flag: str = "", method: tuple[str, str, str] | None = None) -> str:
+    """One OBX; `values` are already escaped, one per repetition of OBX-5 (each at most MAX_TEXT)."""
+    fields = [""] * 17
+    fields[0] = str(set_id)
+    fields[1] = value_type
+    fields[2] = _coded(code)
+    fields[4] = "~".join(_fit(value, MAX_TEXT) for value in values)
     if unit:
-        obx.obx_6 = f"{escape(unit)}^{escape(unit)}^UCUM"
-    if reference_range:
-        obx.obx_7 = escape(reference_range)
-    if flag:
-        obx.obx_8 = flag
-    obx.obx_11 = result_status
+        fields[5] = f"{escape(unit)}^{escape(unit)}^UCUM"
+    fields[6] = _fit(escape(reference_range), MAX_TEXT)  # OBX-7
+    fields[7] = flag  # OBX-8
+    fields[10] = result_status  # OBX-11
     if observed_at:
-        obx.obx_14 = format_ts(observed_at)
+        fields[13] = format_ts(observed_at)  # OBX-14
     if method:
-        obx.obx_17 = _coded(method)
+        fields[16] = _coded(method)  # OBX-17
+    return _segment("OBX", fields)
 
 
 def _impression_lines(report: OruReport, result_status: str) -> list[str]:
@@ -468,41 +504,32 @@ def _reasoning_lines(interpretation: Interpretation) -> list[str]:
 
 
 def _assemble(
-    message: Message, study: OruStudy, report: OruReport, measurements: Measurements | None,
-    interpretation: Interpretation | None, result_status: str, endpoints: HL7Endpoints, control_id: str,
-    now: dt.datetime, stage: list[str],
-) -> None:
-    """Add every segment to `message`, in the ORU_R01 group structure.
+    study: OruStudy, report: OruReport, measurements: Measurements | None, interpretation: Interpretation | None,
+    result_status: str, endpoints: HL7Endpoints, control_id: str, now: dt.datetime, stage: list[str],
+) -> list[str]:
+    """Every segment, in the ORU_R01 order: MSH, PID, PV1, ORC, OBR, NTE..., OBX...
 
-    `stage` names the part being built, for an error message that must not quote values.
+    `stage` names the part being written, for an error message that must not quote values.
     """
+    segments: list[str] = []
     stage[:] = ["MSH (endpoints, control id)"]
-    _msh(message, endpoints, control_id, now)
+    segments.append(_msh(endpoints, control_id, now))
     stage[:] = ["PID/PV1 (demographics)"]
-    patient_result = message.add_group("ORU_R01_PATIENT_RESULT")
-    patient = patient_result.add_group("ORU_R01_PATIENT")
-    _pid(patient.add_segment("PID"), study, endpoints)
-    visit = patient.add_group("ORU_R01_VISIT").add_segment("PV1")
-    visit.pv1_1 = "1"
-    visit.pv1_2 = study.patient_class
+    segments.append(_pid(study, endpoints))
+    segments.append(_segment("PV1", ["1", study.patient_class]))
 
     stage[:] = ["ORC/OBR (order numbers, times, signer)"]
-    order = patient_result.add_group("ORU_R01_ORDER_OBSERVATION")
-    orc = order.add_segment("ORC")
-    orc.orc_1 = "RE"
-    orc.orc_2, orc.orc_3 = _order_ids(study, endpoints)
-    _obr(order.add_segment("OBR"), study, report, result_status, endpoints, report.result_time or now)
+    result_time = report.result_time or now
+    placer, filler = _order_ids(study, endpoints)
+    segments.append(_segment("ORC", ["RE", placer, filler]))
+    segments.append(_obr(study, report, result_status, endpoints, result_time))
     stage[:] = ["NTE (notes, flags, comments)"]
-    for number, note in enumerate(_notes(study, report, measurements, interpretation, result_status,
-                                         report.result_time or now), start=1):
-        nte = order.add_segment("NTE")
-        nte.nte_1 = str(number)
-        nte.nte_2 = "L"  # table 0105: comment from the ancillary (filler) department
-        nte.nte_3 = escape(note)
+    notes = _notes(study, report, measurements, interpretation, result_status, result_time)
+    segments += [_nte(number, note) for number, note in enumerate(notes, start=1)]
 
     stage[:] = ["OBX (measurements, impression, reasoning)"]
     set_id = 0
-    observed_at = study.observation_time(report.result_time or now)[0]
+    observed_at = study.observation_time(result_time)[0]
     sex = study.demographics.sex
     for field_name, (_code, _name, unit) in MEASUREMENT_CODES.items():
         value = getattr(measurements, field_name, None) if measurements is not None else None
@@ -510,19 +537,19 @@ def _assemble(
             continue  # not measured reliably: absent, never zero
         source = report.measurement_sources.get(field_name, "computed")
         set_id += 1
-        _observation(order, set_id, "NM", _measurement_code(field_name, source), [format_number(value)],
-                     result_status, observed_at, unit,
-                     reference_range=measured.reference_range(field_name, measurements, sex),
-                     flag=measured.abnormal_flag(field_name, value, measurements, sex),
-                     method=SOURCE_METHODS[source])
+        segments.append(_observation(
+            set_id, "NM", _measurement_code(field_name, source), [format_number(value)], result_status,
+            observed_at, unit, reference_range=measured.reference_range(field_name, measurements, sex),
+            flag=measured.abnormal_flag(field_name, value, measurements, sex), method=SOURCE_METHODS[source]))
     set_id += 1
-    _observation(order, set_id, "TX", IMPRESSION_CODE, _impression_lines(report, result_status), result_status,
-                 observed_at)
+    segments.append(_observation(set_id, "TX", IMPRESSION_CODE, _impression_lines(report, result_status),
+                                 result_status, observed_at))
     # The interpreter's reasoning is the machine's: a draft carries it, a signed report never.
     reasoning = _reasoning_lines(interpretation) if interpretation is not None and not final(result_status) else []
     if reasoning:
         set_id += 1
-        _observation(order, set_id, "TX", REASONING_CODE, reasoning, result_status, observed_at)
+        segments.append(_observation(set_id, "TX", REASONING_CODE, reasoning, result_status, observed_at))
+    return segments
 
 
 def build_oru(
@@ -534,8 +561,7 @@ def build_oru(
 
     `measurements` None (a PDF without a text layer) yields a message with only the
     impression; `interpretation` None (e.g. a report written by a cardiologist) leaves
-    out the reasoning OBX and the interpreter NTE. hl7apy checks every value as it is
-    set and the whole v2.5.1 structure at the end; a ValueError names the part that does
+    out the reasoning OBX and the interpreter NTE. A ValueError names the part that does
     not fit (e.g. an application name over 20 characters, a patient id over 199) without
     quoting the value.
     """
@@ -543,18 +569,15 @@ def build_oru(
         raise ValueError(f"result status {result_status!r} is not one this system sends (P, R, F, C, X)")
     if not control_id or len(control_id) > 20:
         raise ValueError("MSH-10 needs a control id of 1 to 20 characters")
-    message = Message("ORU_R01", version=HL7_VERSION, validation_level=VALIDATION_LEVEL.STRICT)
     stage = ["start"]
     try:
-        _assemble(message, study, report, measurements, interpretation, result_status, endpoints, control_id,
-                  message_time or dt.datetime.now(dt.UTC), stage)
-        stage[:] = ["the v2.5.1 ORU_R01 structure"]
-        message.validate()
-    except HL7apyException as exc:
-        # hl7apy's text quotes the offending value, which may identify the patient: not repeated.
-        raise ValueError(f"cannot build the ORU^R01 of study {study.study_id}: {type(exc).__name__} "
-                         f"in {stage[0]} (a value is too long or malformed)") from exc
-    return message.to_er7()
+        segments = _assemble(study, report, measurements, interpretation, result_status, endpoints, control_id,
+                             message_time or dt.datetime.now(dt.UTC), stage)
+    except _DoesNotFit:
+        # The value may identify the patient: only the part is named.
+        raise ValueError(f"cannot build the ORU^R01 of study {study.study_id}: a value in {stage[0]} "
+                         "is too long for its HL7 field") from None
+    return SEGMENT_SEPARATOR.join(segments)
 
 
 def read_header(message: str) -> MessageHeader:

@@ -499,7 +499,7 @@ def _report_by_version(session: Session, study_id: int, version: int) -> Report 
 def _checked_message(message: str, study: Study, status: ReportStatus, *,
                      built_here: bool = False) -> tuple[str, str]:
     """Validate `message` for this study and kind of report; (control id, result status).
-    `built_here`: `build_oru` made it in this call, its structure checked as it was built."""
+    `built_here`: `build_oru` made it in this call (a fixed structure, lengths checked as written)."""
     problems = validate_oru(message, structure=not built_here)
     header = read_header(message)
     placer, filler = study.placer_order_number, study.filler_order_number
