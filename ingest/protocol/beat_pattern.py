@@ -7,7 +7,10 @@ Atrial fibrillation is an irregularly irregular rhythm without organised atrial 
 Two things imitate it in an RR list and must not be taken for it:
 
 - premature beats: a beat that comes early (its RR under PREMATURE_BELOW of the median RR
-  and of the RR before it, so not the gradual shortening of sinus arrhythmia), or whose QRS
+  and of the RR before it, so not the gradual shortening of sinus arrhythmia; the second
+  beat of a run, whose RR before is itself premature, against the median alone), a beat only slightly
+  early (under SLIGHTLY_EARLY_BELOW of both) that a pause follows (a premature atrial beat
+  at a fast sinus rate, where the RR has little room to shorten), or a beat whose QRS
   differs from the dominant one, and the pause after it are two odd intervals. The
   irregularity is measured on the other intervals only: the median change from one RR to
   the next, as a share of the median RR (sinus arrhythmia changes the RR gradually, a few
@@ -17,7 +20,10 @@ Two things imitate it in an RR list and must not be taken for it:
   long intervals are each regular.
 
 Organised atrial activity is a P wave before the beat at a consistent PR in most (more than
-half of the) beats (those whose QRS is of the dominant shape and whose P segment was recorded) with a P
+half of the) beats (those whose QRS is of the dominant shape, that are not premature with a
+pause after them and whose P segment was recorded: a premature atrial beat's own P is ectopic,
+often inside the previous T where no P is found, and the pause after it, as the sinus node is
+reset, is what tells it from an early beat of atrial fibrillation) with a P
 wave whose PR lies within PR_CONSISTENT_MS of the median PR. Fibrillation waves that the
 P-wave search happens to find come at random PRs.
 
@@ -35,6 +41,10 @@ from ingest.measure.measured import GroundingFeatures, Rhythm
 
 # A beat is premature when its RR is under this share of the median RR.
 PREMATURE_BELOW = 0.85
+# A beat this early (share of the median RR and of the RR before) is premature when a pause follows it.
+SLIGHTLY_EARLY_BELOW = 0.9
+# A pause: an RR over this share of the median RR.
+PAUSE_ABOVE = 1.05
 # Irregularly irregular from this median beat-to-beat change of the RR (share of the median RR).
 IRREGULAR_FROM = 0.06
 # Fewer intervals than this outside premature beats and pauses: judge the grouping instead.
@@ -54,6 +64,7 @@ class RrPattern(BaseModel):
 
     intervals: int = 0  # RR intervals known
     premature: list[int] = []  # beats that came early (abruptly, against the median RR and the RR before)
+    paused: list[int] = []  # of them, those a pause follows (after the run they start)
     set_aside: list[int] = []  # those and the beats of another QRS shape: left out of the irregularity
     irregularity: float | None = None  # median RR change outside premature beats and their pauses
     grouped: bool = False  # premature beats so regular in their own right that the rhythm is grouped
@@ -67,7 +78,14 @@ def rr_pattern(rhythm: Rhythm) -> RrPattern:
         regular = rhythm.regular
         return RrPattern(intervals=len(rr), irregular=None if regular is None else not regular)
     reference = statistics.median(rr.values())
-    premature = [index for index, value in rr.items() if _premature(value, rr.get(index - 1), reference)]
+    premature: list[int] = []
+    for index, value in rr.items():
+        run = index - 1 in premature
+        if _premature(value, None if run else rr.get(index - 1), rr.get(index + 1), reference, run):
+            premature.append(index)
+    # A premature atrial beat resets the sinus node: a pause follows it (or the run it starts). In atrial
+    # fibrillation an early beat is followed by any interval.
+    paused = [index for index in premature if _pause_after(index, premature, rr, reference)]
     other_shape = {index for index, flag in enumerate(rhythm.ectopic_beats) if flag and index in rr}
     set_aside = sorted(set(premature) | other_shape)
     odd = set(set_aside) | {index + 1 for index in set_aside}
@@ -75,16 +93,34 @@ def rr_pattern(rhythm: Rhythm) -> RrPattern:
     changes = [abs(rr[index + 1] - rr[index]) / reference for index in rest if index + 1 in rest]
     if len(changes) >= MIN_INTERVALS - 1:
         irregularity = round(statistics.median(changes), 3)
-        return RrPattern(intervals=len(rr), premature=premature, set_aside=set_aside, irregularity=irregularity,
-                         irregular=irregularity >= IRREGULAR_FROM)
+        return RrPattern(intervals=len(rr), premature=premature, paused=paused, set_aside=set_aside,
+                         irregularity=irregularity, irregular=irregularity >= IRREGULAR_FROM)
     grouped = _grouped(list(rr.values()))
-    return RrPattern(intervals=len(rr), premature=premature, set_aside=set_aside, grouped=grouped,
+    return RrPattern(intervals=len(rr), premature=premature, paused=paused, set_aside=set_aside, grouped=grouped,
                      irregular=not grouped)
 
 
-def _premature(rr: float, previous: float | None, reference: float) -> bool:
-    """Early against the median RR and abruptly shorter than the RR before (sinus arrhythmia shortens gradually)."""
-    return previous is not None and rr < PREMATURE_BELOW * reference and rr < PREMATURE_BELOW * previous
+def _premature(rr: float, previous: float | None, following: float | None, reference: float, run: bool) -> bool:
+    """Early against the median RR and abruptly shorter than the RR before (sinus arrhythmia shortens
+    gradually), or only slightly early but with a pause after it.
+
+    `previous` is None where the RR before is unknown (the first interval, or one after noise: not
+    judged) or itself premature (`run`: the second beat of a run is early against the median RR alone).
+    """
+    if previous is None:
+        return run and rr < PREMATURE_BELOW * reference
+    if rr < PREMATURE_BELOW * reference and rr < PREMATURE_BELOW * previous:
+        return True
+    paused = following is not None and following > PAUSE_ABOVE * reference
+    return paused and rr < SLIGHTLY_EARLY_BELOW * reference and rr < SLIGHTLY_EARLY_BELOW * previous
+
+
+def _pause_after(index: int, premature: list[int], rr: dict[int, float], reference: float) -> bool:
+    """Whether the first RR after the run of premature beats that `index` is in is a pause."""
+    after = index + 1
+    while after in premature:
+        after += 1
+    return after in rr and rr[after] > PAUSE_ABOVE * reference
 
 
 def _grouped(values: list[float]) -> bool:
@@ -99,7 +135,7 @@ def _grouped(values: list[float]) -> bool:
 class AtrialActivity(BaseModel):
     """P waves before the beats: how many, at which PR, and whether they are organised."""
 
-    beats: int = 0  # beats whose P segment was recorded (dominant QRS)
+    beats: int = 0  # beats whose P segment was recorded (dominant QRS, not premature)
     consistent: int = 0  # of them, with a P wave at a consistent PR
     pr_ms: float | None = None  # the median PR of the beats with a P wave
     share: float | None = None  # consistent / beats (or the record's P wave fraction)
@@ -113,7 +149,9 @@ def atrial_activity(features: GroundingFeatures) -> AtrialActivity:
         share = rhythm.p_wave_fraction
         return AtrialActivity(share=share, organised=None if share is None else share > ORGANISED_ABOVE)
     per_beat_pr = _per_beat_pr(features, count)
-    assessed = [i for i in range(count) if rhythm.p_present[i] is not None and not rhythm.ectopic_beats[i]]
+    premature = set(rr_pattern(rhythm).paused)
+    assessed = [i for i in range(count)
+                if rhythm.p_present[i] is not None and not rhythm.ectopic_beats[i] and i not in premature]
     timed = [pr for i in assessed if rhythm.p_present[i] and (pr := per_beat_pr[i]) is not None]
     if not assessed:
         return AtrialActivity()

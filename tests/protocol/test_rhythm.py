@@ -108,3 +108,54 @@ def test_no_pr_conclusion_in_atrial_fibrillation_even_if_the_median_beat_holds_a
     assert read.labels[0] == v.ATRIAL_FIBRILLATION
     assert v.FIRST_DEGREE_AV_BLOCK not in read.labels
     assert "PR interval not applicable: no P waves." in read.steps[2]
+
+
+# Sinus tachycardia at ~105 bpm (RR ~575 ms) whose premature atrial beats come only 12 % early (there
+# is little room to shorten at that rate), each followed by a pause, as in ningbo/JS20011.
+FAST_SINUS_RR = [None, 574, 580, 578, 582, 580, 576, 574, 580, 578, 582, 576, 574, 580, 578, 576]
+
+
+def test_slightly_early_beats_followed_by_a_pause_are_premature_at_a_fast_sinus_rate():
+    rr = list(FAST_SINUS_RR)
+    for index in (4, 10):
+        rr[index], rr[index + 1] = 510.0, 640.0
+    pattern = rr_pattern(b.with_beats(b.normal_features(), rr, [PR] * 16).rhythm)
+    assert pattern.premature == [4, 10] and pattern.paused == [4, 10]
+    assert pattern.irregular is False
+    read = protocol_read(b.with_beats(b.normal_features(), rr, [PR] * 16))
+    assert v.SINUS_TACHYCARDIA in read.labels and v.ECTOPIC_BEATS in read.labels
+    assert v.ATRIAL_FIBRILLATION not in read.labels
+    # Without the pause, the same slightly shorter RR is no premature beat (sinus arrhythmia).
+    rr[5] = 578.0
+    assert 4 not in rr_pattern(b.with_beats(b.normal_features(), rr, [PR] * 16).rhythm).premature
+
+
+def test_frequent_premature_beats_whose_p_is_not_found_leave_the_sinus_beats_organised():
+    """Sinus tachycardia with a premature atrial beat after almost every sinus beat, their P inside the
+    previous T (not found), and a couplet: the sinus beats after the pauses have their P at one PR, so
+    the rhythm is sinus with ectopic beats, as in ningbo/JS20010."""
+    rr = [None, 470, 340, 610, 470, 340, 610, 470, 335, 300, 620, 470, 340, 610, 470, 480, 340, 610, 470]
+    premature = {2, 5, 8, 9, 12, 16}
+    pr = [None if index in premature else PR for index in range(len(rr))]
+    for index in (1, 7, 14, 18):  # P waves lost in noise before some sinus beats too
+        pr[index] = None
+    features = b.with_beats(b.normal_features(), rr, pr)
+    pattern = rr_pattern(features.rhythm)
+    assert set(pattern.premature) == premature and set(pattern.paused) == premature  # 9: the couplet's second
+    activity = atrial_activity(features)
+    assert activity.beats == len(rr) - len(premature) and activity.organised is True  # 9 of 13 (9 of 19 if counted)
+    read = protocol_read(features)
+    assert v.SINUS_TACHYCARDIA in read.labels and v.ECTOPIC_BEATS in read.labels
+    assert v.ATRIAL_FIBRILLATION not in read.labels
+
+
+def test_early_beats_of_atrial_fibrillation_without_a_pause_still_count_against_organisation():
+    """Atrial fibrillation whose early beats are followed by ordinary intervals, with P-like waves at one
+    PR before half the beats (as cpsc2018_extra/Q0048): the early beats are not premature atrial beats,
+    so they stay in the count and the rhythm is atrial fibrillation."""
+    rr = [None, 880, 930, 660, 490, 410, 670, 940, 770, 950, 470, 740, 710, 950]
+    pr = [None, None, 160.0, None, None, None, 155.0, 170.0, None, 165.0, None, 150.0, 175.0, None]
+    features = b.with_beats(b.normal_features(), rr, pr)
+    assert rr_pattern(features.rhythm).paused == []
+    assert atrial_activity(features).organised is False
+    assert protocol_read(features).labels[0] == v.ATRIAL_FIBRILLATION
