@@ -7,14 +7,16 @@
 What each study is expected to have, by state:
 
     every state                 its original: the archived copy (watch) or the batch original
-    queued_interpret            preparation's files (model window, metadata)
+    queued_interpret            preparation's files (model window, metadata, the review page's display copy)
+    interpreted and later       the display copy the review page draws (a slim review host has no
+                                readers to fall back on; studies prepared before it existed have none)
     awaiting_signoff and later  report version 1 (the draft); signed: a signed version; rejected: an X version
     awaiting_signoff            the draft's outbound .hl7 file (unless ECGWL_CHECK_OUTBOUND_FILES=false,
                                 for a folder reader that removes the files it takes)
     quarantined                 the `.reason` file beside its copy in quarantine
 
 `repair` writes a missing .hl7 again from the stored message (same MSH-10), prepares a
-study again to rewrite missing preparation files, rewrites a missing `.reason`, and sends
+study again to rewrite missing preparation files or its display copy, rewrites a missing `.reason`, and sends
 a study whose stage can redo the work back to it. A missing original or a missing report
 row cannot be made here: it is listed for a person (restore from backup).
 """
@@ -31,6 +33,7 @@ import sqlalchemy as sa
 from ingest.intake.quarantine import REASON_SUFFIX, quarantine_folder
 from reports import leases as lease_sql
 from reports.db import Report, ReportStatus, Study, StudyState
+from reports.review.ecg_source import DISPLAY_META
 from worker import artifacts
 from worker.context import PipelineContext
 from worker.dispatch import Stage
@@ -41,13 +44,15 @@ log = logging.getLogger(__name__)
 
 S = StudyState
 _REPORTED = (S.AWAITING_SIGNOFF.value, S.SIGNED.value, S.REJECTED.value)
+_PREPARED_BEFORE = (S.INTERPRETED.value, *_REPORTED)  # past preparation: its display copy must exist
 
 
 @dataclass(frozen=True)
 class Missing:
     study_id: int
     state: str
-    what: str  # "original", "prepared files", "report v1", "signed report", "outbound .hl7", "reason file"
+    what: str  # "original", "prepared files", "display copy", "report v1", "signed report", "outbound .hl7",
+    #            "reason file"
     path: str | None = None
 
     def describe(self) -> str:
@@ -69,12 +74,15 @@ def _study_missing(ctx: PipelineContext, study: Study, statuses: set[str]) -> li
     original = Path(study.archive_path or study.source_path)
     lost = [path for path in [original, *record_files(original, study.source_format)[1:]] if not path.is_file()]
     missing += [Missing(study.id, study.state, "original", str(path)) for path in lost]
+    folder = artifacts.prepared_folder(settings.data_dir, study.sha256)
     if study.state == S.QUEUED_INTERPRET.value:
-        folder = artifacts.prepared_folder(settings.data_dir, study.sha256)
-        needed = [folder / "ecg.json"]
+        needed = [folder / "ecg.json", folder / DISPLAY_META]
         if study.source_format != "pdf":
             needed.append(folder / "signal.npy")
         missing += [Missing(study.id, study.state, "prepared files", str(p)) for p in needed if not p.is_file()]
+    elif study.state in _PREPARED_BEFORE and not (folder / DISPLAY_META).is_file():
+        # display.json is written last (it promises the signal), so it stands for the whole copy.
+        missing.append(Missing(study.id, study.state, "display copy", str(folder / DISPLAY_META)))
     for what, wanted in _expected_reports(study.state):
         if not wanted & statuses:
             missing.append(Missing(study.id, study.state, what))
@@ -126,6 +134,9 @@ def repair(ctx: PipelineContext, missing: Sequence[Missing], *, actor: str) -> l
             if "prepared files" in kinds:  # the interpret stage prepares again by itself; do it now
                 rebuild_artifacts(ctx, study_id)
                 lines.append(f"study {study_id}: preparation's files written again")
+            if "display copy" in kinds:  # read and prepare the original again; state and rows untouched
+                rebuild_artifacts(ctx, study_id)
+                lines.append(f"study {study_id}: the review page's display copy written again")
             if "outbound .hl7" in kinds and rewrite_outbound(ctx, study_id) is not None:
                 lines.append(f"study {study_id}: outbound .hl7 written again (same MSH-10)")
             if "reason file" in kinds:

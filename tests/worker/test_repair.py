@@ -94,6 +94,34 @@ def test_check_finds_and_rewrites_missing_preparation_files(
     assert (folder / "signal.npy").read_bytes() == signal  # the same model window
 
 
+def test_check_rewrites_a_missing_display_copy_of_a_reported_study(
+    make_settings: Callable[..., Settings], tmp_path: Path,
+) -> None:
+    """A study prepared before the display copy existed (or whose copy was lost): the slim review
+    host cannot read the original, so `check` lists it and `check --repair` writes it again."""
+    from reports.review.ecg_source import DISPLAY_META, DISPLAY_SIGNAL
+    from worker import artifacts
+
+    settings = _processed(make_settings, tmp_path, "dicom")
+    engine = store.make_engine(settings.effective_database_url)
+    [study] = studies(engine)
+    engine.dispose()
+    folder = artifacts.prepared_folder(settings.data_dir, study.sha256)
+    drawn = (folder / DISPLAY_SIGNAL).read_bytes()
+    (folder / DISPLAY_META).unlink()
+    (folder / DISPLAY_SIGNAL).unlink()
+    result = _cli(["check"], settings.data_dir)
+    assert f"study {study.id} (awaiting_signoff): display copy missing: {folder / DISPLAY_META}" in result.output
+    assert result.exit_code == 1
+    repaired = _cli(["check", "--repair"], settings.data_dir)
+    assert f"study {study.id}: the review page's display copy written again" in repaired.output
+    assert "after repair: 0 missing" in repaired.output and repaired.exit_code == 0
+    assert (folder / DISPLAY_SIGNAL).read_bytes() == drawn  # the same samples as the stage wrote
+    engine = store.make_engine(settings.effective_database_url)
+    assert [s.state for s in studies(engine)] == [S.AWAITING_SIGNOFF.value]  # the study itself untouched
+    engine.dispose()
+
+
 def test_requeue_sends_failed_and_quarantined_studies_back_audited(
     make_settings: Callable[..., Settings], tmp_path: Path,
 ) -> None:
