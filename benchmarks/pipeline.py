@@ -6,7 +6,7 @@ database and a Redis database of its own, in the same run:
 
     work only         the stage work itself, in this process, no database, no queue, no files:
                       read, prepare, interpret (the protocol reader, in batches), the claim
-                      checks, the HL7 draft built (hl7apy, strict) and checked once (`work_only` below) (baseline)
+                      checks, the HL7 draft written and checked once (`work_only` below)       (baseline)
     stages in-process the stage functions with the in-process dispatcher on Postgres: register,
                       prepare_study, interpret_studies, build_report            (+ database, files)
     through Celery    the same stages as Celery tasks on Redis, one solo worker for all three
@@ -268,7 +268,7 @@ def work_only(items: list[MixItem], batch_size: int) -> Run:
             measurements = prepared.features.global_ if prepared.features else None
             message = build_oru(study, report, measurements, interpretation, result_status="P",
                                 endpoints=HL7Endpoints(), control_id=new_control_id())
-            assert validate_oru(message, structure=False) == []  # as the stage: hl7apy checked it while building
+            assert validate_oru(message, structure=False) == []  # as the stage does with a message it just built
     return Run(time.perf_counter() - wall, time.process_time() - cpu, {"awaiting_signoff": len(items)})
 
 
