@@ -208,58 +208,54 @@ def _coded(code: tuple[str, str, str]) -> str:
     return "^".join(escape(part) for part in code)
 
 
-def _split_words(text: str, limit: int) -> list[str]:
-    """Escaped pieces of at most `limit` characters, split between words (a word longer than a
-    line is cut: no other way to send it)."""
-    pieces: list[str] = []
-    current = ""
-    for word in text.split():
-        candidate = f"{current} {word}" if current else word
-        if len(escape(candidate)) <= limit:
-            current = candidate
-            continue
-        if current:
-            pieces.append(escape(current))
-        current = ""
-        while len(escape(word)) > limit:
-            cut = limit
-            while len(escape(word[:cut])) > limit:
-                cut -= 1
-            pieces.append(escape(word[:cut]))
-            word = word[cut:]
-        current = word
-    if current:
-        pieces.append(escape(current))
-    return pieces
-
-
 # A sentence ends at . ! ? or ; followed by a space (not inside "2.5" or "e.g.x").
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
+
+
+def _fits(text: str, limit: int) -> bool:
+    return len(escape(text)) <= limit
 
 
 def _wrap(line: str, limit: int = MAX_TEXT) -> list[str]:
     """One line of text as escaped pieces of at most `limit` characters, split between sentences.
 
     Whole sentences are packed into each piece; only a sentence longer than a piece is split,
-    between words. So no repetition of OBX-5 ends in the middle of a sentence that would fit.
+    between words (and a word longer than a piece is cut: no other way to send it). So no
+    repetition of OBX-5 ends in the middle of a sentence that would fit.
     """
     pieces: list[str] = []
     current = ""
     for sentence in (part for part in _SENTENCE_END.split(line.strip()) if part):
         candidate = f"{current} {sentence}" if current else sentence
-        if len(escape(candidate)) <= limit:
+        if _fits(candidate, limit):
             current = candidate
             continue
         if current:
-            pieces.append(escape(current))
+            pieces.append(current)
             current = ""
-        if len(escape(sentence)) <= limit:
+        if _fits(sentence, limit):
             current = sentence
-        else:
-            pieces.extend(_split_words(sentence, limit))
+            continue
+        for word in sentence.split():  # the sentence alone is too long: pack its words
+            candidate = f"{current} {word}" if current else word
+            if _fits(candidate, limit):
+                current = candidate
+                continue
+            if current:
+                pieces.append(current)
+            current = word
+            while not _fits(current, limit):
+                cut = limit
+                while not _fits(current[:cut], limit):
+                    cut -= 1
+                pieces.append(current[:cut])
+                current = current[cut:]
+        if current:  # the long sentence's last piece stands alone
+            pieces.append(current)
+            current = ""
     if current:
-        pieces.append(escape(current))
-    return pieces
+        pieces.append(current)
+    return [escape(piece) for piece in pieces]
 
 
 def _lines(text: str) -> list[str]:
@@ -287,7 +283,7 @@ def _person_name(name: str | None, separator: str = "^") -> str:
     xpn = [parts[index].strip() for index in _PN_TO_XPN]
     while xpn and not xpn[-1]:
         xpn.pop()
-    return separator.join(_split_words(part, MAX_TEXT)[0] if part else "" for part in xpn)
+    return separator.join(_wrap(part)[0] if part else "" for part in xpn)
 
 
 def display_name(name: str | None) -> str:
@@ -392,7 +388,9 @@ def _obr(study: OruStudy, report: OruReport, result_status: str, endpoints: HL7E
     fields[23] = "EC"  # OBR-24, table 0074: electrocardiac
     fields[24] = result_status  # OBR-25
     if report.signed_by and result_status in ("F", "C"):
-        signer = f"{_fit(escape(report.signed_by), MAX_TEXT)}&{_person_name(report.signed_by_name, '&')}"
+        signer_id, name = _fit(escape(report.signed_by), MAX_TEXT), _person_name(report.signed_by_name, "&")
+        # No trailing empty subcomponent for a signer without a name (as hl7apy writes it: "id", not "id&").
+        signer = f"{signer_id}&{name}" if name else signer_id
         signed_at = format_ts(report.signed_at) if report.signed_at else ""
         fields[31] = f"{signer}^{signed_at}" if signed_at else signer  # OBR-32
     return _segment("OBR", fields)
