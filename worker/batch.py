@@ -17,6 +17,7 @@ the stages is picked up by the reconciler first (`resume_leftovers`).
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from worker.dispatch import InProcessDispatcher, Stage
 from worker.intake import Taken, register_batch_item
 from worker.progress import ticking
 from worker.reconcile import ReconcileReport, reconcile
+from worker.settings import Settings, default_data_dir
 from worker.stages import outbound_path
 
 
@@ -121,6 +123,9 @@ class Summary(BaseModel):
     waiting: int
     outbound_dir: str
     quarantine_dir: str
+    # The command that checks this run's audit trail, as the reader can paste it: with the data
+    # folder spelt out when it is not the default one (the main job keeps its data in ./var).
+    verify_command: str = "ecg-worklist audit verify"
 
     def describe(self) -> str:
         lines = [
@@ -137,7 +142,7 @@ class Summary(BaseModel):
             lines.append(f"failed: {self.failed} (see `last_error`; re-queue after fixing the cause)")
         if self.waiting:
             lines.append(f"still in the pipeline: {self.waiting}")
-        lines.append("audit trail: `ecg-worklist audit verify` checks the hash chain of every audit row")
+        lines.append(f"audit trail: `{self.verify_command}` checks the hash chain of every audit row")
         return "\n".join(lines)
 
 
@@ -162,4 +167,11 @@ def summarize(ctx: PipelineContext) -> Summary:
         quarantined=by_state.get(StudyState.QUARANTINED.value, 0), failed=by_state.get(StudyState.FAILED.value, 0),
         waiting=sum(by_state.get(state.value, 0) for state in WAITING_STATES),
         outbound_dir=str(settings.outbound_dir), quarantine_dir=str(settings.quarantine_dir),
+        verify_command=_verify_command(settings),
     )
+
+
+def _verify_command(settings: Settings) -> str:
+    if settings.database_url or settings.data_dir.resolve() == default_data_dir().resolve():
+        return "ecg-worklist audit verify"  # the same settings reach it as reached this run
+    return f"ECGWL_DATA_DIR={shlex.quote(str(settings.data_dir.resolve()))} ecg-worklist audit verify"

@@ -4,6 +4,7 @@ originals never touched, a rerun redoes nothing, a stopped run resumes."""
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,7 +128,8 @@ def test_the_demo_main_job_prints_where_the_drafts_are(tmp_path: Path) -> None:
     assert "4 items found: 4 new" in out and "draft reports awaiting cardiologist sign-off: 4" in out
     drafts = _draft_paths(out)
     assert len(drafts) == 4 and all(path.is_file() and path.is_relative_to(tmp_path / "var") for path in drafts)
-    assert "ecg-worklist audit verify" in out
+    # The audit command as a reader can paste it: this run's data folder is not the default one.
+    assert f"`ECGWL_DATA_DIR={shlex.quote(str((tmp_path / 'var').resolve()))} ecg-worklist audit verify`" in out
     # The embedded default interpreter is the bundled demonstration model, and every draft says so.
     assert "interpreted by the bundled demonstration model" in out
     for path in drafts:  # an NTE segment of its own (its set id follows the notes before it)
