@@ -183,6 +183,8 @@ LUDB: dict[str, Meaning] = {
     "BIpolar ventricular pacing.": _m(rhythm=PACED),
     "Biventricular pacing.": _m(rhythm=PACED),
     "UNIpolar atrial pacing.": _m(rhythm=PACED),
+    # P-synchronous ventricular pacing (VDD/VAT): the ventricles paced after each sensed P wave.
+    "P-synchrony.": _m(rhythm=PACED),
     "Electric axis of the heart: normal.": _m(normal=True),
     "Electric axis of the heart: vertical.": _m(normal=True),
     "Electric axis of the heart: horizontal.": _m(normal=True),
@@ -213,7 +215,6 @@ LUDB_UNMAPPED: dict[str, str] = {
     "Left anterior hemiblock.": "left anterior fascicular block: no vocabulary label",
     "Right ventricular hypertrophy.": "no vocabulary label",
     "Early repolarization syndrome.": "no vocabulary label",
-    "P-synchrony.": "pacemaker mode: no vocabulary label",
     "Sinoatrial blockade, undefined.": "no vocabulary label",
     "Aberrant conduction.": "no vocabulary label",
     "Non-specific repolarization abnormalities:": "no vocabulary label (every wall)",

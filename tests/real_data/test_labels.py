@@ -29,6 +29,8 @@ def test_the_rhythm_class_follows_the_precedence():
     assert lb.reference_labels(["snomed:426783006", "snomed:164889003"]).rhythm == lb.AF
     assert lb.reference_labels(["snomed:426783006", "snomed:427084000"]).rhythm == lb.SINUS_TACHY
     assert lb.reference_labels(["ludb:Rhythm: Sinus rhythm.", "ludb:UNIpolar ventricular pacing."]).rhythm == lb.PACED
+    # LUDB 72 states sinus rhythm and P-synchronous pacing only: a paced rhythm, not sinus
+    assert lb.reference_labels(["ludb:Rhythm: Sinus rhythm.", "ludb:P-synchrony."]).rhythm == lb.PACED
     assert lb.reference_labels(["snomed:164865005"]).rhythm is None
 
 
