@@ -10,6 +10,7 @@ scores it (ecg_pages.snr_db).
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +152,44 @@ def test_a_trace_labelled_with_a_non_standard_lead_is_not_read_as_one() -> None:
     """CardioSoft's third page prints V3r, V4r and V7: no standard lead is taken from it."""
     ecg = read_ecg(REAL / "ge_cardiosoft_2.pdf")
     assert "page 3: 3 drawn trace(s) without lead labels" in ecg.provenance["signal_notes"]
+
+
+def test_path_segments_read_through_bare_addresses_match_pypdfium2s_bindings(tmp_path: Path) -> None:
+    """`document._segments` re-declares pdfium's segment calls for speed: it must read what the bindings read."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+    from reportlab.pdfgen import canvas
+
+    from ingest.readers.pdf import document
+
+    path = tmp_path / "paths.pdf"
+    page = canvas.Canvas(str(path), pagesize=(300, 200))
+    trace = page.beginPath()
+    trace.moveTo(10, 10)
+    for i in range(1, 50):
+        trace.lineTo(10 + 2 * i, 10 + (i % 7) * 1.5)
+    trace.moveTo(20, 150)  # a second subpath in the same object
+    trace.curveTo(40, 180, 60, 120, 80, 150)
+    page.drawPath(trace, stroke=1, fill=0)
+    page.rect(100, 100, 50, 40, stroke=1, fill=0)  # a closed subpath
+    page.save()
+
+    document_ = pdfium.PdfDocument(path)
+    pdf_page = document_[0]
+    objects = [pdfium_c.FPDFPage_GetObject(pdf_page.raw, i) for i in range(pdfium_c.FPDFPage_CountObjects(pdf_page.raw))]
+    paths = [obj for obj in objects if pdfium_c.FPDFPageObj_GetType(obj) == pdfium_c.FPDF_PAGEOBJ_PATH]
+    assert len(paths) == 2
+    seen_close, seen_kinds = False, set()
+    for obj in paths:
+        n = pdfium_c.FPDFPath_CountSegments(obj)
+        coordinates, kinds, closing = document._segments(obj, n)
+        x, y = ctypes.c_float(), ctypes.c_float()
+        for i in range(n):
+            segment = pdfium_c.FPDFPath_GetPathSegment(obj, i)
+            pdfium_c.FPDFPathSegment_GetPoint(segment, ctypes.byref(x), ctypes.byref(y))
+            assert (coordinates[2 * i], coordinates[2 * i + 1]) == (x.value, y.value)
+            assert kinds[i] == pdfium_c.FPDFPathSegment_GetType(segment)
+            assert closing[i] == pdfium_c.FPDFPathSegment_GetClose(segment)
+        seen_close, seen_kinds = seen_close or any(closing), seen_kinds | set(kinds)
+    assert seen_close  # the rectangle's close flag came through
+    assert {pdfium_c.FPDF_SEGMENT_MOVETO, pdfium_c.FPDF_SEGMENT_LINETO, pdfium_c.FPDF_SEGMENT_BEZIERTO} <= seen_kinds
