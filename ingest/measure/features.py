@@ -9,6 +9,8 @@ and the review page shows. The stages, each in its own function or module:
       _find_beats          padding cut, flat leads set aside, QRS detection over all leads
                            (ingest.measure.beats), detections in artefact dropped, beats aligned and
                            classified (dominant / ectopic)
+      ingest.measure.pacing  pacemaker spikes before most beats: bridged in every lead, and the
+                           beats found again, so the QRS onset is the paced QRS's, not the stimulus
       _beat_windows        baseline removed by a spline through the PR segments, a window
                            around every beat, the median beat of the dominant beats
       _lead_quality        leads whose beats do not repeat (noise) set aside, judged where
@@ -73,6 +75,7 @@ from ingest.measure.delineate import P_MIN_MV, T_MIN_MV, QrsBounds, Wave, p_wave
 from ingest.ecg import STANDARD_LEADS, Measurements
 from ingest.measure.grounding import Fiducials, global_measurements, lead_features, rhythm, voltages
 from ingest.measure.measured import GroundingFeatures, Rhythm, WaveBoundaries
+from ingest.measure.pacing import Pacing, find_pacing, remove_spikes
 
 # Shortest record worth measuring (s of signal before any zero padding).
 MIN_RECORD_S = 2.0
@@ -195,7 +198,9 @@ def measure(signal: np.ndarray, fs: float) -> GroundingFeatures:
 def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | None = None) -> GroundingFeatures:
     x, mains = remove_mains(x, fs)
     notes.extend(mains)
-    found = _find_beats(x, fs, notes, recorded)
+    found, pacing = _find_beats_and_pacing(x, fs, notes, recorded)
+    if pacing.paced:
+        x = remove_spikes(x, pacing.spikes, fs)
     beats = found.beats
     view = _beat_windows(x, fs, found, recorded)
     measured, _, noise_beat = _lead_quality(view, found, fs, notes)
@@ -223,7 +228,8 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
     return GroundingFeatures(
         global_=global_measurements(fiducials, found.rr_s, fs, view.meas_median, measured, notes),
         rhythm=rhythm(beats, found.rr_ms, fs, p_fraction, p_positive, p_negative, found.rr_beat_ms, p_present,
-                      beat_pr),
+                      beat_pr).model_copy(update={"paced_beats": pacing.paced_beats,
+                                            "pacing_assessed_beats": pacing.beats, "paced": pacing.paced}),
         voltages=voltages(leads),
         leads=leads,
         st_deviation_mv={lead: features.median.st_level_mv for lead, features in leads.items()
@@ -235,6 +241,25 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
 
 
 # --- stages ------------------------------------------------------------------------------------
+
+def _find_beats_and_pacing(x: np.ndarray, fs: float, notes: list[str],
+                           recorded: np.ndarray | None = None) -> tuple[_Found, Pacing]:
+    """The beats, and the pacing spikes before them (`ingest.measure.pacing`).
+
+    In a paced record the beats are found again once the spikes are bridged: a spike can pull a
+    beat's alignment or class, and the measurement that follows sees the bridged signal.
+    """
+    first_note = len(notes)
+    found = _find_beats(x, fs, notes, recorded)
+    pacing = find_pacing(x, found.beats.fiducial, fs)
+    if not pacing.paced:
+        return found, pacing
+    del notes[first_note:]
+    found = _find_beats(remove_spikes(x, pacing.spikes, fs), fs, notes, recorded)
+    notes.append(f"pacemaker spikes before {pacing.paced_beats} of {pacing.beats} beats: "
+                 "bridged before the waves were measured")
+    return found, pacing
+
 
 def _find_beats(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | None = None) -> _Found:
     """Detect, clean up, align and classify the beats; the valid RR intervals between them.

@@ -86,6 +86,11 @@ class Rhythm(BaseModel):
     # Each beat's PR (ms): its P found across the leads (the median beat's P matched in it, or the
     # median of its leads' PRs where two or more timed it); None where not timed.
     beat_pr_ms: list[float | None] = Field(default_factory=list)
+    # Ventricular pacing (ingest.measure.pacing): beats a pacemaker spike precedes, and whether that is
+    # most of them (the spikes were then bridged before measuring). None: features measured before this.
+    paced_beats: int | None = None
+    pacing_assessed_beats: int | None = None  # the beats looked at for a spike (inside the record)
+    paced: bool | None = None
 
 
 class WaveBoundaries(BaseModel):

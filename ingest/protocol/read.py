@@ -21,7 +21,7 @@ from ingest.protocol.conduction import step2
 from ingest.protocol.findings import Finding, whole
 from ingest.protocol.ischemia import step4
 from ingest.protocol.repolarisation import step5
-from ingest.protocol.rhythm import rhythm_class, step1
+from ingest.protocol.rhythm import is_paced, rhythm_class, step1
 from ingest.protocol.voltage import step3
 from ingest.report_format import format_output
 
@@ -173,12 +173,29 @@ def _narrative(features: GroundingFeatures, findings: list[Finding], labels: lis
     return " ".join(sentences)
 
 
+# Under ventricular pacing the QRS, ST-T and QT are the pacemaker's: what steps 2-5 would read in
+# them (bundle branch block, axis, hypertrophy, ischaemia, QT) is not said. Devices do the same.
+PACED_STEPS: dict[int, str] = {
+    2: "PR, QRS and axis are set by the pacemaker: conduction and axis not read under ventricular pacing.",
+    3: "QRS voltages are the paced complexes': hypertrophy not read under ventricular pacing.",
+    4: ("ST segments and Q waves of paced complexes are secondary to pacing: ischaemia and infarction not read "
+        "(compare with a previous paced ECG)."),
+    5: "QT and T waves of paced complexes are secondary to pacing: not read.",
+}
+
+
+def _paced_steps() -> list[Finding]:
+    return [Finding(step=step, rule="paced", statement=statement, evidence="not read under pacing")
+            for step, statement in PACED_STEPS.items()]
+
+
 def protocol_read(features: GroundingFeatures, demographics: Demographics | None = None) -> ProtocolRead:
     """Read one ECG's measured features by the protocol; never raises for missing values."""
     kind = rhythm_class(features)
     first = step1(features)
     wide_tachycardia = any(f.label == v.WIDE_COMPLEX_TACHYCARDIA for f in first)
-    findings = [
+    paced = is_paced(features)
+    findings = [*first, *_paced_steps()] if paced else [
         *first,
         *step2(features, atrial_fibrillation=kind == "atrial fibrillation"),
         *step3(features),
@@ -186,6 +203,8 @@ def protocol_read(features: GroundingFeatures, demographics: Demographics | None
         *step5(features, demographics.sex if demographics else None, irregular=kind == "atrial fibrillation"),
     ]
     normal, unmeasured = _is_normal(findings)
+    if paced:  # steps 2-5 were not read, not unmeasurable
+        unmeasured = [name for name in unmeasured if name in (RULE_NAMES["rate"], RULE_NAMES["rhythm"])]
     labels = _labels(findings)
     findings += _step6(findings, labels, normal, unmeasured, demographics)
     labels = _labels(findings) or [v.NOT_MEASURABLE]  # an answer always says something

@@ -3,7 +3,8 @@
     technical_finding   how many leads were measured
     lead_reversal_finding  P, QRS and T all negative in I (only when suspected; a flat T is not negative)
     rate_finding        heart rate against 60 / 100 bpm
-    rhythm_finding      sinus: organised atrial activity (a P wave at a consistent PR before at
+    rhythm_finding      paced: pacemaker spikes before most beats (`ingest.measure.pacing`);
+                        sinus: organised atrial activity (a P wave at a consistent PR before at
                         least half the beats, `beat_pattern.atrial_activity`) with a sinus P axis
                         (upright in II, or in I when II shows none, and not upright in aVR; a
                         P axis that was not measured does not stop the call, the text says so);
@@ -166,9 +167,33 @@ def _p_phrase(features: GroundingFeatures, activity: AtrialActivity) -> str:
     return share + ", " + ", ".join(polarity)
 
 
+def is_paced(features: GroundingFeatures) -> bool:
+    """Ventricular pacing: pacemaker spikes were found before most beats."""
+    return bool(features.rhythm.paced)
+
+
+def paced_finding(features: GroundingFeatures) -> Finding:
+    """The rhythm of a paced record: the pacemaker's, and the sinus rhythm it follows where the P waves show one.
+
+    Sinus P waves at a consistent PR before the paced beats (P-synchronous pacing) are said as
+    "sinus rhythm" beside "paced rhythm", as a device's "sinus rhythm with ventricular pacing".
+    """
+    rhythm = features.rhythm
+    share = f"{rhythm.paced_beats} of {rhythm.pacing_assessed_beats} beats"
+    sinus = rhythm_class(features) == "sinus"
+    labels = [v.PACED_RHYTHM, v.SINUS_RHYTHM] if sinus else [v.PACED_RHYTHM]
+    atria = f", each after a sinus P wave ({_p_phrase(features, atrial_activity(features))})" if sinus else ""
+    return Finding(step=1, rule="rhythm", label=v.PACED_RHYTHM, labels=labels, abnormal=True,
+                   values={"paced_beats": float(rhythm.paced_beats or 0), "rhythm": "paced"},
+                   statement=f"Pacemaker spikes before {share}, each starting the QRS{atria}: {'; '.join(labels)}.",
+                   evidence=v.PACED_RHYTHM)
+
+
 def rhythm_finding(features: GroundingFeatures) -> Finding:
     """The rhythm label, combined with the rate (sinus bradycardia, sinus tachycardia...)."""
     rhythm = features.rhythm
+    if is_paced(features):
+        return paced_finding(features)
     kind = rhythm_class(features)
     activity, pattern = atrial_activity(features), rr_pattern(rhythm)
     hr = whole(features.global_.hr_bpm)

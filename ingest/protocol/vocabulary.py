@@ -27,6 +27,7 @@ WIDE_COMPLEX_TACHYCARDIA = "wide complex tachycardia"
 VENTRICULAR_TACHYCARDIA = "ventricular tachycardia"  # recognised, never written by the reader
 COMPLETE_HEART_BLOCK = "complete heart block"  # recognised, never written by the reader
 UNDETERMINED_RHYTHM = "undetermined rhythm"
+PACED_RHYTHM = "paced rhythm"  # pacemaker spikes before most beats (ventricular pacing)
 ECTOPIC_BEATS = "ectopic beats"
 LEAD_REVERSAL = "possible limb lead reversal"
 # --- conduction and axis (step 2)
@@ -79,7 +80,7 @@ ST_DEPRESSION_LABELS: tuple[str, ...] = tuple(territory_label(ST_DEPRESSION, t) 
 
 LABELS: tuple[str, ...] = (
     SINUS_RHYTHM, SINUS_BRADYCARDIA, SINUS_TACHYCARDIA, ATRIAL_FIBRILLATION, BRADYCARDIA, TACHYCARDIA,
-    WIDE_COMPLEX_TACHYCARDIA, VENTRICULAR_TACHYCARDIA, COMPLETE_HEART_BLOCK, UNDETERMINED_RHYTHM,
+    WIDE_COMPLEX_TACHYCARDIA, VENTRICULAR_TACHYCARDIA, COMPLETE_HEART_BLOCK, UNDETERMINED_RHYTHM, PACED_RHYTHM,
     ECTOPIC_BEATS, LEAD_REVERSAL,
     SHORT_PR, FIRST_DEGREE_AV_BLOCK, INCOMPLETE_BBB, RBBB, LBBB, IVCD,
     LEFT_AXIS_DEVIATION, RIGHT_AXIS_DEVIATION, EXTREME_AXIS_DEVIATION,
