@@ -209,9 +209,7 @@ def measure(signal: np.ndarray, fs: float) -> GroundingFeatures:
 def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | None = None) -> GroundingFeatures:
     x, mains = remove_mains(x, fs)
     notes.extend(mains)
-    found, pacing = _find_beats_and_pacing(x, fs, notes, recorded)
-    if pacing.paced:
-        x = remove_spikes(x, pacing.spikes, fs)
+    x, found, pacing = _find_beats_and_pacing(x, fs, notes, recorded)
     beats = found.beats
     view = _beat_windows(x, fs, found, recorded)
     measured, _, noise_beat = _lead_quality(view, found, fs, notes)
@@ -254,22 +252,23 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
 # --- stages ------------------------------------------------------------------------------------
 
 def _find_beats_and_pacing(x: np.ndarray, fs: float, notes: list[str],
-                           recorded: np.ndarray | None = None) -> tuple[_Found, Pacing]:
-    """The beats, and the pacing spikes before them (`ingest.measure.pacing`).
+                           recorded: np.ndarray | None = None) -> tuple[np.ndarray, _Found, Pacing]:
+    """The beats, and the pacing spikes before them (`ingest.measure.pacing`); with the signal to measure.
 
-    In a paced record the beats are found again once the spikes are bridged: a spike can pull a
-    beat's alignment or class, and the measurement that follows sees the bridged signal.
+    In a paced record the spikes are bridged and the beats found again on the bridged signal (a
+    spike can pull a beat's alignment or class); that signal is what the rest of the measurement sees.
     """
     first_note = len(notes)
     found = _find_beats(x, fs, notes, recorded)
     pacing = find_pacing(x, found.beats.fiducial, fs)
     if not pacing.paced:
-        return found, pacing
+        return x, found, pacing
     del notes[first_note:]
-    found = _find_beats(remove_spikes(x, pacing.spikes, fs), fs, notes, recorded)
+    bridged = remove_spikes(x, pacing.spikes, fs)
+    found = _find_beats(bridged, fs, notes, recorded)
     notes.append(f"pacemaker spikes before {pacing.paced_beats} of {pacing.beats} beats: "
                  "bridged before the waves were measured")
-    return found, pacing
+    return bridged, found, pacing
 
 
 def _find_beats(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | None = None) -> _Found:
