@@ -61,6 +61,10 @@ class SftConfig(_Strict):
     # Curriculum (tiny demo): the first `brief_epochs` epochs train on a brief target (Step 1's
     # rate-and-rhythm paragraph and the answer) so that most target tokens depend on the input.
     brief_epochs: float = 0.0
+    # Auxiliary "read the ECG" loss (tiny demo, training/aux_ecg.py): a linear head on the LM's hidden states at the
+    # first `aux_ecg_positions` answer positions predicts the row's labels and measurements; 0 = off (the release).
+    aux_ecg_weight: float = 0.0
+    aux_ecg_positions: int = 4
     deepspeed: str | None = None  # a DeepSpeed JSON (ZeRO-2 on GPUs, as the release), relative to configs/ or absolute
     logging_steps: int = 10
     save_steps: int = 500

@@ -142,6 +142,8 @@ class SftCollator:
 
     processor: EcgR1Processor
     max_length: int
+    with_row_index: bool = False  # the aux ECG loss looks its targets up by dataset index
+
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = self.processor([e["sample"] for e in examples], targets=[e["target"] for e in examples],
@@ -155,6 +157,8 @@ class SftCollator:
             # Only answer tokens lie past max_length: cut them (the release truncates at 4096 too).
             for key in ("input_ids", "attention_mask", "labels", "mm_token_type_ids"):
                 data[key] = data[key][:, :self.max_length]
+        if self.with_row_index:
+            data["row_index"] = torch.tensor([e["index"] for e in examples])
         return data
 
 
@@ -227,6 +231,7 @@ class SftResult:
     wall_s: float = 0.0
     rows: int = 0
     stopped_by_time: bool = False
+    aux_losses: list[float] = field(default_factory=list)  # aux ECG loss per step (unweighted), when on
 
 
 def training_arguments(config: SftConfig, out_dir: Path, *, progress: bool) -> TrainingArguments:
@@ -315,9 +320,17 @@ def train_sft(config: SftConfig, corpus_file: Path, out_dir: Path, *, resume: bo
     timer = TimeLimitCallback(time_limit_s - (time.monotonic() - started)) if time_limit_s is not None else None
     if timer is not None:
         callbacks.append(timer)
-    trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                      data_collator=SftCollator(processor, config.max_length),
-                      processing_class=processor.tokenizer, callbacks=callbacks)
+    aux = config.aux_ecg_weight > 0
+    common: dict[str, Any] = dict(model=model, args=args, train_dataset=dataset,
+                                  data_collator=SftCollator(processor, config.max_length, with_row_index=aux),
+                                  processing_class=processor.tokenizer, callbacks=callbacks)
+    if aux:
+        from training.aux_ecg import AuxEcgTargets, AuxEcgTrainer
+
+        trainer: Trainer = AuxEcgTrainer(**common, aux=AuxEcgTargets.from_rows(rows), weight=config.aux_ecg_weight,
+                                         positions=config.aux_ecg_positions)
+    else:
+        trainer = Trainer(**common)
     checkpoint = resume if isinstance(resume, str) else (bool(resume) and _has_checkpoint(out_dir)) or None
     trainer.train(resume_from_checkpoint=checkpoint)
 
@@ -325,7 +338,9 @@ def train_sft(config: SftConfig, corpus_file: Path, out_dir: Path, *, resume: bo
     trainer.save_model(str(out_dir))
     processor.save_pretrained(out_dir)
     losses = [(int(entry["step"]), float(entry["loss"])) for entry in trainer.state.log_history if "loss" in entry]
+    aux_losses = list(getattr(trainer, "aux_losses", []))
     return SftResult(out_dir=out_dir, losses=losses, parameters=counts, steps=trainer.state.global_step,
+                     aux_losses=aux_losses,
                      wall_s=time.monotonic() - started, rows=len(rows),
                      stopped_by_time=timer is not None and timer.stopped)
 

@@ -1,0 +1,63 @@
+"""The auxiliary "read the ECG" loss: right positions, right targets, off at weight 0, never exported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from model.checkpoint import load_ecg_r1
+from model.processing_ecg_r1 import IGNORE_INDEX
+from training.aux_ecg import AuxEcgTargets, answer_start_positions, aux_ecg_loss
+from training.config import load_sft_config
+from training.rows import read_rows
+from training.sft import train_sft
+
+
+def test_positions_start_at_the_last_prompt_token() -> None:
+    labels = torch.full((2, 10), IGNORE_INDEX)
+    labels[0, 6:] = 5  # answer starts at 6: the token at 5 writes it
+    labels[1, 3:8] = 5
+    assert answer_start_positions(labels, 3).tolist() == [[5, 6, 7], [2, 3, 4]]
+    assert answer_start_positions(labels, 8)[0].tolist() == [5, 6, 7, 8, 9, 9, 9, 9]  # clamped to the sequence
+    with pytest.raises(ValueError, match="no labelled"):
+        answer_start_positions(torch.full((1, 4), IGNORE_INDEX), 2)
+
+
+def test_loss_reads_only_the_answer_start_and_uses_the_rows_targets(corpus: Path) -> None:
+    rows = list(read_rows(corpus, split="train"))[:3]
+    targets = AuxEcgTargets.from_rows(rows)
+    assert targets.label_targets.shape == (3, len(targets.labels))
+    labels = torch.full((2, 12), IGNORE_INDEX)
+    labels[:, 6:] = 1
+    hidden = torch.randn(2, 12, 8, requires_grad=True)
+    head = nn.Linear(8, targets.width)
+    loss = aux_ecg_loss(head, hidden, labels, torch.tensor([2, 0]), targets, positions=2)
+    loss.backward()
+    touched = hidden.grad.abs().sum(dim=-1) > 0
+    assert touched[:, 5:7].all() and not touched[:, :5].any() and not touched[:, 7:].any()
+    # a head that outputs exactly the targets of rows 2 and 0 (large logits for the labels) has ~no loss
+    perfect = torch.cat([targets.label_targets * 40 - 20, targets.measures], dim=1)[[2, 0]]
+    exact_loss = aux_ecg_loss(lambda x: perfect, hidden, labels, torch.tensor([2, 0]), targets, positions=2)
+    swapped = aux_ecg_loss(lambda x: perfect, hidden, labels, torch.tensor([0, 2]), targets, positions=2)
+    assert float(exact_loss) < 1e-6
+    assert rows[0].labels == rows[2].labels or float(swapped) > float(exact_loss) + 0.1
+
+
+def test_training_with_the_aux_loss_exports_no_head(corpus: Path, tmp_path: Path) -> None:
+    config = load_sft_config("sft-tiny-cpu", max_steps=3, save_steps=0, logging_steps=1,
+                             per_device_train_batch_size=2, global_batch_size=2, aux_ecg_weight=1.0)
+    result = train_sft(config, corpus, tmp_path, progress=False)
+    assert len(result.aux_losses) == 3 and all(loss > 0 for loss in result.aux_losses)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as weights:
+        assert not any("aux" in key for key in weights.keys())
+    model = load_ecg_r1(tmp_path)  # the folder loads as a plain ECG-R1
+    assert not any("aux" in name for name, _ in model.named_parameters())
+    # weight 0 (the release's configs) trains without the head and records no aux loss
+    off = load_sft_config("sft-tiny-cpu", max_steps=1, save_steps=0, logging_steps=1,
+                          per_device_train_batch_size=2, global_batch_size=2)
+    assert off.aux_ecg_weight == 0 and load_sft_config("sft-8b-gpu").aux_ecg_weight == 0
+    assert train_sft(off, corpus, tmp_path / "off", progress=False).aux_losses == []

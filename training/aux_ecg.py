@@ -1,0 +1,125 @@
+"""An auxiliary "read the ECG" objective for SFT of the tiny demo model (issue 17).
+
+The 3-layer language model of the demo, trained from scratch, learns the wording of the
+readings and never learns to attend to its 101 ECG positions: its LM loss is mostly on fixed
+text, and the few input-dependent tokens do not pull hard enough. Yet the ECG tokens carry the
+information (a ridge probe on them predicts heart rate to 4.1 bpm). So, during SFT, a small
+linear head reads the LM's final hidden states at the first assistant positions and must
+predict the same targets the tower pretraining uses (training/tower.py: the row's multi-hot
+labels and its standardised HR/PR/QRS/QTc/axis). Its loss, times `aux_ecg_weight`, is added to
+the LM loss, so the text positions that start the reading must gather what the ECG says.
+
+Which positions: the last prompt position (the one that writes the first answer token) and the
+next `positions - 1`, whose inputs are only the reading's fixed opening words ("<think>\n**Step
+1: ..."). Later answer positions would see the written heart rate and labels (teacher forcing),
+and the head could copy them instead of reading the ECG.
+
+The loss applies to every row, also those whose signal was dropped by Interleaved Modality
+Dropout: their image shows the same ECG. The head is a module of the trainer, not of the model,
+so it is never saved into the model folder or a checkpoint's weights (it is thrown away, like
+the tower pretraining's head); `aux_ecg_weight = 0` (the GPU config) leaves SFT as it was.
+
+    AuxEcgTargets.from_rows(rows) -> targets;  AuxEcgTrainer(aux=targets, weight=1.0, ...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Trainer
+
+from model.processing_ecg_r1 import IGNORE_INDEX
+from training.rows import TrainingRow
+from training.tower import label_matrix, measure_matrix
+
+
+@dataclass
+class AuxEcgTargets:
+    """Per training row (by dataset index): multi-hot labels and standardised measurements with their mask."""
+
+    labels: list[str]
+    label_targets: torch.Tensor  # [rows, labels]
+    measures: torch.Tensor  # [rows, len(MEASURES)], standardised, 0 where not measured
+    present: torch.Tensor  # [rows, len(MEASURES)], 1 where measured
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[TrainingRow]) -> AuxEcgTargets:
+        labels = sorted({label for row in rows for label in row.labels})
+        measures, present = measure_matrix(rows)
+        return cls(labels=labels, label_targets=label_matrix(rows, labels), measures=measures, present=present)
+
+    @property
+    def width(self) -> int:
+        return self.label_targets.shape[1] + self.measures.shape[1]
+
+
+def answer_start_positions(labels: torch.Tensor, positions: int) -> torch.Tensor:
+    """[batch, positions] indices: the last prompt position and the `positions - 1` after it.
+
+    `labels` [batch, seq] carries IGNORE_INDEX on the prompt; its first labelled index is the
+    first answer token, written by the hidden state one position earlier."""
+    labelled = labels != IGNORE_INDEX
+    if not labelled.any(dim=1).all():
+        raise ValueError("a row has no labelled (assistant) token")
+    first = labelled.int().argmax(dim=1) - 1  # the last prompt position
+    offsets = torch.arange(positions, device=labels.device)
+    return (first[:, None] + offsets[None, :]).clamp(max=labels.shape[1] - 1)
+
+
+def aux_ecg_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, row_index: torch.Tensor,
+                 targets: AuxEcgTargets, positions: int) -> torch.Tensor:
+    """Label BCE + masked measurement MSE of `head` on the mean hidden state at the answer's start."""
+    where = answer_start_positions(labels, positions)
+    pooled = hidden.gather(1, where[:, :, None].expand(-1, -1, hidden.shape[-1])).mean(dim=1)
+    out = head(pooled.float())
+    n_labels = targets.label_targets.shape[1]
+    rows = row_index.cpu()
+    label_targets = targets.label_targets[rows].to(out.device)
+    measures, present = targets.measures[rows].to(out.device), targets.present[rows].to(out.device)
+    label_loss = nn.functional.binary_cross_entropy_with_logits(out[:, :n_labels], label_targets)
+    squared = (out[:, n_labels:] - measures) ** 2 * present
+    return label_loss + squared.sum() / present.sum().clamp(min=1.0)
+
+
+class AuxEcgTrainer(Trainer):
+    """`Trainer` whose loss is the LM loss + weight x the aux ECG loss; the head trains with the model.
+
+    The batch carries `row_index` (the collator adds it) to look the targets up; it is not a model input."""
+
+    def __init__(self, *args: Any, aux: AuxEcgTargets, weight: float, positions: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        hidden_size = self.model.config.text_config.hidden_size
+        torch.manual_seed(self.args.seed)
+        self.aux_head = nn.Linear(hidden_size, aux.width).to(self.args.device)
+        self.aux, self.aux_weight, self.aux_positions = aux, weight, positions
+        self.aux_losses: list[float] = []
+        self._captured: list[torch.Tensor] = []
+        language_model = self.accelerator.unwrap_model(self.model).model.language_model
+        language_model.register_forward_hook(self._capture)
+
+    def _capture(self, module: nn.Module, args: Any, output: Any) -> None:
+        self._captured[:] = [output.last_hidden_state]
+
+    def create_optimizer(self, *args: Any, **kwargs: Any) -> torch.optim.Optimizer:
+        optimizer = super().create_optimizer(*args, **kwargs)
+        # The head learns at the model's rate, without weight decay; the scheduler covers its group too.
+        optimizer.add_param_group({"params": list(self.aux_head.parameters()), "weight_decay": 0.0})
+        return optimizer
+
+    def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        row_index = inputs.pop("row_index")
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                             num_items_in_batch=num_items_in_batch)
+        aux = aux_ecg_loss(self.aux_head, self._captured[0], inputs["labels"], row_index, self.aux,
+                           self.aux_positions)
+        self.aux_losses.append(float(aux.detach()))
+        total = loss + self.aux_weight * aux
+        return (total, outputs) if return_outputs else total
+
+
+__all__ = ["AuxEcgTargets", "AuxEcgTrainer", "answer_start_positions", "aux_ecg_loss"]
