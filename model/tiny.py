@@ -91,7 +91,11 @@ def protocol_corpus(n: int = 300, seed: int = 0) -> list[str]:
 def build_tiny_tokenizer(texts: Iterable[str], vocab_size: int = TINY_VOCAB_SIZE) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on `texts` and wrap it with Qwen's chat/ECG tokens and a chat template."""
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Digits one by one, as Qwen's own tokenizer splits them: with whole numbers as tokens (" 72") every
+    # heart rate or interval is a class of its own that a few hundred rows show a handful of times, and a
+    # small model cannot learn that 72 lies between 71 and 73; digit by digit it predicts tens, then units.
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                     pre_tokenizers.ByteLevel(add_prefix_space=False)])
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)

@@ -198,3 +198,16 @@ def test_tiny_tokenizer_keeps_think_and_drops_chat_tokens(tiny_processor):
                                               {"role": "user", "content": "<ecg>\n" + INSTRUCTION}],
                                              tokenize=False, add_generation_prompt=True)
     assert rendered == tiny_processor.prompt(("ecg",)).replace("<|ecg_start|><|ecg_pad|><|ecg_end|>", "<ecg>")
+
+
+def test_tiny_tokenizer_splits_numbers_into_digits():
+    """As Qwen's tokenizer does: a heart rate is read digit by digit, never as one whole-number token,
+    even when the corpus repeats that number often enough for BPE to merge it."""
+    from model.tiny import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer(["Heart rate 143 bpm, QTc 451 ms."] * 50, vocab_size=400)
+    text = "Heart rate 143 bpm, QTc 451 ms."
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    pieces = [tokenizer.decode([i]) for i in ids]
+    assert [p for p in pieces if any(c.isdigit() for c in p)] == ["1", "4", "3", "4", "5", "1"]
+    assert tokenizer.decode(ids) == text
