@@ -205,6 +205,17 @@ def _curve(values: list[float]) -> str:
     return " -> ".join(f"{v:.3f}" for v in values) if values else "n/a"
 
 
+def _trained_on(record: DemoRecord) -> str:
+    if record.config.real_dev:
+        return (f"simulated 12-lead ECGs and the development split of the real recordings in "
+                f"`{record.config.real_dev}` (their held-out test split is never trained on)")
+    return "simulated 12-lead ECGs only"
+
+
+def _real_rows(record: DemoRecord) -> str:
+    return f" + the dev split of `{record.config.real_dev}`" if record.config.real_dev else ""
+
+
 def demo_readme(record: DemoRecord) -> str:
     """model/demo/README.md: what this is, how it was made, what it scored."""
     losses = [loss for _, loss in record.sft_losses]
@@ -216,7 +227,7 @@ def demo_readme(record: DemoRecord) -> str:
     return f"""# model/demo: the demonstration model
 
 **{DEMONSTRATION_BANNER}.** A tiny ECG-R1 ({record.export.get('parameters', 0):,} parameters, {size_mb:.1f} MB)
-trained on simulated 12-lead ECGs only, to show the whole pipeline working on a laptop. It is
+trained on {_trained_on(record)}, to show the whole pipeline working on a laptop. It is
 the embedded default of a fresh install, and `config.json` says `"ecgwl_demonstration": true`,
 so every interpretation it makes starts with "{DEMONSTRATION_BANNER}". Its readings are not
 medical advice; production points `ECGWL_MODEL_PATH` at the released ECG-R1 checkpoint.
@@ -227,7 +238,7 @@ Reproduce (same seed, same sizes; wall times vary with the machine and its load)
 
 ## How it was made
 
-- corpus: {record.corpus_rows} synthetic rows (`training.synthetic`, seed {record.config.seed})
+- corpus: {record.corpus_rows} rows: {record.config.corpus_count} simulated (`training.synthetic`, seed {record.config.seed}){_real_rows(record)}
 - ECG tower pretraining (`training/tower.py`, the tiny stand-in for ECG-CoCa, then frozen):
   {_tower_line(record.tower_pretraining)}
 - SFT (`training/configs/{record.config.sft}.toml`): {record.sft_steps} steps{' (stopped by the time budget)' if record.sft_stopped_by_time else ''}, training loss {first_last};
