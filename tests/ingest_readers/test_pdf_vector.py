@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -154,42 +155,81 @@ def test_a_trace_labelled_with_a_non_standard_lead_is_not_read_as_one() -> None:
     assert "page 3: 3 drawn trace(s) without lead labels" in ecg.provenance["signal_notes"]
 
 
-def test_path_segments_read_through_bare_addresses_match_pypdfium2s_bindings(tmp_path: Path) -> None:
-    """`document._segments` re-declares pdfium's segment calls for speed: it must read what the bindings read."""
+def _path_objects(path: Path) -> tuple[Any, Any, list[Any]]:
+    """A one-page PDF with a long two-subpath trace and a rectangle: (document, page, its path objects)."""
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
     from reportlab.pdfgen import canvas
 
-    from ingest.readers.pdf import document
-
-    path = tmp_path / "paths.pdf"
     page = canvas.Canvas(str(path), pagesize=(300, 200))
     trace = page.beginPath()
     trace.moveTo(10, 10)
-    for i in range(1, 50):
+    for i in range(1, 120):  # long enough to be copied at once
         trace.lineTo(10 + 2 * i, 10 + (i % 7) * 1.5)
     trace.moveTo(20, 150)  # a second subpath in the same object
     trace.curveTo(40, 180, 60, 120, 80, 150)
     page.drawPath(trace, stroke=1, fill=0)
     page.rect(100, 100, 50, 40, stroke=1, fill=0)  # a closed subpath
     page.save()
-
     document_ = pdfium.PdfDocument(path)
     pdf_page = document_[0]
     objects = [pdfium_c.FPDFPage_GetObject(pdf_page.raw, i) for i in range(pdfium_c.FPDFPage_CountObjects(pdf_page.raw))]
-    paths = [obj for obj in objects if pdfium_c.FPDFPageObj_GetType(obj) == pdfium_c.FPDF_PAGEOBJ_PATH]
+    return document_, pdf_page, [obj for obj in objects if pdfium_c.FPDFPageObj_GetType(obj) == pdfium_c.FPDF_PAGEOBJ_PATH]
+
+
+def _assert_segments_match_bindings(obj: Any, segments: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    import pypdfium2.raw as pdfium_c
+
+    xy, kinds, closing = segments
+    n = pdfium_c.FPDFPath_CountSegments(obj)
+    assert xy.shape == (n, 2) and kinds.shape == closing.shape == (n,)
+    x, y = ctypes.c_float(), ctypes.c_float()
+    for i in range(n):
+        segment = pdfium_c.FPDFPath_GetPathSegment(obj, i)
+        pdfium_c.FPDFPathSegment_GetPoint(segment, ctypes.byref(x), ctypes.byref(y))
+        assert (xy[i, 0], xy[i, 1]) == (x.value, y.value)
+        assert kinds[i] == pdfium_c.FPDFPathSegment_GetType(segment)
+        assert bool(closing[i]) == bool(pdfium_c.FPDFPathSegment_GetClose(segment))
+
+
+def test_path_segments_read_through_bare_addresses_match_pypdfium2s_bindings(tmp_path: Path) -> None:
+    """`document._segments` reads segments faster than pypdfium2's bindings (bare addresses, and a long
+    path copied at once): it must read exactly what the bindings read, segment by segment."""
+    import pypdfium2.raw as pdfium_c
+
+    from ingest.readers.pdf import document
+
+    document_, pdf_page, paths = _path_objects(tmp_path / "paths.pdf")
     assert len(paths) == 2
     seen_close, seen_kinds = False, set()
     for obj in paths:
         n = pdfium_c.FPDFPath_CountSegments(obj)
-        coordinates, kinds, closing = document._segments(obj, n)
-        x, y = ctypes.c_float(), ctypes.c_float()
-        for i in range(n):
-            segment = pdfium_c.FPDFPath_GetPathSegment(obj, i)
-            pdfium_c.FPDFPathSegment_GetPoint(segment, ctypes.byref(x), ctypes.byref(y))
-            assert (coordinates[2 * i], coordinates[2 * i + 1]) == (x.value, y.value)
-            assert kinds[i] == pdfium_c.FPDFPathSegment_GetType(segment)
-            assert closing[i] == pdfium_c.FPDFPathSegment_GetClose(segment)
-        seen_close, seen_kinds = seen_close or any(closing), seen_kinds | set(kinds)
+        read = document._segments(obj, n)
+        _assert_segments_match_bindings(obj, read)
+        _assert_segments_match_bindings(obj, document._segments_one_by_one(obj, n))
+        seen_close, seen_kinds = seen_close or bool(read[2].any()), seen_kinds | set(read[1].tolist())
+    long_trace = max(paths, key=pdfium_c.FPDFPath_CountSegments)
+    assert document._segments_in_one_copy(long_trace, pdfium_c.FPDFPath_CountSegments(long_trace)) is not None
     assert seen_close  # the rectangle's close flag came through
     assert {pdfium_c.FPDF_SEGMENT_MOVETO, pdfium_c.FPDF_SEGMENT_LINETO, pdfium_c.FPDF_SEGMENT_BEZIERTO} <= seen_kinds
+    pdf_page.close()
+    document_.close()
+
+
+def test_a_segment_layout_pdfium_does_not_have_falls_back_to_one_by_one(tmp_path: Path, monkeypatch) -> None:
+    """If pdfium kept its segments otherwise (another build), the checked copy is refused and the
+    segments are still read right, one by one."""
+    import pypdfium2.raw as pdfium_c
+
+    from ingest.readers.pdf import document
+
+    document_, pdf_page, paths = _path_objects(tmp_path / "paths.pdf")
+    long_trace = max(paths, key=pdfium_c.FPDFPath_CountSegments)
+    n = pdfium_c.FPDFPath_CountSegments(long_trace)
+    swapped = np.dtype({"names": ["x", "y", "kind", "close"], "formats": ["<f4", "<f4", "u1", "u1"],
+                        "offsets": [4, 0, 8, 9], "itemsize": 12})  # x and y the other way round
+    monkeypatch.setattr(document, "_SEGMENT_LAYOUT", swapped)
+    assert document._segments_in_one_copy(long_trace, n) is None
+    _assert_segments_match_bindings(long_trace, document._segments(long_trace, n))
+    pdf_page.close()
+    document_.close()

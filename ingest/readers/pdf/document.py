@@ -67,13 +67,16 @@ class Polyline:
     colour: tuple[int, int, int]
     closed: bool = False
 
-    @property
+    # Cached: a page has hundreds of grid lines, each asked several times what shape it is.
+    @functools.cached_property
     def x_extent(self) -> float:
-        return float(np.ptp(self.points[:, 0]))
+        x = self.points[:, 0]
+        return float(x.max() - x.min())
 
-    @property
+    @functools.cached_property
     def y_extent(self) -> float:
-        return float(np.ptp(self.points[:, 1]))
+        y = self.points[:, 1]
+        return float(y.max() - y.min())
 
 
 @dataclass
@@ -240,7 +243,9 @@ def _read_objects(page: Any, textpage: Any, transform: _DisplayTransform, conten
     budget = [MAX_PATH_SEGMENTS]
     count = pdfium_c.FPDFPage_CountObjects(page.raw)
     objects = [pdfium_c.FPDFPage_GetObject(page.raw, i) for i in range(count)]
-    _walk(objects, np.eye(3), textpage, transform, content, budget, depth=0)
+    stroked: list[_StrokedPath] = []
+    _walk(objects, np.eye(3), textpage, transform, content, stroked, budget, depth=0)
+    content.paths = _polylines(stroked, transform)
     content.paths_complete = budget[0] > 0
 
 
@@ -254,8 +259,19 @@ def _matrix(obj: Any) -> np.ndarray:
     return np.array([[m.a, m.b, 0.0], [m.c, m.d, 0.0], [m.e, m.f, 1.0]])
 
 
+@dataclass(frozen=True)
+class _StrokedPath:
+    """One stroked path object as pdfium gives it: its segments in its own space, and how it is drawn."""
+
+    xy: np.ndarray  # (n, 2) PDF user space of the object
+    kinds: np.ndarray  # FPDF_SEGMENT_* per segment
+    closes: np.ndarray  # close flag per segment
+    matrix: np.ndarray  # 3x3, the object's space to page space (row vectors)
+    colour: tuple[int, int, int]
+
+
 def _walk(objects: list[Any], outer: np.ndarray, textpage: Any, transform: _DisplayTransform,
-          content: PageContent, budget: list[int], depth: int) -> None:
+          content: PageContent, stroked: list[_StrokedPath], budget: list[int], depth: int) -> None:
     import pypdfium2.raw as pdfium_c
 
     for obj in objects:
@@ -267,11 +283,13 @@ def _walk(objects: list[Any], outer: np.ndarray, textpage: Any, transform: _Disp
         elif kind == pdfium_c.FPDF_PAGEOBJ_IMAGE:
             content.images += 1
         elif kind == pdfium_c.FPDF_PAGEOBJ_PATH and budget[0] > 0:
-            content.paths.extend(_polylines(obj, _matrix(obj) @ outer, transform, budget))
+            path = _stroked_path(obj, outer, budget)
+            if path is not None:
+                stroked.append(path)
         elif kind == pdfium_c.FPDF_PAGEOBJ_FORM and depth < _MAX_FORM_DEPTH:
             n = pdfium_c.FPDFFormObj_CountObjects(obj)
             children = [pdfium_c.FPDFFormObj_GetObject(obj, i) for i in range(max(n, 0))]
-            _walk(children, _matrix(obj) @ outer, textpage, transform, content, budget, depth + 1)
+            _walk(children, _matrix(obj) @ outer, textpage, transform, content, stroked, budget, depth + 1)
 
 
 def _word(obj: Any, textpage: Any, outer: np.ndarray, transform: _DisplayTransform) -> Word | None:
@@ -329,8 +347,61 @@ def _segment_calls() -> tuple[Any, Any, Any, Any]:
     return get_segment, get_point, get_type, get_close
 
 
-def _segments(obj: Any, n: int) -> tuple[list[float], list[int], list[int]]:
-    """The first n segments of a path object: x, y pairs (flat), segment types, close flags."""
+def _segments(obj: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first n segments of a path object: (n, 2) x, y, segment types, close flags.
+
+    A long path (a trace) is read in one copy when pdfium's own answers show that its segments lie
+    side by side in memory as `_SEGMENT_LAYOUT` says; otherwise, and for short paths, one
+    segment at a time."""
+    if n >= _BULK_MIN_SEGMENTS:
+        bulk = _segments_in_one_copy(obj, n)
+        if bulk is not None:
+            return bulk
+    return _segments_one_by_one(obj, n)
+
+
+# How pdfium keeps a path's segments (CFX_Path::Point in a std::vector): x and y as 32-bit floats,
+# then the type (0 line, 1 Bezier, 2 move: the same numbers as FPDF_SEGMENT_*) and the close flag as
+# one byte each, padded to 12 bytes. A pdfium build that lays them out otherwise fails the checks in
+# `_segments_in_one_copy` and is read segment by segment: slower, never wrong.
+_SEGMENT_LAYOUT = np.dtype({"names": ["x", "y", "kind", "close"], "formats": ["<f4", "<f4", "u1", "u1"],
+                            "offsets": [0, 4, 8, 9], "itemsize": 12})
+_BULK_MIN_SEGMENTS = 64
+_CHECKED_SEGMENTS = 9  # segments compared with pdfium's per-segment answers, spread over the path
+
+
+def _segments_in_one_copy(obj: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The n segments copied at once from where pdfium keeps them, or None when its per-segment
+    answers do not match that reading (addresses not evenly spaced, or any checked segment's point,
+    type or close flag different).
+
+    Why: a 10 s trace is thousands of segments and each costs four calls through ctypes (about
+    30 ms of the 45 a vector PDF page took to read); one copy costs microseconds. The copy is
+    checked against pdfium's own API on segments spread over the whole path, including its ends,
+    so a layout that differs is caught and the slow reading used instead."""
+    get_segment, get_point, get_type, get_close = _segment_calls()
+    handle = ctypes.cast(obj, ctypes.c_void_p).value
+    first, last = get_segment(handle, 0), get_segment(handle, n - 1)
+    stride = _SEGMENT_LAYOUT.itemsize
+    if not first or not last or last - first != stride * (n - 1) or get_segment(handle, 1) - first != stride:
+        return None
+    records = np.frombuffer((ctypes.c_char * (stride * n)).from_address(first), dtype=_SEGMENT_LAYOUT).copy()
+    xy = (ctypes.c_float * 2)()
+    x_address = ctypes.addressof(xy)
+    for i in np.unique(np.linspace(0, n - 1, _CHECKED_SEGMENTS).astype(int)).tolist():
+        segment = get_segment(handle, i)
+        if segment != first + stride * i or not get_point(segment, x_address, x_address + 4):
+            return None
+        record = records[i]
+        if (xy[0], xy[1]) != (record["x"], record["y"]) or get_type(segment) != record["kind"] \
+                or bool(get_close(segment)) != bool(record["close"]):
+            return None
+    points = np.column_stack([records["x"], records["y"]]).astype(np.float64)
+    return points, records["kind"].astype(np.int64), records["close"].astype(bool)
+
+
+def _segments_one_by_one(obj: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The n segments through pdfium's per-segment functions (four calls each)."""
     get_segment, get_point, get_type, get_close = _segment_calls()
     handle = ctypes.cast(obj, ctypes.c_void_p).value
     xy = (ctypes.c_float * 2)()
@@ -343,32 +414,45 @@ def _segments(obj: Any, n: int) -> tuple[list[float], list[int], list[int]]:
         get_point(segment, x_address, y_address)
         coordinates[2 * i], coordinates[2 * i + 1] = xy[0], xy[1]
         kinds[i], closing[i] = get_type(segment), get_close(segment)
-    return coordinates, kinds, closing
+    return (np.array(coordinates, dtype=np.float64).reshape(n, 2), np.array(kinds, dtype=np.int64),
+            np.array(closing, dtype=bool))
 
 
-def _polylines(obj: Any, matrix: np.ndarray, transform: _DisplayTransform, budget: list[int]) -> list[Polyline]:
-    """The subpaths of a stroked path object (fill-only shapes, such as text boxes, are skipped)."""
+def _stroked_path(obj: Any, outer: np.ndarray, budget: list[int]) -> _StrokedPath | None:
+    """A stroked path object's segments (fill-only shapes, such as text boxes, are skipped)."""
     import pypdfium2.raw as pdfium_c
 
     fill_mode, stroke = ctypes.c_int(), ctypes.c_int()
     if not pdfium_c.FPDFPath_GetDrawMode(obj, fill_mode, stroke) or not stroke.value:
-        return []
+        return None
     n = pdfium_c.FPDFPath_CountSegments(obj)
     if n <= 1:
-        return []
+        return None
     n = min(n, budget[0])
     budget[0] -= n
-    coordinates, kinds, closing = _segments(obj, n)
-    xy = np.array(coordinates, dtype=np.float64).reshape(n, 2)
-    starts = np.array(kinds) == pdfium_c.FPDF_SEGMENT_MOVETO
-    closes = np.array(closing, dtype=bool)
-    page_xy = np.column_stack([xy, np.ones(n)]) @ matrix
-    points = transform.points(page_xy[:, :2])
-    colour = _colour(obj)
-    starts[0] = True
-    bounds = np.flatnonzero(starts).tolist() + [n]
-    lines = []
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-        if stop - start >= 2:
-            lines.append(Polyline(points=points[start:stop], colour=colour, closed=bool(closes[start:stop].any())))
-    return lines
+    xy, kinds, closes = _segments(obj, n)
+    return _StrokedPath(xy=xy, kinds=kinds, closes=closes, matrix=_matrix(obj) @ outer, colour=_colour(obj))
+
+
+def _polylines(paths: list[_StrokedPath], transform: _DisplayTransform) -> list[Polyline]:
+    """Every subpath of the page's stroked paths, in display mm, in drawing order.
+
+    All points are carried to display mm in one array operation (a page has hundreds of short
+    grid lines: one small matrix product each cost more than reading them)."""
+    import pypdfium2.raw as pdfium_c
+
+    if not paths:
+        return []
+    counts = np.array([len(path.xy) for path in paths])
+    owner = np.repeat(np.arange(len(paths)), counts)  # the path each point belongs to
+    matrices = np.stack([path.matrix for path in paths])[owner]
+    xy = np.concatenate([path.xy for path in paths])
+    page_xy = xy[:, :1] * matrices[:, 0, :2] + xy[:, 1:] * matrices[:, 1, :2] + matrices[:, 2, :2]
+    points = transform.points(page_xy)
+    starts = np.concatenate([path.kinds for path in paths]) == pdfium_c.FPDF_SEGMENT_MOVETO
+    starts[np.cumsum(counts) - counts] = True  # every path starts a subpath, moveto or not
+    begin = np.flatnonzero(starts)
+    end = np.append(begin[1:], len(starts))
+    closed = np.logical_or.reduceat(np.concatenate([path.closes for path in paths]), begin)
+    return [Polyline(points=points[a:b], colour=paths[owner[a]].colour, closed=bool(c))
+            for a, b, c in zip(begin.tolist(), end.tolist(), closed.tolist(), strict=True) if b - a >= 2]

@@ -25,6 +25,8 @@ arrangement (a chart, a drawing) gives no signal.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -80,15 +82,16 @@ class Trace:
     points: np.ndarray  # (n, 2) display mm
     colour: tuple[int, int, int] = (0, 0, 0)
 
-    @property
+    # Cached: leads are named by comparing every trace with every label and every other trace.
+    @functools.cached_property
     def x0(self) -> float:
         return float(self.points[:, 0].min())
 
-    @property
+    @functools.cached_property
     def x1(self) -> float:
         return float(self.points[:, 0].max())
 
-    @property
+    @functools.cached_property
     def baseline(self) -> float:
         return float(np.median(self.points[:, 1]))
 
@@ -173,13 +176,17 @@ def _chains(paths: Sequence[Polyline], labels: Sequence[Word] = ()) -> list[Poly
     for path in paths:
         if chains and chains[-1].colour == path.colour and not chains[-1].closed:
             last = chains[-1].points[-1]
-            new_panel = any(-1.0 <= word.box[0] - last[0] <= 5.0 and abs(word.centre[1] - last[1]) <= 15.0
-                            for word in labels)
-            if np.hypot(*(path.points[0] - last)) <= _JOIN_MM and not new_panel:
+            meets = math.hypot(path.points[0, 0] - last[0], path.points[0, 1] - last[1]) <= _JOIN_MM
+            if meets and not _label_starts_at(last, labels):
                 chains[-1] = Polyline(np.vstack([chains[-1].points, path.points[1:]]), path.colour, path.closed)
                 continue
         chains.append(path)
     return chains
+
+
+def _label_starts_at(point: np.ndarray, labels: Sequence[Word]) -> bool:
+    """Whether a lead label starts just right of `point` (so a new panel begins there)."""
+    return any(-1.0 <= word.box[0] - point[0] <= 5.0 and abs(word.centre[1] - point[1]) <= 15.0 for word in labels)
 
 
 def _is_grid_line(chain: Polyline) -> bool:
