@@ -35,3 +35,43 @@ def test_measurements_are_standardised_where_present() -> None:
     assert present[:, hr].tolist() == [1.0, 1.0, 0.0]
     assert values[:, hr].tolist() == [-1.0, 1.0, 0.0]  # mean 80, SD 20 over the rows that have it
     assert values[1, MEASURES.index("qrs_ms")] == 0.0  # a single value standardises to 0
+
+
+def _spike_train(period: int, length: int = 5000, leads: int = 12) -> torch.Tensor:
+    signal = torch.zeros(leads, length)
+    signal[:, ::period] = 1.0
+    return signal
+
+
+def _period(signal: torch.Tensor) -> int:
+    """The strongest repeat of a 1-D signal from the autocorrelation of its slope (lags 100-2000
+    samples; the slope, so that a slow baseline wander does not dominate)."""
+    slope = torch.diff(signal)
+    centred = slope - slope.mean()
+    spectrum = torch.fft.rfft(centred, n=2 * signal.numel())
+    correlation = torch.fft.irfft(spectrum * spectrum.conj())[: signal.numel()]
+    return 100 + int(torch.argmax(correlation[100:2000]))
+
+
+def test_augmentation_varies_each_recording_but_keeps_its_rate() -> None:
+    from training.tower import augment_batch
+
+    signals = torch.stack([_spike_train(400), _spike_train(625)])  # 75 and 48 bpm at 500 Hz
+    varied = augment_batch(signals, torch.Generator().manual_seed(3))
+    again = augment_batch(signals, torch.Generator().manual_seed(3))
+    assert varied.shape == signals.shape
+    assert torch.equal(varied, again)  # the seed decides
+    assert not torch.allclose(varied, signals)
+    for original, changed in zip(signals, varied, strict=True):
+        assert _period(changed[0]) == _period(original[0])  # the beats still come every RR
+    # The spikes moved: the batch is turned round in time, not only scaled and noised.
+    assert int(torch.argmax(varied[0, 0, :400])) != 0 or int(torch.argmax(varied[1, 0, :625])) != 0
+
+
+def test_pretraining_with_augmentation_still_learns(corpus: Path) -> None:
+    rows = list(read_rows(corpus, split="train"))
+    torch.manual_seed(0)
+    tower = EcgTower(TINY_ECG)
+    record = pretrain_ecg_tower(tower, corpus, rows, epochs=25, batch_size=4, augment=True, progress=False)
+    assert record.losses[-1] < 0.85 * record.losses[0]
+    assert record.train_accuracy >= record.majority_accuracy

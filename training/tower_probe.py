@@ -1,0 +1,107 @@
+"""How much heart rate a checkpoint's ECG tower carries: a linear probe of its tokens on real recordings.
+
+    python -m training.tower_probe --model model/demo --corpus WORK/all/corpus.jsonl [--data data/real]
+    probe_heart_rate(model_dir, corpus_file, data_dir) -> ProbeReport
+
+The demonstration model's tower is frozen after pretraining (training/tower.py), so the language
+model can read from the ECG only what the tower's tokens carry. This puts a number on that
+ceiling: the tower's tokens, mean-pooled, are fitted to the measured heart rate by ridge
+regression on the corpus's TRAINING rows, and the fit is then scored on the held-out TEST split
+of the real recordings (`data_dir`, as `train eval-real` reads them; their heart rate measured
+by our own measurement, as `eval-real` scores the model's). If the probe's error is about the
+model's own, the tower is the bottleneck; if it is far lower, the projector and the language
+model are.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+
+from training.rows import read_rows
+from training.tower import load_signals
+
+RIDGE = 10.0  # on standardised features: enough to keep 64 features from fitting ~650 rows by heart
+WITHIN_BPM = 10.0
+
+
+class ProbeReport(BaseModel):
+    train_rows: int
+    test_records: int
+    train_mae_bpm: float
+    test_mae_bpm: float
+    test_within_10_bpm: float  # share of test records whose probed rate is within 10 bpm of the measured one
+    mean_only_mae_bpm: float  # the test error of always saying the training rows' mean rate
+
+    def lines(self) -> list[str]:
+        return [f"ECG tower heart-rate probe (ridge on mean-pooled tokens; {self.train_rows} training rows -> "
+                f"{self.test_records} held-out real records):",
+                f"  training rows: mean |error| {self.train_mae_bpm:.1f} bpm",
+                f"  held-out real: mean |error| {self.test_mae_bpm:.1f} bpm, within {WITHIN_BPM:g} bpm on "
+                f"{self.test_within_10_bpm:.2f} (saying the mean rate: {self.mean_only_mae_bpm:.1f} bpm)"]
+
+
+def _pooled(tower: torch.nn.Module, signals: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return torch.cat([tower(signals[i:i + 32]).mean(dim=1) for i in range(0, len(signals), 32)]).numpy()
+
+
+def _ridge(features: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, sd, weights) of a ridge fit on standardised features with an intercept."""
+    mean, sd = features.mean(axis=0), features.std(axis=0) + 1e-6
+    design = np.c_[(features - mean) / sd, np.ones(len(features))]
+    weights = np.linalg.solve(design.T @ design + RIDGE * np.eye(design.shape[1]), design.T @ targets)
+    return mean, sd, weights
+
+
+def _predict(fit: tuple[np.ndarray, np.ndarray, np.ndarray], features: np.ndarray) -> np.ndarray:
+    mean, sd, weights = fit
+    return np.c_[(features - mean) / sd, np.ones(len(features))] @ weights
+
+
+def probe_heart_rate(model_dir: Path, corpus_file: Path, data_dir: Path) -> ProbeReport:
+    from ingest.measure.features import measure
+    from ingest.validation.references import load_references
+    from ingest.validation.run import model_window
+    from model.processing_ecg_r1 import prepare_signal
+    from training.sft import load_model
+
+    model, _ = load_model(model_dir)
+    tower = model.model.ecg_tower.eval()
+    rows = [row for row in read_rows(corpus_file, split="train") if row.signal_path is not None
+            and isinstance(row.meta.get("measured"), dict) and row.meta["measured"].get("hr_bpm")]
+    train_rate = np.array([float(row.meta["measured"]["hr_bpm"]) for row in rows])  # type: ignore[index]
+    fit = _ridge(_pooled(tower, load_signals(corpus_file, rows)), train_rate)
+    train_error = np.abs(_predict(fit, _pooled(tower, load_signals(corpus_file, rows))) - train_rate)
+
+    signals, test_rate = [], []
+    for reference in load_references(data_dir, split="test"):
+        signal, fs, _ = model_window(reference, data_dir)
+        rate = measure(signal, fs).global_.hr_bpm
+        if rate is not None:
+            signals.append(prepare_signal(signal))
+            test_rate.append(rate)
+    measured = np.array(test_rate)
+    test_error = np.abs(_predict(fit, _pooled(tower, torch.from_numpy(np.stack(signals)))) - measured)
+    return ProbeReport(train_rows=len(rows), test_records=len(measured),
+                       train_mae_bpm=round(float(train_error.mean()), 1), test_mae_bpm=round(float(test_error.mean()), 1),
+                       test_within_10_bpm=round(float((test_error <= WITHIN_BPM).mean()), 2),
+                       mean_only_mae_bpm=round(float(np.abs(measured - train_rate.mean()).mean()), 1))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--corpus", type=Path, required=True, help="the corpus the model was trained on")
+    parser.add_argument("--data", type=Path, default=Path("data/real"), help="real recordings with a test split")
+    args = parser.parse_args(argv)
+    print("\n".join(probe_heart_rate(args.model, args.corpus, args.data).lines()))
+
+
+if __name__ == "__main__":
+    main()
