@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from ingest.ecg import Measurements
+from ingest.protocol import vocabulary as v
 from ingest.validation import labels as lb
 from ingest.validation.metrics import (
     INTERVALS,
@@ -24,7 +25,9 @@ from ingest.validation.metrics import (
     BoundarySummary,
     LabelSummary,
     RecordBoundaryErrors,
+    Counts,
     annotated_intervals,
+    annotated_qt_prolonged,
     interval_difference,
     predicted_labels,
     record_boundary_errors,
@@ -47,6 +50,9 @@ class Figures(BaseModel):
     intervals_vs_device: dict[str, Agreement] = Field(default_factory=dict)
     intervals_vs_annotations: dict[str, Agreement] = Field(default_factory=dict)
     labels: LabelSummary | None = None  # the protocol reader: ours only
+    # Ours only, records with drawn boundaries: the reader's "prolonged qt" (or marked) against the QT the
+    # cardiologists drew, judged by the reader's own rule (`metrics.annotated_qt_prolonged`).
+    prolonged_qt_vs_drawn_qt: dict[str, float | int | None] = Field(default_factory=dict)
     seconds_per_record: float | None = None
 
 
@@ -127,12 +133,20 @@ def _figures(pairs: list[tuple[Reference, RecordResult]], annotations: dict[str,
     annotated_pairs = [(result.measured, annotated_intervals(annotations[reference.key]))
                        for reference, result in readable if reference.key in annotations]
     seconds = [result.seconds for _, result in readable]
+    drawn_qt = Counts()
+    for reference, result in readable:
+        if delineator == OURS and reference.key in annotations:
+            prolonged = annotated_qt_prolonged(annotated_intervals(annotations[reference.key]), reference.sex)
+            if prolonged is not None:
+                called = predicted_labels(result) & {v.PROLONGED_QT, v.MARKED_QT_PROLONGATION}
+                drawn_qt.add(bool(called), prolonged)
     return Figures(
         records=len(pairs), unreadable=len(pairs) - len(readable),
         boundaries=summarise_boundaries(boundary_errors) if boundary_errors else None,
         intervals_vs_device=summarise_intervals(device_pairs),
         intervals_vs_annotations=summarise_intervals(annotated_pairs),
         labels=summarise_labels(pairs) if delineator == OURS else None,
+        prolonged_qt_vs_drawn_qt=drawn_qt.rates() if drawn_qt.tp + drawn_qt.fp + drawn_qt.fn + drawn_qt.tn else {},
         seconds_per_record=round(sum(seconds) / len(seconds), 3) if seconds else None,
     )
 

@@ -25,8 +25,9 @@ from collections.abc import Iterable
 import numpy as np
 from pydantic import BaseModel, Field
 
-from ingest.ecg import Measurements
+from ingest.ecg import Measurements, Sex
 from ingest.protocol import vocabulary as v
+from ingest.protocol.repolarisation import deciding_qtc_ms, qtc_limit_ms
 from ingest.validation import labels as lb
 from ingest.validation.references import BOUNDARIES, AnnotatedBeat, Reference
 from ingest.validation.run import BeatBoundaries, RecordResult
@@ -195,6 +196,20 @@ class Counts(BaseModel):
     def rates(self) -> dict[str, float | int | None]:
         return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn, "sensitivity": self.sensitivity,
                 "ppv": self.ppv, "specificity": self.specificity}
+
+
+def annotated_qt_prolonged(annotated: Measurements, sex: str | None) -> bool | None:
+    """Whether the QT the cardiologists drew is prolonged by the reader's own rule (Framingham QTc of
+    the QRS-adjusted QT against the sex's limit, `ingest.protocol.repolarisation`); None where they
+    drew no T end or fewer than two beats.
+
+    Why: the reference statements of most sources rarely name a long QT even where the drawn
+    boundaries show one, so "prolonged qt" scored against the statements counts label omissions
+    as false calls. Scored against the drawn QT, an error is a measurement error of ours."""
+    if annotated.qt_ms is None or annotated.rr_ms is None:
+        return None
+    qtc = deciding_qtc_ms(annotated.qt_ms, annotated.rr_ms, annotated.qrs_ms)
+    return qtc >= qtc_limit_ms(Sex.FEMALE if sex == "F" else Sex.MALE if sex == "M" else None)
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:

@@ -87,6 +87,12 @@ def _source_section(evaluation: Evaluation, source: str) -> list[str]:
     ours = figures.get(OURS)
     if ours is not None and ours.labels is not None:
         lines += _label_lines(ours)
+    if ours is not None and ours.prolonged_qt_vs_drawn_qt:
+        q = ours.prolonged_qt_vs_drawn_qt
+        lines.append(f"  prolonged qt against the QT the cardiologists drew (the reader's own Framingham rule on their "
+                     f"boundaries; {q['tp'] + q['fn']} of {q['tp'] + q['fp'] + q['fn'] + q['tn']} records prolonged): "
+                     f"sensitivity {_rate(q['sensitivity'])}, PPV {_rate(q['ppv'])} "
+                     f"({q['fp']} called where the drawn QT is not prolonged, {q['fn']} missed)")
     lines.append("")
     return lines
 
@@ -178,6 +184,8 @@ def held_figures(evaluation: Evaluation) -> dict[str, dict]:
         for label, c in s.per_label.items():
             hold(f"label.{label}.sensitivity", c["sensitivity"], "higher", TOLERANCE_RATE)
             hold(f"label.{label}.ppv", c["ppv"], "higher", TOLERANCE_RATE)
+    for key in ("sensitivity", "ppv"):
+        hold(f"prolonged_qt_vs_drawn_qt.{key}", figures.prolonged_qt_vs_drawn_qt.get(key), "higher", TOLERANCE_RATE)
     return held
 
 

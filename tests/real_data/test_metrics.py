@@ -11,6 +11,7 @@ from ingest.validation.metrics import (
     Agreement,
     Counts,
     annotated_intervals,
+    annotated_qt_prolonged,
     interval_difference,
     record_boundary_errors,
 )
@@ -41,6 +42,17 @@ def test_annotated_intervals_are_medians_over_beats():
     intervals = annotated_intervals([_annotated(1000.0), _annotated(2000.0), _annotated(3000.0)])
     assert (intervals.pr_ms, intervals.qrs_ms, intervals.qt_ms, intervals.hr_bpm) == (160.0, 100.0, 400.0, 60.0)
     assert intervals.qtc_ms == 400.0
+
+
+def test_the_drawn_qt_is_judged_by_the_readers_own_rule_and_sex():
+    # QT 420 ms at RR 1000 ms: Framingham QTc 420, normal for anyone.
+    assert annotated_qt_prolonged(Measurements(qt_ms=420.0, rr_ms=1000.0, qrs_ms=90.0), "M") is False
+    # QT 455 ms at RR 1000 ms: QTc 455, prolonged for a man (>= 450), not for a woman (>= 460).
+    assert annotated_qt_prolonged(Measurements(qt_ms=455.0, rr_ms=1000.0, qrs_ms=90.0), "M") is True
+    assert annotated_qt_prolonged(Measurements(qt_ms=455.0, rr_ms=1000.0, qrs_ms=90.0), "F") is False
+    # QT 360 ms at 120 bpm: Bazett 509 would say marked, Framingham 438 says normal.
+    assert annotated_qt_prolonged(Measurements(qt_ms=360.0, rr_ms=500.0, qrs_ms=90.0), "M") is False
+    assert annotated_qt_prolonged(Measurements(qt_ms=None, rr_ms=1000.0), "M") is None
 
 
 def test_agreement_and_counts():
