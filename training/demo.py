@@ -184,6 +184,11 @@ def with_real_dev(synthetic: Path, data_dir: Path, work_dir: Path, *, progress: 
     return merged
 
 
+def _config_file(name: str) -> str:
+    """How a stage's config is shown: a name under training/configs, or the file given as a path."""
+    return name if name.endswith(".toml") else f"training/configs/{name}.toml"
+
+
 def _tower_line(tower: dict[str, object]) -> str:
     if not tower:
         return "not run"
@@ -241,9 +246,9 @@ Reproduce (same seed, same sizes; wall times vary with the machine and its load)
 - corpus: {record.corpus_rows} rows: {record.config.corpus_count} simulated (`training.synthetic`, seed {record.config.seed}){_real_rows(record)}
 - ECG tower pretraining (`training/tower.py`, the tiny stand-in for ECG-CoCa, then frozen):
   {_tower_line(record.tower_pretraining)}
-- SFT (`training/configs/{record.config.sft}.toml`): {record.sft_steps} steps{' (stopped by the time budget)' if record.sft_stopped_by_time else ''}, training loss {first_last};
+- SFT (`{_config_file(record.config.sft)}`): {record.sft_steps} steps{' (stopped by the time budget)' if record.sft_stopped_by_time else ''}, training loss {first_last};
   parameters {record.sft_parameters}
-- RL (`training/configs/{record.config.rl}.toml`, GRPO/DAPO): {len(rewards)} steps, mean EDER reward per step
+- RL (`{_config_file(record.config.rl)}`, GRPO/DAPO): {len(rewards)} steps, mean EDER reward per step
   {_curve(rewards)}{' (stopped by the time budget)' if record.rl_stopped_by_time else ''};
   mean of the first quarter of the steps {_quarter(rewards, first=True)}, of the last quarter {_quarter(rewards, first=False)}
 - wall time: {stages}; total {record.total_seconds / 60:.1f} min on {record.machine.get('cpus')} CPUs
