@@ -76,8 +76,9 @@ def probe_heart_rate(model_dir: Path, corpus_file: Path, data_dir: Path) -> Prob
     rows = [row for row in read_rows(corpus_file, split="train") if row.signal_path is not None
             and isinstance(row.meta.get("measured"), dict) and row.meta["measured"].get("hr_bpm")]
     train_rate = np.array([float(row.meta["measured"]["hr_bpm"]) for row in rows])  # type: ignore[index]
-    fit = _ridge(_pooled(tower, load_signals(corpus_file, rows)), train_rate)
-    train_error = np.abs(_predict(fit, _pooled(tower, load_signals(corpus_file, rows))) - train_rate)
+    train_features = _pooled(tower, load_signals(corpus_file, rows))
+    fit = _ridge(train_features, train_rate)
+    train_error = np.abs(_predict(fit, train_features) - train_rate)
 
     signals, test_rate = [], []
     for reference in load_references(data_dir, split="test"):

@@ -24,8 +24,8 @@ from ingest.validation.metrics import (
     Agreement,
     BoundarySummary,
     LabelSummary,
-    RecordBoundaryErrors,
     Counts,
+    RecordBoundaryErrors,
     annotated_intervals,
     annotated_qt_prolonged,
     interval_difference,
@@ -130,16 +130,15 @@ def _figures(pairs: list[tuple[Reference, RecordResult]], annotations: dict[str,
         record_boundary_errors(result.beats, annotations[reference.key])
         for reference, result in readable if reference.key in annotations]
     device_pairs = [(result.measured, reference.device) for reference, result in readable if reference.device]
-    annotated_pairs = [(result.measured, annotated_intervals(annotations[reference.key]))
-                       for reference, result in readable if reference.key in annotations]
+    annotated = [(reference, result, annotated_intervals(annotations[reference.key]))
+                 for reference, result in readable if reference.key in annotations]
+    annotated_pairs = [(result.measured, intervals) for _, result, intervals in annotated]
     seconds = [result.seconds for _, result in readable]
     drawn_qt = Counts()
-    for reference, result in readable:
-        if delineator == OURS and reference.key in annotations:
-            prolonged = annotated_qt_prolonged(annotated_intervals(annotations[reference.key]), reference.sex)
-            if prolonged is not None:
-                called = predicted_labels(result) & {v.PROLONGED_QT, v.MARKED_QT_PROLONGATION}
-                drawn_qt.add(bool(called), prolonged)
+    for reference, result, intervals in annotated if delineator == OURS else []:
+        prolonged = annotated_qt_prolonged(intervals, reference.sex)
+        if prolonged is not None:
+            drawn_qt.add(bool(predicted_labels(result) & {v.PROLONGED_QT, v.MARKED_QT_PROLONGATION}), prolonged)
     return Figures(
         records=len(pairs), unreadable=len(pairs) - len(readable),
         boundaries=summarise_boundaries(boundary_errors) if boundary_errors else None,
