@@ -54,6 +54,11 @@ WAVE_SNR = 3.0
 # A wave's falling limb ends, at the latest, where the wave is back to this share of its
 # amplitude: its steepest fall is looked for before that point (see `_falling_limb_end`).
 LIMB_END_FRACTION = 0.2
+# A P wave that ends this close to the QRS onset has run into the QRS in that lead (a wave
+# before the QRS, noise, a slurred onset), so where the P ends there is not known. The PR
+# segment is normally 50-120 ms; on LUDB, leads that ended P 4-8 ms before the QRS put the
+# global P offset up to 60 ms late (issue 10).
+P_END_BEFORE_QRS_S = 0.010
 
 
 @dataclass(frozen=True)
@@ -238,11 +243,13 @@ def _falling_limb_end(y: np.ndarray, sign: np.ndarray, amplitude: np.ndarray, pe
 
 def _wave(y: np.ndarray, fs: float, peak_from: np.ndarray, peak_to: np.ndarray,
           rise_from: np.ndarray, fall_to: np.ndarray, limb_s: float, min_mv: float,
-          noise_mv: np.ndarray, keep_flat: bool = False, turning_peak: bool = False) -> Wave:
+          noise_mv: np.ndarray, keep_flat: bool = False, turning_peak: bool = False,
+          end_margin_s: float = 0.004) -> Wave:
     """Delineate the largest deflection of each row between peak_from and peak_to.
 
     rise_from/fall_to bound where the wave's onset and end may lie; limb_s is how far
     from the steepest point the trapezium reference is placed (about one limb's length).
+    An end within end_margin_s of fall_to was cut there: not known.
     A deflection under min_mv (or WAVE_SNR x the noise) is not delineated; with keep_flat
     its amplitude is kept all the same (a flat wave), otherwise it is NaN (no wave).
     """
@@ -280,9 +287,8 @@ def _wave(y: np.ndarray, fs: float, peak_from: np.ndarray, peak_to: np.ndarray,
     # An onset at the very start of the search, or an end at its very end, was cut there (a P
     # running into the previous T, a T into the next P at fast rates): where the wave begins
     # or ends is not known.
-    margin = samples(0.004, fs)
-    onset = np.where(onset > rise_from + margin, onset, -1)
-    end = np.where(end < fall_to - margin, end, -1)
+    onset = np.where(onset > rise_from + samples(0.004, fs), onset, -1)
+    end = np.where(end < fall_to - samples(end_margin_s, fs), end, -1)
 
     measured = present | (keep_flat & (peak >= 0))
     return Wave(onset=np.where(present, onset, -1), peak=np.where(present, peak, -1),
@@ -295,7 +301,8 @@ def p_waves(smooth: np.ndarray, fs: float, qrs_onset: np.ndarray, previous_t_end
 
     previous_t_end: per row, where the previous beat's T wave ends in this row's coordinates
     (the QRS onset + QT - RR); at fast rates it closes the search, so a T is never taken
-    for a P (a P hidden in the T is then simply not found).
+    for a P (a P hidden in the T is then simply not found). A P that ends within
+    P_END_BEFORE_QRS_S of the QRS onset has no known end in that row.
     """
     rows = smooth.shape[0]
     onset = _as_rows(qrs_onset, rows)
@@ -305,7 +312,7 @@ def p_waves(smooth: np.ndarray, fs: float, qrs_onset: np.ndarray, previous_t_end
     earliest = np.maximum(onset - samples(0.32, fs), previous + samples(0.02, fs))
     wave = _wave(np.nan_to_num(y), fs, peak_from=np.maximum(earliest, 0), peak_to=onset - samples(0.03, fs),
                  rise_from=np.maximum(np.maximum(onset - samples(0.37, fs), previous), 0), fall_to=onset,
-                 limb_s=0.05, min_mv=P_MIN_MV, noise_mv=noise)
+                 limb_s=0.05, min_mv=P_MIN_MV, noise_mv=noise, end_margin_s=P_END_BEFORE_QRS_S)
     return _without(wave, onset < 0)
 
 

@@ -89,6 +89,10 @@ NOISE_LIMIT_MV = 0.15
 # Leads agreeing on a fiducial point: within this many ms of the leads' median.
 AGREEMENT_MS = {"qrs_on": 30.0, "qrs_off": 40.0, "p_on": 40.0, "p_off": 40.0, "t_end": 50.0}
 MIN_AGREEING_LEADS = 3
+# The P offset from two agreeing leads: where a P runs into the QRS its end is not known in that
+# lead (delineate.P_END_BEFORE_QRS_S), so fewer leads time it, and the P onset's three agreeing
+# leads have already shown the P is common to the leads.
+MIN_AGREEING_LEADS_P_OFF = 2
 # The global T end from 6 agreeing leads on is the mean of the second and third latest lead T ends
 # (from 4, the second latest). A lead's T end sits late where its T fades into the baseline or a U
 # wave, and the second latest of 8-12 leads was late against both references: on data/real's dev
@@ -483,7 +487,7 @@ def _median_waves(view: _Windows, rr_s: float, measured: np.ndarray, noise_media
     p = _masked(p_waves(smooth, fs, on_rows, on_rows + qt_samples - round(rr_s * fs), noise_median), measured)
     clear_p = measured & (np.abs(np.nan_to_num(p.amplitude)) >= 1.5 * P_MIN_MV)
     p_on, why_p_on = _consensus(p.onset[clear_p], fs, "p_on", earliest=True)
-    p_off, why_p_off = _consensus(p.end[clear_p], fs, "p_off", earliest=False)
+    p_off, why_p_off = _consensus(p.end[clear_p], fs, "p_off", earliest=False, min_leads=MIN_AGREEING_LEADS_P_OFF)
     if have_qrs and not clear_p.any():
         notes.append("no P wave found in the median beat: PR, P axis and P duration not measured")
     elif have_qrs and (why_p_on or why_p_off):
@@ -685,11 +689,11 @@ def _fraction(p_present: np.ndarray) -> float | None:
 
 
 def _consensus(positions: np.ndarray, fs: float, kind: str, earliest: bool,
-               minority_late: bool = False) -> tuple[int | None, str | None]:
+               minority_late: bool = False, min_leads: int = MIN_AGREEING_LEADS) -> tuple[int | None, str | None]:
     """One global fiducial from per-lead positions (-1 = not found), as devices combine leads.
 
     Leads more than AGREEMENT_MS[kind] from the leads' median are outliers and ignored.
-    With at least three agreeing leads the result is the earliest (or latest) of them; with
+    With at least `min_leads` (three) agreeing leads the result is the earliest (or latest) of them; with
     six or more the second earliest (latest), so one stray lead cannot move it (the T end:
     see T_END_LATE_FROM_LEADS).
     minority_late (the QRS offset): agreement is judged around the latest position that at
@@ -699,17 +703,17 @@ def _consensus(positions: np.ndarray, fs: float, kind: str, earliest: bool,
     Returns (position, None) or (None, reason).
     """
     found = positions[positions >= 0]
-    if found.size < MIN_AGREEING_LEADS:
-        return None, f"found in {found.size} lead(s), {MIN_AGREEING_LEADS} needed"
+    if found.size < min_leads:
+        return None, f"found in {found.size} lead(s), {min_leads} needed"
     tolerance = AGREEMENT_MS[kind] * fs / 1000.0
     centre = float(np.median(found))
     if minority_late:
         support = (np.abs(found[:, None] - found[None, :]) <= tolerance).sum(axis=1)
-        confirmed = found[support >= MIN_AGREEING_LEADS]
+        confirmed = found[support >= min_leads]
         if confirmed.size:
             centre = float(confirmed.max())
     agreeing = np.sort(found[np.abs(found - centre) <= tolerance])
-    if agreeing.size < MIN_AGREEING_LEADS:
+    if agreeing.size < min_leads:
         return None, f"leads disagree by more than {AGREEMENT_MS[kind]:g} ms"
     if kind == "t_end" and agreeing.size >= T_END_LATE_FROM_LEADS:
         return int(round((agreeing[-2] + agreeing[-3]) / 2.0)), None
