@@ -54,6 +54,7 @@ class DemoRecord(BaseModel):
     sft_steps: int = 0
     sft_stopped_by_time: bool = False
     tower_pretraining: dict[str, object] = Field(default_factory=dict)  # training/tower.py's record
+    vision_pretraining: dict[str, object] = Field(default_factory=dict)  # training/vision_tower.py's record
     rl_steps: list[dict[str, object]] = Field(default_factory=list)
     rl_stopped_by_time: bool = False
     export: dict[str, object] = Field(default_factory=dict)
@@ -102,18 +103,24 @@ def run_demo(out: Path = DEMO_DIR, *, config: DemoConfig | None = None, minutes_
         t = stage("corpus", t)
 
         sft_time = max(60.0, SFT_BUDGET_SHARE * budget_s - (time.monotonic() - started))
-        sft = train_sft(load_sft_config(config.sft, seed=config.seed), corpus, work_dir / "sft", progress=progress,
-                        time_limit_s=sft_time)
+        sft_config = load_sft_config(config.sft, seed=config.seed)
+        sft = train_sft(sft_config, corpus, work_dir / "sft", progress=progress, time_limit_s=sft_time)
         record.sft_losses, record.sft_parameters = sft.losses, sft.parameters
         record.sft_steps, record.sft_stopped_by_time = sft.steps, sft.stopped_by_time
         tower_file = work_dir / "sft" / "tower_pretraining.json"
+        vision_file = work_dir / "sft" / "vision_pretraining.json"
         if tower_file.is_file():
             record.tower_pretraining = json.loads(tower_file.read_text())
+        if vision_file.is_file():
+            record.vision_pretraining = json.loads(vision_file.read_text())
         t = stage("sft", t)
 
         model, processor = load_model(work_dir / "sft")
         rl_time = max(0.0, RL_BUDGET_SHARE * budget_s - (time.monotonic() - started))
-        rl = train_rl(load_rl_config(config.rl, seed=config.seed), corpus, work_dir / "sft", work_dir / "rl",
+        # RL keeps the towers SFT froze frozen (a pretrained ViT is not retrained by a few reward steps).
+        rl_config = load_rl_config(config.rl, seed=config.seed, train_ecg_tower=sft_config.train_ecg_tower,
+                                   train_vision_tower=sft_config.train_vision_tower)
+        rl = train_rl(rl_config, corpus, work_dir / "sft", work_dir / "rl",
                       time_limit_s=rl_time, progress=progress, model=model, processor=processor)
         record.rl_steps = [asdict(step) for step in rl.steps]
         record.rl_stopped_by_time = rl.stopped_by_time
@@ -246,6 +253,8 @@ Reproduce (same seed, same sizes; wall times vary with the machine and its load)
 - corpus: {record.corpus_rows} rows: {record.config.corpus_count} simulated (`training.synthetic`, seed {record.config.seed}){_real_rows(record)}
 - ECG tower pretraining (`training/tower.py`, the tiny stand-in for ECG-CoCa, then frozen):
   {_tower_line(record.tower_pretraining)}
+- ViT pretraining (`training/vision_tower.py`, the tiny stand-in for Qwen3-VL's pretrained ViT, then frozen):
+  {_tower_line(record.vision_pretraining)}
 - SFT (`{_config_file(record.config.sft)}`): {record.sft_steps} steps{' (stopped by the time budget)' if record.sft_stopped_by_time else ''}, training loss {first_last};
   parameters {record.sft_parameters}
 - RL (`{_config_file(record.config.rl)}`, GRPO/DAPO): {len(rewards)} steps, mean EDER reward per step

@@ -291,6 +291,14 @@ def prepare_model(config: SftConfig, corpus_file: Path, rows: Sequence[TrainingR
         (out_dir / "tower_pretraining.json").write_text(record.model_dump_json(indent=1) + "\n")
         log.info("ECG tower pretrained: label accuracy %.3f (majority %.3f) in %.0f s", record.train_accuracy,
                  record.majority_accuracy, record.seconds)
+    if config.pretrain_vision_tower_epochs > 0:
+        from training.vision_tower import pretrain_vision_tower
+
+        record = pretrain_vision_tower(model, processor, corpus_file, rows, epochs=config.pretrain_vision_tower_epochs,
+                                       seed=config.seed, augment=config.pretrain_vision_tower_augment)
+        (out_dir / "vision_pretraining.json").write_text(record.model_dump_json(indent=1) + "\n")
+        log.info("ViT pretrained: label accuracy %.3f (majority %.3f) in %.0f s", record.train_accuracy,
+                 record.majority_accuracy, record.seconds)
     return model, processor
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -118,14 +118,42 @@ def pretrain_ecg_tower(tower: EcgTower, corpus_file: Path, rows: Sequence[Traini
                        batch_size: int = 32, learning_rate: float = 3e-3, seed: int = 0, augment: bool = False,
                        progress: bool = True) -> TowerPretraining:
     """Train `tower` in place to predict the rows' labels; returns the record."""
-    started = time.monotonic()
     rows = [row for row in rows if row.signal_path is not None]
+    signals = load_signals(corpus_file, rows)
+
+    def encode(batch: list[int], generator: torch.Generator | None) -> torch.Tensor:
+        inputs = augment_batch(signals[batch], generator) if generator is not None else signals[batch]
+        return tower(inputs).mean(dim=1)
+
+    tower.requires_grad_(True).train()
+    record = fit_to_reports(encode, list(tower.parameters()), rows, width=tower.width, epochs=epochs,
+                            batch_size=batch_size, learning_rate=learning_rate, seed=seed, augment=augment,
+                            progress=progress, description="ECG tower pretraining")
+    tower.eval()
+    return record
+
+
+def fit_to_reports(encode: Callable[[list[int], torch.Generator | None], torch.Tensor],
+                   parameters: list[nn.Parameter], rows: Sequence[TrainingRow], *, width: int, epochs: int,
+                   batch_size: int, learning_rate: float, seed: int, augment: bool, progress: bool,
+                   description: str, normalise: bool = False) -> TowerPretraining:
+    """Train an encoder to predict what the rows' reports say: the shared loop of both towers.
+
+    `encode(batch, generator)` gives the [B, width] pooled features of the rows at those indices,
+    varied by `generator` (None: as they are). A linear head on them predicts each row's labels
+    (binary cross-entropy) and measurements (mean squared error where measured); the head is
+    thrown away. With `normalise`, the pooled features are standardised over the batch first
+    (a BatchNorm without weights), for an encoder whose pooled output hardly differs between
+    inputs at the start (the ViT: a page is mostly grid).
+    """
+    started = time.monotonic()
     labels = sorted({label for row in rows for label in row.labels})
-    signals, targets = load_signals(corpus_file, rows), label_matrix(rows, labels)
+    targets = label_matrix(rows, labels)
     measures, present = measure_matrix(rows)
     torch.manual_seed(seed)
-    head = nn.Linear(tower.width, len(labels) + len(MEASURES))
-    parameters = list(tower.parameters()) + list(head.parameters())
+    linear = nn.Linear(width, len(labels) + len(MEASURES))
+    head = nn.Sequential(nn.BatchNorm1d(width, affine=False), linear) if normalise else linear
+    parameters = parameters + list(head.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.01)
     steps = epochs * -(-len(rows) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps,
@@ -135,14 +163,13 @@ def pretrain_ecg_tower(tower: EcgTower, corpus_file: Path, rows: Sequence[Traini
     shuffle = random.Random(seed)
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
-    tower.requires_grad_(True).train()
-    for _ in tqdm(range(epochs), desc="ECG tower pretraining", unit="epoch", disable=not progress):
+    head.train()
+    for _ in tqdm(range(epochs), desc=description, unit="epoch", disable=not progress):
         shuffle.shuffle(order)
         total = 0.0
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            inputs = augment_batch(signals[batch], generator) if augment else signals[batch]
-            out = head(tower(inputs).mean(dim=1))
+            out = head(encode(batch, generator if augment else None))
             logits, predicted_measures = out[:, :len(labels)], out[:, len(labels):]
             squared = (predicted_measures - measures[batch]) ** 2 * present[batch]
             loss = loss_fn(logits, targets[batch]) + squared.sum() / present[batch].sum().clamp(min=1.0)
@@ -153,9 +180,9 @@ def pretrain_ecg_tower(tower: EcgTower, corpus_file: Path, rows: Sequence[Traini
             schedule.step()
             total += float(loss.detach()) * len(batch)
         losses.append(total / len(rows))
-    tower.eval()
+    head.eval()
     with torch.no_grad():
-        out = torch.cat([head(tower(signals[i:i + 64]).mean(dim=1)) for i in range(0, len(rows), 64)])
+        out = torch.cat([head(encode(list(range(i, min(i + 64, len(rows)))), None)) for i in range(0, len(rows), 64)])
         predicted = out[:, :len(labels)] > 0
         hr_error = (out[:, 0 + len(labels)] - measures[:, 0]).abs() * present[:, 0]
     majority = targets.mean(dim=0) > 0.5
@@ -167,5 +194,5 @@ def pretrain_ecg_tower(tower: EcgTower, corpus_file: Path, rows: Sequence[Traini
         seconds=round(time.monotonic() - started, 1))
 
 
-__all__ = ["MEASURES", "TowerPretraining", "augment_batch", "label_matrix", "load_signals", "measure_matrix",
-           "pretrain_ecg_tower"]
+__all__ = ["MEASURES", "TowerPretraining", "augment_batch", "fit_to_reports", "label_matrix", "load_signals",
+           "measure_matrix", "pretrain_ecg_tower"]

@@ -13,11 +13,14 @@ def test_readme_and_log_say_demonstration_and_how_to_reproduce() -> None:
                         rl_steps=[{"reward_mean": 1.0}, {"reward_mean": 1.2}],
                         tower_pretraining={"losses": [1.6, 0.2], "seconds": 11.0, "train_accuracy": 0.93,
                                            "majority_accuracy": 0.88, "hr_error_sd": 0.11},
+                        vision_pretraining={"losses": [1.7, 0.3], "seconds": 600.0, "train_accuracy": 0.95,
+                                            "majority_accuracy": 0.88, "hr_error_sd": 0.2},
                         eval_table="| figure | model | reader |\n", export={"parameters": 10, "size_bytes": 2**20})
     text = demo_readme(record)
     assert f"**{DEMONSTRATION_BANNER}.**" in text and COMMAND in text
     assert "| figure | model | reader |" in text and "seed 20260" in text
     assert "1.000 -> 1.200" in text and "heart-rate error 0.11 SD" in text
+    assert "ViT pretraining" in text and "loss 1.700 -> 0.300" in text
     assert record.notice.startswith(DEMONSTRATION_BANNER)
 
 
