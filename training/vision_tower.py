@@ -1,23 +1,25 @@
 """Pretraining the tiny ViT: the demo's stand-in for Qwen3-VL's pretrained vision tower.
 
 ECG-R1 freezes Qwen3-VL's PRETRAINED ViT. The tiny model has no pretrained ViT; trained from
-random inside SFT only, its tokens carried nothing about the page: a linear probe of the shipped
+random inside SFT only, its tokens carried little about the page: a linear probe of the shipped
 demo's pooled visual tokens read the heart rate of held-out real pages to 14.8 bpm, against
 16.8 for always saying the mean rate, and image-only prompts got one reading for every ECG.
-So, as the ECG tower is (`training/tower.py`), the ViT is pretrained before SFT on the training
-rows' pages: its merged tokens, mean-pooled, go through a head that predicts the row's labels
-and measured values (`tower.fit_to_reports`); then SFT freezes the ViT, and its merger trains,
-as in the release.
+So, as the ECG tower is (`training/tower.py`), the ViT can be pretrained before SFT on the
+training rows' pages (`pretrain_vision_tower_epochs`): its merged tokens, mean-pooled, go through
+a head that predicts the row's labels and measured values (`tower.fit_to_reports`); then SFT
+freezes it (`train_vision_tower = false`) and its merger trains, as in the release. It is off in the shipped demo's
+configuration: the one full run with it gave image-only readings real heart rates but cost the
+signal + image reading more (training/README.md).
 
     pretrain_vision_tower(model, processor, corpus_file, rows, epochs=30, augment=True) -> TowerPretraining
 
 Pages are resized to the processor's size once and kept as 8-bit pixels; each batch is cut into
-the processor's patches here (`Pages.patchify`, the very values the processor gives, of one
-frame: `patch_embedding_as_matmul`), so an epoch costs little more than the ViT. With `augment`, each page is turned round by a random number of pixels
-across and down (`shift_page`), so the ViT cannot learn where a row's beats and baselines fall
-on its page; rates, intervals and amplitudes are unchanged. Turned round by whole visual
-tokens only, the ViT still learnt its 661 pages by heart (a probe of its tokens: 1.7 bpm on
-them, 17.5 on held-out real pages).
+the processor's patches here (`Pages.patchify`: the very values the processor gives, of one frame,
+see `patch_embedding_as_matmul`), so an epoch costs little more than the ViT. With `augment`, each
+page is turned round by a random number of pixels across and down (`shift_page`), so the ViT
+cannot learn where a row's beats and baselines fall on its page; rates, intervals and amplitudes
+are unchanged. Turned round by whole visual tokens only, the ViT still learnt its 661 pages by
+heart (a probe of its tokens: 1.7 bpm on them, 17.5 on held-out real pages).
 """
 
 from __future__ import annotations
