@@ -58,7 +58,7 @@ class SftConfig(_Strict):
     pretrain_ecg_tower_epochs: int = 0  # tiny model only: label-prediction pretraining of its tower (training/tower.py)
     pretrain_ecg_tower_augment: bool = False  # vary each batch as recordings vary (training/tower.py)
     pretrain_vision_tower_epochs: int = 0  # tiny model only: the same for its ViT, on the pages (training/vision_tower.py)
-    pretrain_vision_tower_augment: bool = False  # turn each page round along its width (training/vision_tower.py)
+    pretrain_vision_tower_augment: bool = False  # shift each page by random pixels (training/vision_tower.py)
     p_drop: float = 0.5  # Interleaved Modality Dropout, once per sample
     p_swap: float = 0.1
     # Curriculum (tiny demo): the first `brief_epochs` epochs train on a brief target (Step 1's

@@ -47,7 +47,7 @@ class Pages:
     def __init__(self, images: list[torch.Tensor], processor: EcgR1Processor) -> None:
         settings = processor.image_processor
         self.images = images
-        self.patch, self.merge, self.frames = settings.patch_size, settings.merge_size, settings.temporal_patch_size
+        self.patch, self.merge = settings.patch_size, settings.merge_size
         self.mean = torch.tensor(settings.image_mean, dtype=torch.float32)[:, None, None]
         self.sd = torch.tensor(settings.image_std, dtype=torch.float32)[:, None, None]
         self.scale = float(settings.rescale_factor)
