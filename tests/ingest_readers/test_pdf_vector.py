@@ -177,10 +177,12 @@ def _path_objects(path: Path) -> tuple[Any, Any, list[Any]]:
     return document_, pdf_page, [obj for obj in objects if pdfium_c.FPDFPageObj_GetType(obj) == pdfium_c.FPDF_PAGEOBJ_PATH]
 
 
-def _assert_segments_match_bindings(obj: Any, segments: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+def _assert_segments_match_bindings(obj: Any, segments: tuple[Any, Any, Any]) -> None:
+    """Arrays (a long path copied at once) or plain lists (x and y interleaved: one by one)."""
     import pypdfium2.raw as pdfium_c
 
-    xy, kinds, closing = segments
+    xy, kinds, closing = (np.asarray(part) for part in segments)
+    xy = xy.reshape(-1, 2)
     n = pdfium_c.FPDFPath_CountSegments(obj)
     assert xy.shape == (n, 2) and kinds.shape == closing.shape == (n,)
     x, y = ctypes.c_float(), ctypes.c_float()
@@ -207,7 +209,7 @@ def test_path_segments_read_through_bare_addresses_match_pypdfium2s_bindings(tmp
         read = document._segments(obj, n)
         _assert_segments_match_bindings(obj, read)
         _assert_segments_match_bindings(obj, document._segments_one_by_one(obj, n))
-        seen_close, seen_kinds = seen_close or bool(read[2].any()), seen_kinds | set(read[1].tolist())
+        seen_close, seen_kinds = seen_close or bool(np.any(read[2])), seen_kinds | set(np.asarray(read[1]).tolist())
     long_trace = max(paths, key=pdfium_c.FPDFPath_CountSegments)
     assert document._segments_in_one_copy(long_trace, pdfium_c.FPDFPath_CountSegments(long_trace)) is not None
     assert seen_close  # the rectangle's close flag came through
@@ -233,3 +235,53 @@ def test_a_segment_layout_pdfium_does_not_have_falls_back_to_one_by_one(tmp_path
     _assert_segments_match_bindings(long_trace, document._segments(long_trace, n))
     pdf_page.close()
     document_.close()
+
+
+@pytest.mark.parametrize("name", ["ge_cardiosoft_1.pdf", "schiller_1.pdf"])
+def test_the_boxes_worked_out_for_a_whole_page_are_each_polylines_own(name: str) -> None:
+    """`_polylines` works out every subpath's box in one array operation: each must be exactly the
+    box of that subpath's own points (what `Polyline` works out when none is given)."""
+    from ingest.readers.pdf import document
+
+    pdf = document.open_document(REAL / name)
+    page = document.read_page(pdf[0], 0, REAL / name, render=False)
+    try:
+        assert len(page.paths) >= 20  # traces, frames, and on the Schiller page its grid lines
+        for polyline in page.paths:
+            own = document.Polyline(points=polyline.points, colour=polyline.colour)
+            assert polyline.bounds == own.bounds
+            assert (polyline.x_extent, polyline.y_extent) == (np.ptp(polyline.points[:, 0]),
+                                                              np.ptp(polyline.points[:, 1]))
+    finally:
+        page.close()
+        pdf.close()
+
+
+def test_a_path_inside_a_form_is_placed_by_the_forms_matrix(tmp_path: Path) -> None:
+    """Paths on the page skip the matrix product; a path inside a form XObject still goes through
+    the form's matrix: drawn shifted by (100, 50) pt, it is read there."""
+    from reportlab.pdfgen import canvas
+
+    from ingest.readers.pdf import document
+    from ingest.readers.pdf.document import MM_PER_PT
+
+    path = tmp_path / "form.pdf"
+    page = canvas.Canvas(str(path), pagesize=(300, 200))
+    page.beginForm("line")
+    page.line(10, 10, 60, 10)
+    page.endForm()
+    page.line(10, 20, 60, 20)  # on the page itself
+    page.saveState()
+    page.translate(100, 50)
+    page.doForm("line")
+    page.restoreState()
+    page.save()
+    pdf = document.open_document(path)
+    content = document.read_page(pdf[0], 0, path, render=False)
+    try:
+        starts = sorted((round(p.points[0, 0] / MM_PER_PT, 3), round(p.points[0, 1] / MM_PER_PT, 3))
+                        for p in content.paths)
+    finally:
+        content.close()
+        pdf.close()
+    assert starts == [(10.0, 180.0), (110.0, 140.0)]  # display space: y down from the top of a 200 pt page

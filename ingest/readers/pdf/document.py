@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,17 +67,23 @@ class Polyline:
     points: np.ndarray
     colour: tuple[int, int, int]
     closed: bool = False
+    # (x0, y0, x1, y1) of the points. A page has hundreds of grid lines, each asked several times
+    # what shape it is: the page's reader works the boxes out for all of them in one array
+    # operation and passes them in; left out, they are worked out here.
+    bounds: tuple[float, float, float, float] | None = field(default=None, compare=False)
 
-    # Cached: a page has hundreds of grid lines, each asked several times what shape it is.
-    @functools.cached_property
+    def __post_init__(self) -> None:
+        if self.bounds is None:
+            low, high = self.points.min(axis=0), self.points.max(axis=0)
+            object.__setattr__(self, "bounds", (float(low[0]), float(low[1]), float(high[0]), float(high[1])))
+
+    @property
     def x_extent(self) -> float:
-        x = self.points[:, 0]
-        return float(x.max() - x.min())
+        return self.bounds[2] - self.bounds[0]
 
-    @functools.cached_property
+    @property
     def y_extent(self) -> float:
-        y = self.points[:, 1]
-        return float(y.max() - y.min())
+        return self.bounds[3] - self.bounds[1]
 
 
 @dataclass
@@ -244,7 +251,7 @@ def _read_objects(page: Any, textpage: Any, transform: _DisplayTransform, conten
     count = pdfium_c.FPDFPage_CountObjects(page.raw)
     objects = [pdfium_c.FPDFPage_GetObject(page.raw, i) for i in range(count)]
     stroked: list[_StrokedPath] = []
-    _walk(objects, np.eye(3), textpage, transform, content, stroked, budget, depth=0)
+    _walk(objects, None, textpage, transform, content, stroked, budget, depth=0)
     content.paths = _polylines(stroked, transform)
     content.paths_complete = budget[0] > 0
 
@@ -259,18 +266,41 @@ def _matrix(obj: Any) -> np.ndarray:
     return np.array([[m.a, m.b, 0.0], [m.c, m.d, 0.0], [m.e, m.f, 1.0]])
 
 
+# An object's matrix as six numbers (a, b, c, d, e, f): x' = a x + c y + e, y' = b x + d y + f.
+_Affine = tuple[float, float, float, float, float, float]
+
+
+def _affine(obj: Any, outer: np.ndarray | None) -> _Affine:
+    """The object's matrix to page space; `outer` is the enclosing forms' matrix, None on the page itself.
+
+    Most objects lie on the page itself: their matrix is taken as pdfium gives it, without the
+    3x3 array and product that a page of hundreds of grid lines would otherwise pay for each."""
+    import pypdfium2.raw as pdfium_c
+
+    if outer is None:
+        m = pdfium_c.FS_MATRIX()
+        if not pdfium_c.FPDFPageObj_GetMatrix(obj, m):
+            return (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+        return (m.a, m.b, m.c, m.d, m.e, m.f)
+    full = (_matrix(obj) @ outer).tolist()
+    return (full[0][0], full[0][1], full[1][0], full[1][1], full[2][0], full[2][1])
+
+
 @dataclass(frozen=True)
 class _StrokedPath:
-    """One stroked path object as pdfium gives it: its segments in its own space, and how it is drawn."""
+    """One stroked path object as pdfium gives it: its segments in its own space, and how it is drawn.
 
-    xy: np.ndarray  # (n, 2) PDF user space of the object
-    kinds: np.ndarray  # FPDF_SEGMENT_* per segment
-    closes: np.ndarray  # close flag per segment
-    matrix: np.ndarray  # 3x3, the object's space to page space (row vectors)
+    A long path (a trace) comes as arrays; a short one (a grid line) as plain lists, x and y
+    interleaved, which `_polylines` gathers with the page's other short paths into one array."""
+
+    xy: np.ndarray | list[float]  # (n, 2) or 2n flat, PDF user space of the object
+    kinds: np.ndarray | list[int]  # FPDF_SEGMENT_* per segment
+    closes: np.ndarray | list[int]  # close flag per segment
+    matrix: _Affine  # the object's space to page space
     colour: tuple[int, int, int]
 
 
-def _walk(objects: list[Any], outer: np.ndarray, textpage: Any, transform: _DisplayTransform,
+def _walk(objects: list[Any], outer: np.ndarray | None, textpage: Any, transform: _DisplayTransform,
           content: PageContent, stroked: list[_StrokedPath], budget: list[int], depth: int) -> None:
     import pypdfium2.raw as pdfium_c
 
@@ -289,10 +319,11 @@ def _walk(objects: list[Any], outer: np.ndarray, textpage: Any, transform: _Disp
         elif kind == pdfium_c.FPDF_PAGEOBJ_FORM and depth < _MAX_FORM_DEPTH:
             n = pdfium_c.FPDFFormObj_CountObjects(obj)
             children = [pdfium_c.FPDFFormObj_GetObject(obj, i) for i in range(max(n, 0))]
-            _walk(children, _matrix(obj) @ outer, textpage, transform, content, stroked, budget, depth + 1)
+            enclosing = np.eye(3) if outer is None else outer
+            _walk(children, _matrix(obj) @ enclosing, textpage, transform, content, stroked, budget, depth + 1)
 
 
-def _word(obj: Any, textpage: Any, outer: np.ndarray, transform: _DisplayTransform) -> Word | None:
+def _word(obj: Any, textpage: Any, outer: np.ndarray | None, transform: _DisplayTransform) -> Word | None:
     import pypdfium2.raw as pdfium_c
 
     size = pdfium_c.FPDFTextObj_GetText(obj, textpage.raw, None, 0)  # bytes, with the UTF-16 NUL
@@ -310,7 +341,7 @@ def _word(obj: Any, textpage: Any, outer: np.ndarray, transform: _DisplayTransfo
         return None
     corners = np.array([[left.value, bottom.value, 1.0], [right.value, top.value, 1.0]])
     # Bounds of an object inside a form are in the form's space: carry them to the page.
-    page_corners = (corners @ outer)[:, :2]
+    page_corners = corners[:, :2] if outer is None else (corners @ outer)[:, :2]
     (x0, y0), (x1, y1) = page_corners.min(axis=0), page_corners.max(axis=0)
     return Word(text=text, box=transform.box(x0, y0, x1, y1))
 
@@ -318,7 +349,7 @@ def _word(obj: Any, textpage: Any, outer: np.ndarray, transform: _DisplayTransfo
 def _colour(obj: Any) -> tuple[int, int, int]:
     import pypdfium2.raw as pdfium_c
 
-    r, g, b, a = (ctypes.c_uint() for _ in range(4))
+    r, g, b, a = ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint()  # no generator: per grid line
     if not pdfium_c.FPDFPageObj_GetStrokeColor(obj, r, g, b, a):
         return (0, 0, 0)
     return (r.value, g.value, b.value)
@@ -347,12 +378,12 @@ def _segment_calls() -> tuple[Any, Any, Any, Any]:
     return get_segment, get_point, get_type, get_close
 
 
-def _segments(obj: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The first n segments of a path object: (n, 2) x, y, segment types, close flags.
+def _segments(obj: Any, n: int) -> tuple[np.ndarray | list[float], np.ndarray | list[int], np.ndarray | list[int]]:
+    """The first n segments of a path object: x and y, segment types, close flags.
 
-    A long path (a trace) is read in one copy when pdfium's own answers show that its segments lie
-    side by side in memory as `_SEGMENT_LAYOUT` says; otherwise, and for short paths, one
-    segment at a time."""
+    A long path (a trace) is read in one copy, as arrays, when pdfium's own answers show that its
+    segments lie side by side in memory as `_SEGMENT_LAYOUT` says; otherwise, and for short
+    paths, one segment at a time, as plain lists (`_segments_one_by_one`)."""
     if n >= _BULK_MIN_SEGMENTS:
         bulk = _segments_in_one_copy(obj, n)
         if bulk is not None:
@@ -400,8 +431,10 @@ def _segments_in_one_copy(obj: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.
     return points, records["kind"].astype(np.int64), records["close"].astype(bool)
 
 
-def _segments_one_by_one(obj: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The n segments through pdfium's per-segment functions (four calls each)."""
+def _segments_one_by_one(obj: Any, n: int) -> tuple[list[float], list[int], list[int]]:
+    """The n segments through pdfium's per-segment functions (four calls each): x and y interleaved
+    (2n floats), types, close flags, as lists (three small arrays per grid line cost more than
+    its four pdfium calls; `_polylines` makes one array of all of a page's short paths)."""
     get_segment, get_point, get_type, get_close = _segment_calls()
     handle = ctypes.cast(obj, ctypes.c_void_p).value
     xy = (ctypes.c_float * 2)()
@@ -414,11 +447,10 @@ def _segments_one_by_one(obj: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.n
         get_point(segment, x_address, y_address)
         coordinates[2 * i], coordinates[2 * i + 1] = xy[0], xy[1]
         kinds[i], closing[i] = get_type(segment), get_close(segment)
-    return (np.array(coordinates, dtype=np.float64).reshape(n, 2), np.array(kinds, dtype=np.int64),
-            np.array(closing, dtype=bool))
+    return coordinates, kinds, closing
 
 
-def _stroked_path(obj: Any, outer: np.ndarray, budget: list[int]) -> _StrokedPath | None:
+def _stroked_path(obj: Any, outer: np.ndarray | None, budget: list[int]) -> _StrokedPath | None:
     """A stroked path object's segments (fill-only shapes, such as text boxes, are skipped)."""
     import pypdfium2.raw as pdfium_c
 
@@ -431,7 +463,7 @@ def _stroked_path(obj: Any, outer: np.ndarray, budget: list[int]) -> _StrokedPat
     n = min(n, budget[0])
     budget[0] -= n
     xy, kinds, closes = _segments(obj, n)
-    return _StrokedPath(xy=xy, kinds=kinds, closes=closes, matrix=_matrix(obj) @ outer, colour=_colour(obj))
+    return _StrokedPath(xy=xy, kinds=kinds, closes=closes, matrix=_affine(obj, outer), colour=_colour(obj))
 
 
 def _polylines(paths: list[_StrokedPath], transform: _DisplayTransform) -> list[Polyline]:
@@ -443,16 +475,37 @@ def _polylines(paths: list[_StrokedPath], transform: _DisplayTransform) -> list[
 
     if not paths:
         return []
-    counts = np.array([len(path.xy) for path in paths])
+    counts = np.array([len(path.kinds) for path in paths])
     owner = np.repeat(np.arange(len(paths)), counts)  # the path each point belongs to
-    matrices = np.stack([path.matrix for path in paths])[owner]
-    xy = np.concatenate([path.xy for path in paths])
-    page_xy = xy[:, :1] * matrices[:, 0, :2] + xy[:, 1:] * matrices[:, 1, :2] + matrices[:, 2, :2]
-    points = transform.points(page_xy)
-    starts = np.concatenate([path.kinds for path in paths]) == pdfium_c.FPDF_SEGMENT_MOVETO
+    a, b, c, d, e, f = np.array([path.matrix for path in paths])[owner].T
+    xy = _gathered([path.xy for path in paths], np.float64).reshape(-1, 2)
+    x, y = xy[:, 0], xy[:, 1]
+    points = transform.points(np.column_stack([x * a + y * c + e, x * b + y * d + f]))
+    starts = _gathered([path.kinds for path in paths], np.int64) == pdfium_c.FPDF_SEGMENT_MOVETO
     starts[np.cumsum(counts) - counts] = True  # every path starts a subpath, moveto or not
     begin = np.flatnonzero(starts)
     end = np.append(begin[1:], len(starts))
-    closed = np.logical_or.reduceat(np.concatenate([path.closes for path in paths]), begin)
-    return [Polyline(points=points[a:b], colour=paths[owner[a]].colour, closed=bool(c))
-            for a, b, c in zip(begin.tolist(), end.tolist(), closed.tolist(), strict=True) if b - a >= 2]
+    closed = np.logical_or.reduceat(_gathered([path.closes for path in paths], bool), begin)
+    boxes = np.column_stack([np.minimum.reduceat(points, begin), np.maximum.reduceat(points, begin)])
+    return [Polyline(points=points[start:stop], colour=paths[owner[start]].colour, closed=bool(shut),
+                     bounds=tuple(box))
+            for start, stop, shut, box in zip(begin.tolist(), end.tolist(), closed.tolist(), boxes.tolist(),
+                                              strict=True)
+            if stop - start >= 2]
+
+
+def _gathered(parts: Sequence[np.ndarray | list[Any]], dtype: Any) -> np.ndarray:
+    """The parts end to end as one flat array; each run of plain lists (short paths) becomes one array."""
+    chunks: list[np.ndarray] = []
+    run: list[Any] = []
+    for part in parts:
+        if isinstance(part, list):
+            run.extend(part)
+            continue
+        if run:
+            chunks.append(np.array(run, dtype=dtype))
+            run = []
+        chunks.append(np.asarray(part, dtype=dtype).ravel())
+    if run:
+        chunks.append(np.array(run, dtype=dtype))
+    return np.concatenate(chunks)
