@@ -33,6 +33,7 @@ and end stay -1, since the boundaries of a wave lost in the noise would be guess
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -308,11 +309,11 @@ def p_waves(smooth: np.ndarray, fs: float, qrs_onset: np.ndarray, previous_t_end
     onset = _as_rows(qrs_onset, rows)
     previous = _as_rows(previous_t_end, rows)
     noise = np.zeros(rows) if noise_mv is None else np.asarray(noise_mv)
-    y = smooth - pr_baseline(smooth, onset, fs)[:, None]
     earliest = np.maximum(onset - samples(0.32, fs), previous + samples(0.02, fs))
-    wave = _wave(np.nan_to_num(y), fs, peak_from=np.maximum(earliest, 0), peak_to=onset - samples(0.03, fs),
-                 rise_from=np.maximum(np.maximum(onset - samples(0.37, fs), previous), 0), fall_to=onset,
-                 limb_s=0.05, min_mv=P_MIN_MV, noise_mv=noise, end_margin_s=P_END_BEFORE_QRS_S)
+    wave = _wave_in_reach(smooth, pr_baseline(smooth, onset, fs), onset >= 0, fs,
+                          peak_from=np.maximum(earliest, 0), peak_to=onset - samples(0.03, fs),
+                          rise_from=np.maximum(np.maximum(onset - samples(0.37, fs), previous), 0), fall_to=onset,
+                          limb_s=0.05, min_mv=P_MIN_MV, noise_mv=noise, end_margin_s=P_END_BEFORE_QRS_S)
     return _without(wave, onset < 0)
 
 
@@ -325,13 +326,47 @@ def t_waves(smooth: np.ndarray, fs: float, qrs_onset: np.ndarray, qrs_offset: np
     rows, length = smooth.shape
     onset, offset = _as_rows(qrs_onset, rows), _as_rows(qrs_offset, rows)
     noise = np.zeros(rows) if noise_mv is None else np.asarray(noise_mv)
-    y = smooth - pr_baseline(smooth, onset, fs)[:, None]
     latest_peak = onset + samples(min(0.55, 0.6 * rr_s), fs)
     latest_end = np.minimum(onset + samples(min(0.75, 0.92 * rr_s), fs), length - 1)
-    wave = _wave(np.nan_to_num(y), fs, peak_from=offset + samples(0.06, fs), peak_to=latest_peak,
-                 rise_from=offset, fall_to=latest_end, limb_s=0.1, min_mv=T_MIN_MV, noise_mv=noise,
-                 keep_flat=True, turning_peak=True)
+    wave = _wave_in_reach(smooth, pr_baseline(smooth, onset, fs), (onset >= 0) & (offset >= 0), fs,
+                          peak_from=offset + samples(0.06, fs), peak_to=latest_peak, rise_from=offset,
+                          fall_to=latest_end, limb_s=0.1, min_mv=T_MIN_MV, noise_mv=noise,
+                          keep_flat=True, turning_peak=True)
     return _without(wave, (onset < 0) | (offset < 0))
+
+
+def _wave_in_reach(smooth: np.ndarray, baseline: np.ndarray, searched: np.ndarray, fs: float,
+                   peak_from: np.ndarray, peak_to: np.ndarray, rise_from: np.ndarray, fall_to: np.ndarray,
+                   **options: Any) -> Wave:
+    """`_wave` on the rows less their PR baseline, worked out on the columns the searches reach only.
+
+    A P search spans about a third of a beat window, a T search about half: the baseline
+    subtraction, the slopes and the turning points over the rest of the window cost as much
+    again, for a hundred-odd beat rows. One column more on each side keeps the slopes and
+    turning points at the searches' edges what they are over the whole row, so the result is
+    the same. Rows not `searched` (no QRS reference: the caller blanks them) search nothing.
+    """
+    rows, length = smooth.shape
+    if not searched.any():
+        return Wave(onset=np.full(rows, -1), peak=np.full(rows, -1), end=np.full(rows, -1),
+                    amplitude=np.full(rows, np.nan))
+    first = np.clip(np.minimum(rise_from, peak_from), 0, length)
+    stop = np.clip(np.maximum(peak_to, fall_to + 1), 0, length)
+    lo, hi = max(int(first[searched].min()) - 1, 0), min(int(stop[searched].max()) + 1, length)
+    if hi <= lo:
+        lo, hi = 0, length
+    y = np.nan_to_num(smooth[:, lo:hi] - baseline[:, None])
+
+    def local(index: np.ndarray) -> np.ndarray:
+        return np.where(searched, np.asarray(index) - lo, 0)
+
+    wave = _wave(y, fs, peak_from=local(peak_from), peak_to=local(peak_to), rise_from=local(rise_from),
+                 fall_to=local(fall_to), **options)
+
+    def back(index: np.ndarray) -> np.ndarray:
+        return np.where(index >= 0, index + lo, -1)
+
+    return Wave(onset=back(wave.onset), peak=back(wave.peak), end=back(wave.end), amplitude=wave.amplitude)
 
 
 def _without(wave: Wave, missing: np.ndarray) -> Wave:

@@ -9,6 +9,8 @@ end at 686 ms and called marked QT prolongation.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,79 @@ def test_the_p_offset_is_agreed_by_two_leads_where_the_others_do_not_know_it():
     ends = np.array([172, 172, -1, -1])
     assert _consensus(ends, FS, "p_off", earliest=False) == (None, "found in 2 lead(s), 3 needed")
     assert _consensus(ends, FS, "p_off", earliest=False, min_leads=2) == (172, None)
+
+
+# --- the searches work on the columns they reach: the same waves as over whole rows ---------------
+
+def _beat_rows(record: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, R sample per row): every lead of every beat of a real record, as 40 Hz beat windows."""
+    from scipy.signal import find_peaks
+
+    from ingest.measure.beats import filtfilt, windows
+    from ingest.readers.read import read_ecg
+
+    ecg = read_ecg(Path(__file__).resolve().parents[2] / "data" / "real" / record)
+    assert ecg.sampling_rate_hz == FS
+    smooth = filtfilt(np.nan_to_num(ecg.signal - np.nanmedian(ecg.signal, axis=1, keepdims=True)), "lowpass",
+                      40.0, FS)
+    r_peaks, _ = find_peaks(np.abs(smooth).sum(axis=0), distance=int(0.3 * FS),
+                            height=0.5 * np.abs(smooth).sum(axis=0).max())
+    before, after = int(0.45 * FS), int(0.75 * FS)
+    beats = windows(smooth, r_peaks, before, after)
+    return beats.reshape(-1, before + after), np.full(beats.shape[0] * beats.shape[1], before)
+
+
+def _whole_row_wave(rows: np.ndarray, onset: np.ndarray, searched: np.ndarray, **search: object):
+    """The wave as `_wave` finds it on the whole rows (what p_waves and t_waves did before)."""
+    from ingest.measure.delineate import _wave, _without, pr_baseline
+
+    y = np.nan_to_num(rows - pr_baseline(rows, onset, FS)[:, None])
+    return _without(_wave(y, FS, **search), ~searched)
+
+
+@pytest.mark.parametrize("record", ["ludb/1.hea", "ningbo/JS20012.hea", "chapman_shaoxing/JS00005.hea"])
+def test_p_and_t_searches_on_the_columns_they_reach_find_what_whole_rows_give(record: str) -> None:
+    """`_wave_in_reach` works on a slice of the rows: on real beats (a sinus record, atrial
+    tachycardia with premature beats, 2:1 flutter), and with rows that have no QRS reference,
+    every P and T boundary, peak and amplitude is exactly what the whole rows give."""
+    from ingest.measure.delineate import P_MIN_MV, T_MIN_MV, samples
+
+    rows, r_at = _beat_rows(record)
+    count = len(rows)
+    onset = r_at - samples(0.04, FS) + (np.arange(count) % 5) - 2  # QRS onsets a little apart
+    onset[::7] = -1  # no QRS reference in these rows
+    offset = np.where(onset >= 0, onset + samples(0.1, FS), -1)
+    previous = onset + samples(0.38, FS) - samples(0.8, FS)
+    noise = np.full(count, 0.01)
+
+    p = p_waves(rows, FS, onset, previous, noise)
+    earliest = np.maximum(onset - samples(0.32, FS), previous + samples(0.02, FS))
+    expected_p = _whole_row_wave(
+        rows, onset, onset >= 0, peak_from=np.maximum(earliest, 0), peak_to=onset - samples(0.03, FS),
+        rise_from=np.maximum(np.maximum(onset - samples(0.37, FS), previous), 0), fall_to=onset, limb_s=0.05,
+        min_mv=P_MIN_MV, noise_mv=noise, end_margin_s=P_END_BEFORE_QRS_S)
+    t = t_waves(rows, FS, onset, offset, 0.8, noise)
+    expected_t = _whole_row_wave(
+        rows, onset, (onset >= 0) & (offset >= 0), peak_from=offset + samples(0.06, FS),
+        peak_to=onset + samples(0.48, FS), rise_from=offset,
+        fall_to=np.minimum(onset + samples(0.736, FS), rows.shape[1] - 1), limb_s=0.1, min_mv=T_MIN_MV,
+        noise_mv=noise, keep_flat=True, turning_peak=True)
+
+    assert (p.peak >= 0).sum() > count / 3 and (t.end >= 0).sum() > count / 3  # real waves were found
+    for found, expected in ((p, expected_p), (t, expected_t)):
+        for part in ("onset", "peak", "end"):
+            np.testing.assert_array_equal(getattr(found, part), getattr(expected, part))
+        np.testing.assert_array_equal(found.amplitude, expected.amplitude)
+
+
+def test_beat_windows_by_slices_are_the_gathered_samples() -> None:
+    """`beats.windows` copies one slice per beat; beyond the record's ends the edge sample repeats."""
+    from ingest.measure.beats import windows
+
+    signal = np.random.default_rng(0).normal(size=(12, 2000))
+    centres = np.array([0, 5, 700, 1999, 2000])
+    before, after = 300, 400
+    padded = np.pad(signal, ((0, 0), (before, after)), mode="edge")
+    expected = np.stack([padded[:, c:c + before + after] for c in centres])
+    np.testing.assert_array_equal(windows(signal, centres, before, after), expected)
+    assert (windows(signal, centres, before, after)[0, :, :before] == signal[:, :1]).all()
