@@ -1,0 +1,33 @@
+"""`beats.filtfilt` is scipy's sosfiltfilt step for step, with the filter's steady state cached.
+
+Every measurement rests on it (the QRS band, the 40 Hz rows boundaries are found on), so it must
+give scipy's numbers exactly, for every shape and length the measurement hands it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import sosfiltfilt
+
+from ingest.measure.beats import butter_sos, filtfilt, samples
+
+
+@pytest.mark.parametrize(("kind", "cutoff"), [("lowpass", 40.0), ("bandpass", (5.0, 15.0)), ("highpass", 0.5)])
+@pytest.mark.parametrize("shape", [(5000,), (12, 5000), (7, 12, 600), (12, 40), (3, 2)])
+def test_filtfilt_gives_scipys_sosfiltfilt_exactly(kind: str, cutoff, shape: tuple[int, ...]) -> None:
+    fs = 500.0
+    signal = np.random.default_rng(len(shape)).normal(size=shape)
+    lowest = min(cutoff) if isinstance(cutoff, tuple) else cutoff
+    padlen = min(shape[-1] - 1, samples(1.0 / lowest, fs))
+    expected = sosfiltfilt(butter_sos(kind, cutoff, fs), signal, axis=-1, padlen=padlen)
+    np.testing.assert_array_equal(filtfilt(signal, kind, cutoff, fs), expected)
+
+
+def test_filtfilt_of_float32_rows_and_a_single_sample() -> None:
+    rows = np.random.default_rng(1).normal(size=(12, 1000)).astype(np.float32)
+    expected = sosfiltfilt(butter_sos("lowpass", 40.0, 500.0), rows, axis=-1, padlen=12)
+    np.testing.assert_array_equal(filtfilt(rows, "lowpass", 40.0, 500.0), expected)
+    one = np.array([[0.5]])
+    np.testing.assert_array_equal(filtfilt(one, "lowpass", 40.0, 500.0),
+                                  sosfiltfilt(butter_sos("lowpass", 40.0, 500.0), one, axis=-1, padlen=0))
