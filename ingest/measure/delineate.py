@@ -153,14 +153,14 @@ def pr_baseline(rows: np.ndarray, qrs_onset: np.ndarray, fs: float) -> np.ndarra
 def qrs_bounds(smooth: np.ndarray, fs: float, fiducial: int) -> QrsBounds:
     """Per-row QRS onset and offset around the fiducial sample (see the module docstring)."""
     rows, length = smooth.shape
-    slope = np.abs(np.gradient(smooth, axis=1)) * fs  # mV/s
-    # Slope noise: a low percentile (isoelectric stretches); every 3rd sample is plenty for it.
-    noise = np.percentile(slope[:, ::3], 20, axis=1)
+    gradient = np.gradient(smooth, axis=1)
+    # Slope noise (mV/s): a low percentile (isoelectric stretches); every 3rd sample is plenty for it.
+    noise = np.percentile(np.abs(gradient[:, ::3]) * fs, 20, axis=1)
     # From here on only the 450 ms around the fiducial point matter.
     run = max(1, samples(QUIET_RUN_S, fs))
     lo = max(0, fiducial - samples(0.2, fs))
     hi = min(length, fiducial + samples(0.25, fs) + run)
-    slope = slope[:, lo:hi]
+    slope = np.abs(gradient[:, lo:hi]) * fs  # mV/s
     f = fiducial - lo
     width = hi - lo
 

@@ -51,13 +51,18 @@ def _rounded(rows: dict[str, np.ndarray]) -> dict[str, list[float | None]]:
     out = {}
     for name, values in rows.items():
         digits = 2 if name.endswith("_per_s") else 3 if name.endswith("_mv") else 1
-        rounded = np.round(np.asarray(values, dtype=float), digits)
-        out[name] = [None if not math.isfinite(v) else v for v in rounded.ravel().tolist()]
+        rounded = np.round(np.asarray(values, dtype=float), digits).ravel()
+        flat = rounded.tolist()
+        for index in np.flatnonzero(~np.isfinite(rounded)).tolist():  # only where needed: most values are finite
+            flat[index] = None
+        out[name] = flat
     return out
 
 
-def _beat(fields: dict[str, float | None]) -> BeatFeatures:
-    return BeatFeatures(**fields, st_form=st_form(fields["st_slope_mv_per_s"]))
+def _beat(fields: dict[str, float | None]) -> dict[str, float | str | None]:
+    """One beat's fields with its ST form, for `BeatFeatures` (validated with the lead, in one call)."""
+    fields["st_form"] = st_form(fields["st_slope_mv_per_s"])
+    return fields
 
 
 def lead_features(median_rows: dict[str, np.ndarray], beat_rows: dict[str, np.ndarray], rr_beat_ms: np.ndarray,
