@@ -216,7 +216,7 @@ def in_noise(energy: np.ndarray, detections: np.ndarray, fs: float) -> np.ndarra
         right = energy[peak + gap:min(peak + far, following[i] - gap)]
         flanks = np.concatenate([left, right])
         if flanks.size and energy[peak] > 0:
-            noisy[i] = np.median(flanks) > NOISE_FLANK_FRACTION * energy[peak]
+            noisy[i] = median_of(flanks) > NOISE_FLANK_FRACTION * energy[peak]
     return noisy
 
 
@@ -345,3 +345,24 @@ def median_along_first(stack: np.ndarray) -> np.ndarray:
     if ordered.shape[0] % 2:
         return ordered[middle]
     return 0.5 * (ordered[middle - 1] + ordered[middle])
+
+
+def median_of(values: np.ndarray) -> float:
+    """np.median of a short 1-D array, by sorting: a fraction of np.median's cost on the few
+    dozen values a beat's flanks hold. NaN where any value is NaN, as np.median."""
+    ordered = np.sort(values)
+    if np.isnan(ordered[-1]):  # NaN sorts last
+        return float("nan")
+    middle = ordered.size // 2
+    return float(ordered[middle]) if ordered.size % 2 else float(0.5 * (ordered[middle - 1] + ordered[middle]))
+
+
+def nanmedian_rows(values: np.ndarray) -> np.ndarray:
+    """np.nanmedian(values, axis=1) of a small 2-D array, by sorting (NaN, without a warning, for a
+    row with no value). For so few values numpy goes through masked arrays: ~0.3 ms a call."""
+    ordered = np.sort(values, axis=1)  # NaN last
+    count = np.count_nonzero(~np.isnan(values), axis=1)
+    rows = np.arange(values.shape[0])
+    low = ordered[rows, np.maximum((count - 1) // 2, 0)]
+    high = ordered[rows, count // 2]
+    return np.where(count > 0, (low + high) / 2.0, np.nan)

@@ -63,6 +63,7 @@ from ingest.measure.beats import (
     flat_leads,
     in_noise,
     median_beat,
+    nanmedian_rows,
     qrs_band,
     qrs_energy,
     remove_baseline,
@@ -602,7 +603,7 @@ def _matched_p(view: _Windows, found: _Found, waves: _MedianWaves, lead_pr_ms: n
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         timed = np.isfinite(lead_pr_ms).sum(axis=1) >= MIN_PR_LEADS
-        beat_pr = np.where(timed, np.nanmedian(lead_pr_ms, axis=1), np.nan)
+        beat_pr = np.where(timed, nanmedian_rows(lead_pr_ms), np.nan)
     fiducials = waves.fiducials
     leads = waves.clear_p
     if fiducials.p_on is None or fiducials.p_off is None or fiducials.qrs_on is None \
