@@ -121,6 +121,11 @@ P_TEMPLATE_QRS_GAP_MS = 25.0
 # match must not repeat.
 P_MATCH_SIZE = (0.5, 2.0)
 P_UNIQUE_MS = 250.0
+# A global P offset less than this after the global P onset bounds no P wave: the leads that
+# set the onset (the earliest) and the offset (the latest) saw different waves. Seen on
+# flutter (cpsc2018_extra/Q0096: onset 232 ms and offset 288 ms before the QRS, which gave
+# a PR and a sinus rhythm) and on a P hidden in the previous T. P waves last 60-120 ms.
+MIN_P_DURATION_MS = 40.0
 # The noise is judged on each beat's own samples when they number at least this many (every
 # third sample, all beats); else on the whole windows.
 MIN_NOISE_SAMPLES = 60
@@ -489,6 +494,11 @@ def _median_waves(view: _Windows, rr_s: float, measured: np.ndarray, noise_media
     clear_p = measured & (np.abs(np.nan_to_num(p.amplitude)) >= 1.5 * P_MIN_MV)
     p_on, why_p_on = _consensus(p.onset[clear_p], fs, "p_on", earliest=True)
     p_off, why_p_off = _consensus(p.end[clear_p], fs, "p_off", earliest=False, min_leads=MIN_AGREEING_LEADS_P_OFF)
+    if p_on is not None and p_off is not None and (p_off - p_on) * 1000.0 / fs < MIN_P_DURATION_MS:
+        gap_ms = (p_off - p_on) * 1000.0 / fs
+        where = f"{-gap_ms:.0f} ms before" if gap_ms < 0 else f"only {gap_ms:.0f} ms after"
+        why_p_off = (f"the latest leads' P end lies {where} the earliest leads' P onset "
+                     f"(a P wave lasts {MIN_P_DURATION_MS:.0f} ms or more)")
     if have_qrs and not clear_p.any():
         notes.append("no P wave found in the median beat: PR, P axis and P duration not measured")
     elif have_qrs and (why_p_on or why_p_off):

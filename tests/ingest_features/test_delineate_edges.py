@@ -148,3 +148,17 @@ def test_beat_windows_by_slices_are_the_gathered_samples() -> None:
     expected = np.stack([padded[:, c:c + before + after] for c in centres])
     np.testing.assert_array_equal(windows(signal, centres, before, after), expected)
     assert (windows(signal, centres, before, after)[0, :, :before] == signal[:, :1]).all()
+
+
+@pytest.mark.parametrize(("record", "where"), [("cpsc2018_extra/Q0096.hea", "56 ms before"),
+                                               ("ludb/45.hea", "only 36 ms after")])
+def test_a_p_offset_that_does_not_follow_the_p_onset_bounds_no_p_wave(record: str, where: str) -> None:
+    """Q0096 (atrial flutter): the earliest leads put the P onset 232 ms before the QRS and the
+    latest leads the P end 288 ms before it; ludb/45 (paced): 36 ms apart. No P wave lies
+    between such bounds, so PR, P axis and P duration are not measured, and the note says why."""
+    from ingest.prepare import prepare
+    from ingest.readers.read import read_ecg
+
+    features = prepare(read_ecg(Path(__file__).resolve().parents[2] / "data" / "real" / record)).features
+    assert features.global_.pr_ms is None and features.boundaries.p_on_ms is None
+    assert any(f"P end lies {where} the earliest leads' P onset" in note for note in features.notes)
