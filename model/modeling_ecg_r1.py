@@ -269,7 +269,9 @@ class ECGR1Model(Qwen3VLModel):
                                                       image_features=image_embeds)
             inputs_embeds = inputs_embeds.masked_scatter(image_mask, image_embeds)
             visual_pos_masks = image_mask[..., 0]
-            deepstack_visual_embeds = [torch.cat(feature, dim=0) for feature in image_output.deepstack_features]
+            # Split per image since transformers 5.19; one tensor for the whole batch before it.
+            deepstack_visual_embeds = [feature if isinstance(feature, torch.Tensor) else torch.cat(feature, dim=0)
+                                       for feature in image_output.deepstack_features]
 
         if position_ids is None:
             # ECG tokens have mm_token_type_ids == 0: plain text positions for M-RoPE.

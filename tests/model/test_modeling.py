@@ -192,3 +192,28 @@ def test_signal_dtype_follows_the_tower(tiny_processor, signal):
     with torch.no_grad():
         out = model(**inputs).logits
     assert out.dtype == torch.bfloat16 and np.isfinite(out.float().numpy()).all()
+
+
+def test_deepstack_features_whole_or_split_per_image_give_the_same_logits(tiny_model, tiny_processor, signal,
+                                                                           small_image, monkeypatch):
+    """transformers 5.19 splits the ViT's deepstack features per image; 5.17 (as on some GPU hosts)
+    hands them over as one tensor for the batch. The model takes either, to the same logits."""
+    from tests.model.conftest import ecg_like_image
+
+    samples = [EcgR1Sample(signal=signal, image=small_image),
+               EcgR1Sample(signal=signal, image=ecg_like_image(192, 128, 1))]
+    inputs = tiny_processor(samples, padding_side="left")
+    with torch.no_grad():
+        split = tiny_model(**inputs).logits
+    language = tiny_model.model if hasattr(tiny_model.model, "get_image_features") else tiny_model
+    original = type(language).get_image_features
+
+    def whole(self, *args, **kwargs):  # as transformers 5.17 returns them
+        output = original(self, *args, **kwargs)
+        output.deepstack_features = [torch.cat(feature, dim=0) for feature in output.deepstack_features]
+        return output
+
+    monkeypatch.setattr(type(language), "get_image_features", whole)
+    with torch.no_grad():
+        joined = tiny_model(**inputs).logits
+    assert torch.equal(split, joined)
