@@ -14,7 +14,10 @@ Two things imitate it in an RR list and must not be taken for it:
   differs from the dominant one, and the pause after it are two odd intervals. The
   irregularity is measured on the other intervals only: the median change from one RR to
   the next, as a share of the median RR (sinus arrhythmia changes the RR gradually, a few
-  per cent a beat; atrial fibrillation by 10-30 % from one beat to the next);
+  per cent a beat; atrial fibrillation by 10-30 % from one beat to the next). The change
+  must also reach IRREGULAR_FROM_MS: at 200 bpm 6 % of the RR is 16 ms, within what beat
+  timing alone varies by (2 ms samples, a QRS whose fiducial point moves), so a fast regular
+  tachycardia would read as irregular; atrial fibrillation changes its RR by far more;
 - grouped beating (bigeminy, trigeminy): when premature beats are so frequent that too few
   other intervals remain, the rhythm is regularly irregular if its short intervals and its
   long intervals are each regular.
@@ -47,6 +50,8 @@ SLIGHTLY_EARLY_BELOW = 0.9
 PAUSE_ABOVE = 1.05
 # Irregularly irregular from this median beat-to-beat change of the RR (share of the median RR).
 IRREGULAR_FROM = 0.06
+# ... and from this median beat-to-beat change in milliseconds (see the module's docstring).
+IRREGULAR_FROM_MS = 30.0
 # Fewer intervals than this outside premature beats and pauses: judge the grouping instead.
 MIN_INTERVALS = 4
 # Grouped beating: the short and the long intervals each vary less than this (coefficient of variation).
@@ -67,6 +72,7 @@ class RrPattern(BaseModel):
     paused: list[int] = []  # of them, those a pause follows (after the run they start)
     set_aside: list[int] = []  # those and the beats of another QRS shape: left out of the irregularity
     irregularity: float | None = None  # median RR change outside premature beats and their pauses
+    irregularity_ms: float | None = None  # the same change in milliseconds
     grouped: bool = False  # premature beats so regular in their own right that the rhythm is grouped
     irregular: bool | None = None  # irregularly irregular (None: too few intervals to say)
 
@@ -93,8 +99,10 @@ def rr_pattern(rhythm: Rhythm) -> RrPattern:
     changes = [abs(rr[index + 1] - rr[index]) / reference for index in rest if index + 1 in rest]
     if len(changes) >= MIN_INTERVALS - 1:
         irregularity = round(statistics.median(changes), 3)
+        irregularity_ms = round(statistics.median(changes) * reference, 1)
+        irregular = irregularity >= IRREGULAR_FROM and irregularity_ms >= IRREGULAR_FROM_MS
         return RrPattern(intervals=len(rr), premature=premature, paused=paused, set_aside=set_aside,
-                         irregularity=irregularity, irregular=irregularity >= IRREGULAR_FROM)
+                         irregularity=irregularity, irregularity_ms=irregularity_ms, irregular=irregular)
     grouped = _grouped(list(rr.values()))
     return RrPattern(intervals=len(rr), premature=premature, paused=paused, set_aside=set_aside, grouped=grouped,
                      irregular=not grouped)

@@ -136,7 +136,10 @@ def _rr_phrase(pattern: RrPattern, rhythm: Rhythm) -> str:
     if pattern.irregularity is not None:
         early = f", {len(pattern.premature)} premature set aside" if pattern.premature else ""
         kind = "irregularly irregular" if pattern.irregular else "regular"
-        return f"{kind} RR (beat-to-beat change {whole(100.0 * pattern.irregularity)}%{early})"
+        change = f"{whole(100.0 * pattern.irregularity)}%"
+        if pattern.irregularity_ms is not None:
+            change += f", {whole(pattern.irregularity_ms)} ms"
+        return f"{kind} RR (beat-to-beat change {change}{early})"
     if pattern.grouped:
         return f"grouped beating ({len(pattern.premature)} premature, short and long RR each regular)"
     if pattern.intervals:

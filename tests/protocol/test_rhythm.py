@@ -31,7 +31,7 @@ def test_sinus_rhythm_with_premature_atrial_beats_is_sinus_with_ectopic_beats():
     assert v.SINUS_RHYTHM in read.labels and v.ATRIAL_FIBRILLATION not in read.labels
     assert v.ECTOPIC_BEATS in read.labels
     assert "2 of 12 beats premature, 2 with the dominant QRS (supraventricular)" in read.steps[1]
-    assert "regular RR (beat-to-beat change 1%, 2 premature set aside)" in read.steps[1]
+    assert "regular RR (beat-to-beat change 1%, 10 ms, 2 premature set aside)" in read.steps[1]
 
 
 def test_premature_beats_without_visible_p_waves_are_not_atrial_fibrillation():
@@ -50,6 +50,22 @@ def test_irregularly_irregular_without_p_waves_is_atrial_fibrillation():
     assert read.labels[0] == v.ATRIAL_FIBRILLATION
     assert "without organised atrial activity" in read.steps[1]
     assert v.ECTOPIC_BEATS not in read.labels  # no underlying rhythm to be premature against
+
+
+def test_a_fast_tachycardia_whose_rr_jitters_by_a_few_milliseconds_is_not_atrial_fibrillation():
+    """220 bpm without P waves, the RR moving by 14-24 ms (6-9 % of 270 ms) from beat to beat: as much
+    as beat timing itself varies at that rate, so regular, not atrial fibrillation (Ningbo JS45547,
+    a ventricular tachycardia, read as atrial fibrillation before the millisecond floor)."""
+    jitter = [None] + [270 + (12 if index % 2 else -8) + (index % 3) * 2 for index in range(1, 30)]
+    pattern = rr_pattern(b.with_beats(b.normal_features(), jitter, [None] * 30).rhythm)
+    assert pattern.irregularity is not None and pattern.irregularity >= 0.06  # over the relative threshold alone
+    assert pattern.irregularity_ms is not None and pattern.irregularity_ms < 30
+    assert pattern.irregular is False
+    read = protocol_read(b.with_beats(b.normal_features(), jitter, [None] * 30))
+    assert v.ATRIAL_FIBRILLATION not in read.labels and v.UNDETERMINED_RHYTHM in read.labels
+    # The same relative irregularity at 75 bpm (60 ms a beat) is atrial fibrillation.
+    slow = [None if value is None else value * 3 for value in jitter]
+    assert protocol_read(b.with_beats(b.normal_features(), slow, [None] * 30)).labels[0] == v.ATRIAL_FIBRILLATION
 
 
 def test_p_like_waves_at_random_pr_are_not_organised():
