@@ -318,6 +318,23 @@ def rhythm_correct(reference: str, predicted: str) -> bool:
     return predicted == reference
 
 
+def rhythm_mechanism(rhythm: str) -> str:
+    """The rhythm class without its sinus rate qualifier: sinus bradycardia and tachycardia are sinus.
+
+    The references do not agree on where sinus rhythm ends: LUDB calls 20 records at 54-59 bpm
+    "sinus rhythm" and 14 at 50-57 bpm "sinus bradycardia"; the other sources follow 60 and 100
+    bpm, as the reader does. Scored this way, a record's rhythm is right when the reader named
+    the same mechanism (sinus, fibrillation, flutter or other, paced) at whatever rate: a second
+    figure beside the rhythm class, never instead of it.
+    """
+    return SINUS if rhythm in (SINUS_BRADY, SINUS_TACHY) else rhythm
+
+
+def rhythm_mechanism_correct(reference: str, predicted: str) -> bool:
+    """`rhythm_correct` with sinus bradycardia and tachycardia taken as sinus on both sides."""
+    return rhythm_correct(rhythm_mechanism(reference), rhythm_mechanism(predicted))
+
+
 # Labels that rest on amplitudes or on ratios between leads: not scored on a record whose leads
 # were each scaled to 1 mV (LUDB as published). "normal ecg" needs them all, so it is not either.
 AMPLITUDE_LABELS: frozenset[str] = frozenset({

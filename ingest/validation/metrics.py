@@ -224,6 +224,9 @@ class LabelSummary(BaseModel):
     rhythm_records: int = 0
     rhythm_correct: int = 0
     rhythm_accuracy: float | None = None
+    # The same with sinus bradycardia and tachycardia taken as sinus (`labels.rhythm_mechanism`).
+    rhythm_mechanism_correct: int = 0
+    rhythm_mechanism_accuracy: float | None = None
     rhythm_confusion: dict[str, dict[str, int]] = Field(default_factory=dict)  # reference -> predicted -> n
     atrial_fibrillation: dict[str, float | int | None] = Field(default_factory=dict)
     normal_ecg: dict[str, float | int | None] = Field(default_factory=dict)
@@ -243,7 +246,7 @@ def predicted_labels(result: RecordResult) -> set[str]:
 
 def summarise_labels(pairs: list[tuple[Reference, RecordResult]]) -> LabelSummary:
     per_label = {label: Counts() for label in SCORED_LABELS}
-    rhythm_right, rhythm_total = 0, 0
+    rhythm_right, rhythm_total, mechanism_right = 0, 0, 0
     confusion: dict[str, dict[str, int]] = {}
     af, normal = Counts(), Counts()
     critical = {finding: Counts() for finding in lb.CRITICAL_FINDINGS}
@@ -260,6 +263,7 @@ def summarise_labels(pairs: list[tuple[Reference, RecordResult]]) -> LabelSummar
             guess = lb.reader_rhythm(result.labels)
             rhythm_total += 1
             rhythm_right += lb.rhythm_correct(stated.rhythm, guess)
+            mechanism_right += lb.rhythm_mechanism_correct(stated.rhythm, guess)
             row = confusion.setdefault(stated.rhythm, {})
             row[guess] = row.get(guess, 0) + 1
             af.add(v.ATRIAL_FIBRILLATION in predicted, stated.rhythm == lb.AF)
@@ -279,6 +283,7 @@ def summarise_labels(pairs: list[tuple[Reference, RecordResult]]) -> LabelSummar
         per_label={label: counts.rates() for label, counts in per_label.items()
                    if counts.tp + counts.fp + counts.fn > 0},
         rhythm_records=rhythm_total, rhythm_correct=rhythm_right, rhythm_accuracy=_ratio(rhythm_right, rhythm_total),
+        rhythm_mechanism_correct=mechanism_right, rhythm_mechanism_accuracy=_ratio(mechanism_right, rhythm_total),
         rhythm_confusion=confusion, atrial_fibrillation=af.rates(), normal_ecg=normal.rates(),
         critical_false_alarms={finding: {"false_alarms": c.fp, "records_without": c.fp + c.tn,
                                          "rate": _ratio(c.fp, c.fp + c.tn), "true_calls": c.tp, "missed": c.fn}

@@ -50,6 +50,14 @@ def test_reader_rhythm_classes_and_their_scoring():
     assert lb.general_label("st elevation (inferior)") == v.ST_ELEVATION
 
 
+def test_the_rhythm_mechanism_ignores_the_sinus_rate_class_and_nothing_else():
+    assert lb.rhythm_mechanism_correct(lb.SINUS, lb.SINUS_BRADY) and lb.rhythm_mechanism_correct(lb.SINUS_TACHY, lb.SINUS)
+    assert not lb.rhythm_correct(lb.SINUS, lb.SINUS_BRADY)  # the rhythm class itself still counts the rate
+    assert not lb.rhythm_mechanism_correct(lb.SINUS, lb.AF) and not lb.rhythm_mechanism_correct(lb.AF, lb.SINUS_TACHY)
+    assert not lb.rhythm_mechanism_correct(lb.SINUS_BRADY, lb.OTHER)
+    assert lb.rhythm_mechanism_correct(lb.FLUTTER, lb.OTHER) and lb.rhythm_mechanism_correct(lb.PACED, lb.PACED)
+
+
 def test_every_critical_finding_has_its_supporting_reference_labels():
     assert set(lb.CRITICAL_FINDINGS) <= set(lb.CRITICAL_SUPPORT)
     assert v.ST_ELEVATION in lb.CRITICAL_FINDINGS

@@ -14,9 +14,10 @@ from ingest.validation.metrics import (
     annotated_qt_prolonged,
     interval_difference,
     record_boundary_errors,
+    summarise_labels,
 )
-from ingest.validation.references import DEFAULT_DATA_DIR, AnnotatedBeat, load_references, ludb_boundaries
-from ingest.validation.run import BeatBoundaries, run_neurokit2
+from ingest.validation.references import DEFAULT_DATA_DIR, AnnotatedBeat, Reference, load_references, ludb_boundaries
+from ingest.validation.run import BeatBoundaries, RecordResult, run_neurokit2
 from worker.cli import main
 
 
@@ -64,6 +65,18 @@ def test_agreement_and_counts():
     assert (c.sensitivity, c.ppv, c.specificity) == (0.5, 0.5, 0.667)
     assert interval_difference("qrs_axis_deg", Measurements(qrs_axis_deg=170.0), Measurements(qrs_axis_deg=-170.0)) \
         == -20.0
+
+
+def test_the_rhythm_is_scored_as_a_class_and_as_a_mechanism():
+    """Sinus rhythm read as sinus bradycardia: wrong as a class, right as a mechanism; AF read as sinus: wrong in both."""
+    cases = [("ludb:Rhythm: Sinus rhythm.", ["sinus bradycardia"]), ("ludb:Rhythm: Sinus rhythm.", ["sinus rhythm"]),
+             ("ludb:Rhythm: Atrial fibrillation.", ["sinus tachycardia"]), ("ludb:Rhythm: Sinus rhythm.", [])]
+    pairs = [(Reference(source="ludb", record=str(n), split="dev", path=f"ludb/{n}.hea", codes=[code]),
+              RecordResult(key=f"ludb/{n}", delineator="ecg-worklist", labels=labels))
+             for n, (code, labels) in enumerate(cases)]
+    summary = summarise_labels(pairs)
+    assert (summary.rhythm_records, summary.rhythm_correct, summary.rhythm_mechanism_correct) == (4, 1, 2)
+    assert (summary.rhythm_accuracy, summary.rhythm_mechanism_accuracy) == (0.25, 0.5)
 
 
 def test_ludb_annotations_become_ordered_global_boundaries():
