@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.measure.beats import samples
+from ingest.measure.beats import gradient_rows, percentile_rows, samples
 
 # QRS boundary: slope below this share of the peak QRS slope, sustained for QUIET_RUN_S.
 QRS_EDGE_FRACTION = 0.1
@@ -153,9 +153,9 @@ def pr_baseline(rows: np.ndarray, qrs_onset: np.ndarray, fs: float) -> np.ndarra
 def qrs_bounds(smooth: np.ndarray, fs: float, fiducial: int) -> QrsBounds:
     """Per-row QRS onset and offset around the fiducial sample (see the module docstring)."""
     rows, length = smooth.shape
-    gradient = np.gradient(smooth, axis=1)
+    gradient = gradient_rows(smooth)
     # Slope noise (mV/s): a low percentile (isoelectric stretches); every 3rd sample is plenty for it.
-    noise = np.percentile(np.abs(gradient[:, ::3]) * fs, 20, axis=1)
+    noise = percentile_rows(np.abs(gradient[:, ::3]) * fs, 20)
     # From here on only the 450 ms around the fiducial point matter.
     run = max(1, samples(QUIET_RUN_S, fs))
     lo = max(0, fiducial - samples(0.2, fs))
@@ -271,7 +271,7 @@ def _wave(y: np.ndarray, fs: float, peak_from: np.ndarray, peak_to: np.ndarray,
     amplitude = take(y, peak)
     present = (peak >= 0) & (np.abs(amplitude) >= np.maximum(min_mv, WAVE_SNR * noise_mv))
     sign = np.sign(np.nan_to_num(amplitude))
-    slope = np.gradient(y, axis=1)
+    slope = gradient_rows(y)
     limb = samples(limb_s, fs)
     nowhere = np.zeros_like(peak)
 

@@ -52,3 +52,38 @@ def test_the_sorting_medians_give_numpys() -> None:
     with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
         expected = np.nanmedian(rows, axis=1)
     np.testing.assert_array_equal(nanmedian_rows(rows), expected)
+
+
+@pytest.mark.parametrize("q", [20, 50, 90, 98, 99, 100, 0, 12.5])
+@pytest.mark.parametrize("shape", [(5000,), (12, 2500), (144, 170), (37,), (2,), (1,), (12, 1)])
+def test_percentile_rows_gives_numpys_percentile_exactly(q: float, shape: tuple[int, ...]) -> None:
+    """The QRS detector's thresholds (99th, 98th, 90th) and the QRS bounds' noise (20th) rest on it;
+    a weight of 0.5 or more interpolates from the upper value, as numpy does, which a plain
+    low + step * weight would miss by an ulp on some rows."""
+    from ingest.measure.beats import percentile_rows
+
+    values = np.abs(np.random.default_rng(len(shape) + int(q)).normal(size=shape)) * 3.7
+    np.testing.assert_array_equal(percentile_rows(values, q), np.percentile(values, q, axis=-1))
+    with_ties = np.round(values, 1)
+    np.testing.assert_array_equal(percentile_rows(with_ties, q), np.percentile(with_ties, q, axis=-1))
+
+
+def test_percentile_rows_with_nan_and_infinity_as_numpy() -> None:
+    from ingest.measure.beats import percentile_rows
+
+    rows = np.random.default_rng(5).normal(size=(6, 50))
+    rows[1, 3] = np.nan
+    rows[2, :4] = np.inf
+    np.testing.assert_array_equal(percentile_rows(rows, 20), np.percentile(rows, 20, axis=-1))
+    rows[1, 3] = 0.0
+    np.testing.assert_array_equal(percentile_rows(rows, 99), np.percentile(rows, 99, axis=-1))
+
+
+@pytest.mark.parametrize("shape", [(12, 5000), (144, 120), (3, 2), (7,)])
+def test_gradient_rows_gives_numpys_gradient_exactly(shape: tuple[int, ...]) -> None:
+    from ingest.measure.beats import gradient_rows
+
+    rows = np.random.default_rng(len(shape)).normal(size=shape)
+    np.testing.assert_array_equal(gradient_rows(rows), np.gradient(rows, axis=-1))
+    with pytest.raises(ValueError):
+        gradient_rows(np.zeros((3, 1)))  # too few samples: numpy's own error
