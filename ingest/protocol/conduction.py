@@ -1,7 +1,7 @@
 """Step 2 of the protocol: conduction, axis and intervals.
 
     pr_finding    PR against 120 / 200 ms (short PR, first degree AV block); not applicable in
-                  atrial fibrillation
+                  atrial fibrillation or a wide complex tachycardia (no sinus P waves)
     qrs_finding   QRS by the AHA/ACCF/HRS 2009 recommendations (part III, adults):
                   >= 120 ms: right bundle branch block with an R' in V1 or V2 or a dominant R
                   in V1; left bundle branch block with a dominant S in V1 (QS, rS) and a broad
@@ -11,7 +11,11 @@
                   (R' in V1 or V2) or left-sided morphology; otherwise a non-specific
                   intraventricular conduction delay (QRS > 110 ms without either pattern);
                   under 110 ms: normal intraventricular conduction (an rSr' in V1 with a
-                  normal QRS is a normal variant, not a block)
+                  normal QRS is a normal variant, not a block);
+                  in a wide complex tachycardia (step 1) the width is stated and no block is
+                  named: a wide QRS at a fast rate without sinus P waves is presumed
+                  ventricular until shown otherwise, and a bundle branch block or conduction
+                  delay would offer the benign explanation (aberrant conduction) unasked
     axis_finding  QRS axis against -30 / +90 degrees, or from the QRS polarity in I, II and
                   aVF when the angle was not measured
 """
@@ -141,11 +145,15 @@ def _describe(lead: LeadFeatures | None, name: str) -> str:
     return f"{name} R {r:.2f} mV / S {s:.2f} mV"
 
 
-def pr_finding(features: GroundingFeatures, atrial_fibrillation: bool = False) -> Finding:
+def pr_finding(features: GroundingFeatures, atrial_fibrillation: bool = False,
+               wide_complex_tachycardia: bool = False) -> Finding:
     pr = whole(features.global_.pr_ms)
     if atrial_fibrillation:  # a P-like wave the median beat may still hold is no P wave: no PR to judge
         return Finding(step=2, rule="pr_interval", statement="PR interval not applicable: no P waves.",
                        evidence="pr interval not applicable")
+    if wide_complex_tachycardia:  # called only without sinus P waves: a wave before the QRS is no sinus P
+        return Finding(step=2, rule="pr_interval", evidence="pr interval not applicable",
+                       statement="PR interval not applicable: no sinus P waves (wide complex tachycardia).")
     if pr is None:
         return not_measurable(2, "pr_interval", "PR interval")
     kind = pr_class(pr)
@@ -158,7 +166,7 @@ def pr_finding(features: GroundingFeatures, atrial_fibrillation: bool = False) -
                    evidence=f"pr interval {pr} ms", abnormal=kind != "normal", values={"pr_ms": float(pr)})
 
 
-def qrs_finding(features: GroundingFeatures) -> Finding:
+def qrs_finding(features: GroundingFeatures, wide_complex_tachycardia: bool = False) -> Finding:
     qrs = whole(features.global_.qrs_ms)
     if qrs is None:
         return not_measurable(2, "qrs_duration", "QRS duration")
@@ -169,6 +177,10 @@ def qrs_finding(features: GroundingFeatures) -> Finding:
     if kind == "normal":
         return Finding(step=2, rule="qrs_duration", evidence=evidence, values=values,
                        statement=f"{head} (< {INCOMPLETE_BBB_FROM_MS} ms): normal intraventricular conduction.")
+    if wide_complex_tachycardia:
+        return Finding(step=2, rule="qrs_duration", abnormal=True, evidence=evidence, values=values,
+                       statement=(f"{head} in a wide complex tachycardia: presumed ventricular, no bundle branch "
+                                  f"block or conduction delay named."))
     side = bundle_branch_pattern(features)
     values["pattern"] = side
     v1 = _describe(features.leads.get("V1"), "V1")
@@ -239,5 +251,8 @@ def axis_finding(features: GroundingFeatures) -> Finding:
                    evidence=conclusion, values=dict(nets))
 
 
-def step2(features: GroundingFeatures, atrial_fibrillation: bool = False) -> list[Finding]:
-    return [pr_finding(features, atrial_fibrillation), qrs_finding(features), axis_finding(features)]
+def step2(features: GroundingFeatures, atrial_fibrillation: bool = False,
+          wide_complex_tachycardia: bool = False) -> list[Finding]:
+    return [pr_finding(features, atrial_fibrillation, wide_complex_tachycardia),
+            qrs_finding(features, wide_complex_tachycardia),
+            axis_finding(features)]

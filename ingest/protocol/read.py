@@ -197,7 +197,7 @@ def protocol_read(features: GroundingFeatures, demographics: Demographics | None
     paced = is_paced(features)
     findings = [*first, *_paced_steps()] if paced else [
         *first,
-        *step2(features, atrial_fibrillation=kind == "atrial fibrillation"),
+        *step2(features, atrial_fibrillation=kind == "atrial fibrillation", wide_complex_tachycardia=wide_tachycardia),
         *step3(features),
         *step4(features, demographics, wide_complex_tachycardia=wide_tachycardia),
         *step5(features, demographics.sex if demographics else None, irregular=kind == "atrial fibrillation"),

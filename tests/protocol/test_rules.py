@@ -294,6 +294,24 @@ def test_no_st_reading_in_a_wide_complex_tachycardia() -> None:
     assert "ST segments not assessed in a wide complex tachycardia." in read.steps[4]
 
 
+def test_no_block_or_pr_named_in_a_wide_complex_tachycardia() -> None:
+    """An RBBB-like V1 and a wave 100 ms before the QRS in a wide tachycardia without sinus P waves
+    (Ningbo's ventricular tachycardias JS45544-JS45549 were read "right bundle branch block",
+    "intraventricular conduction delay", "short pr"): the width is said, no block, no PR. The same
+    V1 and PR at a sinus rate still read as RBBB and short PR."""
+    rbbb_like = with_global(b.right_bundle_branch_block(), hr_bpm=170.0, qrs_ms=150.0, pr_ms=100.0)
+    read = protocol_read(with_rhythm(rbbb_like, **NO_P))
+    assert v.WIDE_COMPLEX_TACHYCARDIA in read.labels
+    assert not {v.RBBB, v.INCOMPLETE_BBB, v.IVCD, v.SHORT_PR, v.LBBB} & set(read.labels)
+    assert "in a wide complex tachycardia: presumed ventricular, no bundle branch block" in read.steps[2]
+    assert "PR interval not applicable: no sinus P waves (wide complex tachycardia)." in read.steps[2]
+    sinus = protocol_read(with_global(b.right_bundle_branch_block(), pr_ms=100.0))
+    assert {v.RBBB, v.SHORT_PR} <= set(sinus.labels)
+    # A QRS of 110-119 ms is no wide complex tachycardia: at that width the conduction is read.
+    narrow = protocol_read(with_rhythm(with_global(N(), hr_bpm=170.0, qrs_ms=114.0), **NO_P))
+    assert v.WIDE_COMPLEX_TACHYCARDIA not in narrow.labels and v.IVCD in narrow.labels
+
+
 def test_qtc_text_reports_bazett_and_names_the_deciding_correction() -> None:
     read = protocol_read(with_qt(N(), 340.0, hr_bpm=120.0, qrs_ms=130.0))
     assert "QT 340 ms, QTc 481 ms (Bazett, as devices report it)" in read.steps[5]
