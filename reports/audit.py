@@ -17,6 +17,12 @@ sees and keeps the signature outside it, and `verify_chain(anchors=...)` checks 
 
 Callers do not use `append` directly for state changes: `reports.store` writes the audit
 row in the same transaction as the change it records.
+
+`append` writes its two rows (the event, the head) with an INSERT and an UPDATE built once,
+on the session's connection, not through the ORM: a study's journey appends eight events, and
+the ORM's flush and per-call statement building cost 0.6 ms of CPU an event against 0.4 ms so.
+The head read under its lock is kept for the rest of the transaction (`_LockedHead`) and read
+again after a savepoint ends.
 """
 
 from __future__ import annotations
@@ -119,24 +125,57 @@ def append(
         raise ValueError(f"audit details must be plain JSON: {exc}") from exc
     # Postgres and SQLite keep microseconds; anything finer would not survive the round trip.
     at = (at or utcnow()).astimezone(dt.UTC)
-    # Locked once per transaction: a second event in it appends after the first without a read.
-    head = row_locks.held(session, AuditHead, 1)
-    if head is None:
-        head = session.execute(sa.select(AuditHead).where(AuditHead.id == 1).with_for_update()
-                               .execution_options(populate_existing=True)).scalar_one_or_none()
-        if head is None:
-            raise RuntimeError("audit_head row is missing: was the database made by `ecg-worklist db upgrade`?")
-        row_locks.remember(session, AuditHead, 1, head)
+    head = _locked_head(session)
     event = AuditEvent(
         id=head.last_id + 1, at=at, actor=actor, action=action, entity_type=entity_type,
         entity_id=str(entity_id), details=details, prev_hash=head.last_hash,
     )
     event.row_hash = _event_hash(event)
-    session.add(event)
-    head.last_id = event.id
-    head.last_hash = event.row_hash
-    session.flush()
-    return event
+    connection = session.connection()
+    connection.execute(_INSERT_EVENT, {
+        "id": event.id, "at": event.at, "actor": event.actor, "action": event.action,
+        "entity_type": event.entity_type, "entity_id": event.entity_id, "details": event.details,
+        "prev_hash": event.prev_hash, "row_hash": event.row_hash})
+    connection.execute(_MOVE_HEAD, {"moved_to_id": event.id, "moved_to_hash": event.row_hash})
+    head.last_id, head.last_hash = event.id, event.row_hash
+    return event  # a plain record of what was written (not attached to the session)
+
+
+# The two statements of an append, built once: parameters bound at execution need no per-call
+# statement construction (which, with values given inline, cost more than the database's work).
+_EVENTS, _HEAD = AuditEvent.__table__, AuditHead.__table__
+_INSERT_EVENT = sa.insert(_EVENTS)
+_MOVE_HEAD = (sa.update(_HEAD).where(_HEAD.c.id == 1)
+              .values(last_id=sa.bindparam("moved_to_id"), last_hash=sa.bindparam("moved_to_hash")))
+_LOCK_HEAD = sa.select(_HEAD.c.last_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
+
+
+class _LockedHead:
+    """The audit head as this transaction locked and then moved it."""
+
+    def __init__(self, last_id: int, last_hash: str) -> None:
+        self.last_id, self.last_hash = last_id, last_hash
+
+
+def _locked_head(session: Session) -> _LockedHead:
+    """The head, locked once per transaction: a second event in it appends after the first
+    without a read. The lock (SELECT ... FOR UPDATE) is held until the transaction ends."""
+    head = row_locks.held(session, _LockedHead, 1)
+    if head is None:
+        row = session.connection().execute(_LOCK_HEAD).one_or_none()
+        if row is None:
+            raise RuntimeError("audit_head row is missing: was the database made by `ecg-worklist db upgrade`?")
+        head = _LockedHead(row.last_id, row.last_hash)
+        row_locks.remember(session, _LockedHead, 1, head)
+    return head
+
+
+@sa.event.listens_for(Session, "after_transaction_end")
+def _forget_head_after_a_savepoint(session: Session, transaction: Any) -> None:
+    # Events appended inside a savepoint moved the head, and a rollback to the savepoint moves it
+    # back: either way the remembered head may be wrong now, so the next append reads it again.
+    if transaction.nested:
+        row_locks.forget(session, _LockedHead, 1)
 
 
 def verify_chain(session: Session, *, batch_size: int = 1000, anchors: Mapping[int, Anchor] | None = None,

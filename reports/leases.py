@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from reports import audit, store
 from reports.db import Study, StudyState, utcnow
@@ -44,9 +44,8 @@ def _candidates(session: Session, state: StudyState, holder: str, now: dt.dateti
                 among: Sequence[int] | None, excluding: Sequence[int], limit: int,
                 content: Sequence[str]) -> list[Study]:
     # The JSON documents stay unread but for those the stage uses (`content`).
-    unread = [defer(getattr(Study, name)) for name in store.CONTENT_COLUMNS if name not in content]
     query = (sa.select(Study)
-             .options(*unread)
+             .options(*store.without_content(content))
              .where(Study.state == state.value, _free_for(holder, now))
              .order_by(Study.state_changed_at, Study.id)
              .limit(limit)

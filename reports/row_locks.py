@@ -42,6 +42,11 @@ def remember(session: Session, model: type, key: Any, row: Any) -> None:
     _held_rows(session)[(model, key)] = row
 
 
+def forget(session: Session, model: type, key: Any) -> None:
+    """Drop what was remembered of one row (its copy may no longer be the row)."""
+    _held_rows(session).pop((model, key), None)
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _forget_on_bulk_writes(state: Any) -> None:
     if state.is_update or state.is_delete:

@@ -26,6 +26,7 @@ states and codes only.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -250,7 +251,13 @@ DRAFT_CONTENT = ("demographics", "measurements", "interpretation", "measurement_
 def without_content(but: Iterable[str] = ()) -> tuple[Any, ...]:
     """Loader options for a `select(Study)` that leaves the JSON documents unread (deferred),
     but those named in `but`."""
-    wanted = set(but)
+    return _deferred_content(frozenset(but))
+
+
+@functools.lru_cache(maxsize=None)
+def _deferred_content(wanted: frozenset[str]) -> tuple[Any, ...]:
+    # Made once per set of wanted columns: loader options are immutable, and building them
+    # (attribute lookups, option objects) cost ~0.1 ms per select, several selects per study.
     return tuple(defer(getattr(Study, name)) for name in CONTENT_COLUMNS if name not in wanted)
 
 

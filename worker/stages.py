@@ -32,7 +32,6 @@ from enum import StrEnum
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.orm import defer
 
 from ingest.intake.archive import record_sha256
 from ingest.ecg import Ecg, Measurements, SourceFormat
@@ -224,9 +223,9 @@ def interpret_studies(ctx: PipelineContext, study_ids: Sequence[int], *,
     actor = ACTORS[Stage.INTERPRET]
     ids = list(dict.fromkeys(study_ids))
     if views is None:
-        unread = [defer(getattr(Study, name)) for name in store.CONTENT_COLUMNS if name != "features"]
         with ctx.session() as session:
-            rows = session.execute(sa.select(Study).options(*unread).where(Study.id.in_(ids))).scalars().all()
+            rows = session.execute(sa.select(Study).options(*store.without_content(["features"]))
+                                   .where(Study.id.in_(ids))).scalars().all()
             views = [StudyView.of(row, features=True) for row in rows]
     by_id = {view.id: view for view in views}
     outcomes = {study_id: Outcome.SKIPPED for study_id in ids}

@@ -46,6 +46,26 @@ def test_chain_links_each_event_to_the_previous(engine: sa.Engine) -> None:
     assert result.ok and result.events_checked == 3 and result.last_id == 3
 
 
+def test_appends_around_savepoints_keep_the_chain(engine: sa.Engine) -> None:
+    """One transaction: an event, a savepoint whose events are rolled back, one whose events are
+    kept, then more events. The head the transaction remembers must follow the database."""
+    _append(engine, 1)
+    with store.session_scope(engine) as session:
+        audit.append(session, actor="t", action="before", entity_type="study", entity_id=1)
+        with pytest.raises(RuntimeError), session.begin_nested():
+            audit.append(session, actor="t", action="rolled.back", entity_type="study", entity_id=1)
+            raise RuntimeError("the savepoint's work is undone")
+        audit.append(session, actor="t", action="after.rollback", entity_type="study", entity_id=1)
+        with session.begin_nested():
+            audit.append(session, actor="t", action="in.savepoint", entity_type="study", entity_id=1)
+        audit.append(session, actor="t", action="after.release", entity_type="study", entity_id=1)
+    with store.session_scope(engine) as session:
+        actions = session.execute(sa.select(AuditEvent.action).order_by(AuditEvent.id)).scalars().all()
+    assert actions == ["test.event", "before", "after.rollback", "in.savepoint", "after.release"]
+    result = _verify(engine)
+    assert result.ok and result.events_checked == 5
+
+
 def test_details_must_be_plain_json(engine: sa.Engine) -> None:
     with store.session_scope(engine) as session, pytest.raises(ValueError, match="plain JSON"):
         audit.append(session, actor="t", action="a", entity_type="study", entity_id=1, details={"x": object()})
