@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -42,6 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -63,6 +65,7 @@ from reports import store  # noqa: E402
 from reports.hl7_oru import HL7Endpoints, OruReport, OruStudy, build_oru, new_control_id  # noqa: E402
 from reports.hl7_validate import validate_oru  # noqa: E402
 from worker.context import PipelineContext  # noqa: E402
+from worker.dispatch import Stage  # noqa: E402
 from worker.intake import register_batch_item  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 from worker.stages import check_claims  # noqa: E402
@@ -251,6 +254,18 @@ class Run:
     wall: float  # seconds
     cpu: float  # CPU seconds of every process counted
     states: dict[str, int] = field(default_factory=dict)
+    batches: list[int] = field(default_factory=list)  # studies in each interpret batch, in order
+    idle_wakeups: int = 0  # interpret tasks that found nothing to take
+
+
+# What a Celery worker logs for each interpret task (worker.tasks._run's return value).
+_DRAIN_LINE = re.compile(r"ecgwl\.interpret_drain\[[^\]]+\] succeeded in [0-9.e-]+s: '(\d+ studies|empty)")
+
+
+def drained_batches(logs: list[Path]) -> tuple[list[int], int]:
+    """(studies per interpret batch, empty wake-ups) from the Celery workers' logs."""
+    found = [match for log in logs for match in _DRAIN_LINE.findall(log.read_text(errors="replace"))]
+    return [int(text.split()[0]) for text in found if text != "empty"], sum(text == "empty" for text in found)
 
 
 def work_only(items: list[MixItem], batch_size: int) -> Run:
@@ -269,7 +284,8 @@ def work_only(items: list[MixItem], batch_size: int) -> Run:
             message = build_oru(study, report, measurements, interpretation, result_status="P",
                                 endpoints=HL7Endpoints(), control_id=new_control_id())
             assert validate_oru(message, structure=False) == []  # as the stage does with a message it just built
-    return Run(time.perf_counter() - wall, time.process_time() - cpu, {"awaiting_signoff": len(items)})
+    batches = [len(items[first:first + batch_size]) for first in range(0, len(items), batch_size)]
+    return Run(time.perf_counter() - wall, time.process_time() - cpu, {"awaiting_signoff": len(items)}, batches)
 
 
 def in_process(inputs: Path, root: Path, batch_size: int, admin_url: str) -> Run:
@@ -281,8 +297,10 @@ def in_process(inputs: Path, root: Path, batch_size: int, admin_url: str) -> Run
             wall = time.perf_counter()
             for arrival in walk_records(inputs):
                 register_batch_item(ctx, arrival, origin="bench")
-            ctx.dispatcher.run_until_idle(ctx)
-            return Run(time.perf_counter() - wall, meter.seconds(), outcome(ctx.engine))
+            batches: list[int] = []
+            ctx.dispatcher.run_until_idle(ctx, on_start=lambda stage, ids: batches.append(len(ids))
+                                          if stage is Stage.INTERPRET else None)
+            return Run(time.perf_counter() - wall, meter.seconds(), outcome(ctx.engine), batches)
         finally:
             ctx.close()
 
@@ -299,7 +317,10 @@ def through_celery(inputs: Path, root: Path, batch_size: int, count: int, admin_
                 for arrival in walk_records(inputs):
                     register_batch_item(ctx, arrival, origin="bench")
                 wait_for_drafts(ctx.engine, count, meter)
-                return Run(time.perf_counter() - wall, meter.seconds(), outcome(ctx.engine))
+                run = Run(time.perf_counter() - wall, meter.seconds(), outcome(ctx.engine))
+            # Read once the worker has stopped, so its last lines are written.
+            run.batches, run.idle_wakeups = drained_batches([root / "process-0.log"])
+            return run
         finally:
             ctx.close()
 
@@ -324,7 +345,9 @@ def watch_to_report(inputs: Path, root: Path, batch_size: int, count: int, admin
                 for entry in sorted(staged.iterdir()):
                     entry.rename(inbox / entry.name)
                 wait_for_drafts(engine, count, meter)
-                return Run(time.perf_counter() - wall, meter.seconds(), outcome(engine))
+                run = Run(time.perf_counter() - wall, meter.seconds(), outcome(engine))
+            run.batches, run.idle_wakeups = drained_batches([root / "process-1.log"])  # the interpret worker
+            return run
         finally:
             engine.dispose()
 
@@ -401,6 +424,12 @@ def report(items: list[MixItem], results: list[dict[str, Run]], batch_size: int)
             return f"{min(values):8.{digits}f}{statistics.median(values):8.{digits}f}{max(values):8.{digits}f}"
 
         print(f"  {LABELS[name]:<46}{triple(walls)}{triple(cpus)}{triple(ratios, 2)}")
+    print("interpret batches (studies per batch: how many batches; the last round), and the interpret tasks "
+          "that found nothing to take")
+    for name in ordered:
+        last = results[-1][name]
+        sizes = ", ".join(f"{size}: {times}" for size, times in sorted(Counter(last.batches).items(), reverse=True))
+        print(f"  {LABELS[name]:<46}{sizes or 'none seen'}; {last.idle_wakeups} empty")
     if "work" in setups:
         for name in ("celery", "watch"):
             if name in setups:

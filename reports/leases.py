@@ -7,6 +7,7 @@
     schedule_retry(session, id, holder=..., retry_at=..., reason=...)    free it until retry_at (audited)
     holder_gone(session, id, holder=..., why=..., poison_after=n)        free it, deaths + 1, quarantine at n
     held(session) / free_due(session, state)                           what the reconciler looks at
+    batch_outlook(session, holder)                                      an interpret batch now, and what is coming
     send_back(session, id, actor=..., reason=...)                       an operator's requeue (audited)
 
 The rules these serve are written out once, in `worker/leases.py`. Like `reports.store`,
@@ -228,6 +229,26 @@ def free_due(session: Session, state: StudyState | str, *, now: dt.datetime | No
     if limit is not None:
         query = query.limit(limit)
     return [FreeStudy(*row) for row in session.execute(query)]
+
+
+@dataclass(frozen=True)
+class BatchOutlook:
+    """What an interpret batch taken now would hold, and whether more is on its way."""
+
+    free_to_interpret: int  # studies waiting for interpretation that nobody holds
+    being_prepared_elsewhere: int  # studies another holder is preparing now (a live lease)
+
+
+def batch_outlook(session: Session, holder: str, *, now: dt.datetime | None = None) -> BatchOutlook:
+    """One query, two counts (see `worker.runner` for the wait they decide)."""
+    now = now or utcnow()
+    free = sa.and_(Study.state == StudyState.QUEUED_INTERPRET.value, _free_for(None, now))
+    preparing = sa.and_(Study.state == StudyState.QUEUED_PREPARE.value, Study.lease_holder.is_not(None),
+                        Study.lease_holder != holder, Study.lease_expires_at > now)
+    row = session.execute(sa.select(sa.func.count().filter(free), sa.func.count().filter(preparing))
+                          .where(Study.state.in_([StudyState.QUEUED_INTERPRET.value,
+                                                  StudyState.QUEUED_PREPARE.value]))).one()
+    return BatchOutlook(free_to_interpret=int(row[0]), being_prepared_elsewhere=int(row[1]))
 
 
 def send_back(session: Session, study_id: int, *, actor: str, reason: str | None = None,

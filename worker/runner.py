@@ -8,6 +8,13 @@ embedded runner in `worker.dispatch`). The rules are those of `worker/leases.py`
 
     take leases       the named studies if free, then (take_others) the oldest free ones:
                       one for prepare and report, up to `interpret_batch_size` for interpret
+    a fuller batch    a Celery interpret task (take_others) that would take less than a full
+                      batch first waits while another worker is preparing studies, polling
+                      every BATCH_POLL_SECONDS, up to `interpret_batch_wait_seconds`: each
+                      prepared study sends its own interpret message, and without the wait
+                      a GPU worker that keeps up reads batches of one (measured: 60 of 60
+                      batches). A worker that prepares too (one process for every queue) is
+                      not waited for: no one else is preparing while it waits
     hold them         the heartbeat renews the leases while the stage runs
     run the stage     worker.stages.prepare_study / interpret_studies / build_report
     on an error       database unreachable  -> raised: the caller waits and runs the stage again
@@ -19,7 +26,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from reports import leases as lease_sql
 from reports.db import utcnow
@@ -31,6 +39,7 @@ from worker.leases import StudyView
 from worker.stages import ACTORS, Outcome, build_report, interpret_studies, mark_failed, prepare_study
 
 log = logging.getLogger(__name__)
+BATCH_POLL_SECONDS = 0.2
 
 
 def retry_delay(ctx: PipelineContext, attempts: int) -> dt.timedelta:
@@ -70,6 +79,8 @@ def run_stage(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int], *,
     """Run `stage` on the named studies (and, with `take_others`, on other free ones)."""
     wanted = list(dict.fromkeys(study_ids))
     limit = max(1, ctx.settings.interpret_batch_size) if stage is Stage.INTERPRET else max(1, len(wanted))
+    if stage is Stage.INTERPRET and take_others:
+        wait_for_a_fuller_batch(ctx, limit)
     views = leases.take(ctx, stage, wanted, limit=limit, others=take_others)
     outcomes = {study_id: Outcome.SKIPPED for study_id in wanted}
     if not views:
@@ -92,6 +103,23 @@ def run_stage(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int], *,
         outcomes.update(done)
         to_free.difference_update(study_id for study_id, outcome in done.items() if outcome in _LEASE_ENDED)
     return outcomes
+
+
+def wait_for_a_fuller_batch(ctx: PipelineContext, limit: int,
+                            sleep: Callable[[float], None] = time.sleep) -> int:
+    """Wait while fewer than `limit` studies are free to interpret and another holder is
+    preparing studies, at most `interpret_batch_wait_seconds`; returns the number of polls slept.
+    Nothing is held while waiting: a process that dies here loses nothing."""
+    polls, waited = 0, 0.0
+    while waited < ctx.settings.interpret_batch_wait_seconds:
+        with ctx.session() as session:
+            outlook = lease_sql.batch_outlook(session, ctx.leases.holder)
+        if outlook.free_to_interpret >= limit or outlook.being_prepared_elsewhere == 0:
+            break
+        sleep(BATCH_POLL_SECONDS)
+        polls += 1
+        waited += BATCH_POLL_SECONDS
+    return polls
 
 
 def run_stage_in_process(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int]) -> dict[int, Outcome]:

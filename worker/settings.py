@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     ecg_tower_path: str | None = None  # separate ECG tower weights, where a checkpoint lacks them
     engine: Literal["hf", "vllm"] = "hf"
     interpret_batch_size: int = 64
+    # A Celery interpret task that finds less than a full batch waits, up to this long, while
+    # another worker is preparing studies, so the GPU reads full batches (worker.runner).
+    interpret_batch_wait_seconds: float = Field(default=2.0, ge=0.0)
     max_new_tokens: int = 2048
 
     # Reports

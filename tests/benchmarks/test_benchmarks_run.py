@@ -7,6 +7,7 @@ is that every set-up ran to the end on real services and printed its rows and it
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,25 @@ def test_the_pipeline_benchmark_runs_every_set_up_to_the_last_draft(redis_url: s
     for label in ("work only", "stages in-process on Postgres", "through Redis/Celery", "watch -> queues -> report"):
         assert label in out
     assert "5 inputs: 2 dicom-1000" in out and out.count("goal: end-to-end CPU per study") == 2
+    # Batches of 4 in process, and the interpret worker's batches read from its log (5 studies in all).
+    assert re.search(r"stages in-process on Postgres\s+4: 1, 1: 1; 0 empty", out)
+    watch = re.search(r"watch -> queues -> report \(3 processes\)\s+([0-9:, ]+); \d+ empty", out)
+    assert watch and sum(int(size) * int(times) for size, times in
+                         (pair.split(": ") for pair in watch.group(1).split(", "))) == 5
+
+
+def test_the_interpret_batches_are_read_from_the_celery_log(tmp_path) -> None:
+    from benchmarks.pipeline import drained_batches
+
+    log = tmp_path / "worker.log"
+    log.write_text(
+        "[2026-12-05 23:30:01,101: INFO/MainProcess] Task ecgwl.interpret_drain[9f2c-1] succeeded in 0.51s: "
+        "'16 studies: done=16'\n"
+        "[2026-12-05 23:30:01,202: INFO/MainProcess] Task ecgwl.prepare[9f2c-2] succeeded in 0.03s: '1 studies: done=1'\n"
+        "[2026-12-05 23:30:01,303: INFO/MainProcess] Task ecgwl.interpret_drain[9f2c-3] succeeded in 2.1e-05s: 'empty'\n"
+        "[2026-12-05 23:30:01,404: INFO/MainProcess] Task ecgwl.interpret_drain[9f2c-4] succeeded in 0.2s: "
+        "'3 studies: done=2, failed=1'\n")
+    assert drained_batches([log]) == ([16, 3], 1)
 
 
 @pytest.mark.slow

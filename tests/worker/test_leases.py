@@ -315,3 +315,40 @@ def test_a_broker_down_after_the_commit_loses_no_study(ctx: PipelineContext, tmp
     assert reconcile(ctx).requeued[Stage.INTERPRET] == [study_id]
     ctx.dispatcher.run_until_idle(ctx)
     assert _study(ctx, study_id).state == S.AWAITING_SIGNOFF
+
+
+# ---------------------------------------------------------------- a fuller interpret batch
+
+
+def test_an_interpret_task_waits_for_a_fuller_batch_only_while_someone_else_prepares(
+    ctx: PipelineContext, tmp_path: Path,
+) -> None:
+    """A Celery interpret task that would take fewer than a full batch waits (polling, holding
+    nothing) while another live holder prepares studies; not for itself, nor for a dead lease,
+    nor once the batch is full; and never past `interpret_batch_wait_seconds`."""
+    from worker.runner import BATCH_POLL_SECONDS, wait_for_a_fuller_batch
+
+    _dicom_variants(tmp_path / "src", 3)
+    first, second, third = _register(ctx, tmp_path / "src")
+    assert run_stage(ctx, Stage.PREPARE, [first])[first] is Outcome.DONE  # free to interpret now
+    ctx.settings.interpret_batch_wait_seconds = 5 * BATCH_POLL_SECONDS
+    slept: list[float] = []
+    assert wait_for_a_fuller_batch(ctx, 4, sleep=slept.append) == 0  # nobody else is preparing
+    _lease(ctx, second, FAR_HOLDER, 60)  # another worker is preparing `second`
+    assert wait_for_a_fuller_batch(ctx, 4, sleep=slept.append) == 5  # up to the limit, then take what there is
+    assert slept == [BATCH_POLL_SECONDS] * 5
+    assert wait_for_a_fuller_batch(ctx, 1, sleep=slept.append) == 0  # a full batch is there already
+    _lease(ctx, third, ctx.leases.holder, 60)  # this process preparing: it cannot while it waits
+    _lease(ctx, second, FAR_HOLDER, -1)  # and the other one's lease ran out
+    assert wait_for_a_fuller_batch(ctx, 4, sleep=slept.append) == 0
+
+    def other_worker_finishes(seconds: float) -> None:  # on the second poll the far lease ends
+        slept.append(seconds)
+        if len(slept) == 2:
+            _lease(ctx, second, FAR_HOLDER, -1)
+
+    _lease(ctx, second, FAR_HOLDER, 60)
+    slept.clear()
+    assert wait_for_a_fuller_batch(ctx, 4, sleep=other_worker_finishes) == 2
+    with ctx.session() as session:  # nothing was leased while waiting
+        assert store.get_study(session, first).lease_holder is None
