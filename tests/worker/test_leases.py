@@ -338,6 +338,11 @@ def test_an_interpret_task_waits_for_a_fuller_batch_only_while_someone_else_prep
     assert wait_for_a_fuller_batch(ctx, 4, sleep=slept.append) == 5  # up to the limit, then take what there is
     assert slept == [BATCH_POLL_SECONDS] * 5
     assert wait_for_a_fuller_batch(ctx, 1, sleep=slept.append) == 0  # a full batch is there already
+    _lease(ctx, first, FAR_HOLDER, 60)  # none free (another task took `first`): nothing to wait for
+    assert wait_for_a_fuller_batch(ctx, 4, sleep=slept.append) == 0
+    with ctx.session() as session:  # `first` free again
+        study = store.get_study(session, first, for_update=True)
+        study.lease_holder = study.lease_expires_at = None
     _lease(ctx, third, ctx.leases.holder, 60)  # this process preparing: it cannot while it waits
     _lease(ctx, second, FAR_HOLDER, -1)  # and the other one's lease ran out
     assert wait_for_a_fuller_batch(ctx, 4, sleep=slept.append) == 0
