@@ -16,10 +16,13 @@ studies of each stage with `queued(stage)`.
 the batch command never import the heavy stage code.
 
 Batching for the GPU: `interpret` sends ONE "drain" message per call, naming the studies
-it was called with. The GPU worker (solo pool, one task at a time) takes up to
+it was called with, and none while a drain message is already waiting in the queue: that one
+will take them. The GPU worker (solo pool, one task at a time) takes up to
 `interpret_batch_size` free studies (those named first, then the oldest) and interprets
-them as ONE batch. While the GPU is busy, studies pile up, so the next drain takes a full
-batch; when it is idle a lone study goes at once. Drains that find nothing end at once.
+them as ONE batch, then hands on what is left (`worker.runner.hand_on_the_rest`: a drain for
+the free studies still waiting, unless one waits already). So the queue holds one interpret
+message however many studies wait (a nightly batch of 100,000 does not queue 100,000 wake-ups
+that mostly find nothing), and the reconciler expects one (`hands_on_batches`).
 
 `InProcessDispatcher` (no broker: the embedded default) keeps the same three queues in
 memory and `run_until_idle` calls the SAME stage runner (`worker.runner.run_stage`)
@@ -72,9 +75,17 @@ class Dispatcher(Protocol):
         """How many messages wait in `stage`'s queue (taken-but-unfinished ones not counted)."""
         ...
 
+    @property
+    def hands_on_batches(self) -> bool:
+        """Whether one waiting interpret message serves every free study (see the module's docstring)."""
+        ...
+
 
 class CeleryDispatcher:
     """Sends stage tasks to Redis queues (the production path)."""
+
+    # An interpret task takes any free studies and hands on the rest: one waiting message is enough.
+    hands_on_batches = True
 
     def __init__(self, app: Celery, redis_client: redis.Redis) -> None:
         self.app = app
@@ -85,7 +96,7 @@ class CeleryDispatcher:
             self.app.send_task(TASK_PREPARE, args=[study_id], queue=Stage.PREPARE.value)
 
     def interpret(self, study_ids: Sequence[int]) -> None:
-        if study_ids:
+        if study_ids and self.queued(Stage.INTERPRET) == 0:  # a waiting drain takes these too
             self.app.send_task(TASK_INTERPRET_DRAIN, args=[list(study_ids)], queue=Stage.INTERPRET.value)
 
     def report(self, study_ids: Sequence[int]) -> None:
@@ -106,6 +117,9 @@ ProgressCallback = Callable[[Stage, dict[int, str]], None]
 
 class InProcessDispatcher:
     """The embedded default: queues in memory, drained by `run_until_idle` in this process."""
+
+    # Runs exactly the studies queued: every free study needs its own place in a queue.
+    hands_on_batches = False
 
     def __init__(self) -> None:
         self.queues: dict[Stage, deque[int]] = {stage: deque() for stage in Stage}

@@ -14,9 +14,10 @@ One run, in this order (the rules are those of `worker/leases.py`):
    from an outage this process saw, so holders that were only waiting for it renew first.
 3. Per stage, the free studies that may be taken now (retry time passed) are counted
    against the messages waiting in that stage's queue; the oldest free studies beyond the
-   messages get one (the interpret stage: one per batch, suspects in smaller ones). Each
+   messages get one (the interpret stage: one per batch, suspects in smaller ones; through
+   Celery one message in all, as each interpret task hands on what it leaves). Each
    re-sent study is audited (`study.requeued`, attempts + 1). A long but healthy queue
-   has as many messages as free studies, so nothing is doubled.
+   has as many messages as free studies (interpret: at least one), so nothing is doubled.
 
 Also runs at the start of an in-process batch (`received_after=0`: nothing else runs then).
 """
@@ -147,6 +148,8 @@ class Reconciler:
             if not free:
                 continue
             groups = _message_groups(stage, free, batch_size)
+            if stage is Stage.INTERPRET and ctx.dispatcher.hands_on_batches:
+                groups = groups[:1]  # the task that takes these hands on the rest
             missing = len(groups) - ctx.dispatcher.queued(stage)
             if missing <= 0:
                 continue

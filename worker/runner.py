@@ -11,11 +11,12 @@ embedded runner in `worker.dispatch`). The rules are those of `worker/leases.py`
     a fuller batch    a Celery interpret task (take_others) that would take some studies but
                       less than a full batch first waits while another worker is preparing
                       studies, polling every BATCH_POLL_SECONDS, up to
-                      `interpret_batch_wait_seconds`: each prepared study sends its own
-                      interpret message, and without the wait a GPU worker that keeps up reads
-                      batches of one (measured: 94 of 97 batches). A worker that prepares too
-                      (one process for every queue) is not waited for: no one else is
-                      preparing while it waits
+                      `interpret_batch_wait_seconds`: a GPU worker that keeps up with the CPU
+                      workers would otherwise read batches of one (measured before the wait:
+                      94 of 97 batches). A worker that prepares too (one process for every
+                      queue) is not waited for: no one else is preparing while it waits
+    hand on           after an interpret batch, a message for the studies still waiting
+                      (`hand_on_the_rest`), as the queue holds one interpret message at a time
     hold them         the heartbeat renews the leases while the stage runs
     run the stage     worker.stages.prepare_study / interpret_studies / build_report
     on an error       database unreachable  -> raised: the caller waits and runs the stage again
@@ -36,7 +37,7 @@ from worker import leases
 from worker.context import PipelineContext
 from worker.dispatch import Stage
 from worker.failures import database_errors, retry_later_reason
-from worker.leases import StudyView
+from worker.leases import WAITING_FOR, StudyView
 from worker.stages import ACTORS, Outcome, build_report, interpret_studies, mark_failed, prepare_study
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,9 @@ def wait_for_a_fuller_batch(ctx: PipelineContext, limit: int,
                             sleep: Callable[[float], None] = time.sleep) -> int:
     """Wait while some but fewer than `limit` studies are free to interpret and another holder
     is preparing studies, at most `interpret_batch_wait_seconds`; returns the number of polls
-    slept. A task that finds none free does not wait: each prepared study sends its own task,
-    and those find them. Nothing is held while waiting: a process that dies here loses nothing."""
+    slept. A task that finds none free does not wait: the next prepared study sends a message
+    (none waits once this one runs). Nothing is held while waiting: a process that dies here
+    loses nothing."""
     polls, waited = 0, 0.0
     while waited < ctx.settings.interpret_batch_wait_seconds:
         with ctx.session() as session:
@@ -122,6 +124,25 @@ def wait_for_a_fuller_batch(ctx: PipelineContext, limit: int,
         polls += 1
         waited += BATCH_POLL_SECONDS
     return polls
+
+
+def hand_on_the_rest(ctx: PipelineContext) -> list[int]:
+    """After an interpret batch: a drain for the free studies still waiting (unless one waits in
+    the queue already, which takes them). Returns the studies named. A broker that cannot be
+    reached now is logged: the reconciler sends the message once it is back."""
+    with ctx.session() as session:
+        free = lease_sql.free_due(session, WAITING_FOR[Stage.INTERPRET],
+                                  limit=max(1, ctx.settings.interpret_batch_size))
+    ids = [study.study_id for study in free]
+    if ids:
+        try:
+            ctx.dispatcher.interpret(ids)
+        except Exception as exc:  # noqa: BLE001 - the database is the record; a lost message is made up
+            if retry_later_reason(exc) is None:
+                raise
+            log.warning("could not hand on %d studies to interpret (%s); the reconciler will", len(ids),
+                        type(exc).__name__)
+    return ids
 
 
 def run_stage_in_process(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int]) -> dict[int, Outcome]:

@@ -24,11 +24,12 @@ from celery import Task, shared_task
 from worker.context import PipelineContext, process_context
 from worker.dispatch import TASK_INTERPRET_DRAIN, TASK_PREPARE, TASK_REPORT, Stage
 from worker.failures import database_errors
-from worker.runner import run_stage
+from worker.runner import hand_on_the_rest, run_stage
 from worker.stages import Outcome
 
 log = logging.getLogger(__name__)
 _WAIT_CAP_SECONDS = 10.0
+UNREACHABLE = "database unreachable"  # what a task that gave up waiting for the database returns
 
 
 class StageTask(Task):
@@ -50,7 +51,7 @@ def _run(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int]) -> str:
             if waited >= ctx.settings.database_wait_seconds:
                 log.error("%s: the database stayed unreachable for %.0f s; letting go (the leases run out "
                           "and the reconciler hands the studies on)", stage.value, waited)
-                return "database unreachable"
+                return UNREACHABLE
             log.warning("%s: database unreachable (%s); trying again in %.0f s", stage.value, type(exc).__name__,
                         delay)
             time.sleep(delay)
@@ -77,5 +78,13 @@ def report_task(study_id: int) -> str:
 
 @shared_task(name=TASK_INTERPRET_DRAIN, base=StageTask)
 def interpret_drain_task(study_ids: list[int] | None = None) -> str:
-    """Interpret the next batch of free studies, those named first (nothing when others took them)."""
-    return _run(process_context(), Stage.INTERPRET, list(study_ids or []))
+    """Interpret the next batch of free studies, those named first (nothing when others took them),
+    then hand on the studies still waiting (the queue holds one interpret message at a time)."""
+    ctx = process_context()
+    done = _run(ctx, Stage.INTERPRET, list(study_ids or []))
+    if done != UNREACHABLE:
+        try:
+            hand_on_the_rest(ctx)
+        except database_errors() as exc:  # the studies wait in the database; the reconciler sends for them
+            log.warning("interpret: could not hand on the waiting studies (%s)", type(exc).__name__)
+    return done

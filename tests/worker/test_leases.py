@@ -357,3 +357,42 @@ def test_an_interpret_task_waits_for_a_fuller_batch_only_while_someone_else_prep
     assert wait_for_a_fuller_batch(ctx, 4, sleep=other_worker_finishes) == 2
     with ctx.session() as session:  # nothing was leased while waiting
         assert store.get_study(session, first).lease_holder is None
+
+
+def test_one_waiting_interpret_message_serves_every_free_study(
+    ctx: PipelineContext, tmp_path: Path, redis_url: str,
+) -> None:
+    """Through Celery (a real Redis), `interpret` sends no second message while one waits; the
+    reconciler expects one for the stage however many batches wait; and a finished batch hands on
+    what is left when no message waits. The embedded dispatcher still needs one per batch."""
+    import redis
+
+    from worker.celery_app import make_celery
+    from worker.dispatch import CeleryDispatcher
+    from worker.runner import hand_on_the_rest
+
+    _dicom_variants(tmp_path / "src", 7)
+    ids = _register(ctx, tmp_path / "src")
+    for study_id in ids:
+        assert run_stage(ctx, Stage.PREPARE, [study_id])[study_id] is Outcome.DONE
+    ctx.dispatcher.queues[Stage.INTERPRET].clear()  # as if those messages were lost
+    assert len(reconcile(ctx).requeued[Stage.INTERPRET]) == 7  # in process: 3 batches of 3, 3, 1
+    assert len(set(ctx.dispatcher.queues[Stage.INTERPRET])) == 7
+
+    settings = ctx.settings.model_copy(update={"redis_url": redis_url})
+    broker = redis.Redis.from_url(redis_url)
+    ctx.dispatcher = CeleryDispatcher(make_celery(settings), broker)
+    assert ctx.dispatcher.queued(Stage.INTERPRET) == 0
+    requeued = reconcile(ctx).requeued[Stage.INTERPRET]
+    assert requeued == ids[:3] and ctx.dispatcher.queued(Stage.INTERPRET) == 1  # one message, the oldest batch
+    ctx.dispatcher.interpret([ids[5]])
+    assert ctx.dispatcher.queued(Stage.INTERPRET) == 1  # the waiting one will take it
+    assert reconcile(ctx).requeued[Stage.INTERPRET] == []  # nothing missing
+    # The oldest free now (the re-sent three restarted their clocks); a message waits already: none sent.
+    assert hand_on_the_rest(ctx) == ids[3:6] and ctx.dispatcher.queued(Stage.INTERPRET) == 1
+    broker.delete(Stage.INTERPRET.value)  # taken by a worker, which interprets a batch of 3
+    outcomes = run_stage(ctx, Stage.INTERPRET, ids[:3])
+    assert [outcomes[study_id] for study_id in ids[:3]] == [Outcome.DONE] * 3
+    assert ctx.dispatcher.queued(Stage.INTERPRET) == 0
+    assert hand_on_the_rest(ctx) == ids[3:6] and ctx.dispatcher.queued(Stage.INTERPRET) == 1  # the rest handed on
+    broker.close()
