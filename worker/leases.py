@@ -27,8 +27,9 @@ THE RULES
    or ends. So a lost message (Redis flushed or restarted, a worker killed with messages it
    had taken) loses no study: every `reconcile_every_seconds` the reconciler counts, per
    stage, the free studies and the messages waiting in the queue, and sends the ones
-   missing. A message too many costs one empty task. Redis's visibility timeout (long, for
-   long GPU batches) plays no part in recovery.
+   missing (for the interpret stage through Celery, one: each batch hands on the rest, see
+   `worker.dispatch`). A message too many costs one empty task. Redis's visibility timeout
+   (long, for long GPU batches) plays no part in recovery.
 
 5. Poison. A study whose holder died `poison_after` times (default 3) at the same stage is
    quarantined with that reason (audit row, `.reason` file) instead of being handed to
