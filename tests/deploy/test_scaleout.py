@@ -39,7 +39,9 @@ def test_two_worker_hosts_share_the_work_over_the_network(lab_available: None) -
     print("\n" + report([one, two]))
     for result in (one, two):
         assert result.drafts == studies  # every study became a draft awaiting sign-off
-        assert sum(h.tasks for h in result.per_host) == 3 * studies  # prepare, interpret, report each once
+        # Prepare and report once per study; interpret once per batch, so at most once per study
+        # (one interpret message waits at a time: a task that finds several free takes them all).
+        assert 2 * studies < sum(h.tasks for h in result.per_host) <= 3 * studies
         # Postgres saw the workers' connections come from their own hosts' addresses, and no other.
         assert result.client_addresses == sorted(h.address for h in result.per_host)
     assert len(two.per_host) == 2
