@@ -71,13 +71,11 @@ class Dispatcher(Protocol):
 
     def report(self, study_ids: Sequence[int]) -> None: ...
 
+    # Whether one waiting interpret message serves every free study (see the module's docstring).
+    hands_on_batches: bool
+
     def queued(self, stage: Stage) -> int:
         """How many messages wait in `stage`'s queue (taken-but-unfinished ones not counted)."""
-        ...
-
-    @property
-    def hands_on_batches(self) -> bool:
-        """Whether one waiting interpret message serves every free study (see the module's docstring)."""
         ...
 
 

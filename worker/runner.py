@@ -38,7 +38,7 @@ from worker.context import PipelineContext
 from worker.dispatch import Stage
 from worker.failures import database_errors, retry_later_reason
 from worker.leases import WAITING_FOR, StudyView
-from worker.stages import ACTORS, Outcome, build_report, interpret_studies, mark_failed, prepare_study
+from worker.stages import ACTORS, Outcome, build_report, hand_on, interpret_studies, mark_failed, prepare_study
 
 log = logging.getLogger(__name__)
 BATCH_POLL_SECONDS = 0.2
@@ -129,19 +129,12 @@ def wait_for_a_fuller_batch(ctx: PipelineContext, limit: int,
 def hand_on_the_rest(ctx: PipelineContext) -> list[int]:
     """After an interpret batch: a drain for the free studies still waiting (unless one waits in
     the queue already, which takes them). Returns the studies named. A broker that cannot be
-    reached now is logged: the reconciler sends the message once it is back."""
+    reached now is logged: the reconciler sends the message once it is back (`stages.hand_on`)."""
     with ctx.session() as session:
         free = lease_sql.free_due(session, WAITING_FOR[Stage.INTERPRET],
                                   limit=max(1, ctx.settings.interpret_batch_size))
     ids = [study.study_id for study in free]
-    if ids:
-        try:
-            ctx.dispatcher.interpret(ids)
-        except Exception as exc:  # noqa: BLE001 - the database is the record; a lost message is made up
-            if retry_later_reason(exc) is None:
-                raise
-            log.warning("could not hand on %d studies to interpret (%s); the reconciler will", len(ids),
-                        type(exc).__name__)
+    hand_on(ctx, Stage.INTERPRET, ids)
     return ids
 
 

@@ -77,7 +77,7 @@ def _test_hooks(ctx: PipelineContext, stage: Stage, views: list[StudyView]) -> N
         time.sleep(ctx.settings.test_stage_delay_seconds * len(views))
 
 
-def _hand_on(ctx: PipelineContext, stage: Stage, study_ids: list[int]) -> None:
+def hand_on(ctx: PipelineContext, stage: Stage, study_ids: list[int]) -> None:
     """Send the next stage's messages. The new state is committed already: if the broker is
     down now, the reconciler sends them once it is back (worker/leases.py, rule 4)."""
     if not study_ids:
@@ -178,7 +178,7 @@ def prepare_study(ctx: PipelineContext, study_id: int, *, view: StudyView | None
         store.save_prepared(session, study_id, actor=actor, demographics=ecg.demographics,
                             measurements=measurements, measurement_sources=sources, features=prepared.features)
         store.set_state(session, study_id, S.QUEUED_INTERPRET, actor=actor)
-    _hand_on(ctx, Stage.INTERPRET, [study_id])
+    hand_on(ctx, Stage.INTERPRET, [study_id])
     return Outcome.DONE
 
 
@@ -261,7 +261,7 @@ def interpret_studies(ctx: PipelineContext, study_ids: Sequence[int], *,
                                           flags=flags, triage=found.model_dump(mode="json"))
                 saved.append(view.id)
     outcomes.update(dict.fromkeys(saved, Outcome.DONE))
-    _hand_on(ctx, Stage.REPORT, saved)
+    hand_on(ctx, Stage.REPORT, saved)
     return outcomes
 
 
