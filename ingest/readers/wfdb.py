@@ -3,7 +3,9 @@
 The record is read from local files only (`wfdb.rdrecord` on the header's path; never
 `pn_dir`, which downloads). Formats 16 and 212 in `.dat` files, and format 16 with a
 byte offset in `.mat` files, are the common ones; `wfdb` applies each channel's gain and
-baseline (`p_signal`), and this reader converts the channel's units to millivolts.
+baseline (`p_signal`), and this reader converts the channel's units to millivolts. A record
+that is one format-16 file is read by `ingest.readers.wfdb_format16` to the same numbers
+without wfdb's slow header parsing; every other record goes through `wfdb.rdrecord`.
 
 Leads follow the lead rule of `ingest.readers.leads` (I, II, V1-V6 required; III, aVR,
 aVL, aVF derived when missing; anything less is rejected). Age and sex come from the
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +29,7 @@ from ingest.ecg import Ecg, SourceFormat
 from ingest.errors import IngestError
 from ingest.readers.demographics import demographics_from_comments
 from ingest.readers.leads import assemble_12_lead, normalize_lead_name
+from ingest.readers.wfdb_format16 import Format16Record, read_format16
 from ingest.readers.limits import (
     DEFAULT_LIMITS,
     InputLimits,
@@ -80,8 +84,11 @@ def read_wfdb(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> Ecg:
     _check_size_before_reading(path, header, limits)
 
     try:
-        with quiet_wfdb_pandas():
-            record = wfdb.rdrecord(str(path.with_suffix("")), physical=True)
+        # One format-16 file (nearly every 12-lead record) is read straight; anything else by wfdb.
+        record: Format16Record | Any = read_format16(path)
+        if record is None:
+            with quiet_wfdb_pandas():
+                record = wfdb.rdrecord(str(path.with_suffix("")), physical=True)
     except Exception as exc:  # wfdb raises many types for malformed records
         raise IngestError(path, f"WFDB record could not be read ({type(exc).__name__}: {exc})") from exc
     if record.p_signal is None or record.p_signal.size == 0:
