@@ -137,18 +137,21 @@ def assemble_12_lead(signal: np.ndarray, raw_names: Sequence[str], path: str | P
     all_invalid: list[str] = []
     dropped: list[str] = []
     notes: list[str] = []
-    for raw, channel in zip(raw_names, signal.astype(np.float64), strict=True):
+    values = np.asarray(signal, dtype=np.float64)  # rows are read, never written: no copy needed
+    # Invalid samples counted once for all channels (per channel, the test cost as much as the rest).
+    invalid_counts = (~np.isfinite(values)).sum(axis=1).tolist()
+    for raw, channel, invalid in zip(raw_names, values, invalid_counts, strict=True):
         name = normalize_lead_name(raw)
         if name is None or name in present:
             dropped.append(raw)
             continue
-        if not np.isfinite(channel).any():
+        if invalid == channel.size:
             all_invalid.append(name)
             continue
-        invalid_fraction = float((~np.isfinite(channel)).mean())
+        invalid_fraction = invalid / channel.size
         if name in REQUIRED_LEADS and invalid_fraction > MAX_INVALID_FRACTION:
             raise IngestError(path, f"lead {name} is mostly missing ({invalid_fraction:.0%} of samples invalid)")
-        channel, filled = _fill_gaps(channel)
+        channel, filled = _fill_gaps(channel) if invalid else (channel, 0)
         if filled:
             notes.append(f"{name}: {filled} invalid samples interpolated")
         if is_modified_limb_lead(raw):
