@@ -5,7 +5,7 @@ LUDB, the CinC `.mat` records) is one file of interleaved 16-bit samples. `wfdb.
 reads such a record in about 5 ms, four of them spent parsing the header through pandas
 lookups (`wfdb.io._header._parse_signal_lines`), more than the samples take. This module
 reads exactly that layout itself, with wfdb's own header patterns (`wfdb.io.header`) and
-its documented defaults, to the same numbers bit for bit (`tests/ingest/test_wfdb_format16.py`
+its documented defaults, to the same numbers bit for bit (`tests/ingest_readers/test_wfdb_format16.py`
 compares every record of data/real and edge cases with `wfdb.rdrecord`).
 
 Anything else (other formats, several files, several samples per frame, skew, a missing
