@@ -57,6 +57,7 @@ class SftConfig(_Strict):
     train_vision_tower: bool = False  # ... and Qwen3-VL's ViT (the merger always trains)
     pretrain_ecg_tower_epochs: int = 0  # tiny model only: label-prediction pretraining of its tower (training/tower.py)
     pretrain_ecg_tower_augment: bool = False  # vary each batch as recordings vary (training/tower.py)
+    pretrain_ecg_tower_stretch: float = 0.0  # share of each augmented batch played slower/faster (training/tower.py)
     pretrain_vision_tower_epochs: int = 0  # tiny model only: the same for its ViT, on the pages (training/vision_tower.py)
     pretrain_vision_tower_augment: bool = False  # shift each page by random pixels (training/vision_tower.py)
     p_drop: float = 0.5  # Interleaved Modality Dropout, once per sample

@@ -287,7 +287,8 @@ def prepare_model(config: SftConfig, corpus_file: Path, rows: Sequence[TrainingR
         from training.tower import pretrain_ecg_tower
 
         record = pretrain_ecg_tower(model.model.ecg_tower, corpus_file, rows, epochs=config.pretrain_ecg_tower_epochs,
-                                    seed=config.seed, augment=config.pretrain_ecg_tower_augment)
+                                    seed=config.seed, augment=config.pretrain_ecg_tower_augment,
+                                    stretch=config.pretrain_ecg_tower_stretch)
         (out_dir / "tower_pretraining.json").write_text(record.model_dump_json(indent=1) + "\n")
         log.info("ECG tower pretrained: label accuracy %.3f (majority %.3f) in %.0f s", record.train_accuracy,
                  record.majority_accuracy, record.seconds)

@@ -38,7 +38,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_res
 from model.modeling_ecg_r1 import ECGR1ForConditionalGeneration
 from model.processing_ecg_r1 import EcgR1Processor
 from training.rows import TrainingRow, resolve
-from training.tower import TowerPretraining, fit_to_reports
+from training.tower import Encoded, TowerPretraining, fit_to_reports
 
 
 class Pages:
@@ -138,10 +138,10 @@ def pretrain_vision_tower(model: ECGR1ForConditionalGeneration, processor: EcgR1
     pages = load_pages(corpus_file, rows, processor)
     visual = model.model.visual
 
-    def encode(batch: list[int], generator: torch.Generator | None) -> torch.Tensor:
+    def encode(batch: list[int], generator: torch.Generator | None) -> Encoded:
         pixel_values, grids = pages.batch(batch, generator)
         tokens = model.model.get_image_features(pixel_values, grids).pooler_output
-        return torch.stack([page.mean(dim=0) for page in tokens])
+        return torch.stack([page.mean(dim=0) for page in tokens]), None  # pages are never stretched
 
     visual.requires_grad_(True).train()
     with patch_embedding_as_matmul(visual):

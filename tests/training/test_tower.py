@@ -75,3 +75,50 @@ def test_pretraining_with_augmentation_still_learns(corpus: Path) -> None:
     record = pretrain_ecg_tower(tower, corpus, rows, epochs=25, batch_size=4, augment=True, progress=False)
     assert record.losses[-1] < 0.85 * record.losses[0]
     assert record.train_accuracy >= record.majority_accuracy
+
+
+def test_stretching_moves_the_beats_by_the_factor_it_reports() -> None:
+    from training.tower import STRETCH_RANGE, stretch_in_time
+
+    def beats(period: int) -> torch.Tensor:  # rounded beats (a spike would be split between samples)
+        bump = torch.exp(-0.5 * (torch.arange(-20, 21, dtype=torch.float32) / 5.0) ** 2)
+        return torch.nn.functional.conv1d(_spike_train(period)[:, None], bump[None, None], padding=20)[:, 0]
+
+    signals = torch.stack([beats(400), beats(500), beats(625)])  # 75, 60 and 48 bpm
+    stretched, rate_factors = stretch_in_time(signals, torch.Generator().manual_seed(5), share=1.0)
+    again, _ = stretch_in_time(signals, torch.Generator().manual_seed(5), share=1.0)
+    assert stretched.shape == signals.shape and torch.equal(stretched, again)
+    low, high = STRETCH_RANGE
+    assert all(1 / high <= factor <= 1 / low for factor in rate_factors.tolist())
+    assert any(abs(factor - 1.0) > 0.02 for factor in rate_factors.tolist())
+    for original, changed, factor in zip(signals, stretched, rate_factors.tolist(), strict=True):
+        # Beats every RR before; every RR / factor now (to the sample the interpolation rounds to).
+        assert abs(_period(changed[0]) - _period(original[0]) / factor) <= 2
+    unchanged, none = stretch_in_time(signals, torch.Generator().manual_seed(5), share=0.0)
+    assert torch.equal(unchanged, signals) and torch.equal(none, torch.ones(3))
+
+
+def test_a_stretched_row_is_trained_on_its_new_rate_and_not_on_rate_named_labels() -> None:
+    from training.tower import _stretched_targets
+
+    hr, qrs, axis = (MEASURES.index(name) for name in ("hr_bpm", "qrs_ms", "qrs_axis_deg"))
+    wanted = torch.zeros(2, len(MEASURES))
+    measured = torch.ones(2, len(MEASURES))
+    wanted[:, hr] = torch.tensor([1.0, -0.5])  # standardised: mean 80, SD 20 -> 100 and 70 bpm
+    rate_named = torch.tensor([True, False])  # e.g. "sinus tachycardia", "right bundle branch block"
+    targets, mask, labelled = _stretched_targets(wanted, measured, torch.tensor([0.8, 1.0]), torch.tensor(80.0),
+                                                 torch.tensor(20.0), rate_named)
+    assert targets[0, hr].item() == (100 * 0.8 - 80) / 20  # 100 bpm played 1.25x slower: 80 bpm
+    assert targets[1, hr].item() == -0.5  # the row left as it was keeps its own
+    assert mask[0, qrs] == 0 and mask[0, axis] == 1 and mask[1, qrs] == 1
+    assert labelled.tolist() == [[0.0, 1.0], [1.0, 1.0]]
+    assert wanted[0, hr].item() == 1.0 and measured[0, qrs] == 1  # the batch's own tensors untouched
+
+
+def test_pretraining_with_stretching_still_learns(corpus: Path) -> None:
+    rows = list(read_rows(corpus, split="train"))
+    torch.manual_seed(0)
+    tower = EcgTower(TINY_ECG)
+    record = pretrain_ecg_tower(tower, corpus, rows, epochs=25, batch_size=4, augment=True, stretch=1.0,
+                                progress=False)
+    assert record.losses[-1] < 0.85 * record.losses[0]
