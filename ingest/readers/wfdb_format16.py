@@ -53,12 +53,13 @@ class _Channel:
 def read_format16(header_path: Path) -> Format16Record | None:
     """The record of `header_path` if it is one format-16 signal file, else None (read it with wfdb).
 
-    The caller has already imported wfdb (`ingest.readers.wfdb.load_wfdb`, which quiets its import)
-    and checked that the signal file is present, complete and within the size limits
-    (`ingest.readers.wfdb._check_size_before_reading`).
+    The caller has already checked that the signal file is present, complete and within the
+    size limits (`ingest.readers.wfdb._check_size_before_reading`).
     """
-    from wfdb.io.header import parse_header_content, rx_record
+    from ingest.readers.wfdb import load_wfdb  # here: that module imports this one
 
+    header = load_wfdb().io.header  # imported with its import-time warnings quieted
+    parse_header_content, rx_record = header.parse_header_content, header.rx_record
     # As wfdb opens a header: ASCII, undecodable bytes dropped.
     text = header_path.read_bytes().decode("ascii", errors="ignore")
     lines, comment_lines = parse_header_content(text)
@@ -101,7 +102,7 @@ def read_format16(header_path: Path) -> Format16Record | None:
 
 def _channel(line: str) -> _Channel | None:
     """One signal line, if it is a plain format-16 channel with gain and units stated."""
-    from wfdb.io.header import rx_signal
+    from wfdb.io.header import rx_signal  # wfdb already imported by read_format16
 
     match = rx_signal.match(line)
     if match is None or match["fmt"] != "16" or match["samps_per_frame"] not in ("", "1"):
