@@ -44,6 +44,7 @@ from pydantic import BaseModel
 from torch import nn
 from tqdm import tqdm
 
+from ingest.protocol import vocabulary as v
 from model.modeling_ecg_r1 import EcgTower
 from model.processing_ecg_r1 import prepare_signal
 from training.rows import TrainingRow, resolve
@@ -68,6 +69,7 @@ def label_matrix(rows: Sequence[TrainingRow], labels: Sequence[str]) -> torch.Te
 
 
 MEASURES = ("hr_bpm", "pr_ms", "qrs_ms", "qtc_ms", "qrs_axis_deg")
+_HR = MEASURES.index("hr_bpm")
 
 
 def measure_matrix(rows: Sequence[TrainingRow]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,6 +135,9 @@ def augment_batch(signals: torch.Tensor, generator: torch.Generator) -> torch.Te
 # Time stretch: a factor k plays a row k times slower (k > 1) or faster; its heart rate becomes rate / k.
 # 0.8-1.25 takes 60 bpm to 48-75 and 100 bpm to 80-125: rates every corpus has, reached by other rows.
 STRETCH_RANGE = (0.8, 1.25)
+# Labels a change of rate alone can make untrue (a sinus rhythm at 95 bpm played faster is a sinus tachycardia).
+RATE_NAMED_LABELS = frozenset({v.SINUS_RHYTHM, v.SINUS_BRADYCARDIA, v.SINUS_TACHYCARDIA, v.BRADYCARDIA, v.TACHYCARDIA,
+                               v.WIDE_COMPLEX_TACHYCARDIA, v.NORMAL_ECG})
 
 
 def stretch_in_time(signals: torch.Tensor, generator: torch.Generator,
@@ -233,8 +238,8 @@ def fit_to_reports(encode: Callable[[list[int], torch.Generator | None], Encoded
             logits, predicted_measures = out[:, :len(labels)], out[:, len(labels):]
             wanted, measured, labelled = measures[batch], present[batch], torch.ones(len(batch), len(labels))
             if rate_factors is not None:
-                wanted, measured, labelled = _stretched_targets(wanted, measured, rate_factors, mean[0], std[0],
-                                                                rate_named)
+                wanted, measured, labelled = _stretched_targets(wanted, measured, rate_factors, mean[_HR],
+                                                                std[_HR], rate_named)
             squared = (predicted_measures - wanted) ** 2 * measured
             label_loss = (loss_fn(logits, targets[batch]) * labelled).sum() / labelled.sum().clamp(min=1.0)
             loss = label_loss + squared.sum() / measured.sum().clamp(min=1.0)
@@ -260,11 +265,6 @@ def fit_to_reports(encode: Callable[[list[int], torch.Generator | None], Encoded
         seconds=round(time.monotonic() - started, 1))
 
 
-# Labels a change of rate alone can make untrue (a sinus rhythm at 95 bpm played faster is a sinus tachycardia).
-RATE_NAMED_LABELS = frozenset({"sinus rhythm", "sinus bradycardia", "sinus tachycardia", "bradycardia", "tachycardia",
-                               "wide complex tachycardia", "normal ecg"})
-
-
 def _stretched_targets(wanted: torch.Tensor, measured: torch.Tensor, rate_factors: torch.Tensor,
                        rate_mean: torch.Tensor, rate_sd: torch.Tensor,
                        rate_named: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -276,8 +276,8 @@ def _stretched_targets(wanted: torch.Tensor, measured: torch.Tensor, rate_factor
     stretching leaves as they are."""
     stretched = rate_factors != 1.0
     wanted, measured = wanted.clone(), measured.clone()
-    rate = (wanted[:, 0] * rate_sd + rate_mean) * rate_factors
-    wanted[:, 0] = torch.where(stretched, (rate - rate_mean) / rate_sd * measured[:, 0], wanted[:, 0])
+    rate = (wanted[:, _HR] * rate_sd + rate_mean) * rate_factors
+    wanted[:, _HR] = torch.where(stretched, (rate - rate_mean) / rate_sd * measured[:, _HR], wanted[:, _HR])
     for index, name in enumerate(MEASURES):
         if name not in ("hr_bpm", "qrs_axis_deg"):
             measured[stretched, index] = 0.0
