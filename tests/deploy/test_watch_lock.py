@@ -63,12 +63,20 @@ def test_postgres_a_lost_connection_loses_the_lock_and_it_is_taken_again(postgre
     try:
         assert locks.refresh() == [tmp_path / "cardiology"]
         with other_engine.connect() as conn:  # the database drops the holder's connection (a restart, a kill)
-            killed = conn.execute(sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name LIKE :name AND pid <> pg_backend_pid()"), {"name": APPLICATION_NAME + "%"}
-            ).scalars().all()
+            pids = conn.execute(sa.text(
+                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE :name AND pid <> pg_backend_pid()"),
+                {"name": APPLICATION_NAME + "%"}).scalars().all()
+            killed = [conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+                      for pid in pids]
             conn.commit()
-        assert killed == [True]
+            assert killed == [True]
+            # pg_terminate_backend only signals the backend; its locks go when it has exited (on a
+            # busy machine, some milliseconds later), which is the moment this test is about.
+            deadline = time.monotonic() + 10.0
+            while conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                               {"pid": pids[0]}).scalar() and time.monotonic() < deadline:
+                conn.commit()  # a new snapshot of pg_stat_activity for the next look
+                time.sleep(0.05)
         # While it is gone, another watcher may take the inbox; the first then stands by.
         assert other.refresh() == [tmp_path / "cardiology"]
         assert locks.refresh() == []
