@@ -16,6 +16,7 @@ record with wfdb as before.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def read_format16(header_path: Path) -> Format16Record | None:
     n_sig, sig_len = int(record["n_sig"]), int(record["sig_len"])
     if n_sig == 0 or sig_len == 0 or len(lines) < 1 + n_sig:
         return None
-    channels = [_channel(line) for line in lines[1:1 + n_sig]]
+    channels = [_channel(header.rx_signal.match(line)) for line in lines[1:1 + n_sig]]
     if any(channel is None for channel in channels):
         return None
     chosen = [channel for channel in channels if channel is not None]
@@ -100,11 +101,8 @@ def read_format16(header_path: Path) -> Format16Record | None:
     )
 
 
-def _channel(line: str) -> _Channel | None:
-    """One signal line, if it is a plain format-16 channel with gain and units stated."""
-    from wfdb.io.header import rx_signal  # wfdb already imported by read_format16
-
-    match = rx_signal.match(line)
+def _channel(match: re.Match[str] | None) -> _Channel | None:
+    """One signal line (matched by wfdb's pattern), if it is a plain format-16 channel with gain and units stated."""
     if match is None or match["fmt"] != "16" or match["samps_per_frame"] not in ("", "1"):
         return None
     if match["skew"] not in ("", "0") or not match["file_name"] or match["file_name"].startswith("~"):
