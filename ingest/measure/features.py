@@ -24,6 +24,8 @@ and the review page shows. The stages, each in its own function or module:
                            a clear P
       _per_beat            the same delineation on every lead of every beat, and whether
                            each beat has a P wave
+      ingest.measure.atrial_waves  the atrial waves left between the QRS complexes once the median
+                           beat is cancelled: their rate, organisation and repeat (flutter or not)
       ingest.measure.beat_measures amplitudes, durations, ST level/slope per lead, on the median and
                            on each beat
       ingest.measure.grounding     rounding, global intervals and axes, rhythm, voltages
@@ -51,6 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ingest.measure.atrial_waves import atrial_waves
 from ingest.measure.beat_measures import measure_rows
 from ingest.measure.beats import (
     Beats,
@@ -248,7 +251,9 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
         global_=global_measurements(fiducials, found.rr_s, fs, view.meas_median, measured, notes),
         rhythm=rhythm(beats, found.rr_ms, fs, p_fraction, p_positive, p_negative, found.rr_beat_ms, p_present,
                       beat_pr).model_copy(update={"paced_beats": pacing.paced_beats,
-                                            "pacing_assessed_beats": pacing.beats, "paced": pacing.paced}),
+                                            "pacing_assessed_beats": pacing.beats, "paced": pacing.paced,
+                                            "atrial_waves": atrial_waves(view.smooth_signal, beats.fiducial,
+                                                                         beats.dominant, fs, recorded)}),
         voltages=voltages(leads),
         leads=leads,
         st_deviation_mv={lead: features.median.st_level_mv for lead, features in leads.items()

@@ -64,6 +64,16 @@ class Voltages(BaseModel):
     precordial_qrs_max_mv: float | None = None  # largest peak-to-peak QRS over V1-V6
 
 
+class AtrialWaveLead(BaseModel):
+    """The atrial activity left between the QRS complexes of one lead."""
+
+    lead: str
+    frequency_hz: float  # its dominant frequency, 3-12 Hz (ingest.measure.atrial_waves.ATRIAL_BAND_HZ)
+    organisation: float  # share of the band's power on the dominant line and its second harmonic, 0-1
+    repeat_correlation: float  # autocorrelation at the best lag of one atrial cycle, -1-1
+    amplitude_mv: float  # RMS of what is left outside the blanked QRS
+
+
 class Rhythm(BaseModel):
     beat_count: int = 0
     rr_mean_ms: float | None = None
@@ -91,6 +101,10 @@ class Rhythm(BaseModel):
     paced_beats: int | None = None
     pacing_assessed_beats: int | None = None  # the beats looked at for a spike (inside the record)
     paced: bool | None = None
+    # The atrial waves left between the QRS complexes in II, III, aVF and V1 (ingest.measure.atrial_waves):
+    # flutter's repeat at one rate in every lead, fibrillation's do not. Empty: too few beats, a lead
+    # recorded in part, or features measured before this.
+    atrial_waves: list[AtrialWaveLead] = Field(default_factory=list)
 
 
 class WaveBoundaries(BaseModel):

@@ -148,7 +148,7 @@ def _describe(lead: LeadFeatures | None, name: str) -> str:
 def pr_finding(features: GroundingFeatures, atrial_fibrillation: bool = False,
                wide_complex_tachycardia: bool = False) -> Finding:
     pr = whole(features.global_.pr_ms)
-    if atrial_fibrillation:  # a P-like wave the median beat may still hold is no P wave: no PR to judge
+    if atrial_fibrillation:  # fibrillation or flutter: a P-like wave the median beat holds is no P wave, no PR
         return Finding(step=2, rule="pr_interval", statement="PR interval not applicable: no P waves.",
                        evidence="pr interval not applicable")
     if wide_complex_tachycardia:  # called only without sinus P waves: a wave before the QRS is no sinus P

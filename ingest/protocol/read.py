@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from ingest.ecg import Demographics
 from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import vocabulary as v
+from ingest.protocol.beat_pattern import rr_pattern
 from ingest.protocol.conduction import step2
 from ingest.protocol.findings import Finding, whole
 from ingest.protocol.ischemia import step4
@@ -192,15 +193,19 @@ def _paced_steps() -> list[Finding]:
 def protocol_read(features: GroundingFeatures, demographics: Demographics | None = None) -> ProtocolRead:
     """Read one ECG's measured features by the protocol; never raises for missing values."""
     kind = rhythm_class(features)
+    # Flutter's RR is irregular when its conduction varies, regular at a fixed ratio.
+    irregular = kind == "atrial fibrillation" or (
+        kind == "atrial flutter" and bool(rr_pattern(features.rhythm).irregular))
     first = step1(features)
     wide_tachycardia = any(f.label == v.WIDE_COMPLEX_TACHYCARDIA for f in first)
     paced = is_paced(features)
     findings = [*first, *_paced_steps()] if paced else [
         *first,
-        *step2(features, atrial_fibrillation=kind == "atrial fibrillation", wide_complex_tachycardia=wide_tachycardia),
+        *step2(features, atrial_fibrillation=kind in ("atrial fibrillation", "atrial flutter"),
+               wide_complex_tachycardia=wide_tachycardia),
         *step3(features),
         *step4(features, demographics, wide_complex_tachycardia=wide_tachycardia),
-        *step5(features, demographics.sex if demographics else None, irregular=kind == "atrial fibrillation"),
+        *step5(features, demographics.sex if demographics else None, irregular=irregular),
     ]
     normal, unmeasured = _is_normal(findings)
     if paced:  # steps 2-5 were not read, not unmeasurable

@@ -8,6 +8,10 @@
                         least half the beats, `beat_pattern.atrial_activity`) with a sinus P axis
                         (upright in II, or in I when II shows none, and not upright in aVR; a
                         P axis that was not measured does not stop the call, the text says so);
+                        atrial flutter: the same saw-tooth atrial wave at 230-350/min in II, III, aVF
+                        and V1, faster than the ventricles (`flutter.flutter_waves`); looked at before
+                        the P waves, as flutter waves at a fixed ratio stand at a consistent "PR";
+                        a wide QRS at a fast rate stays a wide complex tachycardia;
                         atrial fibrillation: an irregularly irregular RR once premature beats and
                         their pauses are set aside (`beat_pattern.rr_pattern`) AND no organised
                         atrial activity; otherwise undetermined (a wide QRS at a fast rate: wide
@@ -16,7 +20,7 @@
                         -> "ectopic beats", the text saying which are supraventricular (the
                         dominant QRS) and which ventricular or aberrant (another QRS); a beat of
                         another shape that is not early (pacing, fusion, artefact) is not one;
-                        not assessed in atrial fibrillation
+                        not assessed in atrial fibrillation or flutter
 
 The classifiers (`rate_class`, `sinus_polarity`, `rhythm_class`) are pure functions of
 measured values, with their thresholds as named constants (here and in `beat_pattern`), so
@@ -33,6 +37,7 @@ from ingest.protocol import vocabulary as v
 from ingest.protocol.beat_pattern import AtrialActivity, RrPattern, atrial_activity, rr_pattern
 from ingest.protocol.conduction import COMPLETE_BBB_FROM_MS
 from ingest.protocol.findings import Finding, hundredths, lead_list, not_measurable, signed_mv, whole
+from ingest.protocol.flutter import FlutterWaves, flutter_waves
 
 BRADYCARDIA_BELOW_BPM = 60
 TACHYCARDIA_ABOVE_BPM = 100
@@ -41,7 +46,7 @@ TACHYCARDIA_ABOVE_BPM = 100
 INVERTED_T_FROM_MV = 0.05
 
 RateClass = Literal["bradycardia", "normal", "tachycardia"]
-RhythmClass = Literal["sinus", "atrial fibrillation", "undetermined", "unmeasurable"]
+RhythmClass = Literal["sinus", "atrial flutter", "atrial fibrillation", "undetermined", "unmeasurable"]
 
 
 def rate_class(hr_bpm: int) -> RateClass:
@@ -84,6 +89,8 @@ def rhythm_class(features: GroundingFeatures) -> RhythmClass:
     activity = atrial_activity(features)
     if activity.organised is None:
         return "unmeasurable"
+    if flutter_waves(features) is not None:
+        return "atrial flutter"
     if activity.organised:
         return "undetermined" if sinus_polarity(features) is False else "sinus"
     if rr_pattern(features.rhythm).irregular:
@@ -217,7 +224,11 @@ def rhythm_finding(features: GroundingFeatures) -> Finding:
                                   f"({p_text}): {v.ATRIAL_FIBRILLATION}."),
                        evidence=v.ATRIAL_FIBRILLATION)
     qrs = whole(features.global_.qrs_ms)
-    if rate == "tachycardia" and qrs is not None and qrs >= COMPLETE_BBB_FROM_MS:
+    wide_and_fast = rate == "tachycardia" and qrs is not None and qrs >= COMPLETE_BBB_FROM_MS
+    flutter = flutter_waves(features)
+    if kind == "atrial flutter" and flutter is not None and not wide_and_fast:
+        return _flutter_finding(flutter, pattern, hr, values)
+    if wide_and_fast:
         return Finding(step=1, rule="rhythm", label=v.WIDE_COMPLEX_TACHYCARDIA, abnormal=True, values=values,
                        statement=(f"Wide QRS (>= {COMPLETE_BBB_FROM_MS} ms) tachycardia without sinus P waves "
                                   f"({p_text}): {v.WIDE_COMPLEX_TACHYCARDIA}."),
@@ -231,10 +242,25 @@ def rhythm_finding(features: GroundingFeatures) -> Finding:
                    evidence="rhythm undetermined")
 
 
+def _flutter_finding(flutter: FlutterWaves, pattern: RrPattern, hr: int | None,
+                     values: dict[str, float | str | None]) -> Finding:
+    """Flutter, and how its waves reach the ventricles: at a fixed ratio (a regular RR) or variably."""
+    if pattern.irregular is False and hr:
+        conduction = f"regular RR, {round(flutter.rate_per_min / hr)}:1 conduction"
+    else:
+        conduction = "irregular RR, variable conduction"
+    return Finding(step=1, rule="rhythm", label=v.ATRIAL_FLUTTER, abnormal=True,
+                   values={**values, "atrial_rate_per_min": float(flutter.rate_per_min),
+                           "atrial_organisation": flutter.organisation},
+                   statement=(f"Atrial waves at {flutter.rate_per_min}/min, alike in {lead_list(flutter.leads)}, "
+                              f"faster than the ventricles; {conduction}: {v.ATRIAL_FLUTTER}."),
+                   evidence=v.ATRIAL_FLUTTER)
+
+
 def ectopic_finding(features: GroundingFeatures, fibrillation: bool = False) -> Finding | None:
     """Premature beats, by their QRS: the dominant one (supraventricular) or another (ventricular or aberrant).
 
-    In atrial fibrillation no beat is premature against an underlying rhythm: not assessed.
+    In atrial fibrillation or flutter no beat is premature against an underlying rhythm: not assessed.
     """
     rhythm = features.rhythm
     if rhythm.ectopic_count is None or rhythm.beat_count == 0 or fibrillation:
@@ -262,7 +288,7 @@ def ectopic_finding(features: GroundingFeatures, fibrillation: bool = False) -> 
 
 def step1(features: GroundingFeatures) -> list[Finding]:
     rhythm = rhythm_finding(features)
-    fibrillation = rhythm.label == v.ATRIAL_FIBRILLATION
+    fibrillation = rhythm.label in (v.ATRIAL_FIBRILLATION, v.ATRIAL_FLUTTER)  # no underlying rhythm to be early against
     found = [technical_finding(features), lead_reversal_finding(features), rate_finding(features), rhythm,
              ectopic_finding(features, fibrillation)]
     return [finding for finding in found if finding is not None]

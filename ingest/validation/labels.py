@@ -39,11 +39,12 @@ RHYTHM_CLASSES: tuple[str, ...] = (SINUS, SINUS_BRADY, SINUS_TACHY, AF, FLUTTER,
 # first of these names its rhythm.
 RHYTHM_PRECEDENCE: tuple[str, ...] = (AF, FLUTTER, PACED, OTHER, SINUS_TACHY, SINUS_BRADY, SINUS)
 
-# The reader's rhythm labels to a rhythm class. The reader has no label for flutter: any other
-# non-sinus, non-AF, non-paced rhythm label it writes is "other rhythm".
+# The reader's rhythm labels to a rhythm class: any other non-sinus, non-AF, non-flutter, non-paced
+# rhythm label it writes is "other rhythm".
 _READER_RHYTHM: dict[str, str] = {
     v.SINUS_RHYTHM: SINUS, v.SINUS_BRADYCARDIA: SINUS_BRADY, v.SINUS_TACHYCARDIA: SINUS_TACHY,
-    v.ATRIAL_FIBRILLATION: AF, v.BRADYCARDIA: OTHER, v.TACHYCARDIA: OTHER, v.WIDE_COMPLEX_TACHYCARDIA: OTHER,
+    v.ATRIAL_FIBRILLATION: AF, v.ATRIAL_FLUTTER: FLUTTER,
+    v.BRADYCARDIA: OTHER, v.TACHYCARDIA: OTHER, v.WIDE_COMPLEX_TACHYCARDIA: OTHER,
     v.VENTRICULAR_TACHYCARDIA: OTHER, v.COMPLETE_HEART_BLOCK: OTHER, v.UNDETERMINED_RHYTHM: OTHER,
     v.PACED_RHYTHM: PACED,
 }
@@ -72,7 +73,7 @@ SNOMED: dict[str, Meaning] = {
     "426177001": _m(v.SINUS_BRADYCARDIA, rhythm=SINUS_BRADY),  # sinus bradycardia
     "427084000": _m(v.SINUS_TACHYCARDIA, rhythm=SINUS_TACHY),  # sinus tachycardia
     "164889003": _m(v.ATRIAL_FIBRILLATION, rhythm=AF),  # atrial fibrillation
-    "164890007": _m(rhythm=FLUTTER),  # atrial flutter
+    "164890007": _m(v.ATRIAL_FLUTTER, rhythm=FLUTTER),  # atrial flutter
     "10370003": _m(v.PACED_RHYTHM, rhythm=PACED),  # pacing rhythm
     "713422000": _m(rhythm=OTHER),  # atrial tachycardia
     "233897008": _m(rhythm=OTHER),  # atrioventricular re-entrant tachycardia
@@ -136,7 +137,7 @@ SCP: dict[str, Meaning] = {
     "NORM": _m(v.NORMAL_ECG, normal=True), "SR": _m(v.SINUS_RHYTHM, rhythm=SINUS, normal=True),
     "SARRH": _m(v.SINUS_RHYTHM, rhythm=SINUS, normal=True), "SBRAD": _m(v.SINUS_BRADYCARDIA, rhythm=SINUS_BRADY),
     "STACH": _m(v.SINUS_TACHYCARDIA, rhythm=SINUS_TACHY), "AFIB": _m(v.ATRIAL_FIBRILLATION, rhythm=AF),
-    "AFLT": _m(rhythm=FLUTTER), "PACE": _m(v.PACED_RHYTHM, rhythm=PACED), "SVTAC": _m(rhythm=OTHER), "PSVT": _m(rhythm=OTHER),
+    "AFLT": _m(v.ATRIAL_FLUTTER, rhythm=FLUTTER), "PACE": _m(v.PACED_RHYTHM, rhythm=PACED), "SVTAC": _m(rhythm=OTHER), "PSVT": _m(rhythm=OTHER),
     "SVARR": _m(rhythm=OTHER),
     "PAC": _m(_ECTOPIC), "PVC": _m(_ECTOPIC), "PRC(S)": _m(_ECTOPIC), "BIGU": _m(_ECTOPIC), "TRIGU": _m(_ECTOPIC),
     "1AVB": _m(v.FIRST_DEGREE_AV_BLOCK), "LPR": _m(v.FIRST_DEGREE_AV_BLOCK), "3AVB": _m(v.COMPLETE_HEART_BLOCK),
@@ -178,7 +179,7 @@ LUDB: dict[str, Meaning] = {
     "Rhythm: Sinus bradycardia.": _m(v.SINUS_BRADYCARDIA, rhythm=SINUS_BRADY),
     "Rhythm: Sinus tachycardia.": _m(v.SINUS_TACHYCARDIA, rhythm=SINUS_TACHY),
     "Rhythm: Atrial fibrillation.": _m(v.ATRIAL_FIBRILLATION, rhythm=AF),
-    "Rhythm: Atrial flutter, typical.": _m(rhythm=FLUTTER),
+    "Rhythm: Atrial flutter, typical.": _m(v.ATRIAL_FLUTTER, rhythm=FLUTTER),
     "Wandering atrial pacemaker.": _m(rhythm=OTHER),
     "UNIpolar ventricular pacing.": _m(v.PACED_RHYTHM, rhythm=PACED),
     "BIpolar ventricular pacing.": _m(v.PACED_RHYTHM, rhythm=PACED),
@@ -306,14 +307,17 @@ def reader_rhythm(labels: list[str]) -> str:
 def rhythm_correct(reference: str, predicted: str) -> bool:
     """Whether the reader's rhythm class matches the reference's.
 
-    The reader has no flutter label; for flutter and "other rhythm" references any non-sinus,
-    non-AF, non-paced rhythm it writes ("undetermined rhythm", "tachycardia"...) counts as right.
+    A flutter reference is right as "atrial flutter", and as a rhythm the reader left undetermined
+    ("undetermined rhythm", "tachycardia"...: flutter at 2:1 hides its waves in the QRS and T, and
+    saying no rhythm is not a wrong claim); an "other rhythm" reference only as such a rhythm.
     A paced reference is right as "paced rhythm", and as a rhythm left undetermined (bipolar
     pacing leaves spikes too small to see at 500 Hz: not a wrong claim).
     """
     if reference == PACED:
         return predicted in (PACED, OTHER)
-    if reference in (FLUTTER, OTHER):
+    if reference == FLUTTER:
+        return predicted in (FLUTTER, OTHER)
+    if reference == OTHER:
         return predicted == OTHER
     return predicted == reference
 

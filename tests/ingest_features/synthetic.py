@@ -191,3 +191,28 @@ def irregular_onsets(seed: int = 0, count: int = 20) -> np.ndarray:
     """QRS onsets with RR drawn uniformly from 0.45-1.1 s (an irregularly irregular rhythm)."""
     rng = np.random.default_rng(seed)
     return qrs_onsets(rr_s=list(rng.uniform(0.45, 1.1, count)), first_s=0.4)
+
+
+def flutter_waves(rate_per_min: float = 300.0, seconds: float = 10.0, fs: float = FS,
+                  first_s: float = 0.0) -> np.ndarray:
+    """(12, N) typical atrial flutter waves: a saw-tooth at rate_per_min, negative in the inferior leads.
+
+    Each cycle falls slowly for 70 % of it and rises fast for the rest (counter-clockwise flutter
+    as II, III and aVF show it: 0.15-0.2 mV); V1 shows it upright and smaller, the other leads less.
+    """
+    t = np.arange(round(seconds * fs)) / fs
+    phase = ((t - first_s) * rate_per_min / 60.0) % 1.0
+    saw = np.where(phase < 0.7, -phase / 0.7, -(1.0 - phase) / 0.3) + 0.5
+    scale = np.array([0.03, 0.15, 0.2, -0.09, -0.08, 0.17, -0.1, -0.05, 0.03, 0.03, 0.03, 0.03])
+    return (scale[:, None] * saw[None, :]).astype(np.float32)
+
+
+def flutter_onsets(rate_per_min: float = 300.0, ratios: tuple[int, ...] = (2, 4, 3, 2, 2, 4, 3, 3, 2, 4, 2, 3, 4, 2, 3),
+                   first_s: float = 0.5, delays_s: tuple[float, ...] = (0.16, 0.2, 0.18, 0.22, 0.17, 0.21)) -> np.ndarray:
+    """QRS onsets of flutter with variable conduction: each beat conducted from a flutter wave
+    (ratio cycles after the last conducted one: 2:1, 3:1, 4:1) after an AV delay that varies with
+    the ratio, as the AV node's does (the delays cycle through delays_s)."""
+    cycle = 60.0 / rate_per_min
+    waves = np.concatenate([[0], np.cumsum(ratios)])
+    delays = np.resize(np.asarray(delays_s), waves.size)
+    return first_s + waves * cycle + delays

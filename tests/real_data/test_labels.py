@@ -40,12 +40,18 @@ def test_ludb_families_and_unknown_codes():
     assert lb.reference_labels(["ludb:Ischemia: apical."]).unmapped == ["ludb:Ischemia: apical."]
     assert lb.reference_labels(["snomed:1"]).unknown == ["snomed:1"]
     assert lb.reference_labels(["scp:AFIB"]).rhythm == lb.AF
+    for flutter in ("snomed:164890007", "scp:AFLT", "ludb:Rhythm: Atrial flutter, typical."):
+        stated = lb.reference_labels([flutter])
+        assert (stated.rhythm, stated.labels) == (lb.FLUTTER, [v.ATRIAL_FLUTTER])
 
 
 def test_reader_rhythm_classes_and_their_scoring():
     assert lb.reader_rhythm(["left axis deviation", "atrial fibrillation"]) == lb.AF
     assert lb.reader_rhythm(["st elevation (inferior)"]) == lb.NONE_STATED
+    assert lb.reader_rhythm(["atrial flutter", "prolonged qt"]) == lb.FLUTTER
     assert lb.rhythm_correct(lb.FLUTTER, lb.OTHER) and not lb.rhythm_correct(lb.FLUTTER, lb.SINUS)
+    assert lb.rhythm_correct(lb.FLUTTER, lb.FLUTTER) and not lb.rhythm_correct(lb.FLUTTER, lb.AF)
+    assert not lb.rhythm_correct(lb.OTHER, lb.FLUTTER)  # an atrial tachycardia is not flutter
     assert not lb.rhythm_correct(lb.SINUS, lb.OTHER)
     assert lb.general_label("st elevation (inferior)") == v.ST_ELEVATION
 
