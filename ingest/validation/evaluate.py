@@ -78,6 +78,9 @@ class RecordRow(BaseModel):
     rhythm_correct: bool | None = None
     leads_measured: int | None = None
     p_wave_fraction: float | None = None
+    # What is left between the QRS complexes (ingest.measure.atrial_waves), per atrial lead:
+    # "II 4.55 Hz 0.47 0.36" = dominant frequency, organisation, repeat correlation.
+    atrial_waves: str = ""
     notes: int = 0
     seconds: float = 0.0
 
@@ -153,7 +156,10 @@ def _figures(pairs: list[tuple[Reference, RecordResult]], annotations: dict[str,
 def _row(reference: Reference, result: RecordResult, annotated: list[AnnotatedBeat] | None) -> RecordRow:
     row = RecordRow(key=reference.key, source=reference.source, split=reference.split,
                     delineator=result.delineator, error=result.error, leads_measured=result.leads_measured,
-                    p_wave_fraction=result.p_wave_fraction, notes=len(result.notes), seconds=round(result.seconds, 3))
+                    p_wave_fraction=result.p_wave_fraction, notes=len(result.notes), seconds=round(result.seconds, 3),
+                    atrial_waves="; ".join(
+                        f"{w.lead} {w.frequency_hz:g} Hz {w.organisation:.2f} {w.repeat_correlation:.2f}"
+                        for w in result.atrial_waves))
     if result.error is not None:
         return row
     if annotated is not None:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from ingest.ecg import STANDARD_LEADS, Measurements
 from ingest.errors import IngestError
+from ingest.measure.measured import AtrialWaveLead
 from ingest.validation.references import BOUNDARIES, Reference
 
 NEUROKIT2_LEADS: tuple[str, ...] = ("II", "V2", "V5")
@@ -59,6 +60,7 @@ class RecordResult(BaseModel):
     notes: list[str] = Field(default_factory=list)
     leads_measured: int | None = None
     p_wave_fraction: float | None = None
+    atrial_waves: list[AtrialWaveLead] = Field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -93,7 +95,8 @@ def run_ours(reference: Reference, data_dir: Path) -> RecordResult:
                                            for name in BOUNDARIES}))
     return RecordResult(key=reference.key, delineator=OURS, measured=features.global_, beats=beats,
                         labels=reading.labels, notes=features.notes, leads_measured=len(features.leads_measured),
-                        p_wave_fraction=features.rhythm.p_wave_fraction, seconds=time.perf_counter() - started)
+                        p_wave_fraction=features.rhythm.p_wave_fraction, atrial_waves=features.rhythm.atrial_waves,
+                        seconds=time.perf_counter() - started)
 
 
 def _shifted(beat_ms: float, offset_ms: float | None) -> float | None:
