@@ -3,7 +3,7 @@
     flutter_waves(features) -> FlutterWaves | None    the flutter waves, when the atrial leads show them
 
 Read from what `ingest.measure.atrial_waves` left between the QRS complexes of II, III, aVF and
-V1 once each beat's median was cancelled. Flutter is one macro-re-entrant circuit, so a reader
+V1 once the mean beat was cancelled at every beat. Flutter is one macro-re-entrant circuit, so a reader
 sees the same wave at the same rate in all of them; fibrillatory waves change rate and shape from
 lead to lead and from moment to moment. Flutter waves are called when, in every one of the four
 leads (all four measured):
@@ -16,7 +16,7 @@ leads (all four measured):
   REPEATS_FROM at a lag of one atrial cycle;
 - the atrial rate is at least FASTER_THAN_VENTRICLES times the heart rate: flutter reaches the
   ventricles 2:1, 3:1, 4:1 or variably, so the atria beat faster; a sinus P wave comes once a
-  beat. Waves locked to the QRS at a fixed ratio are partly cancelled with the median beat, but
+  beat. Waves locked to the QRS at a fixed ratio are partly cancelled with the mean beat, but
   the part of a long RR past the template still shows them (cpsc2018_extra/Q0096, 4:1).
 
 The thresholds were set on data/real (the four atrial leads' figures for every record are in the
