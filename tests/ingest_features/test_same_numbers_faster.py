@@ -1,6 +1,7 @@
 """Measurement helpers written for speed must give the library's numbers exactly.
 
-`beats.filtfilt` is scipy's sosfiltfilt step for step with the filter's steady state cached;
+`beats.filtfilt` is scipy's sosfiltfilt step for step with the filter's steady state cached and
+scipy's C loop called without sosfilt's per-call checks (or sosfilt itself, should a scipy move it);
 `beats.median_of` and `beats.nanmedian_rows` sort instead of calling numpy's medians, which
 cost ~10-300 us a call on the few values they get. Every measurement rests on them (the QRS
 band, the 40 Hz rows boundaries are found on, the noise of a beat, each beat's PR).
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from scipy.signal import sosfiltfilt
 
+from ingest.measure import beats
 from ingest.measure.beats import butter_sos, filtfilt, samples
 
 
@@ -24,6 +26,16 @@ def test_filtfilt_gives_scipys_sosfiltfilt_exactly(kind: str, cutoff, shape: tup
     padlen = min(shape[-1] - 1, samples(1.0 / lowest, fs))
     expected = sosfiltfilt(butter_sos(kind, cutoff, fs), signal, axis=-1, padlen=padlen)
     np.testing.assert_array_equal(filtfilt(signal, kind, cutoff, fs), expected)
+
+
+@pytest.mark.parametrize("shape", [(5000,), (7, 12, 600)])
+def test_filtfilt_through_the_public_sosfilt_gives_the_same_numbers(monkeypatch, shape: tuple[int, ...]) -> None:
+    """The fallback for a scipy without `scipy.signal._sosfilt._sosfilt`."""
+    signal = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    fast = filtfilt(signal, "bandpass", (5.0, 30.0), 500.0)
+    monkeypatch.setattr(beats, "_sosfilt", None)
+    np.testing.assert_array_equal(filtfilt(signal, "bandpass", (5.0, 30.0), 500.0), fast)
+    assert fast.dtype == np.float64 and fast.shape == shape
 
 
 def test_filtfilt_of_float32_rows_and_a_single_sample() -> None:
