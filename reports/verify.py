@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import conduction, ischemia, repolarisation, rhythm, voltage
 from ingest.protocol import vocabulary as vocab
+from ingest.protocol.flutter import flutter_waves
 from ingest.protocol.read import protocol_read
 from ingest.report_format import ParsedOutput, parse_output
 
@@ -334,6 +335,11 @@ def _atrial_fibrillation(f: GroundingFeatures, _: str) -> Contradiction | None:
         return Contradiction("p_wave_fraction", share, f"P waves were found before {share:.0%} of beats")
     if cv is not None and cv < AF_CONTRADICTED_RR_CV:
         return Contradiction("rr_cv", cv, f"the RR intervals are regular (coefficient of variation {cv:.2f})")
+    flutter = flutter_waves(f)  # the protocol reader's own rule: one organised wave in every atrial lead
+    if flutter is not None:
+        return Contradiction("atrial_waves", float(flutter.rate_per_min),
+                             f"the atrial leads ({', '.join(flutter.leads)}) show one organised wave at "
+                             f"{flutter.rate_per_min}/min: flutter waves, not fibrillation")
     return None
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ingest.measure.measured import GroundingFeatures
+from ingest.measure.measured import AtrialWaveLead, GroundingFeatures
 from ingest.protocol import protocol_read
 from ingest.report_format import format_output, parse_output
 from reports.verify import verify
@@ -73,6 +73,13 @@ CASES: list[tuple[str, Callable[[], GroundingFeatures], str, list[tuple[str, str
     ("af with P absent, irregular", b.atrial_fibrillation, ecg_r1(labels=["AF"]), []),
     ("af with regular RR", lambda: b.with_rhythm(b.atrial_fibrillation(), rr_cv=0.03),
      ecg_r1(labels=["atrial fibrillation"]), [("label", "rr_cv")]),
+    ("af where the atrial leads show flutter waves", lambda: b.with_rhythm(b.atrial_fibrillation(), atrial_waves=[
+        AtrialWaveLead(lead=lead, frequency_hz=4.8, organisation=0.6, repeat_correlation=0.5, amplitude_mv=0.1)
+        for lead in ("II", "III", "aVF", "V1")]), ecg_r1(labels=["atrial fibrillation"]), [("label", "atrial_waves")]),
+    ("af where the atrial waves are fibrillatory", lambda: b.with_rhythm(b.atrial_fibrillation(), atrial_waves=[
+        AtrialWaveLead(lead=lead, frequency_hz=f, organisation=0.3, repeat_correlation=0.1, amplitude_mv=0.03)
+        for lead, f in (("II", 6.1), ("III", 5.2), ("aVF", 7.0), ("V1", 6.6))]),
+     ecg_r1(labels=["atrial fibrillation"]), []),
     ("first degree av block with PR 160", N, ecg_r1(labels=["first degree av block"]), [("label", "pr_ms")]),
     ("1st degree AV block with PR 195 (margin)", lambda: b.with_global(N(), pr_ms=195.0),
      ecg_r1(labels=["1st degree AV block"]), []),
