@@ -369,6 +369,15 @@ def median_along_first(stack: np.ndarray) -> np.ndarray:
     return 0.5 * (ordered[middle - 1] + ordered[middle])
 
 
+def nan_as_zero(values: np.ndarray) -> np.ndarray:
+    """np.nan_to_num for an array that holds no infinities (every signal's were zeroed when
+    `measure` began): a copy with NaN as 0, in one pass where nan_to_num makes three (NaN, +inf,
+    -inf); half its cost on the beats-by-leads windows of every ECG."""
+    out = np.array(values)  # a copy, of the same type
+    out[np.isnan(out)] = 0.0
+    return out
+
+
 def median_of(values: np.ndarray) -> float:
     """np.median of a short 1-D array, by sorting: a fraction of np.median's cost on the few
     dozen values a beat's flanks hold. NaN where any value is NaN, as np.median."""

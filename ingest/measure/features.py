@@ -66,6 +66,7 @@ from ingest.measure.beats import (
     flat_leads,
     in_noise,
     median_beat,
+    nan_as_zero,
     nanmedian_rows,
     qrs_band,
     qrs_energy,
@@ -558,8 +559,8 @@ def _per_beat(view: _Windows, found: _Found, qrs: tuple[int, int] | None, qt_sam
     beats, before = found.beats, view.before
     count, leads, length = view.meas_beats.shape
     # A lead recorded in part has NaN windows where it was not recorded: measured as flat, then dropped.
-    meas_rows = np.nan_to_num(view.meas_beats.reshape(count * leads, length))
-    smooth_rows = np.nan_to_num(view.smooth_beats.reshape(count * leads, length))
+    meas_rows = nan_as_zero(view.meas_beats.reshape(count * leads, length))
+    smooth_rows = nan_as_zero(view.smooth_beats.reshape(count * leads, length))
     bounds = qrs_bounds(smooth_rows, fs, before)
     dominant_rows = np.repeat(beats.dominant, leads)
     if qrs is not None:  # the global QRS window of the median beat
