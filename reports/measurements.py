@@ -2,6 +2,7 @@
 
     merge(device, computed)     -> (Measurements, sources)   the device's value where it printed
                                    one, ours otherwise; sources[field] = "device" | "computed"
+    report_values(device, features) -> the same, ours without PR or P axis in fibrillation or flutter
     reference_range(field, ...) -> "120-200"                 OBX-7 (adult resting 12-lead)
     abnormal_flag(field, value, ...) -> "N" | "L" | "H" | "LL" | "HH"   OBX-8 (HL7 table 0078)
 
@@ -27,6 +28,8 @@ import math
 from typing import Literal
 
 from ingest.ecg import Measurements, Sex
+from ingest.measure.measured import GroundingFeatures
+from ingest.protocol.rhythm import has_p_waves
 
 Source = Literal["device", "computed"]
 REPORTED_FIELDS = ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms", "qtc_fridericia_ms",
@@ -74,6 +77,17 @@ def merge(device: Measurements | None, computed: Measurements | None) -> tuple[M
         values["rr_ms"], sources["rr_ms"] = computed.rr_ms, "computed"
     sources.pop("rr_ms", None)  # not sent: the heart rate is
     return Measurements(**values), sources
+
+
+def report_values(device: Measurements | None,
+                  features: GroundingFeatures | None) -> tuple[Measurements | None, dict[str, Source]]:
+    """`merge` of the device's values and ours, ours without a PR or P axis in atrial fibrillation
+    or flutter (`ingest.protocol.rhythm.has_p_waves`): there the P-like wave our median beat may
+    hold is no P wave, and a device prints neither. A value the device printed is still sent."""
+    computed = features.global_ if features is not None else None
+    if computed is not None and not has_p_waves(features):
+        computed = computed.model_copy(update={"pr_ms": None, "p_axis_deg": None})
+    return merge(device, computed)
 
 
 def _qtc_limits(sex: Sex | None) -> tuple[float, float]:

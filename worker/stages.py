@@ -104,10 +104,11 @@ def record_files(main: Path, source_format: str) -> list[Path]:
 
 def _report_measurements(ecg: Ecg, prepared: PreparedEcg) -> tuple[Measurements | None, dict[str, str]]:
     """The global measurements the draft reports, one value per quantity: the device's where it
-    printed one, ours otherwise, and where each came from (`reports.measurements.merge`)."""
-    from reports.measurements import merge
+    printed one, ours otherwise (no PR or P axis of ours in fibrillation or flutter), and where
+    each came from (`reports.measurements.report_values`)."""
+    from reports.measurements import report_values
 
-    return merge(ecg.device_measurements, prepared.features.global_ if prepared.features is not None else None)
+    return report_values(ecg.device_measurements, prepared.features)
 
 
 def _copy_to_quarantine(ctx: PipelineContext, view: StudyView, reason: str) -> Path:

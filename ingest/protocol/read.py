@@ -22,7 +22,7 @@ from ingest.protocol.conduction import step2
 from ingest.protocol.findings import Finding, whole
 from ingest.protocol.ischemia import step4
 from ingest.protocol.repolarisation import step5
-from ingest.protocol.rhythm import is_paced, rhythm_class, step1
+from ingest.protocol.rhythm import has_p_waves, is_paced, rhythm_class, step1
 from ingest.protocol.voltage import step3
 from ingest.report_format import format_output
 
@@ -155,7 +155,8 @@ def _narrative(features: GroundingFeatures, findings: list[Finding], labels: lis
         opening = rhythm.label.capitalize() + (f" at {hr} bpm." if hr is not None else ".")
     else:
         opening = "Rhythm not classified" + (f", heart rate {hr} bpm." if hr is not None else ".")
-    numbers = [f"{name} {whole(value)} ms" for name, value in (("PR", g.pr_ms), ("QRS", g.qrs_ms), ("QTc", g.qtc_ms))
+    pr = g.pr_ms if has_p_waves(features) else None  # fibrillation, flutter: no P wave, no PR
+    numbers = [f"{name} {whole(value)} ms" for name, value in (("PR", pr), ("QRS", g.qrs_ms), ("QTc", g.qtc_ms))
                if value is not None]
     if g.qrs_axis_deg is not None:
         numbers.append(f"QRS axis {whole(g.qrs_axis_deg):+d} degrees")

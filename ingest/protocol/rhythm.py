@@ -98,6 +98,12 @@ def rhythm_class(features: GroundingFeatures) -> RhythmClass:
     return "undetermined"
 
 
+def has_p_waves(features: GroundingFeatures) -> bool:
+    """False in atrial fibrillation or flutter: a P-like wave the median beat holds there is no P
+    wave, so neither the PR nor the P axis measured on it is reported (the reading says why)."""
+    return rhythm_class(features) not in ("atrial fibrillation", "atrial flutter")
+
+
 def technical_finding(features: GroundingFeatures) -> Finding:
     measured = [lead for lead in STANDARD_LEADS if lead in features.leads_measured]
     missing = [lead for lead in STANDARD_LEADS if lead not in features.leads_measured]

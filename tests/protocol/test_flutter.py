@@ -108,3 +108,25 @@ def test_features_measured_before_atrial_waves_read_as_before():
     features = b.with_beats(b.normal_features(), AF_RR, [None] * 13)
     assert features.rhythm.atrial_waves == []
     assert protocol_read(features).labels[0] == v.ATRIAL_FIBRILLATION
+
+
+def test_no_pr_or_p_axis_of_ours_is_reported_in_flutter_or_fibrillation_but_the_devices_is():
+    """The median beat of a flutter holds a flutter wave before the QRS, timed as a "PR" (ludb/103:
+    186 ms): the reading's summary and the report's measurements leave it out, as devices do."""
+    from ingest.ecg import Measurements
+    from reports.measurements import report_values
+
+    flutter = b.with_global(_variable_conduction(_waves()), pr_ms=186.0, p_axis_deg=60.0)
+    fibrillation = b.with_global(b.atrial_fibrillation(), pr_ms=150.0, p_axis_deg=50.0)
+    sinus = b.normal_features()
+    for features in (flutter, fibrillation):
+        read = protocol_read(features)
+        assert "PR " not in read.narrative and "QRS 90 ms" in read.narrative
+        values, sources = report_values(None, features)
+        assert values.pr_ms is None and values.p_axis_deg is None and "pr_ms" not in sources
+        assert values.qrs_ms == 90.0 and sources["qrs_ms"] == "computed"
+        values, sources = report_values(Measurements(pr_ms=170.0), features)
+        assert (values.pr_ms, sources["pr_ms"]) == (170.0, "device")
+    assert "PR 160 ms" in protocol_read(sinus).narrative
+    values, sources = report_values(None, sinus)
+    assert (values.pr_ms, values.p_axis_deg, sources["pr_ms"]) == (160.0, 50.0, "computed")
