@@ -24,7 +24,7 @@ and the review page shows. The stages, each in its own function or module:
                            a clear P
       _per_beat            the same delineation on every lead of every beat, and whether
                            each beat has a P wave
-      ingest.measure.atrial_waves  the atrial waves left between the QRS complexes once the median
+      ingest.measure.atrial_waves  the atrial waves left between the QRS complexes once the mean
                            beat is cancelled: their rate, organisation and repeat (flutter or not)
       ingest.measure.beat_measures amplitudes, durations, ST level/slope per lead, on the median and
                            on each beat

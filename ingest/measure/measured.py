@@ -102,8 +102,8 @@ class Rhythm(BaseModel):
     pacing_assessed_beats: int | None = None  # the beats looked at for a spike (inside the record)
     paced: bool | None = None
     # The atrial waves left between the QRS complexes in II, III, aVF and V1 (ingest.measure.atrial_waves):
-    # flutter's repeat at one rate in every lead, fibrillation's do not. Empty: too few beats, a lead
-    # recorded in part, or features measured before this.
+    # flutter's repeat at one rate in every lead, fibrillation's do not. A lead recorded in part is left
+    # out; empty: too few beats, or features measured before this.
     atrial_waves: list[AtrialWaveLead] = Field(default_factory=list)
 
 
