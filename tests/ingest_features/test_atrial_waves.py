@@ -84,6 +84,16 @@ def test_a_sinus_rhythm_shows_no_flutter(hr):
     assert read.labels[0] in (v.SINUS_RHYTHM, v.SINUS_TACHYCARDIA)
 
 
+@pytest.mark.parametrize("noise_mv, wander_mv, seed", [(0.05, 0.0, 1), (0.02, 0.3, 2), (0.08, 0.2, 3)])
+def test_noise_and_baseline_wander_on_a_sinus_rhythm_are_not_flutter(noise_mv, wander_mv, seed):
+    """Noise spreads its power over the band and does not repeat; wander is slower than any atrial
+    wave. Neither is one organised rate in every atrial lead."""
+    signal = ecg(Beat(), qrs_onsets(75), noise_mv=noise_mv, wander_mv=wander_mv, seed=seed)
+    features = measure(signal, FS)
+    assert flutter_waves(features) is None
+    assert v.ATRIAL_FLUTTER not in protocol_read(features).labels
+
+
 def test_the_same_flutter_at_1000_hz_measures_alike(flutter_features):
     """The analysis takes every 4th or 8th sample of the 40 Hz signal: the rate does not change it."""
     at_1000 = measure(_flutter_ecg(fs=1000.0), 1000.0).rhythm.atrial_waves
