@@ -74,6 +74,7 @@ PTBXL_TO_VOCABULARY: dict[str, str] = {
     "SBRAD": v.SINUS_BRADYCARDIA,
     "STACH": v.SINUS_TACHYCARDIA,
     "AFIB": v.ATRIAL_FIBRILLATION,
+    "AFLT": v.ATRIAL_FLUTTER,
     "1AVB": v.FIRST_DEGREE_AV_BLOCK,
     "LPR": v.FIRST_DEGREE_AV_BLOCK,  # "prolonged PR interval"
     "CRBBB": v.RBBB,
@@ -99,6 +100,7 @@ MIMIC_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(patt
     (r"^sinus tachycardia\b", v.SINUS_TACHYCARDIA),
     (r"^sinus rhythm\b", v.SINUS_RHYTHM),
     (r"^atrial fibrillation\b", v.ATRIAL_FIBRILLATION),
+    (r"^atrial flutter\b", v.ATRIAL_FLUTTER),
     (r"^(?:1st|first) degree a-?v block\b", v.FIRST_DEGREE_AV_BLOCK),
     (r"^incomplete (?:right |left )?bundle branch block\b|^(?:irbbb|ilbbb)\b", v.INCOMPLETE_BBB),
     (r"^right bundle branch block\b|^rbbb\b", v.RBBB),

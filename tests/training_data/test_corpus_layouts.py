@@ -131,6 +131,7 @@ def test_ptbxl_code_mapping():
     assert ptbxl_labels("{'AFIB': 100.0, 'LAFB': 100.0, 'PAC': 0.0}", descriptions) == [
         v.ATRIAL_FIBRILLATION, "left anterior fascicular block", "pac"]
     assert ptbxl_labels("{'1AVB': 100.0, 'LPR': 100.0}", {}) == [v.FIRST_DEGREE_AV_BLOCK]
+    assert ptbxl_labels("{'AFLT': 100.0}", {}) == [v.ATRIAL_FLUTTER]
 
 
 def test_mimic_rows_statements_and_patient_splits(mimic, tmp_path):
@@ -152,6 +153,7 @@ def test_mimic_statement_mapping():
     assert mimic_statement_label("1st degree A-V block") == v.FIRST_DEGREE_AV_BLOCK
     assert mimic_statement_label("Incomplete right bundle branch block") == v.INCOMPLETE_BBB
     assert mimic_statement_label("Right bundle branch block") == v.RBBB
+    assert mimic_statement_label("Atrial flutter with variable A-V block") == v.ATRIAL_FLUTTER
     assert mimic_statement_label("Consider left ventricular hypertrophy") == "consider left ventricular hypertrophy"
     assert mimic_statement_label("Inferior infarct - age undetermined") == "inferior infarct - age undetermined"
 
