@@ -22,7 +22,7 @@ from ingest.protocol.conduction import step2
 from ingest.protocol.findings import Finding, whole
 from ingest.protocol.ischemia import step4
 from ingest.protocol.repolarisation import step5
-from ingest.protocol.rhythm import has_p_waves, is_paced, rhythm_class, step1
+from ingest.protocol.rhythm import WITHOUT_P_WAVES, is_paced, rhythm_class, step1
 from ingest.protocol.voltage import step3
 from ingest.report_format import format_output
 
@@ -147,7 +147,7 @@ def _evidence(findings: list[Finding], step: int) -> list[str]:
 
 
 def _narrative(features: GroundingFeatures, findings: list[Finding], labels: list[str], normal: bool,
-               unmeasured: list[str]) -> str:
+               p_waves: bool, unmeasured: list[str]) -> str:
     g = features.global_
     rhythm = next((f for f in findings if f.rule == "rhythm" and f.label), None)
     hr = whole(g.hr_bpm)
@@ -155,7 +155,7 @@ def _narrative(features: GroundingFeatures, findings: list[Finding], labels: lis
         opening = rhythm.label.capitalize() + (f" at {hr} bpm." if hr is not None else ".")
     else:
         opening = "Rhythm not classified" + (f", heart rate {hr} bpm." if hr is not None else ".")
-    pr = g.pr_ms if has_p_waves(features) else None  # fibrillation, flutter: no P wave, no PR
+    pr = g.pr_ms if p_waves else None  # fibrillation, flutter: no P wave, no PR
     numbers = [f"{name} {whole(value)} ms" for name, value in (("PR", pr), ("QRS", g.qrs_ms), ("QTc", g.qtc_ms))
                if value is not None]
     if g.qrs_axis_deg is not None:
@@ -202,7 +202,7 @@ def protocol_read(features: GroundingFeatures, demographics: Demographics | None
     paced = is_paced(features)
     findings = [*first, *_paced_steps()] if paced else [
         *first,
-        *step2(features, atrial_fibrillation=kind in ("atrial fibrillation", "atrial flutter"),
+        *step2(features, atrial_fibrillation=kind in WITHOUT_P_WAVES,
                wide_complex_tachycardia=wide_tachycardia),
         *step3(features),
         *step4(features, demographics, wide_complex_tachycardia=wide_tachycardia),
@@ -215,7 +215,7 @@ def protocol_read(features: GroundingFeatures, demographics: Demographics | None
     findings += _step6(findings, labels, normal, unmeasured, demographics)
     labels = _labels(findings) or [v.NOT_MEASURABLE]  # an answer always says something
     steps = {step: " ".join(f.statement for f in findings if f.step == step) for step in range(1, 7)}
-    narrative = _narrative(features, findings, labels, normal, unmeasured)
+    narrative = _narrative(features, findings, labels, normal, kind not in WITHOUT_P_WAVES, unmeasured)
     return ProtocolRead(
         text=format_output(steps, narrative, labels),
         steps=steps,

@@ -98,10 +98,14 @@ def rhythm_class(features: GroundingFeatures) -> RhythmClass:
     return "undetermined"
 
 
+# Rhythms without P waves: a P-like wave the median beat holds there is no P wave, so neither the PR
+# nor the P axis measured on it is read or reported (the reading says why).
+WITHOUT_P_WAVES: tuple[RhythmClass, ...] = ("atrial fibrillation", "atrial flutter")
+
+
 def has_p_waves(features: GroundingFeatures) -> bool:
-    """False in atrial fibrillation or flutter: a P-like wave the median beat holds there is no P
-    wave, so neither the PR nor the P axis measured on it is reported (the reading says why)."""
-    return rhythm_class(features) not in ("atrial fibrillation", "atrial flutter")
+    """False in atrial fibrillation or flutter (WITHOUT_P_WAVES)."""
+    return rhythm_class(features) not in WITHOUT_P_WAVES
 
 
 def technical_finding(features: GroundingFeatures) -> Finding:
@@ -231,8 +235,8 @@ def rhythm_finding(features: GroundingFeatures) -> Finding:
                        evidence=v.ATRIAL_FIBRILLATION)
     qrs = whole(features.global_.qrs_ms)
     wide_and_fast = rate == "tachycardia" and qrs is not None and qrs >= COMPLETE_BBB_FROM_MS
-    flutter = flutter_waves(features)
-    if kind == "atrial flutter" and flutter is not None and not wide_and_fast:
+    flutter = flutter_waves(features) if kind == "atrial flutter" and not wide_and_fast else None
+    if flutter is not None:
         return _flutter_finding(flutter, pattern, hr, values)
     if wide_and_fast:
         return Finding(step=1, rule="rhythm", label=v.WIDE_COMPLEX_TACHYCARDIA, abnormal=True, values=values,
