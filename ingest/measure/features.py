@@ -26,6 +26,8 @@ and the review page shows. The stages, each in its own function or module:
                            each beat has a P wave
       ingest.measure.atrial_waves  the atrial waves left between the QRS complexes once the mean
                            beat is cancelled: their rate, organisation and repeat (flutter or not)
+      ingest.measure.p_lock  the share of the stretch before the QRS that repeats in every dominant
+                           beat: P waves locked to the QRS, seen over all the beats together
       ingest.measure.beat_measures amplitudes, durations, ST level/slope per lead, on the median and
                            on each beat
       ingest.measure.grounding     rounding, global intervals and axes, rhythm, voltages
@@ -80,7 +82,8 @@ from ingest.measure.conditioning import beat_noise, own_beat_mask, remove_mains
 from ingest.measure.delineate import P_MIN_MV, T_MIN_MV, QrsBounds, Wave, p_waves, qrs_bounds, t_waves
 from ingest.ecg import STANDARD_LEADS, Measurements
 from ingest.measure.grounding import Fiducials, global_measurements, lead_features, rhythm, voltages
-from ingest.measure.measured import GroundingFeatures, Rhythm, WaveBoundaries
+from ingest.measure.measured import GroundingFeatures, PLock, Rhythm, WaveBoundaries
+from ingest.measure.p_lock import locked_p
 from ingest.measure.pacing import Pacing, find_pacing, remove_spikes
 
 # Shortest record worth measuring (s of signal before any zero padding).
@@ -254,7 +257,8 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
                       beat_pr).model_copy(update={"paced_beats": pacing.paced_beats,
                                             "pacing_assessed_beats": pacing.beats, "paced": pacing.paced,
                                             "atrial_waves": atrial_waves(view.smooth_signal, beats.fiducial,
-                                                                         beats.dominant, fs, recorded)}),
+                                                                         beats.dominant, fs, recorded),
+                                            "p_lock": _locked_p(view, found, waves, fs)}),
         voltages=voltages(leads),
         leads=leads,
         st_deviation_mv={lead: features.median.st_level_mv for lead, features in leads.items()
@@ -592,6 +596,16 @@ def _per_beat(view: _Windows, found: _Found, qrs: tuple[int, int] | None, qt_sam
     known = (beats.fiducial - samples(0.4, fs) >= 0) & ~beats.edge
     peaks = np.where(dominant_rows & ~starts_cut & lead_ok, p.peak, -1).reshape(count, leads)
     return per_beat, _p_presence(peaks, measured, fs, known, view.recorded)
+
+
+def _locked_p(view: _Windows, found: _Found, waves: _MedianWaves, fs: float) -> PLock | None:
+    """The P waves locked to the QRS (`ingest.measure.p_lock`); None without a QRS onset or with leads
+    recorded in part."""
+    qrs_on = waves.fiducials.qrs_on
+    if qrs_on is None or view.recorded is not None or view.smooth_signal is None:
+        return None
+    return locked_p(view.smooth_signal, found.beats.fiducial, found.beats.dominant, found.rr_beat_ms, qrs_on,
+                    waves.qt_samples, view.before, fs)
 
 
 def _matched_p(view: _Windows, found: _Found, waves: _MedianWaves, lead_pr_ms: np.ndarray, p_present: np.ndarray,

@@ -74,6 +74,17 @@ class AtrialWaveLead(BaseModel):
     amplitude_mv: float  # RMS of what is left outside the blanked QRS
 
 
+class PLock(BaseModel):
+    """How much of the stretch before the QRS repeats at the same place in every beat (a locked P wave)."""
+
+    span_ms: float  # the stretch measured: up to 30 ms before the QRS onset, after the previous T
+    beats: int  # the dominant beats averaged
+    share_by_lead: dict[str, float]  # per lead, the repeating wave's share of the stretch's power (~0-1)
+    # Per lead, the averaged stretch's largest deflection from its end (the PR segment), signed: an
+    # upright P wave is positive.
+    peak_mv_by_lead: dict[str, float] = Field(default_factory=dict)
+
+
 class Rhythm(BaseModel):
     beat_count: int = 0
     rr_mean_ms: float | None = None
@@ -105,6 +116,10 @@ class Rhythm(BaseModel):
     # flutter's repeat at one rate in every lead, fibrillation's do not. A lead recorded in part is left
     # out; empty: too few beats, or features measured before this.
     atrial_waves: list[AtrialWaveLead] = Field(default_factory=list)
+    # The P waves locked to the QRS, seen over all the dominant beats together (ingest.measure.p_lock):
+    # a low sinus P the single-beat search misses still repeats before every QRS. None: too few beats,
+    # leads recorded in part, or features measured before this.
+    p_lock: PLock | None = None
 
 
 class WaveBoundaries(BaseModel):

@@ -4,8 +4,9 @@
     lead_reversal_finding  P, QRS and T all negative in I (only when suspected; a flat T is not negative)
     rate_finding        heart rate against 60 / 100 bpm
     rhythm_finding      paced: pacemaker spikes before most beats (`ingest.measure.pacing`);
-                        sinus: organised atrial activity (a P wave at a consistent PR before at
-                        least half the beats, `beat_pattern.atrial_activity`) with a sinus P axis
+                        sinus: organised atrial activity (a P wave at a consistent PR before more
+                        than half the beats, or over all beats together a P wave locked to the QRS
+                        in II and aVF, `beat_pattern.atrial_activity`) with a sinus P axis
                         (upright in II, or in I when II shows none, and not upright in aVR; a
                         P axis that was not measured does not stop the call, the text says so);
                         atrial flutter: the same saw-tooth atrial wave at 230-350/min in II, III, aVF
@@ -34,7 +35,7 @@ from typing import Literal
 from ingest.ecg import STANDARD_LEADS
 from ingest.measure.measured import GroundingFeatures, Rhythm
 from ingest.protocol import vocabulary as v
-from ingest.protocol.beat_pattern import AtrialActivity, RrPattern, atrial_activity, rr_pattern
+from ingest.protocol.beat_pattern import LOCKED_LEADS, ORGANISED_ABOVE, AtrialActivity, RrPattern, atrial_activity, rr_pattern
 from ingest.protocol.conduction import COMPLETE_BBB_FROM_MS
 from ingest.protocol.findings import Finding, hundredths, lead_list, not_measurable, signed_mv, whole
 from ingest.protocol.flutter import FlutterWaves, flutter_waves
@@ -165,11 +166,23 @@ def _rr_phrase(pattern: RrPattern, rhythm: Rhythm) -> str:
     return ("irregular" if pattern.irregular else "regular") + f" rhythm{cv}"
 
 
+def _locked_share(rhythm: Rhythm) -> float | None:
+    """The smallest locked P share of the leads the rule reads (`beat_pattern.LOCKED_LEADS`)."""
+    if rhythm.p_lock is None:
+        return None
+    shares = [rhythm.p_lock.share_by_lead.get(lead) for lead in LOCKED_LEADS]
+    return None if any(share is None for share in shares) else min(s for s in shares if s is not None)
+
+
 def _p_phrase(features: GroundingFeatures, activity: AtrialActivity) -> str:
     signs = _p_signs(features)
     if activity.beats:
         at = f" at a consistent PR ({whole(activity.pr_ms)} ms)" if activity.pr_ms is not None else ""
         share = f"P waves{at} before {activity.consistent} of {activity.beats} beats"
+        if activity.locked and activity.share is not None and activity.share <= ORGANISED_ABOVE:
+            locked = " and ".join(f"{whole(100.0 * value)}% in {lead}" for lead, value in activity.locked.items())
+            share += (f" one by one, but over all beats together an upright P wave in II stands at the same "
+                      f"place before every QRS ({locked} of the signal there)")
     else:
         fraction = features.rhythm.p_wave_fraction
         share = f"P waves before {'?' if fraction is None else str(whole(100.0 * fraction)) + '%'} of beats"
@@ -220,6 +233,7 @@ def rhythm_finding(features: GroundingFeatures) -> Finding:
     rate = rate_class(hr) if hr is not None else None
     values: dict[str, float | str | None] = {"p_wave_fraction": rhythm.p_wave_fraction, "rr_cv": rhythm.rr_cv,
                                              "organised_p_share": activity.share,
+                                             "locked_p_share": _locked_share(rhythm),
                                              "rr_irregularity": pattern.irregularity, "rhythm": kind}
     if kind == "unmeasurable":
         return not_measurable(1, "rhythm", "P waves (rhythm)", values)

@@ -81,6 +81,8 @@ class RecordRow(BaseModel):
     # What is left between the QRS complexes (ingest.measure.atrial_waves), per atrial lead:
     # "II 4.55 Hz 0.47 0.36" = dominant frequency, organisation, repeat correlation.
     atrial_waves: str = ""
+    # The P wave locked to the QRS over all beats (ingest.measure.p_lock): "II 0.83; aVF 0.71".
+    p_lock: str = ""
     notes: int = 0
     seconds: float = 0.0
 
@@ -159,7 +161,9 @@ def _row(reference: Reference, result: RecordResult, annotated: list[AnnotatedBe
                     p_wave_fraction=result.p_wave_fraction, notes=len(result.notes), seconds=round(result.seconds, 3),
                     atrial_waves="; ".join(
                         f"{w.lead} {w.frequency_hz:g} Hz {w.organisation:.2f} {w.repeat_correlation:.2f}"
-                        for w in result.atrial_waves))
+                        for w in result.atrial_waves),
+                    p_lock="" if result.p_lock is None else "; ".join(
+                        f"{lead} {share:.2f}" for lead, share in result.p_lock.share_by_lead.items()))
     if result.error is not None:
         return row
     if annotated is not None:

@@ -137,7 +137,7 @@ def write_rows_csv(rows: list[RecordRow], path: Path) -> None:
     columns = ["key", "source", "split", "delineator", "error", *[f"err_{b}_ms" for b in BOUNDARIES], "p_missed",
                "p_false", *[f"vs_device_{i}" for i in INTERVALS], *[f"vs_annotations_{i}" for i in INTERVALS],
                "reference_rhythm", "rhythm", "rhythm_correct", "missed_labels", "false_labels", "reference_labels",
-               "labels", "leads_measured", "p_wave_fraction", "atrial_waves", "notes", "seconds"]
+               "labels", "leads_measured", "p_wave_fraction", "atrial_waves", "p_lock", "notes", "seconds"]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
         writer.writeheader()

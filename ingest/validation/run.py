@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from ingest.ecg import STANDARD_LEADS, Measurements
 from ingest.errors import IngestError
-from ingest.measure.measured import AtrialWaveLead
+from ingest.measure.measured import AtrialWaveLead, PLock
 from ingest.validation.references import BOUNDARIES, Reference
 
 NEUROKIT2_LEADS: tuple[str, ...] = ("II", "V2", "V5")
@@ -61,6 +61,7 @@ class RecordResult(BaseModel):
     leads_measured: int | None = None
     p_wave_fraction: float | None = None
     atrial_waves: list[AtrialWaveLead] = Field(default_factory=list)
+    p_lock: PLock | None = None
     seconds: float = 0.0
 
 
@@ -96,6 +97,7 @@ def run_ours(reference: Reference, data_dir: Path) -> RecordResult:
     return RecordResult(key=reference.key, delineator=OURS, measured=features.global_, beats=beats,
                         labels=reading.labels, notes=features.notes, leads_measured=len(features.leads_measured),
                         p_wave_fraction=features.rhythm.p_wave_fraction, atrial_waves=features.rhythm.atrial_waves,
+                        p_lock=features.rhythm.p_lock,
                         seconds=time.perf_counter() - started)
 
 

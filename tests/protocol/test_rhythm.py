@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from ingest.protocol import protocol_read
 from ingest.protocol import vocabulary as v
-from ingest.protocol.beat_pattern import atrial_activity, rr_pattern
+from ingest.measure.measured import PLock
+from ingest.protocol.beat_pattern import (
+    LOCKED_FROM,
+    LOCKED_MIN_BEATS,
+    ORGANISED_ABOVE,
+    atrial_activity,
+    locked_p_waves,
+    rr_pattern,
+)
 from tests.protocol import builders as b
 
 SINUS_RR = [None, 800, 810, 805, 795, 800, 810, 800, 805, 800, 795, 805]
@@ -175,3 +183,51 @@ def test_early_beats_of_atrial_fibrillation_without_a_pause_still_count_against_
     assert rr_pattern(features.rhythm).paused == []
     assert atrial_activity(features).organised is False
     assert protocol_read(features).labels[0] == v.ATRIAL_FIBRILLATION
+
+
+# --- P waves seen over all beats together (ingest.measure.p_lock) ---------------------------------
+
+def _locked(features, share_ii: float = 0.8, share_avf: float = 0.8, beats: int = 11, peak_ii: float = 0.05):
+    return b.with_rhythm(features, p_lock=PLock(span_ms=300.0, beats=beats,
+                                                share_by_lead={"II": share_ii, "aVF": share_avf},
+                                                peak_mv_by_lead={"II": peak_ii, "aVF": peak_ii}))
+
+
+def _missed_p_waves() -> list[float | None]:
+    """Single beats' P waves found before 3 of 12 beats, as on a noisy record with a low P."""
+    return [PR if index in (1, 2, 3) else None for index in range(12)]
+
+
+def test_a_p_wave_locked_to_the_qrs_in_ii_and_avf_is_organised_though_single_beats_miss_it():
+    """The regular rhythm of premature beats without visible P waves was undetermined; with a P wave that
+    over all beats stands at the same place before every QRS in II and aVF, it is sinus rhythm."""
+    features = _locked(b.with_beats(b.normal_features(), _with_pacs(SINUS_RR), _missed_p_waves()), 0.55, 0.71)
+    activity = atrial_activity(features)
+    assert activity.share is not None and activity.share <= ORGANISED_ABOVE
+    assert activity.organised is True and activity.locked == {"II": 0.55, "aVF": 0.71}
+    read = protocol_read(features)
+    assert v.SINUS_RHYTHM in read.labels and v.UNDETERMINED_RHYTHM not in read.labels
+    assert ("but over all beats together an upright P wave in II stands at the same place before every QRS "
+            "(55% in II and 71% in aVF of the signal there)") in read.steps[1]
+
+
+def test_the_locked_p_rule_at_its_limits():
+    """LOCKED_FROM in both leads, LOCKED_MIN_BEATS beats, and upright in II; one short of any, not organised."""
+    base = b.with_beats(b.normal_features(), SINUS_RR, _missed_p_waves())
+    assert atrial_activity(base).organised is False
+    assert atrial_activity(_locked(base, LOCKED_FROM, LOCKED_FROM, beats=LOCKED_MIN_BEATS)).organised is True
+    for short in (dict(share_ii=LOCKED_FROM - 0.01), dict(share_avf=LOCKED_FROM - 0.01),
+                  dict(beats=LOCKED_MIN_BEATS - 1), dict(peak_ii=-0.05), dict(peak_ii=0.0)):
+        changed = _locked(base, **{"share_ii": 0.9, "share_avf": 0.9, **short})
+        assert atrial_activity(changed).organised is False, short
+        assert locked_p_waves(changed.rhythm) == {}, short
+        assert v.UNDETERMINED_RHYTHM in protocol_read(changed).labels, short
+
+
+def test_an_irregular_rhythm_with_a_locked_p_wave_is_not_atrial_fibrillation_and_one_without_is():
+    missed = [None] * 13
+    assert protocol_read(b.with_beats(b.normal_features(), AF_RR, missed)).labels[0] == v.ATRIAL_FIBRILLATION
+    unlocked = _locked(b.with_beats(b.normal_features(), AF_RR, missed), 0.1, 0.05)
+    assert protocol_read(unlocked).labels[0] == v.ATRIAL_FIBRILLATION
+    locked = _locked(b.with_beats(b.normal_features(), AF_RR, missed), 0.8, 0.75)
+    assert v.ATRIAL_FIBRILLATION not in protocol_read(locked).labels
