@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import conduction, ischemia, repolarisation, rhythm, voltage
 from ingest.protocol import vocabulary as vocab
+from ingest.protocol.beat_pattern import locked_p_waves
 from ingest.protocol.flutter import flutter_waves
 from ingest.protocol.read import protocol_read
 from ingest.report_format import ParsedOutput, parse_output
@@ -322,7 +323,9 @@ def _normal_rate(f: GroundingFeatures, _: str) -> Contradiction | None:
 
 def _sinus(f: GroundingFeatures, _: str) -> Contradiction | None:
     share = f.rhythm.p_wave_fraction
-    if share is not None and share < SINUS_CONTRADICTED_P_FRACTION:
+    # A P wave locked to the QRS over all beats (the protocol reader's own rule) is a P wave the single-beat
+    # search missed: the sinus claim stands on it.
+    if share is not None and share < SINUS_CONTRADICTED_P_FRACTION and not locked_p_waves(f.rhythm):
         return Contradiction("p_wave_fraction", share, f"P waves were found before only {share:.0%} of beats")
     if "II" in f.rhythm.p_negative_in:
         return Contradiction("p_wave_fraction", share, "the P wave is inverted in II")
@@ -335,6 +338,12 @@ def _atrial_fibrillation(f: GroundingFeatures, _: str) -> Contradiction | None:
         return Contradiction("p_wave_fraction", share, f"P waves were found before {share:.0%} of beats")
     if cv is not None and cv < AF_CONTRADICTED_RR_CV:
         return Contradiction("rr_cv", cv, f"the RR intervals are regular (coefficient of variation {cv:.2f})")
+    locked = locked_p_waves(f.rhythm)  # the protocol reader's own rule: a P wave at a fixed place before every QRS
+    if locked:
+        shares = " and ".join(f"{round(100 * value)}% in {lead}" for lead, value in locked.items())
+        return Contradiction("p_lock", min(locked.values()),
+                             f"an upright P wave stands at the same place before every QRS ({shares} of the signal "
+                             "there repeats beat to beat): organised atrial activity, not fibrillation")
     flutter = flutter_waves(f)  # the protocol reader's own rule: one organised wave in every atrial lead
     if flutter is not None:
         return Contradiction("atrial_waves", float(flutter.rate_per_min),

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ingest.measure.measured import AtrialWaveLead, GroundingFeatures
+from ingest.measure.measured import AtrialWaveLead, GroundingFeatures, PLock
 from ingest.protocol import protocol_read
 from ingest.report_format import format_output, parse_output
 from reports.verify import verify
@@ -37,6 +37,8 @@ def test_no_flags_on_the_protocol_readers_own_output(build: Callable[[], Groundi
     assert verify(parse_output(read.text), features) == []
 
 
+# A P wave locked to the QRS over 11 beats, upright in II (ingest.measure.p_lock).
+LOCKED = PLock(span_ms=300.0, beats=11, share_by_lead={"II": 0.8, "aVF": 0.7}, peak_mv_by_lead={"II": 0.04, "aVF": 0.03})
 N = b.normal_features  # measured: HR 72, PR 160, QRS 90, QT 380, QTc 415, axis +45
 
 # (id, features, output text, expected [(kind, field)])
@@ -80,6 +82,13 @@ CASES: list[tuple[str, Callable[[], GroundingFeatures], str, list[tuple[str, str
         AtrialWaveLead(lead=lead, frequency_hz=f, organisation=0.3, repeat_correlation=0.1, amplitude_mv=0.03)
         for lead, f in (("II", 6.1), ("III", 5.2), ("aVF", 7.0), ("V1", 6.6))]),
      ecg_r1(labels=["atrial fibrillation"]), []),
+    ("af where a P wave is locked to the QRS in II and aVF", lambda: b.with_rhythm(b.atrial_fibrillation(), p_lock=LOCKED),
+     ecg_r1(labels=["atrial fibrillation"]), [("label", "p_lock")]),
+    ("af where the locked wave is inverted in II", lambda: b.with_rhythm(
+        b.atrial_fibrillation(), p_lock=LOCKED.model_copy(update={"peak_mv_by_lead": {"II": -0.04, "aVF": -0.03}})),
+     ecg_r1(labels=["atrial fibrillation"]), []),
+    ("sinus rhythm with P waves found singly before few beats but locked over all", lambda: b.with_rhythm(
+        b.with_global(b.atrial_fibrillation(), hr_bpm=72.0), p_lock=LOCKED), ecg_r1(labels=["sinus rhythm"]), []),
     ("first degree av block with PR 160", N, ecg_r1(labels=["first degree av block"]), [("label", "pr_ms")]),
     ("1st degree AV block with PR 195 (margin)", lambda: b.with_global(N(), pr_ms=195.0),
      ecg_r1(labels=["1st degree AV block"]), []),
