@@ -9,7 +9,8 @@ Three readers of one ECG, any one of which makes it critical (sorted first, mark
   reader's own rule: concordant only under a QRS >= 120 ms, not assessed in a wide complex
   tachycardia); a wide complex tachycardia (QRS >= 120 ms at > 100 /min: VT until shown
   otherwise); AV dissociation at a slow regular rate (P waves found before most beats but at
-  no consistent PR, a regular ventricular rhythm under 60 /min: complete heart block); marked
+  no consistent PR, and no P wave locked to the QRS over all beats, a regular ventricular rhythm
+  under 60 /min: complete heart block); marked
   QT prolongation (the QTc that decides, Framingham's of the QRS-adjusted QT, above 500 ms,
   AHA/ACCF/HRS 2009 part IV; or Bazett's above 500 ms at a rate of 60-100 /min, where the two
   agree); extreme bradycardia (under 40 /min) and extreme tachycardia (over 150 /min), the
@@ -112,7 +113,9 @@ def _av_dissociation(features: GroundingFeatures) -> TriageFinding | None:
     if rr_pattern(rhythm).irregular is not False:
         return None
     activity = atrial_activity(features)
-    if activity.share is None or activity.share > PR_CONSISTENT_AT_MOST:
+    # A P wave locked to the QRS over all beats (the protocol reader's own rule) conducts: no dissociation,
+    # though single beats' P waves were timed at scattered PRs.
+    if activity.share is None or activity.share > PR_CONSISTENT_AT_MOST or activity.locked:
         return None
     return TriageFinding(finding=v.COMPLETE_HEART_BLOCK, by=MEASURED,
                          detail=f"measured AV dissociation: P waves at no consistent PR, regular QRS at {round(hr)} /min")

@@ -35,7 +35,14 @@ from typing import Literal
 from ingest.ecg import STANDARD_LEADS
 from ingest.measure.measured import GroundingFeatures, Rhythm
 from ingest.protocol import vocabulary as v
-from ingest.protocol.beat_pattern import LOCKED_LEADS, ORGANISED_ABOVE, AtrialActivity, RrPattern, atrial_activity, rr_pattern
+from ingest.protocol.beat_pattern import (
+    LOCKED_LEADS,
+    ORGANISED_ABOVE,
+    AtrialActivity,
+    RrPattern,
+    atrial_activity,
+    rr_pattern,
+)
 from ingest.protocol.conduction import COMPLETE_BBB_FROM_MS
 from ingest.protocol.findings import Finding, hundredths, lead_list, not_measurable, signed_mv, whole
 from ingest.protocol.flutter import FlutterWaves, flutter_waves
@@ -168,10 +175,10 @@ def _rr_phrase(pattern: RrPattern, rhythm: Rhythm) -> str:
 
 def _locked_share(rhythm: Rhythm) -> float | None:
     """The smallest locked P share of the leads the rule reads (`beat_pattern.LOCKED_LEADS`)."""
-    if rhythm.p_lock is None:
+    shares = {} if rhythm.p_lock is None else rhythm.p_lock.share_by_lead
+    if not all(lead in shares for lead in LOCKED_LEADS):
         return None
-    shares = [rhythm.p_lock.share_by_lead.get(lead) for lead in LOCKED_LEADS]
-    return None if any(share is None for share in shares) else min(s for s in shares if s is not None)
+    return min(shares[lead] for lead in LOCKED_LEADS)
 
 
 def _p_phrase(features: GroundingFeatures, activity: AtrialActivity) -> str:
