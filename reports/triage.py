@@ -13,7 +13,8 @@ Three readers of one ECG, any one of which makes it critical (sorted first, mark
   under 60 /min: complete heart block); marked
   QT prolongation (the QTc that decides, Framingham's of the QRS-adjusted QT, above 500 ms,
   AHA/ACCF/HRS 2009 part IV; or Bazett's above 500 ms at a rate of 60-100 /min, where the two
-  agree); extreme bradycardia (under 40 /min) and extreme tachycardia (over 150 /min), the
+  agree, of the same QRS-adjusted QT: a bundle branch block or a paced rhythm lengthens the QT by
+  its QRS); extreme bradycardia (under 40 /min) and extreme tachycardia (over 150 /min), the
   limits at which adult guidelines call a rate itself an emergency to be seen now;
 - the protocol reader (`ingest.protocol`), which reads every study with a signal as a
   second reader beside a model, so a model that calls an inferior STEMI "normal ecg" does
@@ -29,6 +30,7 @@ critical_in`) decides which labels of the readers count; the measured findings a
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -41,7 +43,7 @@ from ingest.protocol.beat_pattern import atrial_activity, rr_pattern
 from ingest.protocol.conduction import COMPLETE_BBB_FROM_MS
 from ingest.protocol.ischemia import elevated_leads, elevation_levels, net_qrs, territories_with
 from ingest.protocol.reader import PROTOCOL_READER_NAME
-from ingest.protocol.repolarisation import deciding_qtc_ms
+from ingest.protocol.repolarisation import WIDE_QRS_FROM_MS, deciding_qtc_ms, qrs_adjusted_qt_ms
 from reports.measurements import (
     EXTREME_BRADYCARDIA_BELOW_BPM,
     EXTREME_TACHYCARDIA_ABOVE_BPM,
@@ -158,9 +160,26 @@ def _marked_qtc(features: GroundingFeatures) -> str | None:
         if deciding > MARKED_QTC_ABOVE_MS:
             return f"measured QTc {round(deciding)} ms (Framingham) > {MARKED_QTC_ABOVE_MS:.0f}"
     hr = measured.hr_bpm
-    if measured.qtc_ms is not None and hr is not None and 60 <= hr <= 100 and measured.qtc_ms > MARKED_QTC_ABOVE_MS:
-        return f"measured QTc {round(measured.qtc_ms)} ms (Bazett) > {MARKED_QTC_ABOVE_MS:.0f}"
+    if hr is None or not 60 <= hr <= 100:
+        return None
+    bazett, adjusted = _bazett_qtc(measured.qt_ms, rr, measured.qrs_ms, measured.qtc_ms)
+    if bazett is not None and bazett > MARKED_QTC_ABOVE_MS:
+        basis = f", of the QT adjusted for the QRS of {round(measured.qrs_ms or 0)} ms" if adjusted else ""
+        return f"measured QTc {round(bazett)} ms (Bazett{basis}) > {MARKED_QTC_ABOVE_MS:.0f}"
     return None
+
+
+def _bazett_qtc(qt_ms: float | None, rr_ms: float | None, qrs_ms: float | None,
+                qtc_ms: float | None) -> tuple[float | None, bool]:
+    """(Bazett's QTc of the QT adjusted for a wide QRS as the protocol reader adjusts it, whether it was
+    adjusted): a bundle branch block or a paced rhythm lengthens the QT by its QRS, not by its
+    repolarisation. Without a QT to adjust, the QTc as measured, and only for a QRS not known to be wide."""
+    if qt_ms is not None and rr_ms:
+        adjusted_qt = qrs_adjusted_qt_ms(qt_ms, qrs_ms)
+        return adjusted_qt / math.sqrt(rr_ms / 1000.0), adjusted_qt != qt_ms
+    if qtc_ms is not None and (qrs_ms is None or qrs_ms < WIDE_QRS_FROM_MS):
+        return qtc_ms, False
+    return None, False
 
 
 def _label_findings(labels: list[str], by: str, configured: list[str] | None) -> list[TriageFinding]:
