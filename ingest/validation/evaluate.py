@@ -83,6 +83,8 @@ class RecordRow(BaseModel):
     atrial_waves: str = ""
     # The P wave locked to the QRS over all beats (ingest.measure.p_lock): "II 0.83; aVF 0.71".
     p_lock: str = ""
+    # The critical findings the worklist's triage raises on the measured values alone ("; "-joined).
+    measured_critical: str = ""
     notes: int = 0
     seconds: float = 0.0
 
@@ -163,7 +165,8 @@ def _row(reference: Reference, result: RecordResult, annotated: list[AnnotatedBe
                         f"{w.lead} {w.frequency_hz:g} Hz {w.organisation:.2f} {w.repeat_correlation:.2f}"
                         for w in result.atrial_waves),
                     p_lock="" if result.p_lock is None else "; ".join(
-                        f"{lead} {share:.2f}" for lead, share in result.p_lock.share_by_lead.items()))
+                        f"{lead} {share:.2f}" for lead, share in result.p_lock.share_by_lead.items()),
+                    measured_critical="; ".join(result.measured_critical))
     if result.error is not None:
         return row
     if annotated is not None:

@@ -232,6 +232,10 @@ class LabelSummary(BaseModel):
     normal_ecg: dict[str, float | int | None] = Field(default_factory=dict)
     critical_false_alarms: dict[str, dict[str, float | int | None]] = Field(default_factory=dict)
     any_critical_false_alarm_rate: float | None = None
+    # The same for the critical findings the measured values alone raise in the worklist's triage
+    # (`RecordResult.measured_critical`): the review queue's red marks before any reader.
+    triage_false_alarms: dict[str, dict[str, float | int | None]] = Field(default_factory=dict)
+    any_triage_false_alarm_rate: float | None = None
 
 
 # Labels the figures are kept for: the reader's findings (the "could not read" labels are not findings).
@@ -250,7 +254,8 @@ def summarise_labels(pairs: list[tuple[Reference, RecordResult]]) -> LabelSummar
     confusion: dict[str, dict[str, int]] = {}
     af, normal = Counts(), Counts()
     critical = {finding: Counts() for finding in lb.CRITICAL_FINDINGS}
-    any_false = 0
+    triage = {finding: Counts() for finding in lb.CRITICAL_FINDINGS}
+    any_false, any_triage_false = 0, 0
     for reference, result in pairs:
         stated = reference.labels
         truth = set(stated.labels)
@@ -269,15 +274,8 @@ def summarise_labels(pairs: list[tuple[Reference, RecordResult]]) -> LabelSummar
             af.add(v.ATRIAL_FIBRILLATION in predicted, stated.rhythm == lb.AF)
         if v.NORMAL_ECG not in unscored:
             normal.add(v.NORMAL_ECG in predicted, stated.normal)
-        false_here = False
-        for finding, counts in critical.items():
-            if finding in unscored:
-                continue
-            supported = bool(lb.CRITICAL_SUPPORT.get(finding, frozenset({finding})) & truth)
-            called = finding in predicted
-            counts.add(called, supported)
-            false_here = false_here or (called and not supported)
-        any_false += false_here
+        any_false += _count_critical(critical, predicted, truth, unscored)
+        any_triage_false += _count_critical(triage, set(result.measured_critical), truth, unscored)
     return LabelSummary(
         records=len(pairs),
         per_label={label: counts.rates() for label, counts in per_label.items()
@@ -285,8 +283,23 @@ def summarise_labels(pairs: list[tuple[Reference, RecordResult]]) -> LabelSummar
         rhythm_records=rhythm_total, rhythm_correct=rhythm_right, rhythm_accuracy=_ratio(rhythm_right, rhythm_total),
         rhythm_mechanism_correct=mechanism_right, rhythm_mechanism_accuracy=_ratio(mechanism_right, rhythm_total),
         rhythm_confusion=confusion, atrial_fibrillation=af.rates(), normal_ecg=normal.rates(),
-        critical_false_alarms={finding: {"false_alarms": c.fp, "records_without": c.fp + c.tn,
-                                         "rate": _ratio(c.fp, c.fp + c.tn), "true_calls": c.tp, "missed": c.fn}
-                               for finding, c in critical.items()},
-        any_critical_false_alarm_rate=_ratio(any_false, len(pairs)),
+        critical_false_alarms=_false_alarms(critical), any_critical_false_alarm_rate=_ratio(any_false, len(pairs)),
+        triage_false_alarms=_false_alarms(triage), any_triage_false_alarm_rate=_ratio(any_triage_false, len(pairs)),
     )
+
+
+def _count_critical(counts: dict[str, Counts], called: set[str], truth: set[str], unscored: frozenset[str]) -> bool:
+    """Count each critical finding called or not against the reference's support; whether any was false."""
+    false_here = False
+    for finding, tally in counts.items():
+        if finding in unscored:
+            continue
+        supported = bool(lb.CRITICAL_SUPPORT.get(finding, frozenset({finding})) & truth)
+        tally.add(finding in called, supported)
+        false_here = false_here or (finding in called and not supported)
+    return false_here
+
+
+def _false_alarms(counts: dict[str, Counts]) -> dict[str, dict[str, float | int | None]]:
+    return {finding: {"false_alarms": c.fp, "records_without": c.fp + c.tn, "rate": _ratio(c.fp, c.fp + c.tn),
+                      "true_calls": c.tp, "missed": c.fn} for finding, c in counts.items()}

@@ -115,6 +115,13 @@ def _label_lines(figures: Figures) -> list[str]:
     for finding, c in s.critical_false_alarms.items():
         lines.append(f"| {finding} | {c['false_alarms']} / {c['records_without']} | {_rate(c['rate'])} | "
                      f"{c['true_calls']} / {c['true_calls'] + c['missed']} |")
+    lines += ["  the worklist's triage on the measured values alone (the review queue's red marks before any reader): "
+              f"records with a critical finding the reference does not support: {_rate(s.any_triage_false_alarm_rate)}",
+              "| measured critical finding | false alarms / records without it | rate | true calls / records with it |",
+              "|---|---|---|---|"]
+    for finding, c in s.triage_false_alarms.items():
+        lines.append(f"| {finding} | {c['false_alarms']} / {c['records_without']} | {_rate(c['rate'])} | "
+                     f"{c['true_calls']} / {c['true_calls'] + c['missed']} |")
     lines += ["| label | reference | called | sensitivity | PPV | false calls |", "|---|---|---|---|---|---|"]
     for label, c in sorted(s.per_label.items(), key=lambda item: -(item[1]["tp"] + item[1]["fn"])):
         lines.append(f"| {label} | {c['tp'] + c['fn']} | {c['tp'] + c['fp']} | {_rate(c['sensitivity'])} | "
@@ -137,7 +144,7 @@ def write_rows_csv(rows: list[RecordRow], path: Path) -> None:
     columns = ["key", "source", "split", "delineator", "error", *[f"err_{b}_ms" for b in BOUNDARIES], "p_missed",
                "p_false", *[f"vs_device_{i}" for i in INTERVALS], *[f"vs_annotations_{i}" for i in INTERVALS],
                "reference_rhythm", "rhythm", "rhythm_correct", "missed_labels", "false_labels", "reference_labels",
-               "labels", "leads_measured", "p_wave_fraction", "atrial_waves", "p_lock", "notes", "seconds"]
+               "labels", "leads_measured", "p_wave_fraction", "atrial_waves", "p_lock", "measured_critical", "notes", "seconds"]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
@@ -184,6 +191,9 @@ def held_figures(evaluation: Evaluation) -> dict[str, dict]:
         hold("critical.any_false_alarm_rate", s.any_critical_false_alarm_rate, "lower", TOLERANCE_RATE)
         for finding, c in s.critical_false_alarms.items():
             hold(f"critical.{finding}.false_alarm_rate", c["rate"], "lower", TOLERANCE_RATE)
+        hold("triage.any_false_alarm_rate", s.any_triage_false_alarm_rate, "lower", TOLERANCE_RATE)
+        for finding, c in s.triage_false_alarms.items():
+            hold(f"triage.{finding}.false_alarm_rate", c["rate"], "lower", TOLERANCE_RATE)
         for label, c in s.per_label.items():
             hold(f"label.{label}.sensitivity", c["sensitivity"], "higher", TOLERANCE_RATE)
             hold(f"label.{label}.ppv", c["ppv"], "higher", TOLERANCE_RATE)

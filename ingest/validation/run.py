@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from ingest.ecg import STANDARD_LEADS, Measurements
+from ingest.ecg import STANDARD_LEADS, Demographics, Measurements
 from ingest.errors import IngestError
-from ingest.measure.measured import AtrialWaveLead, PLock
+from ingest.measure.measured import AtrialWaveLead, GroundingFeatures, PLock
+from ingest.validation.labels import CRITICAL_FINDINGS, general_label
 from ingest.validation.references import BOUNDARIES, Reference
 
 NEUROKIT2_LEADS: tuple[str, ...] = ("II", "V2", "V5")
@@ -62,6 +63,9 @@ class RecordResult(BaseModel):
     p_wave_fraction: float | None = None
     atrial_waves: list[AtrialWaveLead] = Field(default_factory=list)
     p_lock: PLock | None = None
+    # The critical findings the measured values alone raise in the worklist's triage (`reports.triage`,
+    # what the review queue marks red before any reader): general labels (ours only).
+    measured_critical: list[str] = Field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -87,6 +91,7 @@ def run_ours(reference: Reference, data_dir: Path) -> RecordResult:
         return RecordResult(key=reference.key, delineator=OURS, error=str(exc))
     features = measure(signal, fs)
     reading = protocol_read(features, ecg.demographics)
+    critical = measured_critical(features, ecg.demographics)
     bounds = features.boundaries
     times = features.rhythm.beat_times_ms
     beats = []
@@ -97,8 +102,19 @@ def run_ours(reference: Reference, data_dir: Path) -> RecordResult:
     return RecordResult(key=reference.key, delineator=OURS, measured=features.global_, beats=beats,
                         labels=reading.labels, notes=features.notes, leads_measured=len(features.leads_measured),
                         p_wave_fraction=features.rhythm.p_wave_fraction, atrial_waves=features.rhythm.atrial_waves,
-                        p_lock=features.rhythm.p_lock,
+                        p_lock=features.rhythm.p_lock, measured_critical=critical,
                         seconds=time.perf_counter() - started)
+
+
+def measured_critical(features: GroundingFeatures, demographics: Demographics | None) -> list[str]:
+    """The critical findings of `reports.triage.measured_findings` that a reference can state (general
+    labels; the extreme rates are the measured rate itself, which no reference names)."""
+    # The harness reaches into the reports stage here on purpose: the review queue's red marks are what a
+    # cardiologist sees first, so their false alarms on real records are scored beside the reader's.
+    from reports.triage import measured_findings
+
+    found = {general_label(finding.finding) for finding in measured_findings(features, demographics)}
+    return sorted(found & set(CRITICAL_FINDINGS))
 
 
 def _shifted(beat_ms: float, offset_ms: float | None) -> float | None:

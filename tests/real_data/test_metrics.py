@@ -17,7 +17,8 @@ from ingest.validation.metrics import (
     summarise_labels,
 )
 from ingest.validation.references import DEFAULT_DATA_DIR, AnnotatedBeat, Reference, load_references, ludb_boundaries
-from ingest.validation.run import BeatBoundaries, RecordResult, run_neurokit2
+from ingest.validation.run import BeatBoundaries, RecordResult, measured_critical, run_neurokit2
+from tests.protocol import builders as b
 from worker.cli import main
 
 
@@ -77,6 +78,29 @@ def test_the_rhythm_is_scored_as_a_class_and_as_a_mechanism():
     summary = summarise_labels(pairs)
     assert (summary.rhythm_records, summary.rhythm_correct, summary.rhythm_mechanism_correct) == (4, 1, 2)
     assert (summary.rhythm_accuracy, summary.rhythm_mechanism_accuracy) == (0.25, 0.5)
+
+
+def test_the_measured_triage_is_scored_apart_from_the_readers_labels():
+    """A measured marked QT prolongation on a record whose reference names a prolonged QT is a true call, on a
+    record whose reference does not a false alarm; the reader's own labels are scored in their own table."""
+    cases = [("snomed:111975006", ["marked qt prolongation"], []),  # prolonged QT in the reference
+             ("snomed:426783006", ["marked qt prolongation"], ["marked qt prolongation"]),  # sinus rhythm only
+             ("snomed:426783006", [], [])]
+    pairs = [(Reference(source="georgia", record=str(n), split="dev", path=f"georgia/{n}.hea", codes=[code]),
+              RecordResult(key=f"georgia/{n}", delineator="ecg-worklist", labels=labels, measured_critical=measured))
+             for n, (code, measured, labels) in enumerate(cases)]
+    summary = summarise_labels(pairs)
+    triage = summary.triage_false_alarms["marked qt prolongation"]
+    assert (triage["true_calls"], triage["false_alarms"], triage["records_without"]) == (1, 1, 2)
+    assert summary.any_triage_false_alarm_rate == 0.333
+    reader = summary.critical_false_alarms["marked qt prolongation"]
+    assert (reader["true_calls"], reader["false_alarms"]) == (0, 1)
+
+
+def test_measured_critical_keeps_the_findings_a_reference_can_state():
+    """The extreme rates are the measured rate itself (no reference names them); territorial ST elevation folds."""
+    fast_wide = b.with_global(b.normal_features(), hr_bpm=190.0, rr_ms=316.0, qrs_ms=150.0)
+    assert measured_critical(fast_wide, None) == ["wide complex tachycardia"]
 
 
 def test_ludb_annotations_become_ordered_global_boundaries():
