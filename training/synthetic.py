@@ -46,7 +46,7 @@ from pydantic import BaseModel, Field
 from ingest.ecg import STANDARD_LEADS
 from ingest.measure.beat_measures import LABEL_MIN_MV as QRS_LABEL_MIN_MV
 from ingest.protocol import vocabulary as v
-from ingest.protocol.conduction import axis_class, pr_class, qrs_class
+from ingest.protocol.conduction import IVCD_ABOVE_MS, axis_class, pr_class, qrs_class
 from ingest.protocol.findings import hundredths, whole
 from ingest.protocol.ischemia import (
     QS_R_BELOW_MV,
@@ -531,8 +531,10 @@ def truth_labels(q: Quantities) -> list[str]:
             labels.append(v.SHORT_PR)
         elif kind == "long":
             labels.append(v.FIRST_DEGREE_AV_BLOCK)
-    qrs_kind = qrs_class(whole(q.s("qrs", q.qrs)) or 0)
-    if qrs_kind == "incomplete":  # 110-119 ms: incomplete with a bundle branch pattern, else non-specific
+    qrs_ms = whole(q.s("qrs", q.qrs)) or 0
+    qrs_kind = qrs_class(qrs_ms)
+    if qrs_kind == "incomplete" and (q.side or qrs_ms > IVCD_ABOVE_MS):
+        # 110-119 ms: incomplete with a bundle branch pattern, else non-specific (over 110 ms)
         labels.append(v.INCOMPLETE_BBB if q.side else v.IVCD)
     elif qrs_kind == "complete":
         labels.append({"right": v.RBBB, "left": v.LBBB, None: v.IVCD}[q.side])

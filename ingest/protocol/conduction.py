@@ -9,7 +9,8 @@
                   conduction delay;
                   110-119 ms: incomplete bundle branch block with the same right-sided
                   (R' in V1 or V2) or left-sided morphology; otherwise a non-specific
-                  intraventricular conduction delay (QRS > 110 ms without either pattern);
+                  intraventricular conduction delay (QRS > 110 ms without either pattern: at
+                  110 ms without one, normal conduction);
                   under 110 ms: normal intraventricular conduction (an rSr' in V1 with a
                   normal QRS is a normal variant, not a block);
                   in a wide complex tachycardia (step 1) the width is stated and no block is
@@ -33,6 +34,9 @@ SHORT_PR_BELOW_MS = 120
 FIRST_DEGREE_AV_BLOCK_ABOVE_MS = 200
 INCOMPLETE_BBB_FROM_MS = 110
 COMPLETE_BBB_FROM_MS = 120
+# A non-specific intraventricular conduction delay: a QRS over 110 ms (AHA/ACCF/HRS 2009 part III), so a QRS of
+# 110 ms without a bundle branch pattern is still normal conduction.
+IVCD_ABOVE_MS = 110
 LEFT_AXIS_BELOW_DEG = -30
 RIGHT_AXIS_ABOVE_DEG = 90
 # Below -90 degrees (the north-west quadrant) the axis is "extreme", neither left nor right.
@@ -186,6 +190,10 @@ def qrs_finding(features: GroundingFeatures, wide_complex_tachycardia: bool = Fa
     v1 = _describe(features.leads.get("V1"), "V1")
     lateral = _describe(features.leads.get("V6") or features.leads.get("V5"), "V6") + ", " + _describe(
         features.leads.get("I"), "I")
+    if side is None and qrs <= IVCD_ABOVE_MS:
+        return Finding(step=2, rule="qrs_duration", evidence=evidence, values=values,
+                       statement=(f"{head} without a bundle branch pattern (a non-specific delay is > {IVCD_ABOVE_MS} "
+                                  f"ms): normal intraventricular conduction."))
     if side is None:
         limits = (f">= {COMPLETE_BBB_FROM_MS} ms" if kind == "complete"
                   else f"{INCOMPLETE_BBB_FROM_MS}-{COMPLETE_BBB_FROM_MS - 1} ms")

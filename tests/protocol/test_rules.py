@@ -85,6 +85,11 @@ CASES: list[tuple[str, Callable[[], GroundingFeatures], set[str], set[str]]] = [
                                                            qrs_ms=119.0), {v.INCOMPLETE_BBB}, {v.RBBB}),
     ("qrs 115 rS in V1, septal q: non-specific ivcd", lambda: with_global(N(), qrs_ms=115.0), {v.IVCD},
      {v.INCOMPLETE_BBB, v.NORMAL_ECG}),
+    # A non-specific delay is a QRS OVER 110 ms: at 110 without a pattern, normal; at 111, a delay.
+    ("qrs 110 rS in V1, septal q: normal conduction", lambda: with_global(N(), qrs_ms=110.0), {v.NORMAL_ECG},
+     {v.IVCD, v.INCOMPLETE_BBB}),
+    ("qrs 111 rS in V1, septal q: non-specific ivcd", lambda: with_global(N(), qrs_ms=111.0), {v.IVCD},
+     {v.INCOMPLETE_BBB, v.NORMAL_ECG}),
     ("qrs 120 rSR' in V1: rbbb", lambda: with_global(with_median(N(), "V1", qrs_morphology="rSR'"), qrs_ms=120.0),
      {v.RBBB}, {v.INCOMPLETE_BBB, v.LBBB}),
     ("qrs 130 dominant R in V1: rbbb",
