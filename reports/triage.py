@@ -10,11 +10,10 @@ Three readers of one ECG, any one of which makes it critical (sorted first, mark
   tachycardia); a wide complex tachycardia (QRS >= 120 ms at > 100 /min: VT until shown
   otherwise); AV dissociation at a slow regular rate (P waves found before most beats but at
   no consistent PR, and no P wave locked to the QRS over all beats, a regular ventricular rhythm
-  under 60 /min: complete heart block); marked
-  QT prolongation (the QTc that decides, Framingham's of the QRS-adjusted QT, above 500 ms,
-  AHA/ACCF/HRS 2009 part IV; or Bazett's above 500 ms at a rate of 60-100 /min, where the two
-  agree, of the same QRS-adjusted QT: a bundle branch block or a paced rhythm lengthens the QT by
-  its QRS); extreme bradycardia (under 40 /min) and extreme tachycardia (over 150 /min), the
+  under 60 /min: complete heart block); marked QT prolongation (the QTc that decides,
+  Framingham's of the QRS-adjusted QT, above 500 ms, AHA/ACCF/HRS 2009 part IV; or Bazett's of
+  the same QRS-adjusted QT above 500 ms at a rate of 60-100 /min, where the two agree: a bundle
+  branch block or a paced rhythm lengthens the QT by its QRS); extreme bradycardia (under 40 /min) and extreme tachycardia (over 150 /min), the
   limits at which adult guidelines call a rate itself an emergency to be seen now;
 - the protocol reader (`ingest.protocol`), which reads every study with a signal as a
   second reader beside a model, so a model that calls an inferior STEMI "normal ecg" does
