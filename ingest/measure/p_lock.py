@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ingest.ecg import STANDARD_LEADS
-from ingest.measure.beats import samples, windows
+from ingest.measure.beats import samples
 from ingest.measure.measured import PLock
 
 # The leads measured: the inferior leads, where a sinus P is largest and upright.
@@ -71,7 +71,11 @@ def locked_p(smooth: np.ndarray, fiducials: np.ndarray, dominant: np.ndarray, rr
     if end - start < samples(MIN_SPAN_MS / 1000.0, fs) or use.sum() < MIN_BEATS:
         return None
     rows = [STANDARD_LEADS.index(lead) for lead in LOCK_LEADS]
-    stretch = windows(smooth[rows], fiducials[use], before - start, 0)[:, :, :end - start]
+    # Every stretch lies inside the record (it starts at or after sample 0, `use`, and ends before its
+    # beat's fiducial point), so one gather takes them all: (beats, leads, samples).
+    # (The signal may be a strided view: only the samples needed are read.)
+    first = fiducials[use] - before + start
+    stretch = smooth[np.asarray(rows)[None, :, None], (first[:, None] + np.arange(end - start))[:, None, :]]
     # The averaged wave's largest deflection from the PR segment (the stretch's end), for its polarity.
     wave = stretch.mean(axis=0)
     deflection = wave - wave[:, -1:]
