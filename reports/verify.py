@@ -340,9 +340,9 @@ def _atrial_fibrillation(f: GroundingFeatures, _: str) -> Contradiction | None:
         return Contradiction("rr_cv", cv, f"the RR intervals are regular (coefficient of variation {cv:.2f})")
     locked = locked_p_waves(f.rhythm)  # the protocol reader's own rule: a P wave at a fixed place before every QRS
     if locked:
-        shares = " and ".join(f"{round(100 * value)}% in {lead}" for lead, value in locked.items())
         return Contradiction("p_lock", min(locked.values()),
-                             f"an upright P wave stands at the same place before every QRS ({shares} of the signal "
+                             f"an upright P wave stands at the same place before every QRS "
+                             f"({rhythm.locked_shares_text(locked)} of the signal "
                              "there repeats beat to beat): organised atrial activity, not fibrillation")
     flutter = flutter_waves(f)  # the protocol reader's own rule: one organised wave in every atrial lead
     if flutter is not None:

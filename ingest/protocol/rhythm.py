@@ -181,15 +181,19 @@ def _locked_share(rhythm: Rhythm) -> float | None:
     return min(shares[lead] for lead in LOCKED_LEADS)
 
 
+def locked_shares_text(locked: dict[str, float]) -> str:
+    """The locked P shares as written: "58% in II and 71% in aVF" (the reading and the claim checks)."""
+    return " and ".join(f"{whole(100.0 * value)}% in {lead}" for lead, value in locked.items())
+
+
 def _p_phrase(features: GroundingFeatures, activity: AtrialActivity) -> str:
     signs = _p_signs(features)
     if activity.beats:
         at = f" at a consistent PR ({whole(activity.pr_ms)} ms)" if activity.pr_ms is not None else ""
         share = f"P waves{at} before {activity.consistent} of {activity.beats} beats"
         if activity.locked and activity.share is not None and activity.share <= ORGANISED_ABOVE:
-            locked = " and ".join(f"{whole(100.0 * value)}% in {lead}" for lead, value in activity.locked.items())
             share += (f" one by one, but over all beats together an upright P wave in II stands at the same "
-                      f"place before every QRS ({locked} of the signal there)")
+                      f"place before every QRS ({locked_shares_text(activity.locked)} of the signal there)")
     else:
         fraction = features.rhythm.p_wave_fraction
         share = f"P waves before {'?' if fraction is None else str(whole(100.0 * fraction)) + '%'} of beats"
