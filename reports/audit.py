@@ -18,9 +18,10 @@ sees and keeps the signature outside it, and `verify_chain(anchors=...)` checks 
 Callers do not use `append` directly for state changes: `reports.store` writes the audit
 row in the same transaction as the change it records.
 
-`append` writes its two rows (the event, the head) with an INSERT and an UPDATE built once,
-on the session's connection, not through the ORM: a study's journey appends eight events, and
-the ORM's flush and per-call statement building cost 0.6 ms of CPU an event against 0.4 ms so.
+`append` writes its two rows (the event, the head) with statements built once, on the session's
+connection, not through the ORM: a study's journey appends eight events, and the ORM's flush and
+per-call statement building cost 0.6 ms of CPU an event against 0.4 ms so. On Postgres the INSERT
+and the head's UPDATE are one statement (a data-modifying WITH), one round trip an event.
 The head read under its lock is kept for the rest of the transaction (`_LockedHead`) and read
 again after a savepoint ends.
 """
@@ -132,21 +133,29 @@ def append(
     )
     event.row_hash = _event_hash(event)
     connection = session.connection()
-    connection.execute(_INSERT_EVENT, {
-        "id": event.id, "at": event.at, "actor": event.actor, "action": event.action,
-        "entity_type": event.entity_type, "entity_id": event.entity_id, "details": event.details,
-        "prev_hash": event.prev_hash, "row_hash": event.row_hash})
-    connection.execute(_MOVE_HEAD, {"moved_to_id": event.id, "moved_to_hash": event.row_hash})
+    row = {f"event_{column}": getattr(event, column) for column in _EVENT_COLUMNS}
+    moved = {"moved_to_id": event.id, "moved_to_hash": event.row_hash}
+    if connection.dialect.name == "postgresql":
+        connection.execute(_INSERT_EVENT_MOVING_HEAD, row | moved)
+    else:  # SQLite has no data-modifying WITH: two statements, in the same transaction
+        connection.execute(_INSERT_EVENT, row)
+        connection.execute(_MOVE_HEAD, moved)
     head.last_id, head.last_hash = event.id, event.row_hash
     return event  # a plain record of what was written (not attached to the session)
 
 
-# The two statements of an append, built once: parameters bound at execution need no per-call
+# The statements of an append, built once: parameters bound at execution need no per-call
 # statement construction (which, with values given inline, cost more than the database's work).
+# On Postgres the event and the head's move are one statement (the UPDATE in a WITH runs exactly
+# once, in the same snapshot and transaction as the INSERT): one round trip an event instead of two,
+# 8 fewer statements in a study's journey. The event's parameters are named event_*, so none of
+# them can be taken for a column of audit_head.
 _EVENTS, _HEAD = AuditEvent.__table__, AuditHead.__table__
-_INSERT_EVENT = sa.insert(_EVENTS)
+_EVENT_COLUMNS = ("id", "at", "actor", "action", "entity_type", "entity_id", "details", "prev_hash", "row_hash")
+_INSERT_EVENT = sa.insert(_EVENTS).values({column: sa.bindparam(f"event_{column}") for column in _EVENT_COLUMNS})
 _MOVE_HEAD = (sa.update(_HEAD).where(_HEAD.c.id == 1)
               .values(last_id=sa.bindparam("moved_to_id"), last_hash=sa.bindparam("moved_to_hash")))
+_INSERT_EVENT_MOVING_HEAD = _INSERT_EVENT.add_cte(_MOVE_HEAD.cte("moved_head"))
 _LOCK_HEAD = sa.select(_HEAD.c.last_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
 
 
