@@ -148,14 +148,13 @@ def register_batch_item(ctx: PipelineContext, arrival: Arrival, *, origin: str) 
         return Taken.UNUSABLE
     sha = record_sha256(arrival.record_files)
     with ctx.session() as session:
-        # Registered before (by a batch, or by the watcher, which then archives and queues it).
-        if store.study_by_sha256(session, sha) is not None:
-            return Taken.KNOWN
         study, created = store.register_study(
             session, sha256=sha, source_format=arrival.source_format.value,
             source_path=str(arrival.main.resolve()), archive_path=None, origin=origin, actor=BATCH_ACTOR)
         if not created:
-            return Taken.KNOWN  # another process registered it a moment ago
+            # Registered before (by a batch, or by the watcher, which then archives and queues it),
+            # or by another process a moment ago.
+            return Taken.KNOWN
         store.set_state(session, study.id, StudyState.QUEUED_PREPARE, actor=BATCH_ACTOR)
         study_id = study.id
     ctx.dispatcher.prepare([study_id])
