@@ -221,16 +221,28 @@ def take(ctx: PipelineContext, stage: Stage, prefer: Sequence[int], *, limit: in
     """Lease studies waiting for `stage` to this process: `prefer` first, then (with `others`)
     the oldest free ones, up to `limit`; the rows as read under the lock, so the stage need
     not read them again. Preferred studies held by a dead process on this machine are freed
-    first (rule 3), in the same transaction."""
+    (rule 3) and taken, in the same transaction."""
     keeper = ctx.leases
     content = STAGE_CONTENT[stage]
     lost: list[tuple[str, lease_sql.HolderLost]] = []
-    with ctx.session() as session:
-        if prefer and ctx.settings.check_local_holders:
-            lost = _free_if_holder_died_here(ctx, session, stage, prefer, keeper.holder)
-        rows = lease_sql.take_rows(session, WAITING_FOR[stage], holder=keeper.holder, until=keeper.until(),
+
+    def take_rows(session: Session) -> list[Study]:
+        return lease_sql.take_rows(session, WAITING_FOR[stage], holder=keeper.holder, until=keeper.until(),
                                    prefer=list(prefer), limit=limit, others=others,
                                    isolate_suspects=stage is Stage.INTERPRET, content=content)
+
+    with ctx.session() as session:
+        rows = take_rows(session)
+        # Only a preferred study that could not be taken may be held by a dead process here: looked for
+        # after the take, so the usual message, whose studies are free, costs no extra SELECT. Where one
+        # is freed, the take is made again as one (a batch keeps its suspects apart, `take_rows`).
+        taken = {row.id for row in rows}
+        missing = [study_id for study_id in prefer if study_id not in taken]
+        if missing and ctx.settings.check_local_holders:
+            lost = _free_if_holder_died_here(ctx, session, stage, missing, keeper.holder)
+            if lost:
+                lease_sql.release(session, keeper.holder, taken)
+                rows = take_rows(session)
         views = [StudyView.of(row, features="features" in content) for row in rows]
     for holder, loss in lost:
         _after_loss(ctx, holder, "its process on this machine is gone", loss)
