@@ -318,6 +318,23 @@ def claim_study(session: Session, study_id: int, expected_state: StudyState | st
     return study if study.state == StudyState(expected_state).value else None
 
 
+def claim_studies(session: Session, study_ids: Iterable[int], expected_state: StudyState | str) -> list[int]:
+    """`claim_study` for many at once, in one SELECT: the ids (ascending) of those in `expected_state`,
+    now locked for this transaction. The rows are locked in id order, as one at a time in that order
+    would, so two batches that share studies cannot deadlock. Unknown ids are left out."""
+    ids = sorted(set(study_ids))
+    if not ids:
+        return []
+    query = (sa.select(Study).options(*without_content()).where(Study.id.in_(ids)).order_by(Study.id)
+             .with_for_update().execution_options(populate_existing=True))
+    claimed = []
+    for study in session.execute(query).scalars():
+        row_locks.remember(session, Study, study.id, study)
+        if study.state == StudyState(expected_state).value:
+            claimed.append(study.id)
+    return claimed
+
+
 def study_by_sha256(session: Session, sha256: str) -> Study | None:
     return session.execute(sa.select(Study).where(Study.sha256 == sha256)).scalar_one_or_none()
 

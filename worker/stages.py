@@ -254,8 +254,7 @@ def interpret_studies(ctx: PipelineContext, study_ids: Sequence[int], *,
     with ctx.session() as session:  # the whole batch in one transaction: one commit, not one per ECG
         # Every row locked first, in id order, before the first audit row locks the audit head:
         # a transaction never waits for a study while holding the head, so none can deadlock.
-        claimed = {view.id for view in sorted((c[0] for c in checked), key=lambda v: v.id)
-                   if store.claim_study(session, view.id, S.QUEUED_INTERPRET) is not None}
+        claimed = set(store.claim_studies(session, [c[0].id for c in checked], S.QUEUED_INTERPRET))
         for view, interpretation, flags, found in checked:
             if view.id in claimed:
                 store.save_interpretation(session, view.id, interpretation, actor=actor, critical=found.critical,

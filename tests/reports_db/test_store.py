@@ -114,6 +114,37 @@ def test_claim_study_skips_stale_tasks(engine: sa.Engine) -> None:
             store.claim_study(session, study.id + 1000, "queued_prepare")
 
 
+def test_claim_studies_locks_a_batch_in_one_select(pg_engine: sa.Engine) -> None:
+    """The interpret batch's claim: those in the state, ascending; others and unknown ids left out;
+    every row it read locked until the transaction ends (another transaction cannot take one)."""
+    ids = []
+    with store.session_scope(pg_engine) as session:
+        for _ in range(3):
+            study, _ = store.register_study(session, sha256=new_sha(), source_format="dicom", source_path="/a")
+            store.set_state(session, study.id, "queued_prepare", actor="watch")
+            ids.append(study.id)
+        store.quarantine(session, ids[1], "no waveform", actor="worker")
+    statements: list[str] = []
+
+    def record(_connection: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    sa.event.listen(pg_engine, "before_cursor_execute", record)
+    try:
+        with store.session_scope(pg_engine) as session:
+            claimed = store.claim_studies(session, [ids[2], ids[0], ids[1], ids[2] + 1000], "queued_prepare")
+            assert claimed == [ids[0], ids[2]]
+            assert len(statements) == 1 and "FOR UPDATE" in statements[0]
+            with pg_engine.connect() as other, pytest.raises(sa.exc.OperationalError, match="could not obtain lock"):
+                other.execute(sa.select(Study.id).where(Study.id == ids[1]).with_for_update(nowait=True))
+            # What the claim locked, a state change in the same transaction reads no more.
+            before = len(statements)
+            store.set_state(session, ids[0], "quarantined", actor="worker", error="x")
+            assert not any("SELECT studies" in statement for statement in statements[before:])
+    finally:
+        sa.event.remove(pg_engine, "before_cursor_execute", record)
+
+
 def test_a_state_change_sees_what_another_transaction_committed(pg_engine: sa.Engine) -> None:
     """A copy loaded before the row lock must not decide the move: the lock re-reads the row."""
     with store.session_scope(pg_engine) as session:
