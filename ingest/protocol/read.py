@@ -204,7 +204,7 @@ def protocol_read(features: GroundingFeatures, demographics: Demographics | None
         *first,
         *step2(features, atrial_fibrillation=kind in WITHOUT_P_WAVES,
                wide_complex_tachycardia=wide_tachycardia),
-        *step3(features),
+        *step3(features, p_waves=kind not in WITHOUT_P_WAVES and not wide_tachycardia),
         *step4(features, demographics, wide_complex_tachycardia=wide_tachycardia),
         *step5(features, demographics.sex if demographics else None, irregular=irregular),
     ]

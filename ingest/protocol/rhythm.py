@@ -12,7 +12,9 @@
                         atrial flutter: the same saw-tooth atrial wave at 230-350/min in II, III, aVF
                         and V1, faster than the ventricles (`flutter.flutter_waves`); looked at before
                         the P waves, as flutter waves at a fixed ratio stand at a consistent "PR";
-                        a wide QRS at a fast rate stays a wide complex tachycardia;
+                        a wide QRS at a fast rate stays a wide complex tachycardia, and so does
+                        a "sinus" one whose wave before the QRS is under 120 ms from it (the
+                        previous T where the complexes fill the cycle, or pre-excitation);
                         atrial fibrillation: an irregularly irregular RR once premature beats and
                         their pauses are set aside (`beat_pattern.rr_pattern`) AND no organised
                         atrial activity; otherwise undetermined (a wide QRS at a fast rate: wide
@@ -21,7 +23,8 @@
                         -> "ectopic beats", the text saying which are supraventricular (the
                         dominant QRS) and which ventricular or aberrant (another QRS); a beat of
                         another shape that is not early (pacing, fusion, artefact) is not one;
-                        not assessed in atrial fibrillation or flutter
+                        not assessed in atrial fibrillation or flutter, nor in a wide complex
+                        tachycardia
 
 The classifiers (`rate_class`, `sinus_polarity`, `rhythm_class`) are pure functions of
 measured values, with their thresholds as named constants (here and in `beat_pattern`), so
@@ -43,7 +46,7 @@ from ingest.protocol.beat_pattern import (
     atrial_activity,
     rr_pattern,
 )
-from ingest.protocol.conduction import COMPLETE_BBB_FROM_MS
+from ingest.protocol.conduction import COMPLETE_BBB_FROM_MS, SHORT_PR_BELOW_MS
 from ingest.protocol.findings import Finding, hundredths, lead_list, not_measurable, signed_mv, whole
 from ingest.protocol.flutter import FlutterWaves, flutter_waves
 
@@ -249,6 +252,18 @@ def rhythm_finding(features: GroundingFeatures) -> Finding:
     if kind == "unmeasurable":
         return not_measurable(1, "rhythm", "P waves (rhythm)", values)
     p_text, rr_text = _p_phrase(features, activity), _rr_phrase(pattern, rhythm)
+    qrs, pr = whole(features.global_.qrs_ms), whole(features.global_.pr_ms)
+    wide_and_fast = rate == "tachycardia" and qrs is not None and qrs >= COMPLETE_BBB_FROM_MS
+    if kind == "sinus" and wide_and_fast and pr is not None and pr < SHORT_PR_BELOW_MS:
+        # A wave standing less than 120 ms before a wide QRS at a fast rate is no evidence of a sinus
+        # P wave: where the complexes fill the cycle it is the previous beat's T (ningbo/JS45546,
+        # ventricular tachycardia at 173 /min, read as sinus tachycardia with a "PR" of 72 ms), and
+        # a true P with a short PR and a wide QRS is pre-excitation, a wide complex tachycardia too.
+        return Finding(step=1, rule="rhythm", label=v.WIDE_COMPLEX_TACHYCARDIA, abnormal=True, values=values,
+                       statement=(f"Wide QRS (>= {COMPLETE_BBB_FROM_MS} ms) tachycardia; the wave {pr} ms before "
+                                  f"the QRS (< {SHORT_PR_BELOW_MS} ms) is not taken for a sinus P wave: "
+                                  f"{v.WIDE_COMPLEX_TACHYCARDIA}."),
+                       evidence=v.WIDE_COMPLEX_TACHYCARDIA)
     if kind == "sinus":
         label = {"bradycardia": v.SINUS_BRADYCARDIA, "tachycardia": v.SINUS_TACHYCARDIA}.get(rate or "", v.SINUS_RHYTHM)
         return Finding(step=1, rule="rhythm", label=label, abnormal=label != v.SINUS_RHYTHM, values=values,
@@ -258,8 +273,6 @@ def rhythm_finding(features: GroundingFeatures) -> Finding:
                        statement=(f"{rr_text[0].upper() + rr_text[1:]} without organised atrial activity "
                                   f"({p_text}): {v.ATRIAL_FIBRILLATION}."),
                        evidence=v.ATRIAL_FIBRILLATION)
-    qrs = whole(features.global_.qrs_ms)
-    wide_and_fast = rate == "tachycardia" and qrs is not None and qrs >= COMPLETE_BBB_FROM_MS
     flutter = flutter_waves(features) if kind == "atrial flutter" and not wide_and_fast else None
     if flutter is not None:
         return _flutter_finding(flutter, pattern, hr, values)
@@ -292,13 +305,14 @@ def _flutter_finding(flutter: FlutterWaves, pattern: RrPattern, hr: int | None,
                    evidence=v.ATRIAL_FLUTTER)
 
 
-def ectopic_finding(features: GroundingFeatures, fibrillation: bool = False) -> Finding | None:
+def ectopic_finding(features: GroundingFeatures, no_underlying_rhythm: bool = False) -> Finding | None:
     """Premature beats, by their QRS: the dominant one (supraventricular) or another (ventricular or aberrant).
 
-    In atrial fibrillation or flutter no beat is premature against an underlying rhythm: not assessed.
+    In atrial fibrillation or flutter, or a wide complex tachycardia, no beat is premature against an
+    underlying rhythm (`no_underlying_rhythm`): not assessed.
     """
     rhythm = features.rhythm
-    if rhythm.ectopic_count is None or rhythm.beat_count == 0 or fibrillation:
+    if rhythm.ectopic_count is None or rhythm.beat_count == 0 or no_underlying_rhythm:
         return None
     total = rhythm.beat_count
     premature = rr_pattern(rhythm).premature
@@ -323,7 +337,8 @@ def ectopic_finding(features: GroundingFeatures, fibrillation: bool = False) -> 
 
 def step1(features: GroundingFeatures) -> list[Finding]:
     rhythm = rhythm_finding(features)
-    fibrillation = rhythm.label in (v.ATRIAL_FIBRILLATION, v.ATRIAL_FLUTTER)  # no underlying rhythm to be early against
+    # No underlying rhythm for a beat to be early against.
+    no_underlying = rhythm.label in (v.ATRIAL_FIBRILLATION, v.ATRIAL_FLUTTER, v.WIDE_COMPLEX_TACHYCARDIA)
     found = [technical_finding(features), lead_reversal_finding(features), rate_finding(features), rhythm,
-             ectopic_finding(features, fibrillation)]
+             ectopic_finding(features, no_underlying)]
     return [finding for finding in found if finding is not None]

@@ -155,7 +155,13 @@ def v1_negative_p_mv(lead_v1: LeadFeatures | None) -> float | None:
     return hundredths(max(terminal or 0.0, negative_throughout))
 
 
-def atrial_finding(features: GroundingFeatures) -> Finding:
+def atrial_finding(features: GroundingFeatures, p_waves: bool = True) -> Finding:
+    """Atrial abnormality from the P wave's size and shape. Without P waves (`p_waves` False: atrial
+    fibrillation or flutter, a wide complex tachycardia) a P-like wave the median beat holds is no
+    P wave, and its size says nothing of the atria."""
+    if not p_waves:
+        return Finding(step=3, rule="atria", evidence="p wave morphology not applicable",
+                       statement="P wave morphology not assessed: no sinus P waves.")
     lead_ii, lead_v1 = features.leads.get("II"), features.leads.get("V1")
     p_amp = hundredths(lead_ii.median.p_amp_mv) if lead_ii else None
     p_dur = whole(lead_ii.median.p_dur_ms) if lead_ii else None
@@ -190,6 +196,6 @@ def atrial_finding(features: GroundingFeatures) -> Finding:
                    statement=f"{'; '.join(cited)}: {' and '.join(labels)}.")
 
 
-def step3(features: GroundingFeatures) -> list[Finding]:
+def step3(features: GroundingFeatures, p_waves: bool = True) -> list[Finding]:
     return [lvh_finding(features), low_voltage_finding(features), r_progression_finding(features),
-            atrial_finding(features)]
+            atrial_finding(features, p_waves)]

@@ -62,6 +62,15 @@ CASES: list[tuple[str, Callable[[], GroundingFeatures], set[str], set[str]]] = [
      {v.TACHYCARDIA, v.UNDETERMINED_RHYTHM}, {v.WIDE_COMPLEX_TACHYCARDIA}),
     ("wide qrs at 100 bpm", lambda: with_global(with_rhythm(N(), **NO_P), hr_bpm=100.0, qrs_ms=140.0),
      {v.UNDETERMINED_RHYTHM}, {v.WIDE_COMPLEX_TACHYCARDIA}),
+    # ... and with sinus-looking P waves whose PR is under 120 ms (the previous T, or pre-excitation)
+    ("wide fast, 'p' 119 ms before: wct", lambda: with_global(N(), hr_bpm=170.0, qrs_ms=150.0, pr_ms=119.0),
+     {v.WIDE_COMPLEX_TACHYCARDIA}, {v.SINUS_TACHYCARDIA, v.SHORT_PR}),
+    ("wide fast, pr 120: sinus", lambda: with_global(N(), hr_bpm=170.0, qrs_ms=150.0, pr_ms=120.0),
+     {v.SINUS_TACHYCARDIA}, {v.WIDE_COMPLEX_TACHYCARDIA}),
+    ("narrow fast, pr 100: sinus, short pr", lambda: with_global(N(), hr_bpm=170.0, qrs_ms=119.0, pr_ms=100.0),
+     {v.SINUS_TACHYCARDIA, v.SHORT_PR}, {v.WIDE_COMPLEX_TACHYCARDIA}),
+    ("wide at 100 bpm, pr 100: sinus", lambda: with_global(N(), hr_bpm=100.0, qrs_ms=150.0, pr_ms=100.0),
+     {v.SINUS_RHYTHM, v.SHORT_PR}, {v.WIDE_COMPLEX_TACHYCARDIA}),
     # technical
     ("lead I all negative", lambda: with_median(N(), "I", p_amp_mv=-0.08, qrs_net_mv=-0.6, t_amp_mv=-0.2),
      {v.LEAD_REVERSAL}, {v.NORMAL_ECG}),
@@ -315,6 +324,19 @@ def test_no_block_or_pr_named_in_a_wide_complex_tachycardia() -> None:
     # A QRS of 110-119 ms is no wide complex tachycardia: at that width the conduction is read.
     narrow = protocol_read(with_rhythm(with_global(N(), hr_bpm=170.0, qrs_ms=114.0), **NO_P))
     assert v.WIDE_COMPLEX_TACHYCARDIA not in narrow.labels and v.IVCD in narrow.labels
+
+
+def test_no_p_morphology_or_premature_beats_read_in_a_wide_complex_tachycardia() -> None:
+    """A tall wave before the QRS of a wide complex tachycardia is no P wave (ningbo/JS45546 was read
+    "right atrial abnormality" from its previous T) and no beat is early against a ventricular rhythm
+    (JS45544 "ectopic beats"); at a sinus rate the same wave and beat are read."""
+    tall_p = with_median(with_rhythm(N(), ectopic_count=2), "II", p_amp_mv=0.35)
+    wide = protocol_read(with_global(tall_p, hr_bpm=170.0, qrs_ms=150.0, pr_ms=80.0))
+    assert v.WIDE_COMPLEX_TACHYCARDIA in wide.labels
+    assert not {v.RIGHT_ATRIAL_ABNORMALITY, v.ECTOPIC_BEATS, v.SHORT_PR} & set(wide.labels)
+    assert "P wave morphology not assessed: no sinus P waves." in wide.steps[3]
+    sinus = protocol_read(tall_p)
+    assert {v.RIGHT_ATRIAL_ABNORMALITY, v.ECTOPIC_BEATS} <= set(sinus.labels)
 
 
 def test_qtc_text_reports_bazett_and_names_the_deciding_correction() -> None:
