@@ -133,6 +133,12 @@ P_UNIQUE_MS = 250.0
 # flutter (cpsc2018_extra/Q0096: onset 232 ms and offset 288 ms before the QRS, which gave
 # a PR and a sinus rhythm) and on a P hidden in the previous T. P waves last 60-120 ms.
 MIN_P_DURATION_MS = 40.0
+# Detections `in_noise` calls noise are taken as beats after all when at least this share of them is
+# called noise, they number at least FILLED_CYCLE_MIN_BEATS, and this share of them has the dominant
+# QRS morphology (`_complexes_fill_the_cycle`): a wide complex tachycardia, not an artefact.
+FILLED_CYCLE_NOISY = 0.5
+FILLED_CYCLE_MIN_BEATS = 8
+FILLED_CYCLE_ALIKE = 0.8
 # The noise is judged on each beat's own samples when they number at least this many (every
 # third sample, all beats); else on the whole windows.
 MIN_NOISE_SAMPLES = 60
@@ -315,6 +321,11 @@ def _find_beats(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray
     energy = qrs_energy(band[use], fs)
     detections = detect_qrs(energy, fs)
     noise = in_noise(energy, detections, fs)
+    if _complexes_fill_the_cycle(band[use], detections, noise, fs):
+        notes.append(f"{int(noise.sum())} of {detections.size} QRS detections have no quiet stretch between them, "
+                     "but they repeat alike: complexes that fill the cardiac cycle (a wide complex tachycardia), "
+                     "taken as beats, not noise")
+        noise = np.zeros_like(noise)
     if noise.any():
         where = ", ".join(f"{t:.1f}" for t in detections[noise] / fs)
         notes.append(f"{int(noise.sum())} QRS detection(s) in noise (at {where} s) left out, "
@@ -340,6 +351,25 @@ def _find_beats(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray
     rr_beat = np.concatenate([[np.nan], np.where(rr_valid, np.diff(beats.fiducial), np.nan)]) * 1000.0 / fs
     rr_s = float(np.nanmean(rr_beat)) / 1000.0
     return _Found(beats=beats, flat=flat, rr_beat_ms=rr_beat, rr_s=rr_s)
+
+
+def _complexes_fill_the_cycle(band: np.ndarray, detections: np.ndarray, noise: np.ndarray, fs: float) -> bool:
+    """Whether detections `in_noise` calls noise are a rhythm's complexes instead: most of them are,
+    at least FILLED_CYCLE_MIN_BEATS, and nearly all share one QRS morphology.
+
+    `in_noise` judges a detection by the quiet stretch around it, and a wide complex tachycardia
+    (ventricular tachycardia, at 150-250 /min with QRS complexes of 160 ms and more) has none: its
+    complexes and T waves fill the whole cycle, so every detection looks like one inside an artefact
+    burst, and the record was read as "not measurable" (ningbo/JS45546, ventricular tachycardia at
+    173 /min: 28 of 29 detections). An artefact's detections do not repeat one shape: a record whose
+    detections are mostly noise stays unmeasured unless FILLED_CYCLE_ALIKE of them correlate with
+    the dominant QRS as beats of one morphology do (`beats.DOMINANT_CORRELATION`)."""
+    if detections.size < FILLED_CYCLE_MIN_BEATS or noise.sum() < FILLED_CYCLE_NOISY * detections.size:
+        return False
+    beats = classify_and_align(band, detections, fs)
+    judged = ~beats.edge
+    return bool(judged.sum() >= FILLED_CYCLE_MIN_BEATS
+                and beats.dominant[judged].mean() >= FILLED_CYCLE_ALIKE)
 
 
 def _beat_windows(x: np.ndarray, fs: float, found: _Found, recorded: np.ndarray | None = None) -> _Windows:
