@@ -329,6 +329,10 @@ def _sinus(f: GroundingFeatures, _: str) -> Contradiction | None:
         return Contradiction("p_wave_fraction", share, f"P waves were found before only {share:.0%} of beats")
     if "II" in f.rhythm.p_negative_in:
         return Contradiction("p_wave_fraction", share, "the P wave is inverted in II")
+    if (pr := rhythm.wave_too_close_to_wide_qrs(f)) is not None:
+        return Contradiction("pr_ms", float(pr), f"the wave before each wide QRS stands {pr} ms before it, under "
+                                                 f"{conduction.SHORT_PR_BELOW_MS} ms: no sinus P wave "
+                                                 "(wide complex tachycardia)")
     return None
 
 

@@ -22,7 +22,7 @@ from ingest.protocol.conduction import step2
 from ingest.protocol.findings import Finding, whole
 from ingest.protocol.ischemia import step4
 from ingest.protocol.repolarisation import step5
-from ingest.protocol.rhythm import WITHOUT_P_WAVES, is_paced, rhythm_class, step1
+from ingest.protocol.rhythm import WITHOUT_P_WAVES, has_p_waves, is_paced, rhythm_class, step1
 from ingest.protocol.voltage import step3
 from ingest.report_format import format_output
 
@@ -215,7 +215,7 @@ def protocol_read(features: GroundingFeatures, demographics: Demographics | None
     findings += _step6(findings, labels, normal, unmeasured, demographics)
     labels = _labels(findings) or [v.NOT_MEASURABLE]  # an answer always says something
     steps = {step: " ".join(f.statement for f in findings if f.step == step) for step in range(1, 7)}
-    narrative = _narrative(features, findings, labels, normal, kind not in WITHOUT_P_WAVES, unmeasured)
+    narrative = _narrative(features, findings, labels, normal, has_p_waves(features), unmeasured)
     return ProtocolRead(
         text=format_output(steps, narrative, labels),
         steps=steps,

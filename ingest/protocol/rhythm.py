@@ -96,6 +96,21 @@ def sinus_polarity(features: GroundingFeatures) -> bool | None:
     return None
 
 
+def wide_and_fast(features: GroundingFeatures) -> bool:
+    """A QRS of COMPLETE_BBB_FROM_MS or more at a tachycardia's rate."""
+    hr, qrs = whole(features.global_.hr_bpm), whole(features.global_.qrs_ms)
+    return hr is not None and rate_class(hr) == "tachycardia" and qrs is not None and qrs >= COMPLETE_BBB_FROM_MS
+
+
+def wave_too_close_to_wide_qrs(features: GroundingFeatures) -> int | None:
+    """The PR (ms) of a wave standing less than SHORT_PR_BELOW_MS before a wide QRS at a fast rate, which
+    is no evidence of a sinus P wave: where the complexes fill the cycle it is the previous beat's T
+    (ningbo/JS45546, ventricular tachycardia at 173 /min, read as sinus tachycardia with a "PR" of
+    72 ms), and a true P that close to a wide QRS is pre-excitation. None otherwise."""
+    pr = whole(features.global_.pr_ms)
+    return pr if pr is not None and pr < SHORT_PR_BELOW_MS and wide_and_fast(features) else None
+
+
 def rhythm_class(features: GroundingFeatures) -> RhythmClass:
     activity = atrial_activity(features)
     if activity.organised is None:
@@ -103,7 +118,9 @@ def rhythm_class(features: GroundingFeatures) -> RhythmClass:
     if flutter_waves(features) is not None:
         return "atrial flutter"
     if activity.organised:
-        return "undetermined" if sinus_polarity(features) is False else "sinus"
+        if sinus_polarity(features) is False or wave_too_close_to_wide_qrs(features) is not None:
+            return "undetermined"
+        return "sinus"
     if rr_pattern(features.rhythm).irregular:
         return "atrial fibrillation"
     return "undetermined"
@@ -115,8 +132,10 @@ WITHOUT_P_WAVES: tuple[RhythmClass, ...] = ("atrial fibrillation", "atrial flutt
 
 
 def has_p_waves(features: GroundingFeatures) -> bool:
-    """False in atrial fibrillation or flutter (WITHOUT_P_WAVES)."""
-    return rhythm_class(features) not in WITHOUT_P_WAVES
+    """False in atrial fibrillation or flutter (WITHOUT_P_WAVES), and in a wide complex tachycardia
+    (a wide QRS at a fast rate without sinus P waves)."""
+    kind = rhythm_class(features)
+    return kind not in WITHOUT_P_WAVES and not (kind != "sinus" and wide_and_fast(features))
 
 
 def technical_finding(features: GroundingFeatures) -> Finding:
@@ -252,13 +271,7 @@ def rhythm_finding(features: GroundingFeatures) -> Finding:
     if kind == "unmeasurable":
         return not_measurable(1, "rhythm", "P waves (rhythm)", values)
     p_text, rr_text = _p_phrase(features, activity), _rr_phrase(pattern, rhythm)
-    qrs, pr = whole(features.global_.qrs_ms), whole(features.global_.pr_ms)
-    wide_and_fast = rate == "tachycardia" and qrs is not None and qrs >= COMPLETE_BBB_FROM_MS
-    if kind == "sinus" and wide_and_fast and pr is not None and pr < SHORT_PR_BELOW_MS:
-        # A wave standing less than 120 ms before a wide QRS at a fast rate is no evidence of a sinus
-        # P wave: where the complexes fill the cycle it is the previous beat's T (ningbo/JS45546,
-        # ventricular tachycardia at 173 /min, read as sinus tachycardia with a "PR" of 72 ms), and
-        # a true P with a short PR and a wide QRS is pre-excitation, a wide complex tachycardia too.
+    if (pr := wave_too_close_to_wide_qrs(features)) is not None and activity.organised:
         return Finding(step=1, rule="rhythm", label=v.WIDE_COMPLEX_TACHYCARDIA, abnormal=True, values=values,
                        statement=(f"Wide QRS (>= {COMPLETE_BBB_FROM_MS} ms) tachycardia; the wave {pr} ms before "
                                   f"the QRS (< {SHORT_PR_BELOW_MS} ms) is not taken for a sinus P wave: "
@@ -273,10 +286,11 @@ def rhythm_finding(features: GroundingFeatures) -> Finding:
                        statement=(f"{rr_text[0].upper() + rr_text[1:]} without organised atrial activity "
                                   f"({p_text}): {v.ATRIAL_FIBRILLATION}."),
                        evidence=v.ATRIAL_FIBRILLATION)
-    flutter = flutter_waves(features) if kind == "atrial flutter" and not wide_and_fast else None
+    wide_fast = wide_and_fast(features)
+    flutter = flutter_waves(features) if kind == "atrial flutter" and not wide_fast else None
     if flutter is not None:
         return _flutter_finding(flutter, pattern, hr, values)
-    if wide_and_fast:
+    if wide_fast:
         return Finding(step=1, rule="rhythm", label=v.WIDE_COMPLEX_TACHYCARDIA, abnormal=True, values=values,
                        statement=(f"Wide QRS (>= {COMPLETE_BBB_FROM_MS} ms) tachycardia without sinus P waves "
                                   f"({p_text}): {v.WIDE_COMPLEX_TACHYCARDIA}."),

@@ -337,6 +337,15 @@ def test_no_p_morphology_or_premature_beats_read_in_a_wide_complex_tachycardia()
     assert "P wave morphology not assessed: no sinus P waves." in wide.steps[3]
     sinus = protocol_read(tall_p)
     assert {v.RIGHT_ATRIAL_ABNORMALITY, v.ECTOPIC_BEATS} <= set(sinus.labels)
+    # Nor is a PR or P axis of ours said or reported (a device's still is).
+    from ingest.ecg import Measurements
+    from reports.measurements import report_values
+
+    wide_features = with_global(tall_p, hr_bpm=170.0, qrs_ms=150.0, pr_ms=80.0, p_axis_deg=60.0)
+    assert "PR " not in protocol_read(wide_features).narrative and "PR " in sinus.narrative
+    values, sources = report_values(None, wide_features)
+    assert values.pr_ms is None and values.p_axis_deg is None and "pr_ms" not in sources
+    assert report_values(Measurements(pr_ms=170.0), wide_features)[0].pr_ms == 170.0
 
 
 def test_qtc_text_reports_bazett_and_names_the_deciding_correction() -> None:

@@ -71,6 +71,10 @@ CASES: list[tuple[str, Callable[[], GroundingFeatures], str, list[tuple[str, str
      [("label", "hr_bpm")]),
     ("sinus rhythm without P waves", b.atrial_fibrillation, ecg_r1(labels=["sinus rhythm"]),
      [("label", "p_wave_fraction")]),
+    ("sinus tachycardia where the wave before a wide QRS stands 80 ms before it", lambda: b.with_global(
+        N(), hr_bpm=170.0, qrs_ms=150.0, pr_ms=80.0), ecg_r1(labels=["sinus tachycardia"]), [("label", "pr_ms")]),
+    ("sinus tachycardia with a wide QRS and a PR of 120", lambda: b.with_global(
+        N(), hr_bpm=170.0, qrs_ms=150.0, pr_ms=120.0), ecg_r1(labels=["sinus tachycardia"]), []),
     ("af with P before every beat", N, ecg_r1(labels=["atrial fibrillation"]), [("label", "p_wave_fraction")]),
     ("af with P absent, irregular", b.atrial_fibrillation, ecg_r1(labels=["AF"]), []),
     ("af with regular RR", lambda: b.with_rhythm(b.atrial_fibrillation(), rr_cv=0.03),
