@@ -7,8 +7,9 @@ and the review page shows. The stages, each in its own function or module:
       remove_mains         a 50/60 Hz mains line notched out where it stands out of a lead's
                            spectrum (ingest.measure.conditioning)
       _find_beats          padding cut, flat leads set aside, QRS detection over all leads
-                           (ingest.measure.beats), detections in artefact dropped, beats aligned and
-                           classified (dominant / ectopic)
+                           (ingest.measure.beats), detections in artefact dropped (not those of a
+                           wide complex tachycardia, whose alike complexes fill the cycle), beats
+                           aligned and classified (dominant / ectopic)
       ingest.measure.pacing  pacemaker spikes before most beats: bridged in every lead, and the
                            beats found again, so the QRS onset is the paced QRS's, not the stimulus
       _beat_windows        baseline removed by a spline through the PR segments, a window
