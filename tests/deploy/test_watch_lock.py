@@ -63,8 +63,10 @@ def test_postgres_a_lost_connection_loses_the_lock_and_it_is_taken_again(postgre
     try:
         assert locks.refresh() == [tmp_path / "cardiology"]
         with other_engine.connect() as conn:  # the database drops the holder's connection (a restart, a kill)
+            # Only this test's database: another job's watcher on the same server is none of its business.
             pids = conn.execute(sa.text(
-                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE :name AND pid <> pg_backend_pid()"),
+                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE :name AND pid <> pg_backend_pid() "
+                "AND datname = current_database()"),
                 {"name": APPLICATION_NAME + "%"}).scalars().all()
             killed = [conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
                       for pid in pids]
