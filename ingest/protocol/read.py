@@ -199,12 +199,13 @@ def protocol_read(features: GroundingFeatures, demographics: Demographics | None
         kind == "atrial flutter" and bool(rr_pattern(features.rhythm).irregular))
     first = step1(features)
     wide_tachycardia = any(f.label == v.WIDE_COMPLEX_TACHYCARDIA for f in first)
+    p_waves = has_p_waves(features)  # none in fibrillation, flutter or a wide complex tachycardia
     paced = is_paced(features)
     findings = [*first, *_paced_steps()] if paced else [
         *first,
         *step2(features, atrial_fibrillation=kind in WITHOUT_P_WAVES,
                wide_complex_tachycardia=wide_tachycardia),
-        *step3(features, p_waves=kind not in WITHOUT_P_WAVES and not wide_tachycardia),
+        *step3(features, p_waves=p_waves),
         *step4(features, demographics, wide_complex_tachycardia=wide_tachycardia),
         *step5(features, demographics.sex if demographics else None, irregular=irregular),
     ]
@@ -215,7 +216,7 @@ def protocol_read(features: GroundingFeatures, demographics: Demographics | None
     findings += _step6(findings, labels, normal, unmeasured, demographics)
     labels = _labels(findings) or [v.NOT_MEASURABLE]  # an answer always says something
     steps = {step: " ".join(f.statement for f in findings if f.step == step) for step in range(1, 7)}
-    narrative = _narrative(features, findings, labels, normal, has_p_waves(features), unmeasured)
+    narrative = _narrative(features, findings, labels, normal, p_waves, unmeasured)
     return ProtocolRead(
         text=format_output(steps, narrative, labels),
         steps=steps,
