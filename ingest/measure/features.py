@@ -193,8 +193,12 @@ class _MedianWaves:
     qt_samples: int
 
 
-def measure(signal: np.ndarray, fs: float) -> GroundingFeatures:
+def measure(signal: np.ndarray, fs: float, recorded_rate_hz: float | None = None) -> GroundingFeatures:
     """Measure a (12, N) mV ECG in STANDARD_LEADS order sampled at fs Hz.
+
+    recorded_rate_hz: the rate the ECG was made at, when the signal was resampled to fs (a 250 Hz
+    archive in the 500 Hz model window): a pacing stimulus recorded at 300 Hz or less is spread by
+    the recorder's filter and is looked for with a lower limit (`ingest.measure.pacing`). None: fs.
 
     Trailing all-zero samples (the padding of a short record) are ignored, as are NaN/Inf
     samples (read as 0). Raises ValueError only for an argument that is not a 12-lead signal.
@@ -221,7 +225,8 @@ def measure(signal: np.ndarray, fs: float) -> GroundingFeatures:
         notes.append(f"only {length / fs:.2f} s of signal: nothing measured")
         return GroundingFeatures(notes=notes)
     try:
-        return _measure(x[:, :length], float(fs), notes, recorded[:, :length] if partly else None)
+        return _measure(x[:, :length], float(fs), notes, recorded[:, :length] if partly else None,
+                        recorded_rate_hz)
     except _NothingMeasured as stop:
         beat_rhythm = stop.rhythm or Rhythm()
         rate = Measurements()
@@ -230,10 +235,11 @@ def measure(signal: np.ndarray, fs: float) -> GroundingFeatures:
         return GroundingFeatures(global_=rate, rhythm=beat_rhythm, notes=notes)
 
 
-def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | None = None) -> GroundingFeatures:
+def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | None = None,
+             recorded_rate_hz: float | None = None) -> GroundingFeatures:
     x, mains = remove_mains(x, fs)
     notes.extend(mains)
-    x, found, pacing = _find_beats_and_pacing(x, fs, notes, recorded)
+    x, found, pacing = _find_beats_and_pacing(x, fs, notes, recorded, recorded_rate_hz)
     beats = found.beats
     view = _beat_windows(x, fs, found, recorded)
     measured, _, noise_beat = _lead_quality(view, found, fs, notes)
@@ -278,8 +284,8 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
 
 # --- stages ------------------------------------------------------------------------------------
 
-def _find_beats_and_pacing(x: np.ndarray, fs: float, notes: list[str],
-                           recorded: np.ndarray | None = None) -> tuple[np.ndarray, _Found, Pacing]:
+def _find_beats_and_pacing(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | None = None,
+                           recorded_rate_hz: float | None = None) -> tuple[np.ndarray, _Found, Pacing]:
     """The beats, and the pacing spikes before them (`ingest.measure.pacing`); with the signal to measure.
 
     In a paced record the spikes are bridged and the beats found again on the bridged signal (a
@@ -287,7 +293,7 @@ def _find_beats_and_pacing(x: np.ndarray, fs: float, notes: list[str],
     """
     first_note = len(notes)
     found = _find_beats(x, fs, notes, recorded)
-    pacing = find_pacing(x, found.beats.fiducial, fs)
+    pacing = find_pacing(x, found.beats.fiducial, fs, recorded_rate_hz)
     if not pacing.paced:
         return x, found, pacing
     del notes[first_note:]

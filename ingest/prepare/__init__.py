@@ -81,7 +81,8 @@ def prepare(ecg: Ecg) -> PreparedEcg:
                            notes=["no signal in source: image-only interpretation"])
 
     window = to_model_window(ecg)
-    features = measure(_unrecorded_as_nan(ecg, window.signal), window.sampling_rate_hz)
+    features = measure(_unrecorded_as_nan(ecg, window.signal), window.sampling_rate_hz,
+                       recorded_rate_hz=ecg.sampling_rate_hz)
     # A PDF's signal was read off its page: the page itself (what the device printed, scan
     # marks and all) stays the image, for people and for the model; a rendering of the
     # recovered signal would only be a copy of it. Other sources: drawn on demand (page()).

@@ -93,6 +93,7 @@ class Evaluation(BaseModel):
     split: str
     records: int
     delineators: list[str]
+    rate_hz: float | None = None  # every record resampled to this rate first (None: as recorded)
     neurokit2_leads: list[str] = Field(default_factory=list)
     figures: dict[str, dict[str, Figures]] = Field(default_factory=dict)
     rows: list[RecordRow] = Field(default_factory=list)
@@ -101,8 +102,10 @@ class Evaluation(BaseModel):
 
 def evaluate(references: list[Reference], data_dir: Path, split: str = "all",
              delineators: tuple[str, ...] = (OURS, NEUROKIT2), neurokit2_leads: tuple[str, ...] = NEUROKIT2_LEADS,
-             progress: Callable[[str], None] | None = None) -> Evaluation:
-    """Run the delineators over the references and compute every figure."""
+             progress: Callable[[str], None] | None = None, rate_hz: float | None = None) -> Evaluation:
+    """Run the delineators over the references and compute every figure.
+
+    rate_hz: every record presented as a recording made at this rate (`run.model_window`); None: as recorded."""
     started = time.perf_counter()
     results: dict[str, list[tuple[Reference, RecordResult]]] = {name: [] for name in delineators}
     annotations: dict[str, list[AnnotatedBeat]] = {}
@@ -110,13 +113,13 @@ def evaluate(references: list[Reference], data_dir: Path, split: str = "all",
         if reference.annotations == "ludb":
             annotations[reference.key] = ludb_boundaries(reference.file(data_dir))
         if OURS in delineators:
-            results[OURS].append((reference, run_ours(reference, data_dir)))
+            results[OURS].append((reference, run_ours(reference, data_dir, rate_hz)))
         if NEUROKIT2 in delineators:
-            results[NEUROKIT2].append((reference, run_neurokit2(reference, data_dir, neurokit2_leads)))
+            results[NEUROKIT2].append((reference, run_neurokit2(reference, data_dir, neurokit2_leads, rate_hz)))
         if progress is not None:
             progress(reference.key)
 
-    evaluation = Evaluation(split=split, records=len(references), delineators=list(delineators),
+    evaluation = Evaluation(split=split, records=len(references), delineators=list(delineators), rate_hz=rate_hz,
                             neurokit2_leads=list(neurokit2_leads) if NEUROKIT2 in delineators else [])
     for name, pairs in results.items():
         rows = [_row(reference, result, annotations.get(reference.key)) for reference, result in pairs]

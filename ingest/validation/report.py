@@ -46,7 +46,9 @@ def format_text(evaluation: Evaluation) -> str:
     lines = [f"Real-data validation: {evaluation.records} records, split {evaluation.split}; delineators: "
              + ", ".join(evaluation.delineators)
              + (f" (neurokit2 on leads {', '.join(evaluation.neurokit2_leads)})" if evaluation.neurokit2_leads else "")
-             + f"; {evaluation.seconds:.0f} s", ""]
+             + f"; {evaluation.seconds:.0f} s"
+             + (f"; every record resampled to {evaluation.rate_hz:g} Hz first, as a recording made at that rate"
+                if evaluation.rate_hz else ""), ""]
     sources = list(next(iter(evaluation.figures.values())).keys()) if evaluation.figures else []
     for source in [OVERALL, *[s for s in sources if s != OVERALL]]:
         lines += _source_section(evaluation, source)

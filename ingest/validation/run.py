@@ -69,27 +69,34 @@ class RecordResult(BaseModel):
     seconds: float = 0.0
 
 
-def model_window(reference: Reference, data_dir: Path) -> tuple[np.ndarray, float, object]:
-    """(signal 12 x 5000 mV, fs, Ecg) of a record, as preparation makes it."""
-    from ingest.prepare.signal import to_model_window
+def model_window(reference: Reference, data_dir: Path, rate_hz: float | None = None) -> tuple[np.ndarray, float, object]:
+    """(signal 12 x 5000 mV, fs, Ecg) of a record, as preparation makes it.
+
+    rate_hz: present the record as a recording made at this rate (resampled from its own with the
+    preparation's anti-aliased resampler, then back to the window's 500 Hz), to see how the figures
+    hold for an archive recorded at 250 or 1000 Hz; None: as recorded. The Ecg says the rate given."""
+    from ingest.prepare.signal import resample, to_model_window
     from ingest.readers.read import read_ecg
 
     ecg = read_ecg(reference.file(data_dir))
+    if rate_hz is not None and ecg.signal is not None and ecg.sampling_rate_hz != rate_hz:
+        ecg = ecg.model_copy(update={"signal": resample(ecg.signal, ecg.sampling_rate_hz, rate_hz),
+                                     "sampling_rate_hz": float(rate_hz)})
     window = to_model_window(ecg)
     return np.asarray(window.signal, dtype=np.float64), float(window.sampling_rate_hz), ecg
 
 
-def run_ours(reference: Reference, data_dir: Path) -> RecordResult:
-    """Our measurement and protocol reading of one record."""
+def run_ours(reference: Reference, data_dir: Path, rate_hz: float | None = None) -> RecordResult:
+    """Our measurement and protocol reading of one record (rate_hz: see `model_window`)."""
     from ingest.measure.features import measure
     from ingest.protocol import protocol_read
 
     started = time.perf_counter()
     try:
-        signal, fs, ecg = model_window(reference, data_dir)
+        signal, fs, ecg = model_window(reference, data_dir, rate_hz)
     except IngestError as exc:
         return RecordResult(key=reference.key, delineator=OURS, error=str(exc))
-    features = measure(signal, fs)
+    features = measure(signal, fs, recorded_rate_hz=ecg.sampling_rate_hz)  # as `ingest.prepare` measures
     reading = protocol_read(features, ecg.demographics)
     critical = measured_critical(features, ecg.demographics)
     bounds = features.boundaries
@@ -126,13 +133,15 @@ _NK_KEYS = {"p_on": "ECG_P_Onsets", "p_off": "ECG_P_Offsets", "qrs_on": "ECG_R_O
             "t_end": "ECG_T_Offsets"}
 
 
-def run_neurokit2(reference: Reference, data_dir: Path, leads: tuple[str, ...] = NEUROKIT2_LEADS) -> RecordResult:
-    """neurokit2's dwt delineation of one record (lead II peaks, `leads` delineated, median over them)."""
+def run_neurokit2(reference: Reference, data_dir: Path, leads: tuple[str, ...] = NEUROKIT2_LEADS,
+                  rate_hz: float | None = None) -> RecordResult:
+    """neurokit2's dwt delineation of one record (lead II peaks, `leads` delineated, median over them;
+    rate_hz: see `model_window`)."""
     import neurokit2 as nk
 
     started = time.perf_counter()
     try:
-        signal, fs, _ = model_window(reference, data_dir)
+        signal, fs, _ = model_window(reference, data_dir, rate_hz)
     except IngestError as exc:
         return RecordResult(key=reference.key, delineator=NEUROKIT2, error=str(exc))
     try:

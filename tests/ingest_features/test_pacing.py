@@ -9,7 +9,14 @@ import pytest
 
 from ingest.ecg import STANDARD_LEADS
 from ingest.measure.features import measure
-from ingest.measure.pacing import find_pacing, remove_spikes
+from ingest.measure.pacing import (
+    LOW_RATE_SPIKE_SHARE,
+    LOW_RATE_UP_TO_HZ,
+    SPIKE_SHARE,
+    find_pacing,
+    remove_spikes,
+    spike_share,
+)
 from ingest.protocol import protocol_read, vocabulary as v
 from tests.ingest_features.synthetic import FS, PVC, Beat, ecg, qrs_onsets
 
@@ -110,3 +117,41 @@ def test_real_records_dev_split(record: str, paced: bool) -> None:
     features = measure(signal, fs)
     assert features.rhythm.paced is paced
     assert (v.PACED_RHYTHM in protocol_read(features).labels) is paced
+
+
+@pytest.mark.parametrize(("record", "paced"), [("ludb/74", True), ("ludb/72", True), ("ludb/93", True),
+                                               ("ludb/158", False), ("ludb/1", False)])
+def test_real_records_recorded_at_250_hz(record: str, paced: bool) -> None:
+    """The dev split's records as a 250 Hz archive holds them: the stimulus comes through the recorder's
+    anti-aliasing filter spread over several samples, and is found with the low-rate limit (ludb/158 is the
+    unpaced record closest to it); judged with the 500 Hz limit, those paced records would not be."""
+    from ingest.validation.references import load_references
+    from ingest.validation.run import model_window
+
+    reference = next(r for r in load_references(REAL, "dev") if r.key == record)
+    signal, fs, ecg = model_window(reference, REAL, rate_hz=250.0)
+    assert ecg.sampling_rate_hz == 250.0
+    features = measure(signal, fs, recorded_rate_hz=ecg.sampling_rate_hz)
+    assert features.rhythm.paced is paced
+    assert (v.PACED_RHYTHM in protocol_read(features).labels) is paced
+    if paced:
+        assert not measure(signal, fs).rhythm.paced  # the 500 Hz limit misses it
+
+
+def test_the_spike_limit_follows_the_recording_rate() -> None:
+    assert spike_share(None) == SPIKE_SHARE
+    assert spike_share(500.0) == spike_share(1000.0) == spike_share(360.0) == SPIKE_SHARE
+    assert spike_share(LOW_RATE_UP_TO_HZ) == spike_share(250.0) == spike_share(257.0) == LOW_RATE_SPIKE_SHARE
+    assert LOW_RATE_SPIKE_SHARE < SPIKE_SHARE
+
+
+def test_prepare_judges_pacing_at_the_rate_the_ecg_was_recorded_at() -> None:
+    """`ingest.prepare` tells the measurement the source's rate: a paced record read from a 250 Hz file."""
+    from ingest.prepare import prepare
+    from ingest.prepare.signal import resample
+    from ingest.readers.read import read_ecg
+
+    ecg = read_ecg(REAL / "ludb" / "74.hea")
+    at_250 = ecg.model_copy(update={"signal": resample(ecg.signal, ecg.sampling_rate_hz, 250.0),
+                                    "sampling_rate_hz": 250.0})
+    assert prepare(at_250).features.rhythm.paced

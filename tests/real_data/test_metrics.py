@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from click.testing import CliRunner
 
 from ingest.ecg import Measurements
@@ -139,3 +140,36 @@ def test_validate_prints_json_and_writes_the_per_record_csv(tmp_path):
 def test_validate_refuses_a_partial_baseline():
     result = CliRunner().invoke(main, ["validate", "--source", "mortara", "--delineator", "ours", "--write-baseline"])
     assert result.exit_code != 0
+
+
+def test_validate_at_another_recording_rate_resamples_every_record_first(tmp_path):
+    """--rate 250: each record is presented as a 250 Hz recording (the Mortara file was made at 1000 Hz,
+    Chapman-Shaoxing's at 500), and the output says so; the device comparison still runs on all 11."""
+    result = CliRunner().invoke(main, ["validate", "--source", "mortara", "--source", "chapman_shaoxing",
+                                       "--delineator", "ours", "--rate", "250", "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["rate_hz"] == 250.0
+    assert document["figures"]["ecg-worklist"]["overall"]["intervals_vs_device"]["qrs_ms"]["n"] == 11
+    text = CliRunner().invoke(main, ["validate", "--source", "mortara", "--delineator", "ours", "--rate", "250"])
+    assert "every record resampled to 250 Hz first" in text.stdout
+
+
+def test_model_window_at_another_rate_is_the_record_resampled():
+    from ingest.validation.run import model_window
+
+    reference = next(r for r in load_references(sources=["ptbxl"]) if r.record == "HR00001")
+    native, fs, ecg = model_window(reference, DEFAULT_DATA_DIR)
+    at_250, fs_250, ecg_250 = model_window(reference, DEFAULT_DATA_DIR, rate_hz=250.0)
+    assert (fs, fs_250) == (500.0, 500.0) and (ecg.sampling_rate_hz, ecg_250.sampling_rate_hz) == (500.0, 250.0)
+    assert at_250.shape == native.shape
+    # The same record, without what lies above 125 Hz: close, not equal.
+    assert not np.array_equal(at_250, native)
+    assert np.corrcoef(at_250.ravel(), native.ravel())[0, 1] > 0.97
+
+
+def test_validate_refuses_the_baseline_at_another_rate():
+    for flag in ("--check-baseline", "--write-baseline"):
+        result = CliRunner().invoke(main, ["validate", "--delineator", "ours", "--rate", "250", flag])
+        assert result.exit_code != 0
+        assert "leave out --rate" in result.output
