@@ -7,7 +7,8 @@ Three readers of one ECG, any one of which makes it critical (sorted first, mark
 - the measured values (`measured_findings`): the ST levels at J and J + 60 ms by the fourth
   universal definition in two contiguous leads (`ingest.protocol.ischemia`, the protocol
   reader's own rule: concordant only under a QRS >= 120 ms, not assessed in a wide complex
-  tachycardia); a wide complex tachycardia (QRS >= 120 ms at > 100 /min: VT until shown
+  tachycardia; leads I and aVL set aside when the arm electrodes may be swapped, as the reader does); a
+  wide complex tachycardia (QRS >= 120 ms at > 100 /min: VT until shown
   otherwise); AV dissociation at a slow regular rate (P waves found before most beats but at
   no consistent PR, and no P wave locked to the QRS over all beats, a regular ventricular rhythm
   under 60 /min: complete heart block); marked QT prolongation (the QTc that decides,
@@ -42,6 +43,7 @@ from ingest.protocol.beat_pattern import atrial_activity, rr_pattern
 from ingest.protocol.conduction import COMPLETE_BBB_FROM_MS
 from ingest.protocol.ischemia import elevated_leads, elevation_levels, net_qrs, territories_with
 from ingest.protocol.reader import PROTOCOL_READER_NAME
+from ingest.protocol.rhythm import arm_leads_set_aside
 from ingest.protocol.repolarisation import WIDE_QRS_FROM_MS, deciding_qtc_ms, qrs_adjusted_qt_ms
 from reports.measurements import (
     EXTREME_BRADYCARDIA_BELOW_BPM,
@@ -135,7 +137,7 @@ def measured_findings(features: GroundingFeatures | None, demographics: Demograp
         found.append(TriageFinding(finding=v.WIDE_COMPLEX_TACHYCARDIA, by=MEASURED,
                                    detail=f"measured QRS {round(qrs)} ms at {round(hr)} /min: wide complex tachycardia"))
     else:
-        found += st_elevation_findings(features, demographics)
+        found += st_elevation_findings(arm_leads_set_aside(features), demographics)
     if hr is not None and round(hr) < EXTREME_BRADYCARDIA_BELOW_BPM:
         found.append(TriageFinding(finding="extreme bradycardia", by=MEASURED,
                                    detail=f"measured heart rate {round(hr)} /min (< {EXTREME_BRADYCARDIA_BELOW_BPM:.0f})"))

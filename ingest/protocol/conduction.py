@@ -237,8 +237,14 @@ _AXIS_RANGES = {"normal": f"{LEFT_AXIS_BELOW_DEG} to +{RIGHT_AXIS_ABOVE_DEG}",
                 "extreme": f"< {EXTREME_AXIS_BELOW_DEG}"}
 
 
-def axis_finding(features: GroundingFeatures) -> Finding:
+def axis_finding(features: GroundingFeatures, arms_swapped: bool = False) -> Finding:
+    """The QRS axis class; not read when the arm electrodes may be swapped (lead I inverted, so the
+    axis as recorded is the mirror image of the heart's)."""
     angle = whole(features.global_.qrs_axis_deg)
+    if arms_swapped:
+        recorded = f"QRS axis {angle:+d} degrees as recorded" if angle is not None else "QRS axis"
+        return Finding(step=2, rule="axis", leads=["I", "II", "aVF"], evidence="axis not read",
+                       statement=f"{recorded}: axis not read, lead I may be inverted by swapped arm electrodes.")
     nets = _polarity(features)
     signs = _sign_text(nets)
     if angle is not None:
@@ -260,7 +266,7 @@ def axis_finding(features: GroundingFeatures) -> Finding:
 
 
 def step2(features: GroundingFeatures, atrial_fibrillation: bool = False,
-          wide_complex_tachycardia: bool = False) -> list[Finding]:
+          wide_complex_tachycardia: bool = False, arms_swapped: bool = False) -> list[Finding]:
     return [pr_finding(features, atrial_fibrillation, wide_complex_tachycardia),
             qrs_finding(features, wide_complex_tachycardia),
-            axis_finding(features)]
+            axis_finding(features, arms_swapped)]

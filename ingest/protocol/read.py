@@ -22,7 +22,7 @@ from ingest.protocol.conduction import step2
 from ingest.protocol.findings import Finding, whole
 from ingest.protocol.ischemia import step4
 from ingest.protocol.repolarisation import step5
-from ingest.protocol.rhythm import WITHOUT_P_WAVES, has_p_waves, is_paced, rhythm_class, step1
+from ingest.protocol.rhythm import WITHOUT_P_WAVES, arm_leads_set_aside, has_p_waves, is_paced, rhythm_class, step1
 from ingest.protocol.voltage import step3
 from ingest.report_format import format_output
 
@@ -147,7 +147,7 @@ def _evidence(findings: list[Finding], step: int) -> list[str]:
 
 
 def _narrative(features: GroundingFeatures, findings: list[Finding], labels: list[str], normal: bool,
-               p_waves: bool, unmeasured: list[str]) -> str:
+               p_waves: bool, unmeasured: list[str], axis_read: bool = True) -> str:
     g = features.global_
     rhythm = next((f for f in findings if f.rule == "rhythm" and f.label), None)
     hr = whole(g.hr_bpm)
@@ -158,7 +158,7 @@ def _narrative(features: GroundingFeatures, findings: list[Finding], labels: lis
     pr = g.pr_ms if p_waves else None  # fibrillation, flutter: no P wave, no PR
     numbers = [f"{name} {whole(value)} ms" for name, value in (("PR", pr), ("QRS", g.qrs_ms), ("QTc", g.qtc_ms))
                if value is not None]
-    if g.qrs_axis_deg is not None:
+    if g.qrs_axis_deg is not None and axis_read:
         numbers.append(f"QRS axis {whole(g.qrs_axis_deg):+d} degrees")
     sentences = [opening]
     if numbers:
@@ -201,12 +201,13 @@ def protocol_read(features: GroundingFeatures, demographics: Demographics | None
     wide_tachycardia = any(f.label == v.WIDE_COMPLEX_TACHYCARDIA for f in first)
     p_waves = has_p_waves(features)  # none in fibrillation, flutter or a wide complex tachycardia
     paced = is_paced(features)
+    arms_swapped = any(f.rule == "lead_reversal" for f in first)  # the axis, and Q/ST in I and aVL, not read
     findings = [*first, *_paced_steps()] if paced else [
         *first,
         *step2(features, atrial_fibrillation=kind in WITHOUT_P_WAVES,
-               wide_complex_tachycardia=wide_tachycardia),
+               wide_complex_tachycardia=wide_tachycardia, arms_swapped=arms_swapped),
         *step3(features, p_waves=p_waves),
-        *step4(features, demographics, wide_complex_tachycardia=wide_tachycardia),
+        *step4(arm_leads_set_aside(features), demographics, wide_complex_tachycardia=wide_tachycardia),
         *step5(features, demographics.sex if demographics else None, irregular=irregular),
     ]
     normal, unmeasured = _is_normal(findings)
@@ -216,7 +217,7 @@ def protocol_read(features: GroundingFeatures, demographics: Demographics | None
     findings += _step6(findings, labels, normal, unmeasured, demographics)
     labels = _labels(findings) or [v.NOT_MEASURABLE]  # an answer always says something
     steps = {step: " ".join(f.statement for f in findings if f.step == step) for step in range(1, 7)}
-    narrative = _narrative(features, findings, labels, normal, p_waves, unmeasured)
+    narrative = _narrative(features, findings, labels, normal, p_waves, unmeasured, axis_read=not arms_swapped)
     return ProtocolRead(
         text=format_output(steps, narrative, labels),
         steps=steps,

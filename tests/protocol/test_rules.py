@@ -74,10 +74,25 @@ CASES: list[tuple[str, Callable[[], GroundingFeatures], set[str], set[str]]] = [
     # technical
     ("lead I all negative", lambda: with_median(N(), "I", p_amp_mv=-0.08, qrs_net_mv=-0.6, t_amp_mv=-0.2),
      {v.LEAD_REVERSAL}, {v.NORMAL_ECG}),
-    ("lead I T upright", lambda: with_median(N(), "I", p_amp_mv=-0.08, qrs_net_mv=-0.6, t_amp_mv=0.2), set(),
-     {v.LEAD_REVERSAL}),
-    ("lead I T flat", lambda: with_median(N(), "I", p_amp_mv=-0.08, qrs_net_mv=-0.6, t_amp_mv=-0.02), set(),
-     {v.LEAD_REVERSAL}),
+    # P and QRS negative in I are enough: a T inverted in I before the swap is upright after it
+    ("lead I P and QRS negative, T upright", lambda: with_median(N(), "I", p_amp_mv=-0.08, qrs_net_mv=-0.6,
+                                                                 t_amp_mv=0.2), {v.LEAD_REVERSAL}, set()),
+    ("lead I P and QRS negative, T flat", lambda: with_median(N(), "I", p_amp_mv=-0.08, qrs_net_mv=-0.6,
+                                                              t_amp_mv=-0.02), {v.LEAD_REVERSAL}, set()),
+    ("lead I P upright, QRS negative: a right axis", lambda: with_median(N(), "I", p_amp_mv=0.08, qrs_net_mv=-0.6,
+                                                                         t_amp_mv=-0.2), set(), {v.LEAD_REVERSAL}),
+    ("lead I P -0.004 written 0.00", lambda: with_median(N(), "I", p_amp_mv=-0.004, qrs_net_mv=-0.6),
+     set(), {v.LEAD_REVERSAL}),
+    ("lead I QRS net 0.00", lambda: with_median(N(), "I", p_amp_mv=-0.08, qrs_net_mv=0.0), set(), {v.LEAD_REVERSAL}),
+    # without a P wave in I (atrial fibrillation): QRS negative in I and upright in aVR, T inverted in I
+    ("no P in I; QRS - in I, + in aVR, T - in I", lambda: with_median(
+        with_median(N(), "I", p_amp_mv=None, qrs_net_mv=-0.6, t_amp_mv=-0.05), "aVR", qrs_net_mv=0.5),
+     {v.LEAD_REVERSAL}, set()),
+    ("no P in I; T -0.04 in I", lambda: with_median(
+        with_median(N(), "I", p_amp_mv=None, qrs_net_mv=-0.6, t_amp_mv=-0.04), "aVR", qrs_net_mv=0.5),
+     set(), {v.LEAD_REVERSAL}),
+    ("no P in I; QRS negative in aVR", lambda: with_median(N(), "I", p_amp_mv=None, qrs_net_mv=-0.6, t_amp_mv=-0.2),
+     set(), {v.LEAD_REVERSAL}),
     ("one ectopic beat", lambda: with_rhythm(N(), ectopic_count=1), {v.ECTOPIC_BEATS}, {v.NORMAL_ECG}),
     # PR
     ("pr 119 short", lambda: with_global(N(), pr_ms=119.0), {v.SHORT_PR}, {v.NORMAL_ECG}),
@@ -375,3 +390,34 @@ def test_written_value_and_threshold_never_disagree() -> None:
     assert v.FIRST_DEGREE_AV_BLOCK not in read.labels
     read = protocol_read(with_global(N(), pr_ms=200.5))
     assert "PR interval 201 ms (> 200 ms)" in read.steps[2]
+
+
+def _arms_swapped(features: GroundingFeatures) -> GroundingFeatures:
+    """Lead I as the swap leaves it: P, QRS and T negative."""
+    return with_median(features, "I", p_amp_mv=-0.08, qrs_net_mv=-0.6, t_amp_mv=-0.2)
+
+
+def test_with_the_arm_electrodes_possibly_swapped_neither_the_axis_nor_q_waves_in_i_and_avl_are_read() -> None:
+    """The axis as recorded is the heart's mirror image, and a Q in I or aVL is the swap's (I inverted,
+    aVL showing aVR): neither is read; Q waves in the inferior leads still are (II and III only trade places)."""
+    looks_right = with_q(with_global(N(), qrs_axis_deg=150.0), ["I", "aVL"], 40.0, 0.4)
+    swapped = _arms_swapped(looks_right)
+    control = protocol_read(with_median(looks_right, "I", p_amp_mv=0.08, qrs_net_mv=-0.6, t_amp_mv=-0.2))
+    assert {v.RIGHT_AXIS_DEVIATION, v.PATHOLOGICAL_Q_WAVES} <= set(control.labels)
+    reading = protocol_read(swapped)
+    assert v.LEAD_REVERSAL in reading.labels
+    assert v.RIGHT_AXIS_DEVIATION not in reading.labels and v.PATHOLOGICAL_Q_WAVES not in reading.labels
+    assert "axis not read" in reading.steps[2] and "QRS axis" not in reading.narrative
+    assert "repeat recording" in reading.steps[6]
+    inferior = protocol_read(with_q(swapped, ["II", "III", "aVF"], 40.0, 0.4))
+    assert v.PATHOLOGICAL_Q_WAVES in inferior.labels
+
+
+def test_with_the_arm_electrodes_possibly_swapped_the_p_axis_is_judged_on_the_leads_swapped_back() -> None:
+    """Swapped, a sinus P shows upright in aVR (it is aVL's) and negative in I: read on the leads swapped
+    back it is sinus; the same P signs without the swap's lead I are not a sinus P axis."""
+    signs = dict(p_positive_in=["II", "III", "aVR", "aVF", "V2", "V3", "V4", "V5", "V6"], p_negative_in=["I", "aVL"])
+    swapped = protocol_read(with_rhythm(_arms_swapped(N()), **signs))
+    assert v.SINUS_RHYTHM in swapped.labels and v.LEAD_REVERSAL in swapped.labels
+    not_swapped = protocol_read(with_rhythm(N(), **signs))
+    assert v.UNDETERMINED_RHYTHM in not_swapped.labels and v.SINUS_RHYTHM not in not_swapped.labels
