@@ -12,7 +12,8 @@ and the review page shows. The stages, each in its own function or module:
                            aligned and classified (dominant / ectopic)
       ingest.measure.pacing  pacemaker spikes before most beats: bridged in every lead, and the
                            beats found again, so the QRS onset is the paced QRS's, not the stimulus
-      _beat_windows        baseline removed by a spline through the PR segments, a window
+      _beat_windows        baseline removed by a spline through the PR segments (and, where the
+                           baseline swings between slow beats, the T-P segments too), a window
                            around every beat, the median beat of the dominant beats
       _lead_quality        leads whose beats do not repeat (noise) set aside, judged where
                            each beat holds only its own waves (ingest.measure.conditioning)
@@ -98,6 +99,15 @@ NOISE_LIMIT_MV = 0.15
 # Leads agreeing on a fiducial point: within this many ms of the leads' median.
 AGREEMENT_MS = {"qrs_on": 30.0, "qrs_off": 40.0, "p_on": 40.0, "p_off": 40.0, "t_end": 50.0}
 MIN_AGREEING_LEADS = 3
+# T-P baseline knots (`_tp_knots`): in records whose baseline swings (the level at consecutive PR knots
+# differs by WANDER_STEP_MV or more, median over the steps, in some lead: 5 % of data/real's records as
+# recorded), in cycles of TP_KNOT_FROM_RR_S or longer (70 /min or slower) that are within TP_KNOT_RR_WITHIN
+# of the usual RR and follow such a cycle, TP_KNOT_AT_RR of the way through: past the T wave's end
+# (QT 420-460 ms at 850-1200 ms RR) and before the next P wave (180-200 ms before the next QRS).
+WANDER_STEP_MV = 0.2
+TP_KNOT_FROM_RR_S = 0.85
+TP_KNOT_RR_WITHIN = 0.15
+TP_KNOT_AT_RR = 0.63
 # The P offset from two agreeing leads: where a P runs into the QRS its end is not known in that
 # lead (delineate.P_END_BEFORE_QRS_S), so fewer leads time it, and the P onset's three agreeing
 # leads have already shown the P is common to the leads.
@@ -383,7 +393,8 @@ def _beat_windows(x: np.ndarray, fs: float, found: _Found, recorded: np.ndarray 
     """Baseline-corrected beat windows and median beats.
 
     The baseline is a spline through each dominant beat's PR segment (15 ms before its QRS
-    onset), so ST levels keep their true offset from the PR baseline; the QRS onset for
+    onset), so ST levels keep their true offset from the PR baseline, and, where the baseline
+    swings, through the T-P segments of slow regular cycles as well (`_tp_knots`); the QRS onset for
     placing it comes from a first, rough median beat of the signal as recorded (slopes,
     which find the onset, barely change with the baseline). With leads recorded in part,
     a lead's windows outside its recorded stretch are NaN and left out of its median.
@@ -401,6 +412,8 @@ def _beat_windows(x: np.ndarray, fs: float, found: _Found, recorded: np.ndarray 
                              "qrs_on", earliest=True)
     onset_offset = (rough_on if rough_on is not None else span - samples(0.05, fs)) - span
     knots = beats.fiducial[beats.dominant] + onset_offset - samples(0.015, fs)
+    if _wandering(x, knots, fs):
+        knots = np.sort(np.concatenate([knots, _tp_knots(found, onset_offset, fs)]))
     corrected = remove_baseline(x, knots, fs)
 
     before, after = window_extent(found.rr_s, fs)
@@ -419,6 +432,39 @@ def _beat_windows(x: np.ndarray, fs: float, found: _Found, recorded: np.ndarray 
     return _Windows(before=before, whole=whole, meas_beats=meas_beats, smooth_beats=smooth_beats,
                     meas_median=meas_median, smooth_median=filtfilt(np.nan_to_num(meas_median), "lowpass", 40.0, fs),
                     recorded=beat_recorded, smooth_signal=smooth)
+
+
+def _wandering(x: np.ndarray, knots: np.ndarray, fs: float) -> bool:
+    """The baseline moves between beats: in some lead the level at consecutive PR knots differs by
+    WANDER_STEP_MV or more (median over the steps)."""
+    half = max(1, samples(0.01, fs))
+    knots = knots[(knots - half >= 0) & (knots + half < x.shape[1])]
+    if knots.size < 3:
+        return False
+    levels = x[:, knots[:, None] + np.arange(-half, half + 1)[None, :]].mean(axis=2)
+    return bool(np.median(np.abs(np.diff(levels, axis=1)), axis=1).max() >= WANDER_STEP_MV)
+
+
+def _tp_knots(found: _Found, onset_offset: int, fs: float) -> np.ndarray:
+    """Baseline knots in the T-P segment of each slow regular cycle between two dominant beats.
+
+    With one knot a beat (the PR segment), a slow beat's knots lie a second or more apart, and a
+    breathing wander the spline cannot follow between them stays under the P wave and the ST
+    segment: on data/real's dev split with 0.5 mV of it at every electrode, 21 of 180 sinus rhythms
+    were no longer read as sinus. Where the cycle is TP_KNOT_FROM_RR_S or longer, the signal between
+    the T wave's end and the next P wave is isoelectric too: a knot there, TP_KNOT_AT_RR of the way
+    from this QRS onset to the next, halves the spacing (6 of 180). Only in cycles of the usual
+    length that follow one: around a premature beat the T-P stretch is not where it usually is."""
+    beats = found.beats
+    if beats.fiducial.size < 2:
+        return np.empty(0, dtype=int)
+    rr = np.diff(beats.fiducial)
+    # A cycle of the regular rhythm: after a premature beat, or before one, the T-P stretch is not where it
+    # usually is.
+    usual = np.abs(rr - np.median(rr)) <= TP_KNOT_RR_WITHIN * np.median(rr)
+    before = np.concatenate([[False], usual[:-1]])
+    both = beats.dominant[:-1] & beats.dominant[1:] & usual & before & (rr >= samples(TP_KNOT_FROM_RR_S, fs))
+    return (beats.fiducial[:-1] + onset_offset + np.round(TP_KNOT_AT_RR * rr).astype(int))[both]
 
 
 def _recorded_median(beat_windows: np.ndarray, use: np.ndarray) -> np.ndarray:

@@ -17,6 +17,8 @@ from ingest.measure.conditioning import beat_noise, mains_lines, own_beat_mask, 
 from ingest.measure import features as features_module
 from ingest.measure.beats import filtfilt
 from ingest.measure.features import measure
+from ingest.protocol import protocol_read
+from ingest.protocol import vocabulary as v
 from ingest.protocol.rhythm import rhythm_class
 from tests.ingest_features.synthetic import FS, Beat, ecg, qrs_onsets
 
@@ -126,3 +128,18 @@ def test_no_p_wave_is_found_across_the_leads_in_atrial_fibrillation():
     features = measure(signal, FS)
     assert features.rhythm.p_wave_fraction is not None and features.rhythm.p_wave_fraction < 0.5
     assert rhythm_class(features) == "atrial fibrillation"
+
+
+def test_a_slow_rhythm_under_a_large_breathing_wander_keeps_its_p_waves_and_st_levels(monkeypatch):
+    """45 /min with 1 mV of 0.25 Hz wander in every lead: one PR knot a beat (1.3 s apart) leaves the
+    swing under the P waves, which are then lost; the T-P knots between them keep the P waves and the
+    ST level of the clean record."""
+    clean = measure(ecg(Beat(), qrs_onsets(45), seed=3), FS)
+    wandering = ecg(Beat(), qrs_onsets(45), wander_mv=1.0, seed=3)
+    found = measure(wandering, FS)
+    assert found.rhythm.p_wave_fraction == 1.0
+    assert v.SINUS_BRADYCARDIA in protocol_read(found).labels
+    for lead in ("II", "V2", "V5"):
+        assert found.leads[lead].median.st_level_mv == pytest.approx(clean.leads[lead].median.st_level_mv, abs=0.02)
+    monkeypatch.setattr(features_module, "WANDER_STEP_MV", float("inf"))  # PR knots only
+    assert measure(wandering, FS).rhythm.p_wave_fraction < 0.5
