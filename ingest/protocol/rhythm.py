@@ -169,7 +169,7 @@ def lead_reversal_finding(features: GroundingFeatures) -> Finding | None:
     upright after it). Without a P wave in I to judge (atrial fibrillation), the QRS negative in I
     and upright in aVR with the T inverted in I. Chosen on data/real's dev split with its arm
     electrodes swapped in software (I inverted, II and III, aVR and aVL exchanged): P, QRS and T
-    all negative, the earlier rule, found 91 of the 180; this rule 118; on the 332 records as
+    all negative, the earlier rule, found 91 of the 180; this rule 120; on the 332 records as
     recorded neither flags any. Dextrocardia looks the same in the limb leads, and a repeat recording
     tells them apart, which the reading asks for.
     """

@@ -50,7 +50,7 @@ def test_no_record_as_recorded_is_suspected(evaluation: Evaluation) -> None:
 def test_the_swap_is_suspected_on_most_dev_records_and_not_read_as_findings(readings) -> None:
     assert len(readings) == 180
     suspected = [(recorded, swapped) for recorded, swapped in readings if v.LEAD_REVERSAL in swapped]
-    assert len(suspected) >= 115  # 119 when written; the earlier rule (P, QRS and T all negative in I) 91
+    assert len(suspected) >= 115  # 120 when written; the earlier rule (P, QRS and T all negative in I) 91
     # Where it is suspected, the axis is not read.
     assert not [swapped for _, swapped in suspected
                 if swapped & {v.RIGHT_AXIS_DEVIATION, v.LEFT_AXIS_DEVIATION, v.EXTREME_AXIS_DEVIATION}]
@@ -60,7 +60,7 @@ def test_the_swap_is_suspected_on_most_dev_records_and_not_read_as_findings(read
 
     # Labels the swap adds over all 180 (most now on the records where it is not suspected); before the
     # swap was read as such: right axis deviation 121, extreme 37, pathological Q waves 57, undetermined
-    # rhythm 79. When written: 30, 12, 5, 17.
+    # rhythm 79. When written: 30, 11, 5, 16.
     assert made_up(v.RIGHT_AXIS_DEVIATION) <= 35
     assert made_up(v.EXTREME_AXIS_DEVIATION) <= 15
     assert made_up(v.PATHOLOGICAL_Q_WAVES) <= 8
