@@ -56,6 +56,10 @@ TACHYCARDIA_ABOVE_BPM = 100
 # A T in I counts as inverted (lead reversal) from this depth: a smaller one is a flat T,
 # which the measurer reports as a small signed number (ingest.measure.delineate.T_MIN_MV).
 INVERTED_T_FROM_MV = 0.05
+# A P wave in I counts as negative (lead reversal) from this depth: a smaller one is within the noise
+# (the unpaced records of data/real with a QRS negative in I have their P in I at +0.03 mV or more;
+# with the arms swapped in software, every P called negative there is -0.037 mV or deeper).
+REVERSAL_P_FROM_MV = 0.02
 
 # Leads as recorded with the arm electrodes swapped -> the lead they are of a correct recording (lead I,
 # recorded inverted, is its own partner).
@@ -171,16 +175,18 @@ def lead_reversal_finding(features: GroundingFeatures) -> Finding | None:
     electrodes swapped in software (I inverted, II and III, aVR and aVL exchanged): P, QRS and T
     all negative, the earlier rule, found 91 of the 180; this rule 120; on the 332 records as
     recorded neither flags any. Dextrocardia looks the same in the limb leads, and a repeat recording
-    tells them apart, which the reading asks for.
+    tells them apart, which the reading asks for. Not judged under ventricular pacing: a paced QRS
+    points where the lead in the heart sends it, often near zero or negative in I (LUDB 45 and 104,
+    paced, read at 250 Hz, turned "negative" in I).
     """
     lead_i, lead_avr = features.leads.get("I"), features.leads.get("aVR")
-    if lead_i is None:
+    if lead_i is None or is_paced(features):
         return None
     p, net, t = (hundredths(getattr(lead_i.median, name)) for name in ("p_amp_mv", "qrs_net_mv", "t_amp_mv"))
     net_avr = hundredths(lead_avr.median.qrs_net_mv) if lead_avr is not None else None
     if net is None or net >= 0:
         return None
-    if p is not None and p < 0:
+    if p is not None and p <= -REVERSAL_P_FROM_MV:
         statement = f"P ({signed_mv(p)}) and QRS (net {signed_mv(net)}) both negative in I"
         values = {"p_i_mv": p, "qrs_net_i_mv": net}
     elif p is None and net_avr is not None and net_avr > 0 and t is not None and t <= -INVERTED_T_FROM_MV:

@@ -83,6 +83,12 @@ CASES: list[tuple[str, Callable[[], GroundingFeatures], set[str], set[str]]] = [
                                                                          t_amp_mv=-0.2), set(), {v.LEAD_REVERSAL}),
     ("lead I P -0.004 written 0.00", lambda: with_median(N(), "I", p_amp_mv=-0.004, qrs_net_mv=-0.6),
      set(), {v.LEAD_REVERSAL}),
+    ("lead I P -0.01: within the noise", lambda: with_median(N(), "I", p_amp_mv=-0.01, qrs_net_mv=-0.6),
+     set(), {v.LEAD_REVERSAL}),
+    ("lead I P -0.02", lambda: with_median(N(), "I", p_amp_mv=-0.02, qrs_net_mv=-0.6), {v.LEAD_REVERSAL}, set()),
+    ("lead I all negative, paced: a paced QRS's own direction", lambda: with_rhythm(
+        with_median(N(), "I", p_amp_mv=-0.08, qrs_net_mv=-0.6, t_amp_mv=-0.2), paced=True, paced_beats=10,
+        pacing_assessed_beats=10), {v.PACED_RHYTHM}, {v.LEAD_REVERSAL}),
     ("lead I QRS net 0.00", lambda: with_median(N(), "I", p_amp_mv=-0.08, qrs_net_mv=0.0), set(), {v.LEAD_REVERSAL}),
     # without a P wave in I (atrial fibrillation): QRS negative in I and upright in aVR, T inverted in I
     ("no P in I; QRS - in I, + in aVR, T - in I", lambda: with_median(

@@ -1,0 +1,137 @@
+"""What the recording's faults do to the reading: the real records as recorded, and with a fault added.
+
+Not a timing: a robustness check of `ingest.measure` + `ingest.protocol` + the measured triage
+(`reports.triage.measured_findings`) on data/real's records. Each record is read as recorded, then
+again with one fault added to its model window (10 s at 500 Hz), and the labels compared. The faults
+are put where a cart picks them up, at the electrodes (RA, LA, LL, V1-V6), and the 12 leads are formed
+from them as a cart forms them (Einthoven, Goldberger, Wilson's terminal):
+
+    arms swapped     the left and right arm electrodes exchanged (I inverted, II/III and aVR/aVL swapped)
+    wander 0.25/0.5  breathing: a sine of 0.25 or 0.5 mV (each electrode 30-100 % of it) at 0.21-0.39 Hz
+    muscle 20/50     muscle tremor: noise band-passed to 20-150 Hz, 20 or 50 uV RMS at each electrode
+    mains 50/60      a 50 or 60 Hz line of up to 0.1 mV at each electrode
+    recorded 250 Hz  the record as a 250 Hz archive holds it (resampled with the preparation's filter,
+                     prepared as any 250 Hz file is, pacing judged at that rate)
+
+Each fault's draws are seeded by the record's name (crc32), so a run repeats exactly. Printed per
+fault: the records whose labels changed, the labels the fault added and took away (the commonest),
+and the critical findings the measured triage raised that it did not raise as recorded, by record.
+These are our own perturbations of real recordings: a figure from here says so.
+
+Run: .venv/bin/python benchmarks/perturbations.py [--split dev|test|all] [--fault NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from ingest.ecg import STANDARD_LEADS  # noqa: E402
+from ingest.measure.beats import filtfilt  # noqa: E402
+from ingest.measure.features import measure  # noqa: E402
+from ingest.protocol import protocol_read  # noqa: E402
+from ingest.validation.references import DEFAULT_DATA_DIR, Reference, load_references  # noqa: E402
+from ingest.validation.run import model_window  # noqa: E402
+from reports.triage import measured_findings  # noqa: E402
+
+FS = 500.0
+LEAD = {name: index for index, name in enumerate(STANDARD_LEADS)}
+
+
+def through_leads(electrodes: np.ndarray) -> np.ndarray:
+    """(12, n) leads from (9, n) electrode potentials RA, LA, LL, V1-V6."""
+    ra, la, ll = electrodes[:3]
+    wilson = (ra + la + ll) / 3
+    limb = [la - ra, ll - ra, ll - la, ra - (la + ll) / 2, la - (ra + ll) / 2, ll - (ra + la) / 2]
+    return np.array(limb + [chest - wilson for chest in electrodes[3:]])
+
+
+def arms_swapped(signal: np.ndarray, _rng: np.random.Generator) -> np.ndarray:
+    swapped = signal.copy()
+    swapped[LEAD["I"]] = -signal[LEAD["I"]]
+    swapped[[LEAD["II"], LEAD["III"]]] = signal[[LEAD["III"], LEAD["II"]]]
+    swapped[[LEAD["aVR"], LEAD["aVL"]]] = signal[[LEAD["aVL"], LEAD["aVR"]]]
+    return swapped
+
+
+def wander(amplitude_mv: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    def add(signal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        t = np.arange(signal.shape[1]) / FS
+        electrodes = np.array([amplitude_mv * rng.uniform(0.3, 1.0)
+                               * np.sin(2 * np.pi * 0.3 * rng.uniform(0.7, 1.3) * t + rng.uniform(0, 2 * np.pi))
+                               for _ in range(9)])
+        return signal + through_leads(electrodes)
+    return add
+
+
+def muscle(rms_mv: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    def add(signal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        noise = filtfilt(rng.normal(0.0, 1.0, (9, signal.shape[1])), "bandpass", (20.0, 150.0), FS)
+        return signal + through_leads(noise / noise.std(axis=1, keepdims=True) * rms_mv)
+    return add
+
+
+def mains(hz: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    def add(signal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        t = np.arange(signal.shape[1]) / FS
+        electrodes = np.array([0.1 * rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * hz * t + rng.uniform(0, 2 * np.pi))
+                               for _ in range(9)])
+        return signal + through_leads(electrodes)
+    return add
+
+
+FAULTS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray] | None] = {
+    "arms swapped": arms_swapped, "wander 0.25": wander(0.25), "wander 0.5": wander(0.5),
+    "muscle 20": muscle(0.02), "muscle 50": muscle(0.05), "mains 50": mains(50.0), "mains 60": mains(60.0),
+    "recorded 250 Hz": None,  # resampled by the harness's reader (`model_window(rate_hz=250)`)
+}
+
+
+def read(reference: Reference, fault: str | None) -> tuple[set[str], set[str]]:
+    """(the reader's labels, the measured triage's critical findings) for a record, as recorded or with a fault."""
+    rate = 250.0 if fault == "recorded 250 Hz" else None
+    signal, fs, ecg = model_window(reference, DEFAULT_DATA_DIR, rate_hz=rate)
+    add = FAULTS.get(fault) if fault else None
+    if add is not None:
+        signal = add(signal, np.random.default_rng(zlib.crc32(reference.key.encode())))
+    features = measure(signal, fs, recorded_rate_hz=ecg.sampling_rate_hz)
+    return (set(protocol_read(features, ecg.demographics).labels),
+            {finding.finding for finding in measured_findings(features, ecg.demographics)})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", choices=["dev", "test", "all"], default="all")
+    parser.add_argument("--fault", action="append", choices=list(FAULTS), help="only these faults (repeatable)")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    references = load_references(DEFAULT_DATA_DIR, args.split)
+    recorded = {reference.key: read(reference, None) for reference in references}
+    print(f"{len(references)} real records of data/real ({args.split}); each fault is ours, added to every record")
+    for fault in args.fault or list(FAULTS):
+        added, lost, changed, raised = Counter(), Counter(), 0, []
+        for reference in references:
+            (labels, critical), (labels_after, critical_after) = recorded[reference.key], read(reference, fault)
+            changed += labels != labels_after
+            added.update(labels_after - labels)
+            lost.update(labels - labels_after)
+            raised += [f"{reference.key} {finding}" for finding in sorted(critical_after - critical)]
+        print(f"\n== {fault}: labels changed on {changed} of {len(references)}")
+        print("  added: " + ", ".join(f"{label} {count}" for label, count in added.most_common(8)))
+        print("  taken away: " + ", ".join(f"{label} {count}" for label, count in lost.most_common(8)))
+        print(f"  measured triage, critical findings raised that were not: {len(raised)}"
+              + ("".join(f"\n    {line}" for line in raised)))
+
+
+if __name__ == "__main__":
+    main()
