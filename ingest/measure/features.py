@@ -22,7 +22,7 @@ and the review page shows. The stages, each in its own function or module:
                            the earliest onset other leads confirm, QRS offset and T end the
                            latest (the T end: the mean of the second and third latest; the QRS
                            offset: the latest three leads confirm, even a minority, as RBBB's
-                           R'); P onset/offset alike among the leads with
+                           R', seen alone only in V1-V2); P onset/offset alike among the leads with
                            a clear P
       _per_beat            the same delineation on every lead of every beat, and whether
                            each beat has a P wave
@@ -99,6 +99,10 @@ NOISE_LIMIT_MV = 0.15
 # Leads agreeing on a fiducial point: within this many ms of the leads' median.
 AGREEMENT_MS = {"qrs_on": 30.0, "qrs_off": 40.0, "p_on": 40.0, "p_off": 40.0, "t_end": 50.0}
 MIN_AGREEING_LEADS = 3
+# The QRS offset (`_consensus`, minority_late): a late end seen in one lead alone counts in these leads, where
+# RBBB's R' often shows alone; in another lead a second lead must end within LATE_END_PAIR_MS of it.
+R_PRIME_LEADS: tuple[str, ...] = ("V1", "V2")
+LATE_END_PAIR_MS = 20.0
 # T-P baseline knots (`_tp_knots`): in records whose baseline swings (the level at consecutive PR knots
 # differs by WANDER_STEP_MV or more, median over the steps, in some lead: 5 % of data/real's records as
 # recorded), in cycles of TP_KNOT_FROM_RR_S or longer (70 /min or slower) that are within TP_KNOT_RR_WITHIN
@@ -562,7 +566,8 @@ def _median_waves(view: _Windows, rr_s: float, measured: np.ndarray, noise_media
     smooth = view.smooth_median
     bounds = qrs_bounds(smooth, fs, view.before)
     qrs_on, why_on = _consensus(bounds.onset[measured], fs, "qrs_on", earliest=True)
-    qrs_off, why_off = _consensus(bounds.offset[measured], fs, "qrs_off", earliest=False, minority_late=True)
+    qrs_off, why_off = _consensus(bounds.offset[measured], fs, "qrs_off", earliest=False, minority_late=True,
+                                  late_alone_ok=np.isin(np.array(STANDARD_LEADS), R_PRIME_LEADS)[measured])
     _note(notes, "QRS onset", why_on)
     _note(notes, "QRS offset", why_off)
     have_qrs = qrs_on is not None and qrs_off is not None
@@ -803,7 +808,8 @@ def _fraction(p_present: np.ndarray) -> float | None:
 
 
 def _consensus(positions: np.ndarray, fs: float, kind: str, earliest: bool,
-               minority_late: bool = False, min_leads: int = MIN_AGREEING_LEADS) -> tuple[int | None, str | None]:
+               minority_late: bool = False, min_leads: int = MIN_AGREEING_LEADS,
+               late_alone_ok: np.ndarray | None = None) -> tuple[int | None, str | None]:
     """One global fiducial from per-lead positions (-1 = not found), as devices combine leads.
 
     Leads more than AGREEMENT_MS[kind] from the leads' median are outliers and ignored.
@@ -814,16 +820,23 @@ def _consensus(positions: np.ndarray, fs: float, kind: str, earliest: bool,
     least three leads confirm instead of around the median, so a late part of the complex
     seen in a minority of leads (RBBB's R', which ends 50-60 ms after the QRS has ended in
     the other leads) is not discarded as an outlier, while one or two stray leads still are.
+    A late end seen in one lead alone counts only in a lead where `late_alone_ok` says a late
+    part of the complex may show alone (V1 and V2, RBBB's R'); elsewhere another lead must end
+    within LATE_END_PAIR_MS of it: muscle tremor in one lead's median beat ends its QRS late there.
     Returns (position, None) or (None, reason).
     """
+    alone_ok = None if late_alone_ok is None else late_alone_ok[positions >= 0]
     found = positions[positions >= 0]
     if found.size < min_leads:
         return None, f"found in {found.size} lead(s), {min_leads} needed"
     tolerance = AGREEMENT_MS[kind] * fs / 1000.0
     centre = float(np.median(found))
     if minority_late:
-        support = (np.abs(found[:, None] - found[None, :]) <= tolerance).sum(axis=1)
-        confirmed = found[support >= min_leads]
+        apart = np.abs(found[:, None] - found[None, :])
+        support = (apart <= tolerance).sum(axis=1)
+        paired = (apart <= LATE_END_PAIR_MS * fs / 1000.0).sum(axis=1) >= 2  # itself and another lead
+        plausible = paired if alone_ok is None else paired | alone_ok
+        confirmed = found[(support >= min_leads) & plausible]
         if confirmed.size:
             centre = float(confirmed.max())
     agreeing = np.sort(found[np.abs(found - centre) <= tolerance])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ingest.ecg import STANDARD_LEADS
 from ingest.measure.delineate import P_END_BEFORE_QRS_S, p_waves, t_waves
 from ingest.measure.features import _consensus
 
@@ -162,3 +163,36 @@ def test_a_p_offset_that_does_not_follow_the_p_onset_bounds_no_p_wave(record: st
     features = prepare(read_ecg(Path(__file__).resolve().parents[2] / "data" / "real" / record)).features
     assert features.global_.pr_ms is None and features.boundaries.p_on_ms is None
     assert any(f"P end lies {where} the earliest leads' P onset" in note for note in features.notes)
+
+
+# The QRS offsets of 12 leads (samples at 500 Hz, 2 ms each): most end at 240-244.
+EARLY_ENDS = [240, 242, 244, 242, 240, 244, 242, 240, 242, 244, 242, 240]
+
+
+def _with_late(leads: dict[int, int]) -> np.ndarray:
+    ends = np.array(EARLY_ENDS)
+    for lead, end in leads.items():
+        ends[lead] = end
+    return ends
+
+
+def _qrs_off(ends: np.ndarray) -> int | None:
+    alone_ok = np.isin(np.array(STANDARD_LEADS), ("V1", "V2"))
+    return _consensus(ends, FS, "qrs_off", earliest=False, minority_late=True, late_alone_ok=alone_ok)[0]
+
+
+def test_a_late_qrs_end_in_one_limb_lead_alone_is_a_stray_lead():
+    """aVL ending 40 ms after the others (muscle tremor left in its median beat) does not set the offset."""
+    assert _qrs_off(_with_late({STANDARD_LEADS.index("aVL"): 264})) == 244
+
+
+def test_a_late_qrs_end_in_v1_alone_is_rbbbs_r_prime():
+    assert _qrs_off(_with_late({STANDARD_LEADS.index("V1"): 264})) == 264
+
+
+def test_a_late_qrs_end_in_two_leads_together_counts_wherever_it_is():
+    late = {STANDARD_LEADS.index("I"): 266, STANDARD_LEADS.index("V6"): 262}
+    assert _qrs_off(_with_late(late)) == 262  # the second latest of six or more agreeing leads
+    # 28 ms apart, and V6 24 ms after the latest of the others: no lead ends with either
+    apart = {STANDARD_LEADS.index("I"): 270, STANDARD_LEADS.index("V6"): 256}
+    assert _qrs_off(_with_late(apart)) == 244
