@@ -56,7 +56,8 @@ def through_leads(electrodes: np.ndarray) -> np.ndarray:
     return np.array(limb + [chest - wilson for chest in electrodes[3:]])
 
 
-def arms_swapped(signal: np.ndarray, _rng: np.random.Generator) -> np.ndarray:
+def arms_swapped(signal: np.ndarray) -> np.ndarray:
+    """The left and right arm electrodes exchanged: I inverted, II/III and aVR/aVL swapped."""
     swapped = signal.copy()
     swapped[LEAD["I"]] = -signal[LEAD["I"]]
     swapped[[LEAD["II"], LEAD["III"]]] = signal[[LEAD["III"], LEAD["II"]]]
@@ -91,7 +92,7 @@ def mains(hz: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
 
 
 FAULTS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray] | None] = {
-    "arms swapped": arms_swapped, "wander 0.25": wander(0.25), "wander 0.5": wander(0.5),
+    "arms swapped": lambda signal, _rng: arms_swapped(signal), "wander 0.25": wander(0.25), "wander 0.5": wander(0.5),
     "muscle 20": muscle(0.02), "muscle 50": muscle(0.05), "mains 50": mains(50.0), "mains 60": mains(60.0),
     "recorded 250 Hz": None,  # resampled by the harness's reader (`model_window(rate_hz=250)`)
 }

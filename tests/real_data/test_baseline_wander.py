@@ -14,6 +14,7 @@ import zlib
 import numpy as np
 import pytest
 
+from benchmarks.perturbations import wander
 from ingest.measure.features import measure
 from ingest.protocol import protocol_read
 from ingest.protocol import vocabulary as v
@@ -21,20 +22,8 @@ from ingest.validation.references import DEFAULT_DATA_DIR, load_references
 from ingest.validation.run import model_window
 
 FS = 500.0
-
-
-def electrode_wander(samples: int, seed: int, amplitude_mv: float = 0.5, rate_hz: float = 0.3) -> np.ndarray:
-    """(12, samples) mV: a sine at each of RA, LA, LL and V1-V6 (amplitude 30-100 % of amplitude_mv, rate
-    within 30 % of rate_hz), through the lead definitions (Wilson's terminal for the chest leads)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(samples) / FS
-    electrodes = np.array([amplitude_mv * rng.uniform(0.3, 1.0)
-                           * np.sin(2 * np.pi * rate_hz * rng.uniform(0.7, 1.3) * t + rng.uniform(0, 2 * np.pi))
-                           for _ in range(9)])
-    ra, la, ll = electrodes[:3]
-    wilson = (ra + la + ll) / 3
-    limb = [la - ra, ll - ra, ll - la, ra - (la + ll) / 2, la - (ra + ll) / 2, ll - (ra + la) / 2]
-    return np.array(limb + [chest - wilson for chest in electrodes[3:]])
+# A sine at each of RA, LA, LL and V1-V6 (30-100 % of 0.5 mV, 0.21-0.39 Hz) through the lead definitions.
+BREATHING = wander(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +33,9 @@ def readings() -> list[tuple[set[str], set[str]]]:
     for reference in load_references(DEFAULT_DATA_DIR, "dev"):
         signal, fs, ecg = model_window(reference, DEFAULT_DATA_DIR)
         assert fs == FS
-        wander = electrode_wander(signal.shape[1], zlib.crc32(reference.key.encode()))
+        wandering = BREATHING(signal, np.random.default_rng(zlib.crc32(reference.key.encode())))
         pairs.append(tuple(set(protocol_read(measure(s, fs), ecg.demographics).labels)
-                           for s in (signal, signal + wander)))
+                           for s in (signal, wandering)))
     return pairs
 
 

@@ -8,27 +8,15 @@ that is not sinus because the P wave is upright in what is really aVL).
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from ingest.ecg import STANDARD_LEADS
+from benchmarks.perturbations import arms_swapped
 from ingest.measure.features import measure
 from ingest.protocol import protocol_read
 from ingest.protocol import vocabulary as v
 from ingest.validation.evaluate import Evaluation
 from ingest.validation.references import DEFAULT_DATA_DIR, load_references
 from ingest.validation.run import OURS, model_window
-
-LEAD = {name: index for index, name in enumerate(STANDARD_LEADS)}
-
-
-def arms_swapped(signal: np.ndarray) -> np.ndarray:
-    swapped = signal.copy()
-    swapped[LEAD["I"]] = -signal[LEAD["I"]]
-    swapped[[LEAD["II"], LEAD["III"]]] = signal[[LEAD["III"], LEAD["II"]]]
-    swapped[[LEAD["aVR"], LEAD["aVL"]]] = signal[[LEAD["aVL"], LEAD["aVR"]]]
-    return swapped
-
 
 @pytest.fixture(scope="module")
 def readings() -> list[tuple[set[str], set[str]]]:
