@@ -9,7 +9,10 @@ Three readers of one ECG, any one of which makes it critical (sorted first, mark
   reader's own rule: concordant only under a QRS >= 120 ms, not assessed in a wide complex
   tachycardia; leads I and aVL set aside when the arm electrodes may be swapped, as the reader does); a
   wide complex tachycardia (QRS >= 120 ms at > 100 /min: VT until shown
-  otherwise); AV dissociation at a slow regular rate (P waves found before most beats but at
+  otherwise); a run of three or more beats of another QRS shape at > 100 /min amid another
+  rhythm (non-sustained ventricular tachycardia, `ingest.protocol.beat_pattern.other_shape_run`,
+  the protocol reader's own rule; not under pacing, nor where the rhythm itself is a wide
+  complex tachycardia); AV dissociation at a slow regular rate (P waves found before most beats but at
   no consistent PR, and no P wave locked to the QRS over all beats, a regular ventricular rhythm
   under 60 /min: complete heart block); marked QT prolongation (the QTc that decides,
   Framingham's of the QRS-adjusted QT, above 500 ms, AHA/ACCF/HRS 2009 part IV; or Bazett's of
@@ -39,7 +42,7 @@ from ingest.ecg import Demographics
 from ingest.interpretation import Interpretation
 from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import vocabulary as v
-from ingest.protocol.beat_pattern import atrial_activity, rr_pattern
+from ingest.protocol.beat_pattern import atrial_activity, other_shape_run, rr_pattern
 from ingest.protocol.conduction import COMPLETE_BBB_FROM_MS
 from ingest.protocol.ischemia import elevated_leads, elevation_levels, net_qrs, territories_with
 from ingest.protocol.reader import PROTOCOL_READER_NAME
@@ -138,6 +141,11 @@ def measured_findings(features: GroundingFeatures | None, demographics: Demograp
                                    detail=f"measured QRS {round(qrs)} ms at {round(hr)} /min: wide complex tachycardia"))
     else:
         found += st_elevation_findings(arm_leads_set_aside(features), demographics)
+        run = None if features.rhythm.paced else other_shape_run(features.rhythm)
+        if run is not None:
+            found.append(TriageFinding(finding=v.NON_SUSTAINED_VT, by=MEASURED,
+                                       detail=(f"measured run of {run.beats} beats of another QRS shape at "
+                                               f"{run.rate_per_min} /min: non-sustained ventricular tachycardia")))
     if hr is not None and round(hr) < EXTREME_BRADYCARDIA_BELOW_BPM:
         found.append(TriageFinding(finding="extreme bradycardia", by=MEASURED,
                                    detail=f"measured heart rate {round(hr)} /min (< {EXTREME_BRADYCARDIA_BELOW_BPM:.0f})"))

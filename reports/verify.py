@@ -403,6 +403,16 @@ def _wide_complex(f: GroundingFeatures, _: str) -> Contradiction | None:
     return _interval(f, "qrs_ms", lambda qrs: qrs < limit - _MS_MARGIN, f"narrow, < {limit} ms")
 
 
+def _ventricular_run(f: GroundingFeatures, _: str) -> Contradiction | None:
+    """A run of ventricular tachycardia needs beats of another QRS shape than the dominant one; the dominant
+    QRS itself may be narrow (the run is amid another rhythm), so its width is no contradiction."""
+    count = f.rhythm.ectopic_count
+    if count is None or count > 0 or not f.rhythm.beat_count:
+        return None
+    return Contradiction("ectopic_count", 0.0, f"every one of the {f.rhythm.beat_count} measured beats has the "
+                                                "dominant QRS shape")
+
+
 def _axis(f: GroundingFeatures, contradicts: Callable[[float], bool], limit: str) -> Contradiction | None:
     axis = f.global_.qrs_axis_deg
     if axis is None or not contradicts(axis):
@@ -520,6 +530,8 @@ def _p(pattern: str) -> re.Pattern[str]:
 
 
 _TACHY_BRADY = r"tachy-?(?:cardia-?)?brady"
+# A run of ventricular tachycardia amid another rhythm, not the rhythm itself.
+_VT_RUN = r"non-?sustained (?:ventricular tachycardia|vt)\b|\bnsvt\b|runs? of (?:ventricular tachycardia|vt)\b"
 LABEL_CHECKS: tuple[LabelCheck, ...] = (
     LabelCheck("bradycardia", _p(r"bradycardia"), _HR_MARGIN, _bradycardia, exclude=_p(_TACHY_BRADY)),
     LabelCheck("tachycardia", _p(r"tachycardia|\bsvt\b|\bvt\b"), _HR_MARGIN, _tachycardia,
@@ -541,7 +553,8 @@ LABEL_CHECKS: tuple[LabelCheck, ...] = (
     LabelCheck("intraventricular conduction delay", _p(r"intraventricular conduction (?:delay|defect)|\bivcd\b"),
                _MS_MARGIN, _conduction_delay),
     LabelCheck("ventricular tachycardia", _p(r"\bventricular tachycardia|\bvt\b|wide[- ]complex tachycardia"),
-               _MS_MARGIN, _wide_complex),
+               _MS_MARGIN, _wide_complex, exclude=_p(_VT_RUN)),
+    LabelCheck("non-sustained ventricular tachycardia", _p(_VT_RUN), None, _ventricular_run),
     LabelCheck("left axis deviation",
                _p(r"left axis deviation|left anterior (?:fascicular block|hemiblock)|\blafb\b|\blahb\b"),
                _AXIS_MARGIN, _left_axis),

@@ -183,6 +183,7 @@ def rhythm(beats: Beats, rr_ms: np.ndarray, fs: float, p_fraction: float | None,
         rr_intervals_ms=[] if rr_beat_ms is None else
         [None if not math.isfinite(v) else round(v, 1) for v in rr_beat_ms.tolist()],
         ectopic_beats=beats.ectopic.tolist(),
+        qrs_correlation=[round(float(value), 2) for value in beats.correlation.tolist()],
         p_present=[] if p_present is None else [None if not math.isfinite(v) else bool(v) for v in p_present.tolist()],
         beat_pr_ms=[] if beat_pr_ms is None else
         [None if not math.isfinite(v) else round(v, 1) for v in beat_pr_ms.tolist()],

@@ -103,6 +103,9 @@ class Rhythm(BaseModel):
     # where the 400 ms before its QRS was not recorded or the beat is cut by the record's edge).
     rr_intervals_ms: list[float | None] = Field(default_factory=list)
     ectopic_beats: list[bool] = Field(default_factory=list)
+    # How alike each beat's QRS is to the dominant one (correlation over all leads, +-60 ms, in the QRS band;
+    # ingest.measure.beats.DOMINANT_CORRELATION and over is the dominant shape). Empty: measured before this.
+    qrs_correlation: list[float] = Field(default_factory=list)
     p_present: list[bool | None] = Field(default_factory=list)
     # Each beat's PR (ms): its P found across the leads (the median beat's P matched in it, or the
     # median of its leads' PRs where two or more timed it); None where not timed.

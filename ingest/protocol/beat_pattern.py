@@ -2,6 +2,8 @@
 
     rr_pattern(rhythm)          premature beats, and how irregular the rest of the rhythm is
     atrial_activity(features)   how many beats have a P wave at a consistent PR
+    other_shape_run(rhythm)     the longest run of consecutive beats of another QRS shape at a
+                                tachycardia's rate (a non-sustained ventricular tachycardia)
 
 Atrial fibrillation is an irregularly irregular rhythm without organised atrial activity.
 Two things imitate it in an RR list and must not be taken for it:
@@ -76,6 +78,16 @@ LOCKED_LEADS: tuple[str, ...] = ("II", "aVF")
 LOCKED_MIN_BEATS = 7
 # A beat's PR is taken when at least this many leads timed its P wave.
 MIN_PR_LEADS = 2
+# A run of ventricular tachycardia: at least this many consecutive beats of another QRS shape than the
+# dominant one (three or more ventricular beats, the definition of non-sustained ventricular tachycardia)...
+OTHER_SHAPE_RUN_FROM_BEATS = 3
+# ... at more than 100 /min: every RR between the run's beats under this...
+OTHER_SHAPE_RUN_RR_BELOW_MS = 600.0
+# ... and of a shape that has little of the dominant one: the run's median QRS correlation with the dominant
+# QRS under this. A ventricular beat activates the ventricles another way (ningbo/JS45547's run 0.28,
+# JS45543's 0.45); a supraventricular beat conducted a little differently keeps most of the shape (the
+# narrow "other" beats of an atrial fibrillation, ludb/109: 0.65).
+OTHER_SHAPE_RUN_CORRELATION_BELOW = 0.5
 
 
 class RrPattern(BaseModel):
@@ -212,3 +224,46 @@ def _per_beat_pr(features: GroundingFeatures, count: int) -> list[float | None]:
         values = [pr for lead in leads if (pr := lead.beats[index].pr_ms) is not None]
         prs.append(statistics.median(values) if len(values) >= MIN_PR_LEADS else None)
     return prs
+
+
+class BeatRun(BaseModel):
+    """Consecutive beats of another QRS shape than the dominant one."""
+
+    first: int  # the run's first beat (index into Rhythm.beat_times_ms)
+    beats: int
+    rate_per_min: int  # over the RR intervals between the run's beats
+
+
+def other_shape_run(rhythm: Rhythm) -> BeatRun | None:
+    """The longest run of OTHER_SHAPE_RUN_FROM_BEATS or more consecutive whole beats whose QRS differs from
+    the dominant one, every RR between them under OTHER_SHAPE_RUN_RR_BELOW_MS and their median QRS
+    correlation with the dominant one under OTHER_SHAPE_RUN_CORRELATION_BELOW; None if there is none (and
+    for features measured before the correlations were kept).
+
+    Three such beats in a row at a tachycardia's rate are a non-sustained ventricular tachycardia until shown
+    otherwise (aberrant conduction of a supraventricular run looks the same on the surface ECG, and is the
+    cardiologist's call). A beat cut by the record's edge is not classified, and an RR across noise is not
+    known: either ends a run. The width of a single beat is not asked for: at these rates its QRS runs into
+    the T wave before it, and the lead-by-lead widths of one beat scatter from 24 to 144 ms (ningbo/JS45547,
+    a five-beat run at 235 /min whose complexes are plainly wide in V1).
+    """
+    flags, rr, correlation = rhythm.ectopic_beats, rhythm.rr_intervals_ms, rhythm.qrs_correlation
+    if len(correlation) != len(flags):
+        return None
+    best: BeatRun | None = None
+    start = 0
+    while start < len(flags):
+        if not flags[start]:
+            start += 1
+            continue
+        end = start  # the run is start..end, each RR between its beats known and fast enough
+        while (end + 1 < len(flags) and flags[end + 1] and end + 1 < len(rr) and rr[end + 1] is not None
+               and rr[end + 1] < OTHER_SHAPE_RUN_RR_BELOW_MS):
+            end += 1
+        beats = end - start + 1
+        unlike = statistics.median(correlation[start:end + 1]) < OTHER_SHAPE_RUN_CORRELATION_BELOW
+        if beats >= OTHER_SHAPE_RUN_FROM_BEATS and unlike and (best is None or beats > best.beats):
+            intervals = [value for value in rr[start + 1:end + 1] if value is not None]
+            best = BeatRun(first=start, beats=beats, rate_per_min=round(60000.0 / statistics.mean(intervals)))
+        start = end + 1
+    return best

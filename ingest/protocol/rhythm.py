@@ -26,6 +26,11 @@
                         another shape that is not early (pacing, fusion, artefact) is not one;
                         not assessed in atrial fibrillation or flutter, nor in a wide complex
                         tachycardia
+    ventricular_run_finding  three or more consecutive beats of another QRS shape at > 100 /min
+                        (`beat_pattern.other_shape_run`) -> "non-sustained ventricular tachycardia";
+                        not assessed under ventricular pacing (the beats the pacemaker did not start
+                        are of another shape) nor in a wide complex tachycardia (its dominant QRS is
+                        the ventricular one, and the other beats are the odd sinus or fusion beats)
 
 The classifiers (`rate_class`, `sinus_polarity`, `rhythm_class`) are pure functions of
 measured values, with their thresholds as named constants (here and in `beat_pattern`), so
@@ -42,9 +47,12 @@ from ingest.protocol import vocabulary as v
 from ingest.protocol.beat_pattern import (
     LOCKED_LEADS,
     ORGANISED_ABOVE,
+    OTHER_SHAPE_RUN_FROM_BEATS,
+    OTHER_SHAPE_RUN_RR_BELOW_MS,
     AtrialActivity,
     RrPattern,
     atrial_activity,
+    other_shape_run,
     rr_pattern,
 )
 from ingest.protocol.conduction import COMPLETE_BBB_FROM_MS, SHORT_PR_BELOW_MS
@@ -400,10 +408,26 @@ def ectopic_finding(features: GroundingFeatures, no_underlying_rhythm: bool = Fa
                    evidence=v.ECTOPIC_BEATS)
 
 
+def ventricular_run_finding(features: GroundingFeatures, rhythm_label: str | None) -> Finding | None:
+    """A run of beats of another QRS shape at a tachycardia's rate amid the rhythm (see the module's docstring)."""
+    if is_paced(features) or rhythm_label == v.WIDE_COMPLEX_TACHYCARDIA:
+        return None
+    run = other_shape_run(features.rhythm)
+    if run is None:
+        return None
+    return Finding(step=1, rule="ventricular run", label=v.NON_SUSTAINED_VT, abnormal=True,
+                   values={"run_beats": float(run.beats), "run_rate_per_min": float(run.rate_per_min)},
+                   statement=(f"A run of {run.beats} consecutive beats with another QRS shape than the dominant one "
+                              f"at {run.rate_per_min} /min (>= {OTHER_SHAPE_RUN_FROM_BEATS} beats, each RR < "
+                              f"{OTHER_SHAPE_RUN_RR_BELOW_MS:.0f} ms): {v.NON_SUSTAINED_VT}, ventricular until shown "
+                              "otherwise (a supraventricular run with aberrant conduction looks the same)."),
+                   evidence=v.NON_SUSTAINED_VT)
+
+
 def step1(features: GroundingFeatures) -> list[Finding]:
     rhythm = rhythm_finding(features)
     # No underlying rhythm for a beat to be early against.
     no_underlying = rhythm.label in (v.ATRIAL_FIBRILLATION, v.ATRIAL_FLUTTER, v.WIDE_COMPLEX_TACHYCARDIA)
     found = [technical_finding(features), lead_reversal_finding(features), rate_finding(features), rhythm,
-             ectopic_finding(features, no_underlying)]
+             ectopic_finding(features, no_underlying), ventricular_run_finding(features, rhythm.label)]
     return [finding for finding in found if finding is not None]

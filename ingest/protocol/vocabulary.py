@@ -6,10 +6,11 @@ claim checks (`reports.verify`), the sign-off queue and the training rewards all
 the same strings.
 
 `CRITICAL_LABELS` are the findings the sign-off queue sorts first. Some of them are never
-written by the protocol reader itself (ventricular tachycardia and complete heart block need
-P-QRS dissociation analysis the measured features do not carry; the reader writes "wide
-complex tachycardia" instead), but ECG-R1 may write them, so `critical_labels` also
-recognises common spellings of other interpreters' labels.
+written by the protocol reader itself (a sustained ventricular tachycardia and complete heart
+block need P-QRS dissociation analysis the measured features do not carry; the reader writes
+"wide complex tachycardia" instead, and "non-sustained ventricular tachycardia" for a run of
+three or more beats of another QRS shape at a tachycardia's rate), but ECG-R1 may write them,
+so `critical_labels` also recognises common spellings of other interpreters' labels.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ BRADYCARDIA = "bradycardia"  # a slow rate whose rhythm is not sinus
 TACHYCARDIA = "tachycardia"  # a fast, narrow rate whose rhythm is not sinus
 WIDE_COMPLEX_TACHYCARDIA = "wide complex tachycardia"
 VENTRICULAR_TACHYCARDIA = "ventricular tachycardia"  # recognised, never written by the reader
+# Three or more consecutive beats of another QRS shape at > 100 /min amid another rhythm (a run, not the rhythm).
+NON_SUSTAINED_VT = "non-sustained ventricular tachycardia"
 COMPLETE_HEART_BLOCK = "complete heart block"  # recognised, never written by the reader
 UNDETERMINED_RHYTHM = "undetermined rhythm"
 PACED_RHYTHM = "paced rhythm"  # pacemaker spikes before most beats (ventricular pacing)
@@ -82,7 +85,7 @@ ST_DEPRESSION_LABELS: tuple[str, ...] = tuple(territory_label(ST_DEPRESSION, t) 
 LABELS: tuple[str, ...] = (
     SINUS_RHYTHM, SINUS_BRADYCARDIA, SINUS_TACHYCARDIA, ATRIAL_FIBRILLATION, ATRIAL_FLUTTER, BRADYCARDIA, TACHYCARDIA,
     WIDE_COMPLEX_TACHYCARDIA, VENTRICULAR_TACHYCARDIA, COMPLETE_HEART_BLOCK, UNDETERMINED_RHYTHM, PACED_RHYTHM,
-    ECTOPIC_BEATS, LEAD_REVERSAL,
+    ECTOPIC_BEATS, NON_SUSTAINED_VT, LEAD_REVERSAL,
     SHORT_PR, FIRST_DEGREE_AV_BLOCK, INCOMPLETE_BBB, RBBB, LBBB, IVCD,
     LEFT_AXIS_DEVIATION, RIGHT_AXIS_DEVIATION, EXTREME_AXIS_DEVIATION,
     LVH, LOW_QRS_VOLTAGE, POOR_R_PROGRESSION, RIGHT_ATRIAL_ABNORMALITY, LEFT_ATRIAL_ABNORMALITY,
@@ -96,7 +99,7 @@ NORMAL_LABELS: frozenset[str] = frozenset({SINUS_RHYTHM, NORMAL_ECG})
 
 CRITICAL_LABELS: frozenset[str] = frozenset({
     ST_ELEVATION, *ST_ELEVATION_LABELS,
-    VENTRICULAR_TACHYCARDIA, WIDE_COMPLEX_TACHYCARDIA, COMPLETE_HEART_BLOCK,
+    VENTRICULAR_TACHYCARDIA, NON_SUSTAINED_VT, WIDE_COMPLEX_TACHYCARDIA, COMPLETE_HEART_BLOCK,
     MARKED_QT_PROLONGATION,
 })
 

@@ -290,9 +290,16 @@ def reference_labels(codes: list[str]) -> ReferenceLabels:
     return ReferenceLabels(labels=sorted(labels), rhythm=rhythm, normal=normal, unmapped=unmapped, unknown=unknown)
 
 
+# Reader labels scored as the reference statement they are a form of: the references say "ventricular
+# tachycardia" (paroxysmal or not) for a run as for a sustained rhythm.
+SCORED_AS: dict[str, str] = {v.NON_SUSTAINED_VT: v.VENTRICULAR_TACHYCARDIA}
+
+
 def general_label(label: str) -> str:
-    """A reader label without its territory: "st elevation (inferior)" -> "st elevation"."""
-    return label.split(" (", 1)[0].strip().lower()
+    """A reader label without its territory, as it is scored: "st elevation (inferior)" -> "st elevation",
+    "non-sustained ventricular tachycardia" -> "ventricular tachycardia" (`SCORED_AS`)."""
+    general = label.split(" (", 1)[0].strip().lower()
+    return SCORED_AS.get(general, general)
 
 
 def reader_rhythm(labels: list[str]) -> str:

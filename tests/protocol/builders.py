@@ -84,9 +84,11 @@ def with_voltages(features: GroundingFeatures, **values: float | None) -> Ground
 
 
 def with_beats(features: GroundingFeatures, rr_ms: list[float | None], pr_ms: list[float | None],
-               other_shape: list[int] | None = None) -> GroundingFeatures:
+               other_shape: list[int] | None = None, other_correlation: float | None = None) -> GroundingFeatures:
     """Per-beat rhythm facts: the RR before each beat, each beat's PR (None: no P wave found before it)
     and which beats have another QRS shape. Four leads time each P wave, as the measurement would.
+    `other_correlation`: the QRS correlation of the other-shape beats with the dominant one (the dominant
+    beats 0.97); None leaves the correlations out, as in features measured before they were kept.
     """
     changed = features.model_copy(deep=True)
     count = len(rr_ms)
@@ -102,6 +104,8 @@ def with_beats(features: GroundingFeatures, rr_ms: list[float | None], pr_ms: li
         beat_count=count, rr_mean_ms=mean, rr_sd_ms=sd, rr_cv=sd / mean, regular=sd / mean < 0.1,
         p_wave_fraction=sum(pr is not None for pr in pr_ms) / count, beat_times_ms=times,
         ectopic_count=sum(ectopic), rr_intervals_ms=rr_ms, ectopic_beats=ectopic,
+        qrs_correlation=[] if other_correlation is None else
+        [other_correlation if other else 0.97 for other in ectopic],
         p_present=[pr is not None for pr in pr_ms]))
     for lead in ("I", "II", "V1", "V2"):
         changed.leads[lead].beats = [BeatFeatures(rr_ms=rr, pr_ms=pr) for rr, pr in zip(rr_ms, pr_ms, strict=True)]
