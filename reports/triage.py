@@ -9,7 +9,8 @@ Three readers of one ECG, any one of which makes it critical (sorted first, mark
   reader's own rule: concordant only under a QRS >= 120 ms, not assessed in a wide complex
   tachycardia; leads I and aVL set aside when the arm electrodes may be swapped, as the reader does); a
   wide complex tachycardia (QRS >= 120 ms at > 100 /min: VT until shown
-  otherwise); a run of three or more beats of another QRS shape at > 100 /min amid another
+  otherwise, and a sinus P wave before most beats at a consistent PR of 120 ms or more, the
+  protocol reader's sinus rule, shows a sinus tachycardia with a bundle branch block); a run of three or more beats of another QRS shape at > 100 /min amid another
   rhythm (non-sustained ventricular tachycardia, `ingest.protocol.beat_pattern.other_shape_run`,
   the protocol reader's own rule; not under pacing, nor where the rhythm itself is a wide
   complex tachycardia); AV dissociation at a slow regular rate (P waves found before most beats but at
@@ -46,7 +47,7 @@ from ingest.protocol.beat_pattern import atrial_activity, other_shape_run, rr_pa
 from ingest.protocol.conduction import COMPLETE_BBB_FROM_MS
 from ingest.protocol.ischemia import elevated_leads, elevation_levels, net_qrs, territories_with
 from ingest.protocol.reader import PROTOCOL_READER_NAME
-from ingest.protocol.rhythm import arm_leads_set_aside
+from ingest.protocol.rhythm import arm_leads_set_aside, rhythm_class
 from ingest.protocol.repolarisation import WIDE_QRS_FROM_MS, deciding_qtc_ms, qrs_adjusted_qt_ms
 from reports.measurements import (
     EXTREME_BRADYCARDIA_BELOW_BPM,
@@ -134,8 +135,10 @@ def measured_findings(features: GroundingFeatures | None, demographics: Demograp
     found: list[TriageFinding] = []
     measured = features.global_
     hr, qrs = measured.hr_bpm, measured.qrs_ms
+    # A sinus tachycardia with a bundle branch block is wide and fast too; a sinus P wave before most beats at
+    # a consistent PR of 120 ms or more (the protocol reader's own sinus rule) tells it from a ventricular one.
     wide_tachycardia = hr is not None and qrs is not None and hr > WIDE_TACHYCARDIA_ABOVE_BPM \
-        and qrs >= COMPLETE_BBB_FROM_MS
+        and qrs >= COMPLETE_BBB_FROM_MS and rhythm_class(features) != "sinus"
     if wide_tachycardia:
         found.append(TriageFinding(finding=v.WIDE_COMPLEX_TACHYCARDIA, by=MEASURED,
                                    detail=f"measured QRS {round(qrs)} ms at {round(hr)} /min: wide complex tachycardia"))
