@@ -100,7 +100,8 @@ def test_the_measured_triage_is_scored_apart_from_the_readers_labels():
 
 def test_measured_critical_keeps_the_findings_a_reference_can_state():
     """The extreme rates are the measured rate itself (no reference names them); territorial ST elevation folds."""
-    fast_wide = b.with_global(b.normal_features(), hr_bpm=190.0, rr_ms=316.0, qrs_ms=150.0)
+    no_p = b.with_rhythm(b.normal_features(), p_wave_fraction=0.1, p_positive_in=[], p_negative_in=[])
+    fast_wide = b.with_global(no_p, hr_bpm=190.0, rr_ms=316.0, qrs_ms=150.0)
     assert measured_critical(fast_wide, None) == ["wide complex tachycardia"]
 
 
