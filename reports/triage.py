@@ -7,11 +7,12 @@ Three readers of one ECG, any one of which makes it critical (sorted first, mark
 - the measured values (`measured_findings`): the ST levels at J and J + 60 ms by the fourth
   universal definition in two contiguous leads (`ingest.protocol.ischemia`, the protocol
   reader's own rule: concordant only under a QRS >= 120 ms, not assessed in a wide complex
-  tachycardia; leads I and aVL set aside when the arm electrodes may be swapped, as the reader does); a
-  wide complex tachycardia (QRS >= 120 ms at > 100 /min: VT until shown
-  otherwise, and a sinus P wave before most beats at a consistent PR of 120 ms or more, the
-  protocol reader's sinus rule, shows a sinus tachycardia with a bundle branch block); a run of three or more beats of another QRS shape at > 100 /min amid another
-  rhythm (non-sustained ventricular tachycardia, `ingest.protocol.beat_pattern.other_shape_run`,
+  tachycardia; leads I and aVL set aside when the arm electrodes may be swapped, and none read
+  where the recording's gain is suspect, as the reader does); a wide complex tachycardia (QRS
+  >= 120 ms at > 100 /min: VT until shown otherwise, and a sinus P wave before most beats at a
+  consistent PR of 120 ms or more, the protocol reader's sinus rule, shows a sinus tachycardia
+  with a bundle branch block); a run of three or more beats of another QRS shape at > 100 /min
+  amid another rhythm (non-sustained ventricular tachycardia, `ingest.protocol.beat_pattern.other_shape_run`,
   the protocol reader's own rule; not under pacing, nor where the rhythm itself is a wide
   complex tachycardia); AV dissociation at a slow regular rate (P waves found before most beats but at
   no consistent PR, and no P wave locked to the QRS over all beats, a regular ventricular rhythm
@@ -143,7 +144,8 @@ def measured_findings(features: GroundingFeatures | None, demographics: Demograp
         found.append(TriageFinding(finding=v.WIDE_COMPLEX_TACHYCARDIA, by=MEASURED,
                                    detail=f"measured QRS {round(qrs)} ms at {round(hr)} /min: wide complex tachycardia"))
     else:
-        found += st_elevation_findings(arm_leads_set_aside(features), demographics)
+        if not features.voltages.gain_suspect:  # ST levels at a suspect gain are not read, as the reader does
+            found += st_elevation_findings(arm_leads_set_aside(features), demographics)
         run = None if features.rhythm.paced else other_shape_run(features.rhythm)
         if run is not None:
             found.append(TriageFinding(finding=v.NON_SUSTAINED_VT, by=MEASURED,

@@ -96,6 +96,14 @@ MIN_RECORD_S = 2.0
 MAX_NOISE_FRACTION = 0.25
 NOISE_FLOOR_MV = 0.05
 NOISE_LIMIT_MV = 0.15
+# NOISE_LIMIT_MV is what a P wave of a heart's size needs. A record whose median lead's QRS (median beat)
+# spans more than this is larger than hearts make it: its gain is suspect (two PTB-XL files of a challenge
+# release whose headers say 200 units/mV, five times their PTB-XL originals' scale, span 4.7 and 5.7 mV;
+# of data/real's 330 other records the largest is a ventricular tachycardia's 3.8 mV, the next 1.9 mV, the
+# median 0.84). The absolute limit is then taken at the record's own scale (times its median lead's QRS
+# over TYPICAL_MEDIAN_QRS_MV): noise is judged against the waves the file holds.
+IMPLAUSIBLE_MEDIAN_QRS_MV = 4.0
+TYPICAL_MEDIAN_QRS_MV = 1.0
 # Leads agreeing on a fiducial point: within this many ms of the leads' median.
 AGREEMENT_MS = {"qrs_on": 30.0, "qrs_off": 40.0, "p_on": 40.0, "p_off": 40.0, "t_end": 50.0}
 MIN_AGREEING_LEADS = 3
@@ -256,7 +264,7 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
     x, found, pacing = _find_beats_and_pacing(x, fs, notes, recorded, recorded_rate_hz)
     beats = found.beats
     view = _beat_windows(x, fs, found, recorded)
-    measured, _, noise_beat = _lead_quality(view, found, fs, notes)
+    measured, _, noise_beat, scale = _lead_quality(view, found, fs, notes)
     noise_median = noise_beat / math.sqrt(max(1, int((beats.dominant & view.whole).sum())))
     waves = _median_waves(view, found.rr_s, measured, noise_median, fs, notes)
     qrs = waves.fiducials
@@ -286,7 +294,8 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
                                             "atrial_waves": atrial_waves(view.smooth_signal, beats.fiducial,
                                                                          beats.dominant, fs, recorded),
                                             "p_lock": _locked_p(view, found, waves, fs)}),
-        voltages=voltages(leads),
+        voltages=voltages(leads).model_copy(update={"median_lead_qrs_mv": round(scale, 2),
+                                                    "gain_suspect": scale > IMPLAUSIBLE_MEDIAN_QRS_MV}),
         leads=leads,
         st_deviation_mv={lead: features.median.st_level_mv for lead, features in leads.items()
                          if features.median.st_level_mv is not None},
@@ -500,9 +509,9 @@ def _hold_gaps(x: np.ndarray, recorded: np.ndarray) -> np.ndarray:
 
 
 def _lead_quality(view: _Windows, found: _Found, fs: float,
-                  notes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(measured per lead, noise per lead in mV, the same on the 40 Hz rows): leads whose beats
-    repeat well enough to measure, and the noise P and T waves must stand out of.
+                  notes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(measured per lead, noise per lead in mV, the same on the 40 Hz rows, the median lead's QRS span in
+    mV): leads whose beats repeat well enough to measure, and the noise P and T waves must stand out of.
 
     The noise is a robust spread of the beats around the median beat (1.4826 x the median
     absolute residual, the SD for Gaussian noise), over the samples of each window that hold
@@ -532,15 +541,21 @@ def _lead_quality(view: _Windows, found: _Found, fs: float,
         unrecorded = ~found.flat & np.isnan(median).all(axis=1)
         for lead in _names(unrecorded):
             notes.append(f"lead {lead} recorded no whole beat: not measured")
-    noisy = ~found.flat & ~unrecorded & ((noise > np.maximum(MAX_NOISE_FRACTION * qrs_size, NOISE_FLOOR_MV))
-                                         | (noise > NOISE_LIMIT_MV))
+    judged = ~found.flat & ~unrecorded
+    scale = float(np.median(qrs_size[judged])) if judged.any() else 0.0
+    noise_limit = NOISE_LIMIT_MV
+    if scale > IMPLAUSIBLE_MEDIAN_QRS_MV:
+        noise_limit = NOISE_LIMIT_MV * scale / TYPICAL_MEDIAN_QRS_MV
+        notes.append(f"the median lead's QRS spans {scale:.1f} mV, more than hearts make (> "
+                     f"{IMPLAUSIBLE_MEDIAN_QRS_MV:.0f} mV): the recording's gain is suspect, amplitudes not read")
+    noisy = judged & ((noise > np.maximum(MAX_NOISE_FRACTION * qrs_size, NOISE_FLOOR_MV)) | (noise > noise_limit))
     for lead in _names(noisy):
         notes.append(f"lead {lead} is too noisy: not measured")
     measured = ~found.flat & ~noisy & ~unrecorded
     if measured.sum() < MIN_AGREEING_LEADS:
         notes.append("fewer than three leads are clean enough to measure: nothing measured")
         raise _NothingMeasured(rhythm(found.beats, found.rr_ms, fs, None, [], [], found.rr_beat_ms))
-    return measured, noise, smooth_noise
+    return measured, noise, smooth_noise, scale
 
 
 def _spread(chosen: np.ndarray, median: np.ndarray, own: np.ndarray, partly: bool) -> np.ndarray:

@@ -62,6 +62,11 @@ class Voltages(BaseModel):
     sokolow_lyon_mv: float | None = None  # S(V1) + max(R(V5), R(V6))
     limb_qrs_max_mv: float | None = None  # largest peak-to-peak QRS over limb leads
     precordial_qrs_max_mv: float | None = None  # largest peak-to-peak QRS over V1-V6
+    # The median lead's QRS span (median beat, peak to peak), and whether it is larger than hearts make it
+    # (ingest.measure.features.IMPLAUSIBLE_MEDIAN_QRS_MV): then the recording's gain is suspect, and what
+    # rests on amplitudes is not read. None / False: measured before this.
+    median_lead_qrs_mv: float | None = None
+    gain_suspect: bool = False
 
 
 class AtrialWaveLead(BaseModel):

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from ingest.ecg import Demographics
+from ingest.ecg import Demographics, Sex
 from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import vocabulary as v
 from ingest.protocol.beat_pattern import rr_pattern
 from ingest.protocol.conduction import step2
 from ingest.protocol.findings import Finding, whole
 from ingest.protocol.ischemia import step4
-from ingest.protocol.repolarisation import step5
+from ingest.protocol.repolarisation import qtc_finding, step5
 from ingest.protocol.rhythm import WITHOUT_P_WAVES, arm_leads_set_aside, has_p_waves, is_paced, rhythm_class, step1
 from ingest.protocol.voltage import step3
 from ingest.report_format import format_output
@@ -191,6 +191,24 @@ def _paced_steps() -> list[Finding]:
             for step, statement in PACED_STEPS.items()]
 
 
+# A recording whose QRS is larger than hearts make it has a suspect gain (`Voltages.gain_suspect`): what rests
+# on amplitudes (voltage, P wave size, ST levels, Q wave depth, T wave height) is not read; rate, rhythm,
+# intervals, axis and QT do not depend on the gain. Read at five times their size, the ST segments of a left
+# ventricular hypertrophy pass for an anterior ST elevation (PTB-XL HR20715 of a challenge release).
+GAIN_NOT_READ = "not read: the recording's gain is suspect"
+
+
+def _gain_suspect_steps(features: GroundingFeatures, sex: Sex | None, irregular: bool) -> list[Finding]:
+    span = features.voltages.median_lead_qrs_mv
+    why = f"the median lead's QRS spans {span:.1f} mV, more than hearts make" if span else "QRS larger than hearts make"
+    not_read = [(3, "lvh", "QRS voltages and P wave size"), (4, "st_elevation", "ST segments and Q waves"),
+                (5, "t_waves", "T wave height")]
+    findings = [Finding(step=step, rule=rule, measurable=False, evidence=GAIN_NOT_READ,
+                        statement=f"{what[0].upper() + what[1:]} {GAIN_NOT_READ} ({why}; check the recording's gain).")
+                for step, rule, what in not_read]
+    return findings + [qtc_finding(features, sex, irregular)]
+
+
 def protocol_read(features: GroundingFeatures, demographics: Demographics | None = None) -> ProtocolRead:
     """Read one ECG's measured features by the protocol; never raises for missing values."""
     kind = rhythm_class(features)
@@ -202,13 +220,17 @@ def protocol_read(features: GroundingFeatures, demographics: Demographics | None
     p_waves = has_p_waves(features)  # none in fibrillation, flutter or a wide complex tachycardia
     paced = is_paced(features)
     arms_swapped = any(f.rule == "lead_reversal" for f in first)  # the axis, and Q/ST in I and aVL, not read
+    sex = demographics.sex if demographics else None
+    amplitudes = [
+        *step3(features, p_waves=p_waves),
+        *step4(arm_leads_set_aside(features), demographics, wide_complex_tachycardia=wide_tachycardia),
+        *step5(features, sex, irregular=irregular),
+    ] if not features.voltages.gain_suspect else _gain_suspect_steps(features, sex, irregular)
     findings = [*first, *_paced_steps()] if paced else [
         *first,
         *step2(features, atrial_fibrillation=kind in WITHOUT_P_WAVES,
                wide_complex_tachycardia=wide_tachycardia, arms_swapped=arms_swapped),
-        *step3(features, p_waves=p_waves),
-        *step4(arm_leads_set_aside(features), demographics, wide_complex_tachycardia=wide_tachycardia),
-        *step5(features, demographics.sex if demographics else None, irregular=irregular),
+        *amplitudes,
     ]
     normal, unmeasured = _is_normal(findings)
     if paced:  # steps 2-5 were not read, not unmeasurable

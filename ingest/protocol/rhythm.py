@@ -169,6 +169,10 @@ def technical_finding(features: GroundingFeatures) -> Finding:
     else:
         phrase = f"{len(measured)} of 12 leads measured"
         statement = phrase + (f" (not measured: {lead_list(missing)})." if missing else ".")
+    span = features.voltages.median_lead_qrs_mv
+    if features.voltages.gain_suspect and span:
+        statement += (f" The median lead's QRS spans {span:.1f} mV, more than hearts make: the recording's gain is "
+                      "suspect, and what rests on amplitudes is not read.")
     return Finding(step=1, rule="technical", statement=statement, evidence=phrase,
                    abnormal=False, values={"leads_measured": float(len(measured))}, leads=measured)
 

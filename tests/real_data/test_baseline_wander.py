@@ -49,7 +49,9 @@ def test_wander_does_not_hide_the_sinus_rhythm(readings) -> None:
     made_undetermined = count(lambda recorded, wandering: v.UNDETERMINED_RHYTHM in wandering - recorded)
     made_af = count(lambda recorded, wandering: v.ATRIAL_FIBRILLATION in wandering - recorded)
     # Of the 180, with one knot a beat: 21 sinus rhythms lost, 19 made undetermined, 3 made atrial
-    # fibrillation; when written: 6, 4 and 2.
+    # fibrillation; when written: 6, 4 and 2. Since a recording of suspect gain is measured (PTB-XL HR20715,
+    # five times its original's scale, had no lead measured before), 7, 4 and 3: its sinus P waves, found
+    # before 5 of its 9 regular beats as recorded, are lost under the swing among its premature beats.
     assert lost_sinus <= 8
     assert made_undetermined <= 6
-    assert made_af <= 2
+    assert made_af <= 3
