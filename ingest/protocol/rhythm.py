@@ -1,6 +1,6 @@
 """Step 1 of the protocol: technical quality, rate and rhythm.
 
-    technical_finding   how many leads were measured
+    technical_finding   how many leads were measured, and a gain suspect (a QRS larger than hearts make it)
     lead_reversal_finding  P and QRS negative in I, or without a P a QRS negative in I and upright in
                            aVR with T inverted in I (only when suspected)
     rate_finding        heart rate against 60 / 100 bpm
