@@ -111,6 +111,9 @@ MIN_AGREEING_LEADS = 3
 # RBBB's R' often shows alone; in another lead a second lead must end within LATE_END_PAIR_MS of it.
 R_PRIME_LEADS: tuple[str, ...] = ("V1", "V2")
 LATE_END_PAIR_MS = 20.0
+# ... and such a lead's late end, seen beyond the agreement window of the others' latest confirmed end, is the
+# QRS offset when it lies within this of that end: RBBB's R' ends 50-60 ms after the QRS has ended elsewhere.
+R_PRIME_REACH_MS = 70.0
 # T-P baseline knots (`_tp_knots`): in records whose baseline swings (the level at consecutive PR knots
 # differs by WANDER_STEP_MV or more, median over the steps, in some lead: 5 % of data/real's records as
 # recorded), in cycles of TP_KNOT_FROM_RR_S or longer (70 /min or slower) that are within TP_KNOT_RR_WITHIN
@@ -854,6 +857,11 @@ def _consensus(positions: np.ndarray, fs: float, kind: str, earliest: bool,
         confirmed = found[(support >= min_leads) & plausible]
         if confirmed.size:
             centre = float(confirmed.max())
+            if alone_ok is not None:
+                reach = (found > centre + tolerance) & (found <= centre + R_PRIME_REACH_MS * fs / 1000.0)
+                r_prime = found[alone_ok & reach]
+                if r_prime.size:
+                    return int(r_prime.max()), None
     agreeing = np.sort(found[np.abs(found - centre) <= tolerance])
     if agreeing.size < min_leads:
         return None, f"leads disagree by more than {AGREEMENT_MS[kind]:g} ms"

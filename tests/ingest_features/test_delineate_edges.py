@@ -16,7 +16,7 @@ import pytest
 
 from ingest.ecg import STANDARD_LEADS
 from ingest.measure.delineate import P_END_BEFORE_QRS_S, p_waves, t_waves
-from ingest.measure.features import _consensus
+from ingest.measure.features import R_PRIME_REACH_MS, _consensus
 
 FS = 500.0
 
@@ -196,3 +196,17 @@ def test_a_late_qrs_end_in_two_leads_together_counts_wherever_it_is():
     # 28 ms apart, and V6 24 ms after the latest of the others: no lead ends with either
     apart = {STANDARD_LEADS.index("I"): 270, STANDARD_LEADS.index("V6"): 256}
     assert _qrs_off(_with_late(apart)) == 244
+
+
+def test_rbbbs_r_prime_in_v1_alone_is_kept_beyond_the_agreement_window():
+    """RBBB's R' ends 50-60 ms after the QRS has ended in the other leads: V1 alone, 46 ms (23 samples) after
+    the latest of them, no other lead within 40 ms of it (ludb/10: QRS 82 ms read, 128 ms with its R', RBBB
+    missed). Up to R_PRIME_REACH_MS after the others' end it is the offset; further, it is no R'."""
+    v1 = STANDARD_LEADS.index("V1")
+    latest_other = max(EARLY_ENDS)
+    assert _qrs_off(_with_late({v1: latest_other + 23})) == latest_other + 23
+    reach = int(R_PRIME_REACH_MS * FS / 1000.0)
+    assert _qrs_off(_with_late({v1: latest_other + reach})) == latest_other + reach
+    assert _qrs_off(_with_late({v1: latest_other + reach + 5})) < latest_other + reach
+    # The same late end in a limb lead alone is a stray lead, at any distance.
+    assert _qrs_off(_with_late({STANDARD_LEADS.index("aVL"): latest_other + 23})) <= latest_other
