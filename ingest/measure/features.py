@@ -16,14 +16,16 @@ and the review page shows. The stages, each in its own function or module:
                            baseline swings between slow beats, the T-P segments too), a window
                            around every beat, the median beat of the dominant beats
       _lead_quality        leads whose beats do not repeat (noise) set aside, judged where
-                           each beat holds only its own waves (ingest.measure.conditioning)
+                           each beat holds only its own waves (ingest.measure.conditioning),
+                           at the record's own scale where its QRS is larger than hearts make
+                           it (a suspect gain)
       _median_waves        per lead (ingest.measure.delineate): QRS onset/offset, T and P waves; the
                            leads combined into global fiducials as devices do: QRS onset =
                            the earliest onset other leads confirm, QRS offset and T end the
                            latest (the T end: the mean of the second and third latest; the QRS
                            offset: the latest three leads confirm, even a minority, as RBBB's
-                           R', seen alone only in V1-V2); P onset/offset alike among the leads with
-                           a clear P
+                           R', seen alone only in V1-V2, up to 70 ms after the others); P
+                           onset/offset alike among the leads with a clear P
       _per_beat            the same delineation on every lead of every beat, and whether
                            each beat has a P wave
       ingest.measure.atrial_waves  the atrial waves left between the QRS complexes once the mean
@@ -545,7 +547,7 @@ def _lead_quality(view: _Windows, found: _Found, fs: float,
         for lead in _names(unrecorded):
             notes.append(f"lead {lead} recorded no whole beat: not measured")
     judged = ~found.flat & ~unrecorded
-    scale = float(np.median(qrs_size[judged])) if judged.any() else 0.0
+    scale = float(np.median(qrs_size[judged])) if judged.any() else 0.0  # the median lead's QRS span
     noise_limit = NOISE_LIMIT_MV
     if scale > IMPLAUSIBLE_MEDIAN_QRS_MV:
         noise_limit = NOISE_LIMIT_MV * scale / TYPICAL_MEDIAN_QRS_MV
@@ -841,6 +843,8 @@ def _consensus(positions: np.ndarray, fs: float, kind: str, earliest: bool,
     A late end seen in one lead alone counts only in a lead where `late_alone_ok` says a late
     part of the complex may show alone (V1 and V2, RBBB's R'); elsewhere another lead must end
     within LATE_END_PAIR_MS of it: muscle tremor in one lead's median beat ends its QRS late there.
+    Such a V1/V2 end that no other lead confirms, beyond the agreement window of the latest confirmed
+    end but within R_PRIME_REACH_MS of it, is the offset itself (an R' ending 50-60 ms after the rest).
     Returns (position, None) or (None, reason).
     """
     alone_ok = None if late_alone_ok is None else late_alone_ok[positions >= 0]
