@@ -10,6 +10,9 @@ from them as a cart forms them (Einthoven, Goldberger, Wilson's terminal):
     wander 0.25/0.5  breathing: a sine of 0.25 or 0.5 mV (each electrode 30-100 % of it) at 0.21-0.39 Hz
     muscle 20/50     muscle tremor: noise band-passed to 20-150 Hz, 20 or 50 uV RMS at each electrode
     mains 50/60      a 50 or 60 Hz line of up to 0.1 mV at each electrode
+    ventricular run  four wide complexes at 150 /min (one dipole's time course at every electrode, a
+                     QRS of 140 ms and an opposite T) in place of what followed the third beat: how
+                     often a run of ventricular tachycardia amid each record's own rhythm is read as one
     recorded 250 Hz  the record as a 250 Hz archive holds it (resampled with the preparation's filter,
                      prepared as any 250 Hz file is, pacing judged at that rate)
 
@@ -40,6 +43,7 @@ from ingest.ecg import STANDARD_LEADS  # noqa: E402
 from ingest.measure.beats import filtfilt  # noqa: E402
 from ingest.measure.features import measure  # noqa: E402
 from ingest.protocol import protocol_read  # noqa: E402
+from ingest.protocol import vocabulary as v  # noqa: E402
 from ingest.validation.references import DEFAULT_DATA_DIR, Reference, load_references  # noqa: E402
 from ingest.validation.run import model_window  # noqa: E402
 from reports.triage import measured_findings  # noqa: E402
@@ -91,6 +95,53 @@ def mains(hz: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
     return add
 
 
+# A run of ventricular beats spliced into the record (`ventricular_run`): this many wide complexes, each
+# RUN_RR_S after the one before (150 /min), the first RUN_AFTER_S after a beat's QRS.
+RUN_BEATS = 4
+RUN_RR_S = 0.4
+RUN_AFTER_S = 0.5
+RUN_QRS_S = 0.14  # each complex's QRS: a biphasic wave this wide
+RUN_T_S = 0.2  # and its T, opposite the QRS, this wide
+
+
+def _ventricular_complex(rng: np.random.Generator) -> np.ndarray:
+    """(12, n) one wide complex: every electrode the same time course at its own size (one dipole moving
+    one way, as a ventricular beat's activation spreads from its ectopic focus), formed into leads."""
+    n = int(round((RUN_RR_S + 0.05) * FS))
+    t = np.arange(n) / FS
+    centre, width = RUN_QRS_S / 2, RUN_QRS_S / 6
+    qrs = -(t - centre) / width * np.exp(-0.5 * ((t - centre) / width) ** 2)  # biphasic, peak at +-1/sqrt(e)
+    t_wave = np.exp(-0.5 * ((t - RUN_QRS_S - 0.12) / (RUN_T_S / 5)) ** 2)
+    sizes = rng.normal(0.0, 1.0, 9)
+    electrodes = np.outer(sizes, 1.2 * qrs - 0.3 * t_wave)
+    return through_leads(electrodes)
+
+
+def ventricular_run(signal: np.ndarray, rng: np.random.Generator, beat_times_ms: list[float]) -> np.ndarray | None:
+    """The record with RUN_BEATS wide complexes at 150 /min in place of what was there after its third beat
+    (the stretch replaced by a line between its ends, then the complexes added); None when the record has
+    no room for them (too few beats, or no beat after the run's end within the record)."""
+    if len(beat_times_ms) < 4:
+        return None
+    start = int(round((beat_times_ms[2] / 1000.0 + RUN_AFTER_S - 0.05) * FS))
+    run_end = start + int(round((0.05 + (RUN_BEATS - 1) * RUN_RR_S + RUN_QRS_S + RUN_T_S + 0.15) * FS))
+    following = [time for time in beat_times_ms if time / 1000.0 * FS - 0.25 * FS >= run_end]
+    if not following:
+        return None
+    end = int(round(following[0] / 1000.0 * FS - 0.25 * FS))
+    if end >= signal.shape[1]:
+        return None
+    spliced = signal.copy()
+    weights = np.linspace(0.0, 1.0, end - start)
+    spliced[:, start:end] = signal[:, [start]] * (1 - weights) + signal[:, [end]] * weights
+    complex_ = _ventricular_complex(rng)
+    for beat in range(RUN_BEATS):
+        at = start + int(round((0.05 + beat * RUN_RR_S) * FS))
+        stop = min(at + complex_.shape[1], end)
+        spliced[:, at:stop] += complex_[:, :stop - at]
+    return spliced
+
+
 FAULTS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray] | None] = {
     "arms swapped": lambda signal, _rng: arms_swapped(signal), "wander 0.25": wander(0.25), "wander 0.5": wander(0.5),
     "muscle 20": muscle(0.02), "muscle 50": muscle(0.05), "mains 50": mains(50.0), "mains 60": mains(60.0),
@@ -110,16 +161,58 @@ def read(reference: Reference, fault: str | None) -> tuple[set[str], set[str]]:
             {finding.finding for finding in measured_findings(features, ecg.demographics)})
 
 
+RUN_FAULT = "ventricular run"
+
+
+def read_with_run(reference: Reference) -> tuple[set[str], set[str]] | None:
+    """(labels, measured critical findings) with a run of ventricular beats spliced in; None: no room for one."""
+    signal, fs, ecg = model_window(reference, DEFAULT_DATA_DIR)
+    beat_times = measure(signal, fs, recorded_rate_hz=ecg.sampling_rate_hz).rhythm.beat_times_ms
+    spliced = ventricular_run(signal, np.random.default_rng(zlib.crc32(reference.key.encode())), beat_times)
+    if spliced is None:
+        return None
+    features = measure(spliced, fs, recorded_rate_hz=ecg.sampling_rate_hz)
+    return (set(protocol_read(features, ecg.demographics).labels),
+            {finding.finding for finding in measured_findings(features, ecg.demographics)})
+
+
+def report_runs(references: list[Reference], recorded: dict[str, tuple[set[str], set[str]]]) -> None:
+    """How often a spliced run of ventricular beats is read as one, and what else it changes."""
+    spliced, by_reader, by_triage, marked, added = 0, 0, 0, 0, Counter()
+    missed = []
+    for reference in references:
+        result = read_with_run(reference)
+        if result is None:
+            continue
+        spliced += 1
+        labels, critical = result
+        by_reader += v.NON_SUSTAINED_VT in labels
+        by_triage += v.NON_SUSTAINED_VT in critical
+        marked += bool({v.NON_SUSTAINED_VT, v.WIDE_COMPLEX_TACHYCARDIA} & critical)
+        if v.NON_SUSTAINED_VT not in labels:
+            missed.append(reference.key)
+        added.update(labels - recorded[reference.key][0] - {v.NON_SUSTAINED_VT})
+    print(f"\n== {RUN_FAULT}: {RUN_BEATS} wide complexes at {60 / RUN_RR_S:.0f} /min spliced into {spliced} of "
+          f"{len(references)} records (the others have no room for them)")
+    print(f"  read as {v.NON_SUSTAINED_VT}: {by_reader} of {spliced}; raised by the measured triage: {by_triage}; "
+          f"marked critical by it as a run or a wide complex tachycardia (the run outnumbering the record's own "
+          f"beats): {marked}")
+    print("  other labels added: " + ", ".join(f"{label} {count}" for label, count in added.most_common(8)))
+    print("  not read as a run: " + ", ".join(missed[:20]) + (" ..." if len(missed) > 20 else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=["dev", "test", "all"], default="all")
-    parser.add_argument("--fault", action="append", choices=list(FAULTS), help="only these faults (repeatable)")
+    parser.add_argument("--fault", action="append", choices=[*FAULTS, RUN_FAULT],
+                        help="only these faults (repeatable)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     references = load_references(DEFAULT_DATA_DIR, args.split)
     recorded = {reference.key: read(reference, None) for reference in references}
     print(f"{len(references)} real records of data/real ({args.split}); each fault is ours, added to every record")
-    for fault in args.fault or list(FAULTS):
+    faults = args.fault or [*FAULTS, RUN_FAULT]
+    for fault in [fault for fault in faults if fault != RUN_FAULT]:
         added, lost, changed, raised = Counter(), Counter(), 0, []
         for reference in references:
             (labels, critical), (labels_after, critical_after) = recorded[reference.key], read(reference, fault)
@@ -132,6 +225,8 @@ def main() -> None:
         print("  taken away: " + ", ".join(f"{label} {count}" for label, count in lost.most_common(8)))
         print(f"  measured triage, critical findings raised that were not: {len(raised)}"
               + ("".join(f"\n    {line}" for line in raised)))
+    if RUN_FAULT in faults:
+        report_runs(references, recorded)
 
 
 if __name__ == "__main__":
