@@ -178,7 +178,7 @@ def read_with_run(reference: Reference) -> tuple[set[str], set[str]] | None:
 
 def report_runs(references: list[Reference], recorded: dict[str, tuple[set[str], set[str]]]) -> None:
     """How often a spliced run of ventricular beats is read as one, and what else it changes."""
-    spliced, by_reader, by_triage, marked, added = 0, 0, 0, 0, Counter()
+    spliced, by_reader, by_triage, marked, changed, added = 0, 0, 0, 0, 0, Counter()
     missed = []
     for reference in references:
         result = read_with_run(reference)
@@ -191,13 +191,14 @@ def report_runs(references: list[Reference], recorded: dict[str, tuple[set[str],
         marked += bool({v.NON_SUSTAINED_VT, v.WIDE_COMPLEX_TACHYCARDIA} & critical)
         if v.NON_SUSTAINED_VT not in labels:
             missed.append(reference.key)
+        changed += labels != recorded[reference.key][0]
         added.update(labels - recorded[reference.key][0] - {v.NON_SUSTAINED_VT})
     print(f"\n== {RUN_FAULT}: {RUN_BEATS} wide complexes at {60 / RUN_RR_S:.0f} /min spliced into {spliced} of "
           f"{len(references)} records (the others have no room for them)")
     print(f"  read as {v.NON_SUSTAINED_VT}: {by_reader} of {spliced}; raised by the measured triage: {by_triage}; "
           f"marked critical by it as a run or a wide complex tachycardia (the run outnumbering the record's own "
           f"beats): {marked}")
-    print("  other labels added: " + ", ".join(f"{label} {count}" for label, count in added.most_common(8)))
+    print(f"  labels changed on {changed} of {spliced}; other labels added: " + ", ".join(f"{label} {count}" for label, count in added.most_common(8)))
     print("  not read as a run: " + ", ".join(missed[:20]) + (" ..." if len(missed) > 20 else ""))
 
 
