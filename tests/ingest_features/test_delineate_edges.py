@@ -16,7 +16,7 @@ import pytest
 
 from ingest.ecg import STANDARD_LEADS
 from ingest.measure.delineate import P_END_BEFORE_QRS_S, p_waves, t_waves
-from ingest.measure.features import R_PRIME_REACH_MS, _consensus
+from ingest.measure.features import R_PRIME_REACH_MS, _clear_t_ends, _consensus
 
 FS = 500.0
 
@@ -210,3 +210,34 @@ def test_rbbbs_r_prime_in_v1_alone_is_kept_beyond_the_agreement_window():
     assert _qrs_off(_with_late({v1: latest_other + reach + 5})) < latest_other + reach
     # The same late end in a limb lead alone is a stray lead, at any distance.
     assert _qrs_off(_with_late({STANDARD_LEADS.index("aVL"): latest_other + 23})) <= latest_other
+
+
+def _t_rows(clear: int, small: int) -> np.ndarray:
+    """Rows from QRS onset (sample 100): `clear` leads with a 0.4 mV T ending near 440 ms, `small` leads with
+    a 0.07 mV T, wider, fading out near 500 ms (a small T's end, lost in its own slow return)."""
+    t = (np.arange(700) - 100) / FS
+    return np.stack([_hump(t, 0.36, 0.08, 0.4)] * clear + [_hump(t, 0.39, 0.11, 0.07)] * small)
+
+
+def _global_t_end_ms(rows: np.ndarray) -> float | None:
+    wave = t_waves(rows, FS, qrs_onset=np.full(len(rows), 100), qrs_offset=np.full(len(rows), 150), rr_s=1.0)
+    measured = np.ones(len(rows), dtype=bool)
+    end, _ = _consensus(_clear_t_ends(wave, measured)[measured], FS, "t_end", earliest=False)
+    return None if end is None else (end - 100) * 1000 / FS
+
+
+def test_the_global_t_end_is_where_the_clear_t_waves_end_not_the_small_ones():
+    # Each lead's own T end: the small T's is 40 ms or more later than the clear T's.
+    wave = t_waves(_t_rows(1, 1), FS, qrs_onset=np.full(2, 100), qrs_offset=np.full(2, 150), rr_s=1.0)
+    clear_end, small_end = (wave.end - 100) * 1000 / FS
+    assert small_end - clear_end >= 40, (clear_end, small_end)
+    # Eight small T waves beside four clear ones set the T end without the share; with it, the clear ones do.
+    assert _global_t_end_ms(_t_rows(4, 8)) == pytest.approx(clear_end, abs=4)
+
+
+def test_with_fewer_than_three_clear_t_waves_every_lead_counts():
+    rows = _t_rows(2, 8)
+    wave = t_waves(rows, FS, qrs_onset=np.full(10, 100), qrs_offset=np.full(10, 150), rr_s=1.0)
+    measured = np.ones(10, dtype=bool)
+    np.testing.assert_array_equal(_clear_t_ends(wave, measured), wave.end)
+    assert _global_t_end_ms(rows) is not None
