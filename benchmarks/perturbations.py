@@ -17,7 +17,8 @@ from them as a cart forms them (Einthoven, Goldberger, Wilson's terminal):
                      prepared as any 250 Hz file is, pacing judged at that rate)
 
 Each fault's draws are seeded by the record's name (crc32), so a run repeats exactly. Printed per
-fault: the records whose labels changed, the labels the fault added and took away (the commonest),
+fault: the records whose labels changed, those whose reading says the trace has muscle artefact
+(`ingest.measure.features.MUSCLE_ARTEFACT_FROM_UV`), the labels the fault added and took away (the commonest),
 and the critical findings the measured triage raised that it did not raise as recorded, by record.
 These are our own perturbations of real recordings: a figure from here says so.
 
@@ -149,8 +150,9 @@ FAULTS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray] | None
 }
 
 
-def read(reference: Reference, fault: str | None) -> tuple[set[str], set[str]]:
-    """(the reader's labels, the measured triage's critical findings) for a record, as recorded or with a fault."""
+def read(reference: Reference, fault: str | None) -> tuple[set[str], set[str], bool]:
+    """(the reader's labels, the measured triage's critical findings, whether muscle artefact was said) for a
+    record, as recorded or with a fault."""
     rate = 250.0 if fault == "recorded 250 Hz" else None
     signal, fs, ecg = model_window(reference, DEFAULT_DATA_DIR, rate_hz=rate)
     add = FAULTS.get(fault) if fault else None
@@ -158,7 +160,8 @@ def read(reference: Reference, fault: str | None) -> tuple[set[str], set[str]]:
         signal = add(signal, np.random.default_rng(zlib.crc32(reference.key.encode())))
     features = measure(signal, fs, recorded_rate_hz=ecg.sampling_rate_hz)
     return (set(protocol_read(features, ecg.demographics).labels),
-            {finding.finding for finding in measured_findings(features, ecg.demographics)})
+            {finding.finding for finding in measured_findings(features, ecg.demographics)},
+            features.quality.muscle_artefact)
 
 
 RUN_FAULT = "ventricular run"
@@ -176,7 +179,7 @@ def read_with_run(reference: Reference) -> tuple[set[str], set[str]] | None:
             {finding.finding for finding in measured_findings(features, ecg.demographics)})
 
 
-def report_runs(references: list[Reference], recorded: dict[str, tuple[set[str], set[str]]]) -> None:
+def report_runs(references: list[Reference], recorded: dict[str, tuple[set[str], set[str], bool]]) -> None:
     """How often a spliced run of ventricular beats is read as one, and what else it changes."""
     spliced, by_reader, by_triage, marked, changed, added = 0, 0, 0, 0, 0, Counter()
     missed = []
@@ -212,16 +215,18 @@ def main() -> None:
     references = load_references(DEFAULT_DATA_DIR, args.split)
     recorded = {reference.key: read(reference, None) for reference in references}
     print(f"{len(references)} real records of data/real ({args.split}); each fault is ours, added to every record")
+    print(f"muscle artefact said as recorded: {sum(artefact for _, _, artefact in recorded.values())}")
     faults = args.fault or [*FAULTS, RUN_FAULT]
     for fault in [fault for fault in faults if fault != RUN_FAULT]:
-        added, lost, changed, raised = Counter(), Counter(), 0, []
+        added, lost, changed, raised, artefact = Counter(), Counter(), 0, [], 0
         for reference in references:
-            (labels, critical), (labels_after, critical_after) = recorded[reference.key], read(reference, fault)
+            (labels, critical, _), (labels_after, critical_after, said) = recorded[reference.key], read(reference, fault)
+            artefact += said
             changed += labels != labels_after
             added.update(labels_after - labels)
             lost.update(labels - labels_after)
             raised += [f"{reference.key} {finding}" for finding in sorted(critical_after - critical)]
-        print(f"\n== {fault}: labels changed on {changed} of {len(references)}")
+        print(f"\n== {fault}: labels changed on {changed} of {len(references)}; muscle artefact said on {artefact}")
         print("  added: " + ", ".join(f"{label} {count}" for label, count in added.most_common(8)))
         print("  taken away: " + ", ".join(f"{label} {count}" for label, count in lost.most_common(8)))
         print(f"  measured triage, critical findings raised that were not: {len(raised)}"

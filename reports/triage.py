@@ -20,7 +20,8 @@ Three readers of one ECG, any one of which makes it critical (sorted first, mark
   Framingham's of the QRS-adjusted QT, above 500 ms, AHA/ACCF/HRS 2009 part IV; or Bazett's of
   the same QRS-adjusted QT above 500 ms at a rate of 60-100 /min, where the two agree: a bundle
   branch block or a paced rhythm lengthens the QT by its QRS); extreme bradycardia (under 40 /min) and extreme tachycardia (over 150 /min), the
-  limits at which adult guidelines call a rate itself an emergency to be seen now;
+  limits at which adult guidelines call a rate itself an emergency to be seen now. On a trace with
+  muscle artefact (`TraceQuality.muscle_artefact`) each is still raised, and its detail says so;
 - the protocol reader (`ingest.protocol`), which reads every study with a signal as a
   second reader beside a model, so a model that calls an inferior STEMI "normal ecg" does
   not make it routine;
@@ -163,6 +164,10 @@ def measured_findings(features: GroundingFeatures | None, demographics: Demograp
     qtc = _marked_qtc(features)
     if qtc is not None:
         found.append(TriageFinding(finding=v.MARKED_QT_PROLONGATION, by=MEASURED, detail=qtc))
+    if features.quality.muscle_artefact:
+        # Still raised (a STEMI under tremor is a STEMI), but the reviewer is told what the values stand on.
+        found = [finding.model_copy(update={"detail": f"{finding.detail}, on a trace with muscle artefact"})
+                 for finding in found]
     return found
 
 

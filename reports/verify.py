@@ -16,6 +16,9 @@ cardiologist who signs the report:
   Label thresholds are applied with a margin of half the value tolerance, so a measurement
   a few ms from a threshold does not raise a flag.
 
+Beside them, `recording_flags(features)` says what the recording itself puts in doubt, whatever the
+interpreter claims: muscle artefact (a fuzzy trace) and a suspect gain (a QRS larger than hearts make).
+
 Only the `<answer>` labels and the narrative are read for label claims: the `<think>` steps
 weigh differentials ("consider LBBB") that are not claims. Numbers are read everywhere.
 A value that was not measured is never flagged: there is nothing to compare with.
@@ -634,3 +637,20 @@ def verify(parsed_or_text: ParsedOutput | str, features: GroundingFeatures | Non
     parsed = parse_output(parsed_or_text) if isinstance(parsed_or_text, str) else parsed_or_text
     text = "\n".join([*(parsed.steps[n] for n in sorted(parsed.steps)), parsed.narrative])
     return check_values(extract_values(text), features) + check_labels(claimed_phrases(parsed), features)
+
+
+def recording_flags(features: GroundingFeatures | None) -> list[str]:
+    """What the recording puts in doubt, for the cardiologist beside the claim checks (and in the draft's
+    "Check:" notes): a trace with muscle artefact, a suspect gain. Nothing for an image-only study."""
+    if features is None:
+        return []
+    flags = []
+    noise = features.quality.median_lead_hf_noise_uv
+    if features.quality.muscle_artefact and noise is not None:
+        flags.append(f"the recording has muscle artefact (noise above 40 Hz {noise:.0f} uV RMS in the median lead): "
+                     "small waves and ST levels may be misread; a repeat recording is advised")
+    span = features.voltages.median_lead_qrs_mv
+    if features.voltages.gain_suspect and span is not None:
+        flags.append(f"the recording's gain is suspect (the median lead's QRS spans {span:.1f} mV, more than hearts "
+                     "make): amplitudes were not read")
+    return flags

@@ -188,17 +188,19 @@ def prepare_study(ctx: PipelineContext, study_id: int, *, view: StudyView | None
 
 def check_claims(prepared: PreparedEcg, interpretation: Interpretation,
                  critical_labels: list[str] | None = None) -> tuple[list[str], Triage]:
-    """(flags, triage): where the interpretation's numbers or labels disagree with the measured
-    features (`reports.verify`; none for an image-only study, nothing was measured), and the
+    """(flags, triage): what the recording puts in doubt (muscle artefact, a suspect gain) and where the
+    interpretation's numbers or labels disagree with the measured features (`reports.verify`; none for an
+    image-only study, nothing was measured), and the
     study's urgency from every reader (`reports.triage`): the measured values, the protocol
     reader as a second reader beside a model (it reads every study with a signal), and the
     interpreter itself."""
     from ingest.protocol import ProtocolReader
     from ingest.protocol.reader import PROTOCOL_READER_NAME
     from reports.triage import triage
-    from reports.verify import verify
+    from reports.verify import recording_flags, verify
 
-    flags = [flag.message for flag in verify(interpretation.parsed, prepared.features)]
+    flags = recording_flags(prepared.features) + [flag.message for flag in verify(interpretation.parsed,
+                                                                                  prepared.features)]
     second = None
     if interpretation.interpreter != PROTOCOL_READER_NAME and prepared.features is not None:
         second = ProtocolReader().interpret_one(prepared).parsed.labels

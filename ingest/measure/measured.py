@@ -146,12 +146,24 @@ class WaveBoundaries(BaseModel):
     dominant_beats: list[int] = Field(default_factory=list)
 
 
+class TraceQuality(BaseModel):
+    """How clean the trace is: what a reader of the paper ECG sees as a fuzzy line (ingest.measure.features,
+    MUSCLE_ARTEFACT_FROM_UV)."""
+
+    # The median measured lead's noise above the 40 Hz the waves are delineated at (muscle tremor), RMS in uV:
+    # the beats' spread around the median beat as recorded, less its spread on the 40 Hz rows. None: measured
+    # before this, or nothing measured.
+    median_lead_hf_noise_uv: float | None = None
+    muscle_artefact: bool = False
+
+
 class GroundingFeatures(BaseModel):
     """Everything measured on one ECG."""
 
     global_: Measurements = Field(default_factory=Measurements, alias="global")
     rhythm: Rhythm = Field(default_factory=Rhythm)
     voltages: Voltages = Field(default_factory=Voltages)
+    quality: TraceQuality = Field(default_factory=TraceQuality)
     leads: dict[str, LeadFeatures] = Field(default_factory=dict)
     st_deviation_mv: dict[str, float] = Field(default_factory=dict)  # lead -> ST level at J+60
     leads_measured: list[str] = Field(default_factory=list)

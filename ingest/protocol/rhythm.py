@@ -1,6 +1,7 @@
 """Step 1 of the protocol: technical quality, rate and rhythm.
 
-    technical_finding   how many leads were measured, and a gain suspect (a QRS larger than hearts make it)
+    technical_finding   how many leads were measured, a gain suspect (a QRS larger than hearts make it),
+                        and muscle artefact (a fuzzy trace)
     lead_reversal_finding  P and QRS negative in I, or without a P a QRS negative in I and upright in
                            aVR with T inverted in I (only when suspected)
     rate_finding        heart rate against 60 / 100 bpm
@@ -173,6 +174,10 @@ def technical_finding(features: GroundingFeatures) -> Finding:
     if features.voltages.gain_suspect and span:
         statement += (f" The median lead's QRS spans {span:.1f} mV, more than hearts make: the recording's gain is "
                       "suspect, and what rests on amplitudes is not read.")
+    noise = features.quality.median_lead_hf_noise_uv
+    if features.quality.muscle_artefact and noise is not None:
+        statement += (f" Muscle artefact: the median lead's noise above 40 Hz is {noise:.0f} uV RMS; small waves and "
+                      "levels may be misread, and a repeat recording is advised.")
     return Finding(step=1, rule="technical", statement=statement, evidence=phrase,
                    abnormal=False, values={"leads_measured": float(len(measured))}, leads=measured)
 

@@ -65,3 +65,12 @@ def test_no_record_at_a_hearts_scale_is_flagged():
         if measure(signal, fs).voltages.gain_suspect:
             flagged.append(reference.key)
     assert sorted(flagged) == ["ptbxl/HR00599", "ptbxl/HR20715"]
+
+
+def test_the_recording_flags_say_the_gain_is_suspect():
+    from reports.verify import recording_flags
+
+    assert recording_flags(b.normal_features()) == []
+    assert recording_flags(_suspect(b.normal_features())) == [
+        "the recording's gain is suspect (the median lead's QRS spans 5.7 mV, more than hearts make): "
+        "amplitudes were not read"]
