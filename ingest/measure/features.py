@@ -110,7 +110,7 @@ IMPLAUSIBLE_MEDIAN_QRS_MV = 4.0
 TYPICAL_MEDIAN_QRS_MV = 1.0
 # Muscle tremor (`_trace_quality`): the median measured lead's noise above 40 Hz (the beats' spread around
 # the median beat as recorded, less the spread left on the 40 Hz rows the waves are delineated on) from this
-# many uV RMS is said to be muscle artefact, which a cardiologist has repeated. Set between what the trace holds
+# many uV RMS is said to be muscle artefact, a trace cardiologists have recorded again. Set between what it holds
 # as recorded and with tremor added (no reference label involved): on data/real's 332 records as recorded it
 # reaches at most 31.9 uV (Ningbo JS20005; median 4.0, 99th percentile 26.3), and mains or breathing wander
 # added do not move it past 32.2; with the 50 uV RMS tremor of benchmarks/perturbations.py added at the
