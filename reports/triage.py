@@ -19,7 +19,8 @@ Three readers of one ECG, any one of which makes it critical (sorted first, mark
   under 60 /min: complete heart block); marked QT prolongation (the QTc that decides,
   Framingham's of the QRS-adjusted QT, above 500 ms, AHA/ACCF/HRS 2009 part IV; or Bazett's of
   the same QRS-adjusted QT above 500 ms at a rate of 60-100 /min, where the two agree: a bundle
-  branch block or a paced rhythm lengthens the QT by its QRS); extreme bradycardia (under 40 /min) and extreme tachycardia (over 150 /min), the
+  branch block or a paced rhythm lengthens the QT by its QRS; not where flutter waves are found, whose
+  waves run through the T end, as the protocol reader does not judge it there); extreme bradycardia (under 40 /min) and extreme tachycardia (over 150 /min), the
   limits at which adult guidelines call a rate itself an emergency to be seen now. On a trace with
   muscle artefact (`TraceQuality.muscle_artefact`) each is still raised, and its detail says so;
 - the protocol reader (`ingest.protocol`), which reads every study with a signal as a
@@ -47,6 +48,7 @@ from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import vocabulary as v
 from ingest.protocol.beat_pattern import atrial_activity, other_shape_run, rr_pattern
 from ingest.protocol.conduction import COMPLETE_BBB_FROM_MS
+from ingest.protocol.flutter import flutter_waves
 from ingest.protocol.ischemia import elevated_leads, elevation_levels, net_qrs, territories_with
 from ingest.protocol.reader import PROTOCOL_READER_NAME
 from ingest.protocol.rhythm import arm_leads_set_aside, rhythm_class
@@ -172,6 +174,8 @@ def measured_findings(features: GroundingFeatures | None, demographics: Demograp
 
 
 def _marked_qtc(features: GroundingFeatures) -> str | None:
+    if flutter_waves(features) is not None:  # the T end measured on flutter waves is theirs (the reader's rule)
+        return None
     measured = features.global_
     rr = measured.rr_ms or (60000.0 / measured.hr_bpm if measured.hr_bpm else None)
     if measured.qt_ms is not None and rr:

@@ -11,7 +11,12 @@
                     of 120 ms or more the QT is first shortened by the QRS widening beyond
                     100 ms (the JT interval plus a normal QRS), so a bundle branch block or
                     a paced rhythm does not read as a long QT. The text names the correction
-                    that decided and the value it gave.
+                    that decided and the value it gave. Not judged where flutter waves are found
+                    (`ingest.protocol.flutter`): they run through the T wave and past its end
+                    at 230-350 /min, so the T end measured on them is a flutter wave's, and a
+                    QT in atrial flutter is not a repolarisation's to judge (LUDB 103: the QT
+                    measured 76 ms longer than its cardiologists drew, a "marked" prolongation).
+                    The QT and QTc are still given, as devices print them.
     t_wave_finding  tall T (>= 0.5 mV limb, >= 1.0 mV precordial) in >= 2 leads: peaked T, think of
                     hyperkalaemia; T below 0.1 mV in >= 4 of the leads where T is normally upright
                     (I, II, V3-V6): flat T, think of hypokalaemia (U waves are not measured)
@@ -25,6 +30,7 @@ from ingest.ecg import Sex
 from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import vocabulary as v
 from ingest.protocol.findings import Finding, hundredths, lead_list, mv, not_measurable, signed_mv, whole
+from ingest.protocol.flutter import flutter_waves
 from ingest.protocol.ischemia import PRECORDIAL_LEADS
 
 QTC_PROLONGED_MALE_FROM_MS = 450
@@ -115,8 +121,13 @@ def qtc_finding(features: GroundingFeatures, sex: Sex | None = None, irregular: 
                                              "qtc_framingham_ms": None if decided is None else float(decided)}
     if qtc is None or decided is None:
         return not_measurable(5, "qtc", "QTc", values)
-    kind = qtc_class(decided, sex)
     head = (f"QT {qt} ms, " if qt is not None else "") + f"QTc {qtc} ms (Bazett, as devices report it)"
+    flutter = flutter_waves(features)
+    if flutter is not None:
+        return Finding(step=5, rule="qtc", label=None, abnormal=False, values=values, evidence=f"qtc {qtc} ms",
+                       statement=(f"{head}; not judged: flutter waves at {flutter.rate_per_min} /min run through "
+                                  "the T wave, and its end measured on them is a flutter wave's."))
+    kind = qtc_class(decided, sex)
     adjusted = qrs is not None and qrs >= WIDE_QRS_FROM_MS
     basis = f" of the QT adjusted for the QRS of {qrs} ms" if adjusted else ""
     caveat = "; approximate at an irregular rhythm" if irregular else ""

@@ -48,7 +48,7 @@ def test_one_organised_rate_in_every_atrial_lead_with_variable_conduction_is_flu
     assert "Atrial waves at 288/min, alike in II, III, aVF, V1" in read.steps[1]
     assert "irregular RR, variable conduction: atrial flutter." in read.steps[1]
     assert v.ECTOPIC_BEATS not in read.labels and "PR interval not applicable" in read.steps[2]
-    assert "approximate at an irregular rhythm" in read.steps[5]
+    assert "not judged: flutter waves at 288 /min" in read.steps[5]  # the QT (test_the_qt_is_not_judged_...)
 
 
 def test_flutter_waves_at_a_fixed_ratio_are_flutter_even_where_they_stood_at_a_consistent_pr():
@@ -130,3 +130,20 @@ def test_no_pr_or_p_axis_of_ours_is_reported_in_flutter_or_fibrillation_but_the_
     assert "PR 160 ms" in protocol_read(sinus).narrative
     values, sources = report_values(None, sinus)
     assert (values.pr_ms, values.p_axis_deg, sources["pr_ms"]) == (160.0, 50.0, "computed")
+
+
+def test_the_qt_is_not_judged_where_flutter_waves_run_through_the_t_wave():
+    """LUDB 103 (atrial flutter): the T end measured on the flutter waves put its QT 76 ms beyond the one its
+    cardiologists drew, read "prolonged qt" and marked critical by the measured triage."""
+    from reports.triage import measured_findings
+
+    long_qt = b.with_qt(_variable_conduction(_waves()), qt_ms=470, hr_bpm=90)  # Framingham 521 ms: marked
+    without_waves = b.with_rhythm(long_qt, atrial_waves=[])
+    assert v.MARKED_QT_PROLONGATION in protocol_read(without_waves).labels
+    assert v.MARKED_QT_PROLONGATION in [f.finding for f in measured_findings(without_waves)]
+
+    read = protocol_read(long_qt)
+    assert read.labels[0] == v.ATRIAL_FLUTTER
+    assert not {v.PROLONGED_QT, v.MARKED_QT_PROLONGATION} & set(read.labels)
+    assert "QT 470 ms, QTc 576 ms (Bazett, as devices report it); not judged: flutter waves at 288 /min" in read.steps[5]
+    assert v.MARKED_QT_PROLONGATION not in [f.finding for f in measured_findings(long_qt)]
