@@ -202,7 +202,8 @@ def _tower_line(tower: dict[str, object]) -> str:
     losses = tower.get("losses") or [0.0]
     return (f"{len(losses)} epochs in {tower.get('seconds')} s, loss {losses[0]:.3f} -> {losses[-1]:.3f}; "
             f"per-label accuracy on the training rows {tower.get('train_accuracy')} (always-majority "
-            f"{tower.get('majority_accuracy')}), heart-rate error {tower.get('hr_error_sd')} SD")
+            f"{tower.get('majority_accuracy')}), heart-rate error {tower.get('hr_error_sd')} SD"
+            + (f"; per-patch beat loss {beats[0]:.3f} -> {beats[-1]:.3f}" if (beats := tower.get("beat_losses")) else ""))
 
 
 def _quarter(values: list[float], *, first: bool) -> str:

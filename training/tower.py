@@ -29,6 +29,12 @@ other labels are trained. With every row stretched (`stretch=1.0`) the tower of 
 read held-out real heart rates to 6.9 bpm in a linear probe (within 10 bpm on 0.81 of 151),
 against 7.9 (0.72) for the shipped one; the model built on it was not better enough to ship,
 so the demo configuration leaves it off (training/README.md, "Time-stretched tower").
+
+With `beats` > 0 each patch token is also trained to say whether a QRS falls in its patch
+(`beat_positions`, `beat_patch_targets`: the beats the worklist's own measurement finds in the
+row, turned round with the row), a loss weighted by `beats` beside the report's. A heart rate
+is the number of beats in the window: with every beat marked on its own token, the mean of the
+tokens counts them, where a head on the pooled tokens alone had to find the rate in the mix.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -54,6 +61,8 @@ class TowerPretraining(BaseModel):
     labels: list[str]
     losses: list[float]  # mean loss per epoch (label BCE + measurement MSE)
     hr_error_sd: float  # mean |error| of the standardised heart rate on the training rows (1.0 = one SD)
+    # The per-patch "a QRS falls here" loss (binary cross-entropy, unweighted) per epoch; empty without it.
+    beat_losses: list[float] = []
     train_accuracy: float  # per-label accuracy (1 - Hamming loss) on the training rows at the end
     majority_accuracy: float  # the same for always predicting each label's majority value
     seconds: float
@@ -116,6 +125,12 @@ def augment_batch(signals: torch.Tensor, generator: torch.Generator) -> torch.Te
     """[B, leads, samples] signals varied as real recordings vary, each in its own way: turned
     round in time by a random offset (so the tower cannot learn where a row's beats fall), scaled,
     with white noise and baseline wander added. The rate, rhythm and intervals are unchanged."""
+    return augment_batch_turned(signals, generator)[0]
+
+
+def augment_batch_turned(signals: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, list[int]]:
+    """`augment_batch`, with the number of samples each row was turned round by (sample i of a row is
+    at (i + offset) % samples after it): the same draws, so the same batch for the same generator."""
     batch, leads, length = signals.shape
 
     def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
@@ -129,7 +144,32 @@ def augment_batch(signals: torch.Tensor, generator: torch.Generator) -> torch.Te
     frequency = uniform(*AUGMENT_WANDER_HZ, batch, 1, 1)
     phase = uniform(0.0, 2 * np.pi, batch, leads, 1)
     wander = torch.sin(2 * np.pi * frequency * seconds + phase) * uniform(0.0, AUGMENT_WANDER_MV, batch, 1, 1)
-    return shifted * gain + noise + wander
+    return shifted * gain + noise + wander, offsets
+
+
+def beat_positions(signals: torch.Tensor, sampling_rate_hz: float = _SAMPLING_RATE_HZ) -> list[np.ndarray]:
+    """Each row's QRS positions in samples: the beats the worklist's measurement (ingest.measure)
+    finds in it, which are the beats its reading counts for the heart rate."""
+    from ingest.measure.features import measure
+
+    positions = []
+    for signal in signals:
+        features = measure(signal.numpy().astype(np.float64), sampling_rate_hz)
+        times_ms = np.asarray(features.rhythm.beat_times_ms, dtype=np.float64)
+        positions.append(np.round(times_ms * sampling_rate_hz / 1000.0).astype(np.int64))
+    return positions
+
+
+def beat_patch_targets(positions: Sequence[np.ndarray], offsets: Sequence[int], *, patch_size: int,
+                       patches: int) -> torch.Tensor:
+    """[B, patches]: 1.0 where a QRS of the row falls in the patch once the row is turned round by
+    its offset (as `augment_batch_turned` turns it), else 0.0."""
+    length = patch_size * patches
+    targets = torch.zeros(len(positions), patches)
+    for row, (beats, offset) in enumerate(zip(positions, offsets, strict=True)):
+        where = ((beats + offset) % length) // patch_size
+        targets[row, torch.from_numpy(where[where < patches])] = 1.0
+    return targets
 
 
 # Time stretch: a factor k plays a row k times slower (k > 1) or faster; its heart rate becomes rate / k.
@@ -167,31 +207,60 @@ def stretch_in_time(signals: torch.Tensor, generator: torch.Generator,
 
 def pretrain_ecg_tower(tower: EcgTower, corpus_file: Path, rows: Sequence[TrainingRow], *, epochs: int = 30,
                        batch_size: int = 32, learning_rate: float = 3e-3, seed: int = 0, augment: bool = False,
-                       stretch: float = 0.0, progress: bool = True) -> TowerPretraining:
+                       stretch: float = 0.0, beats: float = 0.0, progress: bool = True) -> TowerPretraining:
     """Train `tower` in place to predict the rows' labels; returns the record. `stretch`: the share
-    of each augmented batch played slower or faster (`stretch_in_time`; only with `augment`)."""
+    of each augmented batch played slower or faster (`stretch_in_time`; only with `augment`).
+    `beats`: the weight of the per-patch "a QRS falls here" loss (`beat_patch_targets`; rows
+    stretched in time are left out of it)."""
     rows = [row for row in rows if row.signal_path is not None]
     signals = load_signals(corpus_file, rows)
+    positions = beat_positions(signals) if beats > 0 else []
+    patches = tower.num_tokens - 1  # the first token is the CLS
+    torch.manual_seed(seed)  # the beat head starts from the seed alone, whatever ran before
+    beat_head = nn.Linear(tower.width, 1)  # a token's "a QRS falls here" logit; thrown away with the report head
+    beat_losses: list[float] = []  # per training batch, unweighted
+
+    def beat_loss(tokens: torch.Tensor, batch: list[int], offsets: list[int],
+                  rate_factors: torch.Tensor | None) -> torch.Tensor:
+        targets = beat_patch_targets([positions[i] for i in batch], offsets, patch_size=tower.patch_size,
+                                     patches=patches)
+        logits = beat_head(tokens[:, 1:]).squeeze(-1)
+        per_row = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(dim=1)
+        kept = torch.ones(len(batch)) if rate_factors is None else (rate_factors == 1.0).float()
+        loss = (per_row * kept).sum() / kept.sum().clamp(min=1.0)
+        beat_losses.append(float(loss.detach()))
+        return beats * loss
 
     def encode(batch: list[int], generator: torch.Generator | None) -> Encoded:
         if generator is None:
-            return tower(signals[batch]).mean(dim=1), None
+            return Encoded(tower(signals[batch]).mean(dim=1))
         inputs, rate_factors = signals[batch], None
         if stretch > 0:
             inputs, rate_factors = stretch_in_time(inputs, generator, stretch)
-        return tower(augment_batch(inputs, generator)).mean(dim=1), rate_factors
+        varied, offsets = augment_batch_turned(inputs, generator)
+        tokens = tower(varied)
+        token_loss = beat_loss(tokens, batch, offsets, rate_factors) if beats > 0 else None
+        return Encoded(tokens.mean(dim=1), rate_factors, token_loss)
 
     tower.requires_grad_(True).train()
-    record = fit_to_reports(encode, list(tower.parameters()), rows, width=tower.width, epochs=epochs,
+    parameters = list(tower.parameters()) + (list(beat_head.parameters()) if beats > 0 else [])
+    record = fit_to_reports(encode, parameters, rows, width=tower.width, epochs=epochs,
                             batch_size=batch_size, learning_rate=learning_rate, seed=seed, augment=augment,
                             progress=progress, description="ECG tower pretraining")
     tower.eval()
+    if beat_losses:
+        per_epoch = -(-len(rows) // batch_size)
+        record.beat_losses = [round(float(np.mean(beat_losses[i:i + per_epoch])), 4)
+                              for i in range(0, len(beat_losses), per_epoch)]
     return record
 
 
-# What an encoder gives for a batch: [B, width] pooled features, and each row's heart-rate factor when the
-# batch was stretched in time (None: every row at its own rate).
-Encoded = tuple[torch.Tensor, torch.Tensor | None]
+class Encoded(NamedTuple):
+    """What an encoder gives for a batch."""
+
+    pooled: torch.Tensor  # [B, width] pooled features
+    rate_factors: torch.Tensor | None = None  # each row's heart-rate factor when stretched in time (None: none was)
+    token_loss: torch.Tensor | None = None  # a loss on the tokens themselves (the ECG tower's beat patches), weighted
 
 
 def fit_to_reports(encode: Callable[[list[int], torch.Generator | None], Encoded],
@@ -201,8 +270,8 @@ def fit_to_reports(encode: Callable[[list[int], torch.Generator | None], Encoded
     """Train an encoder to predict what the rows' reports say: the shared loop of both towers.
 
     `encode(batch, generator)` gives the [B, width] pooled features of the rows at those indices,
-    varied by `generator` (None: as they are), and the rows' heart-rate factors if it stretched
-    them in time. A linear head on them predicts each row's labels (binary cross-entropy) and
+    varied by `generator` (None: as they are), the rows' heart-rate factors if it stretched
+    them in time, and a weighted loss of its own on the tokens if it has one (added to the loss). A linear head on them predicts each row's labels (binary cross-entropy) and
     measurements (mean squared error where measured); the head is thrown away. A stretched row
     is trained on its changed heart rate, its axis and the labels a rate does not name
     (`_stretched_targets`). With `normalise`, the pooled features are standardised over the
@@ -233,7 +302,7 @@ def fit_to_reports(encode: Callable[[list[int], torch.Generator | None], Encoded
         total = 0.0
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            features, rate_factors = encode(batch, generator if augment else None)
+            features, rate_factors, token_loss = encode(batch, generator if augment else None)
             out = head(features)
             logits, predicted_measures = out[:, :len(labels)], out[:, len(labels):]
             wanted, measured, labelled = measures[batch], present[batch], torch.ones(len(batch), len(labels))
@@ -243,6 +312,8 @@ def fit_to_reports(encode: Callable[[list[int], torch.Generator | None], Encoded
             squared = (predicted_measures - wanted) ** 2 * measured
             label_loss = (loss_fn(logits, targets[batch]) * labelled).sum() / labelled.sum().clamp(min=1.0)
             loss = label_loss + squared.sum() / measured.sum().clamp(min=1.0)
+            if token_loss is not None:
+                loss = loss + token_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -252,7 +323,7 @@ def fit_to_reports(encode: Callable[[list[int], torch.Generator | None], Encoded
         losses.append(total / len(rows))
     head.eval()
     with torch.no_grad():
-        out = torch.cat([head(encode(list(range(i, min(i + 64, len(rows)))), None)[0])
+        out = torch.cat([head(encode(list(range(i, min(i + 64, len(rows)))), None).pooled)
                          for i in range(0, len(rows), 64)])
         predicted = out[:, :len(labels)] > 0
         hr_error = (out[:, 0 + len(labels)] - measures[:, 0]).abs() * present[:, 0]
@@ -286,5 +357,6 @@ def _stretched_targets(wanted: torch.Tensor, measured: torch.Tensor, rate_factor
     return wanted, measured, labelled
 
 
-__all__ = ["MEASURES", "STRETCH_RANGE", "TowerPretraining", "augment_batch", "fit_to_reports", "label_matrix",
+__all__ = ["MEASURES", "STRETCH_RANGE", "Encoded", "TowerPretraining", "augment_batch", "augment_batch_turned",
+           "beat_patch_targets", "beat_positions", "fit_to_reports", "label_matrix",
            "load_signals", "measure_matrix", "pretrain_ecg_tower", "stretch_in_time"]

@@ -141,7 +141,7 @@ def pretrain_vision_tower(model: ECGR1ForConditionalGeneration, processor: EcgR1
     def encode(batch: list[int], generator: torch.Generator | None) -> Encoded:
         pixel_values, grids = pages.batch(batch, generator)
         tokens = model.model.get_image_features(pixel_values, grids).pooler_output
-        return torch.stack([page.mean(dim=0) for page in tokens]), None  # pages are never stretched
+        return Encoded(torch.stack([page.mean(dim=0) for page in tokens]))  # pages are never stretched
 
     visual.requires_grad_(True).train()
     with patch_embedding_as_matmul(visual):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from model.modeling_ecg_r1 import EcgTower
@@ -122,3 +123,57 @@ def test_pretraining_with_stretching_still_learns(corpus: Path) -> None:
     record = pretrain_ecg_tower(tower, corpus, rows, epochs=25, batch_size=4, augment=True, stretch=1.0,
                                 progress=False)
     assert record.losses[-1] < 0.85 * record.losses[0]
+
+
+def test_the_turned_batch_is_augment_batch_and_says_where_each_row_was_turned() -> None:
+    from training.tower import augment_batch, augment_batch_turned
+
+    signals = torch.stack([_spike_train(400), _spike_train(625)])  # spikes at samples 0, 400, ... and 0, 625, ...
+    turned, offsets = augment_batch_turned(signals, torch.Generator().manual_seed(3))
+    assert torch.equal(turned, augment_batch(signals, torch.Generator().manual_seed(3)))
+    for row, offset in enumerate(offsets):
+        # The spike of sample 0 is now at the offset (scaled by at most exp(+-0.15), with noise and wander of at
+        # most a few tenths of a mV), and the samples beside it hold none.
+        lead = turned[row, 0]
+        assert lead[offset] > 0.6
+        assert lead[(offset - 1) % 5000] < 0.4 and lead[(offset + 1) % 5000] < 0.4
+
+
+def test_beat_patch_targets_mark_the_patches_the_turned_beats_fall_in() -> None:
+    from training.tower import beat_patch_targets
+
+    positions = [np.array([0, 420, 4990]), np.array([], dtype=np.int64)]
+    targets = beat_patch_targets(positions, [100, 7], patch_size=50, patches=100)
+    assert targets.shape == (2, 100)
+    # Turned by 100 samples: 0 -> 100 (patch 2), 420 -> 520 (patch 10), 4990 -> 5090 % 5000 = 90 (patch 1).
+    assert torch.nonzero(targets[0]).flatten().tolist() == [1, 2, 10]
+    assert targets[1].sum() == 0  # a row without beats (asystole, or none found) marks none
+
+
+def test_beat_positions_are_the_beats_the_measurement_counts(corpus: Path) -> None:
+    from ingest.measure.features import measure
+    from training.tower import beat_positions, load_signals
+
+    rows = [row for row in read_rows(corpus, split="train")][:3]
+    signals = load_signals(corpus, rows)
+    for signal, beats in zip(signals, beat_positions(signals), strict=True):
+        features = measure(signal.numpy().astype(np.float64), 500.0)
+        rr_ms = float(np.median(np.diff(beats))) * 2.0  # 2 ms a sample at 500 Hz
+        assert len(beats) == len(features.rhythm.beat_times_ms) >= 5
+        assert abs(60000.0 / rr_ms - features.global_.hr_bpm) < 5.0
+
+
+def test_pretraining_with_the_beat_loss_learns_where_the_beats_are(corpus: Path) -> None:
+    rows = list(read_rows(corpus, split="train"))
+    torch.manual_seed(0)
+    tower = EcgTower(TINY_ECG)
+    record = pretrain_ecg_tower(tower, corpus, rows, epochs=25, batch_size=4, augment=True, beats=1.0, progress=False)
+    assert len(record.beat_losses) == 25
+    # Saying the share of patches with a beat for every patch costs about 0.36-0.40 here (12-14 beats in 100
+    # patches); the trained head does better: the tokens tell where the QRS complexes are.
+    assert record.beat_losses[-1] < 0.6 * record.beat_losses[0]
+    assert record.beat_losses[-1] < 0.3
+    assert record.train_accuracy >= record.majority_accuracy
+    without = pretrain_ecg_tower(EcgTower(TINY_ECG), corpus, rows, epochs=2, batch_size=4, augment=True,
+                                 progress=False)
+    assert without.beat_losses == []
