@@ -35,6 +35,9 @@ With `beats` > 0 each patch token is also trained to say whether a QRS falls in 
 row, turned round with the row), a loss weighted by `beats` beside the report's. A heart rate
 is the number of beats in the window: with every beat marked on its own token, the mean of the
 tokens counts them, where a head on the pooled tokens alone had to find the rate in the mix.
+On the demo corpus that took a probe of the tower to 5.9 bpm (within 10 bpm on 0.86 of 152 held-out
+real records); the model built on it stated the rate worse, so the demo configuration leaves it
+off too (training/README.md, "Beat patches in the tower").
 """
 
 from __future__ import annotations
