@@ -70,6 +70,8 @@ class SftConfig(_Strict):
     # first `aux_ecg_positions` answer positions predicts the row's labels and measurements; 0 = off (the release).
     aux_ecg_weight: float = 0.0
     aux_ecg_positions: int = 4
+    # The answer's digits counted this many times in the SFT loss (training/digit_loss.py); 1.0 = plain cross-entropy.
+    digit_loss_weight: float = 1.0
     deepspeed: str | None = None  # a DeepSpeed JSON (ZeRO-2 on GPUs, as the release), relative to configs/ or absolute
     logging_steps: int = 10
     save_steps: int = 500

@@ -338,6 +338,11 @@ def train_sft(config: SftConfig, corpus_file: Path, out_dir: Path, *, resume: bo
 
         trainer: Trainer = AuxEcgTrainer(**common, aux=AuxEcgTargets.from_rows(rows), weight=config.aux_ecg_weight,
                                          positions=config.aux_ecg_positions)
+    elif config.digit_loss_weight != 1.0:
+        from training.digit_loss import DigitWeightedTrainer, digit_token_ids
+
+        trainer = DigitWeightedTrainer(**common, digit_ids=digit_token_ids(processor.tokenizer),
+                                       weight=config.digit_loss_weight)
     else:
         trainer = Trainer(**common)
     checkpoint = resume if isinstance(resume, str) else (bool(resume) and _has_checkpoint(out_dir)) or None
