@@ -87,6 +87,15 @@ class SftConfig(_Strict):
                              f"not the global_batch_size {self.global_batch_size}")
         return self
 
+    @model_validator(mode="after")
+    def _one_loss_change_at_a_time(self) -> SftConfig:
+        # Each replaces the trainer's loss (training/aux_ecg.py, training/digit_loss.py); they are not combined.
+        if self.aux_ecg_weight > 0 and self.digit_loss_weight != 1.0:
+            raise ValueError("aux_ecg_weight and digit_loss_weight != 1.0 cannot be used together")
+        if self.digit_loss_weight <= 0:
+            raise ValueError(f"digit_loss_weight must be above 0, not {self.digit_loss_weight}")
+        return self
+
 
 class RlConfig(_Strict):
     """GRPO with the DAPO settings of the release (see training/rl.py)."""

@@ -59,3 +59,10 @@ def test_sft_trains_with_the_digits_weighted(corpus: Path, tmp_path: Path) -> No
     losses = [loss for _, loss in result.losses]
     assert len(losses) == 6 and all(loss == loss for loss in losses)  # trained, no NaN
     assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2
+
+
+def test_the_digit_weight_is_not_silently_dropped_beside_the_aux_loss() -> None:
+    with pytest.raises(ValueError, match="cannot be used together"):
+        load_sft_config("sft-tiny-cpu", aux_ecg_weight=1.0, digit_loss_weight=5.0)
+    with pytest.raises(ValueError, match="above 0"):
+        load_sft_config("sft-tiny-cpu", digit_loss_weight=0.0)
