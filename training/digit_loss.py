@@ -56,6 +56,9 @@ class DigitWeightedTrainer(Trainer):
     def __init__(self, *args: Any, digit_ids: list[int], weight: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.digit_ids, self.digit_weight = torch.tensor(digit_ids), weight
+        # The loss is a mean over this batch's tokens, not a sum over the accumulated ones divided by their count:
+        # so the Trainer must divide it by the gradient accumulation steps itself (8 in the GPU configuration).
+        self.model_accepts_loss_kwargs = False
 
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
