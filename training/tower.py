@@ -219,9 +219,11 @@ def pretrain_ecg_tower(tower: EcgTower, corpus_file: Path, rows: Sequence[Traini
     signals = load_signals(corpus_file, rows)
     positions = beat_positions(signals) if beats > 0 else []
     patches = tower.num_tokens - 1  # the first token is the CLS
-    torch.manual_seed(seed)  # the beat head starts from the seed alone, whatever ran before
-    beat_head = nn.Linear(tower.width, 1)  # a token's "a QRS falls here" logit; thrown away with the report head
     beat_losses: list[float] = []  # per training batch, unweighted
+    if beats > 0:
+        torch.manual_seed(seed)  # the beat head starts from the seed alone, whatever ran before
+    # A token's "a QRS falls here" logit; thrown away with the report head (made only when it trains).
+    beat_head = nn.Linear(tower.width, 1) if beats > 0 else nn.Identity()
 
     def beat_loss(tokens: torch.Tensor, batch: list[int], offsets: list[int],
                   rate_factors: torch.Tensor | None) -> torch.Tensor:
@@ -246,7 +248,7 @@ def pretrain_ecg_tower(tower: EcgTower, corpus_file: Path, rows: Sequence[Traini
         return Encoded(tokens.mean(dim=1), rate_factors, token_loss)
 
     tower.requires_grad_(True).train()
-    parameters = list(tower.parameters()) + (list(beat_head.parameters()) if beats > 0 else [])
+    parameters = list(tower.parameters()) + list(beat_head.parameters())
     record = fit_to_reports(encode, parameters, rows, width=tower.width, epochs=epochs,
                             batch_size=batch_size, learning_rate=learning_rate, seed=seed, augment=augment,
                             progress=progress, description="ECG tower pretraining")
