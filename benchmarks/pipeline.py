@@ -74,6 +74,7 @@ ADMIN_URL = os.environ.get("ECGWL_TEST_POSTGRES_URL", "postgresql+psycopg://post
 REDIS_URL = os.environ.get("ECGWL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 ECG_WORKLIST = Path(sys.executable).parent / "ecg-worklist"
 GOAL_RATIO = 1.2
+CONCURRENCY = os.environ.get("BENCH_CONC", "").split() 
 SETUPS = ("work", "inproc", "celery", "watch")
 LABELS = {"work": "work only (no database, no queue)", "inproc": "stages in-process on Postgres",
           "celery": "stages through Redis/Celery (1 process)", "watch": "watch -> queues -> report (3 processes)"}
@@ -90,14 +91,24 @@ class CpuMeter:
     roots: list[int] = field(default_factory=list)  # started processes: each with its descendants
     engine: sa.Engine | None = None  # whose database's backends to watch
     database: str = ""
+    names: list[str] = field(default_factory=list)  # one per root, for the breakdown by process
     _start: dict[int, float] = field(default_factory=dict)
     _last: dict[int, float] = field(default_factory=dict)
+    _role: dict[int, str] = field(default_factory=dict)  # pid -> which process it is or serves
     _own_start: float = 0.0
 
     def _pids(self) -> list[int]:
-        pids = [pid for root in self.roots for pid in tree_pids(root)]
+        pids: list[int] = []
+        for n, root in enumerate(self.roots):
+            name = self.names[n] if n < len(self.names) else f"process {n}"
+            for pid in tree_pids(root):
+                # A prefork worker's main process apart from its pool: what the pool costs to run.
+                self._role.setdefault(pid, name if pid == root else f"{name} pool")
+                pids.append(pid)
         if self.engine is not None:
-            pids += database_backends(self.engine, self.database)
+            for pid in database_backends(self.engine, self.database):
+                self._role.setdefault(pid, "postgres backends")
+                pids.append(pid)
         return pids
 
     def start(self) -> None:
@@ -111,10 +122,14 @@ class CpuMeter:
             if used:
                 self._last[pid] = used
 
-    def seconds(self) -> float:
+    def by_process(self) -> dict[str, float]:
+        """CPU seconds since `start()` per process (a root with its children; the database backends together)."""
         self.sample()
-        others = sum(used - self._start.get(pid, 0.0) for pid, used in self._last.items())
-        return time.process_time() - self._own_start + others
+        used = {"this process": time.process_time() - self._own_start}
+        for pid, last in self._last.items():
+            role = self._role.get(pid, "other")
+            used[role] = used.get(role, 0.0) + last - self._start.get(pid, 0.0)
+        return used
 
 
 # ---------------------------------------------------------------- services
@@ -256,6 +271,7 @@ class Run:
     states: dict[str, int] = field(default_factory=dict)
     batches: list[int] = field(default_factory=list)  # studies in each interpret batch, in order
     idle_wakeups: int = 0  # interpret tasks that found nothing to take
+    cpu_by_process: dict[str, float] = field(default_factory=dict)  # CPU seconds per process counted
 
 
 # What a Celery worker logs for each interpret task (worker.tasks._run's return value).
@@ -300,7 +316,9 @@ def in_process(inputs: Path, root: Path, batch_size: int, admin_url: str) -> Run
             batches: list[int] = []
             ctx.dispatcher.run_until_idle(ctx, on_start=lambda stage, ids: batches.append(len(ids))
                                           if stage is Stage.INTERPRET else None)
-            return Run(time.perf_counter() - wall, meter.seconds(), outcome(ctx.engine), batches)
+            used = meter.by_process()
+            return Run(time.perf_counter() - wall, sum(used.values()), outcome(ctx.engine), batches,
+                       cpu_by_process=used)
         finally:
             ctx.close()
 
@@ -311,13 +329,15 @@ def through_celery(inputs: Path, root: Path, batch_size: int, count: int, admin_
         ctx = PipelineContext.create(settings)
         try:
             with processes(settings, root, [["worker", "--queues", "prepare,interpret,report"]]) as pids:
-                meter = CpuMeter(roots=pids, engine=ctx.engine, database=_database_name(url))
+                meter = CpuMeter(roots=pids, engine=ctx.engine, database=_database_name(url),
+                                 names=["worker (all queues)"])
                 meter.start()
                 wall = time.perf_counter()
                 for arrival in walk_records(inputs):
                     register_batch_item(ctx, arrival, origin="bench")
                 wait_for_drafts(ctx.engine, count, meter)
-                run = Run(time.perf_counter() - wall, meter.seconds(), outcome(ctx.engine))
+                used = meter.by_process()
+                run = Run(time.perf_counter() - wall, sum(used.values()), outcome(ctx.engine), cpu_by_process=used)
             # Read once the worker has stopped, so its last lines are written.
             run.batches, run.idle_wakeups = drained_batches([root / "process-0.log"])
             return run
@@ -335,17 +355,19 @@ def watch_to_report(inputs: Path, root: Path, batch_size: int, count: int, admin
         engine = store.make_engine(url)
         try:
             with processes(settings, root, [
-                ["worker", "--queues", "prepare,report"],
+                ["worker", "--queues", "prepare,report"] + CONCURRENCY,
                 ["worker", "--queues", "interpret"],
                 ["watch"],
             ]) as pids:
-                meter = CpuMeter(roots=pids, engine=engine, database=_database_name(url))
+                meter = CpuMeter(roots=pids, engine=engine, database=_database_name(url),
+                                 names=["CPU worker (prepare, report)", "GPU worker (interpret)", "watcher"])
                 meter.start()
                 wall = time.perf_counter()
                 for entry in sorted(staged.iterdir()):
                     entry.rename(inbox / entry.name)
                 wait_for_drafts(engine, count, meter)
-                run = Run(time.perf_counter() - wall, meter.seconds(), outcome(engine))
+                used = meter.by_process()
+                run = Run(time.perf_counter() - wall, sum(used.values()), outcome(engine), cpu_by_process=used)
             run.batches, run.idle_wakeups = drained_batches([root / "process-1.log"])  # the interpret worker
             return run
         finally:
@@ -430,6 +452,13 @@ def report(items: list[MixItem], results: list[dict[str, Run]], batch_size: int)
         last = results[-1][name]
         sizes = ", ".join(f"{size}: {times}" for size, times in sorted(Counter(last.batches).items(), reverse=True))
         print(f"  {LABELS[name]:<46}{sizes or 'none seen'}; {last.idle_wakeups} empty")
+    print("CPU ms per study by process (the last round)")
+    for name in ordered:
+        used = results[-1][name].cpu_by_process
+        if used:
+            parts = ", ".join(f"{role} {seconds * 1000 / n:.1f}" for role, seconds in
+                              sorted(used.items(), key=lambda pair: -pair[1]))
+            print(f"  {LABELS[name]:<46}{parts}")
     if "work" in setups:
         for name in ("celery", "watch"):
             if name in setups:
