@@ -162,6 +162,14 @@ T_END_LATE_FROM_LEADS = 6
 # of a flat-T record whose leads otherwise disagree (ludb/130) 180 ms late. With fewer than
 # MIN_AGREEING_LEADS such leads every lead's T end counts, as before.
 CLEAR_T_SHARE = 0.35
+# A T wave has ended before the next beat's P wave begins, and a P begins at least 120 ms (the shortest
+# normal PR) before its QRS. A T end found later than this before the next QRS onset (at the mean RR) lies
+# in the next beat's waves (its P, a flutter wave, or in a tachycardia its QRS), not on a baseline: no QT
+# is claimed. On data/real this is only the fastest rhythms, 9 of 332 at 121-216 /min (gaps of 45-111 ms;
+# the next is a sinus tachycardia at 129 /min, 129 ms): Chapman JS00005, a flutter at 162 /min, measured a
+# QT of 316 ms against its device's 252; Ningbo JS20012, a sinus tachycardia at 121 /min, 408 ms
+# ("prolonged qt") with its T end on the next P wave.
+T_END_BEFORE_NEXT_QRS_MS = 120.0
 # The median beat's P is taken as the rhythm's P only when at least this share of beats has one.
 MIN_P_FRACTION = 0.5
 # A beat's PR is taken when at least this many leads timed its P wave; it is consistent with
@@ -664,10 +672,22 @@ def _median_waves(view: _Windows, rr_s: float, measured: np.ndarray, noise_media
         notes.append(f"no P wave common to the leads (P onset: {why_p_on or 'found'}; "
                      f"P offset: {why_p_off or 'found'}): PR, P axis and P duration not measured")
     agreed = have_qrs and why_p_on is None and why_p_off is None
+    # The P search above still starts after this T end, however late: in a ventricular tachycardia what
+    # lies before each QRS at a fixed distance is the previous beat's T wave, not a P.
+    if have_qrs and t_end is not None and _t_end_in_next_beat(t_end - qrs_on, rr_s, fs):
+        notes.append(f"T end not measured: found {(rr_s * fs - (t_end - qrs_on)) * 1000.0 / fs:.0f} ms before the "
+                     f"next QRS, where the next beat's waves begin (a T ends {T_END_BEFORE_NEXT_QRS_MS:.0f} ms "
+                     "or more before it); QT not measured")
+        t_end = None
     fiducials = Fiducials(qrs_on=qrs_on if have_qrs else None, qrs_off=qrs_off if have_qrs else None,
                           p_on=p_on if agreed else None, p_off=p_off if agreed else None,
                           t_end=t_end if have_qrs else None)
     return _MedianWaves(bounds=bounds, t=t, p=p, clear_p=clear_p, fiducials=fiducials, qt_samples=qt_samples)
+
+
+def _t_end_in_next_beat(qt_samples: int, rr_s: float, fs: float) -> bool:
+    """Whether a T end this far after the QRS onset lies in the next beat's waves (T_END_BEFORE_NEXT_QRS_MS)."""
+    return (rr_s * fs - qt_samples) * 1000.0 / fs < T_END_BEFORE_NEXT_QRS_MS
 
 
 def _clear_t_ends(t: Wave, measured: np.ndarray) -> np.ndarray:
