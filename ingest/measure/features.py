@@ -88,7 +88,7 @@ from ingest.measure.conditioning import beat_noise, own_beat_mask, remove_mains
 from ingest.measure.delineate import P_MIN_MV, T_MIN_MV, QrsBounds, Wave, p_waves, qrs_bounds, t_waves
 from ingest.ecg import STANDARD_LEADS, Measurements
 from ingest.measure.grounding import Fiducials, global_measurements, lead_features, rhythm, voltages
-from ingest.measure.measured import GroundingFeatures, PLock, Rhythm, TraceQuality, WaveBoundaries
+from ingest.measure.measured import BoundaryPoints, GroundingFeatures, PLock, Rhythm, TraceQuality, WaveBoundaries
 from ingest.measure.p_lock import locked_p
 from ingest.measure.pacing import Pacing, find_pacing, remove_spikes
 
@@ -338,7 +338,8 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
         st_deviation_mv={lead: features.median.st_level_mv for lead, features in leads.items()
                          if features.median.st_level_mv is not None},
         leads_measured=_names(measured),
-        boundaries=_boundaries(fiducials, view.before, beats.dominant, fs),
+        boundaries=_boundaries(fiducials, view.before, beats.dominant, fs,
+                               _lead_median(fiducials, waves, p_median, clear_p, measured)),
         notes=notes,
     )
 
@@ -864,14 +865,38 @@ def _matched_p(view: _Windows, found: _Found, waves: _MedianWaves, lead_pr_ms: n
 
 # --- helpers -----------------------------------------------------------------------------------
 
-def _boundaries(fiducials: Fiducials, before: int, dominant: np.ndarray, fs: float) -> WaveBoundaries:
-    """The global fiducials as ms from each dominant beat's fiducial point (at sample `before`)."""
+def _boundaries(fiducials: Fiducials, before: int, dominant: np.ndarray, fs: float,
+                lead_median: Fiducials) -> WaveBoundaries:
+    """The global fiducials, and the leads' median ones, as ms from each dominant beat's fiducial point
+    (at sample `before`)."""
     def ms(sample: int | None) -> float | None:
         return None if sample is None else round((sample - before) * 1000.0 / fs, 1)
 
-    return WaveBoundaries(p_on_ms=ms(fiducials.p_on), p_off_ms=ms(fiducials.p_off), qrs_on_ms=ms(fiducials.qrs_on),
-                          qrs_off_ms=ms(fiducials.qrs_off), t_end_ms=ms(fiducials.t_end),
-                          dominant_beats=np.flatnonzero(dominant).tolist())
+    def points(f: Fiducials) -> dict[str, float | None]:
+        return {"p_on_ms": ms(f.p_on), "p_off_ms": ms(f.p_off), "qrs_on_ms": ms(f.qrs_on),
+                "qrs_off_ms": ms(f.qrs_off), "t_end_ms": ms(f.t_end)}
+
+    return WaveBoundaries(**points(fiducials), dominant_beats=np.flatnonzero(dominant).tolist(),
+                          lead_median=BoundaryPoints(**points(lead_median)))
+
+
+def _lead_median(fiducials: Fiducials, waves: _MedianWaves, p_median: Wave, clear_p: np.ndarray,
+                 measured: np.ndarray) -> Fiducials:
+    """Each boundary as the median of the leads' own, where the global one is known: over the leads that found the
+    wave (for the T end, those whose T is clear, as for the global one: `_clear_t_ends`).
+
+    Not used by any measurement: annotations drawn lead by lead (LUDB's) are compared lead by lead's median,
+    and so is a delineator that combines its leads by their median (`ingest.validation`); the global
+    boundaries, the earliest or latest of the leads that agree, are what devices measure intervals between."""
+    def median(positions: np.ndarray, leads: np.ndarray, known: int | None) -> int | None:
+        found = positions[leads & (positions >= 0)]
+        return None if known is None or not found.size else int(round(float(np.median(found))))
+
+    return Fiducials(qrs_on=median(waves.bounds.onset, measured, fiducials.qrs_on),
+                     qrs_off=median(waves.bounds.offset, measured, fiducials.qrs_off),
+                     p_on=median(p_median.onset, clear_p, fiducials.p_on),
+                     p_off=median(p_median.end, clear_p, fiducials.p_off),
+                     t_end=median(_clear_t_ends(waves.t, measured), measured, fiducials.t_end))
 
 
 def _p_presence(peaks: np.ndarray, measured: np.ndarray, fs: float, known: np.ndarray,

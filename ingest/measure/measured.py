@@ -130,20 +130,31 @@ class Rhythm(BaseModel):
     p_lock: PLock | None = None
 
 
-class WaveBoundaries(BaseModel):
-    """Where the global wave boundaries lie in the record, for comparison with annotated ones.
-
-    Each value is in ms from a dominant beat's QRS fiducial point: the boundary of beat i
-    (one of `dominant_beats`, indices into `Rhythm.beat_times_ms`) lies at
-    `beat_times_ms[i] + value`. None where the leads did not agree on it.
-    """
+class BoundaryPoints(BaseModel):
+    """Five wave boundaries, each in ms from a dominant beat's QRS fiducial point."""
 
     p_on_ms: float | None = None
     p_off_ms: float | None = None
     qrs_on_ms: float | None = None
     qrs_off_ms: float | None = None
     t_end_ms: float | None = None
+
+
+class WaveBoundaries(BoundaryPoints):
+    """Where the global wave boundaries lie in the record, for comparison with annotated ones.
+
+    Each value is in ms from a dominant beat's QRS fiducial point: the boundary of beat i
+    (one of `dominant_beats`, indices into `Rhythm.beat_times_ms`) lies at
+    `beat_times_ms[i] + value`. None where the leads did not agree on it.
+
+    The global values are the device's (the earliest onset and latest end of the leads that agree:
+    what PR, QRS and QT are measured between). `lead_median` is the median of the leads' own boundaries
+    (the leads that found the wave), where the global one is known: the convention of annotations
+    drawn lead by lead, and of a delineator that combines leads by their median. None: measured before this.
+    """
+
     dominant_beats: list[int] = Field(default_factory=list)
+    lead_median: BoundaryPoints | None = None
 
 
 class TraceQuality(BaseModel):

@@ -47,6 +47,8 @@ class Figures(BaseModel):
     records: int = 0
     unreadable: int = 0  # records the delineator could not read or measure at all
     boundaries: BoundarySummary | None = None  # records with annotated boundaries only
+    # Ours only: the same with each boundary the median of the leads' own (`RecordResult.lead_median_beats`).
+    boundaries_lead_median: BoundarySummary | None = None
     intervals_vs_device: dict[str, Agreement] = Field(default_factory=dict)
     intervals_vs_annotations: dict[str, Agreement] = Field(default_factory=dict)
     labels: LabelSummary | None = None  # the protocol reader: ours only
@@ -139,6 +141,9 @@ def _figures(pairs: list[tuple[Reference, RecordResult]], annotations: dict[str,
     boundary_errors: list[RecordBoundaryErrors] = [
         record_boundary_errors(result.beats, annotations[reference.key])
         for reference, result in readable if reference.key in annotations]
+    lead_median_errors: list[RecordBoundaryErrors] = [
+        record_boundary_errors(result.lead_median_beats, annotations[reference.key])
+        for reference, result in readable if reference.key in annotations and result.lead_median_beats]
     device_pairs = [(result.measured, reference.device) for reference, result in readable if reference.device]
     annotated = [(reference, result, annotated_intervals(annotations[reference.key]))
                  for reference, result in readable if reference.key in annotations]
@@ -152,6 +157,7 @@ def _figures(pairs: list[tuple[Reference, RecordResult]], annotations: dict[str,
     return Figures(
         records=len(pairs), unreadable=len(pairs) - len(readable),
         boundaries=summarise_boundaries(boundary_errors) if boundary_errors else None,
+        boundaries_lead_median=summarise_boundaries(lead_median_errors) if lead_median_errors else None,
         intervals_vs_device=summarise_intervals(device_pairs),
         intervals_vs_annotations=summarise_intervals(annotated_pairs),
         labels=summarise_labels(pairs) if delineator == OURS else None,

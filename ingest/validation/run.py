@@ -57,6 +57,9 @@ class RecordResult(BaseModel):
     error: str | None = None  # the record could not be read or measured at all
     measured: Measurements = Field(default_factory=Measurements)
     beats: list[BeatBoundaries] = Field(default_factory=list)
+    # Ours only: each beat's boundaries as the median of the leads' own, the convention of LUDB's annotations
+    # and of neurokit2's here (`WaveBoundaries.lead_median`); `beats` holds the device convention.
+    lead_median_beats: list[BeatBoundaries] = Field(default_factory=list)
     labels: list[str] = Field(default_factory=list)  # the protocol reader's (ours only)
     notes: list[str] = Field(default_factory=list)
     leads_measured: int | None = None
@@ -101,12 +104,16 @@ def run_ours(reference: Reference, data_dir: Path, rate_hz: float | None = None)
     critical = measured_critical(features, ecg.demographics)
     bounds = features.boundaries
     times = features.rhythm.beat_times_ms
-    beats = []
+    beats, lead_median_beats = [], []
     for index in bounds.dominant_beats:
         if index < len(times):
             beats.append(BeatBoundaries(**{name: _shifted(times[index], getattr(bounds, f"{name}_ms"))
                                            for name in BOUNDARIES}))
+            if bounds.lead_median is not None:
+                lead_median_beats.append(BeatBoundaries(**{
+                    name: _shifted(times[index], getattr(bounds.lead_median, f"{name}_ms")) for name in BOUNDARIES}))
     return RecordResult(key=reference.key, delineator=OURS, measured=features.global_, beats=beats,
+                        lead_median_beats=lead_median_beats,
                         labels=reading.labels, notes=features.notes, leads_measured=len(features.leads_measured),
                         p_wave_fraction=features.rhythm.p_wave_fraction, atrial_waves=features.rhythm.atrial_waves,
                         p_lock=features.rhythm.p_lock, measured_critical=critical,
