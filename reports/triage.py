@@ -15,8 +15,8 @@ Three readers of one ECG, any one of which makes it critical (sorted first, mark
   amid another rhythm (non-sustained ventricular tachycardia, `ingest.protocol.beat_pattern.other_shape_run`,
   the protocol reader's own rule; not under pacing, nor where the rhythm itself is a wide
   complex tachycardia); AV dissociation at a slow regular rate (P waves found before most beats but at
-  no consistent PR, and no P wave locked to the QRS over all beats, a regular ventricular rhythm
-  under 60 /min: complete heart block); marked QT prolongation (the QTc that decides,
+  no consistent PR, no P wave locked to the QRS over all beats and no four beats running at one PR, a
+  regular ventricular rhythm under 60 /min: complete heart block); marked QT prolongation (the QTc that decides,
   Framingham's of the QRS-adjusted QT, above 500 ms, AHA/ACCF/HRS 2009 part IV; or Bazett's of
   the same QRS-adjusted QT above 500 ms at a rate of 60-100 /min, where the two agree: a bundle
   branch block or a paced rhythm lengthens the QT by its QRS; not where flutter waves are found, whose
@@ -38,6 +38,7 @@ critical_in`) decides which labels of the readers count; the measured findings a
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -46,7 +47,7 @@ from ingest.ecg import Demographics
 from ingest.interpretation import Interpretation
 from ingest.measure.measured import GroundingFeatures
 from ingest.protocol import vocabulary as v
-from ingest.protocol.beat_pattern import atrial_activity, other_shape_run, rr_pattern
+from ingest.protocol.beat_pattern import PR_CONSISTENT_MS, atrial_activity, other_shape_run, per_beat_pr, rr_pattern
 from ingest.protocol.conduction import COMPLETE_BBB_FROM_MS
 from ingest.protocol.flutter import flutter_waves
 from ingest.protocol.ischemia import elevated_leads, elevation_levels, net_qrs, territories_with
@@ -66,6 +67,14 @@ WIDE_TACHYCARDIA_ABOVE_BPM = 100.0
 AV_DISSOCIATION_BELOW_BPM = 60.0
 P_FOUND_FROM = 0.5  # P waves before at least half the beats: atrial activity is there...
 PR_CONSISTENT_AT_MOST = 0.5  # ...but at a consistent PR before at most half of them
+# In complete heart block the P waves march through at their own rate: from one beat to the next the PR
+# changes by the difference of the two cycles (P at 80 /min through QRS at 45 /min: 167 ms a beat). This
+# many consecutive beats with their PRs within PR_CONSISTENT_MS of their median were conducted, and the
+# block is not complete. LUDB 12, a sinus bradycardia at 53 /min whose low P waves were timed at 250-340 ms in
+# its first three beats (on a wandering baseline) and 118-133 ms in its last five, was marked complete heart
+# block. P waves at independent PRs, spread over a 750 ms atrial cycle, line up so by chance about once in 2,000
+# runs of 4 beats.
+CONDUCTED_RUN_BEATS = 4
 
 Who = Literal["measured values", "protocol reader", "model"]
 
@@ -128,8 +137,26 @@ def _av_dissociation(features: GroundingFeatures) -> TriageFinding | None:
     # though single beats' P waves were timed at scattered PRs.
     if activity.share is None or activity.share > PR_CONSISTENT_AT_MOST or activity.locked:
         return None
+    if _conducted_run(per_beat_pr(features, len(rhythm.p_present)), rhythm.ectopic_beats):
+        return None
     return TriageFinding(finding=v.COMPLETE_HEART_BLOCK, by=MEASURED,
                          detail=f"measured AV dissociation: P waves at no consistent PR, regular QRS at {round(hr)} /min")
+
+
+def _conducted_run(beat_pr_ms: list[float | None], ectopic: list[bool]) -> bool:
+    """Whether CONDUCTED_RUN_BEATS consecutive dominant beats have a timed PR within PR_CONSISTENT_MS of their median."""
+    run: list[float] = []
+    for n, pr in enumerate(beat_pr_ms):
+        if pr is None or (n < len(ectopic) and ectopic[n]):
+            run = []
+            continue
+        run.append(pr)
+        window = run[-CONDUCTED_RUN_BEATS:]
+        if len(window) == CONDUCTED_RUN_BEATS:
+            middle = statistics.median(window)
+            if all(abs(value - middle) <= PR_CONSISTENT_MS for value in window):
+                return True
+    return False
 
 
 def measured_findings(features: GroundingFeatures | None, demographics: Demographics | None = None) -> list[TriageFinding]:

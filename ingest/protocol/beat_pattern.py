@@ -183,11 +183,11 @@ def atrial_activity(features: GroundingFeatures) -> AtrialActivity:
     if count == 0 or count != len(rhythm.ectopic_beats):
         share = rhythm.p_wave_fraction
         return AtrialActivity(share=share, organised=None if share is None else share > ORGANISED_ABOVE)
-    per_beat_pr = _per_beat_pr(features, count)
+    beat_prs = per_beat_pr(features, count)
     premature = set(rr_pattern(rhythm).paused)
     assessed = [i for i in range(count)
                 if rhythm.p_present[i] is not None and not rhythm.ectopic_beats[i] and i not in premature]
-    timed = [pr for i in assessed if rhythm.p_present[i] and (pr := per_beat_pr[i]) is not None]
+    timed = [pr for i in assessed if rhythm.p_present[i] and (pr := beat_prs[i]) is not None]
     if not assessed:
         return AtrialActivity()
     locked = locked_p_waves(rhythm)
@@ -213,7 +213,7 @@ def locked_p_waves(rhythm: Rhythm) -> dict[str, float]:
     return {lead: share for lead, share in shares.items() if share is not None}
 
 
-def _per_beat_pr(features: GroundingFeatures, count: int) -> list[float | None]:
+def per_beat_pr(features: GroundingFeatures, count: int) -> list[float | None]:
     """Each beat's PR: as measured across the leads (`Rhythm.beat_pr_ms`), or for features measured
     before that list existed, the median over the leads that timed its P wave (None with fewer than two)."""
     if len(features.rhythm.beat_pr_ms) == count:

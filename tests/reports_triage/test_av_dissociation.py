@@ -32,3 +32,25 @@ def test_p_waves_at_scattered_prs_at_a_slow_regular_rate_are_complete_heart_bloc
 def test_a_p_wave_locked_to_the_qrs_is_not_dissociation():
     locked = _locked(_dissociated(), 0.8)
     assert v.COMPLETE_HEART_BLOCK not in [finding.finding for finding in measured_findings(locked)]
+
+
+def test_four_beats_running_at_one_pr_were_conducted_and_the_block_is_not_complete():
+    # LUDB 12's shape: P waves timed far from the QRS in some beats, and four running at one PR: still under
+    # half the beats at the median PR, so only the run tells.
+    run = [330.0, 250.0, 190.0, 128.0, 120.0, 122.0, 118.0, 60.0, 300.0]
+    assert v.COMPLETE_HEART_BLOCK not in [
+        finding.finding for finding in measured_findings(b.with_beats(b.normal_features(), SLOW_REGULAR_RR, run))]
+    # Three at one PR are not enough, nor four broken by a beat whose P was not timed.
+    three = [330.0, 250.0, 190.0, 128.0, 120.0, 122.0, 60.0, 210.0, 300.0]
+    broken = [330.0, 250.0, 190.0, 128.0, 120.0, None, 122.0, 118.0, 300.0]
+    for prs in (three, broken):
+        assert v.COMPLETE_HEART_BLOCK in [
+            finding.finding for finding in measured_findings(b.with_beats(b.normal_features(), SLOW_REGULAR_RR, prs))]
+
+
+def test_p_waves_marching_through_at_their_own_rate_stay_complete_heart_block():
+    # P at 80 /min (750 ms) through QRS at 45 /min (1333 ms): the PR falls by 167 ms a beat, modulo the P cycle.
+    prs = [float((n * 1333 - 200) % 750) for n in range(9)]
+    rr = [None] + [1333] * 8
+    features = b.with_beats(b.normal_features(), rr, prs)
+    assert v.COMPLETE_HEART_BLOCK in [finding.finding for finding in measured_findings(features)]
