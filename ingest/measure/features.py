@@ -74,6 +74,7 @@ from ingest.measure.beats import (
     flat_leads,
     in_noise,
     median_beat,
+    median_of,
     nan_as_zero,
     nanmedian_rows,
     qrs_band,
@@ -890,7 +891,7 @@ def _lead_median(fiducials: Fiducials, waves: _MedianWaves, p_median: Wave, clea
     boundaries, the earliest or latest of the leads that agree, are what devices measure intervals between."""
     def median(positions: np.ndarray, leads: np.ndarray, known: int | None) -> int | None:
         found = positions[leads & (positions >= 0)]
-        return None if known is None or not found.size else int(round(float(np.median(found))))
+        return None if known is None or not found.size else int(round(median_of(found)))  # np.median: 10x the cost
 
     return Fiducials(qrs_on=median(waves.bounds.onset, measured, fiducials.qrs_on),
                      qrs_off=median(waves.bounds.offset, measured, fiducials.qrs_off),
