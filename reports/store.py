@@ -221,7 +221,9 @@ def register_study(
     """
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise ValueError("sha256 must be 64 lowercase hex digits")
-    existing = study_by_sha256(session, sha256)
+    # Content seen before (a duplicate drop, or a stopped batch resumed over what it registered): only its
+    # identity and state are wanted here, so its JSON documents are not read (they load on first access).
+    existing = study_by_sha256(session, sha256, content=False)
     if existing is not None:
         return existing, False
     now = utcnow()
@@ -237,7 +239,7 @@ def register_study(
     ).scalar_one_or_none()
     if study is None:
         # Another transaction registered the same content first.
-        existing = study_by_sha256(session, sha256)
+        existing = study_by_sha256(session, sha256, content=False)
         if existing is None:
             raise RuntimeError(f"study with sha256 {sha256[:12]}... neither inserted nor found")
         return existing, False
@@ -335,8 +337,13 @@ def claim_studies(session: Session, study_ids: Iterable[int], expected_state: St
     return claimed
 
 
-def study_by_sha256(session: Session, sha256: str) -> Study | None:
-    return session.execute(sa.select(Study).where(Study.sha256 == sha256)).scalar_one_or_none()
+def study_by_sha256(session: Session, sha256: str, *, content: bool = True) -> Study | None:
+    """The study of this file content, if any; with `content=False` its JSON documents are left unread
+    (`CONTENT_COLUMNS`: a prepared study's features alone are some 50-65 kB of JSON)."""
+    query = sa.select(Study).where(Study.sha256 == sha256)
+    if not content:
+        query = query.options(*without_content())
+    return session.execute(query).scalar_one_or_none()
 
 
 def set_state(

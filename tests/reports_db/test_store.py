@@ -52,6 +52,22 @@ def test_same_content_twice_is_one_study(engine: sa.Engine) -> None:
     assert _actions(engine) == ["study.registered"]
 
 
+def test_content_seen_before_is_found_without_reading_its_documents(engine: sa.Engine) -> None:
+    # A stopped batch resumed over 100,000 registered files asks "seen before?" of each: the answer
+    # must not read every prepared study's JSON (the features alone are tens of kB).
+    with store.session_scope(engine) as session:
+        first = interpreted_study(session)
+        sha, study_id = first.sha256, first.id
+    with store.session_scope(engine) as session:
+        again, created = store.register_study(session, sha256=sha, source_format="dicom",
+                                              source_path="/inbox/again.dcm", actor="ingest")
+        assert not created and again.id == study_id and again.state == "interpreted"
+        assert set(store.CONTENT_COLUMNS) <= sa.inspect(again).unloaded
+        assert again.interpretation is not None  # still there, read on first use in the transaction
+        assert store.study_by_sha256(session, sha) is again
+        assert again.measurements is not None and again.measurements["hr_bpm"] == 72
+
+
 def test_register_refuses_a_malformed_hash(engine: sa.Engine) -> None:
     with store.session_scope(engine) as session, pytest.raises(ValueError, match="sha256"):
         store.register_study(session, sha256="ABC", source_format="pdf", source_path="/x.pdf")
