@@ -72,6 +72,9 @@ class SftConfig(_Strict):
     aux_ecg_positions: int = 4
     # The answer's digits counted this many times in the SFT loss (training/digit_loss.py); 1.0 = plain cross-entropy.
     digit_loss_weight: float = 1.0
+    # Tiny demo: each epoch's signal of a row varied as the tower's pretraining varies it (turned round in time,
+    # noise, baseline wander; no gain, which voltage statements in the target rest on): training/sft.py.
+    sft_augment_signal: bool = False
     deepspeed: str | None = None  # a DeepSpeed JSON (ZeRO-2 on GPUs, as the release), relative to configs/ or absolute
     logging_steps: int = 10
     save_steps: int = 500

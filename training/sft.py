@@ -24,6 +24,8 @@ is saved to `out/` too.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import logging
 import random
 import re
@@ -86,16 +88,36 @@ def brief_target(answer: str) -> str:
     return f"<think>\n**Step 1: Technical, Rate & Rhythm**\n{step.group(1).strip()}\n</think>\n{labels.group(0)}"
 
 
+def augmented_signal(sample: EcgR1Sample, seed: int, epoch: int, index: int) -> EcgR1Sample:
+    """The sample with its signal varied for one (epoch, row), as the tiny tower's pretraining varies it
+    (`training.tower.augment_batch_turned`: turned round in time, noise, baseline wander) but without
+    the gain, since the target's voltage statements rest on the amplitudes. The target's rate, rhythm and
+    intervals stay true. Why: a row whose ECG looks the same every epoch can be answered by recognising
+    the row; one that moves cannot (issue 17). A pure function of its arguments, hence resumable."""
+    from training.tower import augment_batch_turned
+
+    generator = torch.Generator().manual_seed(hash_seed(f"sft-augment:{seed}:{epoch}:{index}"))
+    signal = torch.from_numpy(np.ascontiguousarray(sample.signal, dtype=np.float32))[None]
+    varied, _ = augment_batch_turned(signal, generator, gain=False)
+    return dataclasses.replace(sample, signal=varied[0].numpy())
+
+
+def hash_seed(text: str) -> int:
+    """A stable 63-bit seed from a text (Python's hash() of a str changes from run to run)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
 class SftDataset(torch.utils.data.Dataset):
     """Rows of one corpus split as (sample after IMD, target text). `set_epoch` picks the epoch's dropout
     (and, for the first `brief_epochs` epochs, the brief curriculum target)."""
 
     def __init__(self, corpus_file: Path, rows: Sequence[TrainingRow], *, seed: int, p_drop: float,
-                 p_swap: float, brief_epochs: float = 0.0) -> None:
+                 p_swap: float, brief_epochs: float = 0.0, augment_signal: bool = False) -> None:
         self.corpus_file = corpus_file
         self.rows = list(rows)
         self.seed, self.p_drop, self.p_swap = seed, p_drop, p_swap
         self.brief_epochs = brief_epochs
+        self.augment_signal = augment_signal
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -107,6 +129,8 @@ class SftDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.rows[index]
         sample = load_sample(row, self.corpus_file)
+        if self.augment_signal and sample.signal is not None:
+            sample = augmented_signal(sample, self.seed, self.epoch, index)
         sample = apply_modality_dropout(sample, imd_rng(self.seed, self.epoch, index), self.p_drop, self.p_swap)
         target = brief_target(row.answer) if self.epoch < self.brief_epochs else row.answer
         return {"sample": sample, "target": target, "index": index}
@@ -324,7 +348,7 @@ def train_sft(config: SftConfig, corpus_file: Path, out_dir: Path, *, resume: bo
     log.info("SFT on %d rows: %d trainable / %d frozen parameters", len(rows), counts["trainable"], counts["frozen"])
 
     dataset = SftDataset(corpus_file, rows, seed=config.seed, p_drop=config.p_drop, p_swap=config.p_swap,
-                         brief_epochs=config.brief_epochs)
+                         brief_epochs=config.brief_epochs, augment_signal=config.sft_augment_signal)
     callbacks: list[TrainerCallback] = [ImdEpochCallback(dataset)]
     timer = TimeLimitCallback(time_limit_s - (time.monotonic() - started)) if time_limit_s is not None else None
     if timer is not None:

@@ -131,9 +131,11 @@ def augment_batch(signals: torch.Tensor, generator: torch.Generator) -> torch.Te
     return augment_batch_turned(signals, generator)[0]
 
 
-def augment_batch_turned(signals: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, list[int]]:
+def augment_batch_turned(signals: torch.Tensor, generator: torch.Generator,
+                         gain: bool = True) -> tuple[torch.Tensor, list[int]]:
     """`augment_batch`, with the number of samples each row was turned round by (sample i of a row is
-    at (i + offset) % samples after it): the same draws, so the same batch for the same generator."""
+    at (i + offset) % samples after it): the same draws, so the same batch for the same generator.
+    gain=False leaves the amplitudes as they are (the gain is still drawn, so the other draws stay the same)."""
     batch, leads, length = signals.shape
 
     def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
@@ -141,13 +143,13 @@ def augment_batch_turned(signals: torch.Tensor, generator: torch.Generator) -> t
 
     offsets = torch.randint(0, length, (batch,), generator=generator).tolist()
     shifted = torch.stack([torch.roll(signal, offset, dims=-1) for signal, offset in zip(signals, offsets, strict=True)])
-    gain = torch.exp(uniform(-AUGMENT_LOG_GAIN, AUGMENT_LOG_GAIN, batch, 1, 1))
+    scale = torch.exp(uniform(-AUGMENT_LOG_GAIN, AUGMENT_LOG_GAIN, batch, 1, 1))  # drawn either way
     noise = torch.randn(shifted.shape, generator=generator) * uniform(0.0, AUGMENT_NOISE_MV, batch, 1, 1)
     seconds = torch.arange(length, dtype=signals.dtype) / _SAMPLING_RATE_HZ
     frequency = uniform(*AUGMENT_WANDER_HZ, batch, 1, 1)
     phase = uniform(0.0, 2 * np.pi, batch, leads, 1)
     wander = torch.sin(2 * np.pi * frequency * seconds + phase) * uniform(0.0, AUGMENT_WANDER_MV, batch, 1, 1)
-    return shifted * gain + noise + wander, offsets
+    return (shifted * scale if gain else shifted) + noise + wander, offsets
 
 
 def beat_positions(signals: torch.Tensor, sampling_rate_hz: float = _SAMPLING_RATE_HZ) -> list[np.ndarray]:

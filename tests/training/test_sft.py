@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from model.dropout import choose_modalities
 from model.processing_ecg_r1 import IGNORE_INDEX
 from training.config import load_sft_config
 from training.rows import read_rows
-from training.sft import SftCollator, SftDataset, build_tiny, corpus_texts, imd_rng, train_sft
+from training.sft import SftCollator, SftDataset, build_tiny, corpus_texts, imd_rng, load_sample, train_sft
+from training.tower import augment_batch_turned
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +62,43 @@ def test_imd_is_applied_once_per_sample_and_reproducibly(corpus: Path, rows) -> 
     # and the epochs differ: a sample is not stuck with one prompt for the whole run
     assert any(choose_modalities(("ecg", "image"), imd_rng(3, 0, i)) !=
                choose_modalities(("ecg", "image"), imd_rng(3, 1, i)) for i in range(20))
+
+
+def test_an_augmented_signal_moves_each_epoch_and_keeps_its_beats_and_amplitudes(corpus: Path, rows) -> None:
+    plain = SftDataset(corpus, rows[:2], seed=5, p_drop=0.0, p_swap=0.0)
+    varied = SftDataset(corpus, rows[:2], seed=5, p_drop=0.0, p_swap=0.0, augment_signal=True)
+    stored = load_sample(rows[0], corpus).signal
+    assert np.array_equal(plain[0]["sample"].signal, stored)  # off: the row as stored
+    first = varied[0]["sample"].signal
+    assert np.array_equal(first, varied[0]["sample"].signal)  # same (epoch, row): same signal (resumable)
+    varied.set_epoch(1)
+    second = varied[0]["sample"].signal
+    assert not np.allclose(first, second)  # another epoch: another view of the row
+    assert varied[0]["target"] == plain[0]["target"]  # the reading it must give is the same
+    for signal in (first, second):
+        # the stored signal turned round in time (its beats where the turn puts them), amplitudes kept
+        # (no gain: the target's voltages stay true), plus noise and wander well under a QRS
+        lead = stored[1] - stored[1].mean()
+        seen = signal[1] - signal[1].mean()
+        turn = int(np.argmax(np.fft.irfft(np.fft.rfft(seen) * np.conj(np.fft.rfft(lead)), n=lead.size)))
+        turned = np.roll(lead, turn)
+        assert float(seen @ turned / (turned @ turned)) == pytest.approx(1.0, abs=0.03)  # no gain
+        assert np.std(seen - turned) < 0.35 * np.std(lead) + 0.2
+
+
+def test_augmentation_without_gain_makes_the_same_other_draws() -> None:
+    signals = torch.zeros(3, 12, 500)
+    signals[:, :, 100] = 1.0  # one spike a row: where the turn puts it, and at which height
+    with_gain, offsets = augment_batch_turned(signals, torch.Generator().manual_seed(7))
+    without, same_offsets = augment_batch_turned(signals, torch.Generator().manual_seed(7), gain=False)
+    assert offsets == same_offsets
+    for row, offset in enumerate(offsets):
+        spike = (100 + offset) % 500
+        background = without[row, :, (spike + 50) % 500]
+        assert torch.allclose(without[row, :, spike] - background, torch.ones(12), atol=0.3)
+        # the same noise and wander: only the spike's height differs
+        others = [i for i in range(500) if i != spike]
+        assert torch.allclose(with_gain[row][:, others], without[row][:, others], atol=1e-5)
 
 
 def test_a_few_steps_lower_the_loss_and_a_checkpoint_resumes(corpus: Path, tmp_path: Path) -> None:
