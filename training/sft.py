@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import logging
 import random
 import re
@@ -96,15 +95,11 @@ def augmented_signal(sample: EcgR1Sample, seed: int, epoch: int, index: int) -> 
     the row; one that moves cannot (issue 17). A pure function of its arguments, hence resumable."""
     from training.tower import augment_batch_turned
 
-    generator = torch.Generator().manual_seed(hash_seed(f"sft-augment:{seed}:{epoch}:{index}"))
+    # Seeded from a text as `imd_rng` is (random.Random hashes a str seed stably, unlike hash()).
+    generator = torch.Generator().manual_seed(random.Random(f"sft-augment:{seed}:{epoch}:{index}").getrandbits(63))
     signal = torch.from_numpy(np.ascontiguousarray(sample.signal, dtype=np.float32))[None]
     varied, _ = augment_batch_turned(signal, generator, gain=False)
     return dataclasses.replace(sample, signal=varied[0].numpy())
-
-
-def hash_seed(text: str) -> int:
-    """A stable 63-bit seed from a text (Python's hash() of a str changes from run to run)."""
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
 class SftDataset(torch.utils.data.Dataset):
