@@ -307,7 +307,8 @@ def prepare_model(config: SftConfig, corpus_file: Path, rows: Sequence[TrainingR
 
         record = pretrain_ecg_tower(model.model.ecg_tower, corpus_file, rows, epochs=config.pretrain_ecg_tower_epochs,
                                     seed=config.seed, augment=config.pretrain_ecg_tower_augment,
-                                    stretch=config.pretrain_ecg_tower_stretch, beats=config.pretrain_ecg_tower_beats)
+                                    stretch=config.pretrain_ecg_tower_stretch, beats=config.pretrain_ecg_tower_beats,
+                                    pool=config.pretrain_ecg_tower_pool)
         (out_dir / "tower_pretraining.json").write_text(record.model_dump_json(indent=1) + "\n")
         log.info("ECG tower pretrained: label accuracy %.3f (majority %.3f) in %.0f s", record.train_accuracy,
                  record.majority_accuracy, record.seconds)

@@ -25,7 +25,7 @@ import torch
 from pydantic import BaseModel
 
 from training.rows import read_rows
-from training.tower import load_signals
+from training.tower import TowerPool, load_signals, pooled_tokens
 from training.vision_tower import Pages, load_pages, patch_embedding_as_matmul, processor_sized
 
 RIDGE = 10.0  # on standardised features: enough to keep 64 features from fitting ~650 rows by heart
@@ -34,6 +34,7 @@ WITHIN_BPM = 10.0
 
 class ProbeReport(BaseModel):
     tower: str = "ecg"
+    pool: str = "mean"  # the ECG tower's tokens averaged, or its first (CLS) token alone
     train_rows: int
     test_records: int
     train_mae_bpm: float
@@ -43,16 +44,18 @@ class ProbeReport(BaseModel):
 
     def lines(self) -> list[str]:
         name = "ECG tower" if self.tower == "ecg" else "ViT"
-        return [f"{name} heart-rate probe (ridge on mean-pooled tokens; {self.train_rows} training rows -> "
+        pooled = "the first (CLS) token" if self.pool == "cls" else "mean-pooled tokens"
+        return [f"{name} heart-rate probe (ridge on {pooled}; {self.train_rows} training rows -> "
                 f"{self.test_records} held-out real records):",
                 f"  training rows: mean |error| {self.train_mae_bpm:.1f} bpm",
                 f"  held-out real: mean |error| {self.test_mae_bpm:.1f} bpm, within {WITHIN_BPM:g} bpm on "
                 f"{self.test_within_10_bpm:.2f} (saying the mean rate: {self.mean_only_mae_bpm:.1f} bpm)"]
 
 
-def _pooled(tower: torch.nn.Module, signals: torch.Tensor) -> np.ndarray:
+def _pooled(tower: torch.nn.Module, signals: torch.Tensor, pool: TowerPool = "mean") -> np.ndarray:
     with torch.no_grad():
-        return torch.cat([tower(signals[i:i + 32]).mean(dim=1) for i in range(0, len(signals), 32)]).numpy()
+        return torch.cat([pooled_tokens(tower(signals[i:i + 32]), pool)
+                          for i in range(0, len(signals), 32)]).numpy()
 
 
 def _ridge(features: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,7 +82,8 @@ def _pooled_pages(model: torch.nn.Module, pages: Pages) -> np.ndarray:
     return torch.cat(pooled).numpy()
 
 
-def probe_heart_rate(model_dir: Path, corpus_file: Path, data_dir: Path, tower: str = "ecg") -> ProbeReport:
+def probe_heart_rate(model_dir: Path, corpus_file: Path, data_dir: Path, tower: str = "ecg",
+                     pool: TowerPool = "mean") -> ProbeReport:
     from ingest.prepare import prepare
     from ingest.readers.read import read_ecg
     from ingest.validation.references import load_references
@@ -95,7 +99,7 @@ def probe_heart_rate(model_dir: Path, corpus_file: Path, data_dir: Path, tower: 
             and isinstance(row.meta.get("measured"), dict) and row.meta["measured"].get("hr_bpm")]
     train_rate = np.array([float(row.meta["measured"]["hr_bpm"]) for row in rows])  # type: ignore[index]
     if tower == "ecg":
-        train_features = _pooled(model.model.ecg_tower, load_signals(corpus_file, rows))
+        train_features = _pooled(model.model.ecg_tower, load_signals(corpus_file, rows), pool)
     else:
         train_features = _pooled_pages(model, load_pages(corpus_file, rows, processor))
     fit = _ridge(train_features, train_rate)
@@ -112,11 +116,11 @@ def probe_heart_rate(model_dir: Path, corpus_file: Path, data_dir: Path, tower: 
                       else processor_sized(prepared.page(), processor))
     measured = np.array(test_rate)
     if tower == "ecg":
-        test_features = _pooled(model.model.ecg_tower, torch.from_numpy(np.stack(inputs)))
+        test_features = _pooled(model.model.ecg_tower, torch.from_numpy(np.stack(inputs)), pool)
     else:
         test_features = _pooled_pages(model, Pages(inputs, processor))
     test_error = np.abs(_predict(fit, test_features) - measured)
-    return ProbeReport(tower=tower, train_rows=len(rows), test_records=len(measured),
+    return ProbeReport(tower=tower, pool=pool if tower == "ecg" else "mean", train_rows=len(rows), test_records=len(measured),
                        train_mae_bpm=round(float(train_error.mean()), 1), test_mae_bpm=round(float(test_error.mean()), 1),
                        test_within_10_bpm=round(float((test_error <= WITHIN_BPM).mean()), 2),
                        mean_only_mae_bpm=round(float(np.abs(measured - train_rate.mean()).mean()), 1))
@@ -128,8 +132,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--corpus", type=Path, required=True, help="the corpus the model was trained on")
     parser.add_argument("--data", type=Path, default=Path("data/real"), help="real recordings with a test split")
     parser.add_argument("--tower", choices=("ecg", "vision"), default="ecg", help="which tower's tokens")
+    parser.add_argument("--pool", choices=("mean", "cls"), default="mean",
+                        help="the ECG tower's tokens averaged, or its first (CLS) token alone")
     args = parser.parse_args(argv)
-    print("\n".join(probe_heart_rate(args.model, args.corpus, args.data, args.tower).lines()))
+    print("\n".join(probe_heart_rate(args.model, args.corpus, args.data, args.tower, args.pool).lines()))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 from model.modeling_ecg_r1 import EcgTower
 from model.tiny import TINY_ECG
 from training.rows import TrainingRow, make_messages, read_rows
-from training.tower import MEASURES, measure_matrix, pretrain_ecg_tower
+from training.tower import MEASURES, measure_matrix, pooled_tokens, pretrain_ecg_tower
 
 
 def test_pretraining_lowers_the_loss_and_beats_the_majority(corpus: Path) -> None:
@@ -177,3 +177,39 @@ def test_pretraining_with_the_beat_loss_learns_where_the_beats_are(corpus: Path)
     without = pretrain_ecg_tower(EcgTower(TINY_ECG), corpus, rows, epochs=2, batch_size=4, augment=True,
                                  progress=False)
     assert without.beat_losses == []
+
+
+def test_pooled_tokens_are_the_mean_or_the_first_token() -> None:
+    tokens = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)
+    assert torch.equal(pooled_tokens(tokens, "mean"), tokens.mean(dim=1))
+    assert torch.equal(pooled_tokens(tokens, "cls"), tokens[:, 0])
+
+
+class _GradientSpy(EcgTower):
+    """An EcgTower that keeps the gradient the pretraining loss sends back into each of its outputs."""
+
+    def __init__(self) -> None:
+        super().__init__(TINY_ECG)
+        self.gradients: list[torch.Tensor] = []
+
+    def forward(self, ecg_values: torch.Tensor) -> torch.Tensor:
+        tokens = super().forward(ecg_values)
+        if tokens.requires_grad:
+            tokens.register_hook(self.gradients.append)
+        return tokens
+
+
+def test_with_the_cls_pool_the_report_is_learnt_from_the_first_token_alone(corpus: Path) -> None:
+    rows = list(read_rows(corpus, split="train"))
+    torch.manual_seed(0)
+    cls_tower = _GradientSpy()
+    record = pretrain_ecg_tower(cls_tower, corpus, rows, epochs=25, batch_size=4, augment=True, pool="cls",
+                                progress=False)
+    assert record.losses[-1] < 0.5 * record.losses[0]
+    assert record.train_accuracy >= record.majority_accuracy
+    assert cls_tower.gradients and all(float(g[:, 0].abs().sum()) > 0 for g in cls_tower.gradients)
+    assert all(float(g[:, 1:].abs().sum()) == 0.0 for g in cls_tower.gradients)
+    # The default reads them all.
+    mean_tower = _GradientSpy()
+    pretrain_ecg_tower(mean_tower, corpus, rows, epochs=1, batch_size=4, augment=True, progress=False)
+    assert all(float(g[:, 1:].abs().sum()) > 0 for g in mean_tower.gradients)
