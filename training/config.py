@@ -30,6 +30,9 @@ class TinyModelShape(_Strict):
 
     bpe_vocab_size: int = 4096  # the byte-level BPE is trained on the corpus texts (fewer merges if they run out)
     image_patch_size: int = 32  # Qwen3-VL uses 16; 32 makes a 1056x640 page 165 visual tokens instead of 660
+    # The language model's query heads (model.tiny's TINY_TEXT has 2; each 64 wide, which CPU vLLM needs, so more
+    # heads widen the attention, not the model's 128-wide stream).
+    text_attention_heads: int = Field(default=2, ge=1)
     seed: int = 0
 
 

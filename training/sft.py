@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from transformers import GenerationConfig, Trainer, TrainerCallback, TrainingArguments
+from transformers import GenerationConfig, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
 
 from model.checkpoint import load_ecg_r1
 from model.dropout import apply_modality_dropout
@@ -193,13 +193,18 @@ def build_tiny(texts: Sequence[str], shape: TinyModelShape, *,
     """A tiny ECG-R1 (model.tiny widths, `shape.image_patch_size` image patches) with a tokenizer from `texts`."""
     tokenizer = build_tiny_tokenizer(texts, vocab_size=shape.bpe_vocab_size)
     processor = EcgR1Processor(tokenizer, make_image_processor(patch_size=shape.image_patch_size))
-    values = tiny_config(tokenizer, demonstration=demonstration).to_dict()
-    values["vision_config"]["patch_size"] = shape.image_patch_size
-    config = EcgR1Config.from_dict(values)
     torch.manual_seed(shape.seed)
-    model = ECGR1ForConditionalGeneration(config)
+    model = ECGR1ForConditionalGeneration(shaped_tiny_config(tokenizer, shape, demonstration=demonstration))
     set_generation_config(model, processor)
     return model, processor
+
+
+def shaped_tiny_config(tokenizer: PreTrainedTokenizerBase, shape: TinyModelShape, *, demonstration: bool = False) -> EcgR1Config:
+    """model.tiny's configuration with the shape's image patch size and attention heads."""
+    values = tiny_config(tokenizer, demonstration=demonstration).to_dict()
+    values["vision_config"]["patch_size"] = shape.image_patch_size
+    values["text_config"]["num_attention_heads"] = shape.text_attention_heads
+    return EcgR1Config.from_dict(values)
 
 
 def set_generation_config(model: ECGR1ForConditionalGeneration, processor: EcgR1Processor) -> None:
@@ -294,10 +299,8 @@ def prepare_model(config: SftConfig, corpus_file: Path, rows: Sequence[TrainingR
     saved = out_dir / "tokenizer.json"
     if resume and saved.is_file():
         processor = EcgR1Processor.from_pretrained(out_dir)
-        values = tiny_config(processor.tokenizer).to_dict()
-        values["vision_config"]["patch_size"] = config.tiny.image_patch_size
         torch.manual_seed(config.tiny.seed)
-        model = ECGR1ForConditionalGeneration(EcgR1Config.from_dict(values))
+        model = ECGR1ForConditionalGeneration(shaped_tiny_config(processor.tokenizer, config.tiny))
         set_generation_config(model, processor)
         return model, processor
     model, processor = build_tiny(corpus_texts(rows), config.tiny)

@@ -13,7 +13,8 @@ from model.dropout import choose_modalities
 from model.processing_ecg_r1 import IGNORE_INDEX
 from training.config import load_sft_config
 from training.rows import read_rows
-from training.sft import SftCollator, SftDataset, build_tiny, corpus_texts, imd_rng, load_sample, train_sft
+from training.sft import (SftCollator, SftDataset, build_tiny, corpus_texts, imd_rng, load_sample, prepare_model,
+                          train_sft)
 from training.tower import augment_batch_turned
 
 
@@ -143,3 +144,19 @@ def test_a_time_limit_stops_after_the_current_step(corpus: Path, tmp_path: Path)
     result = train_sft(config, corpus, tmp_path, progress=False, time_limit_s=0.0)
     assert result.stopped_by_time and result.steps == 1
     assert (tmp_path / "model.safetensors").is_file()  # what was trained is saved
+
+
+def test_the_tiny_shape_sets_the_attention_heads_also_when_a_run_resumes(corpus: Path, rows, tmp_path: Path) -> None:
+    shape = load_sft_config("sft-tiny-cpu").tiny.model_copy(update={"text_attention_heads": 4})
+    model, processor = build_tiny(corpus_texts(rows), shape)
+    attention = model.model.language_model.layers[0].self_attn
+    assert model.config.text_config.num_attention_heads == 4
+    assert attention.q_proj.out_features == 4 * model.config.text_config.head_dim
+    batch = SftCollator(processor, max_length=4096)([SftDataset(corpus, rows[:1], seed=0, p_drop=0.0, p_swap=0.0)[0]])
+    assert torch.isfinite(model(**batch).loss)
+    # A resumed run rebuilds the model from the saved tokenizer: with the same heads, or its checkpoint would not load.
+    processor.save_pretrained(tmp_path)
+    config = load_sft_config("sft-tiny-cpu", tiny=shape)
+    resumed, _ = prepare_model(config, corpus, rows, tmp_path, resume=True)
+    assert resumed.config.text_config.num_attention_heads == 4
+    assert {k: v.shape for k, v in resumed.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
