@@ -20,6 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
+# Which of the ECG tower's tokens its pretraining head reads (training/tower.py): "mean", all 101 averaged;
+# "cls", the first token alone (the summary the language model can find at one place).
+TowerPool = Literal["mean", "cls"]
+
+
 class _Strict(BaseModel):
     # A misspelt key in a TOML file is an error, not a silently ignored setting.
     model_config = ConfigDict(extra="forbid")
@@ -62,7 +67,7 @@ class SftConfig(_Strict):
     pretrain_ecg_tower_augment: bool = False  # vary each batch as recordings vary (training/tower.py)
     pretrain_ecg_tower_stretch: float = 0.0  # share of each augmented batch played slower/faster (training/tower.py)
     pretrain_ecg_tower_beats: float = 0.0  # weight of the per-patch "a QRS falls here" loss (training/tower.py)
-    pretrain_ecg_tower_pool: Literal["mean", "cls"] = "mean"  # the tokens its head reads (training/tower.py)
+    pretrain_ecg_tower_pool: TowerPool = "mean"  # the tokens its head reads (training/tower.py)
     pretrain_vision_tower_epochs: int = 0  # tiny model only: the same for its ViT, on the pages (training/vision_tower.py)
     pretrain_vision_tower_augment: bool = False  # shift each page by random pixels (training/vision_tower.py)
     p_drop: float = 0.5  # Interleaved Modality Dropout, once per sample

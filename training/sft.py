@@ -199,7 +199,8 @@ def build_tiny(texts: Sequence[str], shape: TinyModelShape, *,
     return model, processor
 
 
-def shaped_tiny_config(tokenizer: PreTrainedTokenizerBase, shape: TinyModelShape, *, demonstration: bool = False) -> EcgR1Config:
+def shaped_tiny_config(tokenizer: PreTrainedTokenizerBase, shape: TinyModelShape, *,
+                       demonstration: bool = False) -> EcgR1Config:
     """model.tiny's configuration with the shape's image patch size and attention heads."""
     values = tiny_config(tokenizer, demonstration=demonstration).to_dict()
     values["vision_config"]["patch_size"] = shape.image_patch_size

@@ -55,7 +55,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -66,12 +66,8 @@ from tqdm import tqdm
 from ingest.protocol import vocabulary as v
 from model.modeling_ecg_r1 import EcgTower
 from model.processing_ecg_r1 import prepare_signal
+from training.config import TowerPool
 from training.rows import TrainingRow, resolve
-
-
-# Which of the tower's tokens its pretraining head reads: "mean", all 101 averaged; "cls", the first
-# token alone (the summary the language model can find at one place, see the module's docstring).
-TowerPool = Literal["mean", "cls"]
 
 
 class TowerPretraining(BaseModel):

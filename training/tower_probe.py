@@ -25,7 +25,8 @@ import torch
 from pydantic import BaseModel
 
 from training.rows import read_rows
-from training.tower import TowerPool, load_signals, pooled_tokens
+from training.config import TowerPool
+from training.tower import load_signals, pooled_tokens
 from training.vision_tower import Pages, load_pages, patch_embedding_as_matmul, processor_sized
 
 RIDGE = 10.0  # on standardised features: enough to keep 64 features from fitting ~650 rows by heart
@@ -120,7 +121,8 @@ def probe_heart_rate(model_dir: Path, corpus_file: Path, data_dir: Path, tower: 
     else:
         test_features = _pooled_pages(model, Pages(inputs, processor))
     test_error = np.abs(_predict(fit, test_features) - measured)
-    return ProbeReport(tower=tower, pool=pool if tower == "ecg" else "mean", train_rows=len(rows), test_records=len(measured),
+    return ProbeReport(tower=tower, pool=pool if tower == "ecg" else "mean", train_rows=len(rows),
+                       test_records=len(measured),
                        train_mae_bpm=round(float(train_error.mean()), 1), test_mae_bpm=round(float(test_error.mean()), 1),
                        test_within_10_bpm=round(float((test_error <= WITHIN_BPM).mean()), 2),
                        mean_only_mae_bpm=round(float(np.abs(measured - train_rate.mean()).mean()), 1))

@@ -159,4 +159,5 @@ def test_the_tiny_shape_sets_the_attention_heads_also_when_a_run_resumes(corpus:
     config = load_sft_config("sft-tiny-cpu", tiny=shape)
     resumed, _ = prepare_model(config, corpus, rows, tmp_path, resume=True)
     assert resumed.config.text_config.num_attention_heads == 4
-    assert {k: v.shape for k, v in resumed.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    shapes = {name: value.shape for name, value in model.state_dict().items()}
+    assert {name: value.shape for name, value in resumed.state_dict().items()} == shapes
