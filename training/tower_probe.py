@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ WITHIN_BPM = 10.0
 
 class ProbeReport(BaseModel):
     tower: str = "ecg"
-    pool: str = "mean"  # the ECG tower's tokens averaged, or its first (CLS) token alone
+    pool: TowerPool = "mean"  # the ECG tower's tokens averaged, or its first (CLS) token alone
     train_rows: int
     test_records: int
     train_mae_bpm: float
@@ -134,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--corpus", type=Path, required=True, help="the corpus the model was trained on")
     parser.add_argument("--data", type=Path, default=Path("data/real"), help="real recordings with a test split")
     parser.add_argument("--tower", choices=("ecg", "vision"), default="ecg", help="which tower's tokens")
-    parser.add_argument("--pool", choices=("mean", "cls"), default="mean",
+    parser.add_argument("--pool", choices=get_args(TowerPool), default="mean",
                         help="the ECG tower's tokens averaged, or its first (CLS) token alone")
     args = parser.parse_args(argv)
     print("\n".join(probe_heart_rate(args.model, args.corpus, args.data, args.tower, args.pool).lines()))
