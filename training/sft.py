@@ -201,10 +201,11 @@ def build_tiny(texts: Sequence[str], shape: TinyModelShape, *,
 
 def shaped_tiny_config(tokenizer: PreTrainedTokenizerBase, shape: TinyModelShape, *,
                        demonstration: bool = False) -> EcgR1Config:
-    """model.tiny's configuration with the shape's image patch size and attention heads."""
+    """model.tiny's configuration with the shape's image patch size, attention heads and decoder layers."""
     values = tiny_config(tokenizer, demonstration=demonstration).to_dict()
     values["vision_config"]["patch_size"] = shape.image_patch_size
     values["text_config"]["num_attention_heads"] = shape.text_attention_heads
+    values["text_config"]["num_hidden_layers"] = shape.text_layers
     return EcgR1Config.from_dict(values)
 
 

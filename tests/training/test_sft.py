@@ -146,11 +146,13 @@ def test_a_time_limit_stops_after_the_current_step(corpus: Path, tmp_path: Path)
     assert (tmp_path / "model.safetensors").is_file()  # what was trained is saved
 
 
-def test_the_tiny_shape_sets_the_attention_heads_also_when_a_run_resumes(corpus: Path, rows, tmp_path: Path) -> None:
-    shape = load_sft_config("sft-tiny-cpu").tiny.model_copy(update={"text_attention_heads": 4})
+def test_the_tiny_shape_sets_the_attention_heads_and_layers_also_when_a_run_resumes(corpus: Path, rows,
+                                                                                    tmp_path: Path) -> None:
+    shape = load_sft_config("sft-tiny-cpu").tiny.model_copy(update={"text_attention_heads": 4, "text_layers": 4})
     model, processor = build_tiny(corpus_texts(rows), shape)
     attention = model.model.language_model.layers[0].self_attn
     assert model.config.text_config.num_attention_heads == 4
+    assert len(model.model.language_model.layers) == model.config.text_config.num_hidden_layers == 4
     assert attention.q_proj.out_features == 4 * model.config.text_config.head_dim
     batch = SftCollator(processor, max_length=4096)([SftDataset(corpus, rows[:1], seed=0, p_drop=0.0, p_swap=0.0)[0]])
     assert torch.isfinite(model(**batch).loss)
@@ -159,5 +161,6 @@ def test_the_tiny_shape_sets_the_attention_heads_also_when_a_run_resumes(corpus:
     config = load_sft_config("sft-tiny-cpu", tiny=shape)
     resumed, _ = prepare_model(config, corpus, rows, tmp_path, resume=True)
     assert resumed.config.text_config.num_attention_heads == 4
+    assert resumed.config.text_config.num_hidden_layers == 4
     shapes = {name: value.shape for name, value in model.state_dict().items()}
     assert {name: value.shape for name, value in resumed.state_dict().items()} == shapes
