@@ -3,6 +3,7 @@
     delivery_problems(session)             rows that need a look: refused (AE/AR) and held for
                                            a person, or retrying after failed attempts
     delivery_metrics(session)              counts per destination and status (for metrics)
+    outbox_groups(session, states)         the GROUP BY both counts rest on (and reports.metrics' backlog)
     alert_count(session)                   messages held for a person (the queue page's alert)
     delivery_status_for_study(session, id) every delivery of every report version of a study
     retry_now(session, outbox_id, actor)   release a held or waiting row: due at once
@@ -19,6 +20,8 @@ through `reports.store`, so each is an audit row; the caller commits (`session_s
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -116,6 +119,34 @@ class DestinationCounts(BaseModel):
     oldest_undelivered_seconds: float | None = None  # age of the oldest pending or error row
 
 
+class OutboxGroup(NamedTuple):
+    """The outbox rows of one destination in one state, split by whether they were tried and why they stopped."""
+
+    destination: str
+    state: str
+    tried: bool  # attempts > 0
+    gave_up: bool  # last_error starts with GAVE_UP
+    unencodable: bool  # last_error starts with UNENCODABLE
+    count: int
+    oldest: dt.datetime | None  # the earliest created_at, in UTC
+
+
+def outbox_groups(session: Session, states: Iterable[str] | None = None) -> list[OutboxGroup]:
+    """The outbox counted per destination, state, tried, gave up and unencodable (one GROUP BY);
+    `states`: only rows in these (the delivered history need not be read)."""
+    error = OutboxItem.last_error
+    query = sa.select(OutboxItem.destination, OutboxItem.state, OutboxItem.attempts > 0,
+                      sa.func.coalesce(error.startswith(GAVE_UP), False),
+                      sa.func.coalesce(error.startswith(UNENCODABLE), False),
+                      sa.func.count(), sa.func.min(OutboxItem.created_at))
+    if states is not None:
+        query = query.where(OutboxItem.state.in_(tuple(states)))
+    rows = session.execute(query.group_by(*(sa.text(str(position)) for position in range(1, 6)))).all()  # first 5
+    return [OutboxGroup(destination, state, bool(tried), bool(gave_up), bool(unencodable), count,
+                        None if oldest is None else oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.UTC))
+            for destination, state, tried, gave_up, unencodable, count, oldest in rows]
+
+
 def delivery_metrics(session: Session, now: dt.datetime | None = None) -> list[DestinationCounts]:
     """Counts per destination (one query), for the web page and a Prometheus exporter.
 
@@ -123,16 +154,8 @@ def delivery_metrics(session: Session, now: dt.datetime | None = None) -> list[D
     withdraws it. Rows only, never message content.
     """
     now = now or dt.datetime.now(dt.UTC)
-    error = OutboxItem.last_error
-    rows = session.execute(
-        sa.select(OutboxItem.destination, OutboxItem.state, OutboxItem.attempts > 0,
-                  sa.func.coalesce(error.startswith(GAVE_UP), False),
-                  sa.func.coalesce(error.startswith(UNENCODABLE), False),
-                  sa.func.count(), sa.func.min(OutboxItem.created_at))
-        .group_by(*(sa.text(str(position)) for position in range(1, 6)))  # the first five columns
-    ).all()
     by_name: dict[str, DestinationCounts] = {}
-    for destination, state, tried, gave_up, unencodable, count, oldest in rows:
+    for destination, state, tried, gave_up, unencodable, count, oldest in outbox_groups(session):
         counts = by_name.setdefault(destination, DestinationCounts(destination=destination))
         if state == OutboxState.PENDING.value:
             if tried:
@@ -148,7 +171,6 @@ def delivery_metrics(session: Session, now: dt.datetime | None = None) -> list[D
         elif state == OutboxState.HELD.value:
             counts.not_sent += count
         if state in (OutboxState.PENDING.value, OutboxState.ERROR.value, OutboxState.SENT.value) and oldest:
-            oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.UTC)
             age = (now - oldest).total_seconds()
             counts.oldest_undelivered_seconds = max(counts.oldest_undelivered_seconds or 0.0, age)
     return sorted(by_name.values(), key=lambda c: c.destination)

@@ -35,8 +35,8 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from reports.counts import counts_by_state
-from reports.db import AuditEvent, OutboxItem, OutboxState, Study, StudyState
-from reports.delivery_view import GAVE_UP, UNENCODABLE
+from reports.db import AuditEvent, OutboxState, Study, StudyState
+from reports.delivery_view import outbox_groups
 
 # The audit actions that put a study INTO a state (its clock starts); `study.requeued` does
 # not, so time in a queued state counts from the first enqueue, retries included.
@@ -95,17 +95,8 @@ _UNDELIVERED = (OutboxState.PENDING.value, OutboxState.SENT.value, OutboxState.E
 def delivery_backlog(session: Session, now: dt.datetime | None = None) -> list[DestinationBacklog]:
     """Per destination, the messages not yet delivered, by why (one query over undelivered rows only)."""
     now = now or dt.datetime.now(dt.UTC)
-    error = OutboxItem.last_error
-    rows = session.execute(
-        sa.select(OutboxItem.destination, OutboxItem.state, OutboxItem.attempts > 0,
-                  sa.func.coalesce(error.startswith(GAVE_UP), False),
-                  sa.func.coalesce(error.startswith(UNENCODABLE), False),
-                  sa.func.count(), sa.func.min(OutboxItem.created_at))
-        .where(OutboxItem.state.in_(_UNDELIVERED))
-        .group_by(*(sa.text(str(position)) for position in range(1, 6)))  # the first five columns
-    ).all()
     by_name: dict[str, DestinationBacklog] = {}
-    for destination, state, tried, gave_up, unencodable, count, oldest in rows:
+    for destination, state, tried, gave_up, unencodable, count, oldest in outbox_groups(session, _UNDELIVERED):
         backlog = by_name.setdefault(destination, DestinationBacklog(destination=destination))
         if state == OutboxState.PENDING.value:
             if tried:
