@@ -135,6 +135,9 @@ class RlConfig(_Strict):
     max_resample_rounds: int = 3  # extra prompt batches drawn to refill a step emptied by dynamic sampling
     overlong_filtering: bool = True  # completions cut at max_completion_length carry no loss
     reward_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # diagnosis, evidence, format (EDER)
+    # Part credit for an evidence phrase's number stated near the reference's (training/rewards.py); the release
+    # scores only the phrase as written (False).
+    evidence_graded_numbers: bool = False
     # IMD on the loss side, as the release (its template re-encodes each completion's prompt in train
     # mode): rollouts see the full prompt, the log-probabilities a prompt with dropout/swap.
     p_drop: float = 0.5

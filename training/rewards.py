@@ -17,6 +17,13 @@ Each reward scores one completion (the model's text) against one corpus row's re
   non-empty `<think>`, or no step heading in it -> 0.0. No reference evidence at all (or only
   blank phrases) -> 0.0, as the release (under GRPO a reward equal for every completion of a
   prompt carries no advantage, so this only moves the total's scale for such rows).
+  With `graded_numbers` (off in the release and by default; `RlConfig.evidence_graded_numbers`)
+  a phrase that holds a measured number ("heart rate 72 bpm", "qtc 379 ms", "qrs axis +29
+  degrees") and is not found as written earns part credit for the same words with another
+  number, 1 - |stated - reference| / the unit's tolerance (`NUMBER_TOLERANCE`), never below 0:
+  the exact phrase is a needle a small model's sampled readings rarely hit, so under GRPO every
+  completion of a group scores alike on it and the rate it states gets no push towards the
+  measured one; graded, a nearer rate scores higher than a farther one within the same group.
 - `format_reward`: 1.0 iff a `<think>...</think>` with non-whitespace content is present.
 
 The total is the unweighted sum (weights 1, as in the release), in [0, 3].
@@ -40,6 +47,13 @@ from pydantic import BaseModel
 from ingest.report_format import parse_output
 
 STEPS = range(1, 7)
+# Graded evidence (`graded_numbers`): how far a stated number may be from the reference's for any credit,
+# by the unit the phrase gives it in. 10 bpm is the demo's own heart-rate criterion (issue 17); 20 ms is
+# about twice the IEC 60601-2-25 mean limits for PR and QT; 30 degrees splits an axis range in three.
+NUMBER_TOLERANCE: dict[str, float] = {"bpm": 10.0, "ms": 20.0, "degrees": 30.0}
+_NUMBER = r"[+-]?\d+(?:\.\d+)?"
+_NUMBERED_PHRASE = re.compile(
+    rf"^(?P<head>.*?)(?P<number>{_NUMBER})\s*(?P<unit>{'|'.join(NUMBER_TOLERANCE)})\b(?P<tail>.*)$")
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
@@ -114,8 +128,25 @@ def _reference_phrases(evidence: Mapping[int, Sequence[str]]) -> dict[int, list[
     return phrases
 
 
-def evidence_reward(completion: str, evidence: Mapping[int, Sequence[str]]) -> float:
-    """Mean over the steps with reference evidence of the fraction of phrases found in that step."""
+def phrase_credit(phrase: str, text: str, graded_numbers: bool = False) -> float:
+    """1.0 when the phrase is in the text as written; else, with `graded_numbers`, the best part credit
+    of the same words with another number (see the module's docstring); else 0.0."""
+    if phrase in text:
+        return 1.0
+    numbered = _NUMBERED_PHRASE.match(phrase) if graded_numbers else None
+    if numbered is None:
+        return 0.0
+    reference, unit = float(numbered["number"]), numbered["unit"]
+    pattern = re.compile(rf"{re.escape(numbered['head'])}({_NUMBER})\s*{unit}\b{re.escape(numbered['tail'])}")
+    stated = [float(found.group(1)) for found in pattern.finditer(text)]
+    if not stated:
+        return 0.0
+    return max(0.0, 1.0 - min(abs(value - reference) for value in stated) / NUMBER_TOLERANCE[unit])
+
+
+def evidence_reward(completion: str, evidence: Mapping[int, Sequence[str]], graded_numbers: bool = False) -> float:
+    """Mean over the steps with reference evidence of the fraction of phrases found in that step
+    (`graded_numbers`: part credit for a phrase's number stated near the reference's, `phrase_credit`)."""
     paragraphs = step_paragraphs(completion)
     if not paragraphs:
         return 0.0
@@ -129,7 +160,7 @@ def evidence_reward(completion: str, evidence: Mapping[int, Sequence[str]]) -> f
             scores.append(0.0)
             continue
         text = paragraph.lower()
-        scores.append(sum(phrase in text for phrase in phrases) / len(phrases))
+        scores.append(sum(phrase_credit(phrase, text, graded_numbers) for phrase in phrases) / len(phrases))
     return sum(scores) / len(scores)
 
 
@@ -151,12 +182,12 @@ class RewardBreakdown(BaseModel):
 
 
 def eder_rewards(completion: str, reference_labels: Sequence[str],
-                 evidence: Mapping[int, Sequence[str]]) -> RewardBreakdown:
+                 evidence: Mapping[int, Sequence[str]], graded_numbers: bool = False) -> RewardBreakdown:
     """All three rewards of one completion against one row's labels and evidence."""
     return RewardBreakdown(diagnosis=diagnosis_reward(completion, reference_labels),
-                           evidence=evidence_reward(completion, evidence),
+                           evidence=evidence_reward(completion, evidence, graded_numbers),
                            format=format_reward(completion))
 
 
-__all__ = ["RewardBreakdown", "diagnosis_reward", "eder_rewards", "evidence_reward", "format_reward",
+__all__ = ["RewardBreakdown", "diagnosis_reward", "eder_rewards", "evidence_reward", "format_reward", "phrase_credit",
            "jaccard", "label_set", "predicted_labels", "step_paragraphs"]

@@ -325,9 +325,9 @@ class RlResult:
         return [s.reward_mean for s in self.steps]
 
 
-def score(completions: Sequence[Completion], weights: Sequence[float]) -> None:
+def score(completions: Sequence[Completion], weights: Sequence[float], graded_numbers: bool = False) -> None:
     for c in completions:
-        c.rewards = eder_rewards(c.text, c.row.labels, c.row.evidence)
+        c.rewards = eder_rewards(c.text, c.row.labels, c.row.evidence, graded_numbers)
         c.reward = total_reward(c.rewards, weights)
 
 
@@ -369,7 +369,7 @@ def rollout_step(sampler: Sampler, processor: EcgR1Processor, stream: PromptStre
         for row, sample, group_outputs in zip(rows, samples, outputs, strict=True):
             group = [Completion(group=groups, row=row, sample=sample, token_ids=ids, finished=done,
                                 text=processor.decode(ids)) for ids, done in group_outputs]
-            score(group, config.reward_weights)
+            score(group, config.reward_weights, config.evidence_graded_numbers)
             for index, completion in enumerate(group):
                 completion.loss_sample = loss_side_sample(sample, config, seed, completion.group, index)
             sampled.extend(group)

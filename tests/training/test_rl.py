@@ -4,6 +4,7 @@ against hand-computed values; a tiny RL step that samples, scores and updates th
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -140,6 +141,24 @@ class ScriptedSampler:
         return out
 
 
+class ShiftedRateSampler:
+    """Returns, per prompt, the reference answer with its stated heart rate moved by each of `shifts` bpm."""
+
+    def __init__(self, processor, rows_by_signal, shifts: Sequence[int]) -> None:
+        self.processor, self.rows_by_signal, self.shifts = processor, rows_by_signal, shifts
+
+    def sample(self, samples: Sequence[EcgR1Sample], n: int, seed: int):
+        stop = self.processor.stop_token_ids[0]
+        out = []
+        for sample in samples:
+            answer = self.rows_by_signal[float(sample.signal.sum())].answer
+            texts = [re.sub(r"(?i)(heart rate )(\d+)( bpm)", lambda m, s=shift: f"{m[1]}{int(m[2]) + s}{m[3]}", answer)
+                     for shift in self.shifts[:n]]
+            out.append([(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"] + [stop], True)
+                        for text in texts])
+        return out
+
+
 class _Cpu:
     device = torch.device("cpu")
 
@@ -210,6 +229,27 @@ def test_a_tiny_rl_step_scores_rollouts_and_moves_the_policy_towards_the_better_
         assert loss is not None and math.isfinite(loss)
     assert any(not torch.equal(w, p) for w, p in zip(weights, model.parameters(), strict=True))
     assert good_logprob() > before  # the rewarded reading became more likely
+
+
+def test_graded_evidence_makes_a_group_of_near_and_far_rates_informative_and_favours_the_nearer(corpus: Path,
+                                                                                                 tiny) -> None:
+    rows, _model, processor = tiny
+    rows = [row for row in rows if re.search(r"(?i)heart rate \d+ bpm", row.answer)][:2]
+    by_signal = {float(load_sample(row, corpus).signal.sum()): row for row in rows}
+
+    def step(graded: bool) -> tuple[list, list]:
+        config = load_rl_config("rl-tiny-cpu", prompts_per_step=2, num_generations=2, max_resample_rounds=0,
+                                evidence_graded_numbers=graded)
+        return rollout_step(ShiftedRateSampler(processor, by_signal, shifts=(3, 8)), processor,
+                            PromptStream(rows, seed=0), corpus, config, seed=0)
+
+    kept, sampled = step(graded=False)  # the release: neither rate is the phrase as written, so both score alike
+    assert len(sampled) == 4 and kept == []
+    kept, sampled = step(graded=True)
+    assert len(kept) == 4
+    for group in (kept[:2], kept[2:]):
+        near, far = group  # 3 and 8 bpm off
+        assert near.rewards.evidence > far.rewards.evidence and near.advantage > 0 > far.advantage
 
 
 def test_dynamic_sampling_drops_equal_groups_and_resamples(corpus: Path, tiny) -> None:

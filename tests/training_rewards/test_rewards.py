@@ -6,7 +6,7 @@ import pytest
 
 from ingest.report_format import STEP_HEADINGS, format_output
 from training.rewards import (RewardBreakdown, diagnosis_reward, eder_rewards, evidence_reward,
-                              format_reward)
+                              format_reward, phrase_credit)
 
 
 def completion(steps: dict[int, str] | None = None, labels: str | None = "sinus rhythm",
@@ -102,6 +102,38 @@ def test_evidence_reward(text: str, evidence: dict, expected: float) -> None:
 def test_evidence_reward_rejects_a_step_outside_one_to_six() -> None:
     with pytest.raises(ValueError, match="steps are 1-6"):
         evidence_reward(completion(), {7: ["sinus rhythm"]})
+
+
+GRADED_CASES = [
+    # (id, reference phrase, the step's text, credit as written (the release), credit graded)
+    ("the phrase as written", "heart rate 72 bpm", "heart rate 72 bpm (60-100 bpm)", 1.0, 1.0),
+    ("4 bpm off: 1 - 4/10", "heart rate 72 bpm", "heart rate 76 bpm (60-100 bpm)", 0.0, 0.6),
+    ("10 bpm off or more: nothing", "heart rate 72 bpm", "heart rate 82 bpm; heart rate 95 bpm", 0.0, 0.0),
+    ("the nearest of two stated", "heart rate 72 bpm", "heart rate 95 bpm, later heart rate 70 bpm", 0.0, 0.8),
+    ("ms: 10 of 20", "qtc 379 ms", "qtc 389 ms (bazett)", 0.0, 0.5),
+    ("a signed axis: 6 of 30 degrees", "qrs axis +29 degrees", "qrs axis +35 degrees", 0.0, 0.8),
+    ("the sign counts", "qrs axis -10 degrees", "qrs axis +10 degrees", 0.0, 1 / 3),
+    ("other words before the number: nothing", "qrs duration 148 ms", "pr interval 150 ms", 0.0, 0.0),
+    ("another unit: nothing", "heart rate 72 bpm", "heart rate 72 per minute", 0.0, 0.0),
+    ("a number that is not the whole number: nothing", "heart rate 7 bpm", "heart rate 78 bpm", 0.0, 0.0),
+    ("a phrase without a number is found as written only", "no st elevation", "no st depression", 0.0, 0.0),
+]
+
+
+@pytest.mark.parametrize(("phrase", "text", "as_written", "graded"), [c[1:] for c in GRADED_CASES],
+                         ids=[c[0] for c in GRADED_CASES])
+def test_phrase_credit_as_written_and_graded(phrase: str, text: str, as_written: float, graded: float) -> None:
+    assert phrase_credit(phrase, text) == pytest.approx(as_written)
+    assert phrase_credit(phrase, text, graded_numbers=True) == pytest.approx(graded)
+
+
+def test_graded_evidence_ranks_a_nearer_rate_above_a_farther_one_where_the_release_scores_both_zero() -> None:
+    evidence = {1: ["sinus rhythm", "heart rate 72 bpm"]}
+    near, far = (completion({1: f"Sinus rhythm, heart rate {rate} bpm."}) for rate in (74, 80))
+    assert evidence_reward(near, evidence) == evidence_reward(far, evidence) == pytest.approx(0.5)
+    assert evidence_reward(near, evidence, graded_numbers=True) == pytest.approx((1.0 + 0.8) / 2)
+    assert evidence_reward(far, evidence, graded_numbers=True) == pytest.approx((1.0 + 0.2) / 2)
+    assert eder_rewards(near, ["sinus rhythm"], evidence, graded_numbers=True).evidence == pytest.approx(0.9)
 
 
 FORMAT_CASES = [
