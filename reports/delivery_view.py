@@ -142,8 +142,8 @@ def outbox_groups(session: Session, states: Iterable[str] | None = None) -> list
     if states is not None:
         query = query.where(OutboxItem.state.in_(tuple(states)))
     rows = session.execute(query.group_by(*(sa.text(str(position)) for position in range(1, 6)))).all()  # first 5
-    return [OutboxGroup(destination, state, bool(tried), bool(gave_up), bool(unencodable), count,
-                        None if oldest is None else oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.UTC))
+    # created_at is a UtcDateTime, and min() keeps its type: `oldest` comes back aware, in UTC, on every database.
+    return [OutboxGroup(destination, state, bool(tried), bool(gave_up), bool(unencodable), count, oldest)
             for destination, state, tried, gave_up, unencodable, count, oldest in rows]
 
 
