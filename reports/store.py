@@ -320,14 +320,16 @@ def claim_study(session: Session, study_id: int, expected_state: StudyState | st
     return study if study.state == StudyState(expected_state).value else None
 
 
-def claim_studies(session: Session, study_ids: Iterable[int], expected_state: StudyState | str) -> list[int]:
+def claim_studies(session: Session, study_ids: Iterable[int], expected_state: StudyState | str, *,
+                  content: Iterable[str] = ()) -> list[int]:
     """`claim_study` for many at once, in one SELECT: the ids (ascending) of those in `expected_state`,
     now locked for this transaction. The rows are locked in id order, as one at a time in that order
-    would, so two batches that share studies cannot deadlock. Unknown ids are left out."""
+    would, so two batches that share studies cannot deadlock. Unknown ids are left out. Of the JSON
+    documents only `content` is read."""
     ids = sorted(set(study_ids))
     if not ids:
         return []
-    query = (sa.select(Study).options(*without_content()).where(Study.id.in_(ids)).order_by(Study.id)
+    query = (sa.select(Study).options(*without_content(content)).where(Study.id.in_(ids)).order_by(Study.id)
              .with_for_update().execution_options(populate_existing=True))
     claimed = []
     for study in session.execute(query).scalars():

@@ -104,7 +104,8 @@ def make_dispatcher(settings: Settings) -> Dispatcher:
 
     from worker.celery_app import make_celery
 
-    return CeleryDispatcher(make_celery(settings), redis.Redis.from_url(settings.redis_url))
+    return CeleryDispatcher(make_celery(settings), redis.Redis.from_url(settings.redis_url),
+                            report_batch_size=settings.report_batch_size)
 
 
 _process_context: dict[int, PipelineContext] = {}

@@ -2,7 +2,7 @@
 
     dispatcher.prepare([study_id, ...])     CPU queue `prepare`: one message per study
     dispatcher.interpret([study_id, ...])   GPU queue `interpret`: one message per call, for a batch
-    dispatcher.report([study_id, ...])      queue `report`: one message per study
+    dispatcher.report([study_id, ...])      queue `report`: one message per report batch
     dispatcher.queued(stage)                messages waiting in that stage's queue (the reconciler counts)
 
 Both dispatchers are called only AFTER the study's new state is committed, so the
@@ -24,10 +24,14 @@ the free studies still waiting, unless one waits already). So the queue holds on
 message however many studies wait (a nightly batch of 100,000 does not queue 100,000 wake-ups
 that mostly find nothing), and the reconciler expects one (`hands_on_batches`).
 
+Reports are drafted in batches too (`worker.stages.build_reports`: one transaction to draft
+them, one to publish them): `report` sends one message per `report_batch_size` studies, and
+the task takes those, or as many of the oldest free ones.
+
 `InProcessDispatcher` (no broker: the embedded default) keeps the same three queues in
 memory and `run_until_idle` calls the SAME stage runner (`worker.runner.run_stage`)
-directly: prepare each study, interpret in batches of `interpret_batch_size`, build each
-report. This is a tiny in-process runner, not Celery's eager mode: eager mode would run
+directly: prepare each study, interpret in batches of `interpret_batch_size`, draft reports in
+batches of `report_batch_size`. This is a tiny in-process runner, not Celery's eager mode: eager mode would run
 each `interpret` at the moment it is sent, one study at a time, and never batch.
 """
 
@@ -71,7 +75,8 @@ class Dispatcher(Protocol):
 
     def report(self, study_ids: Sequence[int]) -> None: ...
 
-    # Whether one waiting interpret message serves every free study (see the module's docstring).
+    # Whether a message names a batch: one waiting interpret message serves every free study, a
+    # report message a report batch (see the module's docstring); else each study has its own place.
     hands_on_batches: bool
 
     def queued(self, stage: Stage) -> int:
@@ -85,9 +90,10 @@ class CeleryDispatcher:
     # An interpret task takes any free studies and hands on the rest: one waiting message is enough.
     hands_on_batches = True
 
-    def __init__(self, app: Celery, redis_client: redis.Redis) -> None:
+    def __init__(self, app: Celery, redis_client: redis.Redis, report_batch_size: int = 1) -> None:
         self.app = app
         self.redis = redis_client
+        self.report_batch_size = max(1, report_batch_size)
 
     def prepare(self, study_ids: Sequence[int]) -> None:
         for study_id in study_ids:
@@ -98,8 +104,9 @@ class CeleryDispatcher:
             self.app.send_task(TASK_INTERPRET_DRAIN, args=[list(study_ids)], queue=Stage.INTERPRET.value)
 
     def report(self, study_ids: Sequence[int]) -> None:
-        for study_id in study_ids:
-            self.app.send_task(TASK_REPORT, args=[study_id], queue=Stage.REPORT.value)
+        ids, size = list(study_ids), self.report_batch_size
+        for first in range(0, len(ids), size):
+            self.app.send_task(TASK_REPORT, args=[ids[first:first + size]], queue=Stage.REPORT.value)
 
     def queued(self, stage: Stage) -> int:
         names = [stage.value] + [f"{stage.value}{_PRIORITY_SEPARATOR}{step}" for step in _PRIORITY_STEPS]
@@ -147,12 +154,12 @@ class InProcessDispatcher:
                 taken.append(study_id)
         return taken
 
-    def _next(self, batch_size: int) -> tuple[Stage, list[int]]:
-        """Reports first; an interpret batch as soon as it is full (or nothing is left to
+    def _next(self, batch_size: int, report_batch_size: int) -> tuple[Stage, list[int]]:
+        """Reports first, in batches; an interpret batch as soon as it is full (or nothing is left to
         prepare); else prepare the next study. So the interpreter gets full batches, and a
         stopped run leaves at most one batch of studies half-way."""
         if self.queues[Stage.REPORT]:
-            return Stage.REPORT, self._take(Stage.REPORT, 1)
+            return Stage.REPORT, self._take(Stage.REPORT, report_batch_size)
         waiting = len(set(self.queues[Stage.INTERPRET]))
         if waiting >= batch_size or (waiting and not self.queues[Stage.PREPARE]):
             return Stage.INTERPRET, self._take(Stage.INTERPRET, batch_size)
@@ -163,14 +170,15 @@ class InProcessDispatcher:
         """Run every queued stage until all three queues are empty.
 
         Preparation runs one study at a time, interpretation in batches of
-        `interpret_batch_size`, reports one at a time, exactly as the Celery workers do;
+        `interpret_batch_size`, reports in batches of `report_batch_size`, as the Celery workers do;
         failures are sorted out by `worker.runner.run_stage` and the rest go on.
         """
         from worker.runner import run_stage_in_process
 
         batch_size = max(1, ctx.settings.interpret_batch_size)
+        report_batch_size = max(1, ctx.settings.report_batch_size)
         while not self.idle:
-            stage, ids = self._next(batch_size)
+            stage, ids = self._next(batch_size, report_batch_size)
             if on_start is not None:
                 on_start(stage, list(ids))
             outcomes = run_stage_in_process(ctx, stage, ids)

@@ -15,7 +15,8 @@ One run, in this order (the rules are those of `worker/leases.py`):
 3. Per stage, the free studies that may be taken now (retry time passed) are counted
    against the messages waiting in that stage's queue; the oldest free studies beyond the
    messages get one (the interpret stage: one per batch, suspects in smaller ones; through
-   Celery one message in all, as each interpret task hands on what it leaves). Each
+   Celery one message in all, as each interpret task hands on what it leaves; the report
+   stage through Celery: one per report batch, suspects apart). Each
    re-sent study is audited (`study.requeued`, attempts + 1). A long but healthy queue
    has as many messages as free studies (interpret: at least one), so nothing is doubled.
 
@@ -141,14 +142,18 @@ class Reconciler:
     # 3. free studies without a message
     def _send_missing(self, report: ReconcileReport) -> None:
         ctx = self.ctx
-        batch_size = max(1, ctx.settings.interpret_batch_size)
+        batched = ctx.dispatcher.hands_on_batches  # a message names a batch (else one place per study)
+        batch_sizes = {Stage.PREPARE: 1, Stage.INTERPRET: max(1, ctx.settings.interpret_batch_size),
+                       Stage.REPORT: max(1, ctx.settings.report_batch_size) if batched else 1}
+        send = {Stage.PREPARE: ctx.dispatcher.prepare, Stage.INTERPRET: ctx.dispatcher.interpret,
+                Stage.REPORT: ctx.dispatcher.report}
         for stage, state in WAITING_FOR.items():
             with ctx.session() as session:
                 free = lease_sql.free_due(session, state)
             if not free:
                 continue
-            groups = _message_groups(stage, free, batch_size)
-            if stage is Stage.INTERPRET and ctx.dispatcher.hands_on_batches:
+            groups = _message_groups(free, batch_sizes[stage])
+            if stage is Stage.INTERPRET and batched:
                 groups = groups[:1]  # the task that takes these hands on the rest
             missing = len(groups) - ctx.dispatcher.queued(stage)
             if missing <= 0:
@@ -157,12 +162,8 @@ class Reconciler:
             for study_id in to_send:
                 self._audit_requeue(study_id, state)
             report.requeued[stage] += to_send
-            send = {Stage.PREPARE: ctx.dispatcher.prepare, Stage.REPORT: ctx.dispatcher.report}.get(stage)
-            if send is not None:
-                send(to_send)
-            else:
-                for group in groups[:missing]:
-                    ctx.dispatcher.interpret(group)
+            for group in groups[:missing]:
+                send[stage](group)
 
     def _audit_requeue(self, study_id: int, state: StudyState) -> None:
         with self.ctx.session() as session:
@@ -178,11 +179,11 @@ class Reconciler:
                                                           "attempts": study.attempts})
 
 
-def _message_groups(stage: Stage, free: list[lease_sql.FreeStudy], batch_size: int) -> list[list[int]]:
-    """The messages the free studies need, oldest first: one per study, or for the interpret
-    stage one per batch, a batch holding studies with the same number of holder deaths
-    (at most `reports.leases.batch_limit` of them)."""
-    if stage is not Stage.INTERPRET:
+def _message_groups(free: list[lease_sql.FreeStudy], batch_size: int) -> list[list[int]]:
+    """The messages the free studies need, oldest first: one per study (`batch_size` 1), or one per
+    batch, a batch holding studies with the same number of holder deaths (at most
+    `reports.leases.batch_limit` of them)."""
+    if batch_size <= 1:
         return [[study.study_id] for study in free]
     by_deaths: dict[int, list[int]] = {}
     for study in free:

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     max_new_tokens: int = 2048
 
     # Reports
+    # Drafts a report task builds at once: one transaction to draft them, one to publish them,
+    # the outbound folder synced once (worker.stages.build_reports).
+    report_batch_size: int = Field(default=16, ge=1)
     sending_facility: str = "ECGWL"
     receiving_facility: str = "HIS"
     draft_result_status: Literal["P", "R"] = "P"

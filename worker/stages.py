@@ -2,7 +2,7 @@
 
     prepare_study(ctx, study_id)        queued_prepare  -> (read, prepare, save)  -> queued_interpret
     interpret_studies(ctx, study_ids)   queued_interpret -> (one batch, verify)    -> interpreted
-    build_report(ctx, study_id)         interpreted     -> (ORU^R01 draft, .hl7 file written, outbox) -> awaiting_signoff
+    build_reports(ctx, views)           interpreted     -> (ORU^R01 drafts, .hl7 files written, outbox) -> awaiting_signoff
 
 Each function starts by looking at the study's state in the database and does nothing
 for a study that is not in the state it expects, so a redelivered or duplicated task is
@@ -48,7 +48,7 @@ from reports.triage import Triage
 from worker import artifacts
 from worker.context import PipelineContext
 from worker.dispatch import Stage
-from worker.failures import error_text, retry_later_reason, unreadable_reason
+from worker.failures import database_errors, error_text, retry_later_reason, unreadable_reason
 from worker.leases import StudyView
 
 log = logging.getLogger(__name__)
@@ -275,28 +275,36 @@ def outbound_path(outbound_dir: Path, study_id: int, version: int) -> Path:
 
 
 def write_outbound(outbound_dir: Path, study_id: int, version: int, message: str) -> Path:
-    """The message as a `.hl7` file for interface engines that read folders: written under a
-    temporary name, synced, renamed, and the folder synced, so once this returns the file is
-    on disk under its name (a crash never leaves half a message). A full volume raises
-    OSError(ENOSPC) and leaves no temporary file behind."""
-    path = outbound_path(outbound_dir, study_id, version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary name ends in .tmp and starts with a dot: folder readers skip both.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with temporary.open("wb") as handle:
-            handle.write((message + "\r").encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY)
+    """The message as a `.hl7` file for interface engines that read folders (`write_outbound_files`)."""
+    return write_outbound_files(outbound_dir, [(study_id, version, message)])[0]
+
+
+def write_outbound_files(outbound_dir: Path, messages: Sequence[tuple[int, int, str]]) -> list[Path]:
+    """Each (study id, version, message) as a `.hl7` file: written under a temporary name, synced,
+    renamed; then the folder synced once for them all, so once this returns every file is on disk
+    under its name (a crash never leaves half a message). A full volume raises OSError(ENOSPC) and
+    leaves no temporary file behind (the files renamed before it stay: each is whole)."""
+    outbound_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for study_id, version, message in messages:
+        path = outbound_path(outbound_dir, study_id, version)
+        # The temporary name ends in .tmp and starts with a dot: folder readers skip both.
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with temporary.open("wb") as handle:
+                handle.write((message + "\r").encode("utf-8"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        paths.append(path)
+    folder = os.open(outbound_dir, os.O_RDONLY)
     try:
         os.fsync(folder)
     finally:
         os.close(folder)
-    return path
+    return paths
 
 
 def rewrite_outbound(ctx: PipelineContext, study_id: int) -> Path | None:
@@ -330,38 +338,89 @@ def _refusal_reason(exc: store.InvalidMessage) -> str:
 
 
 def build_report(ctx: PipelineContext, study_id: int, *, view: StudyView | None = None) -> Outcome:
-    """Build, validate and store the draft ORU^R01 (v1, OBR-25 P), write its .hl7 file, then
-    queue its deliveries and move the study to `awaiting_signoff` (the file first: the state
-    never says more than the disk holds). `view`: the row as its lease read it, else read here."""
+    """`build_reports` for one study (`view`: the row as its lease read it, else read here)."""
+    return build_reports(ctx, [view or _read_view(ctx, study_id)])[study_id]
+
+
+def build_reports(ctx: PipelineContext, views: Sequence[StudyView]) -> dict[int, Outcome]:
+    """Build, validate and store each study's draft ORU^R01 (v1, OBR-25 P), write its .hl7 file, then
+    queue its deliveries and move it to `awaiting_signoff` (the file first: the state never says more
+    than the disk holds). `views`: the rows as their leases read them.
+
+    A batch of studies is drafted in ONE transaction and published in one more, with the folder synced
+    once between: a study's claim, draft, state change and audit rows cost a few statements, while
+    each transaction and each Celery message cost more than all of them (benchmarks/pipeline.py).
+    A study whose file cannot make a valid HL7 message is quarantined on its own, one whose drafting
+    fails otherwise is marked failed on its own; the rest go on."""
     actor = ACTORS[Stage.REPORT]
     settings = ctx.settings
-    view = view or _read_view(ctx, study_id)
-    state = view.state
-    if state == S.AWAITING_SIGNOFF:
-        rewrite_outbound(ctx, study_id)
-    if state != S.INTERPRETED:
-        return Outcome.SKIPPED
-    _test_hooks(ctx, Stage.REPORT, [view])
-    try:
-        with ctx.session() as session:
-            if store.claim_study(session, study_id, S.INTERPRETED, content=store.DRAFT_CONTENT) is None:
-                return Outcome.SKIPPED
-            # Stored, but not yet published: the study stays `interpreted` until its file is written.
-            report = store.draft_report(session, study_id, endpoints=ctx.endpoints, actor=actor,
-                                        result_status=settings.draft_result_status, publish=False)
-            version, message = report.version, report.hl7_message
-    except store.InvalidMessage as exc:
-        # What the file holds cannot make a valid message (e.g. a line break inside an
-        # identifier): set the study aside with the validator's reasons.
-        _quarantine_study(ctx, view, _refusal_reason(exc), Stage.REPORT, expected=S.INTERPRETED)
-        return Outcome.QUARANTINED
-    path = write_outbound(settings.outbound_dir, study_id, version, message)
+    outcomes = {view.id: Outcome.SKIPPED for view in views}
+    for view in views:
+        if view.state == S.AWAITING_SIGNOFF:
+            rewrite_outbound(ctx, view.id)
+    waiting = [view for view in views if view.state == S.INTERPRETED]
+    if not waiting:
+        return outcomes
+    _test_hooks(ctx, Stage.REPORT, waiting)
+    drafted, set_aside = _draft_reports(ctx, [view.id for view in waiting])
+    for view in waiting:
+        problem = set_aside.get(view.id)
+        if isinstance(problem, store.InvalidMessage):
+            # What the file holds cannot make a valid message (e.g. a line break inside an
+            # identifier): set the study aside with the validator's reasons.
+            _quarantine_study(ctx, view, _refusal_reason(problem), Stage.REPORT, expected=S.INTERPRETED)
+            outcomes[view.id] = Outcome.QUARANTINED
+        elif problem is not None:
+            log.error("study %s: drafting its report failed (%s)", view.id, type(problem).__name__)
+            mark_failed(ctx, [view.id], Stage.REPORT, problem)
+            outcomes[view.id] = Outcome.FAILED
+    if not drafted:
+        return outcomes
+    paths = write_outbound_files(settings.outbound_dir, [(study_id, version, message)
+                                                         for study_id, (version, message) in drafted.items()])
+    files = dict(zip(drafted, paths, strict=True))
     with ctx.session() as session:
-        if store.claim_study(session, study_id, S.INTERPRETED) is None:
-            return Outcome.SKIPPED
-        store.publish_draft(session, study_id, actor=actor, destinations=settings.hl7_destination_names,
-                            outbound_file=path.name)
-    return Outcome.DONE
+        for study_id in store.claim_studies(session, drafted, S.INTERPRETED):
+            store.publish_draft(session, study_id, actor=actor, destinations=settings.hl7_destination_names,
+                                outbound_file=files[study_id].name)
+            outcomes[study_id] = Outcome.DONE
+    return outcomes
+
+
+class _SetAside(Exception):
+    """One study's draft could not be made: its transaction is rolled back and the rest drafted again."""
+
+    def __init__(self, study_id: int, problem: Exception) -> None:
+        super().__init__(study_id)
+        self.study_id, self.problem = study_id, problem
+
+
+def _draft_reports(ctx: PipelineContext, study_ids: list[int]) -> tuple[dict[int, tuple[int, str]],
+                                                                          dict[int, Exception]]:
+    """({study id: (version, message)} stored, but not yet published; {study id: why it was set aside}),
+    in one transaction: the studies stay `interpreted` until their files are written. A study whose draft
+    the validator refuses (`store.InvalidMessage`), or whose drafting raises anything but a database
+    error or a passing condition (`worker.failures`), rolls the transaction back, and the others are
+    drafted again without it (rare: once per such study in a batch)."""
+    actor = ACTORS[Stage.REPORT]
+    set_aside: dict[int, Exception] = {}
+    while True:
+        drafted: dict[int, tuple[int, str]] = {}
+        try:
+            with ctx.session() as session:
+                for study_id in store.claim_studies(session, [i for i in study_ids if i not in set_aside],
+                                                    S.INTERPRETED, content=store.DRAFT_CONTENT):
+                    try:
+                        report = store.draft_report(session, study_id, endpoints=ctx.endpoints, actor=actor,
+                                                    result_status=ctx.settings.draft_result_status, publish=False)
+                    except Exception as exc:  # noqa: BLE001 - one study's problem must not sink the batch
+                        if isinstance(exc, database_errors()) or retry_later_reason(exc) is not None:
+                            raise  # the runner waits for the database, or retries the batch later
+                        raise _SetAside(study_id, exc) from exc
+                    drafted[study_id] = (report.version, report.hl7_message)
+            return drafted, set_aside
+        except _SetAside as aside:
+            set_aside[aside.study_id] = aside.problem  # rolled back: again without it
 
 
 # ---------------------------------------------------------------- failures

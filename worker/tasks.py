@@ -2,7 +2,7 @@
 
     ecgwl.prepare(study_id)              queue prepare
     ecgwl.interpret_drain(study_ids)     queue interpret: one batch of free studies (see worker.dispatch)
-    ecgwl.report(study_id)               queue report
+    ecgwl.report(study_ids)              queue report: one batch of drafts (see worker.stages.build_reports)
 
 A message is a wake-up (worker/leases.py, rule 4): each task takes the study it names if
 that study is free, else the oldest free study of its stage, else does nothing. Every task
@@ -72,8 +72,9 @@ def prepare_task(study_id: int) -> str:
 
 
 @shared_task(name=TASK_REPORT, base=StageTask)
-def report_task(study_id: int) -> str:
-    return _run(process_context(), Stage.REPORT, [study_id])
+def report_task(study_ids: list[int] | int) -> str:
+    # One id: a message sent before reports were batched (a queue that outlived an upgrade).
+    return _run(process_context(), Stage.REPORT, [study_ids] if isinstance(study_ids, int) else study_ids)
 
 
 @shared_task(name=TASK_INTERPRET_DRAIN, base=StageTask)

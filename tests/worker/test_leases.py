@@ -279,7 +279,7 @@ def test_the_draft_file_is_on_disk_before_the_study_says_awaiting_signoff(
     run_stage(ctx, Stage.INTERPRET, [study_id])
     ctx.dispatcher.queues[Stage.REPORT].clear()
     with monkeypatch.context() as patched:
-        patched.setattr(stages, "write_outbound", _full_disk)
+        patched.setattr(stages, "write_outbound_files", _full_disk)
         assert run_stage(ctx, Stage.REPORT, [study_id]) == {study_id: Outcome.RETRY}
     study = _study(ctx, study_id)
     assert study.state == S.INTERPRETED and "disk full" in study.last_error
@@ -396,3 +396,56 @@ def test_one_waiting_interpret_message_serves_every_free_study(
     assert ctx.dispatcher.queued(Stage.INTERPRET) == 0
     assert hand_on_the_rest(ctx) == ids[3:6] and ctx.dispatcher.queued(Stage.INTERPRET) == 1  # the rest handed on
     broker.close()
+
+
+def _report_messages(broker: object) -> list[list[int]]:
+    """The study ids each waiting report message names (kombu's JSON envelope on the Redis list)."""
+    import base64
+    import json
+
+    messages = []
+    for raw in broker.lrange(Stage.REPORT.value, 0, -1):  # type: ignore[attr-defined]
+        args, _kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
+        messages.append(args[0])
+    return sorted(messages)
+
+
+def test_a_report_message_names_a_batch_of_drafts_through_celery(
+    ctx: PipelineContext, tmp_path: Path, redis_url: str,
+) -> None:
+    """Through Celery (a real Redis), reports go one message per `report_batch_size` studies: from an
+    interpret batch, and from the reconciler, which counts messages against batches and keeps a study
+    whose holder died out of a batch of good ones; a report task takes its batch at once."""
+    import redis
+
+    from worker.celery_app import make_celery
+    from worker.dispatch import CeleryDispatcher
+
+    _dicom_variants(tmp_path / "src", 5)
+    ids = _register(ctx, tmp_path / "src")
+    for study_id in ids:
+        run_stage(ctx, Stage.PREPARE, [study_id])
+    ctx.settings = ctx.settings.model_copy(update={"redis_url": redis_url, "report_batch_size": 2,
+                                                   "interpret_batch_size": 5})
+    broker = redis.Redis.from_url(redis_url)
+    ctx.dispatcher = CeleryDispatcher(make_celery(ctx.settings), broker, report_batch_size=2)
+    try:
+        run_stage(ctx, Stage.INTERPRET, ids)  # hands the five on: three report messages
+        assert _report_messages(broker) == [ids[0:2], ids[2:4], ids[4:5]]
+        broker.delete(Stage.REPORT.value)  # lost with Redis
+        with ctx.session() as session:  # one study's holder died once: it is drafted apart
+            store.get_study(session, ids[1], for_update=True).holder_deaths = 1
+        assert sorted(reconcile(ctx).requeued[Stage.REPORT]) == ids
+        assert _report_messages(broker) == [[ids[0], ids[2]], [ids[1]], [ids[3], ids[4]]]
+        assert reconcile(ctx).requeued[Stage.REPORT] == []  # a message waits for every batch
+        broker.delete(Stage.REPORT.value)  # taken by workers:
+        outcomes = run_stage(ctx, Stage.REPORT, [ids[0], ids[2]], take_others=True)
+        assert outcomes == {ids[0]: Outcome.DONE, ids[2]: Outcome.DONE}  # the batch, no more
+        outcomes = run_stage(ctx, Stage.REPORT, [ids[1]], take_others=True)
+        assert outcomes == {ids[1]: Outcome.DONE}  # the suspect alone, though others are free
+        outcomes = run_stage(ctx, Stage.REPORT, [], take_others=True)  # a message naming none: any two free
+        assert outcomes == {ids[3]: Outcome.DONE, ids[4]: Outcome.DONE}
+        assert {study.state for study in studies(ctx.engine)} == {S.AWAITING_SIGNOFF}
+    finally:
+        broker.delete(Stage.REPORT.value, Stage.INTERPRET.value)
+        broker.close()

@@ -302,3 +302,82 @@ def test_each_stage_reads_the_study_with_its_lease_and_once_to_save(ctx: Pipelin
                        for s in seen)  # no release: the state change ended the lease
     assert studies(ctx.engine)[0].state == StudyState.AWAITING_SIGNOFF
     assert studies(ctx.engine)[0].lease_holder is None
+
+
+def _interpreted(ctx: PipelineContext, folder: Path, count: int) -> list[int]:
+    """`count` DICOM studies (accession numbers differ) prepared and interpreted, their report messages dropped."""
+    from worker.runner import run_stage
+
+    _dicom_variants(folder, count)
+    ids = _register(ctx, folder)
+    for study_id in ids:
+        run_stage(ctx, Stage.PREPARE, [study_id])
+    run_stage(ctx, Stage.INTERPRET, ids)
+    ctx.dispatcher.queues = {stage: type(queue)() for stage, queue in ctx.dispatcher.queues.items()}
+    assert {study.state for study in studies(ctx.engine)} == {StudyState.INTERPRETED}
+    return ids
+
+
+def test_a_batch_of_drafts_is_drafted_in_one_transaction_and_published_in_one_more(
+    ctx: PipelineContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three reports: their lease, their drafts and their publication are three transactions in all
+    (one per study and step before batching: nine), the outbound folder is synced once, and each
+    study's own audit rows and file are as a report of its own would leave them."""
+    import os
+
+    import sqlalchemy as sa
+
+    from worker.runner import run_stage
+
+    ids = _interpreted(ctx, tmp_path / "src", 3)
+    commits: list[int] = []
+    sa.event.listen(ctx.engine, "commit", lambda _connection: commits.append(1))
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    assert run_stage(ctx, Stage.REPORT, ids) == dict.fromkeys(ids, Outcome.DONE)
+    assert len(commits) == 3  # the lease, the drafts, the publication
+    assert len(synced) == 3 + 1  # each file, then the folder once
+    assert {study.state for study in studies(ctx.engine)} == {StudyState.AWAITING_SIGNOFF}
+    for study_id, version, status, message in reports(ctx.engine):
+        assert (version, status) == (1, "P")
+        assert outbound_path(ctx.settings.outbound_dir, study_id, 1).read_bytes() == (message + "\r").encode()
+    published = [d for d in audit_details(ctx.engine, "study.state") if d["to"] == "awaiting_signoff"]
+    assert sorted(d["outbound_file"] for d in published) == sorted(
+        outbound_path(ctx.settings.outbound_dir, study_id, 1).name for study_id in ids)
+    assert len(audit_details(ctx.engine, "report.draft")) == 3
+
+
+def test_one_draft_that_cannot_be_made_is_set_aside_and_the_rest_of_its_batch_goes_on(
+    ctx: PipelineContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In a batch of three, the store refuses the second study's message (quarantined, with the
+    validator's reason) and drafting the third crashes (failed, with the error); the first is
+    drafted and published once, and nothing of the other two is stored."""
+    from worker.runner import run_stage
+
+    ids = _interpreted(ctx, tmp_path / "src", 3)
+    refused, crashing = ids[1], ids[2]
+    real_draft = store.draft_report
+
+    def draft(session, study_id, **kwargs):  # type: ignore[no-untyped-def]
+        report = real_draft(session, study_id, **kwargs)  # written first: the roll-back must undo it
+        if study_id == refused:
+            raise store.InvalidMessage(["PID-3 'X\nY' holds a line break"])
+        if study_id == crashing:
+            raise ZeroDivisionError("a bug in drafting")
+        return report
+
+    monkeypatch.setattr(store, "draft_report", draft)
+    outcomes = run_stage(ctx, Stage.REPORT, ids)
+    assert outcomes == {ids[0]: Outcome.DONE, refused: Outcome.QUARANTINED, crashing: Outcome.FAILED}
+    by_id = {study.id: study for study in studies(ctx.engine)}
+    assert by_id[ids[0]].state == StudyState.AWAITING_SIGNOFF
+    assert by_id[refused].state == StudyState.QUARANTINED
+    assert "line break" in by_id[refused].last_error and "X\nY" not in by_id[refused].last_error
+    assert by_id[crashing].state == StudyState.FAILED and "ZeroDivisionError" in by_id[crashing].last_error
+    assert [(sid, version) for sid, version, _status, _message in reports(ctx.engine)] == [(ids[0], 1)]
+    assert [d["study_id"] for d in audit_details(ctx.engine, "report.draft")] == [ids[0]]
+    assert not outbound_path(ctx.settings.outbound_dir, refused, 1).exists()
+    assert not outbound_path(ctx.settings.outbound_dir, crashing, 1).exists()
