@@ -31,7 +31,7 @@ from ingest.intake.watch import walk_records
 from reports.db import Report, ReportStatus, Study, StudyState
 from worker.context import PipelineContext
 from worker.dispatch import InProcessDispatcher, Stage
-from worker.intake import Taken, register_batch_item
+from worker.intake import Taken, prepare_messages, register_batch_item
 from worker.progress import ticking
 from worker.reconcile import ReconcileReport, reconcile
 from worker.settings import Settings, default_data_dir
@@ -73,9 +73,10 @@ def run_batch(ctx: PipelineContext, root: Path, *, progress: bool = True) -> Bat
     arrivals = list(walk_records(root))
     counts = BatchCounts(found=len(arrivals))
     origin = f"batch:{root.name}"[:255]
-    with tqdm(total=len(arrivals), desc="register", unit="ecg", disable=not progress) as bar:
+    with tqdm(total=len(arrivals), desc="register", unit="ecg", disable=not progress) as bar, \
+            prepare_messages(ctx) as queue:
         for arrival in arrivals:
-            taken = register_batch_item(ctx, arrival, origin=origin)
+            taken = register_batch_item(ctx, arrival, origin=origin, queue=queue)
             counts.taken[taken] += 1
             if taken is Taken.UNUSABLE:
                 # Printable even when the name is not UTF-8 (the terminal would refuse it).

@@ -105,6 +105,7 @@ def make_dispatcher(settings: Settings) -> Dispatcher:
     from worker.celery_app import make_celery
 
     return CeleryDispatcher(make_celery(settings), redis.Redis.from_url(settings.redis_url),
+                            prepare_batch_size=settings.prepare_batch_size,
                             report_batch_size=settings.report_batch_size)
 
 

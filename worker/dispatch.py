@@ -1,6 +1,6 @@
 """How one stage hands studies to the next: through Redis/Celery, or in this process.
 
-    dispatcher.prepare([study_id, ...])     CPU queue `prepare`: one message per study
+    dispatcher.prepare([study_id, ...])     CPU queue `prepare`: one message per prepare batch
     dispatcher.interpret([study_id, ...])   GPU queue `interpret`: one message per call, for a batch
     dispatcher.report([study_id, ...])      queue `report`: one message per report batch
     dispatcher.queued(stage)                messages waiting in that stage's queue (the reconciler counts)
@@ -24,14 +24,17 @@ the free studies still waiting, unless one waits already). So the queue holds on
 message however many studies wait (a nightly batch of 100,000 does not queue 100,000 wake-ups
 that mostly find nothing), and the reconciler expects one (`hands_on_batches`).
 
-Reports are drafted in batches too (`worker.stages.build_reports`: one transaction to draft
-them, one to publish them): `report` sends one message per `report_batch_size` studies, and
-the task takes those, or as many of the oldest free ones.
+Studies are prepared and their reports drafted in batches too (`worker.stages.prepare_studies`,
+`build_reports`: one transaction to save a batch): `prepare` and `report` send one message per
+`prepare_batch_size` / `report_batch_size` studies, and the task takes those, or as many of the
+oldest free ones. The watcher and the batch command hand on the studies of a scan together
+(`worker.intake.PrepareMessages`), so a burst of arrivals is prepared in batches while a study
+that trickles in alone is a batch of one.
 
 `InProcessDispatcher` (no broker: the embedded default) keeps the same three queues in
 memory and `run_until_idle` calls the SAME stage runner (`worker.runner.run_stage`)
-directly: prepare each study, interpret in batches of `interpret_batch_size`, draft reports in
-batches of `report_batch_size`. This is a tiny in-process runner, not Celery's eager mode: eager mode would run
+directly: prepare in batches of `prepare_batch_size`, interpret in batches of
+`interpret_batch_size`, draft reports in batches of `report_batch_size`. This is a tiny in-process runner, not Celery's eager mode: eager mode would run
 each `interpret` at the moment it is sent, one study at a time, and never batch.
 """
 
@@ -76,7 +79,7 @@ class Dispatcher(Protocol):
     def report(self, study_ids: Sequence[int]) -> None: ...
 
     # Whether a message names a batch: one waiting interpret message serves every free study, a
-    # report message a report batch (see the module's docstring); else each study has its own place.
+    # prepare or report message a batch (see the module's docstring); else each study has its own place.
     hands_on_batches: bool
 
     def queued(self, stage: Stage) -> int:
@@ -90,23 +93,27 @@ class CeleryDispatcher:
     # An interpret task takes any free studies and hands on the rest: one waiting message is enough.
     hands_on_batches = True
 
-    def __init__(self, app: Celery, redis_client: redis.Redis, report_batch_size: int = 1) -> None:
+    def __init__(self, app: Celery, redis_client: redis.Redis, *, prepare_batch_size: int = 1,
+                 report_batch_size: int = 1) -> None:
         self.app = app
         self.redis = redis_client
+        self.prepare_batch_size = max(1, prepare_batch_size)
         self.report_batch_size = max(1, report_batch_size)
 
     def prepare(self, study_ids: Sequence[int]) -> None:
-        for study_id in study_ids:
-            self.app.send_task(TASK_PREPARE, args=[study_id], queue=Stage.PREPARE.value)
+        self._send_batches(TASK_PREPARE, Stage.PREPARE, study_ids, self.prepare_batch_size)
 
     def interpret(self, study_ids: Sequence[int]) -> None:
         if study_ids and self.queued(Stage.INTERPRET) == 0:  # a waiting drain takes these too
             self.app.send_task(TASK_INTERPRET_DRAIN, args=[list(study_ids)], queue=Stage.INTERPRET.value)
 
     def report(self, study_ids: Sequence[int]) -> None:
-        ids, size = list(study_ids), self.report_batch_size
+        self._send_batches(TASK_REPORT, Stage.REPORT, study_ids, self.report_batch_size)
+
+    def _send_batches(self, task: str, stage: Stage, study_ids: Sequence[int], size: int) -> None:
+        ids = list(study_ids)
         for first in range(0, len(ids), size):
-            self.app.send_task(TASK_REPORT, args=[ids[first:first + size]], queue=Stage.REPORT.value)
+            self.app.send_task(task, args=[ids[first:first + size]], queue=stage.value)
 
     def queued(self, stage: Stage) -> int:
         names = [stage.value] + [f"{stage.value}{_PRIORITY_SEPARATOR}{step}" for step in _PRIORITY_STEPS]
@@ -154,22 +161,22 @@ class InProcessDispatcher:
                 taken.append(study_id)
         return taken
 
-    def _next(self, batch_size: int, report_batch_size: int) -> tuple[Stage, list[int]]:
+    def _next(self, batch_size: int, report_batch_size: int, prepare_batch_size: int) -> tuple[Stage, list[int]]:
         """Reports first, in batches; an interpret batch as soon as it is full (or nothing is left to
-        prepare); else prepare the next study. So the interpreter gets full batches, and a
+        prepare); else prepare the next batch. So the interpreter gets full batches, and a
         stopped run leaves at most one batch of studies half-way."""
         if self.queues[Stage.REPORT]:
             return Stage.REPORT, self._take(Stage.REPORT, report_batch_size)
         waiting = len(set(self.queues[Stage.INTERPRET]))
         if waiting >= batch_size or (waiting and not self.queues[Stage.PREPARE]):
             return Stage.INTERPRET, self._take(Stage.INTERPRET, batch_size)
-        return Stage.PREPARE, self._take(Stage.PREPARE, 1)
+        return Stage.PREPARE, self._take(Stage.PREPARE, prepare_batch_size)
 
     def run_until_idle(self, ctx: PipelineContext, *, on_progress: ProgressCallback | None = None,
                        on_start: Callable[[Stage, list[int]], None] | None = None) -> None:
         """Run every queued stage until all three queues are empty.
 
-        Preparation runs one study at a time, interpretation in batches of
+        Preparation runs in batches of `prepare_batch_size`, interpretation in batches of
         `interpret_batch_size`, reports in batches of `report_batch_size`, as the Celery workers do;
         failures are sorted out by `worker.runner.run_stage` and the rest go on.
         """
@@ -177,8 +184,9 @@ class InProcessDispatcher:
 
         batch_size = max(1, ctx.settings.interpret_batch_size)
         report_batch_size = max(1, ctx.settings.report_batch_size)
+        prepare_batch_size = max(1, ctx.settings.prepare_batch_size)
         while not self.idle:
-            stage, ids = self._next(batch_size, report_batch_size)
+            stage, ids = self._next(batch_size, report_batch_size, prepare_batch_size)
             if on_start is not None:
                 on_start(stage, list(ids))
             outcomes = run_stage_in_process(ctx, stage, ids)

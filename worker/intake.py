@@ -2,6 +2,7 @@
 
     take_arrival(ctx, arrival)          the watcher: inbox file -> study + archive copy -> prepare queue
     register_batch_item(ctx, arrival)   the nightly batch: original stays where it is -> study -> queue
+    with prepare_messages(ctx) as queue  a scan's new studies handed to preparation a batch at a time
 
 The watcher's order is what makes it crash-safe:
 
@@ -27,6 +28,8 @@ of patients.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 
@@ -38,11 +41,51 @@ from ingest.intake.watch import Arrival
 from reports import audit, store
 from reports.db import Study, StudyState
 from worker.context import PipelineContext
+from worker.failures import retry_later_reason
 
 log = logging.getLogger(__name__)
 
 WATCH_ACTOR = "ingest:watch"
 BATCH_ACTOR = "ingest:batch"
+
+
+class PrepareMessages:
+    """The new studies of a scan or batch, handed to preparation `prepare_batch_size` at a time (one
+    message per batch: `worker.stages.prepare_studies`); the rest when the scan ends. Each study is
+    committed as `queued_prepare` before it is added, so a message that is never sent (a crash, the
+    broker down) is made up by the reconciler."""
+
+    def __init__(self, ctx: PipelineContext) -> None:
+        self.ctx = ctx
+        self.size = max(1, ctx.settings.prepare_batch_size)
+        self.waiting: list[int] = []
+
+    def add(self, study_id: int) -> None:
+        self.waiting.append(study_id)
+        if len(self.waiting) >= self.size:
+            self.send()
+
+    def send(self) -> None:
+        ids, self.waiting = self.waiting, []
+        if not ids:
+            return
+        try:
+            self.ctx.dispatcher.prepare(ids)
+        except Exception as exc:  # noqa: BLE001 - committed already: the reconciler sends what is lost
+            if retry_later_reason(exc) is None:
+                raise
+            log.warning("could not send the prepare message(s) of %d studies (%s); the reconciler will",
+                        len(ids), type(exc).__name__)
+
+
+@contextmanager
+def prepare_messages(ctx: PipelineContext) -> Iterator[PrepareMessages]:
+    """A `PrepareMessages` whose last, partly filled batch is sent when the block ends."""
+    queue = PrepareMessages(ctx)
+    try:
+        yield queue
+    finally:
+        queue.send()
 
 
 class Taken(StrEnum):
@@ -97,8 +140,9 @@ def _taken_before(ctx: PipelineContext, arrival: Arrival) -> int | None:
     return None
 
 
-def take_arrival(ctx: PipelineContext, arrival: Arrival) -> Taken:
-    """Register, archive and queue one complete arrival from an inbox (see the module docstring)."""
+def take_arrival(ctx: PipelineContext, arrival: Arrival, queue: PrepareMessages | None = None) -> Taken:
+    """Register, archive and queue one complete arrival from an inbox (see the module docstring).
+    `queue`: where a new study goes for preparation (a scan's `prepare_messages`); None: its own message now."""
     if arrival.problem is not None or arrival.source_format is None:
         study_id = _taken_before(ctx, arrival)
         if study_id is not None:
@@ -132,14 +176,16 @@ def take_arrival(ctx: PipelineContext, arrival: Arrival) -> Taken:
     with ctx.session() as session:
         if store.claim_study(session, study_id, StudyState.RECEIVED) is not None:
             store.set_state(session, study_id, StudyState.QUEUED_PREPARE, actor=WATCH_ACTOR)
-    ctx.dispatcher.prepare([study_id])
+    _queue_for_preparation(ctx, study_id, queue)
     log.info("study %s: %s from inbox %s queued for preparation", study_id, arrival.source_format.value,
              arrival.inbox.name)
     return Taken.NEW if created else Taken.RESUMED
 
 
-def register_batch_item(ctx: PipelineContext, arrival: Arrival, *, origin: str) -> Taken:
-    """Register one ECG found by the batch walker and queue it; the original is only read.
+def register_batch_item(ctx: PipelineContext, arrival: Arrival, *, origin: str,
+                        queue: PrepareMessages | None = None) -> Taken:
+    """Register one ECG found by the batch walker and queue it (`queue`: as `take_arrival`); the
+    original is only read.
 
     Already registered content is skipped (so a stopped batch resumes where it was);
     unusable items are counted, not copied or moved: the batch never alters its source.
@@ -157,5 +203,12 @@ def register_batch_item(ctx: PipelineContext, arrival: Arrival, *, origin: str) 
             return Taken.KNOWN
         store.set_state(session, study.id, StudyState.QUEUED_PREPARE, actor=BATCH_ACTOR)
         study_id = study.id
-    ctx.dispatcher.prepare([study_id])
+    _queue_for_preparation(ctx, study_id, queue)
     return Taken.NEW
+
+
+def _queue_for_preparation(ctx: PipelineContext, study_id: int, queue: PrepareMessages | None) -> None:
+    if queue is not None:
+        queue.add(study_id)
+    else:
+        ctx.dispatcher.prepare([study_id])

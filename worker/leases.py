@@ -28,14 +28,14 @@ THE RULES
    had taken) loses no study: every `reconcile_every_seconds` the reconciler counts, per
    stage, the free studies and the messages waiting in the queue, and sends the ones
    missing (for the interpret stage through Celery, one: each batch hands on the rest; for
-   the report stage one per report batch; see `worker.dispatch`). A message too many costs
+   the prepare and report stages one per batch; see `worker.dispatch`). A message too many costs
    one empty task. Redis's visibility timeout
    (long, for long GPU batches) plays no part in recovery.
 
 5. Poison. A study whose holder died `poison_after` times (default 3) at the same stage is
    quarantined with that reason (audit row, `.reason` file) instead of being handed to
-   another worker. A batch (a GPU batch, a batch of drafts) holds only studies with the same
-   number of deaths: a full batch for none, an eighth of one after one death, a batch of one
+   another worker. A batch (of studies to prepare, a GPU batch, a batch of drafts) holds only
+   studies with the same number of deaths: a full batch for none, an eighth of one after one death, a batch of one
    after two. So a poison ECG is alone by its third death, and the good ECGs that shared a
    batch with it never reach three.
 
@@ -230,7 +230,7 @@ def take(ctx: PipelineContext, stage: Stage, prefer: Sequence[int], *, limit: in
     def take_rows(session: Session) -> list[Study]:
         return lease_sql.take_rows(session, WAITING_FOR[stage], holder=keeper.holder, until=keeper.until(),
                                    prefer=list(prefer), limit=limit, others=others,
-                                   isolate_suspects=stage is not Stage.PREPARE, content=content)
+                                   isolate_suspects=True, content=content)
 
     with ctx.session() as session:
         rows = take_rows(session)

@@ -15,8 +15,8 @@ One run, in this order (the rules are those of `worker/leases.py`):
 3. Per stage, the free studies that may be taken now (retry time passed) are counted
    against the messages waiting in that stage's queue; the oldest free studies beyond the
    messages get one (the interpret stage: one per batch, suspects in smaller ones; through
-   Celery one message in all, as each interpret task hands on what it leaves; the report
-   stage through Celery: one per report batch, suspects apart). Each
+   Celery one message in all, as each interpret task hands on what it leaves; the prepare and
+   report stages through Celery: one per batch, suspects apart). Each
    re-sent study is audited (`study.requeued`, attempts + 1). A long but healthy queue
    has as many messages as free studies (interpret: at least one), so nothing is doubled.
 
@@ -143,7 +143,8 @@ class Reconciler:
     def _send_missing(self, report: ReconcileReport) -> None:
         ctx = self.ctx
         batched = ctx.dispatcher.hands_on_batches  # a message names a batch (else one place per study)
-        batch_sizes = {Stage.PREPARE: 1, Stage.INTERPRET: max(1, ctx.settings.interpret_batch_size),
+        batch_sizes = {Stage.PREPARE: max(1, ctx.settings.prepare_batch_size) if batched else 1,
+                       Stage.INTERPRET: max(1, ctx.settings.interpret_batch_size),
                        Stage.REPORT: max(1, ctx.settings.report_batch_size) if batched else 1}
         send = {Stage.PREPARE: ctx.dispatcher.prepare, Stage.INTERPRET: ctx.dispatcher.interpret,
                 Stage.REPORT: ctx.dispatcher.report}

@@ -7,7 +7,8 @@ message is a wake-up, any free study of the stage will do) and in this process (
 embedded runner in `worker.dispatch`). The rules are those of `worker/leases.py`:
 
     take leases       the named studies if free, then (take_others) the oldest free ones:
-                      one to prepare, up to `report_batch_size` reports, up to
+                      as many as the message names to prepare or report (a batch of
+                      `prepare_batch_size` or `report_batch_size`), up to
                       `interpret_batch_size` to interpret
     a fuller batch    a Celery interpret task (take_others) that would take some studies but
                       less than a full batch first waits while another worker is preparing
@@ -19,7 +20,7 @@ embedded runner in `worker.dispatch`). The rules are those of `worker/leases.py`
     hand on           after an interpret batch, a message for the studies still waiting
                       (`hand_on_the_rest`), as the queue holds one interpret message at a time
     hold them         the heartbeat renews the leases while the stage runs
-    run the stage     worker.stages.prepare_study / interpret_studies / build_reports
+    run the stage     worker.stages.prepare_studies / interpret_studies / build_reports
     on an error       database unreachable  -> raised: the caller waits and runs the stage again
                       disk full, broker down -> each study freed with a retry time (Outcome.RETRY)
                       anything else          -> `failed` with the reason (a bug: retrying repeats it)
@@ -39,7 +40,7 @@ from worker.context import PipelineContext
 from worker.dispatch import Stage
 from worker.failures import database_errors, retry_later_reason
 from worker.leases import WAITING_FOR, StudyView
-from worker.stages import ACTORS, Outcome, build_reports, hand_on, interpret_studies, mark_failed, prepare_study
+from worker.stages import ACTORS, Outcome, build_reports, hand_on, interpret_studies, mark_failed, prepare_studies
 
 log = logging.getLogger(__name__)
 BATCH_POLL_SECONDS = 0.2
@@ -64,14 +65,11 @@ def _schedule_retries(ctx: PipelineContext, stage: Stage, study_ids: Sequence[in
     log.warning("%s of %d studies: %s", stage.value, len(study_ids), reason)
 
 
-def batch_size(ctx: PipelineContext, stage: Stage, named: int, take_others: bool) -> int:
-    """How many studies one run of `stage` takes: an interpret batch, a report batch (the named ones, or
-    with `take_others` up to `report_batch_size`), or the named studies to prepare (a Celery prepare
-    task names one: reading and measuring is the work, so each study is its own task)."""
+def batch_size(ctx: PipelineContext, stage: Stage, named: int) -> int:
+    """How many studies one run of `stage` takes: an interpret batch, else as many as the message
+    names (a prepare or report message names a batch: `worker.dispatch`), the named ones first."""
     if stage is Stage.INTERPRET:
         return max(1, ctx.settings.interpret_batch_size)
-    if stage is Stage.REPORT and take_others:
-        return max(1, ctx.settings.report_batch_size, named)
     return max(1, named)
 
 
@@ -80,7 +78,7 @@ def _run(ctx: PipelineContext, stage: Stage, held: list[StudyView]) -> dict[int,
         return interpret_studies(ctx, [view.id for view in held], views=held)
     if stage is Stage.REPORT:
         return build_reports(ctx, held)
-    return {view.id: prepare_study(ctx, view.id, view=view) for view in held}
+    return prepare_studies(ctx, held)
 
 
 # Outcomes after which the study's lease is already over: its state moved on (done, quarantined)
@@ -93,7 +91,7 @@ def run_stage(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int], *,
               take_others: bool = False) -> dict[int, Outcome]:
     """Run `stage` on the named studies (and, with `take_others`, on other free ones)."""
     wanted = list(dict.fromkeys(study_ids))
-    limit = batch_size(ctx, stage, len(wanted), take_others)
+    limit = batch_size(ctx, stage, len(wanted))
     if stage is Stage.INTERPRET and take_others:
         wait_for_a_fuller_batch(ctx, limit)
     views = leases.take(ctx, stage, wanted, limit=limit, others=take_others)

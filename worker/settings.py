@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     audit_checkpoint_path: Path | None = None  # default: <data_dir>/audit/checkpoints.jsonl
     audit_checkpoint_every_seconds: float = 300.0  # `watch` signs the head this often
 
+    # Preparation: studies a prepare task reads and measures, then saves in one transaction (one
+    # Celery message per batch; worker.stages.prepare_studies). A study trickling in alone is a batch of one.
+    prepare_batch_size: int = Field(default=4, ge=1)
+
     # Interpretation
     interpreter: Literal["protocol", "model"] = "protocol"
     model_path: str | None = None  # hub id or folder; None = the bundled demo model

@@ -1,6 +1,6 @@
 """The three stages of an ECG's journey as plain functions; Celery tasks are thin wrappers over them.
 
-    prepare_study(ctx, study_id)        queued_prepare  -> (read, prepare, save)  -> queued_interpret
+    prepare_studies(ctx, views)         queued_prepare  -> (read, prepare, save)  -> queued_interpret
     interpret_studies(ctx, study_ids)   queued_interpret -> (one batch, verify)    -> interpreted
     build_reports(ctx, views)           interpreted     -> (ORU^R01 drafts, .hl7 files written, outbox) -> awaiting_signoff
 
@@ -154,33 +154,53 @@ def _read_view(ctx: PipelineContext, study_id: int) -> StudyView:
 
 
 def prepare_study(ctx: PipelineContext, study_id: int, *, view: StudyView | None = None) -> Outcome:
-    """Read, prepare and save one study; then queue it for interpretation. `view`: the row as
-    its lease read it (`worker.runner`), else it is read here."""
+    """`prepare_studies` for one study (`view`: the row as its lease read it, else read here)."""
+    return prepare_studies(ctx, [view or _read_view(ctx, study_id)])[study_id]
+
+
+def prepare_studies(ctx: PipelineContext, views: Sequence[StudyView]) -> dict[int, Outcome]:
+    """Read, prepare and store each study's files; then save them all in ONE transaction and queue
+    them for interpretation. `views`: the rows as their leases read them.
+
+    A batch (`ECGWL_PREPARE_BATCH_SIZE` studies a message) shares one transaction and one Celery
+    message: reading and measuring is the work, and each transaction and message cost as much as
+    a study's own statements together (benchmarks/pipeline.py). A file that cannot be read or
+    prepared quarantines its own study; the rest go on."""
     actor = ACTORS[Stage.PREPARE]
-    view = view or _read_view(ctx, study_id)
-    if view.state != S.QUEUED_PREPARE:
-        return Outcome.SKIPPED
-    _test_hooks(ctx, Stage.PREPARE, [view])
-    try:
-        ecg, prepared = _read_and_prepare(view, ctx.settings.input_limits)
-    except Exception as exc:
-        if retry_later_reason(exc) is not None:
-            raise
-        if not isinstance(exc, IngestError):  # a reader crashed on this file: it still gets a reason
-            log.exception("study %s: reading or preparing failed", view.id)
-        _quarantine_study(ctx, view, unreadable_reason(exc), Stage.PREPARE)
-        return Outcome.QUARANTINED
-    artifacts.save_prepared(ctx.settings.data_dir, view.sha256, prepared,
-                            artifacts.source_page_loader(view.path, view.source_format, ctx.settings.input_limits))
+    outcomes = {view.id: Outcome.SKIPPED for view in views}
+    waiting = [view for view in views if view.state == S.QUEUED_PREPARE]
+    if not waiting:
+        return outcomes
+    _test_hooks(ctx, Stage.PREPARE, waiting)
+    ready: dict[int, tuple[Ecg, PreparedEcg]] = {}
+    for view in waiting:
+        try:
+            ecg, prepared = _read_and_prepare(view, ctx.settings.input_limits)
+        except Exception as exc:
+            if retry_later_reason(exc) is not None:
+                raise
+            if not isinstance(exc, IngestError):  # a reader crashed on this file: it still gets a reason
+                log.exception("study %s: reading or preparing failed", view.id)
+            _quarantine_study(ctx, view, unreadable_reason(exc), Stage.PREPARE)
+            outcomes[view.id] = Outcome.QUARANTINED
+            continue
+        artifacts.save_prepared(ctx.settings.data_dir, view.sha256, prepared,
+                                artifacts.source_page_loader(view.path, view.source_format,
+                                                             ctx.settings.input_limits))
+        ready[view.id] = (ecg, prepared)
+    if not ready:
+        return outcomes
     with ctx.session() as session:
-        if store.claim_study(session, study_id, S.QUEUED_PREPARE) is None:
-            return Outcome.SKIPPED  # another delivery of this task finished first
-        measurements, sources = _report_measurements(ecg, prepared)
-        store.save_prepared(session, study_id, actor=actor, demographics=ecg.demographics,
-                            measurements=measurements, measurement_sources=sources, features=prepared.features)
-        store.set_state(session, study_id, S.QUEUED_INTERPRET, actor=actor)
-    hand_on(ctx, Stage.INTERPRET, [study_id])
-    return Outcome.DONE
+        # Claimed in id order, all before the first audit row locks the audit head (as a batch of drafts).
+        for study_id in store.claim_studies(session, ready, S.QUEUED_PREPARE):
+            ecg, prepared = ready[study_id]
+            measurements, sources = _report_measurements(ecg, prepared)
+            store.save_prepared(session, study_id, actor=actor, demographics=ecg.demographics,
+                                measurements=measurements, measurement_sources=sources, features=prepared.features)
+            store.set_state(session, study_id, S.QUEUED_INTERPRET, actor=actor)
+            outcomes[study_id] = Outcome.DONE  # a study another delivery finished first stays SKIPPED
+    hand_on(ctx, Stage.INTERPRET, [study_id for study_id, outcome in outcomes.items() if outcome is Outcome.DONE])
+    return outcomes
 
 
 # ---------------------------------------------------------------- interpret

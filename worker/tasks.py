@@ -1,6 +1,6 @@
 """Celery tasks: thin wrappers that run a stage (`worker.runner.run_stage`) in a worker process.
 
-    ecgwl.prepare(study_id)              queue prepare
+    ecgwl.prepare(study_ids)             queue prepare: one batch (see worker.stages.prepare_studies)
     ecgwl.interpret_drain(study_ids)     queue interpret: one batch of free studies (see worker.dispatch)
     ecgwl.report(study_ids)              queue report: one batch of drafts (see worker.stages.build_reports)
 
@@ -66,15 +66,19 @@ def _run(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int]) -> str:
     return f"{len(done)} studies: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
 
 
+def _named(study_ids: list[int] | int) -> list[int]:
+    # One id: a message sent before preparation and reports were batched (a queue that outlived an upgrade).
+    return [study_ids] if isinstance(study_ids, int) else list(study_ids)
+
+
 @shared_task(name=TASK_PREPARE, base=StageTask)
-def prepare_task(study_id: int) -> str:
-    return _run(process_context(), Stage.PREPARE, [study_id])
+def prepare_task(study_ids: list[int] | int) -> str:
+    return _run(process_context(), Stage.PREPARE, _named(study_ids))
 
 
 @shared_task(name=TASK_REPORT, base=StageTask)
 def report_task(study_ids: list[int] | int) -> str:
-    # One id: a message sent before reports were batched (a queue that outlived an upgrade).
-    return _run(process_context(), Stage.REPORT, [study_ids] if isinstance(study_ids, int) else study_ids)
+    return _run(process_context(), Stage.REPORT, _named(study_ids))
 
 
 @shared_task(name=TASK_INTERPRET_DRAIN, base=StageTask)

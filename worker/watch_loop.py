@@ -26,7 +26,7 @@ from pathlib import Path
 from ingest.intake.watch import Arrival, InboxScanner
 from worker.context import PipelineContext
 from worker.dispatch import InProcessDispatcher
-from worker.intake import take_arrival
+from worker.intake import prepare_messages, take_arrival
 from worker.failures import database_errors
 from worker.reconcile import Reconciler
 from worker.watch_lock import InboxLocks
@@ -67,14 +67,15 @@ def scan_once(ctx: PipelineContext, scanner: InboxScanner, failures: FailureLog 
     taken: Counter[str] = Counter()
     arrivals = scanner.scan()
     failures.forget_all_but({arrival.main for arrival in arrivals})
-    for arrival in arrivals:
-        try:
-            taken[take_arrival(ctx, arrival)] += 1
-        except Exception as exc:  # keep watching: the files stay in the inbox and are retried next scan
-            failures.failed(arrival, exc)
-            taken["error"] += 1
-        else:
-            failures.succeeded(arrival)
+    with prepare_messages(ctx) as queue:  # a burst of arrivals is prepared in batches
+        for arrival in arrivals:
+            try:
+                taken[take_arrival(ctx, arrival, queue)] += 1
+            except Exception as exc:  # keep watching: the files stay in the inbox and are retried next scan
+                failures.failed(arrival, exc)
+                taken["error"] += 1
+            else:
+                failures.succeeded(arrival)
     return taken
 
 

@@ -492,7 +492,8 @@ class FaultLab:
     def batch_studies(self, prefix: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.text(
-                "SELECT id, sha256, state, lease_holder, last_error FROM studies WHERE source_path LIKE :p"),
+                "SELECT id, sha256, state, lease_holder, last_error, holder_deaths FROM studies "
+                "WHERE source_path LIKE :p"),
                 {"p": f"%/{prefix}-%"}).mappings().all()
         return [dict(row) for row in rows]
 

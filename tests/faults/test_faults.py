@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import require_service
 from tests.faults.faults import FAULTS
 from tests.faults.harness import CI_SCALE, FaultLab, Row, format_table
+from worker.settings import Settings
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -61,8 +62,12 @@ def test_the_pipeline_recovers_from(lab: FaultLab, name: str) -> None:
     studies = lab.batch_studies(name)
     if fault.poison:
         [poisoned] = [s for s in studies if s["state"] == "quarantined"]
-        assert "killed its worker 3 times" in poisoned["last_error"]
-        assert row.holder_deaths == 3
+        assert "killed its worker 3 times" in poisoned["last_error"] and poisoned["holder_deaths"] == 3
+        # The good studies that shared its first prepare batch died with it once; after that it was
+        # prepared alone (a batch of one from one death on), so no other death is one of theirs, and
+        # none of them reached three (only the poison file is quarantined, above).
+        batch = Settings.model_fields["prepare_batch_size"].default
+        assert 3 <= row.holder_deaths <= 3 + batch - 1, _explain(row)
     elif name == "cpu-worker-kill":
         assert row.holder_deaths >= 1  # what it held was freed by its lease running out
     elif name == "interpret-worker-kill":

@@ -94,7 +94,7 @@ def test_a_rerun_skips_what_is_registered_and_redoes_nothing(tmp_path: Path, eng
 
 def test_a_stopped_batch_resumes_where_it_stopped(tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
     root = _archive(tmp_path / "archive")
-    settings = make_settings()
+    settings = make_settings(prepare_batch_size=1)  # one study a step, so two steps stop half-way
     store.upgrade(settings.effective_database_url)
     ctx = PipelineContext.create(settings)
     run_batch(ctx, root, progress=False)

@@ -198,7 +198,7 @@ def test_a_flushed_redis_loses_no_study(pipeline: Pipeline, tmp_path: Path) -> N
     finally:
         ctx.close()
     assert sorted(report.requeued["prepare"]) == sorted(ids)
-    assert broker.llen("prepare") == 2
+    assert broker.llen("prepare") == 1  # one message names both: a prepare batch (ECGWL_PREPARE_BATCH_SIZE 4)
     # Each re-enqueue is audited, and counted as the study's second attempt at this stage.
     assert [d["attempts"] for d in audit_details(pipeline.engine, "study.requeued")] == [2, 2]
     pipeline.start("all", "worker", "--queues", "prepare,interpret,report")

@@ -398,13 +398,13 @@ def test_one_waiting_interpret_message_serves_every_free_study(
     broker.close()
 
 
-def _report_messages(broker: object) -> list[list[int]]:
-    """The study ids each waiting report message names (kombu's JSON envelope on the Redis list)."""
+def _messages(broker: object, stage: Stage = Stage.REPORT) -> list[list[int]]:
+    """The study ids each waiting message of `stage` names (kombu's JSON envelope on the Redis list)."""
     import base64
     import json
 
     messages = []
-    for raw in broker.lrange(Stage.REPORT.value, 0, -1):  # type: ignore[attr-defined]
+    for raw in broker.lrange(stage.value, 0, -1):  # type: ignore[attr-defined]
         args, _kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
         messages.append(args[0])
     return sorted(messages)
@@ -431,21 +431,60 @@ def test_a_report_message_names_a_batch_of_drafts_through_celery(
     ctx.dispatcher = CeleryDispatcher(make_celery(ctx.settings), broker, report_batch_size=2)
     try:
         run_stage(ctx, Stage.INTERPRET, ids)  # hands the five on: three report messages
-        assert _report_messages(broker) == [ids[0:2], ids[2:4], ids[4:5]]
+        assert _messages(broker) == [ids[0:2], ids[2:4], ids[4:5]]
         broker.delete(Stage.REPORT.value)  # lost with Redis
         with ctx.session() as session:  # one study's holder died once: it is drafted apart
             store.get_study(session, ids[1], for_update=True).holder_deaths = 1
         assert sorted(reconcile(ctx).requeued[Stage.REPORT]) == ids
-        assert _report_messages(broker) == [[ids[0], ids[2]], [ids[1]], [ids[3], ids[4]]]
+        assert _messages(broker) == [[ids[0], ids[2]], [ids[1]], [ids[3], ids[4]]]
         assert reconcile(ctx).requeued[Stage.REPORT] == []  # a message waits for every batch
         broker.delete(Stage.REPORT.value)  # taken by workers:
         outcomes = run_stage(ctx, Stage.REPORT, [ids[0], ids[2]], take_others=True)
         assert outcomes == {ids[0]: Outcome.DONE, ids[2]: Outcome.DONE}  # the batch, no more
         outcomes = run_stage(ctx, Stage.REPORT, [ids[1]], take_others=True)
         assert outcomes == {ids[1]: Outcome.DONE}  # the suspect alone, though others are free
-        outcomes = run_stage(ctx, Stage.REPORT, [], take_others=True)  # a message naming none: any two free
-        assert outcomes == {ids[3]: Outcome.DONE, ids[4]: Outcome.DONE}
+        outcomes = run_stage(ctx, Stage.REPORT, [ids[0]], take_others=True)  # its study done: the oldest free
+        assert outcomes == {ids[0]: Outcome.SKIPPED, ids[3]: Outcome.DONE}
+        assert run_stage(ctx, Stage.REPORT, [ids[4]], take_others=True) == {ids[4]: Outcome.DONE}
         assert {study.state for study in studies(ctx.engine)} == {S.AWAITING_SIGNOFF}
     finally:
         broker.delete(Stage.REPORT.value, Stage.INTERPRET.value)
+        broker.close()
+
+
+def test_a_scan_hands_its_new_studies_to_preparation_one_message_a_batch_through_celery(
+    ctx: PipelineContext, tmp_path: Path, redis_url: str,
+) -> None:
+    """Through Celery (a real Redis), the watcher's scan sends one prepare message per
+    `prepare_batch_size` new studies; the reconciler makes up lost ones batch by batch, a study whose
+    holder died apart; a prepare task takes the batch its message names and saves it."""
+    import redis
+
+    from ingest.intake.watch import InboxScanner
+    from worker.celery_app import make_celery
+    from worker.dispatch import CeleryDispatcher
+    from worker.watch_loop import scan_once
+
+    inbox = ctx.settings.inbox_dirs[0]
+    _dicom_variants(inbox, 5)
+    ctx.settings = ctx.settings.model_copy(update={"redis_url": redis_url, "prepare_batch_size": 2})
+    broker = redis.Redis.from_url(redis_url)
+    ctx.dispatcher = CeleryDispatcher(make_celery(ctx.settings), broker, prepare_batch_size=2)
+    try:
+        taken = scan_once(ctx, InboxScanner([inbox], stable_seconds=0.0))
+        assert sum(taken.values()) == 5 and not list(inbox.iterdir())
+        ids = [study.id for study in studies(ctx.engine)]
+        assert _messages(broker, Stage.PREPARE) == [ids[0:2], ids[2:4], ids[4:5]]
+        broker.delete(Stage.PREPARE.value)  # lost with Redis
+        with ctx.session() as session:
+            store.get_study(session, ids[1], for_update=True).holder_deaths = 1
+        assert sorted(reconcile(ctx).requeued[Stage.PREPARE]) == ids
+        assert _messages(broker, Stage.PREPARE) == [[ids[0], ids[2]], [ids[1]], [ids[3], ids[4]]]
+        assert reconcile(ctx).requeued[Stage.PREPARE] == []  # a message waits for every batch
+        broker.delete(Stage.PREPARE.value)  # taken by workers:
+        assert run_stage(ctx, Stage.PREPARE, [ids[0], ids[2]], take_others=True) == dict.fromkeys(
+            [ids[0], ids[2]], Outcome.DONE)
+        assert {study.id for study in studies(ctx.engine) if study.state == S.QUEUED_INTERPRET} == {ids[0], ids[2]}
+    finally:
+        broker.delete(Stage.PREPARE.value, Stage.INTERPRET.value)
         broker.close()

@@ -381,3 +381,32 @@ def test_one_draft_that_cannot_be_made_is_set_aside_and_the_rest_of_its_batch_go
     assert [d["study_id"] for d in audit_details(ctx.engine, "report.draft")] == [ids[0]]
     assert not outbound_path(ctx.settings.outbound_dir, refused, 1).exists()
     assert not outbound_path(ctx.settings.outbound_dir, crashing, 1).exists()
+
+
+def test_a_batch_of_studies_is_prepared_and_saved_in_one_transaction_with_a_bad_file_set_aside(
+    ctx: PipelineContext, tmp_path: Path,
+) -> None:
+    """Three studies to prepare, the second's file cut short after it was registered: the lease and
+    the saves of the other two are two transactions in all (one lease and one save per study
+    before batching: six), the cut file is quarantined with its reason, and both good studies go on
+    to interpretation with their measurements."""
+    import sqlalchemy as sa
+
+    from worker.runner import run_stage
+
+    _dicom_variants(tmp_path / "src", 3)
+    ids = _register(ctx, tmp_path / "src")
+    ctx.dispatcher.queues[Stage.PREPARE].clear()
+    broken = Path(studies(ctx.engine)[1].source_path)
+    broken.write_bytes(broken.read_bytes()[:2000])  # the registered content is no longer there
+    commits: list[int] = []
+    sa.event.listen(ctx.engine, "commit", lambda _connection: commits.append(1))
+    outcomes = run_stage(ctx, Stage.PREPARE, ids)
+    assert outcomes == {ids[0]: Outcome.DONE, ids[1]: Outcome.QUARANTINED, ids[2]: Outcome.DONE}
+    assert len(commits) == 3  # the lease, the quarantine, the two saves together
+    by_id = {study.id: study for study in studies(ctx.engine)}
+    assert "content changed since it was registered" in by_id[ids[1]].last_error
+    for study_id in (ids[0], ids[2]):
+        assert by_id[study_id].state == StudyState.QUEUED_INTERPRET and by_id[study_id].measurements
+    assert list(ctx.dispatcher.queues[Stage.INTERPRET]) == [ids[0], ids[2]]
+    assert [d["to"] for d in audit_details(ctx.engine, "study.state")].count("queued_interpret") == 2
