@@ -34,8 +34,9 @@ that trickles in alone is a batch of one.
 `InProcessDispatcher` (no broker: the embedded default) keeps the same three queues in
 memory and `run_until_idle` calls the SAME stage runner (`worker.runner.run_stage`)
 directly: prepare in batches of `prepare_batch_size`, interpret in batches of
-`interpret_batch_size`, draft reports in batches of `report_batch_size`. This is a tiny in-process runner, not Celery's eager mode: eager mode would run
-each `interpret` at the moment it is sent, one study at a time, and never batch.
+`interpret_batch_size`, draft reports in batches of `report_batch_size`. This is a tiny
+in-process runner, not Celery's eager mode: eager mode would run each `interpret` at the
+moment it is sent, one study at a time, and never batch.
 """
 
 from __future__ import annotations

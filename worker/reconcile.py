@@ -16,9 +16,9 @@ One run, in this order (the rules are those of `worker/leases.py`):
    against the messages waiting in that stage's queue; the oldest free studies beyond the
    messages get one (the interpret stage: one per batch, suspects in smaller ones; through
    Celery one message in all, as each interpret task hands on what it leaves; the prepare and
-   report stages through Celery: one per batch, suspects apart). Each
-   re-sent study is audited (`study.requeued`, attempts + 1). A long but healthy queue
-   has as many messages as free studies (interpret: at least one), so nothing is doubled.
+   report stages through Celery: one per batch, suspects apart). Each re-sent study is
+   audited (`study.requeued`, attempts + 1). A long but healthy queue has at least as many
+   messages as the free studies make batches (interpret: at least one), so nothing is doubled.
 
 Also runs at the start of an in-process batch (`received_after=0`: nothing else runs then).
 """
