@@ -7,10 +7,11 @@ database and a Redis database of its own, in the same run:
     work only         the stage work itself, in this process, no database, no queue, no files:
                       read, prepare, interpret (the protocol reader, in batches), the claim
                       checks, the HL7 draft written and checked once (`work_only` below)       (baseline)
-    stages in-process the stage functions with the in-process dispatcher on Postgres: register,
-                      prepare_study, interpret_studies, build_report            (+ database, files)
+    stages in-process the stage functions with the in-process dispatcher on Postgres: register
+                      (as `ecg-worklist batch`), prepare_studies, interpret_studies,
+                      build_reports                                             (+ database, files)
     through Celery    the same stages as Celery tasks on Redis, one solo worker for all three
-                      queues                                                    (+ queue)
+                      queues, the studies registered as `ecg-worklist batch` does (+ queue)
     watch -> report   the deployment shape: `ecg-worklist watch` + a CPU worker (prefork, one
                       process per core) + a GPU worker (solo); files dropped into the inbox;
                       from the drop to the last draft, stable-file wait and archive copy included
@@ -57,7 +58,6 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.cpu import database_backends, load_average, process_cpu, tree_pids  # noqa: E402
 from benchmarks.mix import MixItem, mix_summary, write_mix  # noqa: E402
-from ingest.intake.watch import walk_records  # noqa: E402
 from ingest.prepare import prepare  # noqa: E402
 from ingest.protocol import ProtocolReader  # noqa: E402
 from ingest.readers.read import read_ecg  # noqa: E402
@@ -66,7 +66,7 @@ from reports.hl7_oru import HL7Endpoints, OruReport, OruStudy, build_oru, new_co
 from reports.hl7_validate import validate_oru  # noqa: E402
 from worker.context import PipelineContext  # noqa: E402
 from worker.dispatch import Stage  # noqa: E402
-from worker.intake import register_batch_item  # noqa: E402
+from worker.batch import run_batch  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 from worker.stages import check_claims  # noqa: E402
 
@@ -311,8 +311,7 @@ def in_process(inputs: Path, root: Path, batch_size: int, admin_url: str) -> Run
             meter = CpuMeter(engine=ctx.engine, database=_database_name(url))
             meter.start()
             wall = time.perf_counter()
-            for arrival in walk_records(inputs):
-                register_batch_item(ctx, arrival, origin="bench")
+            run_batch(ctx, inputs, progress=False)  # as `ecg-worklist batch` registers and queues
             batches: list[int] = []
             ctx.dispatcher.run_until_idle(ctx, on_start=lambda stage, ids: batches.append(len(ids))
                                           if stage is Stage.INTERPRET else None)
@@ -333,8 +332,7 @@ def through_celery(inputs: Path, root: Path, batch_size: int, count: int, admin_
                                  names=["worker (all queues)"])
                 meter.start()
                 wall = time.perf_counter()
-                for arrival in walk_records(inputs):
-                    register_batch_item(ctx, arrival, origin="bench")
+                run_batch(ctx, inputs, progress=False)  # as `ecg-worklist batch` registers and queues
                 wait_for_drafts(ctx.engine, count, meter)
                 used = meter.by_process()
                 run = Run(time.perf_counter() - wall, sum(used.values()), outcome(ctx.engine), cpu_by_process=used)
