@@ -440,3 +440,21 @@ def test_a_draft_is_parsed_by_hl7apy_once_while_built_and_never_again(
         message = _message(session, given)
         store.create_draft_report(session, given.id, message, created_by="protocol-reader", actor="test")
     assert parses[1:] == [message]
+
+
+def test_json_columns_hold_what_json_would_and_give_it_back_equal(engine: sa.Engine) -> None:
+    """The JSON columns are written by orjson (`store.json_text`): the same values as json.dumps
+    (integer keys become strings, non-ASCII text kept as it is, floats to the last digit), and a
+    study's documents read back equal on both databases."""
+    value = {"patient_name": "Ærøskøbing^Zoë", 3: [0.1, -0.0001, 1e-7, 123456.789, None, True], "nested": {"x": []}}
+    text = store.json_text(value)
+    assert json.loads(text) == json.loads(json.dumps(value)) and "Ærøskøbing^Zoë" in text
+    with store.session_scope(engine) as session:
+        study, _ = store.register_study(session, sha256=new_sha(), source_format="dicom", source_path="/in/a.dcm")
+        study.demographics = {"patient_name": "Ærøskøbing^Zoë"}
+        study.features = json.loads(json.dumps(value))
+        study_id = study.id
+    with store.session_scope(engine) as session:
+        stored = store.get_study(session, study_id)
+        assert stored.features == json.loads(json.dumps(value))
+        assert stored.demographics == {"patient_name": "Ærøskøbing^Zoë"}
