@@ -14,11 +14,15 @@ reason; under CI=true it fails instead, because CI runs as root on a machine tha
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
 
 from benchmarks.scaleout import report, run_scaleout, why_unavailable
+from worker.settings import Settings
+
+BATCH = {name: Settings.model_fields[name].default for name in ("prepare_batch_size", "report_batch_size")}
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -39,9 +43,12 @@ def test_two_worker_hosts_share_the_work_over_the_network(lab_available: None) -
     print("\n" + report([one, two]))
     for result in (one, two):
         assert result.drafts == studies  # every study became a draft awaiting sign-off
-        # Prepare and report once per study; interpret once per batch, so at most once per study
-        # (one interpret message waits at a time: a task that finds several free takes them all).
-        assert 2 * studies < sum(h.tasks for h in result.per_host) <= 3 * studies
+        # Every stage runs a batch a task (prepare and report: a message names up to their batch
+        # size; interpret: one message waits at a time and its task takes what is free), so at least
+        # one task per batch of each stage and at most one per study and stage.
+        fewest = (math.ceil(studies / BATCH["prepare_batch_size"])
+                  + math.ceil(studies / BATCH["report_batch_size"]) + 1)
+        assert fewest <= sum(h.tasks for h in result.per_host) <= 3 * studies
         # Postgres saw the workers' connections come from their own hosts' addresses, and no other.
         assert result.client_addresses == sorted(h.address for h in result.per_host)
     assert len(two.per_host) == 2
