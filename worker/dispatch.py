@@ -4,6 +4,8 @@
     dispatcher.interpret([study_id, ...])   GPU queue `interpret`: one message per call, for a batch
     dispatcher.report([study_id, ...])      queue `report`: one message per report batch
     dispatcher.queued(stage)                messages waiting in that stage's queue (the reconciler counts)
+    hand_on(ctx, stage, [study_id, ...])    send them once their state is committed; a broker that is
+                                            down is logged and left to the reconciler
 
 Both dispatchers are called only AFTER the study's new state is committed, so the
 database is always at least as far along as the queue. A message is a wake-up, not the
@@ -122,6 +124,24 @@ class CeleryDispatcher:
         for name in names:
             pipe.llen(name)
         return sum(int(length) for length in pipe.execute())
+
+
+def hand_on(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int]) -> None:
+    """Send the messages of `stage` for studies whose new state is committed already: if the broker
+    is down now, the reconciler sends them once it is back (worker/leases.py, rule 4)."""
+    from worker.failures import retry_later_reason
+
+    if not study_ids:
+        return
+    send = {Stage.PREPARE: ctx.dispatcher.prepare, Stage.INTERPRET: ctx.dispatcher.interpret,
+            Stage.REPORT: ctx.dispatcher.report}[stage]
+    try:
+        send(study_ids)
+    except Exception as exc:  # noqa: BLE001 - the database is the record; a lost message is made up
+        if retry_later_reason(exc) is None:
+            raise
+        log.warning("could not send %d %s message(s) (%s); the reconciler will", len(study_ids), stage.value,
+                    type(exc).__name__)
 
 
 # Called after each in-process step with the stage and each study's outcome ("done", ...).

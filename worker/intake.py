@@ -41,7 +41,7 @@ from ingest.intake.watch import Arrival
 from reports import audit, store
 from reports.db import Study, StudyState
 from worker.context import PipelineContext
-from worker.failures import retry_later_reason
+from worker.dispatch import Stage, hand_on
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +67,7 @@ class PrepareMessages:
 
     def send(self) -> None:
         ids, self.waiting = self.waiting, []
-        if not ids:
-            return
-        try:
-            self.ctx.dispatcher.prepare(ids)
-        except Exception as exc:  # noqa: BLE001 - committed already: the reconciler sends what is lost
-            if retry_later_reason(exc) is None:
-                raise
-            log.warning("could not send the prepare message(s) of %d studies (%s); the reconciler will",
-                        len(ids), type(exc).__name__)
+        hand_on(self.ctx, Stage.PREPARE, ids)
 
 
 @contextmanager

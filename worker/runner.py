@@ -37,10 +37,10 @@ from reports import leases as lease_sql
 from reports.db import utcnow
 from worker import leases
 from worker.context import PipelineContext
-from worker.dispatch import Stage
+from worker.dispatch import Stage, hand_on
 from worker.failures import database_errors, retry_later_reason
 from worker.leases import WAITING_FOR, StudyView
-from worker.stages import ACTORS, Outcome, build_reports, hand_on, interpret_studies, mark_failed, prepare_studies
+from worker.stages import ACTORS, Outcome, build_reports, interpret_studies, mark_failed, prepare_studies
 
 log = logging.getLogger(__name__)
 BATCH_POLL_SECONDS = 0.2
@@ -65,14 +65,6 @@ def _schedule_retries(ctx: PipelineContext, stage: Stage, study_ids: Sequence[in
     log.warning("%s of %d studies: %s", stage.value, len(study_ids), reason)
 
 
-def batch_size(ctx: PipelineContext, stage: Stage, named: int) -> int:
-    """How many studies one run of `stage` takes: an interpret batch, else as many as the message
-    names (a prepare or report message names a batch: `worker.dispatch`), the named ones first."""
-    if stage is Stage.INTERPRET:
-        return max(1, ctx.settings.interpret_batch_size)
-    return max(1, named)
-
-
 def _run(ctx: PipelineContext, stage: Stage, held: list[StudyView]) -> dict[int, Outcome]:
     if stage is Stage.INTERPRET:
         return interpret_studies(ctx, [view.id for view in held], views=held)
@@ -91,7 +83,8 @@ def run_stage(ctx: PipelineContext, stage: Stage, study_ids: Sequence[int], *,
               take_others: bool = False) -> dict[int, Outcome]:
     """Run `stage` on the named studies (and, with `take_others`, on other free ones)."""
     wanted = list(dict.fromkeys(study_ids))
-    limit = batch_size(ctx, stage, len(wanted))
+    # An interpret batch; else as many as the message names (a prepare or report batch), the named first.
+    limit = max(1, ctx.settings.interpret_batch_size) if stage is Stage.INTERPRET else max(1, len(wanted))
     if stage is Stage.INTERPRET and take_others:
         wait_for_a_fuller_batch(ctx, limit)
     views = leases.take(ctx, stage, wanted, limit=limit, others=take_others)
@@ -140,7 +133,7 @@ def wait_for_a_fuller_batch(ctx: PipelineContext, limit: int,
 def hand_on_the_rest(ctx: PipelineContext) -> list[int]:
     """After an interpret batch: a drain for the free studies still waiting (unless one waits in
     the queue already, which takes them). Returns the studies named. A broker that cannot be
-    reached now is logged: the reconciler sends the message once it is back (`stages.hand_on`)."""
+    reached now is logged: the reconciler sends the message once it is back (`dispatch.hand_on`)."""
     with ctx.session() as session:
         free = lease_sql.free_due(session, WAITING_FOR[Stage.INTERPRET],
                                   limit=max(1, ctx.settings.interpret_batch_size))

@@ -47,7 +47,7 @@ from reports.db import Report, Study, StudyState
 from reports.triage import Triage
 from worker import artifacts
 from worker.context import PipelineContext
-from worker.dispatch import Stage
+from worker.dispatch import Stage, hand_on
 from worker.failures import database_errors, error_text, retry_later_reason, unreadable_reason
 from worker.leases import StudyView
 
@@ -75,21 +75,6 @@ def _test_hooks(ctx: PipelineContext, stage: Stage, views: list[StudyView]) -> N
             os.kill(os.getpid(), signal.SIGKILL)
     if ctx.settings.test_stage_delay_seconds > 0:  # per study: a GPU batch takes longer the larger it is
         time.sleep(ctx.settings.test_stage_delay_seconds * len(views))
-
-
-def hand_on(ctx: PipelineContext, stage: Stage, study_ids: list[int]) -> None:
-    """Send the next stage's messages. The new state is committed already: if the broker is
-    down now, the reconciler sends them once it is back (worker/leases.py, rule 4)."""
-    if not study_ids:
-        return
-    send = {Stage.INTERPRET: ctx.dispatcher.interpret, Stage.REPORT: ctx.dispatcher.report}[stage]
-    try:
-        send(study_ids)
-    except Exception as exc:  # noqa: BLE001 - the database is the record; a lost message is made up
-        if retry_later_reason(exc) is None:
-            raise
-        log.warning("could not send %d %s message(s) (%s); the reconciler will", len(study_ids), stage.value,
-                    type(exc).__name__)
 
 
 def record_files(main: Path, source_format: str) -> list[Path]:
