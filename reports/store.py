@@ -6,7 +6,7 @@ without the other. Callers open a transaction with `session_scope(engine)` and c
 functions below; none of them commits.
 
     engine & schema   make_engine(url), session_scope(engine), upgrade(url), downgrade(url)
-    studies           register_study, get_study, claim_study, study_by_sha256, set_state, quarantine, fail,
+    studies           register_study, register_studies, get_study, claim_study, study_by_sha256, set_state, quarantine, fail,
                       save_prepared, save_interpretation, studies_in_state_older_than
     reports           draft_report (build + validate + store v1 + outbox, the worker's call),
                       publish_draft (v1's outbound file is written: -> awaiting_signoff),
@@ -28,8 +28,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -221,45 +222,97 @@ def _dialect_insert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+@dataclass(frozen=True)
+class NewStudy:
+    """One ECG to register: its content hash and where it was found (and kept)."""
+
+    sha256: str
+    source_format: str
+    source_path: str
+    archive_path: str | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True)
+class Registered:
+    """The study a `NewStudy` is: the new one (`created`), or the one its content already had."""
+
+    study: Study
+    created: bool
+
+
 def register_study(
     session: Session, *, sha256: str, source_format: str, source_path: str,
     archive_path: str | None = None, origin: str | None = None, actor: str = "ingest",
 ) -> tuple[Study, bool]:
-    """The study for this file content: `(study, True)` when new, `(existing, False)` when seen.
+    """The study for this file content: `(study, True)` when new, `(existing, False)` when seen."""
+    [registered] = register_studies(session, [NewStudy(sha256=sha256, source_format=str(source_format),
+                                                       source_path=str(source_path), archive_path=archive_path,
+                                                       origin=origin)], actor=actor)
+    return registered.study, registered.created
+
+
+def register_studies(session: Session, wanted: Sequence[NewStudy], *, actor: str = "ingest") -> list[Registered]:
+    """The study of each entry's content, in the entries' order, new ones registered with their audit rows.
+
+    One SELECT finds the content seen before and one INSERT adds the rest, whatever their number
+    (a scan's or a batch's arrivals), instead of two statements an ECG. The same content twice in
+    `wanted` is one study: the first entry registers it, the later ones get it with created False.
 
     Safe under concurrency: two watchers registering the same content at once get one
     study (the unique sha256 decides; the loser reads the winner's row).
     """
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-        raise ValueError("sha256 must be 64 lowercase hex digits")
+    for entry in wanted:
+        if len(entry.sha256) != 64 or any(c not in "0123456789abcdef" for c in entry.sha256):
+            raise ValueError("sha256 must be 64 lowercase hex digits")
+    hashes = list(dict.fromkeys(entry.sha256 for entry in wanted))
     # Content seen before (a duplicate drop, or a stopped batch resumed over what it registered): only its
     # identity and state are wanted here, so its JSON documents are not read (they load on first access).
-    existing = study_by_sha256(session, sha256, content=False)
-    if existing is not None:
-        return existing, False
-    now = utcnow()
-    # INSERT ... ON CONFLICT (sha256) DO NOTHING RETURNING the row: when another transaction registers
-    # the same content at the same moment, the database waits for it and inserts nothing, with no
-    # savepoint to set and release around the insert (two round trips fewer a study).
-    study = session.execute(
-        _dialect_insert(session)(Study).values(
-            sha256=sha256, source_format=str(source_format), source_path=str(source_path),
-            archive_path=archive_path, origin=origin, state=S.RECEIVED.value,
-            state_changed_at=now, created_at=now, attempts=0, critical=False,
-        ).on_conflict_do_nothing(index_elements=["sha256"]).returning(Study)
-    ).scalar_one_or_none()
-    if study is None:
-        # Another transaction registered the same content first.
-        existing = study_by_sha256(session, sha256, content=False)
-        if existing is None:
-            raise RuntimeError(f"study with sha256 {sha256[:12]}... neither inserted nor found")
-        return existing, False
-    _audit_study(session, study, "study.registered", actor,
-                 {"sha256": sha256, "source_format": str(source_format), "origin": origin, "state": study.state})
-    # A row this transaction inserted is invisible to others until the commit, so it is as good as
-    # locked: a state change in the same transaction (the batch queues what it registers) reads nothing.
-    row_locks.remember(session, Study, study.id, study)
-    return study, True
+    found = _studies_by_sha256(session, hashes)
+    first_entries = {entry.sha256: entry for entry in reversed(wanted)}  # the first entry of each content
+    new = [first_entries[sha] for sha in hashes if sha not in found]
+    created: set[str] = set()
+    if new:
+        now = utcnow()
+        # INSERT ... ON CONFLICT (sha256) DO NOTHING RETURNING the rows: when another transaction registers
+        # the same content at the same moment, the database waits for it and inserts nothing for that
+        # row, with no savepoint to set and release around the insert.
+        inserted = session.execute(
+            _dialect_insert(session)(Study).values([
+                {"sha256": entry.sha256, "source_format": entry.source_format, "source_path": entry.source_path,
+                 "archive_path": entry.archive_path, "origin": entry.origin, "state": S.RECEIVED.value,
+                 "state_changed_at": now, "created_at": now, "attempts": 0, "critical": False}
+                for entry in new
+            ]).on_conflict_do_nothing(index_elements=["sha256"]).returning(Study)
+        ).scalars().all()
+        for study in sorted(inserted, key=lambda study: study.id):  # audit rows in the order of the ids
+            found[study.sha256] = study
+            created.add(study.sha256)
+            entry = first_entries[study.sha256]
+            _audit_study(session, study, "study.registered", actor,
+                         {"sha256": study.sha256, "source_format": entry.source_format, "origin": entry.origin,
+                          "state": study.state})
+            # A row this transaction inserted is invisible to others until the commit, so it is as good as
+            # locked: a state change in the same transaction (the batch queues what it registers) reads nothing.
+            row_locks.remember(session, Study, study.id, study)
+        raced = [entry.sha256 for entry in new if entry.sha256 not in found]
+        if raced:  # another transaction registered the same content first
+            found |= _studies_by_sha256(session, raced)
+            if missing := [sha for sha in raced if sha not in found]:
+                raise RuntimeError(f"study with sha256 {missing[0][:12]}... neither inserted nor found")
+    results = []
+    for entry in wanted:
+        results.append(Registered(study=found[entry.sha256], created=entry.sha256 in created))
+        created.discard(entry.sha256)  # a later entry of the same content is not new
+    return results
+
+
+def _studies_by_sha256(session: Session, hashes: Sequence[str]) -> dict[str, Study]:
+    """The studies of these contents that exist, by hash, without their JSON documents."""
+    if not hashes:
+        return {}
+    query = sa.select(Study).options(*without_content()).where(Study.sha256.in_(hashes))
+    return {study.sha256: study for study in session.execute(query).scalars()}
 
 
 # The study's JSON documents: read only by the code that uses them (the interpret stage the

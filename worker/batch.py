@@ -31,7 +31,7 @@ from ingest.intake.watch import walk_records
 from reports.db import Report, ReportStatus, Study, StudyState
 from worker.context import PipelineContext
 from worker.dispatch import InProcessDispatcher, Stage
-from worker.intake import Taken, prepare_messages, register_batch_item
+from worker.intake import TAKE_CHUNK, Taken, prepare_messages, register_batch_items
 from worker.progress import ticking
 from worker.reconcile import ReconcileReport, reconcile
 from worker.settings import Settings, default_data_dir
@@ -75,13 +75,15 @@ def run_batch(ctx: PipelineContext, root: Path, *, progress: bool = True) -> Bat
     origin = f"batch:{root.name}"[:255]
     with tqdm(total=len(arrivals), desc="register", unit="ecg", disable=not progress) as bar, \
             prepare_messages(ctx) as queue:
-        for arrival in arrivals:
-            taken = register_batch_item(ctx, arrival, origin=origin, queue=queue)
-            counts.taken[taken] += 1
-            if taken is Taken.UNUSABLE:
-                # Printable even when the name is not UTF-8 (the terminal would refuse it).
-                counts.unusable.append(f"{printable_name(str(arrival.main))}: {arrival.problem}")
-            bar.update()
+        for first in range(0, len(arrivals), TAKE_CHUNK):  # registered a chunk to a transaction
+            chunk = arrivals[first:first + TAKE_CHUNK]
+            for arrival, taken in zip(chunk, register_batch_items(ctx, chunk, origin=origin, queue=queue),
+                                      strict=True):
+                counts.taken[taken] += 1
+                if taken is Taken.UNUSABLE:
+                    # Printable even when the name is not UTF-8 (the terminal would refuse it).
+                    counts.unusable.append(f"{printable_name(str(arrival.main))}: {arrival.problem}")
+            bar.update(len(chunk))
             bar.set_postfix(new=counts.taken[Taken.NEW], known=counts.taken[Taken.KNOWN],
                             unusable=counts.taken[Taken.UNUSABLE], refresh=False)
     return counts

@@ -1,7 +1,7 @@
 """Taking an arrival into the system: register the study, keep the file, queue the work.
 
-    take_arrival(ctx, arrival)          the watcher: inbox file -> study + archive copy -> prepare queue
-    register_batch_item(ctx, arrival)   the nightly batch: original stays where it is -> study -> queue
+    take_arrivals(ctx, arrivals)        the watcher: inbox files -> studies + archive copies -> prepare queue
+    register_batch_items(ctx, arrivals) the nightly batch: originals stay where they are -> studies -> queue
     with prepare_messages(ctx) as queue  a scan's new studies handed to preparation a batch at a time
 
 The watcher's order is what makes it crash-safe:
@@ -28,8 +28,10 @@ of patients.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from enum import StrEnum
 from pathlib import Path
 
@@ -42,6 +44,7 @@ from reports import audit, store
 from reports.db import Study, StudyState
 from worker.context import PipelineContext
 from worker.dispatch import Stage, hand_on
+from worker.failures import database_errors
 
 log = logging.getLogger(__name__)
 
@@ -134,69 +137,210 @@ def _taken_before(ctx: PipelineContext, arrival: Arrival) -> int | None:
 
 def take_arrival(ctx: PipelineContext, arrival: Arrival, queue: PrepareMessages | None = None) -> Taken:
     """Register, archive and queue one complete arrival from an inbox (see the module docstring).
-    `queue`: where a new study goes for preparation (a scan's `prepare_messages`); None: its own message now."""
-    if arrival.problem is not None or arrival.source_format is None:
-        study_id = _taken_before(ctx, arrival)
-        if study_id is not None:
-            with ctx.session() as session:
-                audit.append(session, actor=WATCH_ACTOR, action="file.leftover_removed", entity_type="study",
-                             entity_id=study_id, details={"inbox": arrival.inbox.name, "files": len(arrival.files),
-                                                          "sha256": record_sha256(arrival.record_files)})
-            _remove(arrival.files)
-            log.info("study %s: removed %d leftover file(s) of its record from inbox %s", study_id,
-                     len(arrival.files), arrival.inbox.name)
-            return Taken.LEFTOVER
-        quarantine_arrival(ctx, arrival, arrival.problem or "unrecognised content")
-        return Taken.QUARANTINED
-    sha = record_sha256(arrival.record_files)
-    archived_main = archive_folder(ctx.settings.archive_dir, sha) / arrival.main.name
-    with ctx.session() as session:
-        study, created = store.register_study(
-            session, sha256=sha, source_format=arrival.source_format.value, source_path=str(arrival.main),
-            archive_path=str(archived_main), origin=arrival.inbox.name, actor=WATCH_ACTOR)
-        study_id, state = study.id, study.state
-    # Committed: the study exists before its file moves. Now keep a durable copy.
-    archive_record(arrival.files, arrival.main, ctx.settings.archive_dir, sha, record_files=arrival.record_files)
-    _remove(arrival.files)
+    `queue`: where a new study goes for preparation (a scan's `prepare_messages`); None: its own message now.
+    Raises what stopped it (the files then stay in the inbox)."""
+    [outcome] = take_arrivals(ctx, [arrival], queue)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
-    if state != StudyState.RECEIVED:
+
+# Arrivals registered in one transaction, and queued in one more. A burst of files costs two
+# transactions per this many instead of two per file; more would hold the audit chain's head (which
+# every worker's state change waits for) longer than a few milliseconds.
+TAKE_CHUNK = 32
+
+
+def take_arrivals(ctx: PipelineContext, arrivals: Sequence[Arrival],
+                  queue: PrepareMessages | None = None) -> list[Taken | Exception]:
+    """`take_arrival` for a scan's arrivals: how each was taken, or the error that stopped it (that
+    arrival's files stay in the inbox, to be tried again on the next scan), in the arrivals' order.
+
+    The crash-safe order of the module docstring holds for every arrival; what is shared is the
+    database work: TAKE_CHUNK arrivals are registered in one transaction (`store.register_studies`),
+    then each is archived and removed from the inbox on its own, then those are queued in one more.
+    A chunk the database refuses is taken again one arrival at a time, so one arrival that cannot be
+    registered does not hold back the rest; when the database cannot be reached at all, none is.
+    """
+    outcomes: list[Taken | Exception | None] = [None] * len(arrivals)
+    usable: list[int] = []
+    for n, arrival in enumerate(arrivals):
+        if arrival.problem is not None or arrival.source_format is None:
+            outcomes[n] = _attempt(partial(_take_unusable, ctx, arrival))
+        else:
+            usable.append(n)
+    for first in range(0, len(usable), TAKE_CHUNK):
+        chunk = usable[first:first + TAKE_CHUNK]
+        for n, outcome in zip(chunk, _take_chunk(ctx, [arrivals[n] for n in chunk], queue), strict=True):
+            outcomes[n] = outcome
+    return [outcome if outcome is not None else RuntimeError("arrival not taken") for outcome in outcomes]
+
+
+def _attempt(action: Callable[[], Taken]) -> Taken | Exception:
+    try:
+        return action()
+    except Exception as exc:  # the caller decides: the watcher logs it and tries again next scan
+        return exc
+
+
+def _take_unusable(ctx: PipelineContext, arrival: Arrival) -> Taken:
+    """An arrival with a problem: the rest of a record taken before (removed), or quarantined."""
+    study_id = _taken_before(ctx, arrival)
+    if study_id is not None:
         with ctx.session() as session:
-            audit.append(session, actor=WATCH_ACTOR, action="study.duplicate", entity_type="study",
-                         entity_id=study_id, details={"sha256": sha, "inbox": arrival.inbox.name, "state": state})
-        log.info("study %s: duplicate drop in inbox %s, no new study", study_id, arrival.inbox.name)
-        return Taken.DUPLICATE
+            audit.append(session, actor=WATCH_ACTOR, action="file.leftover_removed", entity_type="study",
+                         entity_id=study_id, details={"inbox": arrival.inbox.name, "files": len(arrival.files),
+                                                      "sha256": record_sha256(arrival.record_files)})
+        _remove(arrival.files)
+        log.info("study %s: removed %d leftover file(s) of its record from inbox %s", study_id,
+                 len(arrival.files), arrival.inbox.name)
+        return Taken.LEFTOVER
+    quarantine_arrival(ctx, arrival, arrival.problem or "unrecognised content")
+    return Taken.QUARANTINED
+
+
+@dataclass
+class _Taking:
+    """One usable arrival on its way through `_take_chunk`."""
+
+    arrival: Arrival
+    sha256: str = ""
+    registered: store.Registered | None = None
+    outcome: Taken | Exception | None = None
+
+
+def _take_chunk(ctx: PipelineContext, arrivals: Sequence[Arrival],
+                queue: PrepareMessages | None) -> list[Taken | Exception]:
+    takings = [_Taking(arrival) for arrival in arrivals]
+    for taking in takings:
+        try:
+            taking.sha256 = record_sha256(taking.arrival.record_files)
+        except Exception as exc:  # unreadable now (removed, permissions changed): next scan
+            taking.outcome = exc
+    hashed = [taking for taking in takings if taking.outcome is None]
+    try:
+        _register(ctx, hashed)
+    except Exception as exc:
+        if isinstance(exc, database_errors()) or len(hashed) == 1:  # none can be registered now: next scan
+            for taking in hashed:
+                taking.outcome = exc
+        else:  # one of them is refused: register them one by one, so only that one waits
+            for taking in hashed:
+                try:
+                    _register(ctx, [taking])
+                except Exception as error:
+                    taking.outcome = error
+    # Committed: each study exists before its file moves. Now keep a durable copy of each.
+    registered = [taking for taking in hashed if taking.outcome is None]
+    for taking in registered:
+        try:
+            archive_record(taking.arrival.files, taking.arrival.main, ctx.settings.archive_dir, taking.sha256,
+                           record_files=taking.arrival.record_files)
+            _remove(taking.arrival.files)
+        except Exception as exc:  # the study stays `received` and its files in the inbox: resumed next scan
+            taking.outcome = exc
+    archived = [taking for taking in registered if taking.outcome is None]
+    try:
+        queued = _queue_archived(ctx, archived)
+    except Exception as exc:  # archived but not queued: the reconciler queues `received` studies
+        for taking in archived:
+            taking.outcome = exc
+        queued = []
+    for study_id in queued:
+        _queue_for_preparation(ctx, study_id, queue)
+    return [taking.outcome if taking.outcome is not None else RuntimeError("arrival not taken")
+            for taking in takings]
+
+
+def _register(ctx: PipelineContext, takings: Sequence[_Taking]) -> None:
+    """Register the arrivals' studies in one transaction (the archive path decided now)."""
+    if not takings:
+        return
+    wanted = [store.NewStudy(sha256=taking.sha256, source_format=str(taking.arrival.source_format),
+                             source_path=str(taking.arrival.main),
+                             archive_path=str(archive_folder(ctx.settings.archive_dir, taking.sha256)
+                                              / taking.arrival.main.name),
+                             origin=taking.arrival.inbox.name)
+              for taking in takings]
     with ctx.session() as session:
-        if store.claim_study(session, study_id, StudyState.RECEIVED) is not None:
-            store.set_state(session, study_id, StudyState.QUEUED_PREPARE, actor=WATCH_ACTOR)
-    _queue_for_preparation(ctx, study_id, queue)
-    log.info("study %s: %s from inbox %s queued for preparation", study_id, arrival.source_format.value,
-             arrival.inbox.name)
-    return Taken.NEW if created else Taken.RESUMED
+        registered = store.register_studies(session, wanted, actor=WATCH_ACTOR)
+    for taking, study in zip(takings, registered, strict=True):
+        taking.registered = study
+
+
+def _queue_archived(ctx: PipelineContext, takings: Sequence[_Taking]) -> list[int]:
+    """In one transaction, move each archived arrival's study from `received` to `queued_prepare`, or
+    audit it as a duplicate drop (its content was known, or came twice in this chunk); sets each
+    one's outcome and returns the studies to hand on to preparation."""
+    if not takings:
+        return []
+    queued: list[int] = []
+    with ctx.session() as session:
+        # Lock the received ones in one SELECT; each claim below then finds its row locked already.
+        store.claim_studies(session, [taking.registered.study.id for taking in takings
+                                      if taking.registered is not None
+                                      and taking.registered.study.state == StudyState.RECEIVED],
+                            StudyState.RECEIVED)
+        for taking in takings:
+            assert taking.registered is not None  # every archived arrival was registered
+            study, arrival = taking.registered.study, taking.arrival
+            if study.state != StudyState.RECEIVED or study.id in queued:
+                audit.append(session, actor=WATCH_ACTOR, action="study.duplicate", entity_type="study",
+                             entity_id=study.id, details={"sha256": taking.sha256, "inbox": arrival.inbox.name,
+                                                          "state": study.state})
+                taking.outcome = Taken.DUPLICATE
+                continue
+            if store.claim_study(session, study.id, StudyState.RECEIVED) is not None:
+                store.set_state(session, study.id, StudyState.QUEUED_PREPARE, actor=WATCH_ACTOR)
+            queued.append(study.id)
+            taking.outcome = Taken.NEW if taking.registered.created else Taken.RESUMED
+    for taking in takings:  # said once the transaction is committed
+        study_id, arrival = taking.registered.study.id, taking.arrival  # type: ignore[union-attr]
+        if taking.outcome is Taken.DUPLICATE:
+            log.info("study %s: duplicate drop in inbox %s, no new study", study_id, arrival.inbox.name)
+        else:
+            log.info("study %s: %s from inbox %s queued for preparation", study_id,
+                     arrival.source_format.value if arrival.source_format else "?", arrival.inbox.name)
+    return queued
 
 
 def register_batch_item(ctx: PipelineContext, arrival: Arrival, *, origin: str,
                         queue: PrepareMessages | None = None) -> Taken:
     """Register one ECG found by the batch walker and queue it (`queue`: as `take_arrival`); the
-    original is only read.
+    original is only read."""
+    [taken] = register_batch_items(ctx, [arrival], origin=origin, queue=queue)
+    return taken
+
+
+def register_batch_items(ctx: PipelineContext, arrivals: Sequence[Arrival], *, origin: str,
+                         queue: PrepareMessages | None = None) -> list[Taken]:
+    """Register the ECGs the batch walker found and queue them, in one transaction (the batch command
+    gives TAKE_CHUNK at a time); how each was taken, in their order. The originals are only read.
 
     Already registered content is skipped (so a stopped batch resumes where it was);
     unusable items are counted, not copied or moved: the batch never alters its source.
     """
-    if arrival.problem is not None or arrival.source_format is None:
-        return Taken.UNUSABLE
-    sha = record_sha256(arrival.record_files)
+    outcomes = [Taken.UNUSABLE] * len(arrivals)
+    usable = [n for n, arrival in enumerate(arrivals)
+              if arrival.problem is None and arrival.source_format is not None]
+    wanted = [store.NewStudy(sha256=record_sha256(arrivals[n].record_files),
+                             source_format=str(arrivals[n].source_format),
+                             source_path=str(arrivals[n].main.resolve()), archive_path=None, origin=origin)
+              for n in usable]
+    queued: list[int] = []
     with ctx.session() as session:
-        study, created = store.register_study(
-            session, sha256=sha, source_format=arrival.source_format.value,
-            source_path=str(arrival.main.resolve()), archive_path=None, origin=origin, actor=BATCH_ACTOR)
-        if not created:
-            # Registered before (by a batch, or by the watcher, which then archives and queues it),
-            # or by another process a moment ago.
-            return Taken.KNOWN
-        store.set_state(session, study.id, StudyState.QUEUED_PREPARE, actor=BATCH_ACTOR)
-        study_id = study.id
-    _queue_for_preparation(ctx, study_id, queue)
-    return Taken.NEW
+        for n, registered in zip(usable, store.register_studies(session, wanted, actor=BATCH_ACTOR), strict=True):
+            if not registered.created:
+                # Registered before (by a batch, or by the watcher, which then archives and queues it),
+                # by another process a moment ago, or listed twice in this batch.
+                outcomes[n] = Taken.KNOWN
+                continue
+            store.set_state(session, registered.study.id, StudyState.QUEUED_PREPARE, actor=BATCH_ACTOR)
+            queued.append(registered.study.id)
+            outcomes[n] = Taken.NEW
+    for study_id in queued:
+        _queue_for_preparation(ctx, study_id, queue)
+    return outcomes
 
 
 def _queue_for_preparation(ctx: PipelineContext, study_id: int, queue: PrepareMessages | None) -> None:

@@ -4,7 +4,7 @@
 
 One loop, every `poll_seconds`: scan every inbox whose lock this watcher holds
 (`worker.watch_lock`: one watcher per inbox; a second one stands by and takes over) with
-`ingest.intake.watch.InboxScanner`, take each complete arrival (`worker.intake.take_arrival`),
+`ingest.intake.watch.InboxScanner`, take the complete arrivals (`worker.intake.take_arrivals`),
 every `reconcile_every_seconds` run the reconciler (one `Reconciler` for the life of the
 process: it remembers database outages), and every `audit_checkpoint_every_seconds` sign the audit chain's head into
 the checkpoint file outside the database (`reports.audit_anchor`, when a key is set). With
@@ -26,7 +26,7 @@ from pathlib import Path
 from ingest.intake.watch import Arrival, InboxScanner
 from worker.context import PipelineContext
 from worker.dispatch import InProcessDispatcher
-from worker.intake import prepare_messages, take_arrival
+from worker.intake import prepare_messages, take_arrivals
 from worker.failures import database_errors
 from worker.reconcile import Reconciler
 from worker.watch_lock import InboxLocks
@@ -67,15 +67,15 @@ def scan_once(ctx: PipelineContext, scanner: InboxScanner, failures: FailureLog 
     taken: Counter[str] = Counter()
     arrivals = scanner.scan()
     failures.forget_all_but({arrival.main for arrival in arrivals})
-    with prepare_messages(ctx) as queue:  # a burst of arrivals is prepared in batches
-        for arrival in arrivals:
-            try:
-                taken[take_arrival(ctx, arrival, queue)] += 1
-            except Exception as exc:  # keep watching: the files stay in the inbox and are retried next scan
-                failures.failed(arrival, exc)
-                taken["error"] += 1
-            else:
-                failures.succeeded(arrival)
+    with prepare_messages(ctx) as queue:  # a burst of arrivals is registered and prepared in batches
+        outcomes = take_arrivals(ctx, arrivals, queue)
+    for arrival, outcome in zip(arrivals, outcomes, strict=True):
+        if isinstance(outcome, Exception):  # keep watching: the files stay in the inbox and are retried next scan
+            failures.failed(arrival, outcome)
+            taken["error"] += 1
+        else:
+            failures.succeeded(arrival)
+            taken[outcome] += 1
     return taken
 
 

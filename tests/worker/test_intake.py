@@ -168,3 +168,82 @@ def test_an_orphan_that_differs_from_the_archived_record_is_still_quarantined(ct
     [orphan] = InboxScanner(list(ctx.settings.inbox_dirs), stable_seconds=0.0, orphan_seconds=0.0).scan()
     assert take_arrival(ctx, orphan) is Taken.QUARANTINED
     assert "file.leftover_removed" not in audit_actions(ctx.engine)
+
+
+def _dicom_files(inbox: Path, count: int) -> list[Path]:
+    """`count` DICOM ECGs of different content (the demo sample with another accession number)."""
+    import pydicom
+
+    from tests.worker.conftest import SAMPLES
+
+    inbox.mkdir(parents=True, exist_ok=True)
+    dataset = pydicom.dcmread(SAMPLES / "demo-dicom.dcm")
+    paths = []
+    for n in range(count):
+        dataset.AccessionNumber = f"INTAKE-{n}"
+        dataset.save_as(inbox / f"v{n}.dcm")
+        paths.append(inbox / f"v{n}.dcm")
+    return paths
+
+
+def test_a_scan_takes_its_arrivals_together_and_the_same_content_twice_is_one_study(ctx: PipelineContext) -> None:
+    inbox = ctx.settings.inbox_dirs[0]
+    _dicom_files(inbox, 3)
+    (inbox / "w-again.dcm").write_bytes((inbox / "v1.dcm").read_bytes())  # scanned after v0-v2
+    arrivals = sorted(scan(ctx), key=lambda arrival: arrival.main.name)
+    outcomes = intake.take_arrivals(ctx, arrivals)
+    assert outcomes == [Taken.NEW, Taken.NEW, Taken.NEW, Taken.DUPLICATE]
+    assert [study.state for study in studies(ctx.engine)] == [StudyState.QUEUED_PREPARE] * 3
+    assert list(ctx.dispatcher.queues[Stage.PREPARE]) == [study.id for study in studies(ctx.engine)]
+    assert list(inbox.iterdir()) == []
+    [details] = audit_details(ctx.engine, "study.duplicate")
+    assert details["state"] == StudyState.RECEIVED  # its study was registered a moment before, in this scan
+
+
+def test_an_arrival_the_database_refuses_waits_in_the_inbox_and_the_rest_are_taken(
+    ctx: PipelineContext, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from reports import store
+
+    inbox = ctx.settings.inbox_dirs[0]
+    _dicom_files(inbox, 4)
+    register = store.register_studies
+
+    def refuse_v2(session, wanted, **kwargs):  # noqa: ANN001, ANN202
+        if any(entry.source_path.endswith("v2.dcm") for entry in wanted):
+            raise ValueError("refused by a check of the database")
+        return register(session, wanted, **kwargs)
+
+    monkeypatch.setattr(store, "register_studies", refuse_v2)
+    arrivals = sorted(scan(ctx), key=lambda arrival: arrival.main.name)
+    outcomes = intake.take_arrivals(ctx, arrivals)
+    assert outcomes[:2] == [Taken.NEW, Taken.NEW] and outcomes[3] is Taken.NEW
+    assert isinstance(outcomes[2], ValueError) and "refused" in str(outcomes[2])
+    assert sorted(path.name for path in inbox.iterdir()) == ["v2.dcm"]  # kept for the next scan
+    assert [study.state for study in studies(ctx.engine)] == [StudyState.QUEUED_PREPARE] * 3
+    monkeypatch.undo()
+    assert intake.take_arrivals(ctx, scan(ctx)) == [Taken.NEW]
+
+
+def test_an_arrival_whose_copy_fails_stays_received_in_the_inbox_and_the_rest_are_queued(
+    ctx: PipelineContext, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    inbox = ctx.settings.inbox_dirs[0]
+    paths = _dicom_files(inbox, 3)
+    archive = intake.archive_record
+
+    def full_for_v1(files, main, *args, **kwargs):  # noqa: ANN001, ANN202
+        if main.name == "v1.dcm":
+            raise OSError(28, "No space left on device")
+        return archive(files, main, *args, **kwargs)
+
+    monkeypatch.setattr(intake, "archive_record", full_for_v1)
+    arrivals = sorted(scan(ctx), key=lambda arrival: arrival.main.name)
+    outcomes = intake.take_arrivals(ctx, arrivals)
+    assert outcomes[0] is Taken.NEW and outcomes[2] is Taken.NEW and isinstance(outcomes[1], OSError)
+    assert [study.state for study in studies(ctx.engine)] == [
+        StudyState.QUEUED_PREPARE, StudyState.RECEIVED, StudyState.QUEUED_PREPARE]
+    assert list(inbox.iterdir()) == [paths[1]]
+    monkeypatch.undo()
+    assert intake.take_arrivals(ctx, scan(ctx)) == [Taken.RESUMED]
+    assert [study.state for study in studies(ctx.engine)] == [StudyState.QUEUED_PREPARE] * 3
