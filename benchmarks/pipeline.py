@@ -7,6 +7,9 @@ database and a Redis database of its own, in the same run:
     work only         the stage work itself, in this process, no database, no queue, no files:
                       read, prepare, interpret (the protocol reader, in batches), the claim
                       checks, the HL7 draft written and checked once (`work_only` below)       (baseline)
+    work side by side the same work dealt to one process per core running at once (the CPU
+                      worker's prefork pool runs that way): what sharing the machine's caches
+                      and memory costs the work itself, with nothing of the pipeline
     stages in-process the stage functions with the in-process dispatcher on Postgres: register
                       (as `ecg-worklist batch`), prepare_studies, interpret_studies,
                       build_reports                                             (+ database, files)
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -74,9 +78,11 @@ ADMIN_URL = os.environ.get("ECGWL_TEST_POSTGRES_URL", "postgresql+psycopg://post
 REDIS_URL = os.environ.get("ECGWL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 ECG_WORKLIST = Path(sys.executable).parent / "ecg-worklist"
 GOAL_RATIO = 1.2
-CONCURRENCY = os.environ.get("BENCH_CONC", "").split() 
-SETUPS = ("work", "inproc", "celery", "watch")
-LABELS = {"work": "work only (no database, no queue)", "inproc": "stages in-process on Postgres",
+SETUPS = ("work", "work_side_by_side", "inproc", "celery", "watch")
+SIDE_BY_SIDE = os.cpu_count() or 1  # processes: as many as the CPU worker's prefork pool runs
+LABELS = {"work": "work only (no database, no queue)",
+          "work_side_by_side": f"work only, {SIDE_BY_SIDE} processes at once",
+          "inproc": "stages in-process on Postgres",
           "celery": "stages through Redis/Celery (1 process)", "watch": "watch -> queues -> report (3 processes)"}
 
 
@@ -304,6 +310,23 @@ def work_only(items: list[MixItem], batch_size: int) -> Run:
     return Run(time.perf_counter() - wall, time.process_time() - cpu, {"awaiting_signoff": len(items)}, batches)
 
 
+def _work_share(share: list[MixItem], batch_size: int) -> float:
+    return work_only(share, batch_size).cpu
+
+
+def work_side_by_side(items: list[MixItem], batch_size: int, processes: int) -> Run:
+    """The same stage work, its studies dealt to `processes` processes that run at once, one per core,
+    as the CPU worker's pool runs them: no database, no queue, nothing of the pipeline. Processes
+    that run side by side share the machine's caches and memory bandwidth, so each study's work
+    costs more CPU than in one process alone; this shows how much of a multi-process set-up's
+    overhead is that, not the pipeline. Forked after the warm-up, so no process pays for imports."""
+    shares = [items[n::processes] for n in range(processes)]
+    wall = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        cpus = pool.starmap(_work_share, [(share, batch_size) for share in shares])
+    return Run(time.perf_counter() - wall, sum(cpus), {"awaiting_signoff": len(items)})
+
+
 def in_process(inputs: Path, root: Path, batch_size: int, admin_url: str) -> Run:
     with scratch_database(admin_url) as url:
         ctx = PipelineContext.create(settings_for(root, url, None, batch_size))
@@ -353,7 +376,7 @@ def watch_to_report(inputs: Path, root: Path, batch_size: int, count: int, admin
         engine = store.make_engine(url)
         try:
             with processes(settings, root, [
-                ["worker", "--queues", "prepare,report"] + CONCURRENCY,
+                ["worker", "--queues", "prepare,report"],
                 ["worker", "--queues", "interpret"],
                 ["watch"],
             ]) as pids:
@@ -396,6 +419,7 @@ def run(count: int, rounds: int, batch_size: int, setups: tuple[str, ...], admin
         work_only(items[: min(len(items), 5)], batch_size)  # warm-up: imports, caches
         actions: dict[str, Callable[[Path], Run]] = {
             "work": lambda _root: work_only(items, batch_size),
+            "work_side_by_side": lambda _root: work_side_by_side(items, batch_size, SIDE_BY_SIDE),
             "inproc": lambda root: in_process(inputs, root, batch_size, admin_url),
             "celery": lambda root: through_celery(inputs, root, batch_size, count, admin_url, redis_db),
             "watch": lambda root: watch_to_report(inputs, root, batch_size, count, admin_url, redis_db),
@@ -457,6 +481,10 @@ def report(items: list[MixItem], results: list[dict[str, Run]], batch_size: int)
             parts = ", ".join(f"{role} {seconds * 1000 / n:.1f}" for role, seconds in
                               sorted(used.items(), key=lambda pair: -pair[1]))
             print(f"  {LABELS[name]:<46}{parts}")
+    if "work" in setups and "work_side_by_side" in setups:
+        side = statistics.median(summary["work_side_by_side"])
+        print(f"the stage work alone costs {side:.2f}x its one-process CPU when {SIDE_BY_SIDE} processes run it at once "
+              "(median round): that much of a multi-process set-up's ratio is processes sharing the machine")
     if "work" in setups:
         for name in ("celery", "watch"):
             if name in setups:

@@ -33,6 +33,9 @@ def test_the_pipeline_benchmark_runs_every_set_up_to_the_last_draft(redis_url: s
                "--postgres-admin-url", POSTGRES_ADMIN_URL, "--redis-url", redis_url)
     for label in ("work only", "stages in-process on Postgres", "through Redis/Celery", "watch -> queues -> report"):
         assert label in out
+    # The same work in one process per core at once, and the share of the ratio that is.
+    assert re.search(r"work only, \d+ processes at once\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+awaiting_signoff 5", out)
+    assert "processes run it at once (median round)" in out
     assert "5 inputs: 2 dicom-1000" in out and out.count("goal: end-to-end CPU per study") == 2
     # Batches of 4 in process, and the interpret worker's batches read from its log (5 studies in all).
     assert re.search(r"stages in-process on Postgres\s+4: 1, 1: 1; 0 empty", out)
