@@ -9,7 +9,7 @@ functions below; none of them commits.
     studies           register_study, register_studies, get_study, claim_study, study_by_sha256, set_state, quarantine, fail,
                       save_prepared, save_interpretation, studies_in_state_older_than
     reports           draft_report (build + validate + store v1 + outbox, the worker's call),
-                      publish_draft (v1's outbound file is written: -> awaiting_signoff),
+                      publish_draft(s) (v1's outbound file is written: -> awaiting_signoff),
                       create_draft_report (store a given v1 message), add_report_version
                       (sign / amend / reject), latest_report, order_numbers
     outbox            add_outbox, due_outbox, record_delivery, hold_outbox, release_outbox
@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -454,7 +454,8 @@ def set_state(
         record["error"] = error
     action = "study.requeued" if new_state == current else "study.state"
     _audit_study(session, study, action, actor, record)
-    session.flush()
+    # Not flushed here: the session writes the row before its next query or at commit, with the other
+    # state changes of the transaction in one UPDATE (a flush per change was one statement each).
     return study
 
 
@@ -776,16 +777,30 @@ def publish_draft(
 
     Idempotent: an already published draft is returned (missing outbox rows are added).
     """
-    study = get_study(session, study_id, for_update=True, content=False)
-    report = _report_by_version(session, study_id, 1)
-    if report is None:
-        raise InvalidTransition(study_id, study.state, S.AWAITING_SIGNOFF.value)
-    for destination in destinations:
-        add_outbox(session, report.id, destination, actor=actor)
-    if StudyState(study.state) == S.INTERPRETED:
-        set_state(session, study_id, S.AWAITING_SIGNOFF, actor=actor,
-                  details={"report_version": 1, "outbound_file": outbound_file})
-    return report
+    files = {study_id: outbound_file} if outbound_file is not None else {}
+    return publish_drafts(session, [study_id], actor=actor, destinations=destinations, outbound_files=files)[study_id]
+
+
+def publish_drafts(
+    session: Session, study_ids: Sequence[int], *, actor: str, destinations: Iterable[str] = (),
+    outbound_files: Mapping[int, str] | None = None,
+) -> dict[int, Report]:
+    """`publish_draft` for a batch of studies (the report stage's), their drafts read in one SELECT:
+    {study id: its version 1}. `outbound_files`: each study's file name, for its audit row."""
+    destinations = list(destinations)
+    drafts = {report.study_id: report for report in session.execute(
+        sa.select(Report).where(Report.study_id.in_(list(study_ids)), Report.version == 1)).scalars()}
+    for study_id in study_ids:
+        study = get_study(session, study_id, for_update=True, content=False)
+        report = drafts.get(study_id)
+        if report is None:
+            raise InvalidTransition(study_id, study.state, S.AWAITING_SIGNOFF.value)
+        for destination in destinations:
+            add_outbox(session, report.id, destination, actor=actor)
+        if StudyState(study.state) == S.INTERPRETED:
+            set_state(session, study_id, S.AWAITING_SIGNOFF, actor=actor,
+                      details={"report_version": 1, "outbound_file": (outbound_files or {}).get(study_id)})
+    return drafts
 
 
 # ---------------------------------------------------------------- outbox

@@ -385,10 +385,10 @@ def build_reports(ctx: PipelineContext, views: Sequence[StudyView]) -> dict[int,
                                                          for study_id, (version, message) in drafted.items()])
     files = dict(zip(drafted, paths, strict=True))
     with ctx.session() as session:
-        for study_id in store.claim_studies(session, drafted, S.INTERPRETED):
-            store.publish_draft(session, study_id, actor=actor, destinations=settings.hl7_destination_names,
-                                outbound_file=files[study_id].name)
-            outcomes[study_id] = Outcome.DONE
+        claimed = store.claim_studies(session, drafted, S.INTERPRETED)
+        store.publish_drafts(session, claimed, actor=actor, destinations=settings.hl7_destination_names,
+                             outbound_files={study_id: files[study_id].name for study_id in claimed})
+    outcomes.update(dict.fromkeys(claimed, Outcome.DONE))
     return outcomes
 
 
