@@ -31,8 +31,8 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 
 import sqlalchemy as sa
