@@ -6,8 +6,8 @@ database and a Redis database of its own, in the same run:
 
     work only         the stage work itself, in this process, no database, no queue, no files:
                       read (a PDF page not drawn, as the prepare stage reads), prepare, interpret
-                      (the protocol reader, in batches), the claim
-                      checks, the HL7 draft written and checked once (`work_only` below)       (baseline)
+                      (the protocol reader, in batches), the claim checks, the HL7 draft
+                      written and checked once (`work_only` below)                            (baseline)
     work side by side the same work dealt to one process per core running at once (the CPU
                       worker's prefork pool runs that way): what sharing the machine's caches
                       and memory costs the work itself, with nothing of the pipeline
