@@ -587,7 +587,7 @@ def order_numbers(session: Session, study: Study) -> tuple[str, str]:
         accession = (study.demographics or {}).get("accession")
         study.placer_order_number = study.placer_order_number or (accession or f"ECG{study.id}")[:64]
         study.filler_order_number = study.filler_order_number or f"ECGWL{study.id}"
-        session.flush()
+        # Written with the transaction's next flush (the report's INSERT follows at once).
     return study.placer_order_number, study.filler_order_number
 
 
@@ -790,16 +790,19 @@ def publish_drafts(
     destinations = list(destinations)
     drafts = {report.study_id: report for report in session.execute(
         sa.select(Report).where(Report.study_id.in_(list(study_ids)), Report.version == 1)).scalars()}
-    for study_id in study_ids:
-        study = get_study(session, study_id, for_update=True, content=False)
-        report = drafts.get(study_id)
+    studies = [get_study(session, study_id, for_update=True, content=False) for study_id in study_ids]
+    for study in studies:
+        report = drafts.get(study.id)
         if report is None:
-            raise InvalidTransition(study_id, study.state, S.AWAITING_SIGNOFF.value)
+            raise InvalidTransition(study.id, study.state, S.AWAITING_SIGNOFF.value)
         for destination in destinations:
             add_outbox(session, report.id, destination, actor=actor)
+    # The state changes after every outbox row: each INSERT above would flush the change before it,
+    # one UPDATE a study; after them, the batch's changes are written together at commit.
+    for study in studies:
         if StudyState(study.state) == S.INTERPRETED:
-            set_state(session, study_id, S.AWAITING_SIGNOFF, actor=actor,
-                      details={"report_version": 1, "outbound_file": (outbound_files or {}).get(study_id)})
+            set_state(session, study.id, S.AWAITING_SIGNOFF, actor=actor,
+                      details={"report_version": 1, "outbound_file": (outbound_files or {}).get(study.id)})
     return drafts
 
 
