@@ -173,7 +173,7 @@ def take_arrivals(ctx: PipelineContext, arrivals: Sequence[Arrival],
         chunk = usable[first:first + TAKE_CHUNK]
         for n, outcome in zip(chunk, _take_chunk(ctx, [arrivals[n] for n in chunk], queue), strict=True):
             outcomes[n] = outcome
-    return [outcome if outcome is not None else RuntimeError("arrival not taken") for outcome in outcomes]
+    return _decided(outcomes)
 
 
 def _attempt(action: Callable[[], Taken]) -> Taken | Exception:
@@ -248,8 +248,14 @@ def _take_chunk(ctx: PipelineContext, arrivals: Sequence[Arrival],
         queued = []
     for study_id in queued:
         _queue_for_preparation(ctx, study_id, queue)
-    return [taking.outcome if taking.outcome is not None else RuntimeError("arrival not taken")
-            for taking in takings]
+    return _decided([taking.outcome for taking in takings])
+
+
+def _decided(outcomes: Sequence[Taken | Exception | None]) -> list[Taken | Exception]:
+    """The outcomes, every one of them set: each path above gives each arrival its outcome."""
+    if any(outcome is None for outcome in outcomes):
+        raise RuntimeError("an arrival was left without an outcome")  # a bug here, not a bad file
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def _register(ctx: PipelineContext, takings: Sequence[_Taking]) -> None:
@@ -276,11 +282,11 @@ def _queue_archived(ctx: PipelineContext, takings: Sequence[_Taking]) -> list[in
         return []
     queued: list[int] = []
     with ctx.session() as session:
-        # Lock the received ones in one SELECT; each claim below then finds its row locked already.
-        store.claim_studies(session, [taking.registered.study.id for taking in takings
-                                      if taking.registered is not None
-                                      and taking.registered.study.state == StudyState.RECEIVED],
-                            StudyState.RECEIVED)
+        # Locked in one SELECT: those still `received` (another watcher may have moved one since).
+        still_received = set(store.claim_studies(
+            session, [taking.registered.study.id for taking in takings
+                      if taking.registered is not None and taking.registered.study.state == StudyState.RECEIVED],
+            StudyState.RECEIVED))
         for taking in takings:
             assert taking.registered is not None  # every archived arrival was registered
             study, arrival = taking.registered.study, taking.arrival
@@ -290,7 +296,7 @@ def _queue_archived(ctx: PipelineContext, takings: Sequence[_Taking]) -> list[in
                                                           "state": study.state})
                 taking.outcome = Taken.DUPLICATE
                 continue
-            if store.claim_study(session, study.id, StudyState.RECEIVED) is not None:
+            if study.id in still_received:
                 store.set_state(session, study.id, StudyState.QUEUED_PREPARE, actor=WATCH_ACTOR)
             queued.append(study.id)
             taking.outcome = Taken.NEW if taking.registered.created else Taken.RESUMED
