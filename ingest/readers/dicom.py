@@ -7,8 +7,9 @@
     plus the MEDIAN BEAT group, demographics, the device's measurements (SCPECG-coded
     numeric annotations), its statements (text annotations) and its name.
 
-`ds.waveform_array(i)` already applies sensitivity, correction factor and baseline, in
-the channel's sensitivity units; this reader converts those units to millivolts.
+Each channel's samples are scaled as pydicom's `waveform_array` scales them (sensitivity,
+correction factor, baseline, in the channel's sensitivity units: `_decoded_channels`), and
+those units converted to millivolts.
 Optional attributes (filters, correction factor, device fields) may be missing; a
 missing sensitivity unit on the rhythm is an error, since amplitudes would be guesses.
 """
@@ -230,12 +231,8 @@ def _group_signal(dataset: Any, index: int, path: Path,
     check_signal_size(path, channels=n_channels, samples_per_lead=int(group.get("NumberOfWaveformSamples", 0) or 0),
                       limits=limits, what=f"waveform group {label}")
     _check_data_length(group, label, path)
-    try:
-        values = np.asarray(dataset.waveform_array(index), dtype=np.float64).T
-    except Exception as exc:
-        raise IngestError(path, f"waveform group {label} could not be decoded ({exc})") from exc
-
     names = [_channel_lead(channel, position) for position, channel in enumerate(channels)]
+    to_mv = np.ones(n_channels)
     for position, channel in enumerate(channels):
         factor = _channel_mv_factor(channel)
         if factor is None:
@@ -243,8 +240,32 @@ def _group_signal(dataset: Any, index: int, path: Path,
                 raise IngestError(path, f"waveform group {label}: lead {names[position]} has no usable "
                                         f"sensitivity units")
             continue
-        values[position] *= factor
-    return values, names
+        to_mv[position] = factor
+    try:
+        values = _decoded_channels(group, channels)
+    except Exception as exc:
+        raise IngestError(path, f"waveform group {label} could not be decoded ({exc})") from exc
+    return np.ascontiguousarray((values * to_mv).T), names
+
+
+def _decoded_channels(group: Any, channels: list[Any]) -> np.ndarray:
+    """The group's samples (samples, channels) in each channel's sensitivity units.
+
+    What pydicom's `waveform_array` gives (the same table of sample types, then per channel raw x
+    sensitivity x correction factor + baseline, in that order, so the same numbers bit for bit), in
+    whole-array operations: pydicom scales one strided channel column at a time, which cost a third
+    of reading a 12-lead file."""
+    from pydicom.waveforms.numpy_handler import WAVEFORM_DTYPES
+
+    samples, count = int(group.NumberOfWaveformSamples), int(group.NumberOfWaveformChannels)
+    dtype = WAVEFORM_DTYPES[(int(group.WaveformBitsAllocated), str(group.WaveformSampleInterpretation))]
+    size = samples * count * np.dtype(dtype).itemsize
+    raw = np.frombuffer(group.WaveformData[:size], dtype=dtype).reshape(samples, count)
+    sensitivity, correction, baseline = (
+        np.array([float(channel.get(keyword, default)) for channel in channels])
+        for keyword, default in (("ChannelSensitivity", 1.0), ("ChannelSensitivityCorrectionFactor", 1.0),
+                                 ("ChannelBaseline", 0.0)))
+    return raw.astype(np.float64) * sensitivity * correction + baseline
 
 
 def _filter_settings(group: Any) -> str | None:

@@ -234,3 +234,37 @@ def test_two_lead_dicom_is_rejected_by_the_lead_rule(tmp_path: Path, ecg12: np.n
     group = waveform_group(ecg12[:2] * 1000, mdc_sources(["I", "II"]), fs=500, label="RHYTHM")
     with pytest.raises(IngestError, match=r"not a 12-lead ECG: found leads \[I, II\]"):
         read_ecg(write_dicom_ecg(tmp_path / "two.dcm", [group]))
+
+
+def test_samples_are_scaled_as_pydicom_scales_them_bit_for_bit(tmp_path: Path, mortara_dicom_path: Path,
+                                                               ecg12: np.ndarray) -> None:
+    """The reader scales the channels in whole-array operations (`_decoded_channels`); every number must
+    be pydicom's `waveform_array`: on the real Mortara file (both its groups), and on a group whose
+    channels each have their own sensitivity, correction factor and baseline, or none at all."""
+    from ingest.readers.dicom import _decoded_channels
+
+    dataset = pydicom.dcmread(mortara_dicom_path)
+    for index, group in enumerate(dataset.WaveformSequence):
+        ours = _decoded_channels(group, list(group.ChannelDefinitionSequence))
+        assert np.array_equal(ours, dataset.waveform_array(index))
+
+    group = waveform_group(ecg12 * 1000, mdc_sources(STANDARD_LEADS), fs=500, label="RHYTHM", sensitivity=2.5)
+    for position, channel in enumerate(group.ChannelDefinitionSequence):
+        channel.ChannelSensitivity = f"{0.3 + 0.37 * position:g}"
+        channel.ChannelSensitivityCorrectionFactor = f"{0.9 + 0.013 * position:g}"
+        channel.ChannelBaseline = f"{-1.5 + 0.25 * position:g}"
+    del group.ChannelDefinitionSequence[3].ChannelSensitivityCorrectionFactor  # optional: 1 when absent
+    del group.ChannelDefinitionSequence[4].ChannelBaseline  # optional: 0 when absent
+    built = pydicom.dcmread(write_dicom_ecg(tmp_path / "scaled.dcm", [group]))
+    ours = _decoded_channels(built.WaveformSequence[0], list(built.WaveformSequence[0].ChannelDefinitionSequence))
+    theirs = built.waveform_array(0)
+    assert ours.shape == theirs.shape == (5000, 12)
+    assert np.array_equal(ours, theirs)
+    assert not np.array_equal(ours[:, 3], ours[:, 4])  # the channels were scaled differently
+
+
+def test_an_unknown_sample_type_names_the_group(tmp_path: Path, ecg12: np.ndarray) -> None:
+    group = waveform_group(ecg12 * 1000, mdc_sources(STANDARD_LEADS), fs=500, label="RHYTHM")
+    group.WaveformSampleInterpretation = "XX"
+    with pytest.raises(IngestError, match="waveform group RHYTHM could not be decoded"):
+        read_ecg(write_dicom_ecg(tmp_path / "odd.dcm", [group]))
