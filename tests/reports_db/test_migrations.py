@@ -11,7 +11,7 @@ from reports.db import Base
 
 TABLES = {"studies", "reports", "outbox", "audit_events", "audit_head", "users", "web_sessions", "study_counts",
           "study_counts_by_day"}
-HEAD = "0006_study_leases"
+HEAD = "0007_lz4_large_columns"
 
 
 def _tables(url: str) -> set[str]:
@@ -117,3 +117,43 @@ def test_review_accounts_migration_goes_down_to_the_initial_schema(postgres_url:
     assert "ix_studies_queue" not in indexes and "ix_studies_state_changed" in indexes
     store.upgrade(postgres_url)
     assert store.current_revision(postgres_url) == HEAD
+
+
+def _column_compression(url: str) -> dict[str, str]:
+    """{table.column: the compression its new values get} for the large columns ("" = the server's default)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text(
+                "SELECT c.relname, a.attname, a.attcompression FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "WHERE (c.relname, a.attname) IN (('studies', 'features'), ('studies', 'interpretation'), "
+                "('reports', 'hl7_message'), ('outbox', 'payload'))")).all()
+    finally:
+        engine.dispose()
+    return {f"{table}.{column}": {"l": "lz4", "p": "pglz"}.get(code, "") for table, column, code in rows}
+
+
+def test_the_large_columns_are_compressed_with_lz4_and_back_with_pglz(postgres_url: str) -> None:
+    """0007: the features, interpretations, HL7 messages and payloads are written lz4-compressed (this
+    machine's Postgres has lz4), a value written is stored so, and the downgrade goes back to pglz."""
+    columns = {"studies.features", "studies.interpretation", "reports.hl7_message", "outbox.payload"}
+    store.upgrade(postgres_url, "0006_study_leases")
+    assert _column_compression(postgres_url) == dict.fromkeys(columns, "")
+    store.upgrade(postgres_url)
+    assert _column_compression(postgres_url) == dict.fromkeys(columns, "lz4")
+
+    engine = store.make_engine(postgres_url)
+    try:
+        with engine.begin() as connection:
+            features = {"leads": {f"lead {n}": list(range(n, n + 400)) for n in range(12)}}  # ~30 kB of JSON
+            connection.execute(sa.text("INSERT INTO studies (sha256, source_path, source_format, state, created_at, "
+                                       "state_changed_at, features) VALUES (:sha, 'x.dcm', 'dicom', 'queued_prepare', "
+                                       "now(), now(), CAST(:features AS json))"),
+                               {"sha": "a" * 64, "features": store.json_text(features)})
+            method = connection.execute(sa.text("SELECT pg_column_compression(features) FROM studies")).scalar_one()
+    finally:
+        engine.dispose()
+    assert method == "lz4"
+
+    store.downgrade(postgres_url, "0006_study_leases")
+    assert _column_compression(postgres_url) == dict.fromkeys(columns, "pglz")
