@@ -678,9 +678,33 @@ def add_report_version(
                             impression=impression, labels=labels, signed_by=signed_by,
                             signed_at=signed_at or (utcnow() if signed_by else None), measurements=measurements,
                             audit_details=audit_details)
-    for destination in destinations:
-        add_outbox(session, report.id, destination, actor=actor)
+    add_outboxes(session, [report], destinations, actor=actor)
     return report
+
+
+def _new_report(
+    session: Session, study: Study, version: int, message: str, *, status: ReportStatus, created_by: str,
+    impression: str | None, labels: list[str] | None, signed_by: str | None = None,
+    signed_at: dt.datetime | None = None, measurements: dict[str, Any] | None = None, built_here: bool = False,
+) -> Report:
+    """The report row for `message`, checked (`_checked_message`) and not yet added to the session; the
+    study's order numbers are fixed first, as the message must carry them. InvalidMessage if it fails."""
+    order_numbers(session, study)
+    control_id, result_status = _checked_message(message, study, status, built_here=built_here)
+    return Report(
+        study_id=study.id, version=version, status=status.value, result_status=result_status,
+        hl7_message=message, message_control_id=control_id, impression=impression,
+        labels=list(labels) if labels is not None else None, created_by=created_by,
+        signed_by=signed_by, signed_at=signed_at, created_at=utcnow(), measurements=measurements,
+    )
+
+
+def _audit_report(session: Session, report: Report, *, actor: str, audit_details: dict[str, Any] | None = None) -> None:
+    """The audit row of a stored report (its id known: after the flush that inserted it)."""
+    audit.append(session, actor=actor, action=f"report.{report.status}", entity_type="report", entity_id=report.id,
+                 details={"study_id": report.study_id, "version": report.version,
+                          "result_status": report.result_status, "message_control_id": report.message_control_id,
+                          "created_by": report.created_by, "signed_by": report.signed_by} | (audit_details or {}))
 
 
 def _insert_report(
@@ -690,20 +714,12 @@ def _insert_report(
     measurements: dict[str, Any] | None = None, audit_details: dict[str, Any] | None = None,
     built_here: bool = False,
 ) -> Report:
-    order_numbers(session, study)
-    control_id, result_status = _checked_message(message, study, status, built_here=built_here)
-    report = Report(
-        study_id=study.id, version=version, status=status.value, result_status=result_status,
-        hl7_message=message, message_control_id=control_id, impression=impression,
-        labels=list(labels) if labels is not None else None, created_by=created_by,
-        signed_by=signed_by, signed_at=signed_at, created_at=utcnow(), measurements=measurements,
-    )
+    report = _new_report(session, study, version, message, status=status, created_by=created_by,
+                         impression=impression, labels=labels, signed_by=signed_by, signed_at=signed_at,
+                         measurements=measurements, built_here=built_here)
     session.add(report)
     session.flush()
-    audit.append(session, actor=actor, action=f"report.{status.value}", entity_type="report", entity_id=report.id,
-                 details={"study_id": study.id, "version": version, "result_status": result_status,
-                          "message_control_id": control_id, "created_by": created_by,
-                          "signed_by": signed_by} | (audit_details or {}))
+    _audit_report(session, report, actor=actor, audit_details=audit_details)
     target = _STUDY_STATE_FOR_REPORT[status]
     if move_study and StudyState(study.state) != target:
         set_state(session, study.id, target, actor=actor, details={"report_version": version})
@@ -735,6 +751,14 @@ def oru_inputs(
     return oru_study, oru_report, measurements, interpretation
 
 
+class DraftRefused(StoreError):
+    """The draft of one study of a batch could not be made (`draft_reports`): `problem` says why."""
+
+    def __init__(self, study_id: int, problem: Exception) -> None:
+        super().__init__(f"study {study_id}: its draft could not be made ({type(problem).__name__}: {problem})")
+        self.study_id, self.problem = study_id, problem
+
+
 def draft_report(
     session: Session, study_id: int, *, endpoints: HL7Endpoints, actor: str,
     result_status: str = "P", destinations: Iterable[str] = (), publish: bool = True,
@@ -748,24 +772,76 @@ def draft_report(
     study stays `interpreted` (and `destinations` should be empty) until `publish_draft`,
     called once the draft's outbound file is on disk.
     """
-    study = get_study(session, study_id, for_update=True, content=False)
-    report = _report_by_version(session, study_id, 1)
-    if report is None:
-        if StudyState(study.state) != S.INTERPRETED:
-            raise InvalidTransition(study_id, study.state, S.AWAITING_SIGNOFF.value)
-        load_content(session, study, *DRAFT_CONTENT)
-        oru_study, oru_report, measurements, interpretation = oru_inputs(session, study, version=1)
-        message = build_oru(oru_study, oru_report, measurements, interpretation, result_status=result_status,
-                            endpoints=endpoints, control_id=new_control_id())
-        created_by = interpretation.interpreter if interpretation else "unknown-interpreter"
-        # What create_draft_report checks first (no version 1, state interpreted) was checked above;
-        # hl7apy validated the structure while building it: the store's check does the rest once.
-        report = _insert_report(session, study, 1, message, status=ReportStatus.DRAFT, created_by=created_by,
-                                actor=actor, impression=oru_report.impression, labels=oru_report.labels,
-                                move_study=publish, built_here=True)
-    for destination in destinations:
-        add_outbox(session, report.id, destination, actor=actor)
+    try:
+        report = draft_reports(session, [study_id], endpoints=endpoints, actor=actor, result_status=result_status,
+                               publish=publish)[study_id]
+    except DraftRefused as refused:
+        raise refused.problem from None
+    add_outboxes(session, [report], destinations, actor=actor)
     return report
+
+
+def draft_reports(
+    session: Session, study_ids: Sequence[int], *, endpoints: HL7Endpoints, actor: str, result_status: str = "P",
+    publish: bool = False,
+) -> dict[int, Report]:
+    """`draft_report` for a batch of studies, no destinations: {study id: its version 1}. Without
+    `publish` (the report stage) the studies stay `interpreted` until `publish_drafts`, once their
+    files are on disk; with it, each study a draft is made for moves to `awaiting_signoff`.
+
+    The batch's existing drafts are read in one SELECT, the new ones inserted in one statement (their
+    studies' order numbers in one more), then audited one by one: a batch costs a few statements
+    and each study its audit row, where one study at a time cost four statements each. Raises
+    `DraftRefused` for the first study whose draft cannot be made (not `interpreted`, a message the
+    validator refuses, a database error reading its row), before anything of the batch is written
+    but the rows it has locked: the caller rolls back and drafts the others again without it.
+    """
+    ids = list(dict.fromkeys(study_ids))
+    # Each study locked before its draft is looked for, in id order (as `claim_studies` locks; free when it
+    # did): a draft made meanwhile by another transaction is then seen, not made twice.
+    for study_id in sorted(ids):
+        try:
+            get_study(session, study_id, for_update=True, content=False)
+        except Exception as exc:
+            raise DraftRefused(study_id, exc) from exc
+    drafts = {report.study_id: report for report in session.execute(
+        sa.select(Report).where(Report.study_id.in_(ids), Report.version == 1)).scalars()}
+    to_draft = [study_id for study_id in ids if study_id not in drafts]
+    for study_id in to_draft:
+        # Read before any draft fixes its study's order numbers: a read in between would flush them one by one.
+        try:
+            load_content(session, get_study(session, study_id, for_update=True, content=False), *DRAFT_CONTENT)
+        except Exception as exc:
+            raise DraftRefused(study_id, exc) from exc
+    new: list[Report] = []
+    for study_id in to_draft:
+        try:
+            new.append(_drafted(session, study_id, endpoints=endpoints, result_status=result_status))
+        except Exception as exc:
+            raise DraftRefused(study_id, exc) from exc
+    session.add_all(new)
+    session.flush()  # one INSERT ... RETURNING for the batch's reports (and one UPDATE for the order numbers)
+    for report in new:
+        _audit_report(session, report, actor=actor)
+        if publish:
+            set_state(session, report.study_id, S.AWAITING_SIGNOFF, actor=actor, details={"report_version": 1})
+        drafts[report.study_id] = report
+    return drafts
+
+
+def _drafted(session: Session, study_id: int, *, endpoints: HL7Endpoints, result_status: str) -> Report:
+    """A study's v1 draft built from its row and checked, not yet added to the session."""
+    study = get_study(session, study_id, for_update=True, content=False)  # locked and read by the caller
+    if StudyState(study.state) != S.INTERPRETED:
+        raise InvalidTransition(study_id, study.state, S.AWAITING_SIGNOFF.value)
+    oru_study, oru_report, measurements, interpretation = oru_inputs(session, study, version=1)
+    message = build_oru(oru_study, oru_report, measurements, interpretation, result_status=result_status,
+                        endpoints=endpoints, control_id=new_control_id())
+    created_by = interpretation.interpreter if interpretation else "unknown-interpreter"
+    # What create_draft_report checks first (no version 1, state interpreted) was checked by the caller and
+    # above; hl7apy validated the structure while building it: the store's check does the rest once.
+    return _new_report(session, study, 1, message, status=ReportStatus.DRAFT, created_by=created_by,
+                       impression=oru_report.impression, labels=oru_report.labels, built_here=True)
 
 
 def publish_draft(
@@ -792,13 +868,11 @@ def publish_drafts(
         sa.select(Report).where(Report.study_id.in_(list(study_ids)), Report.version == 1)).scalars()}
     studies = [get_study(session, study_id, for_update=True, content=False) for study_id in study_ids]
     for study in studies:
-        report = drafts.get(study.id)
-        if report is None:
+        if study.id not in drafts:
             raise InvalidTransition(study.id, study.state, S.AWAITING_SIGNOFF.value)
-        for destination in destinations:
-            add_outbox(session, report.id, destination, actor=actor)
-    # The state changes after every outbox row: each INSERT above would flush the change before it,
-    # one UPDATE a study; after them, the batch's changes are written together at commit.
+    add_outboxes(session, [drafts[study.id] for study in studies], destinations, actor=actor)
+    # The state changes after the outbox rows: their INSERT would flush the changes before it; after
+    # it, the batch's changes are written together at commit.
     for study in studies:
         if StudyState(study.state) == S.INTERPRETED:
             set_state(session, study.id, S.AWAITING_SIGNOFF, actor=actor,
@@ -817,23 +891,43 @@ def add_outbox(session: Session, report_id: int, destination: str, *, actor: str
     report = session.get(Report, report_id)  # in the session already when the caller just stored it
     if report is None:
         raise LookupError(f"report {report_id} does not exist")
+    return add_outboxes(session, [report], [destination], actor=actor, held=held)[0]
+
+
+def add_outboxes(session: Session, reports: Sequence[Report], destinations: Iterable[str], *, actor: str,
+                 held: bool = False) -> list[OutboxItem]:
+    """`add_outbox` for every report and destination, in ONE statement: the rows of each report, one per
+    destination in the order given. A (report, destination) already queued is left as it is and
+    returned; each new row gets its audit row, in that order."""
+    pairs = [(report, destination) for report in reports for destination in destinations]
+    if not pairs:
+        return []
     now = utcnow()
-    # Inserted unless (report, destination) is queued already: one statement, no SELECT first.
-    item = session.execute(
-        _dialect_insert(session)(OutboxItem).values(
-            report_id=report_id, destination=destination, message_control_id=report.message_control_id,
-            payload=report.hl7_message, state=(OutboxState.HELD if held else OutboxState.PENDING).value,
-            attempts=0, next_attempt_at=None if held else now, created_at=now,
-        ).on_conflict_do_nothing(index_elements=["report_id", "destination"]).returning(OutboxItem)
-    ).scalar_one_or_none()
-    if item is None:
-        return session.execute(
-            sa.select(OutboxItem).where(OutboxItem.report_id == report_id, OutboxItem.destination == destination)
-        ).scalar_one()
-    audit.append(session, actor=actor, action="outbox.queued", entity_type="outbox", entity_id=item.id,
-                 details={"report_id": report_id, "destination": destination, "state": item.state,
-                          "message_control_id": item.message_control_id})
-    return item
+    state = (OutboxState.HELD if held else OutboxState.PENDING).value
+    # Inserted unless (report, destination) is queued already: no SELECT first, no savepoint.
+    inserted = {(item.report_id, item.destination): item for item in session.execute(
+        _dialect_insert(session)(OutboxItem).values([
+            {"report_id": report.id, "destination": destination, "message_control_id": report.message_control_id,
+             "payload": report.hl7_message, "state": state, "attempts": 0,
+             "next_attempt_at": None if held else now, "created_at": now}
+            for report, destination in pairs])
+        .on_conflict_do_nothing(index_elements=["report_id", "destination"]).returning(OutboxItem)).scalars()}
+    queued_before = [(report.id, destination) for report, destination in pairs
+                     if (report.id, destination) not in inserted]
+    existing = {} if not queued_before else {(item.report_id, item.destination): item for item in session.execute(
+        sa.select(OutboxItem).where(sa.tuple_(OutboxItem.report_id, OutboxItem.destination).in_(queued_before))
+    ).scalars()}
+    items = []
+    for report, destination in pairs:
+        item = inserted.get((report.id, destination))
+        if item is None:
+            items.append(existing[(report.id, destination)])
+            continue
+        audit.append(session, actor=actor, action="outbox.queued", entity_type="outbox", entity_id=item.id,
+                     details={"report_id": report.id, "destination": destination, "state": item.state,
+                              "message_control_id": item.message_control_id})
+        items.append(item)
+    return items
 
 
 def due_outbox(

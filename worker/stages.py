@@ -392,14 +392,6 @@ def build_reports(ctx: PipelineContext, views: Sequence[StudyView]) -> dict[int,
     return outcomes
 
 
-class _SetAside(Exception):
-    """One study's draft could not be made: its transaction is rolled back and the rest drafted again."""
-
-    def __init__(self, study_id: int, problem: Exception) -> None:
-        super().__init__(study_id)
-        self.study_id, self.problem = study_id, problem
-
-
 def _draft_reports(ctx: PipelineContext, study_ids: list[int]) -> tuple[dict[int, tuple[int, str]],
                                                                           dict[int, Exception]]:
     """({study id: (version, message)} stored, but not yet published; {study id: why it was set aside}),
@@ -410,22 +402,18 @@ def _draft_reports(ctx: PipelineContext, study_ids: list[int]) -> tuple[dict[int
     actor = ACTORS[Stage.REPORT]
     set_aside: dict[int, Exception] = {}
     while True:
-        drafted: dict[int, tuple[int, str]] = {}
         try:
             with ctx.session() as session:
-                for study_id in store.claim_studies(session, [i for i in study_ids if i not in set_aside],
-                                                    S.INTERPRETED, content=store.DRAFT_CONTENT):
-                    try:
-                        report = store.draft_report(session, study_id, endpoints=ctx.endpoints, actor=actor,
-                                                    result_status=ctx.settings.draft_result_status, publish=False)
-                    except Exception as exc:  # noqa: BLE001 - one study's problem must not sink the batch
-                        if isinstance(exc, database_errors()) or retry_later_reason(exc) is not None:
-                            raise  # the runner waits for the database, or retries the batch later
-                        raise _SetAside(study_id, exc) from exc
-                    drafted[study_id] = (report.version, report.hl7_message)
-            return drafted, set_aside
-        except _SetAside as aside:
-            set_aside[aside.study_id] = aside.problem  # rolled back: again without it
+                claimed = store.claim_studies(session, [i for i in study_ids if i not in set_aside], S.INTERPRETED,
+                                              content=store.DRAFT_CONTENT)
+                drafts = store.draft_reports(session, claimed, endpoints=ctx.endpoints, actor=actor,
+                                             result_status=ctx.settings.draft_result_status)
+            return {study_id: (report.version, report.hl7_message) for study_id, report in drafts.items()}, set_aside
+        except store.DraftRefused as refused:
+            problem = refused.problem  # one study's problem must not sink the batch
+            if isinstance(problem, database_errors()) or retry_later_reason(problem) is not None:
+                raise problem from None  # the runner waits for the database, or retries the batch later
+            set_aside[refused.study_id] = problem  # rolled back: again without it
 
 
 # ---------------------------------------------------------------- failures

@@ -228,6 +228,70 @@ def test_draft_report_twice_is_one_report(engine: sa.Engine) -> None:
     assert _actions(engine)[-3:] == ["report.draft", "study.state", "outbox.queued"]
 
 
+def test_a_batch_of_drafts_is_written_in_one_insert_each_audited(pg_engine: sa.Engine) -> None:
+    """`draft_reports`: three studies' drafts in one INSERT (and their order numbers in one UPDATE), one
+    audit row each in the order given, the studies left `interpreted`, and no outbox rows yet; a second
+    call returns the same drafts and writes nothing."""
+    with store.session_scope(pg_engine) as session:
+        ids = [interpreted_study(session).id for _ in range(3)]
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(" ".join(statement.lower().split()))
+
+    sa.event.listen(pg_engine, "before_cursor_execute", seen)
+    try:
+        with store.session_scope(pg_engine) as session:
+            drafts = store.draft_reports(session, ids, endpoints=ENDPOINTS, actor="worker")
+        assert len([s for s in statements if s.startswith("insert into reports")]) == 1
+        assert len([s for s in statements if s.startswith("update studies set placer_order_number")]) == 1
+        statements.clear()
+        with store.session_scope(pg_engine) as session:
+            again = store.draft_reports(session, ids, endpoints=ENDPOINTS, actor="worker")
+        assert not [s for s in statements if s.startswith(("insert", "update", "with"))]
+    finally:
+        sa.event.remove(pg_engine, "before_cursor_execute", seen)
+    assert sorted(drafts) == sorted(ids) and {d: r.id for d, r in again.items()} == {d: r.id for d, r in drafts.items()}
+    with store.session_scope(pg_engine) as session:
+        assert [store.get_study(session, i).state for i in ids] == ["interpreted"] * 3
+        details = session.execute(sa.select(AuditEvent.details).where(AuditEvent.action == "report.draft")
+                                  .order_by(AuditEvent.id)).scalars().all()
+        assert [d["study_id"] for d in details] == ids
+        assert verify_chain(session).ok
+    assert _count(pg_engine, Report) == 3 and _count(pg_engine, OutboxItem) == 0
+
+
+def test_a_batch_names_the_study_whose_draft_cannot_be_made(engine: sa.Engine) -> None:
+    """A study of the batch that is not `interpreted` is named (`DraftRefused` with the transition it
+    cannot make) before anything of the batch is written; without it the others are drafted."""
+    with store.session_scope(engine) as session:
+        ids = [interpreted_study(session).id for _ in range(3)]
+        store.fail(session, ids[1], "an operator's test", actor="test")
+    with pytest.raises(store.DraftRefused) as refused:
+        with store.session_scope(engine) as session:
+            store.draft_reports(session, ids, endpoints=ENDPOINTS, actor="worker")
+    assert refused.value.study_id == ids[1] and isinstance(refused.value.problem, store.InvalidTransition)
+    assert _count(engine, Report) == 0
+    with store.session_scope(engine) as session:
+        drafts = store.draft_reports(session, [ids[0], ids[2]], endpoints=ENDPOINTS, actor="worker")
+    assert sorted(drafts) == [ids[0], ids[2]] and _count(engine, Report) == 2
+
+
+def test_outbox_rows_for_a_batch_are_one_insert_and_a_queued_pair_is_left_as_it_is(pg_engine: sa.Engine) -> None:
+    with store.session_scope(pg_engine) as session:
+        reports = [store.draft_report(session, interpreted_study(session).id, endpoints=ENDPOINTS, actor="worker")
+                   for _ in range(2)]
+        first = store.add_outbox(session, reports[0].id, "his", actor="worker")
+    with store.session_scope(pg_engine) as session:
+        reports = [session.get(Report, report.id) for report in reports]
+        items = store.add_outboxes(session, reports, ["his", "lab"], actor="worker")
+    assert [(item.report_id, item.destination) for item in items] == [
+        (reports[0].id, "his"), (reports[0].id, "lab"), (reports[1].id, "his"), (reports[1].id, "lab")]
+    assert items[0].id == first.id  # queued before: returned, not queued twice
+    assert _count(pg_engine, OutboxItem) == 4
+    assert _actions(pg_engine).count("outbox.queued") == 4
+
+
 def test_create_draft_report_with_a_given_message_is_idempotent(engine: sa.Engine) -> None:
     with store.session_scope(engine) as session:
         study = interpreted_study(session)

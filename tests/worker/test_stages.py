@@ -359,17 +359,17 @@ def test_one_draft_that_cannot_be_made_is_set_aside_and_the_rest_of_its_batch_go
 
     ids = _interpreted(ctx, tmp_path / "src", 3)
     refused, crashing = ids[1], ids[2]
-    real_draft = store.draft_report
+    real_drafts = store.draft_reports
 
-    def draft(session, study_id, **kwargs):  # type: ignore[no-untyped-def]
-        report = real_draft(session, study_id, **kwargs)  # written first: the roll-back must undo it
-        if study_id == refused:
-            raise store.InvalidMessage(["PID-3 'X\nY' holds a line break"])
-        if study_id == crashing:
-            raise ZeroDivisionError("a bug in drafting")
-        return report
+    def drafts(session, study_ids, **kwargs):  # type: ignore[no-untyped-def]
+        made = real_drafts(session, study_ids, **kwargs)  # the batch written first: the roll-back must undo it
+        if refused in study_ids:
+            raise store.DraftRefused(refused, store.InvalidMessage(["PID-3 'X\nY' holds a line break"]))
+        if crashing in study_ids:
+            raise store.DraftRefused(crashing, ZeroDivisionError("a bug in drafting"))
+        return made
 
-    monkeypatch.setattr(store, "draft_report", draft)
+    monkeypatch.setattr(store, "draft_reports", drafts)
     outcomes = run_stage(ctx, Stage.REPORT, ids)
     assert outcomes == {ids[0]: Outcome.DONE, refused: Outcome.QUARANTINED, crashing: Outcome.FAILED}
     by_id = {study.id: study for study in studies(ctx.engine)}
