@@ -899,7 +899,9 @@ def add_outboxes(session: Session, reports: Sequence[Report], destinations: Iter
     """`add_outbox` for every report and destination, in ONE statement: the rows of each report, one per
     destination in the order given. A (report, destination) already queued is left as it is and
     returned; each new row gets its audit row, in that order."""
-    pairs = [(report, destination) for report in reports for destination in destinations]
+    destinations = list(destinations)
+    # Each (report, destination) once: a destination named twice must not be audited twice.
+    pairs = list(dict.fromkeys((report, destination) for report in reports for destination in destinations))
     if not pairs:
         return []
     now = utcnow()

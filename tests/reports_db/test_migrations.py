@@ -32,19 +32,21 @@ def _schema_differences(url: str) -> list:
         engine.dispose()
 
 
-def _pg_guard_objects(url: str) -> tuple[int, int]:
+def _query(url: str, sql: str) -> list[sa.Row]:
+    """The rows of one query, on a connection of its own."""
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
-            triggers = connection.execute(sa.text(
-                "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'audit_events'::regclass AND NOT tgisinternal"
-            )).scalar_one() if "audit_events" in _tables(url) else 0
-            functions = connection.execute(sa.text(
-                "SELECT count(*) FROM pg_proc WHERE proname = 'audit_events_refuse_change'"
-            )).scalar_one()
-        return triggers, functions
+            return list(connection.execute(sa.text(sql)).all())
     finally:
         engine.dispose()
+
+
+def _pg_guard_objects(url: str) -> tuple[int, int]:
+    triggers = _query(url, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'audit_events'::regclass AND NOT tgisinternal"
+                      )[0][0] if "audit_events" in _tables(url) else 0
+    functions = _query(url, "SELECT count(*) FROM pg_proc WHERE proname = 'audit_events_refuse_change'")[0][0]
+    return triggers, functions
 
 
 def test_postgres_upgrade_downgrade_upgrade(postgres_url: str) -> None:
@@ -121,15 +123,9 @@ def test_review_accounts_migration_goes_down_to_the_initial_schema(postgres_url:
 
 def _column_compression(url: str) -> dict[str, str]:
     """{table.column: the compression its new values get} for the large columns ("" = the server's default)."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(sa.text(
-                "SELECT c.relname, a.attname, a.attcompression FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-                "WHERE (c.relname, a.attname) IN (('studies', 'features'), ('studies', 'interpretation'), "
-                "('reports', 'hl7_message'), ('outbox', 'payload'))")).all()
-    finally:
-        engine.dispose()
+    rows = _query(url, "SELECT c.relname, a.attname, a.attcompression FROM pg_attribute a JOIN pg_class c "
+                       "ON c.oid = a.attrelid WHERE (c.relname, a.attname) IN (('studies', 'features'), "
+                       "('studies', 'interpretation'), ('reports', 'hl7_message'), ('outbox', 'payload'))")
     return {f"{table}.{column}": {"l": "lz4", "p": "pglz"}.get(code, "") for table, column, code in rows}
 
 

@@ -284,7 +284,7 @@ def test_outbox_rows_for_a_batch_are_one_insert_and_a_queued_pair_is_left_as_it_
         first = store.add_outbox(session, reports[0].id, "his", actor="worker")
     with store.session_scope(pg_engine) as session:
         reports = [session.get(Report, report.id) for report in reports]
-        items = store.add_outboxes(session, reports, ["his", "lab"], actor="worker")
+        items = store.add_outboxes(session, reports, ["his", "lab", "lab"], actor="worker")  # "lab" named twice
     assert [(item.report_id, item.destination) for item in items] == [
         (reports[0].id, "his"), (reports[0].id, "lab"), (reports[1].id, "his"), (reports[1].id, "lab")]
     assert items[0].id == first.id  # queued before: returned, not queued twice
