@@ -799,26 +799,27 @@ def draft_reports(
     ids = list(dict.fromkeys(study_ids))
     # Each study locked before its draft is looked for, in id order (as `claim_studies` locks; free when it
     # did): a draft made meanwhile by another transaction is then seen, not made twice.
+    studies: dict[int, Study] = {}
     for study_id in sorted(ids):
         try:
-            get_study(session, study_id, for_update=True, content=False)
+            studies[study_id] = get_study(session, study_id, for_update=True, content=False)
         except Exception as exc:
             raise DraftRefused(study_id, exc) from exc
     drafts = {report.study_id: report for report in session.execute(
         sa.select(Report).where(Report.study_id.in_(ids), Report.version == 1)).scalars()}
-    to_draft = [study_id for study_id in ids if study_id not in drafts]
-    for study_id in to_draft:
+    to_draft = [studies[study_id] for study_id in ids if study_id not in drafts]
+    for study in to_draft:
         # Read before any draft fixes its study's order numbers: a read in between would flush them one by one.
         try:
-            load_content(session, get_study(session, study_id, for_update=True, content=False), *DRAFT_CONTENT)
+            load_content(session, study, *DRAFT_CONTENT)
         except Exception as exc:
-            raise DraftRefused(study_id, exc) from exc
+            raise DraftRefused(study.id, exc) from exc
     new: list[Report] = []
-    for study_id in to_draft:
+    for study in to_draft:
         try:
-            new.append(_drafted(session, study_id, endpoints=endpoints, result_status=result_status))
+            new.append(_drafted(session, study, endpoints=endpoints, result_status=result_status))
         except Exception as exc:
-            raise DraftRefused(study_id, exc) from exc
+            raise DraftRefused(study.id, exc) from exc
     session.add_all(new)
     session.flush()  # one INSERT ... RETURNING for the batch's reports (and one UPDATE for the order numbers)
     for report in new:
@@ -829,11 +830,11 @@ def draft_reports(
     return drafts
 
 
-def _drafted(session: Session, study_id: int, *, endpoints: HL7Endpoints, result_status: str) -> Report:
-    """A study's v1 draft built from its row and checked, not yet added to the session."""
-    study = get_study(session, study_id, for_update=True, content=False)  # locked and read by the caller
+def _drafted(session: Session, study: Study, *, endpoints: HL7Endpoints, result_status: str) -> Report:
+    """A study's v1 draft built from its row (locked and read by the caller) and checked, not yet added
+    to the session."""
     if StudyState(study.state) != S.INTERPRETED:
-        raise InvalidTransition(study_id, study.state, S.AWAITING_SIGNOFF.value)
+        raise InvalidTransition(study.id, study.state, S.AWAITING_SIGNOFF.value)
     oru_study, oru_report, measurements, interpretation = oru_inputs(session, study, version=1)
     message = build_oru(oru_study, oru_report, measurements, interpretation, result_status=result_status,
                         endpoints=endpoints, control_id=new_control_id())
