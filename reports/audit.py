@@ -24,6 +24,11 @@ per-call statement building cost 0.6 ms of CPU an event against 0.4 ms so. On Po
 and the head's UPDATE are one statement (a data-modifying WITH), one round trip an event.
 The head read under its lock is kept for the rest of the transaction (`_LockedHead`) and read
 again after a savepoint ends.
+
+A batch's stage appends two or three events per study in one transaction; inside `batched(session)`
+each `append` computes its event as before (same head lock, same hash) and the block's events are
+written together when it ends: one INSERT for the lot on Postgres (its head move in the same
+statement), an executemany and one UPDATE on SQLite.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -146,16 +152,115 @@ def append(
     content = {"id": head.last_id + 1, "at": at, "actor": actor, "action": action, "entity_type": entity_type,
                "entity_id": str(entity_id), "details": details, "prev_hash": head.last_hash}
     event = AppendedEvent(**content, row_hash=compute_hash(**content))
-    connection = session.connection()
-    row = {f"event_{column}": value for column, value in zip(_EVENT_COLUMNS, event, strict=True)}
-    moved = {"moved_to_id": event.id, "moved_to_hash": event.row_hash}
-    if connection.dialect.name == "postgresql":
-        connection.execute(_INSERT_EVENT_MOVING_HEAD, row | moved)
-    else:  # SQLite has no data-modifying WITH: two statements, in the same transaction
-        connection.execute(_INSERT_EVENT, row)
-        connection.execute(_MOVE_HEAD, moved)
+    pending = _pending(session)
+    if pending is not None:
+        if pending.spoiled:
+            raise _savepoint_in_block()
+        pending.events.append(event)
+    else:
+        _write(session, [event])
     head.last_id, head.last_hash = event.id, event.row_hash
     return event
+
+
+class _Pending:
+    """The events appended inside `batched` and not yet written, for one transaction."""
+
+    def __init__(self, transaction: Any) -> None:
+        self.transaction = transaction
+        self.events: list[AppendedEvent] = []
+        self.spoiled = False  # a savepoint ended while events waited (see _forget_head_after_a_savepoint)
+
+
+_PENDING_KEY = "ecgwl.audit_pending"
+
+
+def _pending(session: Session) -> _Pending | None:
+    pending: _Pending | None = session.info.get(_PENDING_KEY)
+    if pending is not None and pending.transaction is not session.get_transaction():
+        return None  # left over from a transaction that ended inside the block (see _write_before_commit)
+    return pending
+
+
+@contextmanager
+def batched(session: Session) -> Iterator[None]:
+    """Write the events appended inside the block together when it ends (see the module's notes).
+
+    Each event is chained and hashed by `append` as it comes, so ids, hashes and the head's lock are
+    what they would be without the block; only the writing waits. Nothing inside the block may read
+    `audit_events` (the rows are not there yet) or end a savepoint while events wait (`append` then
+    refuses rather than fork the chain). A commit inside the block writes them first. When the block
+    raises, the events appended so far are written all the same, as single appends would have been,
+    so the transaction holds an audit row for every change it made; the block's error is what raises.
+    A block inside another block adds to the outer one's events.
+    """
+    if _pending(session) is not None:
+        yield
+        return
+    session.connection()  # the transaction begins now, so the events are known to belong to it
+    pending = _Pending(session.get_transaction())
+    session.info[_PENDING_KEY] = pending
+    try:
+        yield
+    except BaseException:
+        _end_block(session, pending, quietly=True)
+        raise
+    _end_block(session, pending, quietly=False)
+
+
+def _end_block(session: Session, pending: _Pending, *, quietly: bool) -> None:
+    session.info.pop(_PENDING_KEY, None)
+    events, pending.events = pending.events, []
+    if not events or pending.transaction is not session.get_transaction():
+        return  # nothing waits, or a commit inside the block wrote them
+    try:
+        if pending.spoiled:
+            raise _savepoint_in_block()
+        _write(session, events)
+    except Exception:
+        # The head in memory names events the database does not have: the next append reads it again.
+        row_locks.forget(session, _LockedHead, 1)
+        if not quietly:
+            raise
+
+
+# Events waiting in a block when a savepoint ends may or may not have been rolled back with it: the
+# block writes none of them (the head is read again after a savepoint, so chaining on would fork).
+def _savepoint_in_block() -> RuntimeError:
+    return RuntimeError("audit.batched: a savepoint ended inside the block while events waited; none were "
+                        "written (end savepoints before or after the block)")
+
+
+@sa.event.listens_for(Session, "before_commit")
+def _write_before_commit(session: Session) -> None:
+    pending = session.info.get(_PENDING_KEY)
+    if pending is not None and pending.events and pending.transaction is session.get_transaction():
+        if pending.spoiled:
+            raise _savepoint_in_block()
+        events, pending.events = pending.events, []
+        _write(session, events)
+
+
+def _write(session: Session, events: list[AppendedEvent]) -> None:
+    """Insert the events (consecutive, oldest first) and move the head to the last of them."""
+    connection = session.connection()
+    rows = [{f"event_{column}": value for column, value in zip(_EVENT_COLUMNS, event, strict=True)}
+            for event in events]
+    if connection.dialect.name == "postgresql":
+        # The event and the head's move in one statement; a batch's rows as one multi-row VALUES, in
+        # chunks well under Postgres's 65,535 parameters a statement.
+        for start in range(0, len(events), _ROWS_A_STATEMENT):
+            chunk = events[start:start + _ROWS_A_STATEMENT]
+            moved = {"moved_to_id": chunk[-1].id, "moved_to_hash": chunk[-1].row_hash}
+            if len(chunk) == 1:
+                connection.execute(_INSERT_EVENT_MOVING_HEAD, rows[start] | moved)
+            else:
+                statement = (sa.insert(_EVENTS).values([event._asdict() for event in chunk])
+                             .add_cte(_MOVE_HEAD.cte("moved_head")))
+                connection.execute(statement, moved)
+    else:  # SQLite has no data-modifying WITH: the rows, then the head, in the same transaction
+        connection.execute(_INSERT_EVENT, rows)
+        connection.execute(_MOVE_HEAD, {"moved_to_id": events[-1].id, "moved_to_hash": events[-1].row_hash})
 
 
 # The statements of an append, built once: parameters bound at execution need no per-call
@@ -170,6 +275,7 @@ _INSERT_EVENT = sa.insert(_EVENTS).values({column: sa.bindparam(f"event_{column}
 _MOVE_HEAD = (sa.update(_HEAD).where(_HEAD.c.id == 1)
               .values(last_id=sa.bindparam("moved_to_id"), last_hash=sa.bindparam("moved_to_hash")))
 _INSERT_EVENT_MOVING_HEAD = _INSERT_EVENT.add_cte(_MOVE_HEAD.cte("moved_head"))
+_ROWS_A_STATEMENT = 1000
 _LOCK_HEAD = sa.select(_HEAD.c.last_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
 
 
@@ -199,6 +305,10 @@ def _forget_head_after_a_savepoint(session: Session, transaction: Any) -> None:
     # back: either way the remembered head may be wrong now, so the next append reads it again.
     if transaction.nested:
         row_locks.forget(session, _LockedHead, 1)
+        pending = session.info.get(_PENDING_KEY)
+        if pending is not None and pending.events:
+            # Whether the savepoint's events still stand is not known here: refuse to write any.
+            pending.spoiled = True
 
 
 def verify_chain(session: Session, *, batch_size: int = 1000, anchors: Mapping[int, Anchor] | None = None,

@@ -285,16 +285,17 @@ def register_studies(session: Session, wanted: Sequence[NewStudy], *, actor: str
                 for entry in new
             ]).on_conflict_do_nothing(index_elements=["sha256"]).returning(Study)
         ).scalars().all()
-        for study in sorted(inserted, key=lambda study: study.id):  # audit rows in the order of the ids
-            found[study.sha256] = study
-            created.add(study.sha256)
-            entry = first_entries[study.sha256]
-            _audit_study(session, study, "study.registered", actor,
-                         {"sha256": study.sha256, "source_format": entry.source_format, "origin": entry.origin,
-                          "state": study.state})
-            # A row this transaction inserted is invisible to others until the commit, so it is as good as
-            # locked: a state change in the same transaction (the batch queues what it registers) reads nothing.
-            row_locks.remember(session, Study, study.id, study)
+        with audit.batched(session):  # the batch's audit rows in one statement
+            for study in sorted(inserted, key=lambda study: study.id):  # audit rows in the order of the ids
+                found[study.sha256] = study
+                created.add(study.sha256)
+                entry = first_entries[study.sha256]
+                _audit_study(session, study, "study.registered", actor,
+                             {"sha256": study.sha256, "source_format": entry.source_format, "origin": entry.origin,
+                              "state": study.state})
+                # A row this transaction inserted is invisible to others until the commit, so it is as good as
+                # locked: a state change in the same transaction (the batch queues what it registers) reads nothing.
+                row_locks.remember(session, Study, study.id, study)
         raced = [entry.sha256 for entry in new if entry.sha256 not in found]
         if raced:  # another transaction registered the same content first
             found |= _studies_by_sha256(session, raced)
@@ -822,11 +823,12 @@ def draft_reports(
             raise DraftRefused(study.id, exc) from exc
     session.add_all(new)
     session.flush()  # one INSERT ... RETURNING for the batch's reports (and one UPDATE for the order numbers)
-    for report in new:
-        _audit_report(session, report, actor=actor)
-        if publish:
-            set_state(session, report.study_id, S.AWAITING_SIGNOFF, actor=actor, details={"report_version": 1})
-        drafts[report.study_id] = report
+    with audit.batched(session):  # their audit rows in one statement
+        for report in new:
+            _audit_report(session, report, actor=actor)
+            if publish:
+                set_state(session, report.study_id, S.AWAITING_SIGNOFF, actor=actor, details={"report_version": 1})
+            drafts[report.study_id] = report
     return drafts
 
 
@@ -871,13 +873,14 @@ def publish_drafts(
     for study in studies:
         if study.id not in drafts:
             raise InvalidTransition(study.id, study.state, S.AWAITING_SIGNOFF.value)
-    add_outboxes(session, [drafts[study.id] for study in studies], destinations, actor=actor)
     # The state changes after the outbox rows: their INSERT would flush the changes before it; after
-    # it, the batch's changes are written together at commit.
-    for study in studies:
-        if StudyState(study.state) == S.INTERPRETED:
-            set_state(session, study.id, S.AWAITING_SIGNOFF, actor=actor,
-                      details={"report_version": 1, "outbound_file": (outbound_files or {}).get(study.id)})
+    # it, the batch's changes are written together at commit. The audit rows of both in one statement.
+    with audit.batched(session):
+        add_outboxes(session, [drafts[study.id] for study in studies], destinations, actor=actor)
+        for study in studies:
+            if StudyState(study.state) == S.INTERPRETED:
+                set_state(session, study.id, S.AWAITING_SIGNOFF, actor=actor,
+                          details={"report_version": 1, "outbound_file": (outbound_files or {}).get(study.id)})
     return drafts
 
 
@@ -921,15 +924,16 @@ def add_outboxes(session: Session, reports: Sequence[Report], destinations: Iter
         sa.select(OutboxItem).where(sa.tuple_(OutboxItem.report_id, OutboxItem.destination).in_(queued_before))
     ).scalars()}
     items = []
-    for report, destination in pairs:
-        item = inserted.get((report.id, destination))
-        if item is None:
-            items.append(existing[(report.id, destination)])
-            continue
-        audit.append(session, actor=actor, action="outbox.queued", entity_type="outbox", entity_id=item.id,
-                     details={"report_id": report.id, "destination": destination, "state": item.state,
-                              "message_control_id": item.message_control_id})
-        items.append(item)
+    with audit.batched(session):  # the new rows' audit rows in one statement
+        for report, destination in pairs:
+            item = inserted.get((report.id, destination))
+            if item is None:
+                items.append(existing[(report.id, destination)])
+                continue
+            audit.append(session, actor=actor, action="outbox.queued", entity_type="outbox", entity_id=item.id,
+                         details={"report_id": report.id, "destination": destination, "state": item.state,
+                                  "message_control_id": item.message_control_id})
+            items.append(item)
     return items
 
 

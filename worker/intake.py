@@ -287,19 +287,20 @@ def _queue_archived(ctx: PipelineContext, takings: Sequence[_Taking]) -> list[in
             session, [taking.registered.study.id for taking in takings
                       if taking.registered is not None and taking.registered.study.state == StudyState.RECEIVED],
             StudyState.RECEIVED))
-        for taking in takings:
-            assert taking.registered is not None  # every archived arrival was registered
-            study, arrival = taking.registered.study, taking.arrival
-            if study.state != StudyState.RECEIVED or study.id in queued:
-                audit.append(session, actor=WATCH_ACTOR, action="study.duplicate", entity_type="study",
-                             entity_id=study.id, details={"sha256": taking.sha256, "inbox": arrival.inbox.name,
-                                                          "state": study.state})
-                taking.outcome = Taken.DUPLICATE
-                continue
-            if study.id in still_received:
-                store.set_state(session, study.id, StudyState.QUEUED_PREPARE, actor=WATCH_ACTOR)
-            queued.append(study.id)
-            taking.outcome = Taken.NEW if taking.registered.created else Taken.RESUMED
+        with audit.batched(session):  # the chunk's audit rows written in one statement
+            for taking in takings:
+                assert taking.registered is not None  # every archived arrival was registered
+                study, arrival = taking.registered.study, taking.arrival
+                if study.state != StudyState.RECEIVED or study.id in queued:
+                    audit.append(session, actor=WATCH_ACTOR, action="study.duplicate", entity_type="study",
+                                 entity_id=study.id, details={"sha256": taking.sha256, "inbox": arrival.inbox.name,
+                                                              "state": study.state})
+                    taking.outcome = Taken.DUPLICATE
+                    continue
+                if study.id in still_received:
+                    store.set_state(session, study.id, StudyState.QUEUED_PREPARE, actor=WATCH_ACTOR)
+                queued.append(study.id)
+                taking.outcome = Taken.NEW if taking.registered.created else Taken.RESUMED
     for taking in takings:  # said once the transaction is committed
         study_id, arrival = taking.registered.study.id, taking.arrival  # type: ignore[union-attr]
         if taking.outcome is Taken.DUPLICATE:
@@ -334,7 +335,7 @@ def register_batch_items(ctx: PipelineContext, arrivals: Sequence[Arrival], *, o
                              source_path=str(arrivals[n].main.resolve()), archive_path=None, origin=origin)
               for n in usable]
     queued: list[int] = []
-    with ctx.session() as session:
+    with ctx.session() as session, audit.batched(session):  # the chunk's audit rows in one statement
         for n, registered in zip(usable, store.register_studies(session, wanted, actor=BATCH_ACTOR), strict=True):
             if not registered.created:
                 # Registered before (by a batch, or by the watcher, which then archives and queues it),

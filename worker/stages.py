@@ -42,7 +42,7 @@ from ingest.intake.quarantine import quarantine_files
 from ingest.readers.limits import InputLimits
 from ingest.readers.read import read_ecg
 from ingest.intake.watch import wfdb_record_files
-from reports import store
+from reports import audit, store
 from reports.db import Report, Study, StudyState
 from reports.triage import Triage
 from worker import artifacts
@@ -177,13 +177,16 @@ def prepare_studies(ctx: PipelineContext, views: Sequence[StudyView]) -> dict[in
         return outcomes
     with ctx.session() as session:
         # Claimed in id order, all before the first audit row locks the audit head (as a batch of drafts).
-        for study_id in store.claim_studies(session, ready, S.QUEUED_PREPARE):
-            ecg, prepared = ready[study_id]
-            measurements, sources = _report_measurements(ecg, prepared)
-            store.save_prepared(session, study_id, actor=actor, demographics=ecg.demographics,
-                                measurements=measurements, measurement_sources=sources, features=prepared.features)
-            store.set_state(session, study_id, S.QUEUED_INTERPRET, actor=actor)
-            outcomes[study_id] = Outcome.DONE  # a study another delivery finished first stays SKIPPED
+        claimed = store.claim_studies(session, ready, S.QUEUED_PREPARE)
+        with audit.batched(session):  # the batch's audit rows written in one statement
+            for study_id in claimed:
+                ecg, prepared = ready[study_id]
+                measurements, sources = _report_measurements(ecg, prepared)
+                store.save_prepared(session, study_id, actor=actor, demographics=ecg.demographics,
+                                    measurements=measurements, measurement_sources=sources,
+                                    features=prepared.features)
+                store.set_state(session, study_id, S.QUEUED_INTERPRET, actor=actor)
+                outcomes[study_id] = Outcome.DONE  # a study another delivery finished first stays SKIPPED
     hand_on(ctx, Stage.INTERPRET, [study_id for study_id, outcome in outcomes.items() if outcome is Outcome.DONE])
     return outcomes
 
@@ -262,11 +265,13 @@ def interpret_studies(ctx: PipelineContext, study_ids: Sequence[int], *,
         # Every row locked first, in id order, before the first audit row locks the audit head:
         # a transaction never waits for a study while holding the head, so none can deadlock.
         claimed = set(store.claim_studies(session, [c[0].id for c in checked], S.QUEUED_INTERPRET))
-        for view, interpretation, flags, found in checked:
-            if view.id in claimed:
-                store.save_interpretation(session, view.id, interpretation, actor=actor, critical=found.critical,
-                                          flags=flags, triage=found.model_dump(mode="json"))
-                saved.append(view.id)
+        with audit.batched(session):  # the batch's audit rows written in one statement
+            for view, interpretation, flags, found in checked:
+                if view.id in claimed:
+                    store.save_interpretation(session, view.id, interpretation, actor=actor,
+                                              critical=found.critical, flags=flags,
+                                              triage=found.model_dump(mode="json"))
+                    saved.append(view.id)
     outcomes.update(dict.fromkeys(saved, Outcome.DONE))
     hand_on(ctx, Stage.REPORT, saved)
     return outcomes

@@ -7,6 +7,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from sqlalchemy.orm import Session
 
 from reports import audit, store
 from reports.audit import GENESIS_HASH, verify_chain
@@ -160,3 +161,115 @@ def test_audit_verify_command_exit_status(pg_url: str, pg_engine: sa.Engine, mon
     _as_superuser_without_triggers(pg_engine, "UPDATE audit_events SET action = 'x' WHERE id = 2")
     broken = runner.invoke(cli, ["audit", "verify"])
     assert broken.exit_code == 1 and "BROKEN at event 2" in broken.output
+
+
+# ---------------------------------------------------------------- appends written together (audit.batched)
+
+
+def _statements_into_audit_events(engine: sa.Engine) -> tuple[list[str], object]:
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if "insert into audit_events" in " ".join(statement.lower().split()):
+            seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    return seen, record
+
+
+def test_a_batched_block_writes_its_events_in_one_statement_with_the_same_chain(engine: sa.Engine) -> None:
+    """The events of a block are hashed as single appends would hash them and written together at its end."""
+    _append(engine, 2)
+    seen, record = _statements_into_audit_events(engine)
+    try:
+        with store.session_scope(engine) as session:
+            with audit.batched(session):
+                appended = [audit.append(session, actor="t", action="in.block", entity_type="study", entity_id=n,
+                                         details={"n": n}) for n in range(5)]
+                assert seen == []  # nothing written yet
+            assert len(seen) == 1  # one INSERT for the five (an executemany on SQLite)
+            after = audit.append(session, actor="t", action="after.block", entity_type="study", entity_id=9)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert [event.id for event in appended] == [3, 4, 5, 6, 7] and after.id == 8
+    assert after.prev_hash == appended[-1].row_hash
+    with store.session_scope(engine) as session:
+        rows = session.execute(sa.select(AuditEvent).where(AuditEvent.id >= 3).order_by(AuditEvent.id)).scalars().all()
+        assert [(row.id, row.row_hash, row.details) for row in rows[:5]] == [
+            (event.id, event.row_hash, event.details) for event in appended]
+    result = _verify(engine)
+    assert result.ok and result.events_checked == 8, result.describe()
+
+
+def test_a_block_that_raises_still_writes_the_events_of_its_changes(engine: sa.Engine) -> None:
+    """Single appends would be in the transaction when the caller goes on after the error: so are a block's."""
+    with store.session_scope(engine) as session:
+        with pytest.raises(LookupError), audit.batched(session):
+            audit.append(session, actor="t", action="made.change", entity_type="study", entity_id=1)
+            raise LookupError("the next study was not found")
+        audit.append(session, actor="t", action="went.on", entity_type="study", entity_id=2)
+    with store.session_scope(engine) as session:
+        actions = session.execute(sa.select(AuditEvent.action).order_by(AuditEvent.id)).scalars().all()
+    assert actions == ["made.change", "went.on"]
+    assert _verify(engine).ok
+
+
+def test_a_commit_inside_a_block_writes_what_waits_first(engine: sa.Engine) -> None:
+    with Session(bind=engine) as session:
+        with audit.batched(session):
+            audit.append(session, actor="t", action="one", entity_type="study", entity_id=1)
+            session.commit()
+            audit.append(session, actor="t", action="two", entity_type="study", entity_id=2)
+        session.commit()
+    with store.session_scope(engine) as session:
+        actions = session.execute(sa.select(AuditEvent.action).order_by(AuditEvent.id)).scalars().all()
+    assert actions == ["one", "two"]
+    assert _verify(engine).ok
+
+
+def test_a_savepoint_ending_inside_a_block_with_events_waiting_is_refused(engine: sa.Engine) -> None:
+    """Whether a rolled-back savepoint's events stand cannot be told at the block's end: none is written,
+    and the transaction does not commit a chain that forks."""
+    _append(engine, 1)
+    with pytest.raises(RuntimeError, match="savepoint ended inside the block"), \
+            store.session_scope(engine) as session, audit.batched(session):
+        audit.append(session, actor="t", action="before.savepoint", entity_type="study", entity_id=1)
+        with pytest.raises(ValueError), session.begin_nested():
+            audit.append(session, actor="t", action="rolled.back", entity_type="study", entity_id=1)
+            raise ValueError("undo the savepoint")
+    result = _verify(engine)
+    assert result.ok and result.events_checked == 1
+    # A savepoint inside a block before any event waits is harmless.
+    with store.session_scope(engine) as session, audit.batched(session):
+        with session.begin_nested():
+            pass
+        audit.append(session, actor="t", action="after.savepoint", entity_type="study", entity_id=1)
+    result = _verify(engine)
+    assert result.ok and result.events_checked == 2
+
+
+def test_concurrent_batched_blocks_keep_one_unbroken_chain(engine: sa.Engine) -> None:
+    threads, blocks, per_block = 6, 4, 5
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            start.wait()
+            for block in range(blocks):
+                with store.session_scope(engine) as session, audit.batched(session):
+                    for n in range(per_block):
+                        audit.append(session, actor=f"worker-{worker}", action="test.batched", entity_type="study",
+                                     entity_id=block * per_block + n)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert errors == []
+    result = _verify(engine)
+    assert result.ok, result.describe()
+    assert result.events_checked == threads * blocks * per_block
