@@ -40,6 +40,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+import orjson
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
@@ -247,17 +248,17 @@ def _write(session: Session, events: list[AppendedEvent]) -> None:
     rows = [{f"event_{column}": value for column, value in zip(_EVENT_COLUMNS, event, strict=True)}
             for event in events]
     if connection.dialect.name == "postgresql":
-        # The event and the head's move in one statement; a batch's rows as one multi-row VALUES, in
-        # chunks well under Postgres's 65,535 parameters a statement.
-        for start in range(0, len(events), _ROWS_A_STATEMENT):
-            chunk = events[start:start + _ROWS_A_STATEMENT]
-            moved = {"moved_to_id": chunk[-1].id, "moved_to_hash": chunk[-1].row_hash}
-            if len(chunk) == 1:
-                connection.execute(_INSERT_EVENT_MOVING_HEAD, rows[start] | moved)
-            else:
-                statement = (sa.insert(_EVENTS).values([event._asdict() for event in chunk])
-                             .add_cte(_MOVE_HEAD.cte("moved_head")))
-                connection.execute(statement, moved)
+        moved = {"moved_to_id": events[-1].id, "moved_to_hash": events[-1].row_hash}
+        if len(events) == 1:
+            connection.execute(_INSERT_EVENT_MOVING_HEAD, rows[0] | moved)
+        else:
+            # The events as one array a column, unnested: one statement whatever their number, built and
+            # planned once (a multi-row VALUES is a new statement for every count, and compiling it cost
+            # the client more than the round trips it saved).
+            columns = list(zip(*events, strict=True))
+            arrays = {f"{column}s": list(values) for column, values in zip(_EVENT_COLUMNS, columns, strict=True)}
+            arrays["detailss"] = [orjson.dumps(details).decode("utf-8") for details in arrays["detailss"]]
+            connection.execute(_INSERT_EVENTS_MOVING_HEAD, arrays | moved)
     else:  # SQLite has no data-modifying WITH: the rows, then the head, in the same transaction
         connection.execute(_INSERT_EVENT, rows)
         connection.execute(_MOVE_HEAD, {"moved_to_id": events[-1].id, "moved_to_hash": events[-1].row_hash})
@@ -275,7 +276,17 @@ _INSERT_EVENT = sa.insert(_EVENTS).values({column: sa.bindparam(f"event_{column}
 _MOVE_HEAD = (sa.update(_HEAD).where(_HEAD.c.id == 1)
               .values(last_id=sa.bindparam("moved_to_id"), last_hash=sa.bindparam("moved_to_hash")))
 _INSERT_EVENT_MOVING_HEAD = _INSERT_EVENT.add_cte(_MOVE_HEAD.cte("moved_head"))
-_ROWS_A_STATEMENT = 1000
+# A batch's events on Postgres: each column's values as one array parameter (psycopg sends a list as
+# an array), the head moved in the same statement.
+_INSERT_EVENTS_MOVING_HEAD = sa.text("""
+    WITH moved_head AS (UPDATE audit_head SET last_id = :moved_to_id, last_hash = :moved_to_hash WHERE id = 1)
+    INSERT INTO audit_events (id, at, actor, action, entity_type, entity_id, details, prev_hash, row_hash)
+    SELECT id, at, actor, action, entity_type, entity_id, CAST(details AS JSON), prev_hash, row_hash
+    FROM unnest(CAST(:ids AS BIGINT[]), CAST(:ats AS TIMESTAMPTZ[]), CAST(:actors AS VARCHAR[]),
+                CAST(:actions AS VARCHAR[]), CAST(:entity_types AS VARCHAR[]), CAST(:entity_ids AS VARCHAR[]),
+                CAST(:detailss AS TEXT[]), CAST(:prev_hashs AS VARCHAR[]), CAST(:row_hashs AS VARCHAR[]))
+        AS event(id, at, actor, action, entity_type, entity_id, details, prev_hash, row_hash)
+""")
 _LOCK_HEAD = sa.select(_HEAD.c.last_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
 
 

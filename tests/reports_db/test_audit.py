@@ -185,7 +185,7 @@ def test_a_batched_block_writes_its_events_in_one_statement_with_the_same_chain(
         with store.session_scope(engine) as session:
             with audit.batched(session):
                 appended = [audit.append(session, actor="t", action="in.block", entity_type="study", entity_id=n,
-                                         details={"n": n}) for n in range(5)]
+                                         details={"n": n, "note": "ünïcode & json"}) for n in range(5)]
                 assert seen == []  # nothing written yet
             assert len(seen) == 1  # one INSERT for the five (an executemany on SQLite)
             after = audit.append(session, actor="t", action="after.block", entity_type="study", entity_id=9)
