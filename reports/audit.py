@@ -27,8 +27,8 @@ again after a savepoint ends.
 
 A batch's stage appends two or three events per study in one transaction; inside `batched(session)`
 each `append` computes its event as before (same head lock, same hash) and the block's events are
-written together when it ends: one INSERT for the lot on Postgres (its head move in the same
-statement), an executemany and one UPDATE on SQLite.
+written together when it ends: on Postgres one INSERT that takes each column's values as one
+array (its head move in the same statement), on SQLite an executemany and one UPDATE.
 """
 
 from __future__ import annotations
@@ -245,23 +245,24 @@ def _write_before_commit(session: Session) -> None:
 def _write(session: Session, events: list[AppendedEvent]) -> None:
     """Insert the events (consecutive, oldest first) and move the head to the last of them."""
     connection = session.connection()
+    moved = {"moved_to_id": events[-1].id, "moved_to_hash": events[-1].row_hash}
+    postgres = connection.dialect.name == "postgresql"
+    if postgres and len(events) > 1:
+        # The events as one array a column, unnested: one statement whatever their number, built and
+        # planned once (a multi-row VALUES is a new statement for every count, and compiling it cost
+        # the client more than the round trips it saved).
+        arrays = {f"{column}s": list(values)
+                  for column, values in zip(_EVENT_COLUMNS, zip(*events, strict=True), strict=True)}
+        arrays["detailss"] = [orjson.dumps(details).decode("utf-8") for details in arrays["detailss"]]
+        connection.execute(_INSERT_EVENTS_MOVING_HEAD, arrays | moved)
+        return
     rows = [{f"event_{column}": value for column, value in zip(_EVENT_COLUMNS, event, strict=True)}
             for event in events]
-    if connection.dialect.name == "postgresql":
-        moved = {"moved_to_id": events[-1].id, "moved_to_hash": events[-1].row_hash}
-        if len(events) == 1:
-            connection.execute(_INSERT_EVENT_MOVING_HEAD, rows[0] | moved)
-        else:
-            # The events as one array a column, unnested: one statement whatever their number, built and
-            # planned once (a multi-row VALUES is a new statement for every count, and compiling it cost
-            # the client more than the round trips it saved).
-            columns = list(zip(*events, strict=True))
-            arrays = {f"{column}s": list(values) for column, values in zip(_EVENT_COLUMNS, columns, strict=True)}
-            arrays["detailss"] = [orjson.dumps(details).decode("utf-8") for details in arrays["detailss"]]
-            connection.execute(_INSERT_EVENTS_MOVING_HEAD, arrays | moved)
-    else:  # SQLite has no data-modifying WITH: the rows, then the head, in the same transaction
+    if postgres:
+        connection.execute(_INSERT_EVENT_MOVING_HEAD, rows[0] | moved)
+    else:  # SQLite has no data-modifying WITH: the rows (an executemany), then the head, in the same transaction
         connection.execute(_INSERT_EVENT, rows)
-        connection.execute(_MOVE_HEAD, {"moved_to_id": events[-1].id, "moved_to_hash": events[-1].row_hash})
+        connection.execute(_MOVE_HEAD, moved)
 
 
 # The statements of an append, built once: parameters bound at execution need no per-call

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
@@ -25,6 +26,26 @@ def _append(engine: sa.Engine, count: int, actor: str = "test") -> None:
 def _verify(engine: sa.Engine) -> audit.VerifyResult:
     with store.session_scope(engine) as session:
         return verify_chain(session)
+
+
+def _at_once(threads: int, work: Callable[[int], None]) -> list[BaseException]:
+    """Run `work(n)` for n in range(threads), each in a thread, released together; the errors they raised."""
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def run(worker: int) -> None:
+        try:
+            start.wait()
+            work(worker)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    pool = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return errors
 
 
 def _as_superuser_without_triggers(engine: sa.Engine, *statements: str) -> None:
@@ -128,22 +149,7 @@ def test_concurrent_appends_keep_one_unbroken_chain(engine: sa.Engine) -> None:
     """Postgres serialises on the audit_head row lock, SQLite on BEGIN IMMEDIATE's write lock."""
     pg_engine = engine
     threads, per_thread = 8, 10
-    start = threading.Barrier(threads)
-    errors: list[BaseException] = []
-
-    def work(worker: int) -> None:
-        try:
-            start.wait()
-            _append(pg_engine, per_thread, actor=f"worker-{worker}")
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    assert errors == []
+    assert _at_once(threads, lambda worker: _append(pg_engine, per_thread, actor=f"worker-{worker}")) == []
     result = _verify(pg_engine)
     assert result.ok, result.describe()
     assert result.events_checked == threads * per_thread
@@ -250,26 +256,15 @@ def test_a_savepoint_ending_inside_a_block_with_events_waiting_is_refused(engine
 
 def test_concurrent_batched_blocks_keep_one_unbroken_chain(engine: sa.Engine) -> None:
     threads, blocks, per_block = 6, 4, 5
-    start = threading.Barrier(threads)
-    errors: list[BaseException] = []
 
     def work(worker: int) -> None:
-        try:
-            start.wait()
-            for block in range(blocks):
-                with store.session_scope(engine) as session, audit.batched(session):
-                    for n in range(per_block):
-                        audit.append(session, actor=f"worker-{worker}", action="test.batched", entity_type="study",
-                                     entity_id=block * per_block + n)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for block in range(blocks):
+            with store.session_scope(engine) as session, audit.batched(session):
+                for n in range(per_block):
+                    audit.append(session, actor=f"worker-{worker}", action="test.batched", entity_type="study",
+                                 entity_id=block * per_block + n)
 
-    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    assert errors == []
+    assert _at_once(threads, work) == []
     result = _verify(engine)
     assert result.ok, result.describe()
     assert result.events_checked == threads * blocks * per_block
