@@ -172,6 +172,13 @@ class _Pending:
         self.events: list[AppendedEvent] = []
         self.spoiled = False  # a savepoint ended while events waited (see _forget_head_after_a_savepoint)
 
+    def take(self) -> list[AppendedEvent]:
+        """The waiting events, handed over once to be written; refused when a savepoint ended while they waited."""
+        if self.spoiled:
+            raise _savepoint_in_block()
+        events, self.events = self.events, []
+        return events
+
 
 _PENDING_KEY = "ecgwl.audit_pending"
 
@@ -211,13 +218,10 @@ def batched(session: Session) -> Iterator[None]:
 
 def _end_block(session: Session, pending: _Pending, *, quietly: bool) -> None:
     session.info.pop(_PENDING_KEY, None)
-    events, pending.events = pending.events, []
-    if not events or pending.transaction is not session.get_transaction():
-        return  # nothing waits, or a commit inside the block wrote them
+    if not pending.events or pending.transaction is not session.get_transaction():
+        return  # nothing waits (a commit inside the block wrote them), or their transaction ended without them
     try:
-        if pending.spoiled:
-            raise _savepoint_in_block()
-        _write(session, events)
+        _write(session, pending.take())
     except Exception:
         # The head in memory names events the database does not have: the next append reads it again.
         row_locks.forget(session, _LockedHead, 1)
@@ -236,10 +240,7 @@ def _savepoint_in_block() -> RuntimeError:
 def _write_before_commit(session: Session) -> None:
     pending = session.info.get(_PENDING_KEY)
     if pending is not None and pending.events and pending.transaction is session.get_transaction():
-        if pending.spoiled:
-            raise _savepoint_in_block()
-        events, pending.events = pending.events, []
-        _write(session, events)
+        _write(session, pending.take())
 
 
 def _write(session: Session, events: list[AppendedEvent]) -> None:
