@@ -60,15 +60,16 @@ def _pooled(tower: torch.nn.Module, signals: torch.Tensor, pool: TowerPool = "me
                           for i in range(0, len(signals), 32)]).numpy()
 
 
-def _ridge(features: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ridge_fit(features: np.ndarray, targets: np.ndarray,
+              ridge: float = RIDGE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean, sd, weights) of a ridge fit on standardised features with an intercept."""
     mean, sd = features.mean(axis=0), features.std(axis=0) + 1e-6
     design = np.c_[(features - mean) / sd, np.ones(len(features))]
-    weights = np.linalg.solve(design.T @ design + RIDGE * np.eye(design.shape[1]), design.T @ targets)
+    weights = np.linalg.solve(design.T @ design + ridge * np.eye(design.shape[1]), design.T @ targets)
     return mean, sd, weights
 
 
-def _predict(fit: tuple[np.ndarray, np.ndarray, np.ndarray], features: np.ndarray) -> np.ndarray:
+def ridge_predict(fit: tuple[np.ndarray, np.ndarray, np.ndarray], features: np.ndarray) -> np.ndarray:
     mean, sd, weights = fit
     return np.c_[(features - mean) / sd, np.ones(len(features))] @ weights
 
@@ -104,8 +105,8 @@ def probe_heart_rate(model_dir: Path, corpus_file: Path, data_dir: Path, tower: 
         train_features = _pooled(model.model.ecg_tower, load_signals(corpus_file, rows), pool)
     else:
         train_features = _pooled_pages(model, load_pages(corpus_file, rows, processor))
-    fit = _ridge(train_features, train_rate)
-    train_error = np.abs(_predict(fit, train_features) - train_rate)
+    fit = ridge_fit(train_features, train_rate)
+    train_error = np.abs(ridge_predict(fit, train_features) - train_rate)
 
     inputs, test_rate = [], []
     for reference in load_references(data_dir, split="test"):
@@ -121,7 +122,7 @@ def probe_heart_rate(model_dir: Path, corpus_file: Path, data_dir: Path, tower: 
         test_features = _pooled(model.model.ecg_tower, torch.from_numpy(np.stack(inputs)), pool)
     else:
         test_features = _pooled_pages(model, Pages(inputs, processor))
-    test_error = np.abs(_predict(fit, test_features) - measured)
+    test_error = np.abs(ridge_predict(fit, test_features) - measured)
     return ProbeReport(tower=tower, pool=pool if tower == "ecg" else "mean", train_rows=len(rows),
                        test_records=len(measured),
                        train_mae_bpm=round(float(train_error.mean()), 1), test_mae_bpm=round(float(test_error.mean()), 1),
