@@ -14,12 +14,20 @@ next `positions - 1`, whose inputs are only the reading's fixed opening words ("
 1: ..."). Later answer positions would see the written heart rate and labels (teacher forcing),
 and the head could copy them instead of reading the ECG.
 
+`aux_ecg_at = "heart_rate"` reads one position instead: the one whose hidden state writes the first
+digit of the stated heart rate ("... Heart rate |6|1 bpm"), and predicts the row's measured heart
+rate alone. A ridge probe of the shipped model's final hidden state there read held-out real rates
+no better than the model states them (training/README.md): the language model does not gather the
+rate where it writes it. This loss asks that position, and no other, to hold it. The text before it
+in the reading ("12 of 12 leads measured.") does not state the rate, so the head cannot copy it.
+
 The loss applies to every row, also those whose signal was dropped by Interleaved Modality
 Dropout: their image shows the same ECG. The head is a module of the trainer, not of the model,
 so it is never saved into the model folder or a checkpoint's weights (it is thrown away, like
 the tower pretraining's head); `aux_ecg_weight = 0` (the GPU config) leaves SFT as it was.
 
     AuxEcgTargets.from_rows(rows) -> targets;  AuxEcgTrainer(aux=targets, weight=1.0, ...)
+    heart_rate_positions(labels, rate_prefix_ids, digit_ids) -> (positions, found)
 """
 
 from __future__ import annotations
@@ -33,8 +41,12 @@ from torch import nn
 from transformers import Trainer
 
 from model.processing_ecg_r1 import IGNORE_INDEX
+from training.config import AuxEcgAt
 from training.rows import TrainingRow
-from training.tower import label_matrix, measure_matrix
+from training.tower import MEASURES, label_matrix, measure_matrix
+
+# The words just before a stated heart rate's first digit ("Heart rate 61 bpm"), as the target writes them.
+RATE_PREFIX = " rate "
 
 
 @dataclass
@@ -85,17 +97,63 @@ def aux_ecg_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, ro
     return label_loss + squared.sum() / present.sum().clamp(min=1.0)
 
 
+def heart_rate_positions(labels: torch.Tensor, rate_prefix_ids: Sequence[int],
+                         digit_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """([batch] index, [batch] found): per row, the position whose hidden state writes the first digit of
+    the first stated heart rate, i.e. the last token of `rate_prefix_ids` where a digit follows it.
+
+    `labels` [batch, seq] holds the target's token ids (IGNORE_INDEX on the prompt), so only the reading
+    is searched; a row stating no rate is not found (its index is 0 and is not used)."""
+    n = len(rate_prefix_ids)
+    positions = torch.zeros(labels.shape[0], dtype=torch.long)
+    found = torch.zeros(labels.shape[0], dtype=torch.bool)
+    prefix = torch.tensor(list(rate_prefix_ids), device=labels.device)
+    digits = torch.tensor(list(digit_ids), device=labels.device)
+    if labels.shape[1] <= n:
+        return positions, found
+    windows = labels.unfold(1, n, 1)[:, :labels.shape[1] - n]  # [batch, seq - n, n]: each window and a next token
+    next_is_digit = torch.isin(labels[:, n:], digits)
+    match = (windows == prefix).all(dim=-1) & next_is_digit
+    for row in range(labels.shape[0]):
+        hits = match[row].nonzero()
+        if len(hits):
+            positions[row], found[row] = int(hits[0]) + n - 1, True
+    return positions, found
+
+
+def aux_heart_rate_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, row_index: torch.Tensor,
+                        targets: AuxEcgTargets, rate_prefix_ids: Sequence[int],
+                        digit_ids: Sequence[int]) -> torch.Tensor:
+    """MSE of `head` on the hidden state that writes the heart rate's first digit, against the row's
+    standardised measured heart rate; rows without a stated or a measured rate count for nothing."""
+    positions, found = heart_rate_positions(labels, rate_prefix_ids, digit_ids)
+    positions, found = positions.to(hidden.device), found.to(hidden.device)
+    at = hidden[torch.arange(hidden.shape[0], device=hidden.device), positions]  # [batch, hidden]
+    out = head(at.float())[:, 0]
+    rows, rate = row_index.cpu(), MEASURES.index("hr_bpm")
+    measured = targets.measures[rows, rate].to(out.device)
+    used = targets.present[rows, rate].to(out.device) * found.float()
+    return ((out - measured) ** 2 * used).sum() / used.sum().clamp(min=1.0)
+
+
 class AuxEcgTrainer(Trainer):
     """`Trainer` whose loss is the LM loss + weight x the aux ECG loss; the head trains with the model.
 
     The batch carries `row_index` (the collator adds it) to look the targets up; it is not a model input."""
 
-    def __init__(self, *args: Any, aux: AuxEcgTargets, weight: float, positions: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, aux: AuxEcgTargets, weight: float, positions: int, at: AuxEcgAt = "answer_start",
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         hidden_size = self.model.config.text_config.hidden_size
         torch.manual_seed(self.args.seed)
-        self.aux_head = nn.Linear(hidden_size, aux.width).to(self.args.device)
-        self.aux, self.aux_weight, self.aux_positions = aux, weight, positions
+        self.aux_head = nn.Linear(hidden_size, aux.width if at == "answer_start" else 1).to(self.args.device)
+        self.aux, self.aux_weight, self.aux_positions, self.aux_at = aux, weight, positions, at
+        if at == "heart_rate":
+            from training.digit_loss import digit_token_ids
+
+            tokenizer = self.processing_class
+            self.rate_prefix_ids = tokenizer.encode(RATE_PREFIX, add_special_tokens=False)
+            self.digit_ids = digit_token_ids(tokenizer)
         self.aux_losses: list[float] = []
         self._captured: list[torch.Tensor] = []
         language_model = self.accelerator.unwrap_model(self.model).model.language_model
@@ -115,11 +173,16 @@ class AuxEcgTrainer(Trainer):
         row_index = inputs.pop("row_index")
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                              num_items_in_batch=num_items_in_batch)
-        aux = aux_ecg_loss(self.aux_head, self._captured[0], inputs["labels"], row_index, self.aux,
-                           self.aux_positions)
+        if self.aux_at == "heart_rate":
+            aux = aux_heart_rate_loss(self.aux_head, self._captured[0], inputs["labels"], row_index, self.aux,
+                                      self.rate_prefix_ids, self.digit_ids)
+        else:
+            aux = aux_ecg_loss(self.aux_head, self._captured[0], inputs["labels"], row_index, self.aux,
+                               self.aux_positions)
         self.aux_losses.append(float(aux.detach()))
         total = loss + self.aux_weight * aux
         return (total, outputs) if return_outputs else total
 
 
-__all__ = ["AuxEcgTargets", "AuxEcgTrainer", "answer_start_positions", "aux_ecg_loss"]
+__all__ = ["AuxEcgTargets", "AuxEcgTrainer", "answer_start_positions", "aux_ecg_loss", "aux_heart_rate_loss",
+           "heart_rate_positions"]

@@ -23,6 +23,8 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 # Which of the ECG tower's tokens its pretraining head reads (training/tower.py): "mean", all 101 averaged;
 # "cls", the first token alone (the summary the language model can find at one place).
 TowerPool = Literal["mean", "cls"]
+# Where the auxiliary "read the ECG" loss reads the language model (training/aux_ecg.py).
+AuxEcgAt = Literal["answer_start", "heart_rate"]
 
 
 class _Strict(BaseModel):
@@ -81,6 +83,8 @@ class SftConfig(_Strict):
     # first `aux_ecg_positions` answer positions predicts the row's labels and measurements; 0 = off (the release).
     aux_ecg_weight: float = 0.0
     aux_ecg_positions: int = 4
+    # ... or ("heart_rate") the one position that writes the stated heart rate's first digit predicts the measured rate.
+    aux_ecg_at: AuxEcgAt = "answer_start"
     # The answer's digits counted this many times in the SFT loss (training/digit_loss.py); 1.0 = plain cross-entropy.
     digit_loss_weight: float = 1.0
     # Tiny demo: each epoch's signal of a row varied as the tower's pretraining varies it (turned round in time,

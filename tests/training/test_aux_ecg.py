@@ -11,10 +11,12 @@ from torch import nn
 
 from model.checkpoint import load_ecg_r1
 from model.processing_ecg_r1 import IGNORE_INDEX
-from training.aux_ecg import AuxEcgTargets, answer_start_positions, aux_ecg_loss
+from training.aux_ecg import (AuxEcgTargets, answer_start_positions, aux_ecg_loss, aux_heart_rate_loss,
+                              heart_rate_positions)
 from training.config import load_sft_config
 from training.rows import read_rows
 from training.sft import train_sft
+from training.tower import MEASURES
 
 
 def test_positions_start_at_the_last_prompt_token() -> None:
@@ -61,3 +63,49 @@ def test_training_with_the_aux_loss_exports_no_head(corpus: Path, tmp_path: Path
                           per_device_train_batch_size=2, global_batch_size=2)
     assert off.aux_ecg_weight == 0 and load_sft_config("sft-8b-gpu").aux_ecg_weight == 0
     assert train_sft(off, corpus, tmp_path / "off", progress=False).aux_losses == []
+
+
+def test_heart_rate_position_is_the_token_that_writes_the_rates_first_digit() -> None:
+    prefix, digits = [7, 8], [1, 2, 3]
+    labels = torch.tensor([
+        [IGNORE_INDEX, IGNORE_INDEX, 5, 7, 8, 2, 3, 9],  # "rate 23": the 8 at index 4 writes the 2
+        [IGNORE_INDEX, 7, 8, 9, 7, 8, 1, 9],  # "rate" + a word first: the second "rate 1" is the rate
+        [IGNORE_INDEX, 5, 7, 8, 9, 9, 9, 9],  # no rate stated
+    ])
+    positions, found = heart_rate_positions(labels, prefix, digits)
+    assert found.tolist() == [True, True, False]
+    assert positions[:2].tolist() == [4, 5]
+    # the prompt is never searched: the same words there (IGNORE_INDEX in the labels) are not seen
+    assert not heart_rate_positions(torch.full((1, 6), IGNORE_INDEX), prefix, digits)[1].any()
+
+
+def test_heart_rate_loss_reads_that_position_only_and_the_rows_measured_rate(measured_corpus: Path) -> None:
+    rows = list(read_rows(measured_corpus, split="train"))[:3]
+    targets = AuxEcgTargets.from_rows(rows)
+    rate = MEASURES.index("hr_bpm")
+    assert targets.present[:, rate].all()
+    labels = torch.full((2, 8), IGNORE_INDEX)
+    labels[0, 3:] = torch.tensor([7, 8, 2, 3, 9])  # writes the rate from index 4
+    labels[1, 2:] = torch.tensor([7, 8, 1, 9, 9, 9])  # from index 3
+    hidden = torch.randn(2, 8, 4, requires_grad=True)
+    loss = aux_heart_rate_loss(nn.Linear(4, 1), hidden, labels, torch.tensor([2, 0]), targets, [7, 8], [1, 2, 3])
+    loss.backward()
+    touched = (hidden.grad.abs().sum(dim=-1) > 0).nonzero().tolist()
+    assert touched == [[0, 4], [1, 3]]
+    exact = targets.measures[[2, 0], rate][:, None]
+    assert float(aux_heart_rate_loss(lambda x: exact, hidden, labels, torch.tensor([2, 0]), targets,
+                                     [7, 8], [1, 2, 3])) < 1e-9
+    swapped = aux_heart_rate_loss(lambda x: exact, hidden, labels, torch.tensor([0, 2]), targets, [7, 8], [1, 2, 3])
+    assert targets.measures[0, rate] == targets.measures[2, rate] or float(swapped) > 1e-6
+
+
+def test_training_with_the_heart_rate_aux_loss_finds_the_rate_in_the_reading(measured_corpus: Path,
+                                                                            tmp_path: Path) -> None:
+    config = load_sft_config("sft-tiny-cpu", max_steps=3, save_steps=0, logging_steps=1,
+                             per_device_train_batch_size=2, global_batch_size=2, aux_ecg_weight=1.0,
+                             aux_ecg_at="heart_rate")
+    result = train_sft(config, measured_corpus, tmp_path, progress=False)
+    # every step found a stated rate to score (a loss of exactly 0 would mean no position matched)
+    assert len(result.aux_losses) == 3 and all(loss > 0 for loss in result.aux_losses)
+    model = load_ecg_r1(tmp_path)
+    assert not any("aux" in name for name, _ in model.named_parameters())
