@@ -105,20 +105,15 @@ def heart_rate_positions(labels: torch.Tensor, rate_prefix_ids: Sequence[int],
     `labels` [batch, seq] holds the target's token ids (IGNORE_INDEX on the prompt), so only the reading
     is searched; a row stating no rate is not found (its index is 0 and is not used)."""
     n = len(rate_prefix_ids)
-    positions = torch.zeros(labels.shape[0], dtype=torch.long)
-    found = torch.zeros(labels.shape[0], dtype=torch.bool)
+    if labels.shape[1] <= n:
+        return torch.zeros(labels.shape[0], dtype=torch.long), torch.zeros(labels.shape[0], dtype=torch.bool)
     prefix = torch.tensor(list(rate_prefix_ids), device=labels.device)
     digits = torch.tensor(list(digit_ids), device=labels.device)
-    if labels.shape[1] <= n:
-        return positions, found
     windows = labels.unfold(1, n, 1)[:, :labels.shape[1] - n]  # [batch, seq - n, n]: each window and a next token
-    next_is_digit = torch.isin(labels[:, n:], digits)
-    match = (windows == prefix).all(dim=-1) & next_is_digit
-    for row in range(labels.shape[0]):
-        hits = match[row].nonzero()
-        if len(hits):
-            positions[row], found[row] = int(hits[0]) + n - 1, True
-    return positions, found
+    match = (windows == prefix).all(dim=-1) & torch.isin(labels[:, n:], digits)
+    found = match.any(dim=1)
+    first = match.int().argmax(dim=1)  # the first match (0 where there is none)
+    return torch.where(found, first + n - 1, 0).cpu(), found.cpu()
 
 
 def aux_heart_rate_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, row_index: torch.Tensor,
