@@ -21,6 +21,12 @@ no better than the model states them (training/README.md): the language model do
 rate where it writes it. This loss asks that position, and no other, to hold it. The text before it
 in the reading ("12 of 12 leads measured.") does not state the rate, so the head cannot copy it.
 
+With that loss alone the state came to hold the rate (a probe read it to 6.9 bpm) while the model
+wrote one rate for nearly every ECG: the output head, one of hundreds of tokens' cross-entropy, did not
+learn to read it. `rate_digits_weight` w adds w times the cross-entropy of the stated rate's own digit
+tokens (`rate_digit_loss`: the position found above and the one or two after it that write the rest of
+the number), so the read-out of that state is trained as hard as its gathering.
+
 The loss applies to every row, also those whose signal was dropped by Interleaved Modality
 Dropout: their image shows the same ECG. The head is a module of the trainer, not of the model,
 so it is never saved into the model folder or a checkpoint's weights (it is thrown away, like
@@ -28,6 +34,7 @@ the tower pretraining's head); `aux_ecg_weight = 0` (the GPU config) leaves SFT 
 
     AuxEcgTargets.from_rows(rows) -> targets;  AuxEcgTrainer(aux=targets, weight=1.0, ...)
     heart_rate_positions(labels, rate_prefix_ids, digit_ids) -> (positions, found)
+    rate_digit_loss(logits, labels, positions, found, digit_ids) -> scalar
 """
 
 from __future__ import annotations
@@ -131,18 +138,44 @@ def aux_heart_rate_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Ten
     return ((out - measured) ** 2 * used).sum() / used.sum().clamp(min=1.0)
 
 
+# A stated heart rate has at most three digits (up to 300 bpm).
+_RATE_DIGITS = 3
+
+
+def rate_digit_loss(logits: torch.Tensor, labels: torch.Tensor, positions: torch.Tensor, found: torch.Tensor,
+                    digit_ids: Sequence[int]) -> torch.Tensor:
+    """Mean next-token cross-entropy of the stated heart rate's digits alone.
+
+    `positions` [batch] (from `heart_rate_positions`) writes each row's first rate digit; the next
+    positions write the following digits while the label there is still a digit (at most three in all).
+    Rows not `found` count for nothing; 0 when no row states a rate."""
+    batch, length = labels.shape
+    offsets = torch.arange(_RATE_DIGITS, device=labels.device)
+    writer = (positions.to(labels.device)[:, None] + offsets[None, :]).clamp(max=length - 2)  # [batch, 3]
+    written = labels.gather(1, writer + 1)
+    is_digit = torch.isin(written, torch.tensor(list(digit_ids), device=labels.device))
+    # a digit counts only while every one before it in the number is a digit too ("72 bpm": two)
+    used = is_digit.int().cumprod(dim=1).bool() & found.to(labels.device)[:, None]
+    if not used.any():
+        return logits.sum() * 0.0
+    rows = torch.arange(batch, device=labels.device)[:, None].expand_as(writer)
+    chosen = logits[rows[used], writer[used]].float()  # [n, vocab]
+    return nn.functional.cross_entropy(chosen, written[used])
+
+
 class AuxEcgTrainer(Trainer):
     """`Trainer` whose loss is the LM loss + weight x the aux ECG loss; the head trains with the model.
 
     The batch carries `row_index` (the collator adds it) to look the targets up; it is not a model input."""
 
     def __init__(self, *args: Any, aux: AuxEcgTargets, weight: float, positions: int, at: AuxEcgAt = "answer_start",
-                 **kwargs: Any) -> None:
+                 rate_digits_weight: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         hidden_size = self.model.config.text_config.hidden_size
         torch.manual_seed(self.args.seed)
         self.aux_head = nn.Linear(hidden_size, aux.width if at == "answer_start" else 1).to(self.args.device)
         self.aux, self.aux_weight, self.aux_positions, self.aux_at = aux, weight, positions, at
+        self.rate_digits_weight = rate_digits_weight
         if at == "heart_rate":
             from training.digit_loss import digit_token_ids
 
@@ -168,16 +201,21 @@ class AuxEcgTrainer(Trainer):
         row_index = inputs.pop("row_index")
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                              num_items_in_batch=num_items_in_batch)
+        extra = loss.new_zeros(())
         if self.aux_at == "heart_rate":
             aux = aux_heart_rate_loss(self.aux_head, self._captured[0], inputs["labels"], row_index, self.aux,
                                       self.rate_prefix_ids, self.digit_ids)
+            if self.rate_digits_weight > 0:
+                positions, found = heart_rate_positions(inputs["labels"], self.rate_prefix_ids, self.digit_ids)
+                extra = self.rate_digits_weight * rate_digit_loss(outputs.logits, inputs["labels"], positions, found,
+                                                                  self.digit_ids)
         else:
             aux = aux_ecg_loss(self.aux_head, self._captured[0], inputs["labels"], row_index, self.aux,
                                self.aux_positions)
         self.aux_losses.append(float(aux.detach()))
-        total = loss + self.aux_weight * aux
+        total = loss + self.aux_weight * aux + extra
         return (total, outputs) if return_outputs else total
 
 
 __all__ = ["AuxEcgTargets", "AuxEcgTrainer", "answer_start_positions", "aux_ecg_loss", "aux_heart_rate_loss",
-           "heart_rate_positions"]
+           "heart_rate_positions", "rate_digit_loss"]

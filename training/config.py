@@ -85,6 +85,8 @@ class SftConfig(_Strict):
     aux_ecg_positions: int = 4
     # ... or ("heart_rate") the one position that writes the stated heart rate's first digit predicts the measured rate.
     aux_ecg_at: AuxEcgAt = "answer_start"
+    # ... and (with "heart_rate") the stated rate's own digit tokens counted this many times more in the loss.
+    aux_rate_digits_weight: float = 0.0
     # The answer's digits counted this many times in the SFT loss (training/digit_loss.py); 1.0 = plain cross-entropy.
     digit_loss_weight: float = 1.0
     # Tiny demo: each epoch's signal of a row varied as the tower's pretraining varies it (turned round in time,
@@ -110,6 +112,10 @@ class SftConfig(_Strict):
         # Each replaces the trainer's loss (training/aux_ecg.py, training/digit_loss.py); they are not combined.
         if self.aux_ecg_weight > 0 and self.digit_loss_weight != 1.0:
             raise ValueError("aux_ecg_weight and digit_loss_weight != 1.0 cannot be used together")
+        if self.aux_rate_digits_weight < 0:
+            raise ValueError(f"aux_rate_digits_weight must be 0 or more, not {self.aux_rate_digits_weight}")
+        if self.aux_rate_digits_weight > 0 and (self.aux_ecg_weight <= 0 or self.aux_ecg_at != "heart_rate"):
+            raise ValueError("aux_rate_digits_weight needs aux_ecg_weight > 0 and aux_ecg_at = \"heart_rate\"")
         if self.digit_loss_weight <= 0:
             raise ValueError(f"digit_loss_weight must be above 0, not {self.digit_loss_weight}")
         return self

@@ -362,7 +362,8 @@ def train_sft(config: SftConfig, corpus_file: Path, out_dir: Path, *, resume: bo
         from training.aux_ecg import AuxEcgTargets, AuxEcgTrainer
 
         trainer: Trainer = AuxEcgTrainer(**common, aux=AuxEcgTargets.from_rows(rows), weight=config.aux_ecg_weight,
-                                         positions=config.aux_ecg_positions, at=config.aux_ecg_at)
+                                         positions=config.aux_ecg_positions, at=config.aux_ecg_at,
+                                         rate_digits_weight=config.aux_rate_digits_weight)
     elif config.digit_loss_weight != 1.0:
         from training.digit_loss import DigitWeightedTrainer, digit_token_ids
 

@@ -12,7 +12,7 @@ from torch import nn
 from model.checkpoint import load_ecg_r1
 from model.processing_ecg_r1 import IGNORE_INDEX
 from training.aux_ecg import (AuxEcgTargets, answer_start_positions, aux_ecg_loss, aux_heart_rate_loss,
-                              heart_rate_positions)
+                              heart_rate_positions, rate_digit_loss)
 from training.config import load_sft_config
 from training.rows import read_rows
 from training.sft import train_sft
@@ -99,11 +99,42 @@ def test_heart_rate_loss_reads_that_position_only_and_the_rows_measured_rate(mea
     assert targets.measures[0, rate] == targets.measures[2, rate] or float(swapped) > 1e-6
 
 
+def test_rate_digit_loss_scores_the_rates_digits_and_nothing_else() -> None:
+    prefix, digits = [7, 8], [1, 2, 3]
+    labels = torch.tensor([
+        [IGNORE_INDEX, 7, 8, 2, 3, 9, 1, 2],  # "rate 23 ...": digits 2, 3 written at 2 and 3; the later 1 2 are not the rate
+        [IGNORE_INDEX, 5, 7, 8, 1, 2, 3, 1],  # "rate 123" then a digit more: three digits only, from 3
+        [IGNORE_INDEX, 5, 5, 5, 5, 5, 5, 5],  # no rate
+    ])
+    positions, found = heart_rate_positions(labels, prefix, digits)
+    logits = torch.randn(3, 8, 10, requires_grad=True)
+    loss = rate_digit_loss(logits, labels, positions, found, digits)
+    loss.backward()
+    touched = (logits.grad.abs().sum(dim=-1) > 0).nonzero().tolist()
+    assert touched == [[0, 2], [0, 3], [1, 3], [1, 4], [1, 5]]
+    expected = nn.functional.cross_entropy(
+        torch.stack([logits[0, 2], logits[0, 3], logits[1, 3], logits[1, 4], logits[1, 5]]).detach(),
+        torch.tensor([2, 3, 1, 2, 3]))
+    assert abs(float(loss.detach()) - float(expected)) < 1e-6
+    # no row stating a rate: nothing to score, and still a tensor in the graph
+    none = rate_digit_loss(logits, labels[2:], *heart_rate_positions(labels[2:], prefix, digits), digits)
+    assert float(none) == 0.0 and none.requires_grad
+
+
+def test_rate_digits_weight_needs_the_heart_rate_aux_loss() -> None:
+    with pytest.raises(ValueError, match="aux_rate_digits_weight"):
+        load_sft_config("sft-tiny-cpu", aux_rate_digits_weight=1.0)
+    with pytest.raises(ValueError, match="aux_rate_digits_weight"):
+        load_sft_config("sft-tiny-cpu", aux_ecg_weight=0.1, aux_rate_digits_weight=1.0)
+    config = load_sft_config("sft-tiny-cpu", aux_ecg_weight=0.1, aux_ecg_at="heart_rate", aux_rate_digits_weight=2.0)
+    assert config.aux_rate_digits_weight == 2.0
+
+
 def test_training_with_the_heart_rate_aux_loss_finds_the_rate_in_the_reading(measured_corpus: Path,
                                                                             tmp_path: Path) -> None:
     config = load_sft_config("sft-tiny-cpu", max_steps=3, save_steps=0, logging_steps=1,
                              per_device_train_batch_size=2, global_batch_size=2, aux_ecg_weight=1.0,
-                             aux_ecg_at="heart_rate")
+                             aux_ecg_at="heart_rate", aux_rate_digits_weight=1.0)
     result = train_sft(config, measured_corpus, tmp_path, progress=False)
     # every step found a stated rate to score (a loss of exactly 0 would mean no position matched)
     assert len(result.aux_losses) == 3 and all(loss > 0 for loss in result.aux_losses)
