@@ -118,7 +118,7 @@ def test_rate_digit_loss_scores_the_rates_digits_and_nothing_else() -> None:
     assert abs(float(loss.detach()) - float(expected)) < 1e-6
     # no row stating a rate: nothing to score, and still a tensor in the graph
     none = rate_digit_loss(logits, labels[2:], *heart_rate_positions(labels[2:], prefix, digits), digits)
-    assert float(none) == 0.0 and none.requires_grad
+    assert float(none.detach()) == 0.0 and none.requires_grad
 
 
 def test_rate_digits_weight_needs_the_heart_rate_aux_loss() -> None:
