@@ -38,6 +38,12 @@ LABEL_MIN_MV = 0.04
 LABEL_CAPITAL_FRACTION = 0.5
 
 
+# The measurements of the QRS alone (`measure_rows`' names): what a lead too noisy for the small P, ST and T
+# waves still gives, its QRS standing far out of the noise (`ingest.measure.features`, QRS-only leads).
+QRS_FIELDS: tuple[str, ...] = ("q_amp_mv", "q_dur_ms", "r_amp_mv", "s_amp_mv", "qrs_amp_mv", "qrs_net_mv",
+                               "qrs_dur_ms")
+
+
 def _ms(count: np.ndarray, fs: float) -> np.ndarray:
     return np.asarray(count, dtype=float) * 1000.0 / fs
 

@@ -18,7 +18,8 @@ and the review page shows. The stages, each in its own function or module:
       _lead_quality        leads whose beats do not repeat (noise) set aside, judged where
                            each beat holds only its own waves (ingest.measure.conditioning),
                            at the record's own scale where its QRS is larger than hearts make
-                           it (a suspect gain)
+                           it (a suspect gain); a lead too noisy for P and T whose QRS stands
+                           far out of the noise keeps its QRS measurements (QRS-only lead)
       _trace_quality       the noise above 40 Hz in the median lead: muscle artefact or not
       _median_waves        per lead (ingest.measure.delineate): QRS onset/offset, T and P waves; the
                            leads combined into global fiducials as devices do: QRS onset =
@@ -62,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ingest.measure.atrial_waves import atrial_waves
-from ingest.measure.beat_measures import measure_rows
+from ingest.measure.beat_measures import QRS_FIELDS, measure_rows
 from ingest.measure.beats import (
     Beats,
     classify_and_align,
@@ -101,6 +102,12 @@ MIN_RECORD_S = 2.0
 MAX_NOISE_FRACTION = 0.25
 NOISE_FLOOR_MV = 0.05
 NOISE_LIMIT_MV = 0.15
+# ... but a lead over NOISE_LIMIT_MV whose noise is at most this share of its QRS span is measured for its QRS
+# alone: motion wander in a precordial lead (0.15-0.29 mV in 14 leads of 9 Ningbo records and 1 PTB-XL record of
+# data/real, whose QRS spans 1.2-5.5 mV) hides P, ST and T, while the median of the beats averages it down to a
+# few hundredths of a mV, against QRS amplitudes of mV. The leads measured in full have their noise at 0.016 of
+# their QRS span (median), 0.048 (90th centile), 0.11 (99th).
+QRS_ONLY_MAX_NOISE_FRACTION = 0.15
 # NOISE_LIMIT_MV is what a P wave of a heart's size needs. A record whose median lead's QRS (median beat)
 # spans more than this is larger than hearts make it: its gain is suspect (two PTB-XL files of a challenge
 # release whose headers say 200 units/mV, five times their PTB-XL originals' scale, span 4.7 and 5.7 mV;
@@ -301,7 +308,8 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
     x, found, pacing = _find_beats_and_pacing(x, fs, notes, recorded, recorded_rate_hz)
     beats = found.beats
     view = _beat_windows(x, fs, found, recorded)
-    measured, noise_recorded, noise_beat, scale = _lead_quality(view, found, fs, notes)
+    measured, qrs_only, noise_recorded, noise_beat, scale = _lead_quality(view, found, fs, notes)
+    qrs_leads = measured | qrs_only
     quality = _trace_quality(noise_recorded, noise_beat, measured, notes)
     noise_median = noise_beat / math.sqrt(max(1, int((beats.dominant & view.whole).sum())))
     waves = _median_waves(view, found.rr_s, measured, noise_median, fs, notes)
@@ -309,7 +317,7 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
     have_qrs = qrs.qrs_on is not None and qrs.qrs_off is not None
 
     beat_rows, p_present = _per_beat(view, found, (qrs.qrs_on, qrs.qrs_off) if have_qrs else None,
-                                     waves.qt_samples, noise_beat, measured, fs)
+                                     waves.qt_samples, noise_beat, measured, qrs_only, fs)
     p_present, beat_pr = _matched_p(view, found, waves, beat_rows["pr_ms"], p_present, fs, notes)
     p_fraction = _fraction(p_present)
     p_median, clear_p, fiducials = _checked_p(waves, p_fraction, have_qrs, beat_pr, fs, notes)
@@ -318,10 +326,10 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
     off_rows = np.full(12, qrs.qrs_off if have_qrs else -1)
     median_rows = measure_rows(view.meas_median, view.smooth_median, fs, on_rows, off_rows, waves.bounds.onset,
                                waves.bounds.offset, p_median, waves.t, np.full(12, found.rr_s))
-    for values in median_rows.values():
-        values[~measured] = np.nan
-    leads = lead_features(median_rows, beat_rows, found.rr_beat_ms, measured, view.meas_median,
-                          view.smooth_median, noise_median, p_median, fiducials, fs)
+    for name, values in median_rows.items():
+        values[~(qrs_leads if name in QRS_FIELDS else measured)] = np.nan
+    leads = lead_features(median_rows, beat_rows, found.rr_beat_ms, qrs_leads, view.meas_median,
+                          view.smooth_median, noise_median, p_median, fiducials, fs, qrs_only=qrs_only)
     p_positive = _names(clear_p & (np.nan_to_num(p_median.amplitude) > 0))
     p_negative = _names(clear_p & (np.nan_to_num(p_median.amplitude) < 0))
     return GroundingFeatures(
@@ -339,6 +347,7 @@ def _measure(x: np.ndarray, fs: float, notes: list[str], recorded: np.ndarray | 
         st_deviation_mv={lead: features.median.st_level_mv for lead, features in leads.items()
                          if features.median.st_level_mv is not None},
         leads_measured=_names(measured),
+        leads_qrs_only=_names(qrs_only),
         boundaries=_boundaries(fiducials, view.before, beats.dominant, fs,
                                _lead_median(fiducials, waves, p_median, clear_p, measured)),
         notes=notes,
@@ -549,9 +558,10 @@ def _hold_gaps(x: np.ndarray, recorded: np.ndarray) -> np.ndarray:
 
 
 def _lead_quality(view: _Windows, found: _Found, fs: float,
-                  notes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(measured per lead, noise per lead in mV, the same on the 40 Hz rows, the median lead's QRS span in
-    mV): leads whose beats repeat well enough to measure, and the noise P and T waves must stand out of.
+                  notes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """(measured per lead, QRS-only per lead, noise per lead in mV, the same on the 40 Hz rows, the median
+    lead's QRS span in mV): leads whose beats repeat well enough to measure, leads whose QRS alone stands out
+    of their noise (QRS_ONLY_MAX_NOISE_FRACTION), and the noise P and T waves must stand out of.
 
     The noise is a robust spread of the beats around the median beat (1.4826 x the median
     absolute residual, the SD for Gaussian noise), over the samples of each window that hold
@@ -589,13 +599,18 @@ def _lead_quality(view: _Windows, found: _Found, fs: float,
         notes.append(f"the median lead's QRS spans {scale:.1f} mV, more than hearts make (> "
                      f"{IMPLAUSIBLE_MEDIAN_QRS_MV:.0f} mV): the recording's gain is suspect, amplitudes not read")
     noisy = judged & ((noise > np.maximum(MAX_NOISE_FRACTION * qrs_size, NOISE_FLOOR_MV)) | (noise > noise_limit))
-    for lead in _names(noisy):
-        notes.append(f"lead {lead} is too noisy: not measured")
+    qrs_only = noisy & (noise <= QRS_ONLY_MAX_NOISE_FRACTION * qrs_size)
+    for i, lead in enumerate(STANDARD_LEADS):
+        if qrs_only[i]:
+            notes.append(f"lead {lead} is too noisy for P, ST and T (its beats scatter by {noise[i]:.2f} mV, its QRS "
+                         f"spans {qrs_size[i]:.1f} mV): its QRS alone is measured")
+        elif noisy[i]:
+            notes.append(f"lead {lead} is too noisy: not measured")
     measured = ~found.flat & ~noisy & ~unrecorded
     if measured.sum() < MIN_AGREEING_LEADS:
         notes.append("fewer than three leads are clean enough to measure: nothing measured")
         raise _NothingMeasured(rhythm(found.beats, found.rr_ms, fs, None, [], [], found.rr_beat_ms))
-    return measured, noise, smooth_noise, scale
+    return measured, qrs_only, noise, smooth_noise, scale
 
 
 def _trace_quality(noise: np.ndarray, noise_40hz: np.ndarray, measured: np.ndarray, notes: list[str]) -> TraceQuality:
@@ -734,8 +749,10 @@ def _checked_p(waves: _MedianWaves, p_fraction: float | None, have_qrs: bool, be
 
 
 def _per_beat(view: _Windows, found: _Found, qrs: tuple[int, int] | None, qt_samples: int,
-              noise_beat: np.ndarray, measured: np.ndarray, fs: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Measurements of every lead of every beat, as (beats, 12) arrays, and P presence per beat.
+              noise_beat: np.ndarray, measured: np.ndarray, qrs_only: np.ndarray,
+              fs: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Measurements of every lead of every beat, as (beats, 12) arrays, and P presence per beat
+    (QRS-only leads: their QRS fields alone; P presence from the leads measured in full).
 
     Dominant beats are measured inside the global QRS window (shifted with each beat);
     other beats (ectopics) inside their own per-lead QRS boundaries, without P, ST or T,
@@ -765,10 +782,12 @@ def _per_beat(view: _Windows, found: _Found, qrs: tuple[int, int] | None, qt_sam
     starts_cut = np.repeat(beats.fiducial - before < 0, leads)
     ends_cut = np.repeat(~view.whole, leads) & ~starts_cut
     lead_ok = np.tile(measured, count)
+    qrs_ok = np.tile(measured | qrs_only, count)
     if view.recorded is not None:
         lead_ok &= view.recorded.reshape(-1)
+        qrs_ok &= view.recorded.reshape(-1)
     for name, values in rows.items():
-        values[~lead_ok] = np.nan
+        values[~(qrs_ok if name in QRS_FIELDS else lead_ok)] = np.nan
         if name.startswith(("p_", "pr_")):
             values[~dominant_rows | starts_cut] = np.nan
         if name.startswith(("t_", "st_", "qt")):

@@ -68,11 +68,12 @@ def _beat(fields: dict[str, float | None]) -> dict[str, float | str | None]:
 def lead_features(median_rows: dict[str, np.ndarray], beat_rows: dict[str, np.ndarray], rr_beat_ms: np.ndarray,
                   measured: np.ndarray, meas_median: np.ndarray, smooth_median: np.ndarray,
                   noise_median: np.ndarray, p_median: Wave, fiducials: Fiducials,
-                  fs: float) -> dict[str, LeadFeatures]:
+                  fs: float, qrs_only: np.ndarray | None = None) -> dict[str, LeadFeatures]:
     """LeadFeatures for the 12 leads: median-beat and per-beat measurements, QRS label, P shape.
 
     median_rows: name -> (12,) values; beat_rows: name -> (beats, 12) values; rr_beat_ms: the
-    RR interval before each beat (NaN when unknown). Leads not measured stay empty.
+    RR interval before each beat (NaN when unknown). Leads not measured stay empty; `qrs_only`
+    leads (among the measured) get no P shape (their rows hold the QRS fields alone).
     """
     medians = _rounded(median_rows)
     per_beat = _rounded({"rr_ms": np.repeat(rr_beat_ms[:, None], 12, axis=1), **beat_rows})  # (beat, lead) order
@@ -90,7 +91,9 @@ def lead_features(median_rows: dict[str, np.ndarray], beat_rows: dict[str, np.nd
         if fiducials.qrs_on is not None and fiducials.qrs_off is not None:
             y = meas_median[i] - level_before(meas_median[i], fiducials.qrs_on, fs)
             morphology = qrs_label(y[fiducials.qrs_on:fiducials.qrs_off + 1], fs)
-            if fiducials.p_on is not None and fiducials.p_off is not None and np.isfinite(p_median.amplitude[i]):
+            p_read = qrs_only is None or not qrs_only[i]
+            if p_read and fiducials.p_on is not None and fiducials.p_off is not None \
+                    and np.isfinite(p_median.amplitude[i]):
                 smooth = smooth_median[i] - level_before(smooth_median[i], fiducials.qrs_on, fs)
                 notched, depth = p_shape(smooth[fiducials.p_on:fiducials.p_off + 1], fs,
                                          float(p_median.amplitude[i]), float(noise_median[i]))

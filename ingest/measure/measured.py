@@ -178,6 +178,9 @@ class GroundingFeatures(BaseModel):
     leads: dict[str, LeadFeatures] = Field(default_factory=dict)
     st_deviation_mv: dict[str, float] = Field(default_factory=dict)  # lead -> ST level at J+60
     leads_measured: list[str] = Field(default_factory=list)
+    # Leads too noisy for the P, ST and T waves whose QRS stands far out of the noise (motion wander in a
+    # precordial lead): their QRS alone is measured (the fields of beat_measures.QRS_FIELDS), the rest left empty.
+    leads_qrs_only: list[str] = Field(default_factory=list)
     boundaries: WaveBoundaries = Field(default_factory=WaveBoundaries)  # for validation against annotations
     notes: list[str] = Field(default_factory=list)  # e.g. "no T end found in V2"
 

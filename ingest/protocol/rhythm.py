@@ -164,12 +164,18 @@ def has_p_waves(features: GroundingFeatures) -> bool:
 
 def technical_finding(features: GroundingFeatures) -> Finding:
     measured = [lead for lead in STANDARD_LEADS if lead in features.leads_measured]
-    missing = [lead for lead in STANDARD_LEADS if lead not in features.leads_measured]
+    qrs_only = [lead for lead in STANDARD_LEADS if lead in features.leads_qrs_only]
+    missing = [lead for lead in STANDARD_LEADS if lead not in measured and lead not in qrs_only]
     if not measured:
         phrase, statement = "no lead measured", "No lead measured."
     else:
         phrase = f"{len(measured)} of 12 leads measured"
-        statement = phrase + (f" (not measured: {lead_list(missing)})." if missing else ".")
+        parts = []
+        if qrs_only:
+            parts.append(f"QRS only, too noisy for P, ST and T: {lead_list(qrs_only)}")
+        if missing:
+            parts.append(f"not measured: {lead_list(missing)}")
+        statement = phrase + (f" ({'; '.join(parts)})." if parts else ".")
     span = features.voltages.median_lead_qrs_mv
     if features.voltages.gain_suspect and span:
         statement += (f" The median lead's QRS spans {span:.1f} mV, more than hearts make: the recording's gain is "

@@ -52,6 +52,32 @@ def test_noisy_lead_is_not_measured_and_said_so(clean):
     assert_globals_close(features, measure(clean, 500))
 
 
+def test_a_lead_wandering_within_each_beat_keeps_its_qrs_and_loses_p_st_and_t(clean):
+    # Motion wander, as in precordial leads of real records (ningbo/JS20010 V1-V3): slow swings of a few
+    # tenths of a mV that differ from beat to beat, so they hide P, ST and T but not a QRS of mV.
+    signal = clean.copy()
+    t = np.arange(signal.shape[1]) / 500.0
+    rng = np.random.default_rng(3)
+    wander = sum(0.12 * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) for f in (1.3, 1.9, 2.7, 3.4))
+    signal[LEAD["V2"]] += wander.astype(np.float32)
+    features, reference = measure(signal, 500), measure(clean, 500)
+    assert features.leads_qrs_only == ["V2"] and "V2" not in features.leads_measured, features.notes
+    assert any(note.startswith("lead V2 is too noisy for P, ST and T") and note.endswith("its QRS alone is measured")
+               for note in features.notes), features.notes
+    v2, clean_v2 = features.leads["V2"].median, reference.leads["V2"].median
+    for name in ("r_amp_mv", "s_amp_mv", "qrs_amp_mv"):
+        assert abs(getattr(v2, name) - getattr(clean_v2, name)) <= 0.1, (name, getattr(v2, name), getattr(clean_v2, name))
+    assert v2.t_amp_mv is None and v2.p_amp_mv is None and v2.st_level_mv is None and v2.qt_ms is None
+    assert "V2" not in features.st_deviation_mv
+    assert all(beat.t_amp_mv is None and beat.r_amp_mv is not None for beat in features.leads["V2"].beats[1:-1])
+    assert features.leads["V2"].p_notched is None
+    assert_globals_close(features, reference)
+    # the same wander three times as large buries the QRS too: not measured at all
+    signal[LEAD["V2"]] += 2 * wander.astype(np.float32)
+    worse = measure(signal, 500)
+    assert "V2" not in worse.leads_qrs_only and "lead V2 is too noisy: not measured" in worse.notes
+
+
 def test_pure_noise_gives_no_numbers():
     noise = np.random.default_rng(0).normal(0.0, 0.3, (12, 5000)).astype(np.float32)
     features = measure(noise, 500)

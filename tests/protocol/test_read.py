@@ -164,3 +164,15 @@ def test_unmeasured_leads_are_named_and_missing_leads_do_not_break_the_rules() -
     assert read.steps[1].startswith("10 of 12 leads measured (not measured: V2, V3).")
     assert "R wave in V3 not measurable" in read.steps[3]
     assert parse_output(read.text).well_formed
+
+
+def test_qrs_only_leads_are_named_apart_from_the_unmeasured_ones() -> None:
+    features = b.normal_features()
+    features.leads_measured = [lead for lead in features.leads_measured if lead not in ("V1", "V2", "V6")]
+    features.leads_qrs_only = ["V1", "V2"]
+    read = protocol_read(features)
+    assert read.steps[1].startswith("9 of 12 leads measured (QRS only, too noisy for P, ST and T: V1, V2; "
+                                    "not measured: V6).")
+    features.leads_measured.append("V6")
+    assert protocol_read(features).steps[1].startswith(
+        "10 of 12 leads measured (QRS only, too noisy for P, ST and T: V1, V2).")
