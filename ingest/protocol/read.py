@@ -222,7 +222,7 @@ def protocol_read(features: GroundingFeatures, demographics: Demographics | None
     arms_swapped = any(f.rule == "lead_reversal" for f in first)  # the axis, and Q/ST in I and aVL, not read
     sex = demographics.sex if demographics else None
     amplitudes = [
-        *step3(features, p_waves=p_waves),
+        *step3(features, p_waves=p_waves, wide_complex_tachycardia=wide_tachycardia),
         *step4(arm_leads_set_aside(features), demographics, wide_complex_tachycardia=wide_tachycardia),
         *step5(features, sex, irregular=irregular),
     ] if not features.voltages.gain_suspect else _gain_suspect_steps(features, sex, irregular)

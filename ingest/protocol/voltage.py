@@ -196,6 +196,10 @@ def atrial_finding(features: GroundingFeatures, p_waves: bool = True) -> Finding
                    statement=f"{'; '.join(cited)}: {' and '.join(labels)}.")
 
 
-def step3(features: GroundingFeatures, p_waves: bool = True) -> list[Finding]:
-    return [lvh_finding(features), low_voltage_finding(features), r_progression_finding(features),
-            atrial_finding(features, p_waves)]
+def step3(features: GroundingFeatures, p_waves: bool = True, wide_complex_tachycardia: bool = False) -> list[Finding]:
+    # The voltage criteria of hypertrophy hold for beats conducted down the bundle branches; a wide complex
+    # tachycardia's complexes are not, and their size says nothing of the wall (as its ST segments in step 4).
+    lvh = Finding(step=3, rule="lvh", evidence="lvh voltage not assessed",
+                  statement="LVH voltage criteria not assessed in a wide complex tachycardia.") \
+        if wide_complex_tachycardia else lvh_finding(features)
+    return [lvh, low_voltage_finding(features), r_progression_finding(features), atrial_finding(features, p_waves)]

@@ -329,6 +329,17 @@ def test_no_st_reading_in_a_wide_complex_tachycardia() -> None:
     assert "ST segments not assessed in a wide complex tachycardia." in read.steps[4]
 
 
+def test_no_lvh_voltage_read_in_a_wide_complex_tachycardia() -> None:
+    """The voltages of ventricular complexes say nothing of the wall (Ningbo JS45546, a ventricular
+    tachycardia, met Sokolow-Lyon once its precordial leads were measured for their QRS); the same
+    voltages at a sinus rate still read as LVH."""
+    tall = with_voltages(N(), s_v1_mv=2.0, r_v5_mv=2.5, r_v6_mv=2.0)
+    read = protocol_read(with_rhythm(with_global(tall, hr_bpm=170.0, qrs_ms=150.0), **NO_P))
+    assert v.WIDE_COMPLEX_TACHYCARDIA in read.labels and v.LVH not in read.labels
+    assert "LVH voltage criteria not assessed in a wide complex tachycardia." in read.steps[3]
+    assert v.LVH in protocol_read(tall).labels
+
+
 def test_no_block_or_pr_named_in_a_wide_complex_tachycardia() -> None:
     """An RBBB-like V1 and a wave 100 ms before the QRS in a wide tachycardia without sinus P waves
     (Ningbo's ventricular tachycardias JS45544-JS45549 were read "right bundle branch block",
