@@ -169,6 +169,8 @@ def _path_objects(path: Path) -> tuple[Any, Any, list[Any]]:
     trace.moveTo(20, 150)  # a second subpath in the same object
     trace.curveTo(40, 180, 60, 120, 80, 150)
     page.drawPath(trace, stroke=1, fill=0)
+    page.setStrokeColorRGB(1.0, 0.5, 0.25)  # a colour and a shift of its own, for the per-path answers
+    page.translate(7, 3)
     page.rect(100, 100, 50, 40, stroke=1, fill=0)  # a closed subpath
     page.save()
     document_ = pdfium.PdfDocument(path)
@@ -206,16 +208,51 @@ def test_path_segments_read_through_bare_addresses_match_pypdfium2s_bindings(tmp
     seen_close, seen_kinds = False, set()
     for obj in paths:
         n = pdfium_c.FPDFPath_CountSegments(obj)
-        read = document._segments(obj, n)
+        read = document._segments(_handle(obj), n)
         _assert_segments_match_bindings(obj, read)
-        _assert_segments_match_bindings(obj, document._segments_one_by_one(obj, n))
+        _assert_segments_match_bindings(obj, document._segments_one_by_one(_handle(obj), n))
         seen_close, seen_kinds = seen_close or bool(np.any(read[2])), seen_kinds | set(np.asarray(read[1]).tolist())
     long_trace = max(paths, key=pdfium_c.FPDFPath_CountSegments)
-    assert document._segments_in_one_copy(long_trace, pdfium_c.FPDFPath_CountSegments(long_trace)) is not None
+    assert document._segments_in_one_copy(_handle(long_trace),
+                                          pdfium_c.FPDFPath_CountSegments(long_trace)) is not None
     assert seen_close  # the rectangle's close flag came through
     assert {pdfium_c.FPDF_SEGMENT_MOVETO, pdfium_c.FPDF_SEGMENT_LINETO, pdfium_c.FPDF_SEGMENT_BEZIERTO} <= seen_kinds
     pdf_page.close()
     document_.close()
+
+
+def test_path_draw_mode_colour_and_matrix_through_bare_addresses_match_pypdfium2s_bindings(tmp_path: Path) -> None:
+    """`document._path_calls` asks each path its draw mode, segment count, colour and matrix through bare
+    addresses (a page has hundreds of paths): the answers must be the bindings' own."""
+    import pypdfium2.raw as pdfium_c
+
+    from ingest.readers.pdf import document
+
+    document_, pdf_page, paths = _path_objects(tmp_path / "paths.pdf")
+    calls, scratch = document._path_calls(), document._PathScratch()
+    seen: list[tuple[tuple[int, int, int], tuple[float, ...]]] = []
+    for obj in paths:
+        handle = _handle(obj)
+        fill, stroke = ctypes.c_int(), ctypes.c_int()
+        assert pdfium_c.FPDFPath_GetDrawMode(obj, fill, stroke)
+        assert calls.draw_mode(handle, scratch.fill_at, scratch.stroke_at)
+        assert (scratch.fill.value, scratch.stroke.value) == (fill.value, stroke.value)
+        assert calls.count_segments(handle) == pdfium_c.FPDFPath_CountSegments(obj)
+        r, g, b, a = (ctypes.c_uint() for _ in range(4))
+        assert pdfium_c.FPDFPageObj_GetStrokeColor(obj, r, g, b, a)
+        assert document._colour(handle, scratch) == (r.value, g.value, b.value)
+        m = pdfium_c.FS_MATRIX()
+        assert pdfium_c.FPDFPageObj_GetMatrix(obj, m)
+        assert document._affine(obj, handle, None, scratch) == (m.a, m.b, m.c, m.d, m.e, m.f)
+        seen.append((document._colour(handle, scratch), document._affine(obj, handle, None, scratch)))
+    assert (255, 128, 64) in [colour for colour, _ in seen] or (255, 127, 63) in [colour for colour, _ in seen], seen
+    assert len({matrix for _, matrix in seen}) == 2, seen  # the shifted rectangle's matrix is its own
+    pdf_page.close()
+    document_.close()
+
+
+def _handle(obj: Any) -> int:
+    return ctypes.cast(obj, ctypes.c_void_p).value
 
 
 def test_a_segment_layout_pdfium_does_not_have_falls_back_to_one_by_one(tmp_path: Path, monkeypatch) -> None:
@@ -231,8 +268,8 @@ def test_a_segment_layout_pdfium_does_not_have_falls_back_to_one_by_one(tmp_path
     swapped = np.dtype({"names": ["x", "y", "kind", "close"], "formats": ["<f4", "<f4", "u1", "u1"],
                         "offsets": [4, 0, 8, 9], "itemsize": 12})  # x and y the other way round
     monkeypatch.setattr(document, "_SEGMENT_LAYOUT", swapped)
-    assert document._segments_in_one_copy(long_trace, n) is None
-    _assert_segments_match_bindings(long_trace, document._segments(long_trace, n))
+    assert document._segments_in_one_copy(_handle(long_trace), n) is None
+    _assert_segments_match_bindings(long_trace, document._segments(_handle(long_trace), n))
     pdf_page.close()
     document_.close()
 

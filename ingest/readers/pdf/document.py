@@ -26,7 +26,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -251,7 +251,7 @@ def _read_objects(page: Any, textpage: Any, transform: _DisplayTransform, conten
     count = pdfium_c.FPDFPage_CountObjects(page.raw)
     objects = [pdfium_c.FPDFPage_GetObject(page.raw, i) for i in range(count)]
     stroked: list[_StrokedPath] = []
-    _walk(objects, None, textpage, transform, content, stroked, budget, depth=0)
+    _walk(objects, None, textpage, transform, content, stroked, budget, depth=0, scratch=_PathScratch())
     content.paths = _polylines(stroked, transform)
     content.paths_complete = budget[0] > 0
 
@@ -270,20 +270,62 @@ def _matrix(obj: Any) -> np.ndarray:
 _Affine = tuple[float, float, float, float, float, float]
 
 
-def _affine(obj: Any, outer: np.ndarray | None) -> _Affine:
+def _affine(obj: Any, handle: int, outer: np.ndarray | None, scratch: _PathScratch) -> _Affine:
     """The object's matrix to page space; `outer` is the enclosing forms' matrix, None on the page itself.
 
     Most objects lie on the page itself: their matrix is taken as pdfium gives it, without the
     3x3 array and product that a page of hundreds of grid lines would otherwise pay for each."""
-    import pypdfium2.raw as pdfium_c
-
     if outer is None:
-        m = pdfium_c.FS_MATRIX()
-        if not pdfium_c.FPDFPageObj_GetMatrix(obj, m):
+        m = scratch.matrix
+        if not _path_calls().get_matrix(handle, scratch.matrix_at):
             return (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
         return (m.a, m.b, m.c, m.d, m.e, m.f)
     full = (_matrix(obj) @ outer).tolist()
     return (full[0][0], full[0][1], full[1][0], full[1][1], full[2][0], full[2][1])
+
+
+class _PathCalls(NamedTuple):
+    draw_mode: Any  # (object, int* fill mode, int* stroke) -> ok
+    count_segments: Any  # (object) -> segments, -1 on failure
+    stroke_colour: Any  # (object, uint* r, g, b, a) -> ok
+    get_matrix: Any  # (object, FS_MATRIX*) -> ok
+
+
+@functools.lru_cache(maxsize=1)
+def _path_calls() -> _PathCalls:
+    """pdfium's per-path functions, re-declared with plain pointer arguments, as `_segment_calls` does.
+
+    A page has hundreds of paths (every grid line is one), and each is asked its draw mode, segment
+    count, colour and matrix: through pypdfium2's bindings each call converts its typed handle and
+    out-parameters (a fifth of a vector page's reading). Same library, same functions."""
+    import pypdfium2.raw as pdfium_c
+
+    def address(function: Any) -> int:
+        return ctypes.cast(function, ctypes.c_void_p).value
+
+    pointer, integer = ctypes.c_void_p, ctypes.c_int
+    return _PathCalls(
+        draw_mode=ctypes.CFUNCTYPE(integer, pointer, pointer, pointer)(address(pdfium_c.FPDFPath_GetDrawMode)),
+        count_segments=ctypes.CFUNCTYPE(integer, pointer)(address(pdfium_c.FPDFPath_CountSegments)),
+        stroke_colour=ctypes.CFUNCTYPE(integer, pointer, pointer, pointer, pointer, pointer)(
+            address(pdfium_c.FPDFPageObj_GetStrokeColor)),
+        get_matrix=ctypes.CFUNCTYPE(integer, pointer, pointer)(address(pdfium_c.FPDFPageObj_GetMatrix)),
+    )
+
+
+class _PathScratch:
+    """The out-parameters of `_path_calls`, made once per page instead of once per path, with their addresses."""
+
+    def __init__(self) -> None:
+        import pypdfium2.raw as pdfium_c
+
+        self.fill, self.stroke = ctypes.c_int(), ctypes.c_int()
+        self.rgba = (ctypes.c_uint * 4)()
+        self.matrix = pdfium_c.FS_MATRIX()
+        self.fill_at, self.stroke_at = ctypes.addressof(self.fill), ctypes.addressof(self.stroke)
+        size = ctypes.sizeof(ctypes.c_uint)
+        self.rgba_at = tuple(ctypes.addressof(self.rgba) + i * size for i in range(4))
+        self.matrix_at = ctypes.addressof(self.matrix)
 
 
 @dataclass(frozen=True)
@@ -301,7 +343,8 @@ class _StrokedPath:
 
 
 def _walk(objects: list[Any], outer: np.ndarray | None, textpage: Any, transform: _DisplayTransform,
-          content: PageContent, stroked: list[_StrokedPath], budget: list[int], depth: int) -> None:
+          content: PageContent, stroked: list[_StrokedPath], budget: list[int], depth: int,
+          scratch: _PathScratch) -> None:
     import pypdfium2.raw as pdfium_c
 
     for obj in objects:
@@ -313,14 +356,15 @@ def _walk(objects: list[Any], outer: np.ndarray | None, textpage: Any, transform
         elif kind == pdfium_c.FPDF_PAGEOBJ_IMAGE:
             content.images += 1
         elif kind == pdfium_c.FPDF_PAGEOBJ_PATH and budget[0] > 0:
-            path = _stroked_path(obj, outer, budget)
+            path = _stroked_path(obj, outer, budget, scratch)
             if path is not None:
                 stroked.append(path)
         elif kind == pdfium_c.FPDF_PAGEOBJ_FORM and depth < _MAX_FORM_DEPTH:
             n = pdfium_c.FPDFFormObj_CountObjects(obj)
             children = [pdfium_c.FPDFFormObj_GetObject(obj, i) for i in range(max(n, 0))]
             enclosing = np.eye(3) if outer is None else outer
-            _walk(children, _matrix(obj) @ enclosing, textpage, transform, content, stroked, budget, depth + 1)
+            _walk(children, _matrix(obj) @ enclosing, textpage, transform, content, stroked, budget, depth + 1,
+                  scratch)
 
 
 def _word(obj: Any, textpage: Any, outer: np.ndarray | None, transform: _DisplayTransform) -> Word | None:
@@ -346,13 +390,11 @@ def _word(obj: Any, textpage: Any, outer: np.ndarray | None, transform: _Display
     return Word(text=text, box=transform.box(x0, y0, x1, y1))
 
 
-def _colour(obj: Any) -> tuple[int, int, int]:
-    import pypdfium2.raw as pdfium_c
-
-    r, g, b, a = ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint()  # no generator: per grid line
-    if not pdfium_c.FPDFPageObj_GetStrokeColor(obj, r, g, b, a):
+def _colour(handle: int, scratch: _PathScratch) -> tuple[int, int, int]:
+    if not _path_calls().stroke_colour(handle, *scratch.rgba_at):
         return (0, 0, 0)
-    return (r.value, g.value, b.value)
+    rgba = scratch.rgba
+    return (rgba[0], rgba[1], rgba[2])
 
 
 @functools.lru_cache(maxsize=1)
@@ -378,17 +420,17 @@ def _segment_calls() -> tuple[Any, Any, Any, Any]:
     return get_segment, get_point, get_type, get_close
 
 
-def _segments(obj: Any, n: int) -> tuple[np.ndarray | list[float], np.ndarray | list[int], np.ndarray | list[int]]:
+def _segments(handle: int, n: int) -> tuple[np.ndarray | list[float], np.ndarray | list[int], np.ndarray | list[int]]:
     """The first n segments of a path object: x and y, segment types, close flags.
 
     A long path (a trace) is read in one copy, as arrays, when pdfium's own answers show that its
     segments lie side by side in memory as `_SEGMENT_LAYOUT` says; otherwise, and for short
     paths, one segment at a time, as plain lists (`_segments_one_by_one`)."""
     if n >= _BULK_MIN_SEGMENTS:
-        bulk = _segments_in_one_copy(obj, n)
+        bulk = _segments_in_one_copy(handle, n)
         if bulk is not None:
             return bulk
-    return _segments_one_by_one(obj, n)
+    return _segments_one_by_one(handle, n)
 
 
 # How pdfium keeps a path's segments (CFX_Path::Point in a std::vector): x and y as 32-bit floats,
@@ -401,7 +443,7 @@ _BULK_MIN_SEGMENTS = 64
 _CHECKED_SEGMENTS = 9  # segments compared with pdfium's per-segment answers, spread over the path
 
 
-def _segments_in_one_copy(obj: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _segments_in_one_copy(handle: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The n segments copied at once from where pdfium keeps them, or None when its per-segment
     answers do not match that reading (addresses not evenly spaced, or any checked segment's point,
     type or close flag different).
@@ -411,7 +453,6 @@ def _segments_in_one_copy(obj: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.
     checked against pdfium's own API on segments spread over the whole path, including its ends,
     so a layout that differs is caught and the slow reading used instead."""
     get_segment, get_point, get_type, get_close = _segment_calls()
-    handle = ctypes.cast(obj, ctypes.c_void_p).value
     first, last = get_segment(handle, 0), get_segment(handle, n - 1)
     stride = _SEGMENT_LAYOUT.itemsize
     if not first or not last or last - first != stride * (n - 1) or get_segment(handle, 1) - first != stride:
@@ -431,12 +472,11 @@ def _segments_in_one_copy(obj: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.
     return points, records["kind"].astype(np.int64), records["close"].astype(bool)
 
 
-def _segments_one_by_one(obj: Any, n: int) -> tuple[list[float], list[int], list[int]]:
+def _segments_one_by_one(handle: int, n: int) -> tuple[list[float], list[int], list[int]]:
     """The n segments through pdfium's per-segment functions (four calls each): x and y interleaved
     (2n floats), types, close flags, as lists (three small arrays per grid line cost more than
     its four pdfium calls; `_polylines` makes one array of all of a page's short paths)."""
     get_segment, get_point, get_type, get_close = _segment_calls()
-    handle = ctypes.cast(obj, ctypes.c_void_p).value
     xy = (ctypes.c_float * 2)()
     x_address = ctypes.addressof(xy)
     y_address = x_address + ctypes.sizeof(ctypes.c_float)
@@ -450,20 +490,19 @@ def _segments_one_by_one(obj: Any, n: int) -> tuple[list[float], list[int], list
     return coordinates, kinds, closing
 
 
-def _stroked_path(obj: Any, outer: np.ndarray | None, budget: list[int]) -> _StrokedPath | None:
+def _stroked_path(obj: Any, outer: np.ndarray | None, budget: list[int], scratch: _PathScratch) -> _StrokedPath | None:
     """A stroked path object's segments (fill-only shapes, such as text boxes, are skipped)."""
-    import pypdfium2.raw as pdfium_c
-
-    fill_mode, stroke = ctypes.c_int(), ctypes.c_int()
-    if not pdfium_c.FPDFPath_GetDrawMode(obj, fill_mode, stroke) or not stroke.value:
+    calls, handle = _path_calls(), ctypes.cast(obj, ctypes.c_void_p).value
+    if not calls.draw_mode(handle, scratch.fill_at, scratch.stroke_at) or not scratch.stroke.value:
         return None
-    n = pdfium_c.FPDFPath_CountSegments(obj)
+    n = calls.count_segments(handle)
     if n <= 1:
         return None
     n = min(n, budget[0])
     budget[0] -= n
-    xy, kinds, closes = _segments(obj, n)
-    return _StrokedPath(xy=xy, kinds=kinds, closes=closes, matrix=_affine(obj, outer), colour=_colour(obj))
+    xy, kinds, closes = _segments(handle, n)
+    return _StrokedPath(xy=xy, kinds=kinds, closes=closes, matrix=_affine(obj, handle, outer, scratch),
+                        colour=_colour(handle, scratch))
 
 
 def _polylines(paths: list[_StrokedPath], transform: _DisplayTransform) -> list[Polyline]:
