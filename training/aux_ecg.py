@@ -129,6 +129,12 @@ def aux_heart_rate_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Ten
     """MSE of `head` on the hidden state that writes the heart rate's first digit, against the row's
     standardised measured heart rate; rows without a stated or a measured rate count for nothing."""
     positions, found = heart_rate_positions(labels, rate_prefix_ids, digit_ids)
+    return _rate_at_loss(head, hidden, positions, found, row_index, targets)
+
+
+def _rate_at_loss(head: nn.Module, hidden: torch.Tensor, positions: torch.Tensor, found: torch.Tensor,
+                  row_index: torch.Tensor, targets: AuxEcgTargets) -> torch.Tensor:
+    """`aux_heart_rate_loss` with the rate's positions already found (`heart_rate_positions`)."""
     positions, found = positions.to(hidden.device), found.to(hidden.device)
     at = hidden[torch.arange(hidden.shape[0], device=hidden.device), positions]  # [batch, hidden]
     out = head(at.float())[:, 0]
@@ -203,10 +209,10 @@ class AuxEcgTrainer(Trainer):
                                              num_items_in_batch=num_items_in_batch)
         extra = loss.new_zeros(())
         if self.aux_at == "heart_rate":
-            aux = aux_heart_rate_loss(self.aux_head, self._captured[0], inputs["labels"], row_index, self.aux,
-                                      self.rate_prefix_ids, self.digit_ids)
+            # found once: the rate's state for the aux head, and its digits for the read-out
+            positions, found = heart_rate_positions(inputs["labels"], self.rate_prefix_ids, self.digit_ids)
+            aux = _rate_at_loss(self.aux_head, self._captured[0], positions, found, row_index, self.aux)
             if self.rate_digits_weight > 0:
-                positions, found = heart_rate_positions(inputs["labels"], self.rate_prefix_ids, self.digit_ids)
                 extra = self.rate_digits_weight * rate_digit_loss(outputs.logits, inputs["labels"], positions, found,
                                                                   self.digit_ids)
         else:
